@@ -1,0 +1,319 @@
+package nos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/openconfig/gnmi/cache"
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/isthmus-net/isthmus/gen"
+)
+
+// DefaultTarget is the gNMI target name the telemetry cache uses when none
+// is given.
+const DefaultTarget = "isthmus"
+
+// Option configures a Core.
+type Option func(*Core)
+
+// WithReconcilers registers reconcilers; they validate and apply in order.
+func WithReconcilers(r ...Reconciler) Option {
+	return func(c *Core) { c.recs = append(c.recs, r...) }
+}
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Core) { c.log = l }
+}
+
+// WithTarget sets the gNMI target name of the telemetry cache.
+func WithTarget(name string) Option {
+	return func(c *Core) { c.target = name }
+}
+
+// Core holds the running configuration and drives commits through
+// validation, persistence and the reconcilers.
+type Core struct {
+	log    *slog.Logger
+	store  *Store
+	recs   []Reconciler
+	target string
+	schema *yang.Entry // schema of the root (Device)
+	fib    *FIB
+	labels *Labels
+	cache  *cache.Cache
+
+	commitMu sync.Mutex // serializes transactions: one candidate at a time
+
+	mu      sync.RWMutex // guards running, state, rev, started
+	running *gen.Device  // committed configuration (config leaves only)
+	state   *gen.Device  // operational state written by reconcilers
+	rev     uint64
+	started bool
+}
+
+// New returns a core that persists into store. Call Start to restore the
+// last committed configuration and start the reconcilers.
+func New(store *Store, opts ...Option) (*Core, error) {
+	c := &Core{
+		log:     slog.Default(),
+		store:   store,
+		target:  DefaultTarget,
+		fib:     NewFIB(),
+		running: &gen.Device{},
+		state:   &gen.Device{},
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	s, err := gen.Schema()
+	if err != nil {
+		return nil, fmt.Errorf("load schema: %w", err)
+	}
+	c.schema = s.RootSchema()
+	if c.labels, err = newLabels(store.DB()); err != nil {
+		return nil, err
+	}
+	c.cache = cache.New([]string{c.target})
+	return c, nil
+}
+
+// Start restores the last committed configuration, starts every
+// reconciler and applies the configuration to them. The reconcilers' loops
+// run until ctx is done.
+func (c *Core) Start(ctx context.Context) error {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	rec, err := c.store.head()
+	if err != nil && !errors.Is(err, ErrNoRevision) {
+		return err
+	}
+	cfg := &gen.Device{}
+	if rec != nil {
+		if cfg, err = decodeConfig(rec.Config); err != nil {
+			return fmt.Errorf("restore revision %d: %w", rec.Revision, err)
+		}
+	}
+	for _, r := range c.recs {
+		if err := r.Start(ctx, c); err != nil {
+			return fmt.Errorf("start reconciler %s: %w", r.ID(), err)
+		}
+	}
+	if err := c.applyAll(ctx, &gen.Device{}, cfg); err != nil {
+		return fmt.Errorf("apply restored configuration: %w", err)
+	}
+	c.mu.Lock()
+	c.running = cfg
+	if rec != nil {
+		c.rev = rec.Revision
+	}
+	c.started = true
+	c.mu.Unlock()
+	if err := c.publishConfig(&gen.Device{}, cfg); err != nil {
+		return err
+	}
+	c.cache.GetTarget(c.target).Sync()
+	c.log.Info("configuration restored", "revision", c.Revision())
+	return nil
+}
+
+// Stop stops the reconcilers in reverse order.
+func (c *Core) Stop(ctx context.Context) error {
+	var errs []error
+	for i := len(c.recs) - 1; i >= 0; i-- {
+		if err := c.recs[i].Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop reconciler %s: %w", c.recs[i].ID(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FIB returns the shared route table.
+func (c *Core) FIB() *FIB { return c.fib }
+
+// Labels returns the persistent label allocator.
+func (c *Core) Labels() *Labels { return c.labels }
+
+// Store returns the store, for subsystems that persist their own data.
+func (c *Core) Store() *Store { return c.store }
+
+// Cache returns the telemetry cache that gNMI Subscribe serves from.
+func (c *Core) Cache() *cache.Cache { return c.cache }
+
+// Target returns the gNMI target name of the telemetry cache.
+func (c *Core) Target() string { return c.target }
+
+// SchemaRoot returns the YANG schema entry of the root.
+func (c *Core) SchemaRoot() *yang.Entry { return c.schema }
+
+// Revision returns the revision of the running configuration (0: none yet).
+func (c *Core) Revision() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.rev
+}
+
+// Config returns a deep copy of the running configuration.
+func (c *Core) Config() *gen.Device {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return mustCopy(c.running)
+}
+
+// Read calls fn with the running configuration and the state tree under a
+// read lock. fn must not modify or keep either tree.
+func (c *Core) Read(fn func(config, state *gen.Device) error) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return fn(c.running, c.state)
+}
+
+// Commit runs one transaction: edit gets a copy of the running
+// configuration to change; the result is validated, applied by every
+// reconciler, persisted as a new revision and made running. On any error
+// nothing changes. who names the author in the commit history.
+func (c *Core) Commit(ctx context.Context, who string, edit func(candidate *gen.Device) error) (uint64, error) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.mu.RLock()
+	old := c.running
+	c.mu.RUnlock()
+	cand := mustCopy(old)
+	if err := edit(cand); err != nil {
+		return 0, err
+	}
+	return c.commitLocked(ctx, who, old, cand)
+}
+
+// commitLocked validates, applies, persists and swaps in cand; commitMu is held.
+func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Device) (uint64, error) {
+	if err := c.validate(cand); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	if err := c.applyAll(ctx, old, cand); err != nil {
+		return 0, err
+	}
+	rev, err := c.store.append(who, cand)
+	if err != nil {
+		// Put the reconcilers back where they were.
+		if rerr := c.rollbackAll(ctx, len(c.recs), cand, old); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return 0, fmt.Errorf("persist commit: %w", err)
+	}
+	c.mu.Lock()
+	c.running = cand
+	c.rev = rev
+	c.mu.Unlock()
+	if err := c.publishConfig(old, cand); err != nil {
+		c.log.Error("publish configuration to telemetry", "revision", rev, "err", err)
+	}
+	c.log.Info("commit", "revision", rev, "user", who)
+	return rev, nil
+}
+
+// validate runs schema, semantic and reconciler validation.
+func (c *Core) validate(cand *gen.Device) error {
+	if err := cand.ΛValidate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := validateSemantics(cand); err != nil {
+		return err
+	}
+	for _, r := range c.recs {
+		if err := r.Validate(cand); err != nil {
+			return fmt.Errorf("%s: %w", r.ID(), err)
+		}
+	}
+	return nil
+}
+
+// applyAll applies old → cand on every reconciler, rolling back those that
+// already applied when one fails.
+func (c *Core) applyAll(ctx context.Context, old, cand *gen.Device) error {
+	for i, r := range c.recs {
+		if err := r.Apply(ctx, old, cand); err != nil {
+			err = fmt.Errorf("%w: %s: %w", ErrReconcile, r.ID(), err)
+			// The failing reconciler may have applied part of the change.
+			if rerr := c.rollbackAll(ctx, i+1, cand, old); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// rollbackAll applies cand → old on the first n reconcilers, last first.
+func (c *Core) rollbackAll(ctx context.Context, n int, cand, old *gen.Device) error {
+	var errs []error
+	for i := n - 1; i >= 0; i-- {
+		if err := c.recs[i].Apply(ctx, cand, old); err != nil {
+			errs = append(errs, fmt.Errorf("roll back %s: %w", c.recs[i].ID(), err))
+		}
+	}
+	if len(errs) > 0 {
+		c.log.Error("rollback incomplete", "err", errors.Join(errs...))
+	}
+	return errors.Join(errs...)
+}
+
+// publishConfig sends the difference between two configurations to the
+// telemetry cache.
+func (c *Core) publishConfig(old, cand *gen.Device) error {
+	n, err := ygot.Diff(old, cand)
+	if err != nil {
+		return fmt.Errorf("diff configuration: %w", err)
+	}
+	return c.publish(n)
+}
+
+// publish sends one notification to the cache, splitting deletes and
+// updates so the cache sees each in order.
+func (c *Core) publish(n *gpb.Notification) error {
+	if n == nil || (len(n.Update) == 0 && len(n.Delete) == 0) {
+		return nil
+	}
+	ts := time.Now().UnixNano()
+	if n.Prefix == nil {
+		n.Prefix = &gpb.Path{}
+	}
+	n.Prefix.Target = c.target
+	n.Timestamp = ts
+	var errs []error
+	if len(n.Delete) > 0 {
+		d := &gpb.Notification{Timestamp: ts, Prefix: n.Prefix, Delete: n.Delete}
+		if err := c.cache.GnmiUpdate(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, u := range n.Update {
+		one := &gpb.Notification{Timestamp: ts, Prefix: n.Prefix, Update: []*gpb.Update{u}}
+		if err := c.cache.GnmiUpdate(one); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("update telemetry cache: %w", err)
+	}
+	return nil
+}
+
+func mustCopy(d *gen.Device) *gen.Device {
+	cp, err := ygot.DeepCopy(d)
+	if err != nil {
+		// DeepCopy fails only on a malformed generated struct.
+		panic(fmt.Sprintf("copy configuration: %v", err))
+	}
+	return cp.(*gen.Device)
+}

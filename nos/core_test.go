@@ -1,0 +1,171 @@
+package nos
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/isthmus-net/isthmus/gen"
+)
+
+func newTestCore(t *testing.T, dir string, recs ...Reconciler) *Core {
+	t.Helper()
+	st, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := New(st, WithReconcilers(recs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mustPath(t testing.TB, s string) *gpb.Path {
+	t.Helper()
+	p, err := ygot.StringToStructuredPath(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func jsonUpdate(t testing.TB, path, js string) *gpb.Update {
+	return &gpb.Update{Path: mustPath(t, path), Val: &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: []byte(js)}}}
+}
+
+const redVRF = `{"config":{"name":"red","type":"L3VRF","route-distinguisher":"65000:1","import-route-target":["65000:1"],"export-route-target":["65000:1"]},
+ "address-pools":{"address-pool":[{"prefix":"10.1.0.0/24","config":{"prefix":"10.1.0.0/24"}}]}}`
+
+func TestSetCommitsAndPersists(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	c := newTestCore(t, dir)
+	rev, err := c.Set(ctx, "alice", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=red]", redVRF)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev != 1 {
+		t.Fatalf("revision = %d, want 1", rev)
+	}
+	if got := c.Config().GetNetworkInstances().GetNetworkInstance("red").GetConfig().GetRouteDistinguisher(); got != "65000:1" {
+		t.Fatalf("rd = %q", got)
+	}
+	hist, err := c.History(10)
+	if err != nil || len(hist) != 1 || hist[0].User != "alice" {
+		t.Fatalf("history = %v, %v", hist, err)
+	}
+}
+
+func TestSetRejectsAndKeepsRunning(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCore(t, t.TempDir())
+	if _, err := c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=red]", redVRF)}}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := encodeConfig(c.Config())
+	_, err := c.Set(ctx, "a", &gpb.SetRequest{
+		Update: []*gpb.Update{
+			jsonUpdate(t, "/network-instances/network-instance[name=blue]", strings.ReplaceAll(redVRF, "red", "blue")),
+		},
+	})
+	var pe *PathError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrInvalid) || !strings.Contains(pe.Path, "route-distinguisher") {
+		t.Fatalf("duplicate RD: err = %v", err)
+	}
+	after, _ := encodeConfig(c.Config())
+	if string(before) != string(after) {
+		t.Fatal("running configuration changed after a rejected Set")
+	}
+}
+
+type failingReconciler struct {
+	fail    bool
+	applied int
+}
+
+func (f *failingReconciler) ID() string                         { return "failing" }
+func (f *failingReconciler) Start(context.Context, *Core) error { return nil }
+func (f *failingReconciler) Validate(*gen.Device) error         { return nil }
+func (f *failingReconciler) Stop(context.Context) error         { return nil }
+func (f *failingReconciler) Apply(_ context.Context, _, _ *gen.Device) error {
+	f.applied++
+	if f.fail {
+		return errors.New("boom")
+	}
+	return nil
+}
+
+func TestReconcilerFailureRollsBack(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	good := &failingReconciler{}
+	bad := &failingReconciler{}
+	c := newTestCore(t, dir, good, bad)
+	if _, err := c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=red]", redVRF)}}); err != nil {
+		t.Fatal(err)
+	}
+	bad.fail = true
+	good.applied = 0
+	_, err := c.Set(ctx, "a", &gpb.SetRequest{Delete: []*gpb.Path{mustPath(t, "/network-instances/network-instance[name=red]")}})
+	if !errors.Is(err, ErrReconcile) {
+		t.Fatalf("err = %v, want ErrReconcile", err)
+	}
+	if good.applied != 2 { // apply, then roll back
+		t.Fatalf("good reconciler applied %d times, want 2 (apply + rollback)", good.applied)
+	}
+	if c.Config().GetNetworkInstances().GetNetworkInstance("red") == nil {
+		t.Fatal("VRF red vanished after a failed commit")
+	}
+	if c.Revision() != 1 {
+		t.Fatalf("revision = %d after failed commit", c.Revision())
+	}
+}
+
+func TestRestartRestoresConfig(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := New(st)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=red]", redVRF)}}); err != nil {
+		t.Fatal(err)
+	}
+	lbl, err := c.Labels().VRF("red")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := encodeConfig(c.Config())
+	st.Close()
+
+	rec := &failingReconciler{}
+	c2 := newTestCore(t, dir, rec)
+	got, _ := encodeConfig(c2.Config())
+	if string(got) != string(want) {
+		t.Fatalf("restored config differs:\n%s\nwant\n%s", got, want)
+	}
+	if rec.applied != 1 {
+		t.Fatalf("restored config applied %d times, want 1", rec.applied)
+	}
+	if l2, _ := c2.Labels().VRF("red"); l2 != lbl {
+		t.Fatalf("label after restart = %d, want %d", l2, lbl)
+	}
+	if _, err := c2.Rollback(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+}

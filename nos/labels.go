@@ -1,0 +1,214 @@
+package nos
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Label range the allocator hands out. Labels below 16 are reserved (RFC
+// 3032); the range stays clear of what routers commonly use for their own
+// dynamic labels.
+const (
+	FirstLabel uint32 = 100000
+	LastLabel  uint32 = 1048575
+)
+
+var bucketLabels = []byte("labels") // owner key → label (big endian uint32)
+
+// ErrLabelsExhausted is returned when no label is free.
+var ErrLabelsExhausted = errors.New("label range exhausted")
+
+// Labels allocates VPN labels and persists them in the store, so a label
+// stays the same for its owner across restarts. BGP advertises the labels;
+// the dataplane decapsulates them. Owners are a VRF (per-VRF mode) or a
+// prefix in a VRF (per-prefix mode). It is safe for concurrent use.
+type Labels struct {
+	db *bolt.DB
+
+	mu    sync.Mutex // guards byOwn, byLbl, next
+	byOwn map[string]uint32
+	byLbl map[uint32]string
+	next  uint32
+}
+
+// LabelOwner describes who a label belongs to.
+type LabelOwner struct {
+	VRF    string
+	Prefix netip.Prefix // invalid (zero) for a per-VRF label
+}
+
+func ownerKey(o LabelOwner) string {
+	if !o.Prefix.IsValid() {
+		return "vrf/" + o.VRF
+	}
+	return "prefix/" + o.VRF + "/" + o.Prefix.String()
+}
+
+func parseOwner(key string) (LabelOwner, error) {
+	if vrf, ok := strings.CutPrefix(key, "vrf/"); ok {
+		return LabelOwner{VRF: vrf}, nil
+	}
+	if rest, ok := strings.CutPrefix(key, "prefix/"); ok {
+		// VRF names cannot contain '/', so the first one ends the name.
+		if vrf, pfx, ok := strings.Cut(rest, "/"); ok {
+			p, err := netip.ParsePrefix(pfx)
+			if err != nil {
+				return LabelOwner{}, fmt.Errorf("parse label owner %q: %w", key, err)
+			}
+			return LabelOwner{VRF: vrf, Prefix: p}, nil
+		}
+	}
+	return LabelOwner{}, fmt.Errorf("parse label owner %q: unknown form", key)
+}
+
+func newLabels(db *bolt.DB) (*Labels, error) {
+	l := &Labels{db: db, byOwn: map[string]uint32{}, byLbl: map[uint32]string{}, next: FirstLabel}
+	err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketLabels)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(v) != 4 {
+				return fmt.Errorf("label of %q has %d bytes", k, len(v))
+			}
+			lbl := binary.BigEndian.Uint32(v)
+			l.byOwn[string(k)] = lbl
+			l.byLbl[lbl] = string(k)
+			if lbl >= l.next {
+				l.next = lbl + 1
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load labels: %w", err)
+	}
+	return l, nil
+}
+
+// VRF returns the per-VRF label of vrf, allocating and persisting one if
+// it has none.
+func (l *Labels) VRF(vrf string) (uint32, error) {
+	return l.get(LabelOwner{VRF: vrf})
+}
+
+// Prefix returns the per-prefix label of p in vrf, allocating one if needed.
+func (l *Labels) Prefix(vrf string, p netip.Prefix) (uint32, error) {
+	return l.get(LabelOwner{VRF: vrf, Prefix: p.Masked()})
+}
+
+func (l *Labels) get(o LabelOwner) (uint32, error) {
+	key := ownerKey(o)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lbl, ok := l.byOwn[key]; ok {
+		return lbl, nil
+	}
+	lbl, err := l.free()
+	if err != nil {
+		return 0, fmt.Errorf("allocate label for %s: %w", key, err)
+	}
+	var v [4]byte
+	binary.BigEndian.PutUint32(v[:], lbl)
+	err = l.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLabels).Put([]byte(key), v[:])
+	})
+	if err != nil {
+		return 0, fmt.Errorf("persist label for %s: %w", key, err)
+	}
+	l.byOwn[key] = lbl
+	l.byLbl[lbl] = key
+	l.next = lbl + 1
+	return lbl, nil
+}
+
+// free returns an unused label; l.mu is held.
+func (l *Labels) free() (uint32, error) {
+	n := LastLabel - FirstLabel + 1
+	for i := uint32(0); i < n; i++ {
+		lbl := l.next + i
+		if lbl > LastLabel {
+			lbl = FirstLabel + (lbl - LastLabel - 1)
+		}
+		if _, used := l.byLbl[lbl]; !used {
+			return lbl, nil
+		}
+	}
+	return 0, ErrLabelsExhausted
+}
+
+// ReleaseVRF frees the per-VRF label of vrf and every per-prefix label in it.
+func (l *Labels) ReleaseVRF(vrf string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var keys []string
+	for k := range l.byOwn {
+		o, err := parseOwner(k)
+		if err == nil && o.VRF == vrf {
+			keys = append(keys, k)
+		}
+	}
+	return l.release(keys)
+}
+
+// ReleasePrefix frees the per-prefix label of p in vrf.
+func (l *Labels) ReleasePrefix(vrf string, p netip.Prefix) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.release([]string{ownerKey(LabelOwner{VRF: vrf, Prefix: p.Masked()})})
+}
+
+// release deletes keys; l.mu is held.
+func (l *Labels) release(keys []string) error {
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLabels)
+		for _, k := range keys {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("release labels: %w", err)
+	}
+	for _, k := range keys {
+		if lbl, ok := l.byOwn[k]; ok {
+			delete(l.byLbl, lbl)
+			delete(l.byOwn, k)
+		}
+	}
+	return nil
+}
+
+// Owner returns who label belongs to.
+func (l *Labels) Owner(label uint32) (LabelOwner, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k, ok := l.byLbl[label]
+	if !ok {
+		return LabelOwner{}, false
+	}
+	o, err := parseOwner(k)
+	return o, err == nil
+}
+
+// All returns every allocated label and its owner.
+func (l *Labels) All() map[uint32]LabelOwner {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[uint32]LabelOwner, len(l.byLbl))
+	for lbl, k := range l.byLbl {
+		if o, err := parseOwner(k); err == nil {
+			out[lbl] = o
+		}
+	}
+	return out
+}

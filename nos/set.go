@@ -1,0 +1,180 @@
+package nos
+
+import (
+	"context"
+	"fmt"
+
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/goyang/pkg/yang"
+	"github.com/openconfig/ygot/util"
+	"github.com/openconfig/ygot/ygot"
+	"github.com/openconfig/ygot/ytypes"
+
+	"github.com/isthmus-net/isthmus/gen"
+)
+
+// Set applies a gNMI SetRequest as one transaction: deletes, then replaces,
+// then updates, each in request order, on a copy of the running
+// configuration; then the same validation, reconciliation and persistence
+// as Commit. Either every operation takes effect or none does. Errors are
+// PathErrors that name the offending path.
+func (c *Core) Set(ctx context.Context, who string, req *gpb.SetRequest) (uint64, error) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.mu.RLock()
+	old := c.running
+	c.mu.RUnlock()
+	cand := mustCopy(old)
+	if err := c.edit(cand, req); err != nil {
+		return 0, err
+	}
+	// Values given as JSON may carry state containers: they are not config.
+	if err := ygot.PruneConfigFalse(c.schema, cand); err != nil {
+		return 0, fmt.Errorf("%w: prune state: %v", ErrInvalid, err)
+	}
+	return c.commitLocked(ctx, who, old, cand)
+}
+
+// edit applies the operations of req to cand.
+func (c *Core) edit(cand *gen.Device, req *gpb.SetRequest) error {
+	if req.GetPrefix().GetOrigin() != "" && req.GetPrefix().GetOrigin() != "isthmus" {
+		return invalidf(pathString(req.GetPrefix()), "unsupported origin %q", req.GetPrefix().GetOrigin())
+	}
+	for _, p := range req.GetDelete() {
+		full, err := join(req.GetPrefix(), p)
+		if err != nil {
+			return err
+		}
+		if err := c.deleteNode(cand, full, true); err != nil {
+			return err
+		}
+	}
+	for _, u := range req.GetReplace() {
+		full, err := join(req.GetPrefix(), u.GetPath())
+		if err != nil {
+			return err
+		}
+		if err := c.deleteNode(cand, full, false); err != nil {
+			return err
+		}
+		if err := c.setNode(cand, full, u.GetVal()); err != nil {
+			return err
+		}
+	}
+	for _, u := range req.GetUpdate() {
+		full, err := join(req.GetPrefix(), u.GetPath())
+		if err != nil {
+			return err
+		}
+		if err := c.setNode(cand, full, u.GetVal()); err != nil {
+			return err
+		}
+	}
+	if len(req.GetUnionReplace()) > 0 {
+		return invalidf(pathString(req.GetPrefix()), "union_replace is not supported")
+	}
+	return nil
+}
+
+func join(prefix, p *gpb.Path) (*gpb.Path, error) {
+	if len(p.GetElement()) > 0 || len(prefix.GetElement()) > 0 {
+		return nil, invalidf(pathString(p), "the deprecated element field is not supported; use elem")
+	}
+	full, err := util.JoinPaths(prefix, p)
+	if err != nil {
+		return nil, invalidf(pathString(p), "join with prefix: %v", err)
+	}
+	full.Target, full.Origin = "", ""
+	return full, nil
+}
+
+// pathString renders p for messages.
+func pathString(p *gpb.Path) string {
+	s, err := ygot.PathToString(p)
+	if err != nil || s == "" {
+		return "/"
+	}
+	return s
+}
+
+// checkWritable resolves p in the schema and refuses paths that do not
+// exist or are read-only state.
+func (c *Core) checkWritable(p *gpb.Path) error {
+	e := c.schema
+	for _, el := range p.GetElem() {
+		next := e.Dir[el.GetName()]
+		if next == nil {
+			return invalidf(pathString(p), "unknown element %q under %s", el.GetName(), schemaName(e))
+		}
+		e = next
+		if e.IsList() {
+			for k := range el.GetKey() {
+				if e.Dir[k] == nil {
+					return invalidf(pathString(p), "list %s has no key %q (its key is %q)", e.Name, k, e.Key)
+				}
+			}
+		} else if len(el.GetKey()) > 0 {
+			return invalidf(pathString(p), "%s is not a list and takes no keys", e.Name)
+		}
+	}
+	if e.ReadOnly() {
+		return invalidf(pathString(p), "%s is state (config false) and cannot be set", schemaName(e))
+	}
+	return nil
+}
+
+func schemaName(e *yang.Entry) string {
+	if e.Parent == nil {
+		return "the root"
+	}
+	return e.Name
+}
+
+// deleteNode removes p from cand. With mustExist, deleting something that
+// is not there is an error.
+func (c *Core) deleteNode(cand *gen.Device, p *gpb.Path, mustExist bool) error {
+	if err := c.checkWritable(p); err != nil {
+		return err
+	}
+	if len(p.GetElem()) == 0 {
+		*cand = gen.Device{}
+		return nil
+	}
+	if mustExist {
+		nodes, err := ytypes.GetNode(c.schema, cand, p, &ytypes.GetPartialKeyMatch{})
+		if err != nil || len(nodes) == 0 || util.IsValueNil(nodes[0].Data) {
+			return notFoundf(pathString(p), "nothing to delete")
+		}
+	}
+	if err := ytypes.DeleteNode(c.schema, cand, p); err != nil {
+		return invalidf(pathString(p), "delete: %v", err)
+	}
+	return nil
+}
+
+// setNode merges val into cand at p.
+func (c *Core) setNode(cand *gen.Device, p *gpb.Path, val *gpb.TypedValue) error {
+	if err := c.checkWritable(p); err != nil {
+		return err
+	}
+	if val == nil {
+		return invalidf(pathString(p), "no value")
+	}
+	if len(p.GetElem()) == 0 {
+		js := val.GetJsonIetfVal()
+		if js == nil {
+			js = val.GetJsonVal()
+		}
+		if js == nil {
+			return invalidf("/", "the root takes a JSON or JSON_IETF value")
+		}
+		if err := gen.Unmarshal(js, cand); err != nil {
+			return invalidf("/", "%v", err)
+		}
+		return nil
+	}
+	if err := ytypes.SetNode(c.schema, cand, p, val, &ytypes.InitMissingElements{}); err != nil {
+		return invalidf(pathString(p), "%v", err)
+	}
+	return nil
+}
