@@ -1,0 +1,49 @@
+# Isthmus build, test and demo entry points. `make test` and `make demo` are
+# all a fresh Debian machine needs.
+
+GO      ?= go
+BIN     := $(CURDIR)/bin
+GNMIC   := $(CURDIR)/tools/gnmic/gnmic
+# Packet programs are compiled with Debian's clang (bookworm: clang 14).
+export BPF_CLANG ?= clang
+# Privileged tests (namespaces, eBPF) run as root; CI is root.
+TEST_TIMEOUT ?= 28m
+
+.PHONY: all deps gen build gnmic test vet bench demo clean
+
+all: build
+
+## deps: install missing system packages (clang, llvm, libbpf-dev, FRR, iproute2, ethtool, iperf3)
+deps:
+	@tools/deps.sh
+
+## gen: regenerate ygot structs (gen/) and bpf2go output (dataplane/)
+gen: deps
+	$(GO) generate ./...
+
+## build: build isthmusd, isthmus-cni, isthmus-testbed and gnmic into bin/
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+	$(MAKE) --no-print-directory gnmic
+
+gnmic: $(GNMIC)
+$(GNMIC): tools/gnmic/go.mod tools/gnmic/main.go
+	cd tools/gnmic && $(GO) build -o gnmic .
+
+vet:
+	$(GO) vet ./...
+
+## test: install what tests need, then run every test (privileged ones need root)
+test: deps vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## bench: run every benchmark once (results belong in docs/benchmarks.md)
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+## demo: build, bring the testbed up, run the scenarios, show telemetry, tear down (KEEP=1 leaves it up)
+demo: deps build
+	$(BIN)/isthmus-testbed demo $(if $(KEEP),--keep)
+
+clean:
+	rm -rf $(BIN) $(GNMIC)
