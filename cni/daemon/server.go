@@ -1,0 +1,319 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/isthmus-net/isthmus/cni/api"
+	"github.com/isthmus-net/isthmus/cni/ipam"
+	"github.com/isthmus-net/isthmus/gen"
+)
+
+// Core is what the daemon needs from the transactional core (nos.Core
+// implements it).
+type Core interface {
+	// Commit runs one validated, persisted, reconciled transaction.
+	Commit(ctx context.Context, who string, edit func(candidate *gen.Device) error) (uint64, error)
+	// Read calls fn with the running configuration and state, read-only.
+	Read(fn func(config, state *gen.Device) error) error
+}
+
+// committer is the author name of the daemon's commits.
+const committer = "cni"
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithReadiness sets a check Status runs: a non-nil error means not ready
+// (for example, the dataplane is not loaded yet).
+func WithReadiness(ready func() error) Option { return func(s *Server) { s.ready = ready } }
+
+// Server implements api.Server on top of the core and its store.
+type Server struct {
+	cfg   Config
+	gw    netip.Addr
+	core  Core
+	db    *bolt.DB
+	log   *slog.Logger
+	ready func() error
+}
+
+var _ api.Server = (*Server)(nil)
+
+// New returns a server that commits through core and keeps its
+// allocations in db (the core's store, nos.Store.DB()).
+func New(cfg Config, core Core, db *bolt.DB, opts ...Option) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, gw: netip.MustParseAddr(cfg.Gateway), core: core, db: db, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		if err := ipam.Init(tx); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketAttachments); err != nil {
+			return fmt.Errorf("create bucket %q: %w", bucketAttachments, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("init cni store: %w", err)
+	}
+	return s, nil
+}
+
+// Config returns the server's configuration with defaults applied.
+func (s *Server) Config() Config { return s.cfg }
+
+func checkID(id api.AttachmentID) error {
+	if id.ContainerID == "" || id.IfName == "" {
+		return fmt.Errorf("%w: container id and ifname are required", api.ErrInvalid)
+	}
+	return nil
+}
+
+func checkAdd(req *api.AddRequest) error {
+	if err := checkID(req.AttachmentID); err != nil {
+		return err
+	}
+	if req.HostIfName == "" || len(req.HostIfName) > 15 {
+		return fmt.Errorf("%w: host interface name %q", api.ErrInvalid, req.HostIfName)
+	}
+	for _, m := range []string{req.HostMAC, req.PodMAC} {
+		if _, err := net.ParseMAC(m); err != nil {
+			return fmt.Errorf("%w: mac %q: %v", api.ErrInvalid, m, err)
+		}
+	}
+	return nil
+}
+
+// Add allocates the pod's address and commits its attachment.
+func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse, error) {
+	if err := checkAdd(req); err != nil {
+		return nil, err
+	}
+	vrf, err := ChooseVRF(s.cfg, req.Network, req.Pod)
+	if err != nil {
+		return nil, err
+	}
+	var pools []netip.Prefix
+	var mtu int
+	err = s.core.Read(func(cfg, _ *gen.Device) error {
+		if err := checkHostIfName(cfg, *req); err != nil {
+			return err
+		}
+		mtu = podMTU(s.cfg, cfg)
+		var err error
+		pools, err = vrfPools(cfg, vrf)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	a := api.Attachment{
+		AttachmentID: req.AttachmentID,
+		Network:      req.Network,
+		VRF:          vrf,
+		Netns:        req.Netns,
+		Pod:          req.Pod,
+		HostIfName:   req.HostIfName,
+		HostMAC:      req.HostMAC,
+		PodMAC:       req.PodMAC,
+		Gateway:      s.gw,
+		MTU:          mtu,
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		prev, err := getRecord(tx, req.AttachmentID)
+		if err != nil {
+			return err
+		}
+		if prev != nil && prev.VRF != vrf {
+			// A repeated ADD that now maps elsewhere: give the old address back.
+			if _, _, err := ipam.Release(tx, prev.VRF, recordKey(prev.AttachmentID)); err != nil {
+				return err
+			}
+		}
+		addr, err := ipam.Allocate(tx, vrf, pools, recordKey(req.AttachmentID))
+		if errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrNoPool) {
+			return fmt.Errorf("%w: vrf %q: %v", api.ErrPoolExhausted, vrf, err)
+		}
+		if err != nil {
+			return err
+		}
+		a.Address = netip.PrefixFrom(addr, addr.BitLen())
+		return putRecord(tx, a)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("allocate address for %s: %w", recordKey(req.AttachmentID), err)
+	}
+	rev, err := s.core.Commit(ctx, committer, func(d *gen.Device) error { return putAttachment(d, a) })
+	if err != nil {
+		err = fmt.Errorf("commit attachment %s: %w", recordKey(a.AttachmentID), err)
+		if ferr := s.forget(a); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		return nil, err
+	}
+	s.log.Info("pod attached", "container", a.ContainerID, "ifname", a.IfName,
+		"vrf", a.VRF, "address", a.Address, "interface", a.HostIfName, "revision", rev)
+	return &api.AddResponse{Attachment: a, Revision: rev}, nil
+}
+
+// forget releases an attachment's address and drops its record.
+func (s *Server) forget(a api.Attachment) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if _, _, err := ipam.Release(tx, a.VRF, recordKey(a.AttachmentID)); err != nil {
+			return err
+		}
+		return deleteRecord(tx, a.AttachmentID)
+	})
+	if err != nil {
+		return fmt.Errorf("release %s: %w", recordKey(a.AttachmentID), err)
+	}
+	return nil
+}
+
+// Del removes the attachment from the configuration, then releases its
+// address, so the address is never reused while still configured.
+func (s *Server) Del(ctx context.Context, req *api.DelRequest) (*api.DelResponse, error) {
+	if err := checkID(req.AttachmentID); err != nil {
+		return nil, err
+	}
+	var a *api.Attachment
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		a, err = getRecord(tx, req.AttachmentID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return &api.DelResponse{}, nil
+	}
+	if err := s.detach(ctx, []api.Attachment{*a}); err != nil {
+		return nil, err
+	}
+	s.log.Info("pod detached", "container", a.ContainerID, "ifname", a.IfName, "vrf", a.VRF, "address", a.Address)
+	return &api.DelResponse{Attachment: a}, nil
+}
+
+// detach removes attachments from the configuration in one commit, then
+// releases their addresses.
+func (s *Server) detach(ctx context.Context, as []api.Attachment) error {
+	_, err := s.core.Commit(ctx, committer, func(d *gen.Device) error {
+		for _, a := range as {
+			removeAttachment(d, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("commit removal of %d attachments: %w", len(as), err)
+	}
+	var errs []error
+	for _, a := range as {
+		if err := s.forget(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Get returns one attachment.
+func (s *Server) Get(ctx context.Context, req *api.GetRequest) (*api.GetResponse, error) {
+	if err := checkID(req.AttachmentID); err != nil {
+		return nil, err
+	}
+	var a *api.Attachment
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		a, err = getRecord(tx, req.AttachmentID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return nil, fmt.Errorf("%w: %s", api.ErrNoAttachment, recordKey(req.AttachmentID))
+	}
+	var inTree bool
+	if err := s.core.Read(func(cfg, _ *gen.Device) error {
+		intf := cfg.GetInterfaces().GetInterface(a.HostIfName)
+		inTree = intf != nil && ownedBy(intf, a.AttachmentID)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if !inTree {
+		return nil, fmt.Errorf("%w: %s is not in the configuration", api.ErrNoAttachment, recordKey(req.AttachmentID))
+	}
+	return &api.GetResponse{Attachment: *a}, nil
+}
+
+// GC removes the attachments of a network that are not in the valid list.
+func (s *Server) GC(ctx context.Context, req *api.GCRequest) (*api.GCResponse, error) {
+	if req.Network == "" {
+		return nil, fmt.Errorf("%w: network name is empty", api.ErrInvalid)
+	}
+	valid := make(map[api.AttachmentID]bool, len(req.Valid))
+	for _, id := range req.Valid {
+		valid[id] = true
+	}
+	var stale []api.Attachment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		all, err := allRecords(tx)
+		for _, a := range all {
+			if a.Network == req.Network && !valid[a.AttachmentID] {
+				stale = append(stale, a)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(stale) == 0 {
+		return &api.GCResponse{}, nil
+	}
+	if err := s.detach(ctx, stale); err != nil {
+		return nil, err
+	}
+	s.log.Info("stale pods detached", "network", req.Network, "count", len(stale))
+	return &api.GCResponse{Removed: stale}, nil
+}
+
+// Status reports whether ADD would be served for the network: the
+// readiness check passes and, when the network maps to one VRF, it exists.
+func (s *Server) Status(ctx context.Context, req *api.StatusRequest) (*api.StatusResponse, error) {
+	if s.ready != nil {
+		if err := s.ready(); err != nil {
+			return &api.StatusResponse{Reason: err.Error()}, nil
+		}
+	}
+	if req.Network == "" || s.cfg.Mode == ModeNamespaceIsolation {
+		return &api.StatusResponse{Ready: true}, nil
+	}
+	vrf, err := ChooseVRF(s.cfg, req.Network, api.Pod{})
+	if err != nil {
+		return &api.StatusResponse{Reason: err.Error()}, nil
+	}
+	err = s.core.Read(func(cfg, _ *gen.Device) error {
+		_, err := vrfPools(cfg, vrf)
+		return err
+	})
+	if err != nil {
+		return &api.StatusResponse{Reason: err.Error()}, nil
+	}
+	return &api.StatusResponse{Ready: true}, nil
+}
