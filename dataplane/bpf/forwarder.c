@@ -1,0 +1,502 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The Isthmus forwarder: three programs share the maps in maps.h.
+ *
+ *   pod_ingress       tcx ingress on the host end of each pod veth: VRF
+ *                     lookup, local delivery or MPLSoUDP / MPLSoMPLS encap.
+ *   underlay_ingress  tcx ingress on the underlay: MPLSoUDP decap, and the
+ *                     redirect of frames that underlay_xdp already decapsulated.
+ *   underlay_xdp      XDP on the underlay: MPLSoMPLS decap (tc cannot shrink
+ *                     non-IP frames); hands the target ifindex to tc in the
+ *                     packet metadata and passes the frame up.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "types.h"
+#include "maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Kernel 6.3+ / 6.16+ flags that the distribution headers may lack. */
+#ifndef BPF_F_ADJ_ROOM_DECAP_L3_IPV4
+#define BPF_F_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
+#endif
+#define ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
+
+#define ETH_P_MPLS 0x8847
+#define MPLS_BOS 0x100
+#define UDP_SPORT_BASE 49152 /* RFC 7510: source port from the ephemeral range */
+#define OUTER_TTL 64
+#define UDP_OVERHEAD (sizeof(struct iphdr) + sizeof(struct udphdr) + 4)
+
+static __always_inline void count_drop(__u32 vrf, __u32 reason)
+{
+	if (vrf >= MAX_VRFS)
+		vrf = 0;
+	struct drops *d = bpf_map_lookup_elem(&vrf_drops, &vrf);
+	if (d)
+		d->reason[reason & (DROP_MAX - 1)]++;
+}
+
+static __always_inline void count_iface(__u32 ifindex, int to_pod, __u64 bytes)
+{
+	struct iface_stats *s = bpf_map_lookup_elem(&iface_counters, &ifindex);
+	if (!s)
+		return;
+	if (to_pod) {
+		s->tx_packets++;
+		s->tx_bytes += bytes;
+	} else {
+		s->rx_packets++;
+		s->rx_bytes += bytes;
+	}
+}
+
+static __always_inline void count_endpoint(__u32 addr, int rx, __u64 bytes)
+{
+	struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counters, &addr);
+	if (!s)
+		return;
+	if (rx) {
+		s->rx_packets++;
+		s->rx_bytes += bytes;
+	} else {
+		s->tx_packets++;
+		s->tx_bytes += bytes;
+	}
+}
+
+static __always_inline __u32 mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+/* flow_hash hashes the inner 5-tuple (3-tuple for fragments and protocols
+ * without ports) so that one flow always takes one path and one source port. */
+static __always_inline __u32 flow_hash(struct iphdr *ip, void *data_end)
+{
+	__u32 ports = 0;
+	if (!(ip->frag_off & bpf_htons(0x3fff)) &&
+	    (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)) {
+		__u32 *l4 = (void *)ip + (ip->ihl & 0xf) * 4;
+		if ((void *)(l4 + 1) <= data_end)
+			ports = *l4;
+	}
+	__u32 h = mix32(ip->saddr ^ 0x9e3779b9);
+	h = mix32(h ^ ip->daddr);
+	h = mix32(h ^ ports);
+	return mix32(h ^ ip->protocol);
+}
+
+/* ttl_decrement lowers the IPv4 TTL and patches the checksum incrementally. */
+static __always_inline void ttl_decrement(struct iphdr *ip)
+{
+	__u32 check = ip->check;
+	check += bpf_htons(0x0100);
+	ip->check = (__u16)(check + (check >= 0xffff));
+	ip->ttl--;
+}
+
+static __always_inline __u16 ipv4_csum(struct iphdr *ip)
+{
+	__u16 *p = (__u16 *)ip;
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*ip) / 2); i++)
+		sum += p[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+static __always_inline void set_macs(struct ethhdr *eth, const __u8 *dst, const __u8 *src)
+{
+	__builtin_memcpy(eth->h_dest, dst, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, src, ETH_ALEN);
+}
+
+/* deliver_target resolves a local VPN label and the inner destination to the
+ * pod interface to deliver to. It returns a drop reason or -1, and sets *vrf
+ * to the VRF the drop is counted in. */
+static __always_inline int deliver_target(__u32 label, __u32 daddr, __u32 *vrf,
+					  __u32 *ifindex, struct iface **dst)
+{
+	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
+	if (!lt)
+		return DROP_UNKNOWN_LABEL;
+	*vrf = lt->vrf;
+	if (lt->kind == LABEL_IFACE) {
+		*ifindex = lt->ifindex;
+	} else {
+		struct route_key key = {
+			.prefixlen = 64,
+			.vrf = bpf_htonl(lt->vrf),
+			.addr = daddr,
+		};
+		struct route *r = bpf_map_lookup_elem(&routes, &key);
+		if (!r || r->kind != ROUTE_LOCAL)
+			return DROP_NO_ROUTE;
+		*ifindex = r->id;
+	}
+	*dst = bpf_map_lookup_elem(&ifaces, ifindex);
+	if (!*dst)
+		return DROP_NO_ROUTE;
+	return -1;
+}
+
+static __always_inline int encap_udp(struct __sk_buff *skb, struct tunnel *t,
+				     struct endpoint *ep, __u32 endpoint, __u32 label,
+				     __u32 hash, __u8 ttl, __u8 tos, __u16 inner_len)
+{
+	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+		      BPF_F_ADJ_ROOM_ENCAP_L2(4);
+	if (bpf_skb_adjust_room(skb, UDP_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
+		return -1;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+	__u32 *mpls = (void *)(udp + 1);
+	if ((void *)(mpls + 1) > data_end)
+		return -1;
+	set_macs(eth, ep->mac, t->mac);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = tos;
+	ip->tot_len = bpf_htons(inner_len + UDP_OVERHEAD);
+	ip->id = 0;
+	ip->frag_off = bpf_htons(0x4000); /* DF: the underlay never fragments */
+	ip->ttl = OUTER_TTL;
+	ip->protocol = IPPROTO_UDP;
+	ip->check = 0;
+	ip->saddr = t->source;
+	ip->daddr = endpoint;
+	ip->check = ipv4_csum(ip);
+	udp->source = bpf_htons(UDP_SPORT_BASE | (hash & 0x3fff));
+	udp->dest = t->udp_port;
+	udp->len = bpf_htons(inner_len + sizeof(*udp) + 4);
+	udp->check = 0; /* RFC 7510 allows a zero checksum over IPv4 */
+	*mpls = bpf_htonl((label << 12) | MPLS_BOS | ttl);
+	return 0;
+}
+
+static __always_inline int encap_mpls(struct __sk_buff *skb, struct tunnel *t,
+				      struct endpoint *ep, __u32 label, __u8 ttl)
+{
+	__u32 transport = ep->transport_label;
+	int room = transport ? 8 : 4;
+	if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, 0))
+		return -1;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 *mpls = (void *)(eth + 1);
+	if ((void *)(mpls + 2) > data_end)
+		return -1;
+	set_macs(eth, ep->mac, t->mac);
+	eth->h_proto = bpf_htons(ETH_P_MPLS);
+	if (transport) {
+		mpls[0] = bpf_htonl((transport << 12) | ttl);
+		mpls[1] = bpf_htonl((label << 12) | MPLS_BOS | ttl);
+	} else {
+		mpls[0] = bpf_htonl((label << 12) | MPLS_BOS | ttl);
+	}
+	return 0;
+}
+
+SEC("tc")
+int pod_ingress(struct __sk_buff *skb)
+{
+	__u32 in = skb->ifindex;
+	struct iface *src = bpf_map_lookup_elem(&ifaces, &in);
+	if (!src)
+		return TC_ACT_UNSPEC; /* not a pod interface of ours */
+	__u32 vrf = src->vrf;
+	__u64 bytes = skb->len;
+
+	if (skb->data + sizeof(struct ethhdr) + sizeof(struct iphdr) + 8 > skb->data_end)
+		bpf_skb_pull_data(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + 8);
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		goto malformed;
+	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+		return TC_ACT_UNSPEC; /* the host answers for the gateway */
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		goto malformed;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
+		goto malformed;
+	count_iface(in, 0, bytes);
+	if (ip->ttl <= 1) {
+		count_drop(vrf, DROP_TTL);
+		return TC_ACT_SHOT;
+	}
+
+	struct route_key key = {.prefixlen = 64, .vrf = bpf_htonl(vrf), .addr = ip->daddr};
+	struct route *r = bpf_map_lookup_elem(&routes, &key);
+	if (!r) {
+		count_drop(vrf, DROP_NO_ROUTE);
+		return TC_ACT_SHOT;
+	}
+
+	if (r->kind == ROUTE_LOCAL) {
+		__u32 out = r->id;
+		struct iface *dst = bpf_map_lookup_elem(&ifaces, &out);
+		if (!dst || dst->vrf != vrf) {
+			count_drop(vrf, DROP_NO_ROUTE);
+			return TC_ACT_SHOT;
+		}
+		ttl_decrement(ip);
+		set_macs(eth, dst->peer_mac, dst->mac);
+		count_iface(out, 1, bytes);
+		return bpf_redirect(out, 0);
+	}
+
+	__u32 gid = r->id;
+	struct group *g = bpf_map_lookup_elem(&groups, &gid);
+	if (!g || g->count == 0 || g->count > MAX_NEXTHOPS) {
+		count_drop(vrf, DROP_NO_ROUTE);
+		return TC_ACT_SHOT;
+	}
+	__u32 hash = flow_hash(ip, data_end);
+	__u32 idx = hash % g->count;
+	asm volatile("" : "+r"(idx)); /* keep the mask: the verifier cannot bound % */
+	idx &= MAX_NEXTHOPS - 1;
+	struct nexthop nh = g->nexthops[idx];
+	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &nh.endpoint);
+	__u32 zero = 0;
+	struct tunnel *t = bpf_map_lookup_elem(&tunnel_config, &zero);
+	if (!ep || !t || !t->ifindex ||
+	    !(ep->mac[0] | ep->mac[1] | ep->mac[2] | ep->mac[3] | ep->mac[4] | ep->mac[5])) {
+		count_drop(vrf, DROP_NO_NEIGHBOR);
+		return TC_ACT_SHOT;
+	}
+	__u32 encap = nh.label >> 24;
+	__u32 label = nh.label & 0xfffff;
+	__u16 inner_len = bpf_ntohs(ip->tot_len);
+	__u32 overhead = encap == ENCAP_MPLS_UDP ? UDP_OVERHEAD : (ep->transport_label ? 8 : 4);
+	/* GSO packets are segmented to the pod MTU, which leaves room for the
+	 * encapsulation; anything else that does not fit is dropped and counted
+	 * (no ICMP fragmentation-needed is generated). */
+	if (skb->gso_segs <= 1 && inner_len + overhead > t->mtu) {
+		count_drop(vrf, DROP_MTU);
+		return TC_ACT_SHOT;
+	}
+	ttl_decrement(ip);
+	__u8 ttl = ip->ttl;
+	__u8 tos = ip->tos;
+
+	int err;
+	if (encap == ENCAP_MPLS_UDP)
+		err = encap_udp(skb, t, ep, nh.endpoint, label, hash, ttl, tos, inner_len);
+	else
+		err = encap_mpls(skb, t, ep, label, ttl);
+	if (err) {
+		count_drop(vrf, DROP_ERROR);
+		return TC_ACT_SHOT;
+	}
+	count_endpoint(nh.endpoint, 0, bytes);
+	return bpf_redirect(t->ifindex, 0);
+
+malformed:
+	count_drop(vrf, DROP_MALFORMED);
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int underlay_ingress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct meta *m = (void *)(long)skb->data_meta;
+	if ((void *)(m + 1) <= data && m->magic == META_MAGIC)
+		return bpf_redirect(m->ifindex, 0);
+
+	__u32 zero = 0;
+	struct tunnel *t = bpf_map_lookup_elem(&tunnel_config, &zero);
+	if (!t)
+		return TC_ACT_UNSPEC;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
+	    ip->protocol != IPPROTO_UDP || ip->daddr != t->source)
+		return TC_ACT_UNSPEC;
+	__u32 ihl = (ip->ihl & 0xf) * 4;
+	if (ihl < sizeof(*ip))
+		return TC_ACT_UNSPEC;
+	struct udphdr *udp = (void *)ip + ihl;
+	if ((void *)(udp + 1) > data_end || udp->dest != t->udp_port)
+		return TC_ACT_UNSPEC;
+
+	/* From here on the packet is ours: deliver it or count why not. */
+	__u32 vrf = 0;
+	int reason;
+	__u32 endpoint = ip->saddr;
+	if (!bpf_map_lookup_elem(&endpoints, &endpoint)) {
+		reason = DROP_UNKNOWN_ENDPOINT;
+		goto drop;
+	}
+	__u32 *mpls = (void *)(udp + 1);
+	struct iphdr *inner = (void *)(mpls + 1);
+	if ((ip->frag_off & bpf_htons(0x3fff)) || (void *)(mpls + 1) > data_end) {
+		reason = DROP_MALFORMED;
+		goto drop;
+	}
+	__u32 lse = bpf_ntohl(*mpls);
+	if (!(lse & MPLS_BOS)) {
+		reason = DROP_MALFORMED;
+		goto drop;
+	}
+	__u32 ifindex = 0;
+	struct iface *dst = 0;
+	if ((void *)(inner + 1) > data_end) {
+		/* Resolve the label first so the drop is counted in its VRF. */
+		reason = deliver_target(lse >> 12, 0, &vrf, &ifindex, &dst);
+		if (reason != DROP_UNKNOWN_LABEL)
+			reason = DROP_MALFORMED;
+		goto drop;
+	}
+	reason = deliver_target(lse >> 12, inner->daddr, &vrf, &ifindex, &dst);
+	if (reason >= 0)
+		goto drop;
+	if (inner->version != 4 || inner->ihl < 5) {
+		reason = DROP_MALFORMED;
+		goto drop;
+	}
+	if (inner->ttl <= 1) {
+		reason = DROP_TTL;
+		goto drop;
+	}
+	ttl_decrement(inner);
+	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
+	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
+	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
+	__u64 outer_bytes = skb->len;
+	__s32 shrink = -(__s32)(ihl + sizeof(*udp) + 4);
+	if (bpf_skb_adjust_room(skb, shrink, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_DECAP_L3_IPV4 | ADJ_ROOM_DECAP_L4_UDP) &&
+	    bpf_skb_adjust_room(skb, shrink, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_DECAP_L3_IPV4)) {
+		reason = DROP_ERROR;
+		goto drop;
+	}
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end) {
+		reason = DROP_ERROR;
+		goto drop;
+	}
+	set_macs(eth, dmac, smac);
+	count_endpoint(endpoint, 1, outer_bytes);
+	count_iface(ifindex, 1, skb->len);
+	return bpf_redirect(ifindex, 0);
+
+drop:
+	count_drop(vrf, reason);
+	return TC_ACT_SHOT;
+}
+
+SEC("xdp")
+int underlay_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_MPLS))
+		return XDP_PASS;
+
+	__u32 vrf = 0;
+	int reason;
+	struct mac_key mk = {};
+	__builtin_memcpy(mk.mac, eth->h_source, ETH_ALEN);
+	__u32 *endpoint = bpf_map_lookup_elem(&endpoint_macs, &mk);
+	if (!endpoint) {
+		reason = DROP_UNKNOWN_ENDPOINT;
+		goto drop;
+	}
+	__u32 *mpls = (void *)(eth + 1);
+	if ((void *)(mpls + 1) > data_end) {
+		reason = DROP_MALFORMED;
+		goto drop;
+	}
+	/* One VPN label, or a transport label (popped whatever its value: the
+	 * frame already came from a known neighbour) and the VPN label. */
+	int depth = 1;
+	__u32 lse = bpf_ntohl(mpls[0]);
+	if (!(lse & MPLS_BOS)) {
+		if ((void *)(mpls + 2) > data_end) {
+			reason = DROP_MALFORMED;
+			goto drop;
+		}
+		lse = bpf_ntohl(mpls[1]);
+		depth = 2;
+		if (!(lse & MPLS_BOS)) {
+			reason = DROP_MALFORMED;
+			goto drop;
+		}
+	}
+	struct iphdr *inner = (void *)(mpls + depth);
+	__u32 ifindex = 0;
+	struct iface *dst = 0;
+	if ((void *)(inner + 1) > data_end) {
+		reason = deliver_target(lse >> 12, 0, &vrf, &ifindex, &dst);
+		if (reason != DROP_UNKNOWN_LABEL)
+			reason = DROP_MALFORMED;
+		goto drop;
+	}
+	reason = deliver_target(lse >> 12, inner->daddr, &vrf, &ifindex, &dst);
+	if (reason >= 0)
+		goto drop;
+	if (inner->version != 4 || inner->ihl < 5) {
+		reason = DROP_MALFORMED;
+		goto drop;
+	}
+	if (inner->ttl <= 1) {
+		reason = DROP_TTL;
+		goto drop;
+	}
+	ttl_decrement(inner);
+	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
+	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
+	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
+	__u64 outer_bytes = data_end - data;
+	count_endpoint(*endpoint, 1, outer_bytes);
+	count_iface(ifindex, 1, outer_bytes - depth * 4);
+
+	if (bpf_xdp_adjust_head(ctx, depth * 4) || bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct meta))) {
+		reason = DROP_ERROR;
+		goto drop;
+	}
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	struct meta *m = (void *)(long)ctx->data_meta;
+	eth = data;
+	if ((void *)(eth + 1) > data_end || (void *)(m + 1) > data) {
+		reason = DROP_ERROR;
+		goto drop;
+	}
+	set_macs(eth, dmac, smac);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	m->magic = META_MAGIC;
+	m->ifindex = ifindex;
+	return XDP_PASS;
+
+drop:
+	count_drop(vrf, reason);
+	return XDP_DROP;
+}

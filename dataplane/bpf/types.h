@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Shared layout of the Isthmus forwarder's maps. The Go side mirrors every
+ * struct here through the types bpf2go generates (forwarder_bpfel.go), so a
+ * change here is a change of the pinned map ABI: bump ISTHMUS_ABI.
+ */
+#ifndef ISTHMUS_TYPES_H
+#define ISTHMUS_TYPES_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+/* ISTHMUS_ABI is stored in the pinned meta map; a loader that finds another
+ * value refuses to adopt the pinned maps. */
+#define ISTHMUS_ABI 1
+
+#define MAX_NEXTHOPS 16
+#define MAX_VRFS 4096
+#define MAX_GROUPS 16384
+#define MAX_ROUTES (1 << 21)
+#define MAX_IFACES 65536
+#define MAX_LABELS 262144
+#define MAX_ENDPOINTS 4096
+
+/* Kinds of route. */
+enum route_kind {
+	ROUTE_LOCAL = 1,  /* id is the ifindex of a local pod interface */
+	ROUTE_REMOTE = 2, /* id is a next-hop group */
+};
+
+/* Encapsulations of a next hop. */
+enum encap {
+	ENCAP_MPLS_UDP = 1,
+	ENCAP_MPLS_MPLS = 2,
+};
+
+/* Kinds of local label. */
+enum label_kind {
+	LABEL_VRF = 1,   /* per-VRF label: look the inner destination up in vrf */
+	LABEL_IFACE = 2, /* per-prefix label: deliver to ifindex */
+};
+
+/* Drop reasons, counted per VRF (VRF 0 holds drops before a VRF is known). */
+enum drop_reason {
+	DROP_NO_ROUTE = 0,
+	DROP_TTL = 1,
+	DROP_UNKNOWN_LABEL = 2,
+	DROP_UNKNOWN_ENDPOINT = 3,
+	DROP_MALFORMED = 4,
+	DROP_MTU = 5,
+	DROP_NO_NEIGHBOR = 6, /* endpoint or tunnel not resolved yet */
+	DROP_ERROR = 7,       /* a helper failed */
+	DROP_MAX = 8,
+};
+
+/* tunnel: the single entry of the tunnel map. Addresses and port are in
+ * network byte order. */
+struct tunnel {
+	__u32 source;   /* local underlay address, outer source */
+	__u32 ifindex;  /* underlay interface */
+	__u8 mac[6];    /* underlay interface MAC, outer source MAC */
+	__u16 udp_port; /* MPLSoUDP destination port (6635) */
+	__u32 mtu;      /* underlay MTU: largest outer IP packet */
+};
+
+/* iface: a pod interface attached to a VRF (key: host-side ifindex). */
+struct iface {
+	__u32 vrf;
+	__u8 mac[6];      /* host-side MAC: source of frames sent to the pod */
+	__u8 peer_mac[6]; /* pod-side MAC: destination of frames sent to the pod */
+};
+
+/* route_key: LPM key; prefixlen counts the 32 bits of vrf plus the prefix. */
+struct route_key {
+	__u32 prefixlen;
+	__u32 vrf;  /* network byte order, always fully matched */
+	__u32 addr; /* network byte order */
+};
+
+struct route {
+	__u32 kind; /* enum route_kind */
+	__u32 id;   /* ifindex or group */
+};
+
+/* nexthop: one remote path. */
+struct nexthop {
+	__u32 endpoint; /* remote underlay address, network byte order */
+	__u32 label;    /* VPN label (20 bits) | encap << 24 */
+};
+
+/* group: an ECMP set of next hops, shared by every route that uses it. */
+struct group {
+	__u32 count;
+	__u32 pad;
+	struct nexthop nexthops[MAX_NEXTHOPS];
+};
+
+/* endpoint: a remote tunnel endpoint (key: its address, network order). */
+struct endpoint {
+	__u8 mac[6];          /* next-hop MAC toward the endpoint, 0 if unresolved */
+	__u16 flags;
+	__u32 transport_label; /* MPLSoMPLS transport label, 0 for none */
+};
+
+/* label_target: where a local VPN label leads (key: label value). */
+struct label_target {
+	__u32 kind; /* enum label_kind */
+	__u32 vrf;
+	__u32 ifindex; /* LABEL_IFACE only */
+};
+
+/* mac_key: key of the endpoint_macs map (source MACs of MPLSoMPLS peers). */
+struct mac_key {
+	__u8 mac[6];
+	__u16 pad;
+};
+
+struct iface_stats {
+	__u64 rx_packets; /* received from the pod */
+	__u64 rx_bytes;
+	__u64 tx_packets; /* sent to the pod */
+	__u64 tx_bytes;
+};
+
+struct endpoint_stats {
+	__u64 tx_packets; /* encapsulated toward the endpoint */
+	__u64 tx_bytes;
+	__u64 rx_packets; /* decapsulated from the endpoint */
+	__u64 rx_bytes;
+};
+
+struct drops {
+	__u64 reason[DROP_MAX];
+};
+
+/* meta: what the XDP decapsulator hands to the tc program in the packet
+ * metadata area. */
+#define META_MAGIC 0x15e1
+struct meta {
+	__u32 magic;
+	__u32 ifindex;
+};
+
+#endif

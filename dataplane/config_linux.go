@@ -1,0 +1,263 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+)
+
+const (
+	labelVRF   = 1
+	labelIface = 2
+)
+
+// tunnelState is the tunnel as configured plus what was resolved from it.
+type tunnelState struct {
+	Tunnel
+	ifindex int
+}
+
+// AttachInterface binds a pod interface to a VRF and attaches the pod-side
+// program to it. Calling it again updates the binding; counters are kept.
+func (d *Dataplane) AttachInterface(ifc Interface) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lnk, err := netlink.LinkByIndex(ifc.Index)
+	if err != nil {
+		return fmt.Errorf("attach interface %d: %w", ifc.Index, err)
+	}
+	if len(ifc.PeerMAC) != 6 {
+		return fmt.Errorf("attach interface %s: peer mac %q is not ethernet", lnk.Attrs().Name, ifc.PeerMAC)
+	}
+	vrf, err := d.vrfID(ifc.VRF, true)
+	if err != nil {
+		return fmt.Errorf("attach interface %s: %w", lnk.Attrs().Name, err)
+	}
+	v := forwarderIface{Vrf: vrf}
+	copy(v.Mac[:], lnk.Attrs().HardwareAddr)
+	copy(v.PeerMac[:], ifc.PeerMAC)
+	key := uint32(ifc.Index)
+	if err := initPerCPU[forwarderIfaceStats](d.maps.IfaceCounters, key); err != nil {
+		return fmt.Errorf("attach interface %s: counters: %w", lnk.Attrs().Name, err)
+	}
+	if err := d.maps.Ifaces.Put(key, &v); err != nil {
+		return fmt.Errorf("attach interface %s: %w", lnk.Attrs().Name, err)
+	}
+	if err := d.attach(linkPod, ifc.Index, d.progs.PodIngress); err != nil {
+		return fmt.Errorf("attach interface %s: %w", lnk.Attrs().Name, err)
+	}
+	return nil
+}
+
+// DetachInterface unbinds a pod interface and detaches the program. Routes
+// that point at it must be deleted by the caller.
+func (d *Dataplane) DetachInterface(ifindex int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key := uint32(ifindex)
+	var errs []error
+	if err := d.detach(linkPod, ifindex); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.maps.Ifaces.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("detach interface %d: %w", ifindex, err))
+	}
+	if err := d.maps.IfaceCounters.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, fmt.Errorf("detach interface %d counters: %w", ifindex, err))
+	}
+	return errors.Join(errs...)
+}
+
+// Interfaces returns the attached pod interfaces (ifindex → VRF id).
+func (d *Dataplane) Interfaces() (map[int]uint32, error) {
+	out := map[int]uint32{}
+	var k uint32
+	var v forwarderIface
+	it := d.maps.Ifaces.Iterate()
+	for it.Next(&k, &v) {
+		out[int(k)] = v.Vrf
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	return out, nil
+}
+
+// SetTunnel configures the local tunnel end and attaches the underlay
+// programs (the XDP one only when t.MPLSoMPLS is set).
+func (d *Dataplane) SetTunnel(t Tunnel) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	src, err := ipv4(t.Source)
+	if err != nil {
+		return fmt.Errorf("set tunnel source: %w", err)
+	}
+	lnk, err := netlink.LinkByName(t.Underlay)
+	if err != nil {
+		return fmt.Errorf("set tunnel underlay %q: %w", t.Underlay, err)
+	}
+	if t.UDPPort == 0 {
+		t.UDPPort = DefaultUDPPort
+	}
+	if t.MTU == 0 {
+		t.MTU = lnk.Attrs().MTU
+	}
+	ifindex := lnk.Attrs().Index
+	v := forwarderTunnel{Source: be32(src), Ifindex: uint32(ifindex), Mtu: uint32(t.MTU)}
+	v.UdpPort = binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, t.UDPPort))
+	copy(v.Mac[:], lnk.Attrs().HardwareAddr)
+	if old := d.tunnel.ifindex; old != 0 && old != ifindex {
+		if err := errors.Join(d.detach(linkUnderlayTC, old), d.detach(linkUnderlayXDP, old)); err != nil {
+			return fmt.Errorf("set tunnel: %w", err)
+		}
+	}
+	if err := d.maps.TunnelConfig.Put(uint32(0), &v); err != nil {
+		return fmt.Errorf("set tunnel: %w", err)
+	}
+	if err := d.attach(linkUnderlayTC, ifindex, d.progs.UnderlayIngress); err != nil {
+		return fmt.Errorf("set tunnel: %w", err)
+	}
+	if t.MPLSoMPLS {
+		err = d.attach(linkUnderlayXDP, ifindex, d.progs.UnderlayXdp)
+	} else {
+		err = d.detach(linkUnderlayXDP, ifindex)
+	}
+	if err != nil {
+		return fmt.Errorf("set tunnel: %w", err)
+	}
+	d.tunnel = tunnelState{Tunnel: t, ifindex: ifindex}
+	return nil
+}
+
+func (d *Dataplane) loadTunnel() error {
+	var v forwarderTunnel
+	if err := d.maps.TunnelConfig.Lookup(uint32(0), &v); err != nil {
+		return fmt.Errorf("read tunnel: %w", err)
+	}
+	d.tunnel.ifindex = int(v.Ifindex)
+	return nil
+}
+
+// SetEndpoint adds or updates a remote tunnel endpoint. Packets from
+// unknown endpoints are dropped.
+func (d *Dataplane) SetEndpoint(ep Endpoint) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.endpoints[ep.Addr] = ep
+	return d.writeEndpoint(ep, ep.MAC)
+}
+
+// writeEndpoint programs an endpoint with the given next-hop MAC (nil:
+// unresolved, traffic to it is dropped as no-neighbor).
+func (d *Dataplane) writeEndpoint(ep Endpoint, mac net.HardwareAddr) error {
+	a, err := ipv4(ep.Addr)
+	if err != nil {
+		return fmt.Errorf("set endpoint: %w", err)
+	}
+	if ep.TransportLabel >= 1<<20 {
+		return fmt.Errorf("set endpoint %v: transport label %d has more than 20 bits", ep.Addr, ep.TransportLabel)
+	}
+	key := be32(a)
+	v := forwarderEndpoint{TransportLabel: ep.TransportLabel}
+	var old forwarderEndpoint
+	if err := d.maps.Endpoints.Lookup(key, &old); err == nil && old.Mac != v.Mac {
+		d.maps.EndpointMacs.Delete(forwarderMacKey{Mac: old.Mac})
+	}
+	copy(v.Mac[:], mac)
+	if err := initPerCPU[forwarderEndpointStats](d.maps.EndpointCounters, key); err != nil {
+		return fmt.Errorf("set endpoint %v counters: %w", ep.Addr, err)
+	}
+	if err := d.maps.Endpoints.Put(key, &v); err != nil {
+		return fmt.Errorf("set endpoint %v: %w", ep.Addr, err)
+	}
+	if len(mac) == 6 {
+		if err := d.maps.EndpointMacs.Put(forwarderMacKey{Mac: v.Mac}, key); err != nil {
+			return fmt.Errorf("set endpoint %v mac: %w", ep.Addr, err)
+		}
+	}
+	return nil
+}
+
+// DeleteEndpoint removes a remote tunnel endpoint.
+func (d *Dataplane) DeleteEndpoint(addr netip.Addr) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a, err := ipv4(addr)
+	if err != nil {
+		return fmt.Errorf("delete endpoint: %w", err)
+	}
+	delete(d.endpoints, addr)
+	key := be32(a)
+	var old forwarderEndpoint
+	if err := d.maps.Endpoints.Lookup(key, &old); err == nil {
+		d.maps.EndpointMacs.Delete(forwarderMacKey{Mac: old.Mac})
+	}
+	for _, m := range []*ebpf.Map{d.maps.Endpoints, d.maps.EndpointCounters} {
+		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete endpoint %v: %w", addr, err)
+		}
+	}
+	return nil
+}
+
+// SetLabel makes a local VPN label decapsulate to target.
+func (d *Dataplane) SetLabel(label uint32, target LabelTarget) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if label < 16 || label >= 1<<20 {
+		return fmt.Errorf("set label %d: not a 20-bit unreserved label", label)
+	}
+	vrf, err := d.vrfID(target.VRF, true)
+	if err != nil {
+		return fmt.Errorf("set label %d: %w", label, err)
+	}
+	v := forwarderLabelTarget{Kind: labelVRF, Vrf: vrf}
+	if target.Interface != 0 {
+		v.Kind, v.Ifindex = labelIface, uint32(target.Interface)
+	}
+	if err := d.maps.Labels.Put(label, &v); err != nil {
+		return fmt.Errorf("set label %d: %w", label, err)
+	}
+	return nil
+}
+
+// DeleteLabel removes a local VPN label; missing labels are ignored.
+func (d *Dataplane) DeleteLabel(label uint32) error {
+	if err := d.maps.Labels.Delete(label); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete label %d: %w", label, err)
+	}
+	return nil
+}
+
+// Labels returns the installed labels and the VRF id of each.
+func (d *Dataplane) Labels() (map[uint32]uint32, error) {
+	out := map[uint32]uint32{}
+	var k uint32
+	var v forwarderLabelTarget
+	it := d.maps.Labels.Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v.Vrf
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list labels: %w", err)
+	}
+	return out, nil
+}
+
+// initPerCPU creates a zeroed per-CPU entry unless one exists.
+func initPerCPU[V any](m *ebpf.Map, key uint32) error {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	err = m.Update(key, make([]V, n), ebpf.UpdateNoExist)
+	if errors.Is(err, ebpf.ErrKeyExist) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,340 @@
+package dataplane
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// abiVersion must match ISTHMUS_ABI in bpf/types.h.
+const abiVersion = 1
+
+// Dataplane is the loaded (or adopted) forwarder. It is safe for concurrent
+// use. Close releases this process's handles and leaves forwarding running;
+// Destroy tears the pinned state down.
+type Dataplane struct {
+	log   *slog.Logger
+	dir   string
+	maps  forwarderMaps
+	progs forwarderPrograms
+	// vrfIDs is a Go-only pinned map: VRF name (64 bytes, NUL padded) → id,
+	// so that a restarted loader keeps every VRF's id.
+	vrfIDs *ebpf.Map
+
+	mu        sync.Mutex // guards every field below
+	vrfs      map[string]uint32
+	groups    *groupTable
+	routes    map[routeKey]uint32 // installed routes → group id (0: local)
+	links     map[string]link.Link
+	tunnel    tunnelState
+	endpoints map[netip.Addr]Endpoint
+	adopted   bool
+}
+
+// Open loads the forwarder, or adopts the one pinned under cfg.BPFFS by an
+// earlier process, without interrupting forwarding: pinned maps are reused,
+// pinned programs are reused when they were built from the same object, and
+// pinned links are moved to the new programs atomically otherwise.
+func Open(cfg Config) (*Dataplane, error) {
+	dir := cfg.BPFFS
+	if dir == "" {
+		dir = DefaultBPFFS
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := ensureBPFFS(dir); err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"links"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("create %q: %w", sub, err)
+		}
+	}
+	spec, err := loadForwarder()
+	if err != nil {
+		return nil, fmt.Errorf("load forwarder spec: %w", err)
+	}
+	d := &Dataplane{
+		log:       log,
+		dir:       dir,
+		vrfs:      make(map[string]uint32),
+		groups:    newGroupTable(),
+		routes:    make(map[routeKey]uint32),
+		links:     make(map[string]link.Link),
+		endpoints: make(map[netip.Addr]Endpoint),
+	}
+	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}
+	if err := spec.LoadAndAssign(&d.maps, opts); err != nil {
+		return nil, fmt.Errorf("load maps under %q: %w", dir, err)
+	}
+	if err := d.loadPrograms(spec, opts); err != nil {
+		d.closeHandles()
+		return nil, err
+	}
+	if err := d.checkABI(); err != nil {
+		d.closeHandles()
+		return nil, err
+	}
+	if err := d.adopt(); err != nil {
+		d.closeHandles()
+		return nil, err
+	}
+	return d, nil
+}
+
+// objectHash identifies the compiled forwarder; pinned programs are reused
+// only by a loader built from the same object.
+func objectHash() string {
+	sum := sha256.Sum256(_ForwarderBytes)
+	return hex.EncodeToString(sum[:6])
+}
+
+func (d *Dataplane) progDir() string { return filepath.Join(d.dir, "progs-"+objectHash()) }
+
+// loadPrograms adopts the programs pinned by a loader built from the same
+// object, or loads them and pins them.
+func (d *Dataplane) loadPrograms(spec *ebpf.CollectionSpec, opts *ebpf.CollectionOptions) error {
+	pdir := d.progDir()
+	names := map[string]**ebpf.Program{
+		forwarderProgPodIngress:      &d.progs.PodIngress,
+		forwarderProgUnderlayIngress: &d.progs.UnderlayIngress,
+		forwarderProgUnderlayXdp:     &d.progs.UnderlayXdp,
+	}
+	adopted := 0
+	for name, p := range names {
+		prog, err := ebpf.LoadPinnedProgram(filepath.Join(pdir, name), nil)
+		if err != nil {
+			break
+		}
+		*p = prog
+		adopted++
+	}
+	if adopted == len(names) {
+		d.adopted = true
+		d.log.Info("adopted pinned programs", "dir", pdir)
+		return nil
+	}
+	d.progs.Close()
+	d.progs = forwarderPrograms{}
+	if err := spec.LoadAndAssign(&d.progs, opts); err != nil {
+		return fmt.Errorf("load programs: %w", err)
+	}
+	if err := os.MkdirAll(pdir, 0o700); err != nil {
+		return fmt.Errorf("create program dir: %w", err)
+	}
+	for name, p := range names {
+		path := filepath.Join(pdir, name)
+		os.Remove(path)
+		if err := (*p).Pin(path); err != nil {
+			return fmt.Errorf("pin program %s: %w", name, err)
+		}
+	}
+	d.log.Info("loaded programs", "dir", pdir)
+	return nil
+}
+
+func (d *Dataplane) checkABI() error {
+	var zero, v uint32
+	if err := d.maps.Abi.Lookup(&zero, &v); err != nil {
+		return fmt.Errorf("read abi: %w", err)
+	}
+	switch v {
+	case abiVersion:
+		return nil
+	case 0:
+		if err := d.maps.Abi.Put(&zero, uint32(abiVersion)); err != nil {
+			return fmt.Errorf("write abi: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("pinned maps under %q have abi %d, want %d: destroy them first", d.dir, v, abiVersion)
+}
+
+// adopt rebuilds the Go-side view (VRF ids, next-hop groups, routes, links)
+// from pinned state, and moves pinned links to this process's programs.
+func (d *Dataplane) adopt() error {
+	var err error
+	d.vrfIDs, err = ebpf.NewMapWithOptions(&ebpf.MapSpec{
+		Name:       "vrf_ids",
+		Type:       ebpf.Hash,
+		KeySize:    vrfNameLen,
+		ValueSize:  4,
+		MaxEntries: maxVRFs,
+		Pinning:    ebpf.PinByName,
+	}, ebpf.MapOptions{PinPath: d.dir})
+	if err != nil {
+		return fmt.Errorf("load vrf ids: %w", err)
+	}
+	if err := d.loadVRFs(); err != nil {
+		return err
+	}
+	if err := d.loadGroups(); err != nil {
+		return err
+	}
+	if err := d.loadRoutes(); err != nil {
+		return err
+	}
+	if err := d.loadTunnel(); err != nil {
+		return err
+	}
+	return d.loadLinks()
+}
+
+// loadLinks opens every pinned link and points it at this process's program.
+func (d *Dataplane) loadLinks() error {
+	entries, err := os.ReadDir(filepath.Join(d.dir, "links"))
+	if err != nil {
+		return fmt.Errorf("read links: %w", err)
+	}
+	for _, e := range entries {
+		path := filepath.Join(d.dir, "links", e.Name())
+		l, err := link.LoadPinnedLink(path, nil)
+		if err != nil {
+			d.log.Warn("drop unloadable pinned link", "path", path, "err", err)
+			os.Remove(path)
+			continue
+		}
+		prog := d.progForLink(e.Name())
+		if prog == nil {
+			l.Close()
+			os.Remove(path)
+			continue
+		}
+		info, err := l.Info()
+		if err == nil && linkIfindex(info) == 0 {
+			// The interface is gone; the link is defunct.
+			l.Unpin()
+			l.Close()
+			continue
+		}
+		if err := l.Update(prog); err != nil {
+			l.Close()
+			return fmt.Errorf("update pinned link %s: %w", e.Name(), err)
+		}
+		d.links[e.Name()] = l
+	}
+	// Programs of older objects are no longer referenced by any link.
+	olds, _ := filepath.Glob(filepath.Join(d.dir, "progs-*"))
+	for _, old := range olds {
+		if old != d.progDir() {
+			os.RemoveAll(old)
+		}
+	}
+	return nil
+}
+
+func linkIfindex(info *link.Info) int {
+	if tcx := info.TCX(); tcx != nil {
+		return int(tcx.Ifindex)
+	}
+	if xdp := info.XDP(); xdp != nil {
+		return int(xdp.Ifindex)
+	}
+	return -1
+}
+
+func (d *Dataplane) progForLink(name string) *ebpf.Program {
+	switch {
+	case strings.HasPrefix(name, linkPod):
+		return d.progs.PodIngress
+	case strings.HasPrefix(name, linkUnderlayTC):
+		return d.progs.UnderlayIngress
+	case strings.HasPrefix(name, linkUnderlayXDP):
+		return d.progs.UnderlayXdp
+	}
+	return nil
+}
+
+// Adopted reports whether Open found programs pinned by an earlier loader.
+func (d *Dataplane) Adopted() bool { return d.adopted }
+
+// Dir returns the bpffs directory the state is pinned in.
+func (d *Dataplane) Dir() string { return d.dir }
+
+func (d *Dataplane) closeHandles() {
+	for _, l := range d.links {
+		l.Close()
+	}
+	d.links = map[string]link.Link{}
+	d.progs.Close()
+	d.maps.Close()
+	if d.vrfIDs != nil {
+		d.vrfIDs.Close()
+	}
+}
+
+// Close releases this process's handles. Pinned maps, programs and links
+// stay, so forwarding continues until another loader adopts them.
+func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closeHandles()
+	return nil
+}
+
+// Destroy detaches every program and removes the pinned state.
+func (d *Dataplane) Destroy() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for name, l := range d.links {
+		if err := l.Unpin(); err != nil {
+			errs = append(errs, fmt.Errorf("unpin link %s: %w", name, err))
+		}
+	}
+	d.closeHandles()
+	entries, err := os.ReadDir(d.dir)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read %q: %w", d.dir, err))
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".debug") {
+			continue // the bpffs root's own iterators (maps.debug, progs.debug)
+		}
+		if err := os.RemoveAll(filepath.Join(d.dir, e.Name())); err != nil {
+			errs = append(errs, fmt.Errorf("remove %q: %w", e.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureBPFFS makes dir exist on a bpffs, mounting a bpffs on it if the
+// directory is on another file system.
+func ensureBPFFS(dir string) error {
+	const sysBPF = "/sys/fs/bpf"
+	if strings.HasPrefix(filepath.Clean(dir), sysBPF) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(sysBPF, &st); err == nil && st.Type != unix.BPF_FS_MAGIC {
+			if err := unix.Mount("bpf", sysBPF, "bpf", 0, ""); err != nil {
+				return fmt.Errorf("mount bpffs on %s: %w", sysBPF, err)
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create bpffs dir %q: %w", dir, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("statfs %q: %w", dir, err)
+	}
+	if st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpffs on %q: %w", dir, err)
+	}
+	return nil
+}

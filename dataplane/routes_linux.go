@@ -1,0 +1,389 @@
+package dataplane
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/cilium/ebpf"
+)
+
+// Sizes that must match bpf/types.h.
+const (
+	maxVRFs    = 4096
+	maxGroups  = 16384
+	vrfNameLen = 64
+
+	routeLocal  = 1
+	routeRemote = 2
+)
+
+// routeKey is the Go-side key of an installed route.
+type routeKey struct {
+	vrf  uint32
+	addr [4]byte
+	bits uint8
+}
+
+func (k routeKey) bpf() forwarderRouteKey {
+	return forwarderRouteKey{
+		Prefixlen: 32 + uint32(k.bits),
+		Vrf:       binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, k.vrf)),
+		Addr:      binary.NativeEndian.Uint32(k.addr[:]),
+	}
+}
+
+func routeKeyFromBPF(k forwarderRouteKey) routeKey {
+	var rk routeKey
+	rk.bits = uint8(k.Prefixlen - 32)
+	rk.vrf = binary.NativeEndian.Uint32(binary.BigEndian.AppendUint32(nil, k.Vrf))
+	binary.NativeEndian.PutUint32(rk.addr[:], k.Addr)
+	return rk
+}
+
+// be32 returns the uint32 whose in-memory bytes are a in network order, the
+// way the C side stores addresses.
+func be32(a [4]byte) uint32 { return binary.NativeEndian.Uint32(a[:]) }
+
+func vrfKey(name string) ([vrfNameLen]byte, error) {
+	var k [vrfNameLen]byte
+	if name == "" || len(name) >= vrfNameLen {
+		return k, fmt.Errorf("vrf name %q: must be 1 to %d bytes", name, vrfNameLen-1)
+	}
+	copy(k[:], name)
+	return k, nil
+}
+
+func (d *Dataplane) loadVRFs() error {
+	var k [vrfNameLen]byte
+	var id uint32
+	it := d.vrfIDs.Iterate()
+	for it.Next(&k, &id) {
+		d.vrfs[string(bytes.TrimRight(k[:], "\x00"))] = id
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read vrf ids: %w", err)
+	}
+	return nil
+}
+
+// vrfID returns the id of a VRF, allocating one when create is set.
+// Id 0 is reserved for drops that happen before a VRF is known.
+func (d *Dataplane) vrfID(name string, create bool) (uint32, error) {
+	if id, ok := d.vrfs[name]; ok {
+		return id, nil
+	}
+	if !create {
+		return 0, fmt.Errorf("vrf %q: %w", name, ErrUnknownVRF)
+	}
+	k, err := vrfKey(name)
+	if err != nil {
+		return 0, err
+	}
+	used := make(map[uint32]bool, len(d.vrfs))
+	for _, id := range d.vrfs {
+		used[id] = true
+	}
+	for id := uint32(1); id < maxVRFs; id++ {
+		if used[id] {
+			continue
+		}
+		if err := d.vrfIDs.Put(k, id); err != nil {
+			return 0, fmt.Errorf("add vrf %q: %w", name, err)
+		}
+		d.vrfs[name] = id
+		return id, nil
+	}
+	return 0, fmt.Errorf("add vrf %q: all %d vrf ids in use", name, maxVRFs-1)
+}
+
+// DeleteVRF forgets a VRF's id. Its routes, labels and interfaces must be
+// removed first.
+func (d *Dataplane) DeleteVRF(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.vrfs[name]; !ok {
+		return nil
+	}
+	k, err := vrfKey(name)
+	if err != nil {
+		return err
+	}
+	if err := d.vrfIDs.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete vrf %q: %w", name, err)
+	}
+	delete(d.vrfs, name)
+	return nil
+}
+
+// VRFs returns the VRFs the dataplane knows, by id.
+func (d *Dataplane) VRFs() map[string]uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]uint32, len(d.vrfs))
+	for k, v := range d.vrfs {
+		out[k] = v
+	}
+	return out
+}
+
+// groupTable deduplicates ECMP sets: every route with the same set of next
+// hops shares one entry of the groups map.
+type groupTable struct {
+	ids  map[string]uint32 // canonical set → id
+	keys map[uint32]string // id → canonical set
+	refs map[uint32]int
+}
+
+func newGroupTable() *groupTable {
+	return &groupTable{ids: map[string]uint32{}, keys: map[uint32]string{}, refs: map[uint32]int{}}
+}
+
+func encodeGroup(nhs []NextHop) (forwarderGroup, string, error) {
+	var g forwarderGroup
+	if len(nhs) == 0 || len(nhs) > MaxNextHops {
+		return g, "", fmt.Errorf("%d next hops (1 to %d): %w", len(nhs), MaxNextHops, ErrTooManyNextHops)
+	}
+	sorted := slices.Clone(nhs)
+	slices.SortFunc(sorted, func(a, b NextHop) int {
+		if c := a.Endpoint.Compare(b.Endpoint); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Label, b.Label); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Encap, b.Encap)
+	})
+	sorted = slices.Compact(sorted)
+	g.Count = uint32(len(sorted))
+	for i, nh := range sorted {
+		a, err := ipv4(nh.Endpoint)
+		if err != nil {
+			return g, "", fmt.Errorf("next hop endpoint: %w", err)
+		}
+		if nh.Label >= 1<<20 {
+			return g, "", fmt.Errorf("next hop label %d: more than 20 bits", nh.Label)
+		}
+		if nh.Encap != EncapMPLSoUDP && nh.Encap != EncapMPLSoMPLS {
+			return g, "", fmt.Errorf("next hop encap %v: unsupported", nh.Encap)
+		}
+		g.Nexthops[i] = forwarderNexthop{Endpoint: be32(a), Label: nh.Label | uint32(nh.Encap)<<24}
+	}
+	var key bytes.Buffer
+	binary.Write(&key, binary.LittleEndian, g.Nexthops[:g.Count])
+	return g, key.String(), nil
+}
+
+// acquire returns the id of the group for nhs, writing it to the map when
+// it is new.
+func (d *Dataplane) acquireGroup(nhs []NextHop) (uint32, error) {
+	g, key, err := encodeGroup(nhs)
+	if err != nil {
+		return 0, err
+	}
+	t := d.groups
+	if id, ok := t.ids[key]; ok {
+		t.refs[id]++
+		return id, nil
+	}
+	id := uint32(0)
+	for i := uint32(1); i < maxGroups; i++ {
+		if _, used := t.keys[i]; !used {
+			id = i
+			break
+		}
+	}
+	if id == 0 {
+		return 0, fmt.Errorf("add next-hop group: all %d groups in use", maxGroups-1)
+	}
+	if err := d.maps.Groups.Put(id, &g); err != nil {
+		return 0, fmt.Errorf("add next-hop group %d: %w", id, err)
+	}
+	t.ids[key], t.keys[id], t.refs[id] = id, key, 1
+	return id, nil
+}
+
+func (d *Dataplane) releaseGroup(id uint32) error {
+	t := d.groups
+	if t.refs[id]--; t.refs[id] > 0 {
+		return nil
+	}
+	delete(t.ids, t.keys[id])
+	delete(t.keys, id)
+	delete(t.refs, id)
+	if err := d.maps.Groups.Put(id, &forwarderGroup{}); err != nil {
+		return fmt.Errorf("clear next-hop group %d: %w", id, err)
+	}
+	return nil
+}
+
+func (d *Dataplane) loadGroups() error {
+	var id uint32
+	var g forwarderGroup
+	it := d.maps.Groups.Iterate()
+	for it.Next(&id, &g) {
+		if g.Count == 0 || g.Count > MaxNextHops {
+			continue
+		}
+		var key bytes.Buffer
+		binary.Write(&key, binary.LittleEndian, g.Nexthops[:g.Count])
+		d.groups.ids[key.String()] = id
+		d.groups.keys[id] = key.String()
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read next-hop groups: %w", err)
+	}
+	return nil
+}
+
+func (d *Dataplane) loadRoutes() error {
+	var k forwarderRouteKey
+	var v forwarderRoute
+	it := d.maps.Routes.Iterate()
+	for it.Next(&k, &v) {
+		gid := uint32(0)
+		if v.Kind == routeRemote {
+			gid = v.Id
+			d.groups.refs[gid]++
+		}
+		d.routes[routeKeyFromBPF(k)] = gid
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read routes: %w", err)
+	}
+	return nil
+}
+
+func (d *Dataplane) routeKey(k RouteKey, create bool) (routeKey, error) {
+	vrf, err := d.vrfID(k.VRF, create)
+	if err != nil {
+		return routeKey{}, err
+	}
+	if !k.Prefix.IsValid() || !k.Prefix.Addr().Is4() {
+		return routeKey{}, fmt.Errorf("prefix %v: %w", k.Prefix, ErrNotIPv4)
+	}
+	p := k.Prefix.Masked()
+	return routeKey{vrf: vrf, addr: p.Addr().As4(), bits: uint8(p.Bits())}, nil
+}
+
+// SetRoutes installs or replaces routes in one batch.
+func (d *Dataplane) SetRoutes(routes []Route) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	keys := make([]forwarderRouteKey, 0, len(routes))
+	vals := make([]forwarderRoute, 0, len(routes))
+	var release []uint32
+	for _, r := range routes {
+		k, err := d.routeKey(r.RouteKey, true)
+		if err != nil {
+			return fmt.Errorf("set route %v in %q: %w", r.Prefix, r.VRF, err)
+		}
+		var v forwarderRoute
+		var gid uint32
+		switch {
+		case len(r.NextHops) > 0 && r.Interface == 0:
+			if gid, err = d.acquireGroup(r.NextHops); err != nil {
+				return fmt.Errorf("set route %v in %q: %w", r.Prefix, r.VRF, err)
+			}
+			v = forwarderRoute{Kind: routeRemote, Id: gid}
+		case len(r.NextHops) == 0 && r.Interface > 0:
+			v = forwarderRoute{Kind: routeLocal, Id: uint32(r.Interface)}
+		default:
+			return fmt.Errorf("set route %v in %q: need either an interface or next hops", r.Prefix, r.VRF)
+		}
+		if old, ok := d.routes[k]; ok && old != 0 {
+			release = append(release, old)
+		}
+		d.routes[k] = gid
+		keys = append(keys, k.bpf())
+		vals = append(vals, v)
+	}
+	if err := batchUpdate(d.maps.Routes, keys, vals); err != nil {
+		return fmt.Errorf("set %d routes: %w", len(keys), err)
+	}
+	for _, id := range release {
+		if err := d.releaseGroup(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteRoutes removes routes; missing ones are ignored.
+func (d *Dataplane) DeleteRoutes(keys []RouteKey) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	bk := make([]forwarderRouteKey, 0, len(keys))
+	var release []uint32
+	for _, rk := range keys {
+		k, err := d.routeKey(rk, false)
+		if errors.Is(err, ErrUnknownVRF) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("delete route %v in %q: %w", rk.Prefix, rk.VRF, err)
+		}
+		gid, ok := d.routes[k]
+		if !ok {
+			continue
+		}
+		delete(d.routes, k)
+		if gid != 0 {
+			release = append(release, gid)
+		}
+		bk = append(bk, k.bpf())
+	}
+	if len(bk) > 0 {
+		if _, err := d.maps.Routes.BatchDelete(bk, nil); err != nil {
+			if !errors.Is(err, ebpf.ErrNotSupported) {
+				return fmt.Errorf("delete %d routes: %w", len(bk), err)
+			}
+			for i := range bk {
+				if err := d.maps.Routes.Delete(&bk[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+					return fmt.Errorf("delete route: %w", err)
+				}
+			}
+		}
+	}
+	for _, id := range release {
+		if err := d.releaseGroup(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Routes returns the number of installed routes.
+func (d *Dataplane) Routes() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.routes)
+}
+
+// batchChunk bounds the size of one BPF_MAP_UPDATE_BATCH call.
+const batchChunk = 1 << 16
+
+func batchUpdate[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+	for start := 0; start < len(keys); start += batchChunk {
+		end := min(start+batchChunk, len(keys))
+		_, err := m.BatchUpdate(keys[start:end], vals[start:end], nil)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			for i := start; i < end; i++ {
+				if err := m.Put(&keys[i], &vals[i]); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var _ = netip.Addr{}
