@@ -7,18 +7,30 @@ package server
 
 import (
 	"log/slog"
+	"sync"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 
 	"github.com/isthmus-net/isthmus/nos"
 )
 
+// DefaultAddr is the address gNMI listens on unless told otherwise.
+const DefaultAddr = ":9339"
+
 // Server implements gpb.GNMIServer on top of a nos.Core.
 type Server struct {
 	gpb.UnimplementedGNMIServer
 
-	core *nos.Core
-	log  *slog.Logger
+	core    *nos.Core
+	log     *slog.Logger
+	sec     SecurityConfig
+	dataDir string // where the self-signed certificate is kept
+
+	users    map[string]User // by name, from sec.Users
+	usersErr error           // why sec.Users is unusable; Serve returns it
+
+	authMu   sync.Mutex      // guards verified
+	verified map[string]bool // hash+password pairs that bcrypt accepted
 }
 
 // Option configures a Server.
@@ -27,11 +39,21 @@ type Option func(*Server)
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 
-// New returns a gNMI server for core.
+// WithSecurity sets TLS and the users. Without it the server refuses
+// every request that carries no valid credentials, and has no users.
+func WithSecurity(c SecurityConfig) Option { return func(s *Server) { s.sec = c } }
+
+// WithDataDir sets the directory where a self-signed certificate is
+// created on first start and found on later starts.
+func WithDataDir(dir string) Option { return func(s *Server) { s.dataDir = dir } }
+
+// New returns a gNMI server for core. Problems in the security
+// configuration are reported by Serve.
 func New(core *nos.Core, opts ...Option) *Server {
-	s := &Server{core: core, log: slog.Default()}
+	s := &Server{core: core, log: slog.Default(), verified: map[string]bool{}}
 	for _, o := range opts {
 		o(s)
 	}
+	s.users, s.usersErr = validateUsers(s.sec.Users)
 	return s
 }
