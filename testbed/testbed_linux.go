@@ -166,13 +166,6 @@ func (tb *Testbed) Exec(ctx context.Context, node string, argv ...string) ([]byt
 	return out, nil
 }
 
-// Ping sends count pings from node to addr with a short interval and
-// returns an error when any is lost.
-func (tb *Testbed) Ping(ctx context.Context, node, addr string, count int) error {
-	_, err := tb.Exec(ctx, node, "ping", "-q", "-n", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", addr)
-	return err
-}
-
 // Down stops the processes this Testbed started, then everything else the
 // run recorded or left in its namespaces, and deletes the namespaces. It
 // keeps the run directory (logs); RemoveDir removes it.
