@@ -12,6 +12,7 @@ import (
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
 	"github.com/openconfig/ygot/ygot"
+	"github.com/openconfig/ygot/ytypes"
 
 	"github.com/isthmus-net/isthmus/gen"
 )
@@ -275,7 +276,37 @@ func (c *Core) publishConfig(old, cand *gen.Device) error {
 	if err != nil {
 		return fmt.Errorf("diff configuration: %w", err)
 	}
+	c.pruneState(n.GetDelete())
 	return c.publish(n)
+}
+
+// pruneState removes from the state tree every list entry whose
+// configuration was deleted, so no orphaned state outlives its config.
+// A deleted key leaf (".../network-instance[name=red]/name") marks the
+// whole entry as gone.
+func (c *Core) pruneState(deleted []*gpb.Path) {
+	var gone []*gpb.Path
+	for _, p := range deleted {
+		elems := p.GetElem()
+		if len(elems) < 2 {
+			continue
+		}
+		last, entry := elems[len(elems)-1], elems[len(elems)-2]
+		if _, isKey := entry.GetKey()[last.GetName()]; !isKey {
+			continue
+		}
+		gone = append(gone, &gpb.Path{Elem: elems[:len(elems)-1]})
+	}
+	if len(gone) == 0 {
+		return
+	}
+	c.mu.Lock()
+	for _, p := range gone {
+		if err := ytypes.DeleteNode(c.schema, c.state, p); err != nil {
+			c.log.Debug("prune state", "path", pathString(p), "err", err)
+		}
+	}
+	c.mu.Unlock()
 }
 
 // publish sends one notification to the cache, splitting deletes and

@@ -169,3 +169,32 @@ func TestRestartRestoresConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestStateIsPrunedWithItsConfig(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCore(t, t.TempDir())
+	if _, err := c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=red]", redVRF)}}); err != nil {
+		t.Fatal(err)
+	}
+	st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{Label: []uint32{100000}}
+	if err := c.UpdateState("/network-instances/network-instance[name=red]/state", st); err != nil {
+		t.Fatal(err)
+	}
+	hasState := func() bool {
+		var ok bool
+		c.Read(func(_, s *gen.Device) error {
+			ok = s.GetNetworkInstances().GetNetworkInstance("red").GetState() != nil
+			return nil
+		})
+		return ok
+	}
+	if !hasState() {
+		t.Fatal("state not written")
+	}
+	if _, err := c.Set(ctx, "a", &gpb.SetRequest{Delete: []*gpb.Path{mustPath(t, "/network-instances/network-instance[name=red]")}}); err != nil {
+		t.Fatal(err)
+	}
+	if hasState() {
+		t.Fatal("state of a deleted VRF survived")
+	}
+}
