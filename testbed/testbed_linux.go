@@ -21,8 +21,8 @@ type Options struct {
 	// Log receives progress; nil discards.
 	Log *slog.Logger
 	// Dir is the run directory (state file, logs, daemon sockets). Empty
-	// means DefaultRoot/<run id>. It is made world-traversable, since FRR
-	// drops privileges to its own user.
+	// means DefaultRoot/<run id>. FRR drops privileges to its own user, so
+	// the directory's parents must be traversable by all (t.TempDir's are not).
 	Dir string
 	// Prefix starts every namespace name; empty means NewPrefix().
 	Prefix string
@@ -87,21 +87,14 @@ func Up(ctx context.Context, topo *Topology, opts Options) (*Testbed, error) {
 	return tb, nil
 }
 
-// makeRunDir creates dir and makes it and its parents traversable.
+// makeRunDir creates dir and its logs folder, readable and traversable by
+// all; FRR drops privileges to its own user and needs to reach its sockets.
 func makeRunDir(dir string) error {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return fmt.Errorf("create run dir: %w", err)
 	}
-	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil {
-			return fmt.Errorf("stat run dir: %w", err)
-		}
-		if fi.Mode().Perm()&0o005 != 0o005 {
-			if err := os.Chmod(d, fi.Mode().Perm()|0o005); err != nil {
-				return fmt.Errorf("make run dir traversable: %w", err)
-			}
-		}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fmt.Errorf("create run dir: %w", err)
 	}
 	return nil
 }
