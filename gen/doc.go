@@ -7,3 +7,4 @@
 package gen
 
 //go:generate ./generate.sh
+//go:generate go run ../tools/pathdoc -o ../docs/paths.md

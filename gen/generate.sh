@@ -12,7 +12,7 @@ go tool generator \
   -generate_fakeroot -fakeroot_name=device \
   -generate_getters -generate_leaf_getters -generate_delete -generate_append \
   -generate_simple_unions -generate_populate_defaults \
-  -include_schema -include_model_data -typedef_enum_with_defmod \
+  -include_schema -include_model_data -include_descriptions -typedef_enum_with_defmod \
   -exclude_modules=ietf-interfaces \
   ../yang/isthmus-types.yang ../yang/isthmus-acl.yang ../yang/isthmus-bgp.yang \
   ../yang/isthmus-network-instance.yang ../yang/isthmus-interfaces.yang \
