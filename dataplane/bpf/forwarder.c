@@ -127,16 +127,12 @@ static __always_inline void set_macs(struct ethhdr *eth, const __u8 *dst, const 
 	__builtin_memcpy(eth->h_source, src, ETH_ALEN);
 }
 
-/* deliver_target resolves a local VPN label and the inner destination to the
- * pod interface to deliver to. It returns a drop reason or -1, and sets *vrf
- * to the VRF the drop is counted in. */
-static __always_inline int deliver_target(__u32 label, __u32 daddr, __u32 *vrf,
+/* deliver_target resolves a local VPN label (looked up by the caller) and
+ * the inner destination to the pod interface to deliver to. It returns a
+ * drop reason or -1. */
+static __always_inline int deliver_target(struct label_target *lt, __u32 daddr,
 					  __u32 *ifindex, struct iface **dst)
 {
-	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
-	if (!lt)
-		return DROP_UNKNOWN_LABEL;
-	*vrf = lt->vrf;
 	if (lt->kind == LABEL_IFACE) {
 		*ifindex = lt->ifindex;
 	} else {
@@ -362,19 +358,14 @@ int underlay_ingress(struct __sk_buff *skb)
 		reason = DROP_MALFORMED;
 		goto drop;
 	}
-	__u32 ifindex = 0;
-	struct iface *dst = 0;
-	if ((void *)(inner + 1) > data_end) {
-		/* Resolve the label first so the drop is counted in its VRF. */
-		reason = deliver_target(lse >> 12, 0, &vrf, &ifindex, &dst);
-		if (reason != DROP_UNKNOWN_LABEL)
-			reason = DROP_MALFORMED;
+	__u32 label = lse >> 12;
+	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
+	if (!lt) {
+		reason = DROP_UNKNOWN_LABEL;
 		goto drop;
 	}
-	reason = deliver_target(lse >> 12, inner->daddr, &vrf, &ifindex, &dst);
-	if (reason >= 0)
-		goto drop;
-	if (inner->version != 4 || inner->ihl < 5) {
+	vrf = lt->vrf; /* from here on drops count in the label's VRF */
+	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5) {
 		reason = DROP_MALFORMED;
 		goto drop;
 	}
@@ -382,6 +373,11 @@ int underlay_ingress(struct __sk_buff *skb)
 		reason = DROP_TTL;
 		goto drop;
 	}
+	__u32 ifindex = 0;
+	struct iface *dst = 0;
+	reason = deliver_target(lt, inner->daddr, &ifindex, &dst);
+	if (reason >= 0)
+		goto drop;
 	ttl_decrement(inner);
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
@@ -451,18 +447,14 @@ int underlay_xdp(struct xdp_md *ctx)
 		}
 	}
 	struct iphdr *inner = (void *)(mpls + depth);
-	__u32 ifindex = 0;
-	struct iface *dst = 0;
-	if ((void *)(inner + 1) > data_end) {
-		reason = deliver_target(lse >> 12, 0, &vrf, &ifindex, &dst);
-		if (reason != DROP_UNKNOWN_LABEL)
-			reason = DROP_MALFORMED;
+	__u32 label = lse >> 12;
+	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
+	if (!lt) {
+		reason = DROP_UNKNOWN_LABEL;
 		goto drop;
 	}
-	reason = deliver_target(lse >> 12, inner->daddr, &vrf, &ifindex, &dst);
-	if (reason >= 0)
-		goto drop;
-	if (inner->version != 4 || inner->ihl < 5) {
+	vrf = lt->vrf; /* from here on drops count in the label's VRF */
+	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5) {
 		reason = DROP_MALFORMED;
 		goto drop;
 	}
@@ -470,6 +462,11 @@ int underlay_xdp(struct xdp_md *ctx)
 		reason = DROP_TTL;
 		goto drop;
 	}
+	__u32 ifindex = 0;
+	struct iface *dst = 0;
+	reason = deliver_target(lt, inner->daddr, &ifindex, &dst);
+	if (reason >= 0)
+		goto drop;
 	ttl_decrement(inner);
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
