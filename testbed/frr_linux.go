@@ -281,3 +281,9 @@ func poll(ctx context.Context, cond func() (bool, error)) error {
 		}
 	}
 }
+
+// FRRAt returns a handle on the FRR instance of node, for vtysh; it can
+// also reach an instance another program started for the same run.
+func (tb *Testbed) FRRAt(node string) *FRR {
+	return &FRR{Node: node, Dir: filepath.Join(tb.dir, "frr", node)}
+}

@@ -52,7 +52,7 @@ func (tb *Testbed) Start(ctx context.Context, node, name string, argv ...string)
 	// Not CommandContext: the process outlives ctx, which bounds only the start.
 	cmd := exec.Command("ip", append([]string{"netns", "exec", tb.Namespace(node)}, argv...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // its own session and group: no terminal hangup reaches it
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s in %s: %w", name, node, err)
 	}
