@@ -29,8 +29,9 @@ commands:
   exec NODE CMD...     run a command inside a node
   vtysh NODE CMD...    run vtysh commands against a node's FRR
   run SCENARIO         run a scenario against the current run ("list" lists them)
+  demo [--keep]        up, every scenario, a summary, then down (--keep: stay up)
 
-common flags:
+common flags (before the command's arguments):
   --root DIR           where run directories live (default /run/isthmus-testbed)
   -v                   debug logging
 `
@@ -53,6 +54,7 @@ func run(args []string, out io.Writer) error {
 	verbose := fs.Bool("v", false, "debug logging")
 	file := fs.String("file", "", "topology file (up)")
 	all := fs.Bool("all", false, "remove every run and leftover (down)")
+	keep := fs.Bool("keep", false, "leave the testbed up (demo)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,6 +99,8 @@ func run(args []string, out io.Writer) error {
 		res, err := tb.FRRAt(fs.Arg(0)).Vtysh(ctx, fs.Args()[1:]...)
 		_, _ = out.Write(res)
 		return err
+	case "demo":
+		return demo(ctx, log, out, *root, *file, *keep)
 	case "run":
 		return runScenario(ctx, log, out, *root, fs.Arg(0))
 	default:
