@@ -1,0 +1,35 @@
+package server
+
+import (
+	"context"
+
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/isthmus-net/isthmus/gen"
+)
+
+// gnmiVersion is the gNMI specification version the generated protocol
+// package declares.
+var gnmiVersion = func() string {
+	v, _ := proto.GetExtension(gpb.File_github_com_openconfig_gnmi_proto_gnmi_gnmi_proto.Options(), gpb.E_GnmiService).(string)
+	return v
+}()
+
+// supportedEncodings are the encodings Get accepts.
+var supportedEncodings = []gpb.Encoding{gpb.Encoding_JSON, gpb.Encoding_JSON_IETF, gpb.Encoding_PROTO}
+
+// Capabilities returns the YANG models the server serves, with their
+// organizations and versions, the encodings it accepts and the gNMI
+// version.
+func (s *Server) Capabilities(ctx context.Context, _ *gpb.CapabilityRequest) (*gpb.CapabilityResponse, error) {
+	models := make([]*gpb.ModelData, 0, len(gen.ΓModelData))
+	for _, m := range gen.ΓModelData {
+		models = append(models, proto.Clone(m).(*gpb.ModelData))
+	}
+	return &gpb.CapabilityResponse{
+		SupportedModels:    models,
+		SupportedEncodings: supportedEncodings,
+		GNMIVersion:        gnmiVersion,
+	}, nil
+}

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Set applies the request as one transaction of the core: deletes, then
+// replaces, then updates; every one takes effect or none does. Errors name
+// the path and the reason.
+func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse, error) {
+	if err := s.checkTarget(req.GetPrefix()); err != nil {
+		return nil, err
+	}
+	if len(req.GetUnionReplace()) > 0 {
+		return nil, status.Error(codes.Unimplemented, "union_replace is not supported")
+	}
+	if len(req.GetExtension()) > 0 {
+		return nil, status.Error(codes.Unimplemented, "set extensions are not supported")
+	}
+	// Normalize every path against the prefix here, so the core sees
+	// plain paths and the response can echo what was asked.
+	norm := &gpb.SetRequest{}
+	results := make([]*gpb.UpdateResult, 0, len(req.GetDelete())+len(req.GetReplace())+len(req.GetUpdate()))
+	for _, p := range req.GetDelete() {
+		full, err := fullPath(req.GetPrefix(), p)
+		if err != nil {
+			return nil, err
+		}
+		if isWildcard(full) {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: wildcards are not allowed in Set", pathString(full))
+		}
+		norm.Delete = append(norm.Delete, full)
+		results = append(results, &gpb.UpdateResult{Path: p, Op: gpb.UpdateResult_DELETE})
+	}
+	for _, group := range []struct {
+		ups []*gpb.Update
+		out *[]*gpb.Update
+		op  gpb.UpdateResult_Operation
+	}{
+		{req.GetReplace(), &norm.Replace, gpb.UpdateResult_REPLACE},
+		{req.GetUpdate(), &norm.Update, gpb.UpdateResult_UPDATE},
+	} {
+		for _, u := range group.ups {
+			full, err := fullPath(req.GetPrefix(), u.GetPath())
+			if err != nil {
+				return nil, err
+			}
+			if isWildcard(full) {
+				return nil, status.Errorf(codes.InvalidArgument, "%s: wildcards are not allowed in Set", pathString(full))
+			}
+			if u.GetVal() == nil {
+				return nil, status.Errorf(codes.InvalidArgument, "%s: no value", pathString(full))
+			}
+			*group.out = append(*group.out, &gpb.Update{Path: full, Val: u.GetVal()})
+			results = append(results, &gpb.UpdateResult{Path: u.GetPath(), Op: group.op})
+		}
+	}
+	user := userFrom(ctx)
+	if user == "" {
+		user = "anonymous"
+	}
+	if _, err := s.core.Set(ctx, user, norm); err != nil {
+		return nil, toStatus(err)
+	}
+	return &gpb.SetResponse{Prefix: req.GetPrefix(), Response: results, Timestamp: time.Now().UnixNano()}, nil
+}
