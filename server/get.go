@@ -7,8 +7,8 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/openconfig/gnmi/value"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/gnmi/value"
 	"github.com/openconfig/goyang/pkg/yang"
 	"github.com/openconfig/ygot/util"
 	"github.com/openconfig/ygot/ygot"
