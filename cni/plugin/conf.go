@@ -1,0 +1,116 @@
+package plugin
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/isthmus-net/isthmus/cni/api"
+)
+
+// Plugin-specific CNI error codes (100 and up are the plugin's to define).
+const (
+	// CodeUnknownNetwork: the network, or the VRF it maps to, does not exist.
+	CodeUnknownNetwork uint = 100
+	// CodePoolExhausted: the VRF has no free address.
+	CodePoolExhausted uint = 101
+)
+
+// callTimeout bounds one call to isthmusd.
+const callTimeout = 60 * time.Second
+
+// NetConf is the plugin's network configuration.
+type NetConf struct {
+	types.PluginConf
+	// Socket is isthmusd's CNI API socket (default api.DefaultSocket).
+	Socket string `json:"socket,omitempty"`
+	// MTU, when set, overrides the MTU isthmusd chooses.
+	MTU int `json:"mtu,omitempty"`
+}
+
+// podArgs are the CNI_ARGS the plugin reads.
+type podArgs struct {
+	types.CommonArgs
+	K8S_POD_NAMESPACE types.UnmarshallableString //nolint:revive // CNI_ARGS key
+	K8S_POD_NAME      types.UnmarshallableString //nolint:revive // CNI_ARGS key
+}
+
+// parseConf decodes and checks the configuration on stdin.
+func parseConf(stdin []byte) (*NetConf, error) {
+	conf := &NetConf{}
+	if err := json.Unmarshal(stdin, conf); err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, "decode network configuration", err.Error())
+	}
+	if conf.Name == "" {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, "network configuration has no name", "")
+	}
+	if conf.MTU != 0 && (conf.MTU < 576 || conf.MTU > 9216) {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, "invalid mtu", fmt.Sprintf("mtu %d: want 576 to 9216", conf.MTU))
+	}
+	if conf.Socket == "" {
+		conf.Socket = api.DefaultSocket
+	}
+	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, "decode prevResult", err.Error())
+	}
+	return conf, nil
+}
+
+// parsePod reads the Kubernetes pod identity from CNI_ARGS.
+func parsePod(args string) (api.Pod, error) {
+	var a podArgs
+	a.IgnoreUnknown = true
+	if err := types.LoadArgs(args, &a); err != nil {
+		return api.Pod{}, types.NewError(types.ErrInvalidEnvironmentVariables, "parse CNI_ARGS", err.Error())
+	}
+	return api.Pod{Namespace: string(a.K8S_POD_NAMESPACE), Name: string(a.K8S_POD_NAME)}, nil
+}
+
+// HostIfName is the name of the host end of a pod's veth: "ist" and 12 hex
+// digits of a hash of the container ID and the pod's interface name, so DEL
+// finds it without asking the daemon.
+func HostIfName(containerID, ifname string) string {
+	sum := sha256.Sum256([]byte(containerID + "/" + ifname))
+	return "ist" + hex.EncodeToString(sum[:6])
+}
+
+// aliasPrefix starts the alias of every host veth the plugin creates; the
+// rest is "<network>/<container id>/<ifname>", which GC reads to find veths
+// the daemon never recorded.
+const aliasPrefix = "isthmus-cni:"
+
+func hostAlias(network string, id api.AttachmentID) string {
+	return aliasPrefix + network + "/" + id.ContainerID + "/" + id.IfName
+}
+
+// cniError turns an error into the CNI error the runtime sees; errors that
+// already are CNI errors pass through.
+func cniError(msg string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *types.Error
+	if errors.As(err, &te) {
+		return te
+	}
+	code := types.ErrInternal
+	switch {
+	case errors.Is(err, api.ErrUnknownNetwork):
+		code, msg = CodeUnknownNetwork, "unknown network"
+	case errors.Is(err, api.ErrPoolExhausted):
+		code, msg = CodePoolExhausted, "address pool exhausted"
+	case errors.Is(err, api.ErrUnavailable):
+		code, msg = types.ErrTryAgainLater, "isthmusd is not running or not ready"
+	case errors.Is(err, api.ErrInvalid):
+		code = types.ErrInvalidNetworkConfig
+	case errors.Is(err, api.ErrNoAttachment):
+		code = types.ErrUnknownContainer
+	}
+	return types.NewError(code, msg, err.Error())
+}
