@@ -30,10 +30,25 @@ type Process struct {
 	err  error // the result of Wait; set before done is closed
 }
 
+// StartOptions tune how a process enters its node.
+type StartOptions struct {
+	// HostMounts enters only the node's network namespace (nsenter --net)
+	// instead of `ip netns exec`, which also gives the process a private
+	// mount namespace with a fresh /sys. Daemons that mount or pin on
+	// bpffs need it, so that their pins outlive them; sysfs then shows the
+	// caller's interfaces, netlink the node's.
+	HostMounts bool
+}
+
 // Start runs argv inside node as a long-running process named name, with
 // its output appended to <run dir>/logs/<node>-<name>.log, and records it
 // in the state file.
 func (tb *Testbed) Start(ctx context.Context, node, name string, argv ...string) (*Process, error) {
+	return tb.StartWith(ctx, node, name, StartOptions{}, argv...)
+}
+
+// StartWith is Start with options.
+func (tb *Testbed) StartWith(ctx context.Context, node, name string, o StartOptions, argv ...string) (*Process, error) {
 	if _, ok := tb.topo.Node(node); !ok {
 		return nil, fmt.Errorf("start %s in %q: unknown node", name, node)
 	}
@@ -50,7 +65,11 @@ func (tb *Testbed) Start(ctx context.Context, node, name string, argv ...string)
 	}
 	defer logFile.Close() // the child holds its own copy
 	// Not CommandContext: the process outlives ctx, which bounds only the start.
-	cmd := exec.Command("ip", append([]string{"netns", "exec", tb.Namespace(node)}, argv...)...)
+	enter := []string{"ip", "netns", "exec", tb.Namespace(node)}
+	if o.HostMounts {
+		enter = []string{"nsenter", "--net=" + filepath.Join(netnsDir, tb.Namespace(node)), "--"}
+	}
+	cmd := exec.Command(enter[0], append(enter[1:], argv...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // its own session and group: no terminal hangup reaches it
 	if err := cmd.Start(); err != nil {

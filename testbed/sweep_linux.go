@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,16 +21,22 @@ const netnsDir = "/run/netns"
 // stopGrace is how long a process gets between SIGTERM and SIGKILL.
 const stopGrace = 5 * time.Second
 
-// Leftovers are the namespaces with a prefix and the processes inside them.
+// Leftovers are the namespaces with a prefix, the processes inside them and
+// the mounts (bpffs for pinned eBPF state) under paths named by the prefix.
 type Leftovers struct {
 	// Namespaces are the names of the namespaces that exist.
 	Namespaces []string
 	// PIDs are the processes whose network namespace is one of them.
 	PIDs []int
+	// Mounts are mount points with a path element that starts with the
+	// prefix, deepest first.
+	Mounts []string
 }
 
 // Empty reports whether nothing is left.
-func (l Leftovers) Empty() bool { return len(l.Namespaces) == 0 && len(l.PIDs) == 0 }
+func (l Leftovers) Empty() bool {
+	return len(l.Namespaces) == 0 && len(l.PIDs) == 0 && len(l.Mounts) == 0
+}
 
 // FindLeftovers lists the namespaces whose name starts with prefix and the
 // processes that live in them.
@@ -42,6 +49,10 @@ func FindLeftovers(prefix string) (Leftovers, error) {
 		return Leftovers{}, fmt.Errorf("list namespaces: %w", err)
 	}
 	var l Leftovers
+	l.Mounts, err = prefixMounts(prefix)
+	if err != nil {
+		return Leftovers{}, err
+	}
 	inodes := map[uint64]bool{}
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), prefix) {
@@ -83,9 +94,39 @@ func processNetns(pid int) (uint64, bool) {
 	return ino, err == nil
 }
 
+// prefixMounts lists the mount points of the caller's mount namespace that
+// have a path element starting with prefix ("ist-3fa9c1" in a run
+// directory's path counts), deepest first.
+func prefixMounts(prefix string) ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mounts: %w", err)
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || strings.HasPrefix(f[4], netnsDir+"/") {
+			continue // namespace handles go with `ip netns delete`
+		}
+		for _, el := range strings.Split(f[4], "/") {
+			if strings.HasPrefix(el+"-", prefix) {
+				mounts = append(mounts, f[4])
+				break
+			}
+		}
+	}
+	slices.SortFunc(mounts, func(a, b string) int {
+		if len(a) != len(b) {
+			return len(b) - len(a)
+		}
+		return strings.Compare(a, b)
+	})
+	return slices.Compact(mounts), nil
+}
+
 // Sweep kills every process inside the namespaces whose name starts with
-// prefix, then deletes those namespaces; their veths and bridges go with
-// them. Prefix PrefixBase sweeps every run on the machine.
+// prefix, unmounts what is mounted under paths named by the prefix, then
+// deletes those namespaces; their veths and bridges go with them. Prefix PrefixBase sweeps every run on the machine.
 func Sweep(ctx context.Context, log *slog.Logger, prefix string) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -98,6 +139,12 @@ func Sweep(ctx context.Context, log *slog.Logger, prefix string) error {
 	for _, pid := range l.PIDs {
 		log.Info("killing leftover process", "pid", pid, "comm", processName(pid))
 		errs = append(errs, killPID(ctx, pid))
+	}
+	for _, m := range l.Mounts {
+		log.Info("unmounting", "path", m)
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
+		}
 	}
 	for _, name := range l.Namespaces {
 		log.Info("deleting namespace", "netns", name)

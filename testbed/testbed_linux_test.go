@@ -237,3 +237,47 @@ func assertNoLeftovers(t *testing.T, prefix string) {
 		t.Errorf("left after down: %+v", l)
 	}
 }
+
+// TestHostMountsDown starts a process that enters only the node's network
+// namespace and mounts a bpffs under the run directory, as isthmusd's
+// dataplane does; Down must unmount it and stop the process.
+func TestHostMountsDown(t *testing.T) {
+	RequirePrivileges(t, "nsenter")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topo, err := Parse([]byte("name: tiny\nnodes:\n  - {name: a, role: host, loopbacks: [10.9.0.1/32]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := Up(ctx, topo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tb.RemoveDir() })
+	pin := tb.Dir() + "/bpf/a"
+	p, err := tb.StartWith(ctx, "a", "pinner", StartOptions{HostMounts: true}, "sh", "-c",
+		"mkdir -p "+pin+" && mount -t bpf bpf "+pin+" && ip -o addr show lo > "+tb.Dir()+"/addrs && exec sleep 600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = poll(ctx, func() (bool, error) {
+		l, err := FindLeftovers(tb.Prefix())
+		return len(l.Mounts) == 1 && l.Mounts[0] == pin, err
+	})
+	if err != nil {
+		t.Fatalf("bpffs not mounted at %s: %v; log: %s", pin, err, p.Tail(5))
+	}
+	addrs, err := os.ReadFile(tb.Dir() + "/addrs")
+	if err != nil || !strings.Contains(string(addrs), "10.9.0.1") {
+		t.Errorf("process did not run in the node's network namespace: %q, %v", addrs, err)
+	}
+	if err := Down(ctx, nil, tb.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	assertNoLeftovers(t, tb.Prefix())
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Error("process still running after down")
+	}
+}

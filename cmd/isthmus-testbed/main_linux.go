@@ -157,12 +157,18 @@ func down(ctx context.Context, log *slog.Logger, out io.Writer, root string, all
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("list runs: %w", err)
 		}
+		var dirs []string
 		for _, e := range entries {
 			if e.IsDir() && strings.HasPrefix(e.Name(), testbed.PrefixBase) {
-				errs = append(errs, downDir(ctx, log, out, filepath.Join(root, e.Name())))
+				dirs = append(dirs, filepath.Join(root, e.Name()))
+				errs = append(errs, testbed.Down(ctx, log, dirs[len(dirs)-1]))
 			}
 		}
+		// Leftovers of runs whose state is gone; mounts go before the dirs.
 		errs = append(errs, testbed.Sweep(ctx, log, testbed.PrefixBase))
+		for _, dir := range dirs {
+			errs = append(errs, downDir(ctx, log, out, dir))
+		}
 	} else {
 		dir, err := os.ReadFile(filepath.Join(root, currentFile))
 		if errors.Is(err, os.ErrNotExist) {
