@@ -149,7 +149,11 @@ func (d *Dataplane) SetEndpoint(ep Endpoint) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.endpoints[ep.Addr] = ep
-	return d.writeEndpoint(ep, ep.MAC)
+	mac := ep.MAC
+	if mac == nil {
+		mac = d.resolved[ep.Addr]
+	}
+	return d.writeEndpoint(ep, mac)
 }
 
 // writeEndpoint programs an endpoint with the given next-hop MAC (nil:
@@ -164,11 +168,11 @@ func (d *Dataplane) writeEndpoint(ep Endpoint, mac net.HardwareAddr) error {
 	}
 	key := be32(a)
 	v := forwarderEndpoint{TransportLabel: ep.TransportLabel}
+	copy(v.Mac[:], mac)
 	var old forwarderEndpoint
 	if err := d.maps.Endpoints.Lookup(key, &old); err == nil && old.Mac != v.Mac {
 		d.maps.EndpointMacs.Delete(forwarderMacKey{Mac: old.Mac})
 	}
-	copy(v.Mac[:], mac)
 	if err := initPerCPU[forwarderEndpointStats](d.maps.EndpointCounters, key); err != nil {
 		return fmt.Errorf("set endpoint %v counters: %w", ep.Addr, err)
 	}
@@ -192,6 +196,7 @@ func (d *Dataplane) DeleteEndpoint(addr netip.Addr) error {
 		return fmt.Errorf("delete endpoint: %w", err)
 	}
 	delete(d.endpoints, addr)
+	d.forget(addr)
 	key := be32(a)
 	var old forwarderEndpoint
 	if err := d.maps.Endpoints.Lookup(key, &old); err == nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -39,6 +40,7 @@ type Dataplane struct {
 	links     map[string]link.Link
 	tunnel    tunnelState
 	endpoints map[netip.Addr]Endpoint
+	resolved  map[netip.Addr]net.HardwareAddr // endpoint → MAC found by ResolveOnce
 	adopted   bool
 }
 
