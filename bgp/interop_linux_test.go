@@ -32,6 +32,7 @@ router bgp 65001
  no bgp default ipv4-unicast
  bgp graceful-restart
  bgp graceful-restart restart-time 30
+ bgp graceful-restart preserve-fw-state
  neighbor %[2]s remote-as 65000
  neighbor %[2]s timers 3 9
  neighbor %[2]s timers connect 1
