@@ -58,3 +58,51 @@ func TestTwoHostsIBGP(t *testing.T) {
 	a.commit(hostA)
 	eventually(t, 20*time.Second, "withdrawal on b", func() bool { _, ok := b.route("red", "10.1.0.5/32"); return !ok })
 }
+
+// TestTwoDomains: two Isthmus domains, each a reflector with one client
+// over iBGP, joined by eBGP between the reflectors. A pod route crosses
+// both domains with its original endpoint and label (the reflectors pass
+// learnt routes on with the next hop unchanged), and each reflector also
+// imports the other domain's route.
+func TestTwoDomains(t *testing.T) {
+	const a1, a2, b1, b2 = "127.100.2.1", "127.100.2.2", "127.100.2.3", "127.100.2.4"
+	red := func(rd, pool string, pods ...string) vrfConf {
+		return vrfConf{name: "red", rd: rd, imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: pool, pods: pods}
+	}
+	hosts := map[string]hostConf{
+		a1: {as: 65001, routerID: "10.0.1.1", endpoint: "192.0.2.11",
+			neighbors: []nbrConf{{addr: a2, as: 65001, local: a1, rrClient: true}, {addr: b1, as: 65002, local: a1}},
+			vrfs:      []vrfConf{red("10.0.1.1:1", "10.1.1.0/24")}},
+		a2: {as: 65001, routerID: "10.0.1.2", endpoint: "192.0.2.12",
+			neighbors: []nbrConf{{addr: a1, as: 65001, local: a2}},
+			vrfs:      []vrfConf{red("10.0.1.2:1", "10.1.2.0/24", "10.1.2.5")}},
+		b1: {as: 65002, routerID: "10.0.2.1", endpoint: "192.0.2.21",
+			neighbors: []nbrConf{{addr: b2, as: 65002, local: b1, rrClient: true}, {addr: a1, as: 65001, local: b1}},
+			vrfs:      []vrfConf{red("10.0.2.1:1", "10.2.1.0/24")}},
+		b2: {as: 65002, routerID: "10.0.2.2", endpoint: "192.0.2.22",
+			neighbors: []nbrConf{{addr: b1, as: 65002, local: b2}},
+			vrfs:      []vrfConf{red("10.0.2.2:1", "10.2.2.0/24", "10.2.2.7")}},
+	}
+	nodes := map[string]*node{}
+	for addr, h := range hosts {
+		nodes[addr] = startNode(t, loopbackConfig(addr))
+		nodes[addr].commit(h)
+	}
+	lblA2, _ := nodes[a2].core.Labels().VRF("red")
+	lblB2, _ := nodes[b2].core.Labels().VRF("red")
+	check := func(at, prefix, endpoint string, label uint32) {
+		t.Helper()
+		n := nodes[at]
+		eventually(t, 30*time.Second, prefix+" at "+at, func() bool { _, ok := n.route("red", prefix); return ok })
+		got, _ := n.route("red", prefix)
+		want := []nos.NextHop{{Endpoint: netip.MustParseAddr(endpoint), Label: label, Encap: nos.EncapMPLSoUDP}}
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
+			t.Errorf("%s at %s (-want +got):\n%s", prefix, at, diff)
+		}
+	}
+	check(b2, "10.1.2.5/32", "192.0.2.12", lblA2)
+	check(a2, "10.2.2.7/32", "192.0.2.22", lblB2)
+	check(b1, "10.1.2.5/32", "192.0.2.12", lblA2)
+	check(a1, "10.2.2.7/32", "192.0.2.22", lblB2)
+	check(a1, "10.1.2.5/32", "192.0.2.12", lblA2)
+}
