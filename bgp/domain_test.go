@@ -106,3 +106,28 @@ func TestTwoDomains(t *testing.T) {
 	check(a1, "10.2.2.7/32", "192.0.2.22", lblB2)
 	check(a1, "10.1.2.5/32", "192.0.2.12", lblA2)
 }
+
+// TestHostAnnouncesOnlyOwnRoutes: a host without route-reflector clients
+// does not pass one peer's routes on to another (GoBGP would, with itself
+// as next hop).
+func TestHostAnnouncesOnlyOwnRoutes(t *testing.T) {
+	const x, y, z = "127.100.3.1", "127.100.3.2", "127.100.3.3"
+	red := func(rd, pool string, pods ...string) []vrfConf {
+		return []vrfConf{{name: "red", rd: rd, imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: pool, pods: pods}}
+	}
+	nx := startNode(t, loopbackConfig(x))
+	ny := startNode(t, loopbackConfig(y))
+	nz := startNode(t, loopbackConfig(z))
+	nx.commit(hostConf{as: 65010, routerID: "10.0.3.1", endpoint: "192.0.2.31", vrfs: red("10.0.3.1:1", "10.3.1.0/24", "10.3.1.1"),
+		neighbors: []nbrConf{{addr: y, as: 65011, local: x}, {addr: z, as: 65012, local: x}}})
+	ny.commit(hostConf{as: 65011, routerID: "10.0.3.2", endpoint: "192.0.2.32", vrfs: red("10.0.3.2:1", "10.3.2.0/24", "10.3.2.1"),
+		neighbors: []nbrConf{{addr: x, as: 65010, local: y}}})
+	nz.commit(hostConf{as: 65012, routerID: "10.0.3.3", endpoint: "192.0.2.33", vrfs: red("10.0.3.3:1", "10.3.3.0/24"),
+		neighbors: []nbrConf{{addr: x, as: 65010, local: z}}})
+	eventually(t, 30*time.Second, "x's pod at z", func() bool { _, ok := nz.route("red", "10.3.1.1/32"); return ok })
+	eventually(t, 30*time.Second, "y's pod at x", func() bool { _, ok := nx.route("red", "10.3.2.1/32"); return ok })
+	time.Sleep(time.Second)
+	if nh, ok := nz.route("red", "10.3.2.1/32"); ok {
+		t.Errorf("x passed y's route on to z: %v", nh)
+	}
+}

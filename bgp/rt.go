@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 )
@@ -13,17 +15,65 @@ import (
 // nothing.
 type rt uint64
 
-// parseRT parses "ASN:N", "A.B.C.D:N" or "ASN4:N".
-func parseRT(s string) (rt, error) {
-	ec, err := bgp.ParseRouteTarget(s)
+// Forms of RDs and RTs (RFC 4364 section 4.2, RFC 4360, RFC 5668).
+const (
+	formAS2  = 0 // 2-byte AS : 4-byte number
+	formIPv4 = 1 // IPv4 address : 2-byte number
+	formAS4  = 2 // 4-byte AS : 2-byte number
+)
+
+// parseAdmin parses "ASN:N", "A.B.C.D:N", "ASN4:N" or "X.Y:N" (asdot)
+// into its form and its 6 value bytes. GoBGP's own parser truncates a
+// 4-byte AS written asplain, so Isthmus parses these itself.
+func parseAdmin(s string) (form byte, value uint64, err error) {
+	admin, assigned, ok := strings.Cut(s, ":")
+	if !ok || strings.Contains(assigned, ":") {
+		return 0, 0, fmt.Errorf("%q is not ADMIN:NUMBER", s)
+	}
+	n, err := strconv.ParseUint(assigned, 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("parse route target %q: %w", s, err)
+		return 0, 0, fmt.Errorf("%q: assigned number: %w", s, err)
 	}
-	v, ok := rtOf(ec)
-	if !ok {
-		return 0, fmt.Errorf("parse route target %q: not a route target", s)
+	if a, err := netip.ParseAddr(admin); err == nil {
+		if !a.Is4() || n > 0xffff {
+			return 0, 0, fmt.Errorf("%q: want an IPv4 address and a number up to 65535", s)
+		}
+		b := a.As4()
+		return formIPv4, uint64(binary.BigEndian.Uint32(b[:]))<<16 | n, nil
 	}
-	return v, nil
+	var as uint64
+	if hi, lo, dot := strings.Cut(admin, "."); dot {
+		h, err1 := strconv.ParseUint(hi, 10, 16)
+		l, err2 := strconv.ParseUint(lo, 10, 16)
+		if err1 != nil || err2 != nil {
+			return 0, 0, fmt.Errorf("%q: bad AS %q", s, admin)
+		}
+		as = h<<16 | l
+		if n > 0xffff {
+			return 0, 0, fmt.Errorf("%q: the number after a 4-byte AS is at most 65535", s)
+		}
+		return formAS4, as<<16 | n, nil
+	}
+	if as, err = strconv.ParseUint(admin, 10, 32); err != nil {
+		return 0, 0, fmt.Errorf("%q: bad AS %q", s, admin)
+	}
+	if as <= 0xffff {
+		return formAS2, as<<32 | n, nil
+	}
+	if n > 0xffff {
+		return 0, 0, fmt.Errorf("%q: the number after a 4-byte AS is at most 65535", s)
+	}
+	return formAS4, as<<16 | n, nil
+}
+
+// parseRT parses a route target in any of the forms of parseAdmin.
+func parseRT(s string) (rt, error) {
+	form, v, err := parseAdmin(s)
+	if err != nil {
+		return 0, fmt.Errorf("parse route target: %w", err)
+	}
+	// Transitive type (0x00, 0x01, 0x02 by form), sub-type route target.
+	return rt(uint64(form)<<56 | uint64(bgp.EC_SUBTYPE_ROUTE_TARGET)<<48 | v), nil
 }
 
 // rtOf returns the wire form of ec when it is a transitive route target.
@@ -70,13 +120,13 @@ func (r rt) String() string { return r.community().String() }
 // rd is a route distinguisher in its 8-byte wire form (RFC 4364).
 type rd uint64
 
-// parseRD parses "ASN:N", "A.B.C.D:N" or "ASN4:N".
+// parseRD parses a route distinguisher in any of the forms of parseAdmin.
 func parseRD(s string) (rd, error) {
-	v, err := bgp.ParseRouteDistinguisher(s)
+	form, v, err := parseAdmin(s)
 	if err != nil {
-		return 0, fmt.Errorf("parse route distinguisher %q: %w", s, err)
+		return 0, fmt.Errorf("parse route distinguisher: %w", err)
 	}
-	return rdOf(v), nil
+	return rd(uint64(form)<<48 | v), nil
 }
 
 // rdOf returns the wire form of a GoBGP route distinguisher.
