@@ -12,6 +12,8 @@ import (
 )
 
 const (
+	tunnelMPLSoMPLS = 1
+
 	labelVRF   = 1
 	labelIface = 2
 )
@@ -51,6 +53,9 @@ func (d *Dataplane) AttachInterface(ifc Interface) error {
 	if err := d.attach(linkPod, ifc.Index, d.progs.PodIngress); err != nil {
 		return fmt.Errorf("attach interface %s: %w", lnk.Attrs().Name, err)
 	}
+	if err := d.setPodXDP(ifc.Index, d.tunnel.MPLSoMPLS); err != nil {
+		return fmt.Errorf("attach interface %s: %w", lnk.Attrs().Name, err)
+	}
 	return nil
 }
 
@@ -62,6 +67,9 @@ func (d *Dataplane) DetachInterface(ifindex int) error {
 	key := uint32(ifindex)
 	var errs []error
 	if err := d.detach(linkPod, ifindex); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.detach(linkPodXDP, ifindex); err != nil {
 		errs = append(errs, err)
 	}
 	if err := d.maps.Ifaces.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -109,6 +117,9 @@ func (d *Dataplane) SetTunnel(t Tunnel) error {
 	}
 	ifindex := lnk.Attrs().Index
 	v := forwarderTunnel{Source: be32(src), Ifindex: uint32(ifindex), Mtu: uint32(t.MTU)}
+	if t.MPLSoMPLS {
+		v.Flags |= tunnelMPLSoMPLS
+	}
 	v.UdpPort = binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, t.UDPPort))
 	copy(v.Mac[:], lnk.Attrs().HardwareAddr)
 	if old := d.tunnel.ifindex; old != 0 && old != ifindex {
@@ -131,7 +142,29 @@ func (d *Dataplane) SetTunnel(t Tunnel) error {
 		return fmt.Errorf("set tunnel: %w", err)
 	}
 	d.tunnel = tunnelState{Tunnel: t, ifindex: ifindex}
+	ifaces, err := d.Interfaces()
+	if err != nil {
+		return fmt.Errorf("set tunnel: %w", err)
+	}
+	for i := range ifaces {
+		if err := d.setPodXDP(i, t.MPLSoMPLS); err != nil {
+			return fmt.Errorf("set tunnel: %w", err)
+		}
+	}
 	return nil
+}
+
+// setPodXDP attaches or detaches the pass-through XDP program on a pod
+// interface (see pod_xdp in bpf/forwarder.c for why).
+// Only veths need it: other pod interface types are left alone.
+func (d *Dataplane) setPodXDP(ifindex int, on bool) error {
+	if l, err := netlink.LinkByIndex(ifindex); err != nil || l.Type() != "veth" {
+		on = false
+	}
+	if on {
+		return d.attach(linkPodXDP, ifindex, d.progs.PodXdp)
+	}
+	return d.detach(linkPodXDP, ifindex)
 }
 
 func (d *Dataplane) loadTunnel() error {
@@ -140,6 +173,7 @@ func (d *Dataplane) loadTunnel() error {
 		return fmt.Errorf("read tunnel: %w", err)
 	}
 	d.tunnel.ifindex = int(v.Ifindex)
+	d.tunnel.MPLSoMPLS = v.Flags&tunnelMPLSoMPLS != 0
 	return nil
 }
 

@@ -94,6 +94,7 @@ type forwarderTunnel struct {
 	Mac     [6]uint8
 	UdpPort uint16
 	Mtu     uint32
+	Flags   uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -112,6 +113,7 @@ const (
 	forwarderMapTunnelConfig     = "tunnel_config"
 	forwarderMapVrfDrops         = "vrf_drops"
 	forwarderProgPodIngress      = "pod_ingress"
+	forwarderProgPodXdp          = "pod_xdp"
 	forwarderProgUnderlayIngress = "underlay_ingress"
 	forwarderProgUnderlayXdp     = "underlay_xdp"
 )
@@ -159,6 +161,7 @@ type forwarderSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type forwarderProgramSpecs struct {
 	PodIngress      *ebpf.ProgramSpec `ebpf:"pod_ingress"`
+	PodXdp          *ebpf.ProgramSpec `ebpf:"pod_xdp"`
 	UnderlayIngress *ebpf.ProgramSpec `ebpf:"underlay_ingress"`
 	UnderlayXdp     *ebpf.ProgramSpec `ebpf:"underlay_xdp"`
 }
@@ -246,6 +249,7 @@ type forwarderVariables struct {
 // It can be passed to loadForwarderObjects or ebpf.CollectionSpec.LoadAndAssign.
 type forwarderPrograms struct {
 	PodIngress      *ebpf.Program `ebpf:"pod_ingress"`
+	PodXdp          *ebpf.Program `ebpf:"pod_xdp"`
 	UnderlayIngress *ebpf.Program `ebpf:"underlay_ingress"`
 	UnderlayXdp     *ebpf.Program `ebpf:"underlay_xdp"`
 }
@@ -253,6 +257,7 @@ type forwarderPrograms struct {
 func (p *forwarderPrograms) Close() error {
 	return _ForwarderClose(
 		p.PodIngress,
+		p.PodXdp,
 		p.UnderlayIngress,
 		p.UnderlayXdp,
 	)

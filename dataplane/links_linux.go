@@ -14,6 +14,7 @@ import (
 // Pinned link names: <kind>-<ifindex> under <dir>/links.
 const (
 	linkPod         = "pod-"
+	linkPodXDP      = "podxdp-"
 	linkUnderlayTC  = "underlay-tc-"
 	linkUnderlayXDP = "underlay-xdp-"
 )
@@ -34,7 +35,7 @@ func (d *Dataplane) attach(kind string, ifindex int, prog *ebpf.Program) error {
 	var l link.Link
 	var err error
 	switch kind {
-	case linkUnderlayXDP:
+	case linkUnderlayXDP, linkPodXDP:
 		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
 	default:
 		l, err = link.AttachTCX(link.TCXOptions{Program: prog, Interface: ifindex, Attach: ebpf.AttachTCXIngress})

@@ -114,6 +114,7 @@ func (d *Dataplane) loadPrograms(spec *ebpf.CollectionSpec, opts *ebpf.Collectio
 		forwarderProgPodIngress:      &d.progs.PodIngress,
 		forwarderProgUnderlayIngress: &d.progs.UnderlayIngress,
 		forwarderProgUnderlayXdp:     &d.progs.UnderlayXdp,
+		forwarderProgPodXdp:          &d.progs.PodXdp,
 	}
 	adopted := 0
 	for name, p := range names {
@@ -131,6 +132,9 @@ func (d *Dataplane) loadPrograms(spec *ebpf.CollectionSpec, opts *ebpf.Collectio
 	}
 	d.progs.Close()
 	d.progs = forwarderPrograms{}
+	// The XDP decapsulator handles multi-buffer frames (it only touches
+	// the headers), so veth keeps GSO on its peer.
+	spec.Programs[forwarderProgUnderlayXdp].Flags |= unix.BPF_F_XDP_HAS_FRAGS
 	if err := spec.LoadAndAssign(&d.progs, opts); err != nil {
 		return fmt.Errorf("load programs: %w", err)
 	}
@@ -250,6 +254,8 @@ func linkIfindex(info *link.Info) int {
 
 func (d *Dataplane) progForLink(name string) *ebpf.Program {
 	switch {
+	case strings.HasPrefix(name, linkPodXDP):
+		return d.progs.PodXdp
 	case strings.HasPrefix(name, linkPod):
 		return d.progs.PodIngress
 	case strings.HasPrefix(name, linkUnderlayTC):

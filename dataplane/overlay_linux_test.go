@@ -189,6 +189,8 @@ func newOverlay(t *testing.T, encap Encap) *overlay {
 
 // transfer sends size pseudo-random bytes over TCP from one pod to another
 // and fails unless the receiver got exactly the same bytes.
+var xferTimeout = 60 * time.Second
+
 func transfer(t *testing.T, from, to *testPod, size int64) {
 	t.Helper()
 	var ln net.Listener
@@ -224,7 +226,7 @@ func transfer(t *testing.T, from, to *testPod, size int64) {
 	}); err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	c.SetDeadline(time.Now().Add(60 * time.Second))
+	c.SetDeadline(time.Now().Add(xferTimeout))
 	h := sha256.New()
 	src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1, 2, 3}), size), h)
 	start := time.Now()

@@ -9,6 +9,12 @@
  *   underlay_xdp      XDP on the underlay: MPLSoMPLS decap (tc cannot shrink
  *                     non-IP frames); hands the target ifindex to tc in the
  *                     packet metadata and passes the frame up.
+ *   pod_xdp           XDP_PASS on the host end of pod veths when MPLSoMPLS is
+ *                     in use: an XDP program on a veth turns TSO off on its
+ *                     peer, so the pod's stack segments before the veth. The
+ *                     kernel cannot segment a TCP GSO frame under a label
+ *                     stack pushed by tc, so pods must not send GSO frames
+ *                     that may be encapsulated in MPLSoMPLS.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -496,4 +502,10 @@ int underlay_xdp(struct xdp_md *ctx)
 drop:
 	count_drop(vrf, reason);
 	return XDP_DROP;
+}
+
+SEC("xdp")
+int pod_xdp(struct xdp_md *ctx)
+{
+	return XDP_PASS;
 }

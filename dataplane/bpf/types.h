@@ -61,7 +61,12 @@ struct tunnel {
 	__u8 mac[6];    /* underlay interface MAC, outer source MAC */
 	__u16 udp_port; /* MPLSoUDP destination port (6635) */
 	__u32 mtu;      /* underlay MTU: largest outer IP packet */
+	__u32 flags;    /* TUNNEL_F_* */
 };
+
+/* TUNNEL_F_MPLS_MPLS: MPLSoMPLS is in use (XDP on the underlay and on the
+ * host end of every pod veth). */
+#define TUNNEL_F_MPLS_MPLS 1
 
 /* iface: a pod interface attached to a VRF (key: host-side ifindex). */
 struct iface {
