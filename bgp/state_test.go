@@ -1,0 +1,113 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/isthmus-net/isthmus/gen"
+)
+
+type neighborView struct {
+	state       gen.E_IsthmusTypes_SessionState
+	transitions uint64
+	received    uint32
+	installed   uint32
+	sent        uint32
+}
+
+func (n *node) neighborState(addr string) neighborView {
+	var v neighborView
+	n.core.Read(func(_, st *gen.Device) error {
+		ni := st.GetNetworkInstances().GetNetworkInstance("default")
+		nb := ni.GetProtocols().GetProtocol(gen.IsthmusTypes_ProtocolType_BGP, "bgp").GetBgp().GetNeighbors().GetNeighbor(addr)
+		if nb == nil {
+			return nil
+		}
+		v.state = nb.GetState().GetSessionState()
+		v.transitions = nb.GetState().GetEstablishedTransitions()
+		p := nb.GetAfiSafis().GetAfiSafi(gen.IsthmusTypes_AfiSafiType_L3VPN_IPV4_UNICAST).GetState().GetPrefixes()
+		v.received, v.installed, v.sent = p.GetReceived(), p.GetInstalled(), p.GetSent()
+		return nil
+	})
+	return v
+}
+
+func (n *node) vrfRoutes(vrf string) (local, remote uint32) {
+	n.core.Read(func(_, st *gen.Device) error {
+		r := st.GetNetworkInstances().GetNetworkInstance(vrf).GetState().GetRoutes()
+		local, remote = r.GetLocal(), r.GetRemote()
+		return nil
+	})
+	return local, remote
+}
+
+// TestStateAndNeighborDiff: session and prefix state reaches the tree;
+// changing or removing one neighbor leaves the other session alone.
+func TestStateAndNeighborDiff(t *testing.T) {
+	const a, b, c = "127.100.4.1", "127.100.4.2", "127.100.4.3"
+	na, nb, nc := startNode(t, loopbackConfig(a)), startNode(t, loopbackConfig(b)), startNode(t, loopbackConfig(c))
+	red := func(rd, pool string, pods ...string) []vrfConf {
+		return []vrfConf{{name: "red", rd: rd, imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: pool, pods: pods}}
+	}
+	hostA := hostConf{as: 65000, routerID: "10.0.4.1", endpoint: "192.0.2.41", vrfs: red("10.0.4.1:1", "10.4.1.0/24", "10.4.1.1", "10.4.1.2"),
+		neighbors: []nbrConf{{addr: b, as: 65000, local: a}, {addr: c, as: 65000, local: a}}}
+	na.commit(hostA)
+	nb.commit(hostConf{as: 65000, routerID: "10.0.4.2", endpoint: "192.0.2.42", vrfs: red("10.0.4.2:1", "10.4.2.0/24", "10.4.2.1"),
+		neighbors: []nbrConf{{addr: a, as: 65000, local: b}}})
+	nc.commit(hostConf{as: 65000, routerID: "10.0.4.3", endpoint: "192.0.2.43", vrfs: red("10.0.4.3:1", "10.4.3.0/24"),
+		neighbors: []nbrConf{{addr: a, as: 65000, local: c}}})
+
+	want := neighborView{state: gen.IsthmusTypes_SessionState_ESTABLISHED, transitions: 1, received: 1, installed: 1, sent: 2}
+	eventually(t, 30*time.Second, "state of neighbor b on a", func() bool { return na.neighborState(b) == want })
+	eventually(t, 10*time.Second, "red route counts on a", func() bool { l, r := na.vrfRoutes("red"); return l == 2 && r == 1 })
+
+	// Change c's timers: b's session is untouched.
+	h := hostA
+	h.neighbors = append([]nbrConf(nil), hostA.neighbors...)
+	na.commitWith(h, func(d *gen.Device) {
+		nbr := d.GetNetworkInstances().GetNetworkInstance("default").GetProtocols().
+			GetProtocol(gen.IsthmusTypes_ProtocolType_BGP, "bgp").GetBgp().GetNeighbors().GetNeighbor(c)
+		nbr.GetTimers().GetConfig().HoldTime = u16(12)
+		nbr.GetConfig().Description = strPtr("changed")
+	})
+	h.neighbors = h.neighbors[:1] // then remove c
+	na.commit(h)
+	eventually(t, 10*time.Second, "c gone from a's state", func() bool { return na.neighborState(c) == neighborView{} })
+	time.Sleep(500 * time.Millisecond)
+	if got := na.neighborState(b); got.transitions != 1 || got.state != gen.IsthmusTypes_SessionState_ESTABLISHED {
+		t.Errorf("neighbor b after changing c: %+v", got)
+	}
+	if got := na.bgp.peerTransitions(b); got != 1 {
+		t.Errorf("b's session was reset (%d establishments)", got)
+	}
+}
+
+func u16(v uint16) *uint16 { return &v }
+
+// commitWith commits a host configuration with an extra edit.
+func (n *node) commitWith(h hostConf, edit func(*gen.Device)) {
+	n.t.Helper()
+	_, err := n.core.Commit(context.Background(), "test", func(d *gen.Device) error {
+		*d = gen.Device{}
+		h.build(d)
+		edit(d)
+		return nil
+	})
+	if err != nil {
+		n.t.Fatalf("commit: %v", err)
+	}
+}
+
+// peerTransitions returns how often a session became established.
+func (r *Reconciler) peerTransitions(addr string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for a, p := range r.peers {
+		if a.String() == addr {
+			return p.transitions
+		}
+	}
+	panic(fmt.Sprintf("no peer %s", addr))
+}
