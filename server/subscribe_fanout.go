@@ -1,0 +1,166 @@
+package server
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/openconfig/gnmi/cache"
+	"github.com/openconfig/gnmi/ctree"
+	"github.com/openconfig/gnmi/match"
+	"github.com/openconfig/gnmi/metadata"
+	"github.com/openconfig/gnmi/path"
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+)
+
+// maxPending bounds the distinct leaf paths waiting in one subscriber's
+// queue. The queue coalesces by path, so it only grows past the number of
+// leaves in the cache when paths come and go faster than the client
+// reads; past the bound the subscription ends with ResourceExhausted and
+// the client resubscribes, getting a fresh initial sync.
+const maxPending = 1 << 18
+
+// fanout delivers each change of one telemetry cache to the STREAM
+// subscriptions whose paths match it. It is the cache's only client (a
+// cache has one client slot), so every Server on the same core shares it.
+type fanout struct {
+	m *match.Match
+}
+
+// fanouts holds the fanout of each cache.
+var fanouts struct {
+	mu sync.Mutex // guards m
+	m  map[*cache.Cache]*fanout
+}
+
+// fanout returns the fanout of the core's cache, installing it as the
+// cache's client the first time.
+func (s *Server) fanout() *fanout {
+	c := s.core.Cache()
+	fanouts.mu.Lock()
+	defer fanouts.mu.Unlock()
+	if f := fanouts.m[c]; f != nil {
+		return f
+	}
+	if fanouts.m == nil {
+		fanouts.m = map[*cache.Cache]*fanout{}
+	}
+	f := &fanout{m: match.New()}
+	c.SetClient(f.update)
+	fanouts.m[c] = f
+	return f
+}
+
+// change is one update or delete of one leaf, as it travels from the
+// cache to the subscribers' queues. It is shared and never modified.
+type change struct {
+	n    *gpb.Notification // the cache's notification: one update or one delete
+	path []string          // the leaf's path in cache form
+	key  string            // path joined, the coalescing key
+}
+
+// update is the cache client: it runs in the goroutine that changed the
+// cache and must never block.
+func (f *fanout) update(l *ctree.Leaf) {
+	n, ok := l.Value().(*gpb.Notification)
+	if !ok {
+		return
+	}
+	prefix := path.ToStrings(n.GetPrefix(), false)
+	for _, u := range n.GetUpdate() {
+		f.deliver(n, prefix, u.GetPath())
+	}
+	for _, d := range n.GetDelete() {
+		f.deliver(n, prefix, d)
+	}
+}
+
+func (f *fanout) deliver(n *gpb.Notification, prefix []string, p *gpb.Path) {
+	full := append(prefix[:len(prefix):len(prefix)], path.ToStrings(p, false)...)
+	if len(full) == 0 || full[0] == metadata.Root {
+		return // the cache's own metadata, or a whole-target delete
+	}
+	f.m.Update(&change{n: n, path: full, key: strings.Join(full, "\x00")}, full)
+}
+
+// watch registers q for the leaves under each of qs, except those under
+// any of exclude, and returns a function that unregisters it.
+func (f *fanout) watch(q *queue, qs, exclude []query) (remove func()) {
+	w := &watcher{q: q, exclude: exclude}
+	var removes []func()
+	for _, qu := range qs {
+		removes = append(removes, f.m.AddQuery(qu, w))
+	}
+	return func() {
+		for _, r := range removes {
+			r()
+		}
+	}
+}
+
+// watcher is one ON_CHANGE (or TARGET_DEFINED) subscription's registration
+// in the fanout.
+type watcher struct {
+	q       *queue
+	exclude []query // leaves sampled rather than streamed
+}
+
+// Update implements match.Client.
+func (w *watcher) Update(v any) {
+	c, ok := v.(*change)
+	if !ok {
+		return
+	}
+	for _, x := range w.exclude {
+		if x.matches(c.path) {
+			return
+		}
+	}
+	w.q.push(c)
+}
+
+// queue is one subscriber's pending changes, at most one per leaf path:
+// a newer change of a path replaces the older one in place (latest value
+// or delete wins), so a slow client sees fewer intermediate values but
+// converges, and the cache is never blocked.
+type queue struct {
+	ready chan struct{} // holds a token when pending is non-empty
+
+	mu       sync.Mutex // guards pending, index, overflow
+	pending  []*change
+	index    map[string]int // key → position in pending
+	overflow bool           // more than maxPending distinct paths waited
+}
+
+func newQueue() *queue {
+	return &queue{ready: make(chan struct{}, 1), index: map[string]int{}}
+}
+
+// push adds c, replacing a pending change of the same leaf.
+func (q *queue) push(c *change) {
+	q.mu.Lock()
+	if i, ok := q.index[c.key]; ok {
+		q.pending[i] = c
+	} else if len(q.pending) >= maxPending {
+		q.overflow = true
+	} else {
+		q.index[c.key] = len(q.pending)
+		q.pending = append(q.pending, c)
+	}
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the pending changes in arrival order and whether the queue
+// overflowed; spare (emptied) becomes the next pending buffer.
+func (q *queue) take(spare []*change) ([]*change, bool) {
+	clear(spare)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.pending
+	q.pending = spare[:0]
+	clear(q.index)
+	return out, q.overflow
+}
