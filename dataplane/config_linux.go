@@ -167,6 +167,28 @@ func (d *Dataplane) setPodXDP(ifindex int, on bool) error {
 	return d.detach(linkPodXDP, ifindex)
 }
 
+// loadEndpoints remembers the MACs a previous loader resolved, so that
+// re-applying an endpoint without a MAC keeps forwarding to it.
+func (d *Dataplane) loadEndpoints() error {
+	d.resolved = map[netip.Addr]net.HardwareAddr{}
+	var k uint32
+	var v forwarderEndpoint
+	it := d.maps.Endpoints.Iterate()
+	for it.Next(&k, &v) {
+		if v.Mac == ([6]byte{}) {
+			continue
+		}
+		var a [4]byte
+		binary.NativeEndian.PutUint32(a[:], k)
+		mac := v.Mac
+		d.resolved[netip.AddrFrom4(a)] = net.HardwareAddr(mac[:])
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read endpoints: %w", err)
+	}
+	return nil
+}
+
 func (d *Dataplane) loadTunnel() error {
 	var v forwarderTunnel
 	if err := d.maps.TunnelConfig.Lookup(uint32(0), &v); err != nil {

@@ -196,6 +196,9 @@ func (d *Dataplane) adopt() error {
 	if err := d.loadTunnel(); err != nil {
 		return err
 	}
+	if err := d.loadEndpoints(); err != nil {
+		return err
+	}
 	return d.loadLinks()
 }
 

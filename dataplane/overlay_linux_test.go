@@ -367,4 +367,3 @@ func TestVRFsIsolated(t *testing.T) {
 		t.Errorf("blue no-route drops went from %d to %d, want +1", before.NoRoute, after.NoRoute)
 	}
 }
-
