@@ -45,6 +45,7 @@ type Server struct {
 	db    *bolt.DB
 	log   *slog.Logger
 	ready func() error
+	group *groupCommitter
 }
 
 var _ api.Server = (*Server)(nil)
@@ -56,7 +57,8 @@ func New(cfg Config, core Core, db *bolt.DB, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, gw: netip.MustParseAddr(cfg.Gateway), core: core, db: db, log: slog.Default()}
+	s := &Server{cfg: cfg, gw: netip.MustParseAddr(cfg.Gateway), core: core, db: db, log: slog.Default(),
+		group: &groupCommitter{core: core}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -159,7 +161,7 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 	if err != nil {
 		return nil, fmt.Errorf("allocate address for %s: %w", recordKey(req.AttachmentID), err)
 	}
-	rev, err := s.core.Commit(ctx, committer, func(d *gen.Device) error { return putAttachment(d, a) })
+	rev, err := s.group.commit(ctx, func(d *gen.Device) error { return putAttachment(d, a) })
 	if err != nil {
 		err = fmt.Errorf("commit attachment %s: %w", recordKey(a.AttachmentID), err)
 		if ferr := s.forget(a); ferr != nil {
@@ -213,7 +215,7 @@ func (s *Server) Del(ctx context.Context, req *api.DelRequest) (*api.DelResponse
 // detach removes attachments from the configuration in one commit, then
 // releases their addresses.
 func (s *Server) detach(ctx context.Context, as []api.Attachment) error {
-	_, err := s.core.Commit(ctx, committer, func(d *gen.Device) error {
+	_, err := s.group.commit(ctx, func(d *gen.Device) error {
 		for _, a := range as {
 			removeAttachment(d, a)
 		}

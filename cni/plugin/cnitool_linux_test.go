@@ -27,7 +27,7 @@ var (
 
 // buildBinaries builds isthmus-cni and cnitool (pinned as a tool in go.mod)
 // once per test binary.
-func buildBinaries(t *testing.T) string {
+func buildBinaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "isthmus-cni-bin-")
