@@ -66,7 +66,7 @@ func (d *Daemon) start() {
 		t.Fatalf("open store: %v", err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
+	if os.Getenv("ISTHMUS_TEST_LOG") != "" {
 		log = slog.Default()
 	}
 	core, err := nos.New(store, nos.WithLogger(log), nos.WithReconcilers(d.Reconcilers...))
