@@ -13,8 +13,8 @@ import (
 
 // demo brings the testbed up, runs every scenario, prints a summary and
 // tears the testbed down unless keep is set.
-func demo(ctx context.Context, log *slog.Logger, out io.Writer, root, file string, keep bool) (err error) {
-	if err := up(ctx, log, out, root, file); err != nil {
+func demo(ctx context.Context, log *slog.Logger, out io.Writer, root, file, isthmusd string, keep bool) (err error) {
+	if err := up(ctx, log, out, root, file, isthmusd); err != nil {
 		return err
 	}
 	if !keep {

@@ -20,9 +20,12 @@ import (
 const usage = `usage: isthmus-testbed COMMAND [flags]
 
 commands:
-  up [--file F]        build the topology (default: the embedded mission
-                       topology, testbed/topologies/mission.yaml) and start
-                       FRR on its bgp-router nodes
+  up [--file F] [--isthmusd PATH]
+                       build the topology (default: the embedded mission
+                       topology, testbed/topologies/mission.yaml), start FRR
+                       on its bgp-router nodes and isthmusd on its hosts
+                       (default: the isthmusd next to this binary, if any;
+                       "none" starts none)
   down [--all]         remove the current run; --all removes every run and
                        every leftover namespace named ist-*
   status               show the current run: nodes, processes, BGP peers
@@ -55,6 +58,7 @@ func run(args []string, out io.Writer) error {
 	file := fs.String("file", "", "topology file (up)")
 	all := fs.Bool("all", false, "remove every run and leftover (down)")
 	keep := fs.Bool("keep", false, "leave the testbed up (demo)")
+	isthmusd := fs.String("isthmusd", siblingBinary("isthmusd"), "isthmusd binary for the hosts, or none (up, demo)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,7 +72,7 @@ func run(args []string, out io.Writer) error {
 
 	switch cmd {
 	case "up":
-		return up(ctx, log, out, *root, *file)
+		return up(ctx, log, out, *root, *file, *isthmusd)
 	case "down":
 		return down(ctx, log, out, *root, *all)
 	case "status":
@@ -100,7 +104,7 @@ func run(args []string, out io.Writer) error {
 		_, _ = out.Write(res)
 		return err
 	case "demo":
-		return demo(ctx, log, out, *root, *file, *keep)
+		return demo(ctx, log, out, *root, *file, *isthmusd, *keep)
 	case "run":
 		return runScenario(ctx, log, out, *root, fs.Arg(0))
 	default:
@@ -122,7 +126,21 @@ func current(root string, log *slog.Logger) (*testbed.Testbed, error) {
 	return testbed.Open(strings.TrimSpace(string(dir)), log)
 }
 
-func up(ctx context.Context, log *slog.Logger, out io.Writer, root, file string) error {
+// siblingBinary returns the path of name next to this executable, or
+// "none" when there is none.
+func siblingBinary(name string) string {
+	self, err := os.Executable()
+	if err != nil {
+		return "none"
+	}
+	p := filepath.Join(filepath.Dir(self), name)
+	if _, err := os.Stat(p); err != nil {
+		return "none"
+	}
+	return p
+}
+
+func up(ctx context.Context, log *slog.Logger, out io.Writer, root, file, isthmusd string) error {
 	if _, err := current(root, log); err == nil {
 		return errors.New("a testbed is already up; run `isthmus-testbed down` first")
 	}
@@ -142,9 +160,19 @@ func up(ctx context.Context, log *slog.Logger, out io.Writer, root, file string)
 	if err := os.WriteFile(filepath.Join(root, currentFile), []byte(dir+"\n"), 0o644); err != nil {
 		return errors.Join(fmt.Errorf("record current run: %w", err), tb.Down(context.WithoutCancel(ctx)))
 	}
+	fail := func(err error) error {
+		return errors.Join(err, tb.Down(context.WithoutCancel(ctx)), os.Remove(filepath.Join(root, currentFile)))
+	}
 	for _, node := range topo.NodesWithRole(testbed.RoleBGPRouter) {
 		if _, err := tb.StartFRR(ctx, node); err != nil {
-			return errors.Join(err, tb.Down(context.WithoutCancel(ctx)), os.Remove(filepath.Join(root, currentFile)))
+			return fail(err)
+		}
+	}
+	if isthmusd != "none" && isthmusd != "" {
+		for _, node := range topo.NodesWithRole(testbed.RoleHost) {
+			if _, err := tb.StartIsthmusd(ctx, node, testbed.IsthmusdOptions{Binary: isthmusd}); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	return status(ctx, out, tb)

@@ -17,7 +17,7 @@ func TestUpStatusRunDown(t *testing.T) {
 	t.Cleanup(func() { _ = os.RemoveAll(root) })
 	do := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := run(append([]string{args[0], "--root", root}, args[1:]...), &out)
+		err := run(append([]string{args[0], "--root", root, "--isthmusd", "none"}, args[1:]...), &out)
 		return out.String(), err
 	}
 	out, err := do("up")
