@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,7 +27,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	g := api.NewGRPCServer(s)
 	done := make(chan error, 1)
-	go func() { done <- g.Serve(peerCheckListener{Listener: lis}) }()
+	go func() { done <- g.Serve(peerCheckListener{Listener: lis, log: s.log}) }()
 	s.log.Info("cni api serving", "socket", s.cfg.Socket)
 	select {
 	case err := <-done:
@@ -77,7 +78,10 @@ func listen(socket string) (net.Listener, error) {
 }
 
 // peerCheckListener refuses connections whose peer is not allowed.
-type peerCheckListener struct{ net.Listener }
+type peerCheckListener struct {
+	net.Listener
+	log *slog.Logger
+}
 
 // Accept returns the next connection from an allowed peer.
 func (l peerCheckListener) Accept() (net.Conn, error) {
@@ -87,6 +91,7 @@ func (l peerCheckListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if err := checkPeer(c); err != nil {
+			l.log.Warn("cni api connection refused", "err", err)
 			c.Close()
 			continue
 		}

@@ -34,11 +34,11 @@ type NetConf struct {
 	MTU int `json:"mtu,omitempty"`
 }
 
-// podArgs are the CNI_ARGS the plugin reads.
+// podArgs are the CNI_ARGS the plugin reads; field names are the keys.
 type podArgs struct {
 	types.CommonArgs
-	K8S_POD_NAMESPACE types.UnmarshallableString //nolint:revive // CNI_ARGS key
-	K8S_POD_NAME      types.UnmarshallableString //nolint:revive // CNI_ARGS key
+	K8S_POD_NAMESPACE types.UnmarshallableString
+	K8S_POD_NAME      types.UnmarshallableString
 }
 
 // parseConf decodes and checks the configuration on stdin.
