@@ -50,7 +50,11 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		return types.NewError(types.ErrInvalidNetNS, "open pod netns", err.Error())
 	}
 	defer podNS.Close()
-	if err := checkKernel(att, args.IfName, podNS); err != nil {
+	mtu := att.MTU
+	if conf.MTU > 0 {
+		mtu = conf.MTU
+	}
+	if err := checkKernel(att, args.IfName, mtu, podNS); err != nil {
 		return types.NewError(types.ErrInternal, "check pod interface", err.Error())
 	}
 	return nil
@@ -70,7 +74,7 @@ func checkPrevResult(prev *current.Result, att api.Attachment, ifname string) er
 	return fmt.Errorf("prevResult does not hold %s", att.Address)
 }
 
-func checkKernel(att api.Attachment, ifname string, podNS ns.NetNS) error {
+func checkKernel(att api.Attachment, ifname string, mtu int, podNS ns.NetNS) error {
 	host, err := netlink.LinkByName(att.HostIfName)
 	if err != nil {
 		return fmt.Errorf("host end %s: %w", att.HostIfName, err)
@@ -78,8 +82,8 @@ func checkKernel(att api.Attachment, ifname string, podNS ns.NetNS) error {
 	if host.Type() != "veth" || host.Attrs().HardwareAddr.String() != att.HostMAC {
 		return fmt.Errorf("host end %s is a %s with mac %s, want a veth with %s", att.HostIfName, host.Type(), host.Attrs().HardwareAddr, att.HostMAC)
 	}
-	if host.Attrs().Flags&net.FlagUp == 0 {
-		return fmt.Errorf("host end %s is down", att.HostIfName)
+	if host.Attrs().Flags&net.FlagUp == 0 || host.Attrs().MTU != mtu {
+		return fmt.Errorf("host end %s: up %v, mtu %d, want up with mtu %d", att.HostIfName, host.Attrs().Flags&net.FlagUp != 0, host.Attrs().MTU, mtu)
 	}
 	h, err := netlink.NewHandleAt(netns.NsHandle(podNS.Fd()))
 	if err != nil {
@@ -93,8 +97,8 @@ func checkKernel(att api.Attachment, ifname string, podNS ns.NetNS) error {
 	if link.Type() != "veth" || link.Attrs().HardwareAddr.String() != att.PodMAC {
 		return fmt.Errorf("pod interface %s is a %s with mac %s, want a veth with %s", ifname, link.Type(), link.Attrs().HardwareAddr, att.PodMAC)
 	}
-	if link.Attrs().Flags&net.FlagUp == 0 {
-		return fmt.Errorf("pod interface %s is down", ifname)
+	if link.Attrs().Flags&net.FlagUp == 0 || link.Attrs().MTU != mtu {
+		return fmt.Errorf("pod interface %s: up %v, mtu %d, want up with mtu %d", ifname, link.Attrs().Flags&net.FlagUp != 0, link.Attrs().MTU, mtu)
 	}
 	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_V4) })
 	if err != nil {

@@ -114,6 +114,21 @@ func TestAddPingCheckDel(t *testing.T) {
 	if err := e.check("red", "pod-b", podB, &wrong); err == nil {
 		t.Fatal("check passed with a wrong prevResult")
 	}
+	// CHECK notices a changed MTU.
+	setMTU := func(mtu int) {
+		_ = podB.Do(func(ns.NetNS) error {
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			return netlink.LinkSetMTU(l, mtu)
+		})
+	}
+	setMTU(1300)
+	if err := e.check("red", "pod-b", podB, resB); err == nil {
+		t.Fatal("check passed with a changed mtu")
+	}
+	setMTU(1450)
 	if err := e.check("red", "pod-b", podB, resB); err != nil {
 		t.Fatalf("check b: %v", err)
 	}
