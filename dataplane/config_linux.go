@@ -116,7 +116,10 @@ func (d *Dataplane) SetTunnel(t Tunnel) error {
 		t.MTU = lnk.Attrs().MTU
 	}
 	ifindex := lnk.Attrs().Index
-	v := forwarderTunnel{Source: be32(src), Ifindex: uint32(ifindex), Mtu: uint32(t.MTU)}
+	if t.TransportLabel >= 1<<20 {
+		return fmt.Errorf("set tunnel transport label %d: more than 20 bits", t.TransportLabel)
+	}
+	v := forwarderTunnel{Source: be32(src), Ifindex: uint32(ifindex), Mtu: uint32(t.MTU), TransportLabel: t.TransportLabel}
 	if t.MPLSoMPLS {
 		v.Flags |= tunnelMPLSoMPLS
 	}

@@ -112,6 +112,9 @@ type Tunnel struct {
 	Underlay string
 	// MTU is the largest outer IP packet; 0 means the underlay's MTU.
 	MTU int
+	// TransportLabel is the MPLSoMPLS transport label this host accepts on
+	// top of its VPN labels; 0 accepts any from a known endpoint.
+	TransportLabel uint32
 	// MPLSoMPLS attaches the XDP decapsulator for MPLSoMPLS on the underlay.
 	// It costs the underlay's peer TSO on veth, so it is off unless needed.
 	MPLSoMPLS bool

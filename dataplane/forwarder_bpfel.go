@@ -88,13 +88,14 @@ type forwarderRouteKey struct {
 }
 
 type forwarderTunnel struct {
-	_       structs.HostLayout
-	Source  uint32
-	Ifindex uint32
-	Mac     [6]uint8
-	UdpPort uint16
-	Mtu     uint32
-	Flags   uint32
+	_              structs.HostLayout
+	Source         uint32
+	Ifindex        uint32
+	Mac            [6]uint8
+	UdpPort        uint16
+	Mtu            uint32
+	Flags          uint32
+	TransportLabel uint32
 }
 
 // Names of all BPF objects in the ELF.

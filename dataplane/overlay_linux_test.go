@@ -150,7 +150,7 @@ func newOverlay(t *testing.T, encap Encap) *overlay {
 		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 		h.cfg = hostConfig{
 			Dir:       dir,
-			Tunnel:    Tunnel{Source: ulAddr[i], Underlay: "ul", MPLSoMPLS: encap == EncapMPLSoMPLS},
+			Tunnel:    Tunnel{Source: ulAddr[i], Underlay: "ul", TransportLabel: uint32(16000 + i), MPLSoMPLS: encap == EncapMPLSoMPLS},
 			Endpoints: []Endpoint{{Addr: ulAddr[other], TransportLabel: uint32(16000 + other)}},
 		}
 		h.pods = map[string]*testPod{}

@@ -56,7 +56,7 @@ func newPacketEnv(t testing.TB) *packetEnv {
 	pod2 := addVeth(t, "pod2", "pod2p", pod2MAC, pod2PeerMAC)
 	must(t, d.AttachInterface(Interface{Index: 1, VRF: "red", PeerMAC: pod1PeerMAC}))
 	must(t, d.AttachInterface(Interface{Index: pod2.Index, VRF: "red", PeerMAC: pod2PeerMAC}))
-	must(t, d.SetTunnel(Tunnel{Source: hostAddr, Underlay: "ul0", MTU: 1500, MPLSoMPLS: true}))
+	must(t, d.SetTunnel(Tunnel{Source: hostAddr, Underlay: "ul0", MTU: 1500, TransportLabel: 16001, MPLSoMPLS: true}))
 	must(t, d.SetEndpoint(Endpoint{Addr: remote2, MAC: peer2MAC}))
 	must(t, d.SetEndpoint(Endpoint{Addr: remote3, MAC: peer3MAC, TransportLabel: 16001}))
 	must(t, d.SetRoutes([]Route{
@@ -289,6 +289,7 @@ func TestMalformedDroppedAndCounted(t *testing.T) {
 		{"mpls truncated inner", e.d.progs.UnderlayXdp, xdp(peer3MAC, cat(lse(1000, true, 63), good[:10])), xdpDrop, "red", malformed},
 		{"mpls no bottom of stack", e.d.progs.UnderlayXdp, xdp(peer3MAC, cat(lse(16001, false, 63), lse(1000, false, 63), good)), xdpDrop, "", malformed},
 		{"mpls unknown label", e.d.progs.UnderlayXdp, xdp(peer3MAC, cat(lse(4242, true, 63), good)), xdpDrop, "", unknownLabel},
+		{"mpls foreign transport label", e.d.progs.UnderlayXdp, xdp(peer3MAC, cat(lse(16002, false, 63), lse(1000, true, 63), good)), xdpDrop, "", unknownLabel},
 		{"mpls ttl 1", e.d.progs.UnderlayXdp, xdp(peer3MAC, cat(lse(1000, true, 1), remoteInner(pod2Addr, 1))), xdpDrop, "red", ttl},
 		{"mpls non-ipv4", e.d.progs.UnderlayXdp, xdp(peer3MAC, cat(lse(1000, true, 63), v6)), xdpDrop, "red", malformed},
 		{"mpls unknown endpoint", e.d.progs.UnderlayXdp, xdp(mustMAC("02:66:66:66:66:66"), cat(lse(1000, true, 63), good)), xdpDrop, "", unknownEndpoint},

@@ -436,13 +436,19 @@ int underlay_xdp(struct xdp_md *ctx)
 		reason = DROP_MALFORMED;
 		goto drop;
 	}
-	/* One VPN label, or a transport label (popped whatever its value: the
-	 * frame already came from a known neighbour) and the VPN label. */
+	/* One VPN label, or the transport label this host accepts (any, when
+	 * none is configured) and the VPN label. */
 	int depth = 1;
 	__u32 lse = bpf_ntohl(mpls[0]);
 	if (!(lse & MPLS_BOS)) {
 		if ((void *)(mpls + 2) > data_end) {
 			reason = DROP_MALFORMED;
+			goto drop;
+		}
+		__u32 zero = 0;
+		struct tunnel *t = bpf_map_lookup_elem(&tunnel_config, &zero);
+		if (t && t->transport_label && t->transport_label != lse >> 12) {
+			reason = DROP_UNKNOWN_LABEL;
 			goto drop;
 		}
 		lse = bpf_ntohl(mpls[1]);

@@ -62,6 +62,7 @@ struct tunnel {
 	__u16 udp_port; /* MPLSoUDP destination port (6635) */
 	__u32 mtu;      /* underlay MTU: largest outer IP packet */
 	__u32 flags;    /* TUNNEL_F_* */
+	__u32 transport_label; /* MPLSoMPLS transport label accepted here, 0: any */
 };
 
 /* TUNNEL_F_MPLS_MPLS: MPLSoMPLS is in use (XDP on the underlay and on the
