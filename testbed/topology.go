@@ -36,6 +36,8 @@ type Topology struct {
 	Nodes []Node `yaml:"nodes" json:"nodes"`
 	// Links are veth pairs between two nodes.
 	Links []Link `yaml:"links" json:"links"`
+	// Tenants are the VPNs configured on the hosts.
+	Tenants []Tenant `yaml:"tenants,omitempty" json:"tenants,omitempty"`
 }
 
 // Node is one network namespace.
@@ -275,6 +277,9 @@ func (t *Topology) Validate() error {
 			}
 		}
 	}
+	if err := t.validateTenants(); err != nil {
+		return invalid("%v", err)
+	}
 	return nil
 }
 
@@ -353,6 +358,28 @@ func (t *Topology) UnderlayAddr(node string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("underlay: %w", err)
 	}
 	return p.Addr(), nil
+}
+
+// UnderlayInterface returns the name of node's link end that carries its
+// underlay address.
+func (t *Topology) UnderlayInterface(node string) (string, error) {
+	addr, err := t.UnderlayAddr(node)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range t.Links {
+		for _, e := range []End{l.A, l.B} {
+			if e.Node != node {
+				continue
+			}
+			for _, a := range e.Addresses {
+				if p, err := netip.ParsePrefix(a); err == nil && p.Addr() == addr {
+					return e.Interface, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("node %q: no link carries underlay address %s", node, addr)
 }
 
 // NeighborAddr resolves a BGP neighbor to its peer address.
