@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/isthmus-net/isthmus/cni/api"
+	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
 )
 
 // stopGrace is how long Serve lets calls in flight finish after ctx is done.
@@ -24,6 +26,20 @@ func (s *Server) Serve(ctx context.Context) error {
 	lis, err := listen(s.cfg.Socket)
 	if err != nil {
 		return err
+	}
+	// State is not persisted: after a restart, report the pools again.
+	var vrfs []string
+	if err := s.core.Read(func(cfg, _ *gen.Device) error {
+		for name := range nos.NetworkInstances(cfg) {
+			vrfs = append(vrfs, name)
+		}
+		return nil
+	}); err != nil {
+		lis.Close()
+		return err
+	}
+	if err := s.publishPoolState(vrfs...); err != nil {
+		s.log.Warn("pool state not published", "err", err)
 	}
 	g := api.NewGRPCServer(s)
 	done := make(chan error, 1)

@@ -171,6 +171,9 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 	}
 	s.log.Info("pod attached", "container", a.ContainerID, "ifname", a.IfName,
 		"vrf", a.VRF, "address", a.Address, "interface", a.HostIfName, "revision", rev)
+	if err := s.publishPoolState(a.VRF); err != nil {
+		s.log.Warn("pod attached, pool state not updated", "vrf", a.VRF, "err", err)
+	}
 	return &api.AddResponse{Attachment: a, Revision: rev}, nil
 }
 
@@ -225,12 +228,22 @@ func (s *Server) detach(ctx context.Context, as []api.Attachment) error {
 		return fmt.Errorf("commit removal of %d attachments: %w", len(as), err)
 	}
 	var errs []error
+	vrfs := make(map[string]bool)
 	for _, a := range as {
 		if err := s.forget(a); err != nil {
 			errs = append(errs, err)
 		}
+		vrfs[a.VRF] = true
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for vrf := range vrfs {
+		if err := s.publishPoolState(vrf); err != nil {
+			s.log.Warn("pods detached, pool state not updated", "vrf", vrf, "err", err)
+		}
+	}
+	return nil
 }
 
 // Get returns one attachment.
