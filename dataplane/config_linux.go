@@ -8,7 +8,6 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netlink"
 )
 
 const (
@@ -29,7 +28,7 @@ type tunnelState struct {
 func (d *Dataplane) AttachInterface(ifc Interface) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	lnk, err := netlink.LinkByIndex(ifc.Index)
+	lnk, err := d.nl.LinkByIndex(ifc.Index)
 	if err != nil {
 		return fmt.Errorf("attach interface %d: %w", ifc.Index, err)
 	}
@@ -105,7 +104,7 @@ func (d *Dataplane) SetTunnel(t Tunnel) error {
 	if err != nil {
 		return fmt.Errorf("set tunnel source: %w", err)
 	}
-	lnk, err := netlink.LinkByName(t.Underlay)
+	lnk, err := d.nl.LinkByName(t.Underlay)
 	if err != nil {
 		return fmt.Errorf("set tunnel underlay %q: %w", t.Underlay, err)
 	}
@@ -161,7 +160,7 @@ func (d *Dataplane) SetTunnel(t Tunnel) error {
 // interface (see pod_xdp in bpf/forwarder.c for why).
 // Only veths need it: other pod interface types are left alone.
 func (d *Dataplane) setPodXDP(ifindex int, on bool) error {
-	if l, err := netlink.LinkByIndex(ifindex); err != nil || l.Type() != "veth" {
+	if l, err := d.nl.LinkByIndex(ifindex); err != nil || l.Type() != "veth" {
 		on = false
 	}
 	if on {
@@ -324,4 +323,16 @@ func initPerCPU[V any](m *ebpf.Map, key uint32) error {
 		return nil
 	}
 	return err
+}
+
+// LinkIndex returns the ifindex of an interface of the dataplane's network
+// namespace.
+func (d *Dataplane) LinkIndex(name string) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, err := d.nl.LinkByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("find interface %q: %w", name, err)
+	}
+	return l.Attrs().Index, nil
 }

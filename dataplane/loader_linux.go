@@ -15,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,6 +34,11 @@ type Dataplane struct {
 	// so that a restarted loader keeps every VRF's id.
 	vrfIDs *ebpf.Map
 
+	// nl and udp live in the network namespace Open was called in, so
+	// that background work on any thread talks to the right one.
+	nl  *netlink.Handle
+	udp *net.UDPConn
+
 	mu        sync.Mutex // guards every field below
 	vrfs      map[string]uint32
 	groups    *groupTable
@@ -48,6 +54,11 @@ type Dataplane struct {
 // earlier process, without interrupting forwarding: pinned maps are reused,
 // pinned programs are reused when they were built from the same object, and
 // pinned links are moved to the new programs atomically otherwise.
+//
+// The dataplane belongs to the network namespace of the calling thread:
+// its netlink work happens there whatever goroutine calls it, but
+// AttachInterface and SetTunnel attach programs by ifindex and must be
+// called from that namespace too.
 func Open(cfg Config) (*Dataplane, error) {
 	dir := cfg.BPFFS
 	if dir == "" {
@@ -77,6 +88,13 @@ func Open(cfg Config) (*Dataplane, error) {
 		routes:    make(map[routeKey]uint32),
 		links:     make(map[string]link.Link),
 		endpoints: make(map[netip.Addr]Endpoint),
+	}
+	if d.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	if d.udp, err = net.ListenUDP("udp4", nil); err != nil {
+		d.nl.Close()
+		return nil, fmt.Errorf("open neighbor solicitation socket: %w", err)
 	}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}
 	if err := spec.LoadAndAssign(&d.maps, opts); err != nil {
@@ -276,6 +294,14 @@ func (d *Dataplane) Adopted() bool { return d.adopted }
 func (d *Dataplane) Dir() string { return d.dir }
 
 func (d *Dataplane) closeHandles() {
+	if d.nl != nil {
+		d.nl.Close()
+		d.nl = nil
+	}
+	if d.udp != nil {
+		d.udp.Close()
+		d.udp = nil
+	}
 	for _, l := range d.links {
 		l.Close()
 	}

@@ -45,10 +45,10 @@ func (d *Dataplane) ResolveOnce() error {
 		if ep.MAC != nil {
 			continue
 		}
-		mac, err := neighborMAC(addr)
+		mac, err := d.neighborMAC(addr)
 		if err != nil || mac == nil {
 			missing++
-			solicit(addr)
+			d.solicit(addr)
 			continue
 		}
 		if bytes.Equal(d.resolved[addr], mac) {
@@ -67,8 +67,8 @@ func (d *Dataplane) ResolveOnce() error {
 }
 
 // neighborMAC returns the MAC of the next hop toward addr, or nil.
-func neighborMAC(addr netip.Addr) (net.HardwareAddr, error) {
-	routes, err := netlink.RouteGet(addr.AsSlice())
+func (d *Dataplane) neighborMAC(addr netip.Addr) (net.HardwareAddr, error) {
+	routes, err := d.nl.RouteGet(addr.AsSlice())
 	if err != nil || len(routes) == 0 {
 		return nil, fmt.Errorf("route to %v: %w", addr, err)
 	}
@@ -76,7 +76,7 @@ func neighborMAC(addr netip.Addr) (net.HardwareAddr, error) {
 	if routes[0].Gw != nil {
 		via = routes[0].Gw
 	}
-	neighs, err := netlink.NeighList(routes[0].LinkIndex, netlink.FAMILY_V4)
+	neighs, err := d.nl.NeighList(routes[0].LinkIndex, netlink.FAMILY_V4)
 	if err != nil {
 		return nil, fmt.Errorf("neighbors of %v: %w", addr, err)
 	}
@@ -91,15 +91,13 @@ func neighborMAC(addr netip.Addr) (net.HardwareAddr, error) {
 }
 
 // solicit makes the kernel resolve the next hop toward addr by sending one
-// datagram to its discard port.
-func solicit(addr netip.Addr) {
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 9)))
-	if err != nil {
+// datagram to its discard port, from a socket in the dataplane's namespace.
+func (d *Dataplane) solicit(addr netip.Addr) {
+	if d.udp == nil {
 		return
 	}
-	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	c.Write([]byte{0})
-	c.Close()
+	d.udp.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	d.udp.WriteToUDPAddrPort([]byte{0}, netip.AddrPortFrom(addr, 9))
 }
 
 // forget drops the resolved MAC of an endpoint.

@@ -386,4 +386,18 @@ func batchUpdate[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 	return nil
 }
 
-var _ = netip.Addr{}
+
+// RouteKeys returns the keys of the installed routes.
+func (d *Dataplane) RouteKeys() []RouteKey {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	names := make(map[uint32]string, len(d.vrfs))
+	for n, id := range d.vrfs {
+		names[id] = n
+	}
+	out := make([]RouteKey, 0, len(d.routes))
+	for k := range d.routes {
+		out = append(out, RouteKey{VRF: names[k.vrf], Prefix: netip.PrefixFrom(netip.AddrFrom4(k.addr), int(k.bits))})
+	}
+	return out
+}

@@ -1,0 +1,192 @@
+package dataplane
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+
+	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
+)
+
+// intent is what the committed configuration asks of the dataplane, in the
+// dataplane's own terms. intentOf computes it without side effects.
+type intent struct {
+	// Tunnel is nil until both a source address and an underlay interface
+	// are configured.
+	Tunnel *Tunnel
+	// Neighbors are the transport labels to push toward MPLSoMPLS peers.
+	Neighbors map[netip.Addr]uint32
+	VRFs      map[string]vrfIntent
+	Pods      map[string]podIntent // by interface name
+	Statics   map[RouteKey]string  // → interface name
+}
+
+type vrfIntent struct {
+	PerPrefix bool
+	Encap     Encap
+}
+
+type podIntent struct {
+	VRF     string
+	PeerMAC string // canonical form, "" when unknown
+	Prefix  netip.Prefix
+	MTU     int // 0: not configured
+}
+
+// intentOf translates a configuration tree. Its errors name the offending
+// path.
+func intentOf(d *gen.Device) (intent, error) {
+	in := intent{
+		Neighbors: map[netip.Addr]uint32{},
+		VRFs:      map[string]vrfIntent{},
+		Pods:      map[string]podIntent{},
+		Statics:   map[RouteKey]string{},
+	}
+	mplsOverMPLS := false
+	for name, ni := range nos.NetworkInstances(d) {
+		cfg := ni.GetConfig()
+		v := vrfIntent{
+			PerPrefix: cfg.GetLabelAllocationMode() == gen.IsthmusTypes_LabelAllocationMode_PER_PREFIX,
+			Encap:     EncapMPLSoUDP,
+		}
+		if cfg.GetEncapsulation() == gen.IsthmusTypes_Encapsulation_MPLS_OVER_MPLS {
+			v.Encap = EncapMPLSoMPLS
+			mplsOverMPLS = true
+		}
+		in.VRFs[name] = v
+		if ni.StaticRoutes == nil {
+			continue
+		}
+		for key, st := range ni.StaticRoutes.Static {
+			p, err := netip.ParsePrefix(key)
+			if err != nil || !p.Addr().Is4() {
+				return in, fmt.Errorf("network-instances/network-instance[name=%s]/static-routes/static[prefix=%s]: not an ipv4 prefix", name, key)
+			}
+			ifname := st.GetConfig().GetInterface()
+			if ifname == "" {
+				continue // routes without an interface are for the control plane
+			}
+			in.Statics[RouteKey{VRF: name, Prefix: p.Masked()}] = ifname
+		}
+	}
+	for name, ifc := range nos.Interfaces(d) {
+		cfg := ifc.GetConfig()
+		if cfg.GetType() != gen.IsthmusTypes_InterfaceType_POD {
+			continue
+		}
+		path := fmt.Sprintf("interfaces/interface[name=%s]/config", name)
+		p := podIntent{VRF: cfg.GetNetworkInstance(), MTU: int(cfg.GetMtu())}
+		if _, ok := in.VRFs[p.VRF]; !ok {
+			return in, fmt.Errorf("%s/network-instance: %q is not a network instance", path, p.VRF)
+		}
+		if s := cfg.GetPod().GetPeerMacAddress(); s != "" {
+			mac, err := net.ParseMAC(s)
+			if err != nil || len(mac) != 6 {
+				return in, fmt.Errorf("%s/pod/peer-mac-address: %q is not an ethernet address", path, s)
+			}
+			p.PeerMAC = mac.String()
+		}
+		if s := cfg.GetIpv4Address(); s != "" {
+			pfx, err := netip.ParsePrefix(s)
+			if err != nil || !pfx.Addr().Is4() {
+				return in, fmt.Errorf("%s/ipv4-address: %q is not an ipv4 prefix", path, s)
+			}
+			// A pod owns its address, whatever the length it was given with.
+			p.Prefix = netip.PrefixFrom(pfx.Addr(), 32)
+		}
+		in.Pods[name] = p
+	}
+	tun := d.GetTunnel()
+	if tun != nil && tun.Neighbors != nil {
+		for key, n := range tun.Neighbors.Neighbor {
+			a, err := netip.ParseAddr(key)
+			if err != nil || !a.Is4() {
+				return in, fmt.Errorf("tunnel/neighbors/neighbor[address=%s]: not an ipv4 address", key)
+			}
+			in.Neighbors[a] = n.GetConfig().GetTransportLabel()
+			mplsOverMPLS = true
+		}
+	}
+	tc := tun.GetConfig()
+	if tc.GetSourceAddress() != "" && tc.GetUnderlayInterface() != "" {
+		src, err := netip.ParseAddr(tc.GetSourceAddress())
+		if err != nil || !src.Is4() {
+			return in, fmt.Errorf("tunnel/config/source-address: %q is not an ipv4 address", tc.GetSourceAddress())
+		}
+		in.Tunnel = &Tunnel{
+			Source:         src,
+			UDPPort:        tc.GetUdpPort(),
+			Underlay:       tc.GetUnderlayInterface(),
+			MTU:            int(tc.GetMtu()),
+			TransportLabel: tc.GetTransportLabel(),
+			MPLSoMPLS:      mplsOverMPLS,
+		}
+	}
+	return in, nil
+}
+
+// validate checks what only the dataplane knows: every pod's MTU leaves
+// room for its VRF's encapsulation under the tunnel MTU.
+func (in intent) validate() error {
+	if in.Tunnel == nil {
+		return nil
+	}
+	mtu := in.Tunnel.MTU
+	if mtu == 0 {
+		mtu = 1500
+	}
+	for name, p := range in.Pods {
+		over := OverheadMPLSoUDP
+		if in.VRFs[p.VRF].Encap == EncapMPLSoMPLS {
+			over = OverheadMPLSoMPLS
+		}
+		if p.MTU != 0 && p.MTU+over > mtu {
+			return fmt.Errorf("interfaces/interface[name=%s]/config/mtu: %d leaves no room for %v (%d bytes) under the tunnel mtu %d",
+				name, p.MTU, in.VRFs[p.VRF].Encap, over, mtu)
+		}
+	}
+	return nil
+}
+
+// labelTarget is a label's owner in the dataplane's terms: a VRF, or a
+// prefix of a VRF delivered to an interface (by name).
+type labelTarget struct {
+	VRF       string
+	Prefix    netip.Prefix // invalid for a per-VRF label
+	Interface string
+}
+
+// labelTargets lists the labels the intent needs decapsulated, by owner.
+func (in intent) labelTargets() map[labelTarget]struct{} {
+	out := map[labelTarget]struct{}{}
+	for name, v := range in.VRFs {
+		if !v.PerPrefix {
+			out[labelTarget{VRF: name}] = struct{}{}
+		}
+	}
+	for ifname, p := range in.Pods {
+		if in.VRFs[p.VRF].PerPrefix && p.Prefix.IsValid() {
+			out[labelTarget{VRF: p.VRF, Prefix: p.Prefix, Interface: ifname}] = struct{}{}
+		}
+	}
+	for k, ifname := range in.Statics {
+		if in.VRFs[k.VRF].PerPrefix {
+			out[labelTarget{VRF: k.VRF, Prefix: k.Prefix, Interface: ifname}] = struct{}{}
+		}
+	}
+	return out
+}
+
+// localRoutes lists the routes to local interfaces: pod /32s and static
+// routes, by key → interface name.
+func (in intent) localRoutes() map[RouteKey]string {
+	out := maps.Clone(in.Statics)
+	for ifname, p := range in.Pods {
+		if p.Prefix.IsValid() {
+			out[RouteKey{VRF: p.VRF, Prefix: p.Prefix}] = ifname
+		}
+	}
+	return out
+}
