@@ -2,11 +2,16 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/isthmus-net/isthmus/nos"
 )
 
 // Set applies the request as one transaction of the core: deletes, then
@@ -56,6 +61,9 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 			if u.GetVal() == nil {
 				return nil, status.Errorf(codes.InvalidArgument, "%s: no value", pathString(full))
 			}
+			if err := checkDuplicateKeys(s.core.SchemaRoot(), full, u.GetVal()); err != nil {
+				return nil, err
+			}
 			*group.out = append(*group.out, &gpb.Update{Path: full, Val: u.GetVal()})
 			results = append(results, &gpb.UpdateResult{Path: u.GetPath(), Op: group.op})
 		}
@@ -65,7 +73,40 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 		user = "anonymous"
 	}
 	if _, err := s.core.Set(ctx, user, norm); err != nil {
+		var pe *nos.PathError
+		if !errors.As(err, &pe) {
+			// Schema validation reports schema paths without keys: name
+			// the request's paths so the client knows which data it was.
+			err = fmt.Errorf("set %s: %w", describe(norm), err)
+		}
 		return nil, toStatus(err)
 	}
 	return &gpb.SetResponse{Prefix: req.GetPrefix(), Response: results, Timestamp: time.Now().UnixNano()}, nil
+}
+
+// describe lists the paths of a request for an error message, at most a
+// handful of them.
+func describe(req *gpb.SetRequest) string {
+	const most = 4
+	var paths []string
+	add := func(p *gpb.Path) {
+		if len(paths) < most {
+			paths = append(paths, pathString(p))
+		}
+	}
+	n := len(req.GetDelete()) + len(req.GetReplace()) + len(req.GetUpdate())
+	for _, p := range req.GetDelete() {
+		add(p)
+	}
+	for _, u := range req.GetReplace() {
+		add(u.GetPath())
+	}
+	for _, u := range req.GetUpdate() {
+		add(u.GetPath())
+	}
+	s := strings.Join(paths, ", ")
+	if n > most {
+		s += fmt.Sprintf(" and %d more", n-most)
+	}
+	return s
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"regexp"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -20,8 +21,12 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codeOf(err), err.Error())
+	return status.Error(codeOf(err), nestedStatus.ReplaceAllString(err.Error(), ""))
 }
+
+// nestedStatus matches the rendering of a gRPC status that a library
+// wrapped into a plain error; the outer status says it better.
+var nestedStatus = regexp.MustCompile(`rpc error: code = \w+ desc = `)
 
 // codeOf picks the status code for err.
 func codeOf(err error) codes.Code {
