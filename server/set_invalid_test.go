@@ -68,8 +68,12 @@ func del(paths ...string) func(t testing.TB) *gpb.SetRequest {
 	}
 }
 
-func uintv(v uint64) *gpb.TypedValue { return &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: v}} }
-func boolv(v bool) *gpb.TypedValue   { return &gpb.TypedValue{Value: &gpb.TypedValue_BoolVal{BoolVal: v}} }
+func uintv(v uint64) *gpb.TypedValue {
+	return &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: v}}
+}
+func boolv(v bool) *gpb.TypedValue {
+	return &gpb.TypedValue{Value: &gpb.TypedValue_BoolVal{BoolVal: v}}
+}
 
 func podJSON(name, vrf, addr string) *gpb.TypedValue {
 	return ietf(`{"config":{"name":"` + name + `","type":"POD","network-instance":"` + vrf + `","ipv4-address":"` + addr + `"}}`)
