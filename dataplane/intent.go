@@ -47,6 +47,9 @@ func intentOf(d *gen.Device) (intent, error) {
 	mplsOverMPLS := false
 	for name, ni := range nos.NetworkInstances(d) {
 		cfg := ni.GetConfig()
+		if cfg.GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
+			continue
+		}
 		v := vrfIntent{
 			PerPrefix: cfg.GetLabelAllocationMode() == gen.IsthmusTypes_LabelAllocationMode_PER_PREFIX,
 			Encap:     EncapMPLSoUDP,
