@@ -46,11 +46,11 @@ type Reconciler struct {
 	dp        *Dataplane
 	core      *nos.Core
 	applied   intent
-	ifindex   map[string]int                // attached interface name → ifindex
-	labels    map[labelTarget]uint32        // installed labels
-	fib       map[RouteKey][]NextHop        // FIB routes installed
-	endpoints map[netip.Addr]int            // endpoint → FIB next hops using it
-	known     map[RouteKey]struct{}         // routes confirmed since Start
+	ifindex   map[string]int         // attached interface name → ifindex
+	labels    map[labelTarget]uint32 // installed labels
+	fib       map[RouteKey][]NextHop // FIB routes installed
+	endpoints map[netip.Addr]int     // endpoint → FIB next hops using it
+	known     map[RouteKey]struct{}  // routes confirmed since Start
 }
 
 var _ nos.Reconciler = (*Reconciler)(nil)

@@ -386,7 +386,6 @@ func batchUpdate[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 	return nil
 }
 
-
 // RouteKeys returns the keys of the installed routes.
 func (d *Dataplane) RouteKeys() []RouteKey {
 	d.mu.Lock()
