@@ -64,7 +64,7 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 			if err := checkDuplicateKeys(s.core.SchemaRoot(), full, u.GetVal()); err != nil {
 				return nil, err
 			}
-			*group.out = append(*group.out, &gpb.Update{Path: full, Val: u.GetVal()})
+			*group.out = append(*group.out, &gpb.Update{Path: full, Val: asIETF(u.GetVal())})
 			results = append(results, &gpb.UpdateResult{Path: u.GetPath(), Op: group.op})
 		}
 	}
@@ -109,4 +109,14 @@ func describe(req *gpb.SetRequest) string {
 		s += fmt.Sprintf(" and %d more", n-most)
 	}
 	return s
+}
+
+// asIETF passes a JSON value (gnmic's default encoding) to the core as
+// JSON_IETF: the two agree for leaves, and a subtree written with arrays
+// for lists, as RFC 7951 has them, decodes the same either way.
+func asIETF(v *gpb.TypedValue) *gpb.TypedValue {
+	if js := v.GetJsonVal(); js != nil {
+		return &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: js}}
+	}
+	return v
 }
