@@ -41,16 +41,29 @@ func vrfPools(d *gen.Device, vrf string) ([]netip.Prefix, error) {
 	return pools, nil
 }
 
-// podMTU returns the MTU pods get: the configured one, else the first
-// underlay interface's MTU (by name) less the encapsulation overhead.
+// podMTU returns the MTU pods get: the configured one, else the tunnel's
+// MTU less the encapsulation overhead. The tunnel's MTU is /tunnel/config/mtu,
+// else the MTU of its underlay interface, else of the first UNDERLAY
+// interface (by name), else 1500.
 func podMTU(c Config, d *gen.Device) int {
 	if c.MTU > 0 {
 		return c.MTU
 	}
-	underlay := DefaultUnderlayMTU
+	return underlayMTU(d) - c.EncapOverhead
+}
+
+func underlayMTU(d *gen.Device) int {
+	// Read the leaves, not the getters: they return YANG defaults.
+	tun := d.GetTunnel().GetConfig()
+	if tun != nil && tun.Mtu != nil {
+		return int(*tun.Mtu)
+	}
 	var ifs map[string]*gen.IsthmusInterfaces_Interfaces_Interface
 	if d.Interfaces != nil {
 		ifs = d.Interfaces.Interface
+	}
+	if cfg := ifs[tun.GetUnderlayInterface()].GetConfig(); cfg != nil && cfg.Mtu != nil {
+		return int(*cfg.Mtu)
 	}
 	names := make([]string, 0, len(ifs))
 	for n := range ifs {
@@ -59,12 +72,11 @@ func podMTU(c Config, d *gen.Device) int {
 	sort.Strings(names)
 	for _, n := range names {
 		cfg := ifs[n].GetConfig()
-		if cfg.GetType() == gen.IsthmusTypes_InterfaceType_UNDERLAY && cfg.GetMtu() != 0 {
-			underlay = int(cfg.GetMtu())
-			break
+		if cfg.GetType() == gen.IsthmusTypes_InterfaceType_UNDERLAY && cfg.Mtu != nil {
+			return int(*cfg.Mtu)
 		}
 	}
-	return underlay - c.EncapOverhead
+	return DefaultUnderlayMTU
 }
 
 // ownedBy reports whether a configured interface is the pod attachment id.
