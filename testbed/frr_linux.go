@@ -287,3 +287,46 @@ func poll(ctx context.Context, cond func() (bool, error)) error {
 func (tb *Testbed) FRRAt(node string) *FRR {
 	return &FRR{Node: node, Dir: filepath.Join(tb.dir, "frr", node)}
 }
+
+// RouteTargets returns the route targets ("65000:100") FRR holds for one
+// VPNv4 route.
+func (f *FRR) RouteTargets(ctx context.Context, rd, prefix string) ([]string, error) {
+	out, err := f.Vtysh(ctx, fmt.Sprintf("show bgp ipv4 vpn rd %s %s json", rd, prefix))
+	if err != nil {
+		return nil, err
+	}
+	var detail map[string]struct {
+		Paths []struct {
+			ExtCommunity struct {
+				String string `json:"string"`
+			} `json:"extendedCommunity"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(out, &detail); err != nil {
+		return nil, fmt.Errorf("decode route %s %s in %s: %w", rd, prefix, f.Node, err)
+	}
+	var rts []string
+	for _, p := range detail[rd].Paths {
+		for _, c := range strings.Fields(p.ExtCommunity.String) {
+			if rt, ok := strings.CutPrefix(c, "RT:"); ok && !slices.Contains(rts, rt) {
+				rts = append(rts, rt)
+			}
+		}
+	}
+	return rts, nil
+}
+
+// WaitNoVPNRoute polls until bgpd holds no path for prefix, in any RD.
+func (f *FRR) WaitNoVPNRoute(ctx context.Context, prefix string) error {
+	err := poll(ctx, func() (bool, error) {
+		routes, err := f.VPNRoutes(ctx)
+		if err != nil {
+			return false, err
+		}
+		return !slices.ContainsFunc(routes, func(r VPNRoute) bool { return r.Prefix == prefix }), nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %s to be withdrawn in %s: %w", prefix, f.Node, err)
+	}
+	return nil
+}

@@ -18,7 +18,7 @@ const GNMIPort = 9339
 
 // IsthmusdOptions tune StartIsthmusd.
 type IsthmusdOptions struct {
-	// Binary is the isthmusd executable.
+	// Binary is the isthmusd executable; empty means the run's Binaries.
 	Binary string
 	// Args are extra flags, after the ones the testbed sets.
 	Args []string
@@ -48,7 +48,10 @@ type Isthmusd struct {
 // network namespace, so the dataplane's bpffs pins outlive a restart.
 func (tb *Testbed) StartIsthmusd(ctx context.Context, node string, o IsthmusdOptions) (*Isthmusd, error) {
 	if o.Binary == "" {
-		return nil, fmt.Errorf("start isthmusd in %s: no binary given", node)
+		o.Binary = tb.Binaries().Isthmusd
+	}
+	if o.Binary == "" {
+		return nil, fmt.Errorf("start isthmusd in %s: %w: no isthmusd binary", node, ErrNotAvailable)
 	}
 	underlay, err := tb.topo.UnderlayAddr(node)
 	if err != nil {
@@ -59,7 +62,7 @@ func (tb *Testbed) StartIsthmusd(ctx context.Context, node string, o IsthmusdOpt
 		GNMI:      net.JoinHostPort(underlay.String(), fmt.Sprint(GNMIPort)),
 		DataDir:   filepath.Join(dir, "data"),
 		BPFFS:     filepath.Join(tb.dir, "bpf", node),
-		CNISocket: filepath.Join(dir, "cni.sock"),
+		CNISocket: tb.CNISocket(node),
 		tb:        tb,
 	}
 	if err := os.MkdirAll(d.DataDir, 0o700); err != nil {

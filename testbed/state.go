@@ -26,6 +26,19 @@ type State struct {
 	Namespaces []string `json:"namespaces"`
 	// Processes are the long-running processes started in nodes.
 	Processes []ProcessRecord `json:"processes,omitempty"`
+	// Binaries are the Isthmus programs the run uses.
+	Binaries Binaries `json:"binaries"`
+}
+
+// Binaries are the programs a run uses besides iproute2 and FRR; empty
+// means not available.
+type Binaries struct {
+	// Isthmusd is the daemon started on every host.
+	Isthmusd string `json:"isthmusd,omitempty"`
+	// CNI is the isthmus-cni plugin that attaches pods.
+	CNI string `json:"cni,omitempty"`
+	// Gnmic is the gNMI client that configures and reads the daemons.
+	Gnmic string `json:"gnmic,omitempty"`
 }
 
 // ProcessRecord identifies a started process well enough to kill it later
@@ -94,6 +107,13 @@ func (s *stateStore) addProcess(p ProcessRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st.Processes = append(s.st.Processes, p)
+	return s.saveLocked()
+}
+
+func (s *stateStore) setBinaries(b Binaries) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.Binaries = b
 	return s.saveLocked()
 }
 

@@ -1,0 +1,83 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// buildBinaries builds isthmusd, isthmus-cni and gnmic for the mission
+// tests; they skip until all three build (a broken build fails `go vet`).
+func buildBinaries(t *testing.T) Binaries {
+	t.Helper()
+	dir := t.TempDir()
+	b := Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni"), Gnmic: filepath.Join(dir, "gnmic")}
+	for _, c := range []struct{ out, pkg, dir string }{
+		{b.Isthmusd, "github.com/isthmus-net/isthmus/cmd/isthmusd", ""},
+		{b.CNI, "github.com/isthmus-net/isthmus/cmd/isthmus-cni", ""},
+		{b.Gnmic, ".", "../tools/gnmic"},
+	} {
+		cmd := exec.Command("go", "build", "-o", c.out, c.pkg)
+		cmd.Dir = c.dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Skipf("%s does not build yet: %v: %s", c.pkg, err, out)
+		}
+	}
+	return b
+}
+
+// missionUp builds the mission topology with FRR on dcgw and configured
+// isthmusd on every host.
+func missionUp(t *testing.T, ctx context.Context) (*Testbed, *FRR, map[string]*Isthmusd) {
+	t.Helper()
+	RequirePrivileges(t, "nsenter", frrBGPd, frrZebra, vtyshBin)
+	bins := buildBinaries(t)
+	tb := NewTestbed(t, Mission())
+	if err := tb.SetBinaries(bins); err != nil {
+		t.Fatal(err)
+	}
+	dcgw, err := tb.StartFRR(ctx, "dcgw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemons := map[string]*Isthmusd{}
+	for _, h := range tb.Topology().NodesWithRole(RoleHost) {
+		d, err := tb.StartIsthmusd(ctx, h, IsthmusdOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		daemons[h] = d
+		if err := tb.ConfigureHost(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dcgw.WaitEstablished(ctx, "10.10.0.11", "10.10.0.12", "10.20.0.11", "10.20.0.12"); err != nil {
+		t.Fatal(err)
+	}
+	return tb, dcgw, daemons
+}
+
+// TestMissionScenarios runs every mission scenario against one topology,
+// as `make demo` does. A scenario whose daemons are not there yet skips.
+func TestMissionScenarios(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	tb, _, _ := missionUp(t, ctx)
+	for _, s := range Scenarios() {
+		t.Run(s.Name, func(t *testing.T) {
+			var out strings.Builder
+			err := s.Run(ctx, tb, &out)
+			t.Logf("%s: %s\n%s", s.Name, s.Title, out.String())
+			if errors.Is(err, ErrNotAvailable) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
