@@ -13,8 +13,8 @@ import (
 
 // demo brings the testbed up, runs every scenario, prints a summary and
 // tears the testbed down unless keep is set.
-func demo(ctx context.Context, log *slog.Logger, out io.Writer, root, file, isthmusd string, keep bool) (err error) {
-	if err := up(ctx, log, out, root, file, isthmusd); err != nil {
+func demo(ctx context.Context, log *slog.Logger, out io.Writer, root, file string, bins testbed.Binaries, keep bool) (err error) {
+	if err := up(ctx, log, out, root, file, bins); err != nil {
 		return err
 	}
 	if !keep {
@@ -42,7 +42,11 @@ func demo(ctx context.Context, log *slog.Logger, out io.Writer, root, file, isth
 			verdict = "FAILED: " + runErr.Error()
 			failed++
 		}
-		fmt.Fprintf(out, "   %s\n", verdict)
+		if runErr != nil && verdict == "not yet available" {
+			fmt.Fprintf(out, "   %v\n", runErr)
+		} else {
+			fmt.Fprintf(out, "   %s\n", verdict)
+		}
 		results = append(results, result{s.Name, s.Title, verdict})
 	}
 	fmt.Fprintf(out, "\nsummary\n")

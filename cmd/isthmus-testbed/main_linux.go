@@ -20,12 +20,13 @@ import (
 const usage = `usage: isthmus-testbed COMMAND [flags]
 
 commands:
-  up [--file F] [--isthmusd PATH]
+  up [--file F] [--isthmusd P] [--cni P] [--gnmic P]
                        build the topology (default: the embedded mission
                        topology, testbed/topologies/mission.yaml), start FRR
-                       on its bgp-router nodes and isthmusd on its hosts
-                       (default: the isthmusd next to this binary, if any;
-                       "none" starts none)
+                       on its bgp-router nodes, start isthmusd on its hosts
+                       and configure them with gnmic (defaults: the binaries
+                       next to this one, gnmic in ../tools/gnmic; "none"
+                       leaves one out)
   down [--all]         remove the current run; --all removes every run and
                        every leftover namespace named ist-*
   status               show the current run: nodes, processes, BGP peers
@@ -59,6 +60,8 @@ func run(args []string, out io.Writer) error {
 	all := fs.Bool("all", false, "remove every run and leftover (down)")
 	keep := fs.Bool("keep", false, "leave the testbed up (demo)")
 	isthmusd := fs.String("isthmusd", siblingBinary("isthmusd"), "isthmusd binary for the hosts, or none (up, demo)")
+	cniBin := fs.String("cni", siblingBinary("isthmus-cni"), "isthmus-cni binary that attaches pods (up, demo)")
+	gnmic := fs.String("gnmic", siblingBinary(filepath.Join("..", "tools", "gnmic", "gnmic")), "gnmic binary that configures the hosts (up, demo)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,7 +75,7 @@ func run(args []string, out io.Writer) error {
 
 	switch cmd {
 	case "up":
-		return up(ctx, log, out, *root, *file, *isthmusd)
+		return up(ctx, log, out, *root, *file, binaries(*isthmusd, *cniBin, *gnmic))
 	case "down":
 		return down(ctx, log, out, *root, *all)
 	case "status":
@@ -104,7 +107,7 @@ func run(args []string, out io.Writer) error {
 		_, _ = out.Write(res)
 		return err
 	case "demo":
-		return demo(ctx, log, out, *root, *file, *isthmusd, *keep)
+		return demo(ctx, log, out, *root, *file, binaries(*isthmusd, *cniBin, *gnmic), *keep)
 	case "run":
 		return runScenario(ctx, log, out, *root, fs.Arg(0))
 	default:
@@ -140,7 +143,21 @@ func siblingBinary(name string) string {
 	return p
 }
 
-func up(ctx context.Context, log *slog.Logger, out io.Writer, root, file, isthmusd string) error {
+// binaries turns the flags into the run's binaries; "none" is empty.
+func binaries(isthmusd, cni, gnmic string) testbed.Binaries {
+	clean := func(p string) string {
+		if p == "none" {
+			return ""
+		}
+		if abs, err := filepath.Abs(p); err == nil && p != "" {
+			return abs
+		}
+		return p
+	}
+	return testbed.Binaries{Isthmusd: clean(isthmusd), CNI: clean(cni), Gnmic: clean(gnmic)}
+}
+
+func up(ctx context.Context, log *slog.Logger, out io.Writer, root, file string, bins testbed.Binaries) error {
 	if _, err := current(root, log); err == nil {
 		return errors.New("a testbed is already up; run `isthmus-testbed down` first")
 	}
@@ -168,9 +185,18 @@ func up(ctx context.Context, log *slog.Logger, out io.Writer, root, file, isthmu
 			return fail(err)
 		}
 	}
-	if isthmusd != "none" && isthmusd != "" {
+	if err := tb.SetBinaries(bins); err != nil {
+		return fail(err)
+	}
+	if bins.Isthmusd != "" {
 		for _, node := range topo.NodesWithRole(testbed.RoleHost) {
-			if _, err := tb.StartIsthmusd(ctx, node, testbed.IsthmusdOptions{Binary: isthmusd}); err != nil {
+			if _, err := tb.StartIsthmusd(ctx, node, testbed.IsthmusdOptions{}); err != nil {
+				return fail(err)
+			}
+			if bins.Gnmic == "" {
+				continue
+			}
+			if err := tb.ConfigureHost(ctx, node); err != nil {
 				return fail(err)
 			}
 		}
