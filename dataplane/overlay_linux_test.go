@@ -132,7 +132,7 @@ type overlay struct {
 
 const podMTU = 1500 - OverheadMPLSoUDP
 
-func newOverlay(t *testing.T, encap Encap) *overlay {
+func newOverlay(t testing.TB, encap Encap) *overlay {
 	requireRoot(t)
 	o := &overlay{}
 	hosts := []*testHost{{ns: newNS(t, "hosta")}, {ns: newNS(t, "hostb")}}

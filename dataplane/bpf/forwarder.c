@@ -30,11 +30,10 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Kernel 6.3+ / 6.16+ flags that the distribution headers may lack. */
+/* Kernel 6.3+ flag that the distribution headers may lack. */
 #ifndef BPF_F_ADJ_ROOM_DECAP_L3_IPV4
 #define BPF_F_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
 #endif
-#define ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
 
 #define ETH_P_MPLS 0x8847
 #define MPLS_BOS 0x100
@@ -162,8 +161,10 @@ static __always_inline int encap_udp(struct __sk_buff *skb, struct tunnel *t,
 				     struct endpoint *ep, __u32 endpoint, __u32 label,
 				     __u32 hash, __u8 ttl, __u8 tos, __u16 inner_len)
 {
+	/* FIXED_GSO: the pod MTU already leaves room for the headers, so GSO
+	 * segments keep their size and fit the underlay once encapsulated. */
 	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-		      BPF_F_ADJ_ROOM_ENCAP_L2(4);
+		      BPF_F_ADJ_ROOM_ENCAP_L2(4) | BPF_F_ADJ_ROOM_FIXED_GSO;
 	if (bpf_skb_adjust_room(skb, UDP_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
 		return -1;
 	void *data = (void *)(long)skb->data;
@@ -200,7 +201,7 @@ static __always_inline int encap_mpls(struct __sk_buff *skb, struct tunnel *t,
 {
 	__u32 transport = ep->transport_label;
 	int room = transport ? 8 : 4;
-	if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, 0))
+	if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
 		return -1;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -390,9 +391,10 @@ int underlay_ingress(struct __sk_buff *skb)
 	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
 	__u64 outer_bytes = skb->len;
 	__s32 shrink = -(__s32)(ihl + sizeof(*udp) + 4);
+	/* GSO packets keep SKB_GSO_UDP_TUNNEL (the kernel's flag to clear it
+	 * is newer than 6.18); veth and the pod's stack accept that. */
 	if (bpf_skb_adjust_room(skb, shrink, BPF_ADJ_ROOM_MAC,
-				BPF_F_ADJ_ROOM_DECAP_L3_IPV4 | ADJ_ROOM_DECAP_L4_UDP) &&
-	    bpf_skb_adjust_room(skb, shrink, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_DECAP_L3_IPV4)) {
+				BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_DECAP_L3_IPV4)) {
 		reason = DROP_ERROR;
 		goto drop;
 	}

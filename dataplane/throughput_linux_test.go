@@ -1,0 +1,94 @@
+package dataplane
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// BenchmarkTCPThroughput measures iperf3 TCP throughput between the same
+// two pod namespaces over three paths in one run: the MPLSoUDP overlay
+// (pods on their eth0), plain IPv4 routing through the two hosts (a second
+// veth per pod, the hosts forward) and the kernel's VXLAN between the
+// hosts (a third veth per pod). Run it with -benchtime=1x; each path runs
+// for throughputSeconds.
+func BenchmarkTCPThroughput(b *testing.B) {
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		b.Skip("iperf3 not installed")
+	}
+	for b.Loop() {
+		res := measureThroughput(b)
+		for _, name := range []string{"overlay", "plain", "vxlan"} {
+			b.ReportMetric(res[name], name+"-Gbit/s")
+		}
+		b.ReportMetric(res["overlay"]/res["plain"], "overlay/plain")
+	}
+}
+
+const throughputSeconds = 5
+
+func measureThroughput(b *testing.B) map[string]float64 {
+	o := newOverlay(b, EncapMPLSoUDP)
+	hosts := []*testHost{o.a, o.b}
+	ul := []string{"192.0.2.1", "192.0.2.2"}
+	for i, h := range hosts {
+		other := 1 - i
+		p := h.pods["red"]
+		h.ns.ip(b, "link", "add", "vx0", "type", "vxlan", "id", "42", "local", ul[i], "remote", ul[other], "dstport", "4789", "dev", "ul")
+		h.ns.ip(b, "addr", "add", fmt.Sprintf("192.168.100.%d/24", i+1), "dev", "vx0")
+		h.ns.ip(b, "link", "set", "vx0", "up")
+		if out, err := h.ns.cmd("sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
+			b.Fatalf("enable forwarding: %v: %s", err, out)
+		}
+		// Plain routing: pod eth1 ↔ host "plain" ↔ underlay ↔ other host.
+		vethBetween(b, h.ns, "plain", net.HardwareAddr{0x0a, 0, 1, 0, byte(i), 1}, p.ns, "eth1", net.HardwareAddr{0x0a, 0, 1, 0, byte(i), 2})
+		h.ns.ip(b, "addr", "add", fmt.Sprintf("172.16.%d.1/24", i+1), "dev", "plain")
+		p.ns.ip(b, "addr", "add", fmt.Sprintf("172.16.%d.2/24", i+1), "dev", "eth1")
+		p.ns.ip(b, "route", "add", "172.16.0.0/16", "via", fmt.Sprintf("172.16.%d.1", i+1))
+		h.ns.ip(b, "route", "add", fmt.Sprintf("172.16.%d.0/24", other+1), "via", ul[other])
+		// VXLAN: pod eth2 ↔ host "vxl" ↔ vx0 ↔ other host.
+		vethBetween(b, h.ns, "vxl", net.HardwareAddr{0x0a, 0, 2, 0, byte(i), 1}, p.ns, "eth2", net.HardwareAddr{0x0a, 0, 2, 0, byte(i), 2})
+		p.ns.ip(b, "link", "set", "eth2", "mtu", "1450")
+		h.ns.ip(b, "addr", "add", fmt.Sprintf("172.17.%d.1/24", i+1), "dev", "vxl")
+		p.ns.ip(b, "addr", "add", fmt.Sprintf("172.17.%d.2/24", i+1), "dev", "eth2")
+		p.ns.ip(b, "route", "add", "172.17.0.0/16", "via", fmt.Sprintf("172.17.%d.1", i+1))
+		h.ns.ip(b, "route", "add", fmt.Sprintf("172.17.%d.0/24", other+1), "via", fmt.Sprintf("192.168.100.%d", other+1))
+	}
+	from, to := o.a.pods["red"].ns, o.b.pods["red"]
+	return map[string]float64{
+		"overlay": iperf(b, from, to.ns, to.addr),
+		"plain":   iperf(b, from, to.ns, netip.MustParseAddr("172.16.2.2")),
+		"vxlan":   iperf(b, from, to.ns, netip.MustParseAddr("172.17.2.2")),
+	}
+}
+
+// iperf runs an iperf3 client in from against server and returns Gbit/s.
+func iperf(b testing.TB, from, server *testNS, dst netip.Addr) float64 {
+	b.Helper()
+	srv := server.cmd("iperf3", "-s", "-1", "-B", dst.String())
+	if err := srv.Start(); err != nil {
+		b.Fatalf("start iperf3 server: %v", err)
+	}
+	defer srv.Wait()
+	time.Sleep(300 * time.Millisecond)
+	out, err := from.cmd("iperf3", "-c", dst.String(), "-t", fmt.Sprint(throughputSeconds), "-J").Output()
+	if err != nil {
+		srv.Process.Kill()
+		b.Fatalf("iperf3 to %v: %v\n%s", dst, err, out)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		b.Fatalf("parse iperf3 output: %v", err)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e9
+}
