@@ -107,6 +107,13 @@ func (s *Server) authorize(ctx context.Context, write bool) (string, error) {
 	if s.authDisabled() {
 		return "", nil
 	}
+	if name, ok := ctx.Value(userKey{}).(string); ok {
+		// An interceptor has checked the password already.
+		if write && s.users[name].Role != RoleAdmin {
+			return name, status.Errorf(codes.PermissionDenied, "user %q has role %q and may not change configuration", name, s.users[name].Role)
+		}
+		return name, nil
+	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	name, pw := first(md, mdUsername), first(md, mdPassword)
 	if name == "" {
@@ -174,13 +181,24 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 	return handler(withUser(ctx, user), req)
 }
 
-// streamAuth authenticates every streaming RPC (Subscribe) for reading.
+// streamAuth authenticates every streaming RPC (Subscribe) for reading;
+// the handler's stream context carries the username.
 func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if _, err := s.authorize(ss.Context(), false); err != nil {
+	user, err := s.authorize(ss.Context(), false)
+	if err != nil {
 		return err
 	}
-	return handler(srv, ss)
+	return handler(srv, &userStream{ServerStream: ss, ctx: withUser(ss.Context(), user)})
 }
+
+// userStream is a server stream whose context carries the username.
+type userStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+// Context returns the stream's context with the username.
+func (u *userStream) Context() context.Context { return u.ctx }
 
 type userKey struct{}
 
