@@ -7,8 +7,11 @@ import (
 	"net/netip"
 )
 
-// Packet is the outer IPv4 header of a captured Ethernet frame.
+// Packet is a captured Ethernet frame: its EtherType and, for IPv4, the
+// outer IP header.
 type Packet struct {
+	// EtherType is 0x0800 for IPv4, 0x8847 for MPLS unicast, 0x0806 for ARP.
+	EtherType uint16
 	// Src and Dst are the outer addresses.
 	Src, Dst netip.Addr
 	// Proto is the IP protocol (6 TCP, 17 UDP, 1 ICMP).
@@ -19,6 +22,9 @@ type Packet struct {
 
 // String renders the packet as "UDP 10.10.0.11:4242 > 10.20.0.11:6635".
 func (p Packet) String() string {
+	if p.EtherType != 0x0800 {
+		return fmt.Sprintf("ethertype 0x%04x", p.EtherType)
+	}
 	name := map[uint8]string{1: "ICMP", 6: "TCP", 17: "UDP"}[p.Proto]
 	if name == "" {
 		name = fmt.Sprintf("proto-%d", p.Proto)
@@ -30,8 +36,8 @@ func (p Packet) String() string {
 }
 
 // ParsePcap reads a classic pcap file of Ethernet frames (as `tcpdump -w`
-// writes) and returns the outer IPv4 header of each IPv4 frame; other
-// frames (ARP, IPv6) are counted in skipped.
+// writes) and returns every frame, with the outer header decoded for IPv4;
+// frames too short to carry an Ethernet header are counted in skipped.
 func ParsePcap(data []byte) (pkts []Packet, skipped int, err error) {
 	if len(data) < 24 {
 		return nil, 0, errors.New("parse pcap: short file header")
@@ -69,18 +75,23 @@ func ParsePcap(data []byte) (pkts []Packet, skipped int, err error) {
 }
 
 func parseEthernetIPv4(f []byte) (Packet, bool) {
-	if len(f) < 14+20 || binary.BigEndian.Uint16(f[12:]) != 0x0800 {
+	if len(f) < 14 {
 		return Packet{}, false
+	}
+	p := Packet{EtherType: binary.BigEndian.Uint16(f[12:])}
+	if p.EtherType != 0x0800 || len(f) < 14+20 {
+		return p, true
 	}
 	ip := f[14:]
 	ihl := int(ip[0]&0x0f) * 4
 	if ip[0]>>4 != 4 || ihl < 20 || len(ip) < ihl {
-		return Packet{}, false
+		return p, true
 	}
-	p := Packet{
-		Src:   netip.AddrFrom4([4]byte(ip[12:16])),
-		Dst:   netip.AddrFrom4([4]byte(ip[16:20])),
-		Proto: ip[9],
+	p = Packet{
+		EtherType: p.EtherType,
+		Src:       netip.AddrFrom4([4]byte(ip[12:16])),
+		Dst:       netip.AddrFrom4([4]byte(ip[16:20])),
+		Proto:     ip[9],
 	}
 	if (p.Proto == 6 || p.Proto == 17) && len(ip) >= ihl+4 {
 		p.SrcPort = binary.BigEndian.Uint16(ip[ihl:])

@@ -32,8 +32,8 @@ func TestParsePcap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pkts) != 1 || skipped != 1 {
-		t.Fatalf("got %v and %d skipped, want one packet and one skipped", pkts, skipped)
+	if len(pkts) != 2 || skipped != 0 || pkts[1].EtherType != 0x0806 {
+		t.Fatalf("got %v and %d skipped, want a UDP packet and an ARP frame", pkts, skipped)
 	}
 	if got, want := pkts[0].String(), "UDP 10.10.0.11:4242 > 10.20.0.11:6635"; got != want {
 		t.Errorf("got %q, want %q", got, want)

@@ -24,13 +24,12 @@ type Scenario struct {
 
 // Scenarios lists every scenario in the order `make demo` runs them.
 func Scenarios() []Scenario {
-	pending := func(ctx context.Context, tb *Testbed, w io.Writer) error { return ErrNotAvailable }
 	return []Scenario{
 		{Name: "underlay", Title: "every host reaches every other host's underlay address by plain IP routing", Run: runUnderlay},
 		{Name: "a", Title: "pod on c1 ↔ pod on d1 over MPLSoUDP, routes learnt over BGP; only UDP crosses the VPC gateway", Run: runPodToPod},
 		{Name: "b", Title: "two tenants with overlapping pod addresses stay isolated", Run: runTenantIsolation},
 		{Name: "c", Title: "FRR on dcgw holds the pods' /32s by route target; its own prefix reaches the VRF", Run: runDCGateway},
-		{Name: "d", Title: "MPLSoMPLS between two hosts on one L2 segment", Run: pending},
+		{Name: "d", Title: "MPLSoMPLS between two hosts on one L2 segment", Run: runMPLSoMPLS},
 		{Name: "e", Title: "isthmusd on c1 restarted under a 10ms ping flow loses nothing", Run: runRestart},
 		{Name: "f", Title: "a data-center server removed: its routes are withdrawn, traffic moves to the survivor", Run: runServerRemoved},
 	}

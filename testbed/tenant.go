@@ -135,6 +135,21 @@ func HostSetRequest(t *Topology, host string) ([]byte, error) {
 				Value: map[string]any{"afi-safi-name": "L3VPN_IPV4_UNICAST", "enabled": true}},
 		)
 	}
+	if n.TransportLabel != 0 {
+		u = append(u, setUpdate{Path: "/tunnel/config", Value: map[string]any{"transport-label": n.TransportLabel}})
+		peers, err := t.SegmentPeers(host)
+		if err != nil {
+			return nil, fmt.Errorf("render host config for %s: %w", host, err)
+		}
+		for _, p := range peers {
+			pn, _ := t.Node(p) // SegmentPeers returns nodes
+			addr, _ := t.UnderlayAddr(p)
+			u = append(u, setUpdate{
+				Path:  "/tunnel/neighbors/neighbor[address=" + addr.String() + "]/config",
+				Value: map[string]any{"address": addr.String(), "transport-label": pn.TransportLabel},
+			})
+		}
+	}
 	for i, tn := range t.Tenants {
 		pool, ok := tn.Pools[host]
 		if !ok {

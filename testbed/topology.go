@@ -63,6 +63,9 @@ type Node struct {
 	Sysctls map[string]string `yaml:"sysctls,omitempty" json:"sysctls,omitempty"`
 	// BGP configures FRR bgpd on a bgp-router node.
 	BGP *BGP `yaml:"bgp,omitempty" json:"bgp,omitempty"`
+	// TransportLabel is the MPLS transport label a host accepts for MPLS
+	// over MPLS from hosts on its L2 segment; 0 means none.
+	TransportLabel uint32 `yaml:"transport_label,omitempty" json:"transport_label,omitempty"`
 }
 
 // Bridge is a Linux bridge inside a node: an L2 segment its member link
@@ -206,6 +209,9 @@ func (t *Topology) Validate() error {
 		bridges[n.Name] = map[string]bool{}
 		switch n.Role {
 		case RoleHost, RoleRouter:
+			if n.TransportLabel != 0 && (n.Role != RoleHost || n.TransportLabel < 16 || n.TransportLabel >= 1<<20) {
+				return invalid("node %q: transport label %d needs a host and 16 <= label < 2^20", n.Name, n.TransportLabel)
+			}
 			if n.BGP != nil {
 				return invalid("node %q: bgp needs role %q", n.Name, RoleBGPRouter)
 			}
@@ -380,6 +386,53 @@ func (t *Topology) UnderlayInterface(node string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("node %q: no link carries underlay address %s", node, addr)
+}
+
+// SegmentPeers returns the other hosts with a transport label whose
+// underlay address is on the same subnet as host's: the hosts it can reach
+// with MPLS over MPLS.
+func (t *Topology) SegmentPeers(host string) ([]string, error) {
+	n, ok := t.Node(host)
+	if !ok || n.TransportLabel == 0 {
+		return nil, nil
+	}
+	subnet, err := t.underlaySubnet(host)
+	if err != nil {
+		return nil, err
+	}
+	var peers []string
+	for _, o := range t.Nodes {
+		if o.Name == host || o.Role != RoleHost || o.TransportLabel == 0 {
+			continue
+		}
+		addr, err := t.UnderlayAddr(o.Name)
+		if err != nil {
+			return nil, err
+		}
+		if subnet.Contains(addr) {
+			peers = append(peers, o.Name)
+		}
+	}
+	return peers, nil
+}
+
+// underlaySubnet returns the prefix of the link address that carries
+// node's underlay address.
+func (t *Topology) underlaySubnet(node string) (netip.Prefix, error) {
+	addr, err := t.UnderlayAddr(node)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	for _, l := range t.Links {
+		for _, e := range []End{l.A, l.B} {
+			for _, a := range e.Addresses {
+				if p, err := netip.ParsePrefix(a); err == nil && e.Node == node && p.Addr() == addr {
+					return p.Masked(), nil
+				}
+			}
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("node %q: no link carries underlay address %s", node, addr)
 }
 
 // NeighborAddr resolves a BGP neighbor to its peer address.
