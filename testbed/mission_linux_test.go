@@ -3,9 +3,9 @@ package testbed
 import (
 	"context"
 	"errors"
-	"strings"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
