@@ -13,7 +13,6 @@ import (
 	"github.com/openconfig/gnmi/ctree"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
-	"google.golang.org/protobuf/proto"
 )
 
 // Batching: a SubscribeResponse carries one notification, and a
@@ -33,9 +32,10 @@ type sender struct {
 	encoding gpb.Encoding
 	root     *yang.Entry
 
-	cur   *gpb.Notification // batch being built, nil when none
-	bytes int               // approximate size of cur
-	sent  int               // updates and deletes sent, for logs and tests
+	ts    int64  // timestamp of the batch being built
+	items []byte // its updates and deletes, wire-encoded (see wireResponse)
+	count int    // how many
+	sent  int    // updates and deletes sent, for logs
 }
 
 // leaf is one leaf to send: its full path, and its value or nil for a
@@ -66,27 +66,25 @@ func leaves(n *gpb.Notification, out []leaf) []leaf {
 // add appends one leaf at timestamp ts to the batch, sending the batch
 // first when it is full or has another timestamp.
 func (s *sender) add(ctx context.Context, ts int64, l leaf) error {
-	if s.cur != nil && (s.cur.Timestamp != ts || len(s.cur.Update)+len(s.cur.Delete) >= maxBatchUpdates || s.bytes >= maxBatchBytes) {
+	if s.count > 0 && (s.ts != ts || s.count >= maxBatchUpdates || len(s.items) >= maxBatchBytes) {
 		if err := s.flush(ctx); err != nil {
 			return err
 		}
 	}
-	if s.cur == nil {
-		s.cur = &gpb.Notification{Timestamp: ts, Prefix: &gpb.Path{Target: s.target}}
-		s.bytes = 0
-	}
+	s.ts = ts
 	if l.val == nil {
-		s.cur.Delete = append(s.cur.Delete, l.path)
-		s.bytes += proto.Size(l.path)
+		s.items = appendDelete(s.items, l.path)
+		s.count++
 		return nil
 	}
 	val, err := s.encode(l.path, l.val)
 	if err != nil {
 		return err
 	}
-	u := &gpb.Update{Path: l.path, Val: val}
-	s.cur.Update = append(s.cur.Update, u)
-	s.bytes += proto.Size(u)
+	if s.items, err = appendUpdate(s.items, l.path, val); err != nil {
+		return fmt.Errorf("encode %s: %w", pathString(l.path), err)
+	}
+	s.count++
 	return nil
 }
 
@@ -103,16 +101,16 @@ func (s *sender) addNotification(ctx context.Context, ts int64, n *gpb.Notificat
 
 // flush sends the batch, if any.
 func (s *sender) flush(ctx context.Context) error {
-	if s.cur == nil {
+	if s.count == 0 {
 		return nil
 	}
-	n := s.cur
-	s.cur = nil
+	resp := wireResponse(s.ts, s.target, s.items)
+	s.sent += s.count
+	s.items, s.count = s.items[:0], 0
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.sent += len(n.Update) + len(n.Delete)
-	return s.stream.Send(&gpb.SubscribeResponse{Response: &gpb.SubscribeResponse_Update{Update: n}})
+	return s.stream.Send(resp)
 }
 
 // syncResponse flushes the batch and sends sync_response.
