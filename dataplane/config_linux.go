@@ -32,38 +32,52 @@ func (d *Dataplane) AttachInterface(ifc Interface) error {
 	if err != nil {
 		return fmt.Errorf("attach interface %d: %w", ifc.Index, err)
 	}
+	name := lnk.Attrs().Name
 	if len(ifc.PeerMAC) != 6 {
-		return fmt.Errorf("attach interface %s: peer mac %q is not ethernet", lnk.Attrs().Name, ifc.PeerMAC)
+		return fmt.Errorf("attach interface %s: peer mac %q is not ethernet", name, ifc.PeerMAC)
 	}
 	vrf, err := d.vrfID(ifc.VRF, true)
 	if err != nil {
-		return fmt.Errorf("attach interface %s: %w", lnk.Attrs().Name, err)
+		return fmt.Errorf("attach interface %s: %w", name, err)
 	}
-	v := forwarderIface{Vrf: vrf}
+	slot, ok := d.ifSlots[ifc.Index]
+	if !ok {
+		if slot, err = d.ifTable.alloc(); err != nil {
+			return fmt.Errorf("attach interface %s: %w", name, err)
+		}
+		n, err := possibleCPUs()
+		if err != nil {
+			return err
+		}
+		if err := d.maps.IfaceCounters.Put(slot, make([]forwarderIfaceStats, n)); err != nil {
+			d.ifTable.free(slot)
+			return fmt.Errorf("attach interface %s: reset counters: %w", name, err)
+		}
+		d.ifSlots[ifc.Index] = slot
+	}
+	v := forwarderIface{Vrf: vrf, Slot: slot, Ifindex: uint32(ifc.Index)}
 	copy(v.Mac[:], lnk.Attrs().HardwareAddr)
 	copy(v.PeerMac[:], ifc.PeerMAC)
-	key := uint32(ifc.Index)
-	if err := initPerCPU[forwarderIfaceStats](d.maps.IfaceCounters, key); err != nil {
-		return fmt.Errorf("attach interface %s: counters: %w", lnk.Attrs().Name, err)
+	if err := d.maps.IfaceSlots.Put(slot, &v); err != nil {
+		return fmt.Errorf("attach interface %s: %w", name, err)
 	}
-	if err := d.maps.Ifaces.Put(key, &v); err != nil {
-		return fmt.Errorf("attach interface %s: %w", lnk.Attrs().Name, err)
+	if err := d.maps.Ifaces.Put(uint32(ifc.Index), &v); err != nil {
+		return fmt.Errorf("attach interface %s: %w", name, err)
 	}
 	if err := d.attach(linkPod, ifc.Index, d.progs.PodIngress); err != nil {
-		return fmt.Errorf("attach interface %s: %w", lnk.Attrs().Name, err)
+		return fmt.Errorf("attach interface %s: %w", name, err)
 	}
 	if err := d.setPodXDP(ifc.Index, d.tunnel.MPLSoMPLS); err != nil {
-		return fmt.Errorf("attach interface %s: %w", lnk.Attrs().Name, err)
+		return fmt.Errorf("attach interface %s: %w", name, err)
 	}
 	return nil
 }
 
 // DetachInterface unbinds a pod interface and detaches the program. Routes
-// that point at it must be deleted by the caller.
+// and labels that point at it stop delivering; the caller deletes them.
 func (d *Dataplane) DetachInterface(ifindex int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	key := uint32(ifindex)
 	var errs []error
 	if err := d.detach(linkPod, ifindex); err != nil {
 		errs = append(errs, err)
@@ -71,13 +85,27 @@ func (d *Dataplane) DetachInterface(ifindex int) error {
 	if err := d.detach(linkPodXDP, ifindex); err != nil {
 		errs = append(errs, err)
 	}
-	if err := d.maps.Ifaces.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := d.maps.Ifaces.Delete(uint32(ifindex)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		errs = append(errs, fmt.Errorf("detach interface %d: %w", ifindex, err))
 	}
-	if err := d.maps.IfaceCounters.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		errs = append(errs, fmt.Errorf("detach interface %d counters: %w", ifindex, err))
+	if slot, ok := d.ifSlots[ifindex]; ok {
+		if err := d.maps.IfaceSlots.Put(slot, &forwarderIface{}); err != nil {
+			errs = append(errs, fmt.Errorf("detach interface %d: %w", ifindex, err))
+		} else {
+			delete(d.ifSlots, ifindex)
+			d.ifTable.free(slot)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// ifaceSlot returns the slot of an attached interface.
+func (d *Dataplane) ifaceSlot(ifindex int) (uint32, error) {
+	s, ok := d.ifSlots[ifindex]
+	if !ok {
+		return 0, fmt.Errorf("interface %d: %w", ifindex, ErrNotAttached)
+	}
+	return s, nil
 }
 
 // Interfaces returns the attached pod interfaces (ifindex → VRF id).
@@ -169,28 +197,6 @@ func (d *Dataplane) setPodXDP(ifindex int, on bool) error {
 	return d.detach(linkPodXDP, ifindex)
 }
 
-// loadEndpoints remembers the MACs a previous loader resolved, so that
-// re-applying an endpoint without a MAC keeps forwarding to it.
-func (d *Dataplane) loadEndpoints() error {
-	d.resolved = map[netip.Addr]net.HardwareAddr{}
-	var k uint32
-	var v forwarderEndpoint
-	it := d.maps.Endpoints.Iterate()
-	for it.Next(&k, &v) {
-		if v.Mac == ([6]byte{}) {
-			continue
-		}
-		var a [4]byte
-		binary.NativeEndian.PutUint32(a[:], k)
-		mac := v.Mac
-		d.resolved[netip.AddrFrom4(a)] = net.HardwareAddr(mac[:])
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read endpoints: %w", err)
-	}
-	return nil
-}
-
 func (d *Dataplane) loadTunnel() error {
 	var v forwarderTunnel
 	if err := d.maps.TunnelConfig.Lookup(uint32(0), &v); err != nil {
@@ -217,53 +223,58 @@ func (d *Dataplane) SetEndpoint(ep Endpoint) error {
 // writeEndpoint programs an endpoint with the given next-hop MAC (nil:
 // unresolved, traffic to it is dropped as no-neighbor).
 func (d *Dataplane) writeEndpoint(ep Endpoint, mac net.HardwareAddr) error {
-	a, err := ipv4(ep.Addr)
-	if err != nil {
-		return fmt.Errorf("set endpoint: %w", err)
-	}
 	if ep.TransportLabel >= 1<<20 {
 		return fmt.Errorf("set endpoint %v: transport label %d has more than 20 bits", ep.Addr, ep.TransportLabel)
 	}
-	key := be32(a)
-	v := forwarderEndpoint{TransportLabel: ep.TransportLabel}
+	slot, err := d.endpointSlot(ep.Addr)
+	if err != nil {
+		return fmt.Errorf("set endpoint: %w", err)
+	}
+	a := ep.Addr.As4()
+	v := forwarderEndpoint{Addr: be32(a), TransportLabel: ep.TransportLabel}
 	copy(v.Mac[:], mac)
 	var old forwarderEndpoint
-	if err := d.maps.Endpoints.Lookup(key, &old); err == nil && old.Mac != v.Mac {
+	if err := d.maps.Endpoints.Lookup(slot, &old); err == nil && old.Mac != v.Mac && old.Mac != ([6]byte{}) {
 		d.maps.EndpointMacs.Delete(forwarderMacKey{Mac: old.Mac})
 	}
-	if err := initPerCPU[forwarderEndpointStats](d.maps.EndpointCounters, key); err != nil {
-		return fmt.Errorf("set endpoint %v counters: %w", ep.Addr, err)
-	}
-	if err := d.maps.Endpoints.Put(key, &v); err != nil {
+	if err := d.maps.Endpoints.Put(slot, &v); err != nil {
 		return fmt.Errorf("set endpoint %v: %w", ep.Addr, err)
 	}
 	if len(mac) == 6 {
-		if err := d.maps.EndpointMacs.Put(forwarderMacKey{Mac: v.Mac}, key); err != nil {
+		if err := d.maps.EndpointMacs.Put(forwarderMacKey{Mac: v.Mac}, slot); err != nil {
 			return fmt.Errorf("set endpoint %v mac: %w", ep.Addr, err)
 		}
 	}
 	return nil
 }
 
-// DeleteEndpoint removes a remote tunnel endpoint.
+// DeleteEndpoint removes a remote tunnel endpoint. While routes still use
+// it, it keeps its slot but is no longer reachable (no MAC) nor accepted.
 func (d *Dataplane) DeleteEndpoint(addr netip.Addr) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	a, err := ipv4(addr)
-	if err != nil {
+	if _, err := ipv4(addr); err != nil {
 		return fmt.Errorf("delete endpoint: %w", err)
 	}
 	delete(d.endpoints, addr)
 	d.forget(addr)
-	key := be32(a)
+	slot, ok := d.epSlots[addr]
+	if !ok {
+		return nil
+	}
+	if d.epRefs[slot] == 0 {
+		return d.releaseEndpoint(addr)
+	}
 	var old forwarderEndpoint
-	if err := d.maps.Endpoints.Lookup(key, &old); err == nil {
+	if err := d.maps.Endpoints.Lookup(slot, &old); err == nil && old.Mac != ([6]byte{}) {
 		d.maps.EndpointMacs.Delete(forwarderMacKey{Mac: old.Mac})
 	}
-	for _, m := range []*ebpf.Map{d.maps.Endpoints, d.maps.EndpointCounters} {
-		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete endpoint %v: %w", addr, err)
-		}
+	a := addr.As4()
+	if err := d.maps.Endpoints.Put(slot, &forwarderEndpoint{Addr: be32(a)}); err != nil {
+		return fmt.Errorf("delete endpoint %v: %w", addr, err)
+	}
+	if err := d.maps.EndpointIndex.Delete(be32(a)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete endpoint %v: %w", addr, err)
 	}
 	return nil
 }
@@ -281,7 +292,11 @@ func (d *Dataplane) SetLabel(label uint32, target LabelTarget) error {
 	}
 	v := forwarderLabelTarget{Kind: labelVRF, Vrf: vrf}
 	if target.Interface != 0 {
-		v.Kind, v.Ifindex = labelIface, uint32(target.Interface)
+		slot, err := d.ifaceSlot(target.Interface)
+		if err != nil {
+			return fmt.Errorf("set label %d: %w", label, err)
+		}
+		v.Kind, v.Slot = labelIface, slot
 	}
 	if err := d.maps.Labels.Put(label, &v); err != nil {
 		return fmt.Errorf("set label %d: %w", label, err)
@@ -291,38 +306,22 @@ func (d *Dataplane) SetLabel(label uint32, target LabelTarget) error {
 
 // DeleteLabel removes a local VPN label; missing labels are ignored.
 func (d *Dataplane) DeleteLabel(label uint32) error {
-	if err := d.maps.Labels.Delete(label); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if label >= 1<<20 {
+		return nil
+	}
+	if err := d.maps.Labels.Put(label, &forwarderLabelTarget{}); err != nil {
 		return fmt.Errorf("delete label %d: %w", label, err)
 	}
 	return nil
 }
 
-// Labels returns the installed labels and the VRF id of each.
-func (d *Dataplane) Labels() (map[uint32]uint32, error) {
-	out := map[uint32]uint32{}
-	var k uint32
-	var v forwarderLabelTarget
-	it := d.maps.Labels.Iterate()
-	for it.Next(&k, &v) {
-		out[k] = v.Vrf
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("list labels: %w", err)
-	}
-	return out, nil
-}
-
-// initPerCPU creates a zeroed per-CPU entry unless one exists.
-func initPerCPU[V any](m *ebpf.Map, key uint32) error {
+// possibleCPUs is the number of per-CPU values in a per-CPU map.
+func possibleCPUs() (int, error) {
 	n, err := ebpf.PossibleCPU()
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("count possible cpus: %w", err)
 	}
-	err = m.Update(key, make([]V, n), ebpf.UpdateNoExist)
-	if errors.Is(err, ebpf.ErrKeyExist) {
-		return nil
-	}
-	return err
+	return n, nil
 }
 
 // LinkIndex returns the ifindex of an interface of the dataplane's network

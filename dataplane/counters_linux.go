@@ -7,8 +7,14 @@ import (
 
 // InterfaceCounters returns a pod interface's counters summed over CPUs.
 func (d *Dataplane) InterfaceCounters(ifindex int) (InterfaceCounters, error) {
+	d.mu.Lock()
+	slot, err := d.ifaceSlot(ifindex)
+	d.mu.Unlock()
+	if err != nil {
+		return InterfaceCounters{}, fmt.Errorf("read counters: %w", err)
+	}
 	var per []forwarderIfaceStats
-	if err := d.maps.IfaceCounters.Lookup(uint32(ifindex), &per); err != nil {
+	if err := d.maps.IfaceCounters.Lookup(slot, &per); err != nil {
 		return InterfaceCounters{}, fmt.Errorf("read counters of interface %d: %w", ifindex, err)
 	}
 	var c InterfaceCounters
@@ -23,12 +29,14 @@ func (d *Dataplane) InterfaceCounters(ifindex int) (InterfaceCounters, error) {
 
 // EndpointCounters returns the counters of a remote endpoint.
 func (d *Dataplane) EndpointCounters(addr netip.Addr) (EndpointCounters, error) {
-	a, err := ipv4(addr)
-	if err != nil {
-		return EndpointCounters{}, fmt.Errorf("read endpoint counters: %w", err)
+	d.mu.Lock()
+	slot, ok := d.epSlots[addr]
+	d.mu.Unlock()
+	if !ok {
+		return EndpointCounters{}, fmt.Errorf("read counters of endpoint %v: %w", addr, ErrUnknownEndpoint)
 	}
 	var per []forwarderEndpointStats
-	if err := d.maps.EndpointCounters.Lookup(be32(a), &per); err != nil {
+	if err := d.maps.EndpointCounters.Lookup(slot, &per); err != nil {
 		return EndpointCounters{}, fmt.Errorf("read counters of endpoint %v: %w", addr, err)
 	}
 	var c EndpointCounters

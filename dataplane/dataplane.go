@@ -33,6 +33,8 @@ var (
 	ErrUnknownVRF      = errors.New("unknown vrf")
 	ErrNotIPv4         = errors.New("not an ipv4 address")
 	ErrNoTunnel        = errors.New("tunnel not configured")
+	ErrNotAttached     = errors.New("interface not attached")
+	ErrUnknownEndpoint = errors.New("unknown endpoint")
 )
 
 // Config configures a Dataplane.

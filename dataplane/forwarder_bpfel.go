@@ -20,6 +20,7 @@ type forwarderDrops struct {
 
 type forwarderEndpoint struct {
 	_              structs.HostLayout
+	Addr           uint32
 	Mac            [6]uint8
 	Flags          uint16
 	TransportLabel uint32
@@ -43,6 +44,8 @@ type forwarderGroup struct {
 type forwarderIface struct {
 	_       structs.HostLayout
 	Vrf     uint32
+	Slot    uint32
+	Ifindex uint32
 	Mac     [6]uint8
 	PeerMac [6]uint8
 }
@@ -56,10 +59,10 @@ type forwarderIfaceStats struct {
 }
 
 type forwarderLabelTarget struct {
-	_       structs.HostLayout
-	Kind    uint32
-	Vrf     uint32
-	Ifindex uint32
+	_    structs.HostLayout
+	Kind uint32
+	Vrf  uint32
+	Slot uint32
 }
 
 type forwarderMacKey struct {
@@ -104,10 +107,12 @@ type forwarderTunnel struct {
 const (
 	forwarderMapAbi              = "abi"
 	forwarderMapEndpointCounters = "endpoint_counters"
+	forwarderMapEndpointIndex    = "endpoint_index"
 	forwarderMapEndpointMacs     = "endpoint_macs"
 	forwarderMapEndpoints        = "endpoints"
 	forwarderMapGroups           = "groups"
 	forwarderMapIfaceCounters    = "iface_counters"
+	forwarderMapIfaceSlots       = "iface_slots"
 	forwarderMapIfaces           = "ifaces"
 	forwarderMapLabels           = "labels"
 	forwarderMapRoutes           = "routes"
@@ -173,10 +178,12 @@ type forwarderProgramSpecs struct {
 type forwarderMapSpecs struct {
 	Abi              *ebpf.MapSpec `ebpf:"abi"`
 	EndpointCounters *ebpf.MapSpec `ebpf:"endpoint_counters"`
+	EndpointIndex    *ebpf.MapSpec `ebpf:"endpoint_index"`
 	EndpointMacs     *ebpf.MapSpec `ebpf:"endpoint_macs"`
 	Endpoints        *ebpf.MapSpec `ebpf:"endpoints"`
 	Groups           *ebpf.MapSpec `ebpf:"groups"`
 	IfaceCounters    *ebpf.MapSpec `ebpf:"iface_counters"`
+	IfaceSlots       *ebpf.MapSpec `ebpf:"iface_slots"`
 	Ifaces           *ebpf.MapSpec `ebpf:"ifaces"`
 	Labels           *ebpf.MapSpec `ebpf:"labels"`
 	Routes           *ebpf.MapSpec `ebpf:"routes"`
@@ -212,10 +219,12 @@ func (o *forwarderObjects) Close() error {
 type forwarderMaps struct {
 	Abi              *ebpf.Map `ebpf:"abi"`
 	EndpointCounters *ebpf.Map `ebpf:"endpoint_counters"`
+	EndpointIndex    *ebpf.Map `ebpf:"endpoint_index"`
 	EndpointMacs     *ebpf.Map `ebpf:"endpoint_macs"`
 	Endpoints        *ebpf.Map `ebpf:"endpoints"`
 	Groups           *ebpf.Map `ebpf:"groups"`
 	IfaceCounters    *ebpf.Map `ebpf:"iface_counters"`
+	IfaceSlots       *ebpf.Map `ebpf:"iface_slots"`
 	Ifaces           *ebpf.Map `ebpf:"ifaces"`
 	Labels           *ebpf.Map `ebpf:"labels"`
 	Routes           *ebpf.Map `ebpf:"routes"`
@@ -227,10 +236,12 @@ func (m *forwarderMaps) Close() error {
 	return _ForwarderClose(
 		m.Abi,
 		m.EndpointCounters,
+		m.EndpointIndex,
 		m.EndpointMacs,
 		m.Endpoints,
 		m.Groups,
 		m.IfaceCounters,
+		m.IfaceSlots,
 		m.Ifaces,
 		m.Labels,
 		m.Routes,

@@ -20,7 +20,7 @@ import (
 )
 
 // abiVersion must match ISTHMUS_ABI in bpf/types.h.
-const abiVersion = 1
+const abiVersion = 2
 
 // Dataplane is the loaded (or adopted) forwarder. It is safe for concurrent
 // use. Close releases this process's handles and leaves forwarding running;
@@ -47,6 +47,11 @@ type Dataplane struct {
 	tunnel    tunnelState
 	endpoints map[netip.Addr]Endpoint
 	resolved  map[netip.Addr]net.HardwareAddr // endpoint → MAC found by ResolveOnce
+	ifSlots   map[int]uint32                  // attached ifindex → slot
+	ifTable   *slotTable
+	epSlots   map[netip.Addr]uint32 // endpoint → slot
+	epRefs    map[uint32]int        // endpoint slot → groups using it
+	epTable   *slotTable
 	adopted   bool
 }
 
@@ -88,6 +93,12 @@ func Open(cfg Config) (*Dataplane, error) {
 		routes:    make(map[routeKey]uint32),
 		links:     make(map[string]link.Link),
 		endpoints: make(map[netip.Addr]Endpoint),
+		resolved:  make(map[netip.Addr]net.HardwareAddr),
+		ifSlots:   make(map[int]uint32),
+		ifTable:   newSlotTable(maxIfaceSlots),
+		epSlots:   make(map[netip.Addr]uint32),
+		epRefs:    make(map[uint32]int),
+		epTable:   newSlotTable(maxEndpointSlots),
 	}
 	if d.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
@@ -205,6 +216,12 @@ func (d *Dataplane) adopt() error {
 	if err := d.loadVRFs(); err != nil {
 		return err
 	}
+	if err := d.loadInterfaces(); err != nil {
+		return err
+	}
+	if err := d.loadEndpoints(); err != nil {
+		return err
+	}
 	if err := d.loadGroups(); err != nil {
 		return err
 	}
@@ -212,9 +229,6 @@ func (d *Dataplane) adopt() error {
 		return err
 	}
 	if err := d.loadTunnel(); err != nil {
-		return err
-	}
-	if err := d.loadEndpoints(); err != nil {
 		return err
 	}
 	return d.loadLinks()

@@ -134,16 +134,20 @@ func (d *Dataplane) VRFs() map[string]uint32 {
 // groupTable deduplicates ECMP sets: every route with the same set of next
 // hops shares one entry of the groups map.
 type groupTable struct {
-	ids  map[string]uint32 // canonical set → id
-	keys map[uint32]string // id → canonical set
-	refs map[uint32]int
+	ids    map[string]uint32 // canonical set → id
+	keys   map[uint32]string // id → canonical set
+	refs   map[uint32]int    // id → routes using it
+	values map[uint32]forwarderGroup
 }
 
 func newGroupTable() *groupTable {
-	return &groupTable{ids: map[string]uint32{}, keys: map[uint32]string{}, refs: map[uint32]int{}}
+	return &groupTable{ids: map[string]uint32{}, keys: map[uint32]string{}, refs: map[uint32]int{}, values: map[uint32]forwarderGroup{}}
 }
 
-func encodeGroup(nhs []NextHop) (forwarderGroup, string, error) {
+// encodeGroup builds the map value of an ECMP set, in a canonical order
+// (so that equal sets share a group and flows hash the same way across
+// restarts), and its key in the group table. It gives every endpoint a slot.
+func (d *Dataplane) encodeGroup(nhs []NextHop) (forwarderGroup, string, error) {
 	var g forwarderGroup
 	if len(nhs) == 0 || len(nhs) > MaxNextHops {
 		return g, "", fmt.Errorf("%d next hops (1 to %d): %w", len(nhs), MaxNextHops, ErrTooManyNextHops)
@@ -161,8 +165,7 @@ func encodeGroup(nhs []NextHop) (forwarderGroup, string, error) {
 	sorted = slices.Compact(sorted)
 	g.Count = uint32(len(sorted))
 	for i, nh := range sorted {
-		a, err := ipv4(nh.Endpoint)
-		if err != nil {
+		if _, err := ipv4(nh.Endpoint); err != nil {
 			return g, "", fmt.Errorf("next hop endpoint: %w", err)
 		}
 		if nh.Label >= 1<<20 {
@@ -171,17 +174,25 @@ func encodeGroup(nhs []NextHop) (forwarderGroup, string, error) {
 		if nh.Encap != EncapMPLSoUDP && nh.Encap != EncapMPLSoMPLS {
 			return g, "", fmt.Errorf("next hop encap %v: unsupported", nh.Encap)
 		}
-		g.Nexthops[i] = forwarderNexthop{Endpoint: be32(a), Label: nh.Label | uint32(nh.Encap)<<24}
+		slot, err := d.endpointSlot(nh.Endpoint)
+		if err != nil {
+			return g, "", fmt.Errorf("next hop: %w", err)
+		}
+		g.Nexthops[i] = forwarderNexthop{Endpoint: slot, Label: nh.Label | uint32(nh.Encap)<<24}
 	}
-	var key bytes.Buffer
-	binary.Write(&key, binary.LittleEndian, g.Nexthops[:g.Count])
-	return g, key.String(), nil
+	return g, groupKey(&g), nil
 }
 
-// acquire returns the id of the group for nhs, writing it to the map when
-// it is new.
+func groupKey(g *forwarderGroup) string {
+	var key bytes.Buffer
+	binary.Write(&key, binary.LittleEndian, g.Nexthops[:g.Count])
+	return key.String()
+}
+
+// acquireGroup returns the id of the group for nhs, writing it to the map
+// when it is new.
 func (d *Dataplane) acquireGroup(nhs []NextHop) (uint32, error) {
-	g, key, err := encodeGroup(nhs)
+	g, key, err := d.encodeGroup(nhs)
 	if err != nil {
 		return 0, err
 	}
@@ -203,7 +214,10 @@ func (d *Dataplane) acquireGroup(nhs []NextHop) (uint32, error) {
 	if err := d.maps.Groups.Put(id, &g); err != nil {
 		return 0, fmt.Errorf("add next-hop group %d: %w", id, err)
 	}
-	t.ids[key], t.keys[id], t.refs[id] = id, key, 1
+	t.ids[key], t.keys[id], t.refs[id], t.values[id] = id, key, 1, g
+	for _, nh := range g.Nexthops[:g.Count] {
+		d.epRefs[nh.Endpoint]++
+	}
 	return id, nil
 }
 
@@ -212,11 +226,26 @@ func (d *Dataplane) releaseGroup(id uint32) error {
 	if t.refs[id]--; t.refs[id] > 0 {
 		return nil
 	}
+	g := t.values[id]
 	delete(t.ids, t.keys[id])
 	delete(t.keys, id)
 	delete(t.refs, id)
+	delete(t.values, id)
 	if err := d.maps.Groups.Put(id, &forwarderGroup{}); err != nil {
 		return fmt.Errorf("clear next-hop group %d: %w", id, err)
+	}
+	for _, nh := range g.Nexthops[:g.Count] {
+		if d.epRefs[nh.Endpoint]--; d.epRefs[nh.Endpoint] > 0 {
+			continue
+		}
+		delete(d.epRefs, nh.Endpoint)
+		for addr, s := range d.epSlots {
+			if s == nh.Endpoint {
+				if err := d.releaseEndpoint(addr); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -229,10 +258,13 @@ func (d *Dataplane) loadGroups() error {
 		if g.Count == 0 || g.Count > MaxNextHops {
 			continue
 		}
-		var key bytes.Buffer
-		binary.Write(&key, binary.LittleEndian, g.Nexthops[:g.Count])
-		d.groups.ids[key.String()] = id
-		d.groups.keys[id] = key.String()
+		key := groupKey(&g)
+		d.groups.ids[key] = id
+		d.groups.keys[id] = key
+		d.groups.values[id] = g
+		for _, nh := range g.Nexthops[:g.Count] {
+			d.epRefs[nh.Endpoint]++
+		}
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read next-hop groups: %w", err)
@@ -291,7 +323,11 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 			}
 			v = forwarderRoute{Kind: routeRemote, Id: gid}
 		case len(r.NextHops) == 0 && r.Interface > 0:
-			v = forwarderRoute{Kind: routeLocal, Id: uint32(r.Interface)}
+			slot, err := d.ifaceSlot(r.Interface)
+			if err != nil {
+				return fmt.Errorf("set route %v in %q: %w", r.Prefix, r.VRF, err)
+			}
+			v = forwarderRoute{Kind: routeLocal, Id: slot}
 		default:
 			return fmt.Errorf("set route %v in %q: need either an interface or next hops", r.Prefix, r.VRF)
 		}

@@ -50,9 +50,9 @@ static __always_inline void count_drop(__u32 vrf, __u32 reason)
 		d->reason[reason & (DROP_MAX - 1)]++;
 }
 
-static __always_inline void count_iface(__u32 ifindex, int to_pod, __u64 bytes)
+static __always_inline void count_iface(__u32 slot, int to_pod, __u64 bytes)
 {
-	struct iface_stats *s = bpf_map_lookup_elem(&iface_counters, &ifindex);
+	struct iface_stats *s = bpf_map_lookup_elem(&iface_counters, &slot);
 	if (!s)
 		return;
 	if (to_pod) {
@@ -64,9 +64,9 @@ static __always_inline void count_iface(__u32 ifindex, int to_pod, __u64 bytes)
 	}
 }
 
-static __always_inline void count_endpoint(__u32 addr, int rx, __u64 bytes)
+static __always_inline void count_endpoint(__u32 slot, int rx, __u64 bytes)
 {
-	struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counters, &addr);
+	struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counters, &slot);
 	if (!s)
 		return;
 	if (rx) {
@@ -136,10 +136,11 @@ static __always_inline void set_macs(struct ethhdr *eth, const __u8 *dst, const 
  * the inner destination to the pod interface to deliver to. It returns a
  * drop reason or -1. */
 static __always_inline int deliver_target(struct label_target *lt, __u32 daddr,
-					  __u32 *ifindex, struct iface **dst)
+					  struct iface **dst)
 {
+	__u32 slot;
 	if (lt->kind == LABEL_IFACE) {
-		*ifindex = lt->ifindex;
+		slot = lt->slot;
 	} else {
 		struct route_key key = {
 			.prefixlen = 64,
@@ -149,10 +150,10 @@ static __always_inline int deliver_target(struct label_target *lt, __u32 daddr,
 		struct route *r = bpf_map_lookup_elem(&routes, &key);
 		if (!r || r->kind != ROUTE_LOCAL)
 			return DROP_NO_ROUTE;
-		*ifindex = r->id;
+		slot = r->id;
 	}
-	*dst = bpf_map_lookup_elem(&ifaces, ifindex);
-	if (!*dst)
+	*dst = bpf_map_lookup_elem(&iface_slots, &slot);
+	if (!*dst || !(*dst)->ifindex)
 		return DROP_NO_ROUTE;
 	return -1;
 }
@@ -244,7 +245,7 @@ int pod_ingress(struct __sk_buff *skb)
 	struct iphdr *ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
 		goto malformed;
-	count_iface(in, 0, bytes);
+	count_iface(src->slot, 0, bytes);
 	if (ip->ttl <= 1) {
 		count_drop(vrf, DROP_TTL);
 		return TC_ACT_SHOT;
@@ -258,16 +259,16 @@ int pod_ingress(struct __sk_buff *skb)
 	}
 
 	if (r->kind == ROUTE_LOCAL) {
-		__u32 out = r->id;
-		struct iface *dst = bpf_map_lookup_elem(&ifaces, &out);
-		if (!dst || dst->vrf != vrf) {
+		__u32 slot = r->id;
+		struct iface *dst = bpf_map_lookup_elem(&iface_slots, &slot);
+		if (!dst || !dst->ifindex || dst->vrf != vrf) {
 			count_drop(vrf, DROP_NO_ROUTE);
 			return TC_ACT_SHOT;
 		}
 		ttl_decrement(ip);
 		set_macs(eth, dst->peer_mac, dst->mac);
-		count_iface(out, 1, bytes);
-		return bpf_redirect(out, 0);
+		count_iface(slot, 1, bytes);
+		return bpf_redirect(dst->ifindex, 0);
 	}
 
 	__u32 gid = r->id;
@@ -284,7 +285,7 @@ int pod_ingress(struct __sk_buff *skb)
 	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &nh.endpoint);
 	__u32 zero = 0;
 	struct tunnel *t = bpf_map_lookup_elem(&tunnel_config, &zero);
-	if (!ep || !t || !t->ifindex ||
+	if (!ep || !ep->addr || !t || !t->ifindex ||
 	    !(ep->mac[0] | ep->mac[1] | ep->mac[2] | ep->mac[3] | ep->mac[4] | ep->mac[5])) {
 		count_drop(vrf, DROP_NO_NEIGHBOR);
 		return TC_ACT_SHOT;
@@ -306,7 +307,7 @@ int pod_ingress(struct __sk_buff *skb)
 
 	int err;
 	if (encap == ENCAP_MPLS_UDP)
-		err = encap_udp(skb, t, ep, nh.endpoint, label, hash, ttl, tos, inner_len);
+		err = encap_udp(skb, t, ep, ep->addr, label, hash, ttl, tos, inner_len);
 	else
 		err = encap_mpls(skb, t, ep, label, ttl);
 	if (err) {
@@ -349,11 +350,13 @@ int underlay_ingress(struct __sk_buff *skb)
 	/* From here on the packet is ours: deliver it or count why not. */
 	__u32 vrf = 0;
 	int reason;
-	__u32 endpoint = ip->saddr;
-	if (!bpf_map_lookup_elem(&endpoints, &endpoint)) {
+	__u32 saddr = ip->saddr;
+	__u32 *endpoint = bpf_map_lookup_elem(&endpoint_index, &saddr);
+	if (!endpoint) {
 		reason = DROP_UNKNOWN_ENDPOINT;
 		goto drop;
 	}
+	__u32 epslot = *endpoint;
 	__u32 *mpls = (void *)(udp + 1);
 	struct iphdr *inner = (void *)(mpls + 1);
 	if ((ip->frag_off & bpf_htons(0x3fff)) || (void *)(mpls + 1) > data_end) {
@@ -367,7 +370,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	}
 	__u32 label = lse >> 12;
 	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
-	if (!lt) {
+	if (!lt || !lt->kind) {
 		reason = DROP_UNKNOWN_LABEL;
 		goto drop;
 	}
@@ -380,11 +383,11 @@ int underlay_ingress(struct __sk_buff *skb)
 		reason = DROP_TTL;
 		goto drop;
 	}
-	__u32 ifindex = 0;
 	struct iface *dst = 0;
-	reason = deliver_target(lt, inner->daddr, &ifindex, &dst);
+	reason = deliver_target(lt, inner->daddr, &dst);
 	if (reason >= 0)
 		goto drop;
+	__u32 ifindex = dst->ifindex, slot = dst->slot;
 	ttl_decrement(inner);
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
@@ -406,8 +409,8 @@ int underlay_ingress(struct __sk_buff *skb)
 		goto drop;
 	}
 	set_macs(eth, dmac, smac);
-	count_endpoint(endpoint, 1, outer_bytes);
-	count_iface(ifindex, 1, skb->len);
+	count_endpoint(epslot, 1, outer_bytes);
+	count_iface(slot, 1, skb->len);
 	return bpf_redirect(ifindex, 0);
 
 drop:
@@ -463,7 +466,7 @@ int underlay_xdp(struct xdp_md *ctx)
 	struct iphdr *inner = (void *)(mpls + depth);
 	__u32 label = lse >> 12;
 	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
-	if (!lt) {
+	if (!lt || !lt->kind) {
 		reason = DROP_UNKNOWN_LABEL;
 		goto drop;
 	}
@@ -476,18 +479,18 @@ int underlay_xdp(struct xdp_md *ctx)
 		reason = DROP_TTL;
 		goto drop;
 	}
-	__u32 ifindex = 0;
 	struct iface *dst = 0;
-	reason = deliver_target(lt, inner->daddr, &ifindex, &dst);
+	reason = deliver_target(lt, inner->daddr, &dst);
 	if (reason >= 0)
 		goto drop;
+	__u32 ifindex = dst->ifindex, slot = dst->slot;
 	ttl_decrement(inner);
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
 	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
 	__u64 outer_bytes = data_end - data;
 	count_endpoint(*endpoint, 1, outer_bytes);
-	count_iface(ifindex, 1, outer_bytes - depth * 4);
+	count_iface(slot, 1, outer_bytes - depth * 4);
 
 	if (bpf_xdp_adjust_head(ctx, depth * 4) || bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct meta))) {
 		reason = DROP_ERROR;

@@ -12,14 +12,14 @@
 
 /* ISTHMUS_ABI is stored in the pinned meta map; a loader that finds another
  * value refuses to adopt the pinned maps. */
-#define ISTHMUS_ABI 1
+#define ISTHMUS_ABI 2
 
 #define MAX_NEXTHOPS 16
 #define MAX_VRFS 4096
 #define MAX_GROUPS 16384
 #define MAX_ROUTES (1 << 21)
-#define MAX_IFACES 65536
-#define MAX_LABELS 262144
+#define MAX_IFACES 16384 /* slots of pod interfaces */
+#define MAX_LABELS (1 << 20) /* the whole 20-bit label space */
 #define MAX_ENDPOINTS 4096
 
 /* Kinds of route. */
@@ -69,9 +69,13 @@ struct tunnel {
  * host end of every pod veth). */
 #define TUNNEL_F_MPLS_MPLS 1
 
-/* iface: a pod interface attached to a VRF (key: host-side ifindex). */
+/* iface: a pod interface attached to a VRF. The ifaces hash finds it by
+ * host-side ifindex (pod ingress); the iface_slots array by slot (delivery:
+ * routes and labels name slots, so the hot path does no hash lookup). */
 struct iface {
 	__u32 vrf;
+	__u32 slot;
+	__u32 ifindex;
 	__u8 mac[6];      /* host-side MAC: source of frames sent to the pod */
 	__u8 peer_mac[6]; /* pod-side MAC: destination of frames sent to the pod */
 };
@@ -85,12 +89,12 @@ struct route_key {
 
 struct route {
 	__u32 kind; /* enum route_kind */
-	__u32 id;   /* ifindex or group */
+	__u32 id;   /* interface slot or group */
 };
 
 /* nexthop: one remote path. */
 struct nexthop {
-	__u32 endpoint; /* remote underlay address, network byte order */
+	__u32 endpoint; /* slot in the endpoints array */
 	__u32 label;    /* VPN label (20 bits) | encap << 24 */
 };
 
@@ -101,18 +105,21 @@ struct group {
 	struct nexthop nexthops[MAX_NEXTHOPS];
 };
 
-/* endpoint: a remote tunnel endpoint (key: its address, network order). */
+/* endpoint: a remote tunnel endpoint, by slot; endpoint_index maps its
+ * address to the slot. */
 struct endpoint {
+	__u32 addr;           /* underlay address, network byte order */
 	__u8 mac[6];          /* next-hop MAC toward the endpoint, 0 if unresolved */
 	__u16 flags;
 	__u32 transport_label; /* MPLSoMPLS transport label, 0 for none */
 };
 
-/* label_target: where a local VPN label leads (key: label value). */
+/* label_target: where a local VPN label leads (index: label value; kind 0
+ * means no such label). */
 struct label_target {
 	__u32 kind; /* enum label_kind */
 	__u32 vrf;
-	__u32 ifindex; /* LABEL_IFACE only */
+	__u32 slot; /* interface slot, LABEL_IFACE only */
 };
 
 /* mac_key: key of the endpoint_macs map (source MACs of MPLSoMPLS peers). */
