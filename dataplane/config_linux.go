@@ -11,6 +11,9 @@ import (
 )
 
 const (
+	// directIfindex must match DIRECT_IFINDEX in bpf/types.h.
+	directIfindex = 65536
+
 	tunnelMPLSoMPLS = 1
 
 	labelVRF   = 1
@@ -64,6 +67,11 @@ func (d *Dataplane) AttachInterface(ifc Interface) error {
 	if err := d.maps.Ifaces.Put(uint32(ifc.Index), &v); err != nil {
 		return fmt.Errorf("attach interface %s: %w", name, err)
 	}
+	if ifc.Index < directIfindex {
+		if err := d.maps.IfaceIndex.Put(uint32(ifc.Index), &v); err != nil {
+			return fmt.Errorf("attach interface %s: %w", name, err)
+		}
+	}
 	if err := d.attach(linkPod, ifc.Index, d.progs.PodIngress); err != nil {
 		return fmt.Errorf("attach interface %s: %w", name, err)
 	}
@@ -87,6 +95,11 @@ func (d *Dataplane) DetachInterface(ifindex int) error {
 	}
 	if err := d.maps.Ifaces.Delete(uint32(ifindex)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		errs = append(errs, fmt.Errorf("detach interface %d: %w", ifindex, err))
+	}
+	if ifindex < directIfindex {
+		if err := d.maps.IfaceIndex.Put(uint32(ifindex), &forwarderIface{}); err != nil {
+			errs = append(errs, fmt.Errorf("detach interface %d: %w", ifindex, err))
+		}
 	}
 	if slot, ok := d.ifSlots[ifindex]; ok {
 		if err := d.maps.IfaceSlots.Put(slot, &forwarderIface{}); err != nil {

@@ -112,6 +112,7 @@ const (
 	forwarderMapEndpoints        = "endpoints"
 	forwarderMapGroups           = "groups"
 	forwarderMapIfaceCounters    = "iface_counters"
+	forwarderMapIfaceIndex       = "iface_index"
 	forwarderMapIfaceSlots       = "iface_slots"
 	forwarderMapIfaces           = "ifaces"
 	forwarderMapLabels           = "labels"
@@ -183,6 +184,7 @@ type forwarderMapSpecs struct {
 	Endpoints        *ebpf.MapSpec `ebpf:"endpoints"`
 	Groups           *ebpf.MapSpec `ebpf:"groups"`
 	IfaceCounters    *ebpf.MapSpec `ebpf:"iface_counters"`
+	IfaceIndex       *ebpf.MapSpec `ebpf:"iface_index"`
 	IfaceSlots       *ebpf.MapSpec `ebpf:"iface_slots"`
 	Ifaces           *ebpf.MapSpec `ebpf:"ifaces"`
 	Labels           *ebpf.MapSpec `ebpf:"labels"`
@@ -224,6 +226,7 @@ type forwarderMaps struct {
 	Endpoints        *ebpf.Map `ebpf:"endpoints"`
 	Groups           *ebpf.Map `ebpf:"groups"`
 	IfaceCounters    *ebpf.Map `ebpf:"iface_counters"`
+	IfaceIndex       *ebpf.Map `ebpf:"iface_index"`
 	IfaceSlots       *ebpf.Map `ebpf:"iface_slots"`
 	Ifaces           *ebpf.Map `ebpf:"ifaces"`
 	Labels           *ebpf.Map `ebpf:"labels"`
@@ -241,6 +244,7 @@ func (m *forwarderMaps) Close() error {
 		m.Endpoints,
 		m.Groups,
 		m.IfaceCounters,
+		m.IfaceIndex,
 		m.IfaceSlots,
 		m.Ifaces,
 		m.Labels,

@@ -162,12 +162,20 @@ static __always_inline int encap_udp(struct __sk_buff *skb, struct tunnel *t,
 				     struct endpoint *ep, __u32 endpoint, __u32 label,
 				     __u32 hash, __u8 ttl, __u8 tos, __u16 inner_len)
 {
-	/* FIXED_GSO: the pod MTU already leaves room for the headers, so GSO
-	 * segments keep their size and fit the underlay once encapsulated. */
-	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-		      BPF_F_ADJ_ROOM_ENCAP_L2(4) | BPF_F_ADJ_ROOM_FIXED_GSO;
-	if (bpf_skb_adjust_room(skb, UDP_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
-		return -1;
+	if (skb->gso_size) {
+		/* GSO: let the kernel know the headers are a UDP tunnel so it can
+		 * segment. FIXED_GSO: the pod MTU already leaves room for the
+		 * headers, so segments keep their size and fit the underlay. */
+		__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+			      BPF_F_ADJ_ROOM_ENCAP_L2(4) | BPF_F_ADJ_ROOM_FIXED_GSO;
+		if (bpf_skb_adjust_room(skb, UDP_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
+			return -1;
+	} else {
+		/* One packet: push the room in front; the whole Ethernet header
+		 * is rewritten below, so nothing needs to move. */
+		if (bpf_skb_change_head(skb, UDP_OVERHEAD, 0))
+			return -1;
+	}
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
@@ -177,6 +185,7 @@ static __always_inline int encap_udp(struct __sk_buff *skb, struct tunnel *t,
 	if ((void *)(mpls + 1) > data_end)
 		return -1;
 	set_macs(eth, ep->mac, t->mac);
+	eth->h_proto = bpf_htons(ETH_P_IP);
 	ip->version = 4;
 	ip->ihl = 5;
 	ip->tos = tos;
@@ -225,8 +234,12 @@ SEC("tc")
 int pod_ingress(struct __sk_buff *skb)
 {
 	__u32 in = skb->ifindex;
-	struct iface *src = bpf_map_lookup_elem(&ifaces, &in);
-	if (!src)
+	struct iface *src;
+	if (in < DIRECT_IFINDEX)
+		src = bpf_map_lookup_elem(&iface_index, &in);
+	else
+		src = bpf_map_lookup_elem(&ifaces, &in);
+	if (!src || src->ifindex != in)
 		return TC_ACT_UNSPEC; /* not a pod interface of ours */
 	__u32 vrf = src->vrf;
 	__u64 bytes = skb->len;
@@ -297,7 +310,7 @@ int pod_ingress(struct __sk_buff *skb)
 	/* GSO packets are segmented to the pod MTU, which leaves room for the
 	 * encapsulation; anything else that does not fit is dropped and counted
 	 * (no ICMP fragmentation-needed is generated). */
-	if (skb->gso_segs <= 1 && inner_len + overhead > t->mtu) {
+	if (!skb->gso_size && inner_len + overhead > t->mtu) {
 		count_drop(vrf, DROP_MTU);
 		return TC_ACT_SHOT;
 	}

@@ -41,6 +41,14 @@ struct {
 } iface_slots SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DIRECT_IFINDEX);
+	__type(key, __u32);
+	__type(value, struct iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} iface_index SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, MAX_ROUTES);
 	__type(key, struct route_key);

@@ -19,6 +19,7 @@
 #define MAX_GROUPS 16384
 #define MAX_ROUTES (1 << 21)
 #define MAX_IFACES 16384 /* slots of pod interfaces */
+#define DIRECT_IFINDEX 65536 /* ifindexes below this are found in an array */
 #define MAX_LABELS (1 << 20) /* the whole 20-bit label space */
 #define MAX_ENDPOINTS 4096
 
@@ -69,9 +70,10 @@ struct tunnel {
  * host end of every pod veth). */
 #define TUNNEL_F_MPLS_MPLS 1
 
-/* iface: a pod interface attached to a VRF. The ifaces hash finds it by
- * host-side ifindex (pod ingress); the iface_slots array by slot (delivery:
- * routes and labels name slots, so the hot path does no hash lookup). */
+/* iface: a pod interface attached to a VRF. Pod ingress finds it by
+ * host-side ifindex, in the iface_index array (ifindex < DIRECT_IFINDEX)
+ * or else the ifaces hash; delivery finds it by slot in iface_slots (routes
+ * and labels name slots), so the hot path does no hash lookup. */
 struct iface {
 	__u32 vrf;
 	__u32 slot;
