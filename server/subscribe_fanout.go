@@ -65,21 +65,52 @@ func (f *fanout) update(l *ctree.Leaf) {
 	if !ok {
 		return
 	}
-	prefix := path.ToStrings(n.GetPrefix(), false)
 	for _, u := range n.GetUpdate() {
-		f.deliver(n, prefix, u.GetPath())
+		f.deliver(n, u.GetPath())
 	}
 	for _, d := range n.GetDelete() {
-		f.deliver(n, prefix, d)
+		f.deliver(n, d)
 	}
 }
 
-func (f *fanout) deliver(n *gpb.Notification, prefix []string, p *gpb.Path) {
-	full := append(prefix[:len(prefix):len(prefix)], path.ToStrings(p, false)...)
+func (f *fanout) deliver(n *gpb.Notification, p *gpb.Path) {
+	full := cachePath(n.GetPrefix(), p)
 	if len(full) == 0 || full[0] == metadata.Root {
 		return // the cache's own metadata, or a whole-target delete
 	}
 	f.m.Update(&change{n: n, path: full, key: strings.Join(full, "\x00")}, full)
+}
+
+// cachePath returns the path of a leaf as the cache indexes it: element
+// names and key values (sorted by key name), prefix elements first,
+// without target and origin.
+func cachePath(prefix, p *gpb.Path) []string {
+	if len(prefix.GetElement()) > 0 || len(p.GetElement()) > 0 {
+		return append(path.ToStrings(prefix, false), path.ToStrings(p, false)...)
+	}
+	n := 0
+	for _, es := range [][]*gpb.PathElem{prefix.GetElem(), p.GetElem()} {
+		for _, e := range es {
+			n += 1 + len(e.GetKey())
+		}
+	}
+	out := make([]string, 0, n)
+	for _, es := range [][]*gpb.PathElem{prefix.GetElem(), p.GetElem()} {
+		for _, e := range es {
+			out = append(out, e.GetName())
+			switch keys := e.GetKey(); len(keys) {
+			case 0:
+			case 1:
+				for _, v := range keys {
+					out = append(out, v)
+				}
+			default:
+				// Several keys: the cache's own rule (values in key name order).
+				out = append(out, path.ToStrings(&gpb.Path{Elem: []*gpb.PathElem{e}}, false)[1:]...)
+			}
+		}
+	}
+	return out
 }
 
 // watch registers q for the leaves under each of qs, except those under
