@@ -112,9 +112,16 @@ func TestDownAfterCrash(t *testing.T) {
 			}
 			_ = child.Wait() // killed: the error only says so
 
-			left, err := FindLeftovers(prefix)
+			// A process started just before the kill may still be entering
+			// its namespace; give the scan a moment to see all three.
+			var left Leftovers
+			err = poll(ctx, func() (bool, error) {
+				var err error
+				left, err = FindLeftovers(prefix)
+				return point != "full" || len(left.PIDs) >= 3, err
+			})
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("leftovers %+v: %v", left, err)
 			}
 			if len(left.Namespaces) == 0 {
 				t.Fatal("the crash left no namespace behind; the test proves nothing")

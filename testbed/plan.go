@@ -123,11 +123,14 @@ func Plan(t *Topology, prefix string) []Step {
 
 // nodeSysctls returns the sorted key=value sysctls of a node: role defaults
 // first overridden by the node's own. Reverse-path filtering is off
-// everywhere, since tunnels and asymmetric test paths trip it.
+// everywhere, since tunnels and asymmetric test paths trip it; IPv6 is off,
+// since the topology is IPv4 and its link-local chatter muddies captures.
 func nodeSysctls(n Node) []string {
 	kv := map[string]string{
-		"net.ipv4.conf.all.rp_filter":     "0",
-		"net.ipv4.conf.default.rp_filter": "0",
+		"net.ipv4.conf.all.rp_filter":        "0",
+		"net.ipv4.conf.default.rp_filter":    "0",
+		"net.ipv6.conf.all.disable_ipv6":     "1",
+		"net.ipv6.conf.default.disable_ipv6": "1",
 	}
 	if n.Role == RoleRouter || n.Role == RoleBGPRouter {
 		kv["net.ipv4.ip_forward"] = "1"

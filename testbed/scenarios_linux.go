@@ -245,7 +245,7 @@ type capture struct {
 // startCapture captures on iface in node, BGP excepted, until stop.
 func (tb *Testbed) startCapture(ctx context.Context, node, iface string) (*capture, error) {
 	file := filepath.Join(tb.dir, "logs", fmt.Sprintf("%s-%s-%d.pcap", node, iface, time.Now().UnixNano()))
-	p, err := tb.Start(ctx, node, "tcpdump", "tcpdump", "-i", iface, "-n", "-U", "-s", "128", "-w", file, "not", "tcp", "port", "179")
+	p, err := tb.Start(ctx, node, "tcpdump", "tcpdump", "-Z", "root", "-i", iface, "-n", "-U", "-s", "128", "-w", file, "not", "tcp", "port", "179")
 	if err != nil {
 		return nil, err
 	}
