@@ -188,17 +188,17 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if err != nil {
 		return err
 	}
-	return handler(srv, &userStream{ServerStream: ss, ctx: withUser(ss.Context(), user)})
+	return handler(srv, &ctxStream{ServerStream: ss, ctx: withUser(ss.Context(), user)})
 }
 
-// userStream is a server stream whose context carries the username.
-type userStream struct {
+// ctxStream is a server stream with a derived context.
+type ctxStream struct {
 	grpc.ServerStream
 	ctx context.Context
 }
 
-// Context returns the stream's context with the username.
-func (u *userStream) Context() context.Context { return u.ctx }
+// Context returns the derived context.
+func (c *ctxStream) Context() context.Context { return c.ctx }
 
 type userKey struct{}
 

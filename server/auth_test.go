@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -96,7 +99,7 @@ func TestBadUsersRefuseToServe(t *testing.T) {
 		{testUsers(t)[0], testUsers(t)[0]},
 	} {
 		s := New(nil, WithSecurity(SecurityConfig{Users: users, Insecure: true}))
-		if _, err := s.grpcServer(); err == nil {
+		if _, err := s.grpcServer(context.Background()); err == nil {
 			t.Errorf("users %v accepted", users)
 		}
 	}
@@ -210,4 +213,48 @@ func clientCert(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey) *tl
 		t.Fatal(err)
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestServeStopsWithOpenStream checks that cancelling Serve's context ends
+// a subscription instead of waiting for it.
+func TestServeStopsWithOpenStream(t *testing.T) {
+	e := newTestEnv(t)
+	e.addVRF(t, "red", "65000:1", "10.1.0.0/24")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- e.srv.Serve(ctx, lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sub, err := gpb.NewGNMIClient(conn).Subscribe(viewer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Send(&gpb.SubscribeRequest{Request: &gpb.SubscribeRequest_Subscribe{Subscribe: &gpb.SubscriptionList{
+		Mode:         gpb.SubscriptionList_STREAM,
+		Subscription: []*gpb.Subscription{{Path: mustPath(t, vrfPath("red")), Mode: gpb.SubscriptionMode_ON_CHANGE}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(stopGrace - time.Second):
+		t.Fatal("Serve waited for the subscription")
+	}
+	t.Logf("stopped in %v", time.Since(start))
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // stopGrace is how long Serve waits for RPCs in flight after ctx is done
@@ -35,7 +36,9 @@ func (s *Server) Listen(ctx context.Context, addr string) error {
 // giving RPCs in flight a few seconds. It returns nil after a stop asked
 // for by ctx, or the error that ended serving.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	gs, err := s.grpcServer()
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	gs, err := s.grpcServer(streams)
 	if err != nil {
 		lis.Close()
 		return err
@@ -51,6 +54,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return nil
 	case <-ctx.Done():
 	}
+	// Subscriptions never finish on their own: end them, then let unary
+	// RPCs in flight complete.
+	endStreams()
 	stopped := make(chan struct{})
 	go func() {
 		gs.GracefulStop()
@@ -72,8 +78,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 }
 
 // grpcServer builds the gRPC server with transport credentials and the
-// authentication interceptors, and registers the gNMI service.
-func (s *Server) grpcServer() (*grpc.Server, error) {
+// authentication interceptors, and registers the gNMI service. Streams
+// end when streams is done.
+func (s *Server) grpcServer(streams context.Context) (*grpc.Server, error) {
 	if s.usersErr != nil {
 		return nil, fmt.Errorf("gnmi users: %w", s.usersErr)
 	}
@@ -98,8 +105,49 @@ func (s *Server) grpcServer() (*grpc.Server, error) {
 	gs := grpc.NewServer(
 		grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
-		grpc.ChainStreamInterceptor(s.streamAuth),
+		grpc.ChainStreamInterceptor(endWith(streams), s.streamAuth),
 	)
 	gpb.RegisterGNMIServer(gs, s)
 	return gs, nil
+}
+
+// endWith returns a stream interceptor that cancels each stream's context
+// when done is done.
+func endWith(done context.Context) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		stop := context.AfterFunc(done, cancel)
+		defer stop()
+		return handler(srv, &endingStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+// endingStream is a server stream whose context can end before the RPC
+// does; a receive blocked at that moment returns, so a handler waiting
+// for its reader ends too.
+type endingStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+// Context returns the stream's context, done at shutdown.
+func (e *endingStream) Context() context.Context { return e.ctx }
+
+// RecvMsg receives the next message, or returns when the context ends.
+// In the latter case the receive continues in the background until gRPC
+// closes the stream, which it does once the handler returns; m must not
+// be used after such an early return.
+func (e *endingStream) RecvMsg(m any) error {
+	if err := e.ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.ServerStream.RecvMsg(m) }()
+	select {
+	case err := <-done:
+		return err
+	case <-e.ctx.Done():
+		return status.FromContextError(e.ctx.Err()).Err()
+	}
 }
