@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -138,7 +139,8 @@ func (s *Server) authorize(ctx context.Context, write bool) (string, error) {
 // checks so that a client sending credentials on every RPC does not pay
 // bcrypt's cost each time.
 func (s *Server) checkPassword(hash []byte, pw string) error {
-	key := string(hash) + "\x00" + pw
+	// The cache keeps a digest, never the password itself.
+	key := sha256.Sum256([]byte(string(hash) + "\x00" + pw))
 	s.authMu.Lock()
 	ok := s.verified[key]
 	s.authMu.Unlock()

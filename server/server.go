@@ -29,8 +29,8 @@ type Server struct {
 	users    map[string]User // by name, from sec.Users
 	usersErr error           // why sec.Users is unusable; Serve returns it
 
-	authMu   sync.Mutex      // guards verified
-	verified map[string]bool // hash+password pairs that bcrypt accepted
+	authMu   sync.Mutex        // guards verified
+	verified map[[32]byte]bool // digests of hash+password pairs that bcrypt accepted
 }
 
 // Option configures a Server.
@@ -50,7 +50,7 @@ func WithDataDir(dir string) Option { return func(s *Server) { s.dataDir = dir }
 // New returns a gNMI server for core. Problems in the security
 // configuration are reported by Serve.
 func New(core *nos.Core, opts ...Option) *Server {
-	s := &Server{core: core, log: slog.Default(), verified: map[string]bool{}}
+	s := &Server{core: core, log: slog.Default(), verified: map[[32]byte]bool{}}
 	for _, o := range opts {
 		o(s)
 	}
