@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/isthmus-net/isthmus/cni/api"
 	"github.com/isthmus-net/isthmus/cni/daemon"
 )
 
@@ -53,28 +55,56 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
 }
 
-// BenchmarkAdd measures one ADD at a time through the plugin binary:
-// exec, veth, daemon round trip (allocation and commit) and pod setup.
-// Creating the pod's namespace is not timed.
+// BenchmarkAdd measures one ADD at a time through the plugin binary (exec,
+// veth, daemon round trip with allocation and commit, pod setup) on a node
+// that already has a given number of pods; each ADD is followed by an
+// untimed DEL, so the node keeps its size. Creating the pod's namespace is
+// not timed. The existing pods are recorded through the daemon's API only
+// (no namespaces): what grows with them is the configuration tree.
 func BenchmarkAdd(b *testing.B) {
-	e := newEnv(b, daemon.Config{})
-	e.d.AddVRF("red", "65000:1", "10.128.0.0/16")
-	bin := buildBinaries(b)
-	conf := e.conf("red", nil)
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		pod := newNS(b)
-		b.StartTimer()
-		took, err := e.execAdd(bin, fmt.Sprintf("bench-%d", i), pod, conf)
-		if err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, took)
+	for _, existing := range []int{0, 100} {
+		b.Run(fmt.Sprintf("pods=%d", existing), func(b *testing.B) {
+			e := newEnv(b, daemon.Config{})
+			e.d.AddVRF("red", "65000:1", "10.128.0.0/16")
+			c, err := api.NewClient(e.socket)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			for i := range existing {
+				_, err := c.Add(context.Background(), &api.AddRequest{
+					AttachmentID: api.AttachmentID{ContainerID: fmt.Sprintf("old-%d", i), IfName: "eth0"},
+					Network:      "red", HostIfName: HostIfName(fmt.Sprintf("old-%d", i), "eth0"),
+					HostMAC: "02:00:00:00:00:01", PodMAC: "02:00:00:00:00:02",
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			bin := buildBinaries(b)
+			conf := e.conf("red", nil)
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				pod := newNS(b)
+				id := fmt.Sprintf("bench-%d", i)
+				b.StartTimer()
+				took, err := e.execAdd(bin, id, pod, conf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				lat = append(lat, took)
+				if err := e.del("red", id, pod.Path()); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.StopTimer()
+			reportLatency(b, lat)
+		})
 	}
-	b.StopTimer()
-	reportLatency(b, lat)
 }
 
 // BenchmarkAttach100 measures attaching 100 pods with 8 ADDs in flight at
