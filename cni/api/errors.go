@@ -36,10 +36,6 @@ var sentinels = []struct {
 	{ErrNoAttachment, codes.FailedPrecondition},
 }
 
-func errorf(sentinel error, format string, args ...any) error {
-	return fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))
-}
-
 // toStatus turns a server error into a gRPC status error once, at the edge.
 func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {

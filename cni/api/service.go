@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/grpc"
 )
@@ -36,7 +37,7 @@ func unary[Req, Resp any](name string, call func(Server, context.Context, *Req) 
 		Handler: func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
 			req := new(Req)
 			if err := dec(req); err != nil {
-				return nil, toStatus(errorf(ErrInvalid, "decode %s request: %v", name, err))
+				return nil, toStatus(fmt.Errorf("%w: decode %s request: %w", ErrInvalid, name, err))
 			}
 			handle := func(ctx context.Context, r any) (any, error) {
 				resp, err := call(srv.(Server), ctx, r.(*Req))

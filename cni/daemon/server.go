@@ -96,7 +96,7 @@ func checkAdd(req *api.AddRequest) error {
 	}
 	for _, m := range []string{req.HostMAC, req.PodMAC} {
 		if _, err := net.ParseMAC(m); err != nil {
-			return fmt.Errorf("%w: mac %q: %v", api.ErrInvalid, m, err)
+			return fmt.Errorf("%w: mac %q: %w", api.ErrInvalid, m, err)
 		}
 	}
 	return nil
@@ -137,9 +137,10 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 		Gateway:      s.gw,
 		MTU:          mtu,
 	}
+	var prev *api.Attachment // the record of an earlier ADD of the same attachment
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		prev, err := getRecord(tx, req.AttachmentID)
-		if err != nil {
+		var err error
+		if prev, err = getRecord(tx, req.AttachmentID); err != nil {
 			return err
 		}
 		if prev != nil && prev.VRF != vrf {
@@ -150,7 +151,7 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 		}
 		addr, err := ipam.Allocate(tx, vrf, pools, recordKey(req.AttachmentID))
 		if errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrNoPool) {
-			return fmt.Errorf("%w: vrf %q: %v", api.ErrPoolExhausted, vrf, err)
+			return fmt.Errorf("%w: vrf %q: %w", api.ErrPoolExhausted, vrf, err)
 		}
 		if err != nil {
 			return err
@@ -164,8 +165,8 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 	rev, err := s.group.commit(ctx, func(d *gen.Device) error { return putAttachment(d, a) })
 	if err != nil {
 		err = fmt.Errorf("commit attachment %s: %w", recordKey(a.AttachmentID), err)
-		if ferr := s.forget(a); ferr != nil {
-			err = errors.Join(err, ferr)
+		if rerr := s.undoAllocation(a, prev); rerr != nil {
+			err = errors.Join(err, rerr)
 		}
 		return nil, err
 	}
@@ -175,6 +176,19 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 		s.log.Warn("pod attached, pool state not updated", "vrf", a.VRF, "err", err)
 	}
 	return &api.AddResponse{Attachment: a, Revision: rev}, nil
+}
+
+// undoAllocation takes back an allocation whose commit failed. When an
+// earlier ADD of the same attachment committed it in the same VRF, the
+// address is still configured: only its record goes back as it was.
+func (s *Server) undoAllocation(a api.Attachment, prev *api.Attachment) error {
+	if prev == nil || prev.VRF != a.VRF {
+		return s.forget(a)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return putRecord(tx, *prev) }); err != nil {
+		return fmt.Errorf("restore %s: %w", recordKey(a.AttachmentID), err)
+	}
+	return nil
 }
 
 // forget releases an attachment's address and drops its record.

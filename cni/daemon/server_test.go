@@ -322,3 +322,34 @@ func TestDaemonNotRunning(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 }
+
+func TestFailedRepeatAddKeepsCommittedAddress(t *testing.T) {
+	d := testdaemon.Start(t, daemon.Config{})
+	d.AddVRF("red", "65000:1", "10.1.0.0/30")
+	c := client(t, d)
+	ctx := context.Background()
+	first, err := c.Add(ctx, addReq("red", "pod1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.AddUnderlay("eth9", 600) // pods would get an MTU the schema refuses
+	if _, err := c.Add(ctx, addReq("red", "pod1")); err == nil {
+		t.Fatal("repeated add with an invalid mtu succeeded")
+	}
+	got, err := c.Get(ctx, &api.GetRequest{AttachmentID: api.AttachmentID{ContainerID: "pod1", IfName: "eth0"}})
+	if err != nil || got.Attachment.Address != first.Attachment.Address {
+		t.Fatalf("after the failed repeat: %+v, %v", got, err)
+	}
+	d.AddUnderlay("eth9", 1500)
+	other, err := c.Add(ctx, addReq("red", "pod2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Attachment.Address == first.Attachment.Address {
+		t.Fatalf("pod2 got %s, which pod1 still has", other.Attachment.Address)
+	}
+	// The /30 has two addresses, both taken: pod1's was not freed.
+	if _, err := c.Add(ctx, addReq("red", "pod3")); !errors.Is(err, api.ErrPoolExhausted) {
+		t.Fatalf("third pod in a /30: err = %v, want pool exhausted", err)
+	}
+}
