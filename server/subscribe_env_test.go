@@ -21,6 +21,7 @@ import (
 // subEnv is a real core served over gRPC on 127.0.0.1 with a gNMI client.
 type subEnv struct {
 	core   *nos.Core
+	conn   *grpc.ClientConn
 	client gpb.GNMIClient
 }
 
@@ -61,7 +62,7 @@ func newSubEnv(tb testing.TB) *subEnv {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { conn.Close() })
-	return &subEnv{core: core, client: gpb.NewGNMIClient(conn)}
+	return &subEnv{core: core, conn: conn, client: gpb.NewGNMIClient(conn)}
 }
 
 func subPath(tb testing.TB, s string) *gpb.Path {
