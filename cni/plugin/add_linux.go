@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -173,6 +175,9 @@ func configure(pair *veth, podNS ns.NetNS, addr netip.Prefix, gw netip.Addr, mtu
 	if err := netlink.LinkSetMTU(pair.host, mtu); err != nil {
 		return fmt.Errorf("set mtu of %s: %w", pair.host.Attrs().Name, err)
 	}
+	if err := disableIPv6(pair.host.Attrs().Name); err != nil {
+		return err
+	}
 	if err := netlink.LinkSetUp(pair.host); err != nil {
 		return fmt.Errorf("bring up %s: %w", pair.host.Attrs().Name, err)
 	}
@@ -211,6 +216,17 @@ func configure(pair *veth, podNS ns.NetNS, addr netip.Prefix, gw netip.Addr, mtu
 	}
 	if err := h.NeighSet(neigh); err != nil {
 		return fmt.Errorf("add neighbor %s at %s: %w", gw, pair.hostMAC, err)
+	}
+	return nil
+}
+
+// disableIPv6 turns IPv6 off on the host end of a pod's veth, so the pod
+// cannot reach the host's own services over IPv6 link-local addresses; the
+// pod network is IPv4 only. A kernel without IPv6 has nothing to turn off.
+func disableIPv6(ifname string) error {
+	path := filepath.Join("/proc/sys/net/ipv6/conf", ifname, "disable_ipv6")
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("disable ipv6 on %s: %w", ifname, err)
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,6 +84,15 @@ func TestAddPingCheckDel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	// The host end takes no IPv6: pods cannot reach the host over link-local.
+	_ = e.host.Do(func(ns.NetNS) error {
+		b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + hostName + "/disable_ipv6")
+		if err == nil && strings.TrimSpace(string(b)) != "1" {
+			t.Errorf("ipv6 on %s: disable_ipv6 = %s", hostName, b)
+		}
+		return nil
+	})
 
 	// The attachment is in the configuration tree.
 	cfg := e.d.Interface(hostName).GetConfig()
