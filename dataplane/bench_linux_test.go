@@ -82,8 +82,8 @@ func BenchmarkDecapMPLSoMPLS(b *testing.B) {
 // spread over 64 ECMP sets of 4 next hops, into an empty table.
 func BenchmarkProgram1MRoutes(b *testing.B) {
 	isolate(b)
-	d := openTest(b)
 	const n = 1 << 20
+	d := openTestWith(b, Config{HostRoutes: n + n/8})
 	var sets [][]NextHop
 	for s := range 64 {
 		var nhs []NextHop

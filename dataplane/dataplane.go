@@ -44,6 +44,10 @@ type Config struct {
 	BPFFS string
 	// Logger receives the dataplane's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// HostRoutes sizes the preallocated exact-match table of /32 routes
+	// (about 64 bytes each); /32s beyond it go to the LPM trie. 0 means
+	// 262144. Changing it requires destroying the pinned state.
+	HostRoutes int
 }
 
 // Encap is how a next hop is reached.

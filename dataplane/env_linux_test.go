@@ -42,11 +42,15 @@ func isolate(t testing.TB) {
 }
 
 // openTest opens a dataplane pinned in a private bpffs under a temp dir.
-func openTest(t testing.TB) *Dataplane {
+func openTest(t testing.TB) *Dataplane { return openTestWith(t, Config{}) }
+
+// openTestWith is openTest with a configuration (its BPFFS is replaced).
+func openTestWith(t testing.TB, cfg Config) *Dataplane {
 	t.Helper()
 	dir := t.TempDir()
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	d, err := Open(Config{BPFFS: dir})
+	cfg.BPFFS = dir
+	d, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("open dataplane: %v", err)
 	}

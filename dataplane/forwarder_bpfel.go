@@ -41,6 +41,12 @@ type forwarderGroup struct {
 	Nexthops [16]forwarderNexthop
 }
 
+type forwarderHostKey struct {
+	_    structs.HostLayout
+	Vrf  uint32
+	Addr uint32
+}
+
 type forwarderIface struct {
 	_       structs.HostLayout
 	Vrf     uint32
@@ -111,6 +117,7 @@ const (
 	forwarderMapEndpointMacs     = "endpoint_macs"
 	forwarderMapEndpoints        = "endpoints"
 	forwarderMapGroups           = "groups"
+	forwarderMapHostRoutes       = "host_routes"
 	forwarderMapIfaceCounters    = "iface_counters"
 	forwarderMapIfaceIndex       = "iface_index"
 	forwarderMapIfaceSlots       = "iface_slots"
@@ -183,6 +190,7 @@ type forwarderMapSpecs struct {
 	EndpointMacs     *ebpf.MapSpec `ebpf:"endpoint_macs"`
 	Endpoints        *ebpf.MapSpec `ebpf:"endpoints"`
 	Groups           *ebpf.MapSpec `ebpf:"groups"`
+	HostRoutes       *ebpf.MapSpec `ebpf:"host_routes"`
 	IfaceCounters    *ebpf.MapSpec `ebpf:"iface_counters"`
 	IfaceIndex       *ebpf.MapSpec `ebpf:"iface_index"`
 	IfaceSlots       *ebpf.MapSpec `ebpf:"iface_slots"`
@@ -225,6 +233,7 @@ type forwarderMaps struct {
 	EndpointMacs     *ebpf.Map `ebpf:"endpoint_macs"`
 	Endpoints        *ebpf.Map `ebpf:"endpoints"`
 	Groups           *ebpf.Map `ebpf:"groups"`
+	HostRoutes       *ebpf.Map `ebpf:"host_routes"`
 	IfaceCounters    *ebpf.Map `ebpf:"iface_counters"`
 	IfaceIndex       *ebpf.Map `ebpf:"iface_index"`
 	IfaceSlots       *ebpf.Map `ebpf:"iface_slots"`
@@ -243,6 +252,7 @@ func (m *forwarderMaps) Close() error {
 		m.EndpointMacs,
 		m.Endpoints,
 		m.Groups,
+		m.HostRoutes,
 		m.IfaceCounters,
 		m.IfaceIndex,
 		m.IfaceSlots,

@@ -20,7 +20,7 @@ import (
 )
 
 // abiVersion must match ISTHMUS_ABI in bpf/types.h.
-const abiVersion = 2
+const abiVersion = 3
 
 // Dataplane is the loaded (or adopted) forwarder. It is safe for concurrent
 // use. Close releases this process's handles and leaves forwarding running;
@@ -42,7 +42,7 @@ type Dataplane struct {
 	mu        sync.Mutex // guards every field below
 	vrfs      map[string]uint32
 	groups    *groupTable
-	routes    map[routeKey]uint32 // installed routes → group id (0: local)
+	routes    map[routeKey]routeEntry // installed routes
 	links     map[string]link.Link
 	tunnel    tunnelState
 	endpoints map[netip.Addr]Endpoint
@@ -90,7 +90,7 @@ func Open(cfg Config) (*Dataplane, error) {
 		dir:       dir,
 		vrfs:      make(map[string]uint32),
 		groups:    newGroupTable(),
-		routes:    make(map[routeKey]uint32),
+		routes:    make(map[routeKey]routeEntry),
 		links:     make(map[string]link.Link),
 		endpoints: make(map[netip.Addr]Endpoint),
 		resolved:  make(map[netip.Addr]net.HardwareAddr),
@@ -106,6 +106,9 @@ func Open(cfg Config) (*Dataplane, error) {
 	if d.udp, err = net.ListenUDP("udp4", nil); err != nil {
 		d.nl.Close()
 		return nil, fmt.Errorf("open neighbor solicitation socket: %w", err)
+	}
+	if cfg.HostRoutes > 0 {
+		spec.Maps[forwarderMapHostRoutes].MaxEntries = uint32(cfg.HostRoutes)
 	}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}
 	if err := spec.LoadAndAssign(&d.maps, opts); err != nil {

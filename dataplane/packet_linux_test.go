@@ -317,3 +317,31 @@ func malformed(d DropCounters) uint64       { return d.Malformed }
 func unknownLabel(d DropCounters) uint64    { return d.UnknownLabel }
 func unknownEndpoint(d DropCounters) uint64 { return d.UnknownEndpoint }
 func ttl(d DropCounters) uint64             { return d.TTL }
+
+// TestHostRouteOverflow fills the exact-match table of /32 routes and
+// checks that the routes beyond it still forward, from the LPM trie.
+func TestHostRouteOverflow(t *testing.T) {
+	isolate(t)
+	d := openTestWith(t, Config{HostRoutes: 2})
+	addVeth(t, "ul0", "ul0p", underlayMAC, mustMAC("02:00:00:00:00:ff"))
+	must(t, d.AttachInterface(Interface{Index: 1, VRF: "red", PeerMAC: pod1PeerMAC}))
+	must(t, d.SetTunnel(Tunnel{Source: hostAddr, Underlay: "ul0", MTU: 1500}))
+	must(t, d.SetEndpoint(Endpoint{Addr: remote2, MAC: peer2MAC}))
+	var routes []Route
+	for i := range 5 {
+		routes = append(routes, Route{RouteKey: RouteKey{VRF: "red", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 7, 0, byte(i)}), 32)},
+			NextHops: []NextHop{{Endpoint: remote2, Label: 100 + uint32(i), Encap: EncapMPLSoUDP}}})
+	}
+	must(t, d.SetRoutes(routes))
+	for i := range 5 {
+		f, _ := podFrame(netip.AddrFrom4([4]byte{10, 7, 0, byte(i)}), 1, 64, nil)
+		ret, out := run(t, d.progs.PodIngress, f)
+		if ret != tcRedirect || binary.BigEndian.Uint32(out[42:])>>12 != 100+uint32(i) {
+			t.Errorf("route %d: return %d, label %d", i, ret, binary.BigEndian.Uint32(out[42:])>>12)
+		}
+	}
+	must(t, d.DeleteRoutes([]RouteKey{routes[0].RouteKey, routes[4].RouteKey}))
+	if d.Routes() != 3 {
+		t.Errorf("%d routes after deleting 2 of 5", d.Routes())
+	}
+}

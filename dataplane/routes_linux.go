@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Sizes that must match bpf/types.h.
@@ -35,6 +36,22 @@ func (k routeKey) bpf() forwarderRouteKey {
 		Vrf:       binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, k.vrf)),
 		Addr:      binary.NativeEndian.Uint32(k.addr[:]),
 	}
+}
+
+func (k routeKey) host() forwarderHostKey {
+	return forwarderHostKey{Vrf: k.vrf, Addr: binary.NativeEndian.Uint32(k.addr[:])}
+}
+
+func routeKeyFromHost(k forwarderHostKey) routeKey {
+	rk := routeKey{vrf: k.Vrf, bits: 32}
+	binary.NativeEndian.PutUint32(rk.addr[:], k.Addr)
+	return rk
+}
+
+// routeEntry is the Go-side record of an installed route.
+type routeEntry struct {
+	gid  uint32 // next-hop group, 0 for a local route
+	host bool   // in host_routes rather than the trie
 }
 
 func routeKeyFromBPF(k forwarderRouteKey) routeKey {
@@ -144,13 +161,12 @@ func newGroupTable() *groupTable {
 	return &groupTable{ids: map[string]uint32{}, keys: map[uint32]string{}, refs: map[uint32]int{}, values: map[uint32]forwarderGroup{}}
 }
 
-// encodeGroup builds the map value of an ECMP set, in a canonical order
-// (so that equal sets share a group and flows hash the same way across
-// restarts), and its key in the group table. It gives every endpoint a slot.
-func (d *Dataplane) encodeGroup(nhs []NextHop) (forwarderGroup, string, error) {
-	var g forwarderGroup
+// canonical sorts and deduplicates an ECMP set, so that equal sets share a
+// group and flows hash the same way across restarts, and returns its key in
+// the group table.
+func canonical(nhs []NextHop) ([]NextHop, string, error) {
 	if len(nhs) == 0 || len(nhs) > MaxNextHops {
-		return g, "", fmt.Errorf("%d next hops (1 to %d): %w", len(nhs), MaxNextHops, ErrTooManyNextHops)
+		return nil, "", fmt.Errorf("%d next hops (1 to %d): %w", len(nhs), MaxNextHops, ErrTooManyNextHops)
 	}
 	sorted := slices.Clone(nhs)
 	slices.SortFunc(sorted, func(a, b NextHop) int {
@@ -163,36 +179,62 @@ func (d *Dataplane) encodeGroup(nhs []NextHop) (forwarderGroup, string, error) {
 		return cmp.Compare(a.Encap, b.Encap)
 	})
 	sorted = slices.Compact(sorted)
-	g.Count = uint32(len(sorted))
-	for i, nh := range sorted {
-		if _, err := ipv4(nh.Endpoint); err != nil {
-			return g, "", fmt.Errorf("next hop endpoint: %w", err)
+	key := make([]byte, 0, 9*len(sorted))
+	for _, nh := range sorted {
+		a, err := ipv4(nh.Endpoint)
+		if err != nil {
+			return nil, "", fmt.Errorf("next hop endpoint: %w", err)
 		}
 		if nh.Label >= 1<<20 {
-			return g, "", fmt.Errorf("next hop label %d: more than 20 bits", nh.Label)
+			return nil, "", fmt.Errorf("next hop label %d: more than 20 bits", nh.Label)
 		}
 		if nh.Encap != EncapMPLSoUDP && nh.Encap != EncapMPLSoMPLS {
-			return g, "", fmt.Errorf("next hop encap %v: unsupported", nh.Encap)
+			return nil, "", fmt.Errorf("next hop encap %v: unsupported", nh.Encap)
 		}
+		key = append(key, a[:]...)
+		key = binary.BigEndian.AppendUint32(key, nh.Label)
+		key = append(key, byte(nh.Encap))
+	}
+	return sorted, string(key), nil
+}
+
+// encodeGroup builds the map value of a canonical ECMP set, giving every
+// endpoint a slot.
+func (d *Dataplane) encodeGroup(sorted []NextHop) (forwarderGroup, error) {
+	var g forwarderGroup
+	g.Count = uint32(len(sorted))
+	for i, nh := range sorted {
 		slot, err := d.endpointSlot(nh.Endpoint)
 		if err != nil {
-			return g, "", fmt.Errorf("next hop: %w", err)
+			return g, fmt.Errorf("next hop: %w", err)
 		}
 		g.Nexthops[i] = forwarderNexthop{Endpoint: slot, Label: nh.Label | uint32(nh.Encap)<<24}
 	}
-	return g, groupKey(&g), nil
+	return g, nil
 }
 
-func groupKey(g *forwarderGroup) string {
-	var key bytes.Buffer
-	binary.Write(&key, binary.LittleEndian, g.Nexthops[:g.Count])
-	return key.String()
+// decodeGroupKey rebuilds the table key of a pinned group.
+func (d *Dataplane) decodeGroupKey(g *forwarderGroup) (string, bool) {
+	addrs := make(map[uint32]netip.Addr, len(d.epSlots))
+	for a, s := range d.epSlots {
+		addrs[s] = a
+	}
+	var nhs []NextHop
+	for _, nh := range g.Nexthops[:g.Count] {
+		a, ok := addrs[nh.Endpoint]
+		if !ok {
+			return "", false
+		}
+		nhs = append(nhs, NextHop{Endpoint: a, Label: nh.Label & 0xfffff, Encap: Encap(nh.Label >> 24)})
+	}
+	_, key, err := canonical(nhs)
+	return key, err == nil
 }
 
 // acquireGroup returns the id of the group for nhs, writing it to the map
 // when it is new.
 func (d *Dataplane) acquireGroup(nhs []NextHop) (uint32, error) {
-	g, key, err := d.encodeGroup(nhs)
+	sorted, key, err := canonical(nhs)
 	if err != nil {
 		return 0, err
 	}
@@ -200,6 +242,10 @@ func (d *Dataplane) acquireGroup(nhs []NextHop) (uint32, error) {
 	if id, ok := t.ids[key]; ok {
 		t.refs[id]++
 		return id, nil
+	}
+	g, err := d.encodeGroup(sorted)
+	if err != nil {
+		return 0, err
 	}
 	id := uint32(0)
 	for i := uint32(1); i < maxGroups; i++ {
@@ -258,7 +304,11 @@ func (d *Dataplane) loadGroups() error {
 		if g.Count == 0 || g.Count > MaxNextHops {
 			continue
 		}
-		key := groupKey(&g)
+		key, ok := d.decodeGroupKey(&g)
+		if !ok {
+			d.log.Warn("pinned next-hop group names an unknown endpoint", "group", id)
+			continue
+		}
 		d.groups.ids[key] = id
 		d.groups.keys[id] = key
 		d.groups.values[id] = g
@@ -273,19 +323,30 @@ func (d *Dataplane) loadGroups() error {
 }
 
 func (d *Dataplane) loadRoutes() error {
+	add := func(k routeKey, v forwarderRoute, host bool) {
+		e := routeEntry{host: host}
+		if v.Kind == routeRemote {
+			e.gid = v.Id
+			d.groups.refs[e.gid]++
+		}
+		d.routes[k] = e
+	}
 	var k forwarderRouteKey
 	var v forwarderRoute
 	it := d.maps.Routes.Iterate()
 	for it.Next(&k, &v) {
-		gid := uint32(0)
-		if v.Kind == routeRemote {
-			gid = v.Id
-			d.groups.refs[gid]++
-		}
-		d.routes[routeKeyFromBPF(k)] = gid
+		add(routeKeyFromBPF(k), v, false)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read routes: %w", err)
+	}
+	var hk forwarderHostKey
+	hit := d.maps.HostRoutes.Iterate()
+	for hit.Next(&hk, &v) {
+		add(routeKeyFromHost(hk), v, true)
+	}
+	if err := hit.Err(); err != nil {
+		return fmt.Errorf("read host routes: %w", err)
 	}
 	return nil
 }
@@ -302,13 +363,19 @@ func (d *Dataplane) routeKey(k RouteKey, create bool) (routeKey, error) {
 	return routeKey{vrf: vrf, addr: p.Addr().As4(), bits: uint8(p.Bits())}, nil
 }
 
-// SetRoutes installs or replaces routes in one batch.
+// SetRoutes installs or replaces routes in one batch. /32 routes go to the
+// exact-match table while it has room, the others to the LPM trie.
 func (d *Dataplane) SetRoutes(routes []Route) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	keys := make([]forwarderRouteKey, 0, len(routes))
-	vals := make([]forwarderRoute, 0, len(routes))
-	var release []uint32
+	var (
+		keys     []forwarderRouteKey
+		vals     []forwarderRoute
+		hostKeys []forwarderHostKey
+		hostVals []forwarderRoute
+		hostRKs  []routeKey
+		release  []uint32
+	)
 	for _, r := range routes {
 		k, err := d.routeKey(r.RouteKey, true)
 		if err != nil {
@@ -331,14 +398,33 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 		default:
 			return fmt.Errorf("set route %v in %q: need either an interface or next hops", r.Prefix, r.VRF)
 		}
-		if old, ok := d.routes[k]; ok && old != 0 {
-			release = append(release, old)
+		old, exists := d.routes[k]
+		if exists && old.gid != 0 {
+			release = append(release, old.gid)
 		}
-		d.routes[k] = gid
-		keys = append(keys, k.bpf())
-		vals = append(vals, v)
+		// A route stays in the table it was first installed in.
+		host := k.bits == 32 && (!exists || old.host)
+		d.routes[k] = routeEntry{gid: gid, host: host}
+		if host {
+			hostKeys, hostVals, hostRKs = append(hostKeys, k.host()), append(hostVals, v), append(hostRKs, k)
+		} else {
+			keys, vals = append(keys, k.bpf()), append(vals, v)
+		}
 	}
-	if err := batchUpdate(d.maps.Routes, keys, vals); err != nil {
+	n, err := batchUpdate(d.maps.HostRoutes, hostKeys, hostVals)
+	if errors.Is(err, unix.E2BIG) {
+		// The exact-match table is full: the rest go to the trie.
+		d.log.Warn("host route table full, using the trie", "routes", len(hostKeys)-n)
+		for i := n; i < len(hostKeys); i++ {
+			d.routes[hostRKs[i]] = routeEntry{gid: d.routes[hostRKs[i]].gid}
+			keys, vals = append(keys, hostRKs[i].bpf()), append(vals, hostVals[i])
+		}
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("set %d host routes: %w", len(hostKeys), err)
+	}
+	if _, err := batchUpdate(d.maps.Routes, keys, vals); err != nil {
 		return fmt.Errorf("set %d routes: %w", len(keys), err)
 	}
 	for _, id := range release {
@@ -353,7 +439,8 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 func (d *Dataplane) DeleteRoutes(keys []RouteKey) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	bk := make([]forwarderRouteKey, 0, len(keys))
+	var bk []forwarderRouteKey
+	var hk []forwarderHostKey
 	var release []uint32
 	for _, rk := range keys {
 		k, err := d.routeKey(rk, false)
@@ -363,27 +450,25 @@ func (d *Dataplane) DeleteRoutes(keys []RouteKey) error {
 		if err != nil {
 			return fmt.Errorf("delete route %v in %q: %w", rk.Prefix, rk.VRF, err)
 		}
-		gid, ok := d.routes[k]
+		e, ok := d.routes[k]
 		if !ok {
 			continue
 		}
 		delete(d.routes, k)
-		if gid != 0 {
-			release = append(release, gid)
+		if e.gid != 0 {
+			release = append(release, e.gid)
 		}
-		bk = append(bk, k.bpf())
+		if e.host {
+			hk = append(hk, k.host())
+		} else {
+			bk = append(bk, k.bpf())
+		}
 	}
-	if len(bk) > 0 {
-		if _, err := d.maps.Routes.BatchDelete(bk, nil); err != nil {
-			if !errors.Is(err, ebpf.ErrNotSupported) {
-				return fmt.Errorf("delete %d routes: %w", len(bk), err)
-			}
-			for i := range bk {
-				if err := d.maps.Routes.Delete(&bk[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-					return fmt.Errorf("delete route: %w", err)
-				}
-			}
-		}
+	if err := batchDelete(d.maps.HostRoutes, hk); err != nil {
+		return fmt.Errorf("delete %d host routes: %w", len(hk), err)
+	}
+	if err := batchDelete(d.maps.Routes, bk); err != nil {
+		return fmt.Errorf("delete %d routes: %w", len(bk), err)
 	}
 	for _, id := range release {
 		if err := d.releaseGroup(id); err != nil {
@@ -403,13 +488,38 @@ func (d *Dataplane) Routes() int {
 // batchChunk bounds the size of one BPF_MAP_UPDATE_BATCH call.
 const batchChunk = 1 << 16
 
-func batchUpdate[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+// batchUpdate writes keys and values in chunks and returns how many were
+// written.
+func batchUpdate[K, V any](m *ebpf.Map, keys []K, vals []V) (int, error) {
+	done := 0
 	for start := 0; start < len(keys); start += batchChunk {
 		end := min(start+batchChunk, len(keys))
-		_, err := m.BatchUpdate(keys[start:end], vals[start:end], nil)
+		n, err := m.BatchUpdate(keys[start:end], vals[start:end], nil)
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			for i := start; i < end; i++ {
 				if err := m.Put(&keys[i], &vals[i]); err != nil {
+					return done, err
+				}
+				done++
+			}
+			continue
+		}
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// batchDelete deletes keys in chunks; keys must exist.
+func batchDelete[K any](m *ebpf.Map, keys []K) error {
+	for start := 0; start < len(keys); start += batchChunk {
+		end := min(start+batchChunk, len(keys))
+		_, err := m.BatchDelete(keys[start:end], nil)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			for i := start; i < end; i++ {
+				if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 					return err
 				}
 			}

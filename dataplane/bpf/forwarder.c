@@ -132,6 +132,18 @@ static __always_inline void set_macs(struct ethhdr *eth, const __u8 *dst, const 
 	__builtin_memcpy(eth->h_source, src, ETH_ALEN);
 }
 
+/* route_lookup finds the longest match for daddr in vrf: the /32 table
+ * first, then the trie. */
+static __always_inline struct route *route_lookup(__u32 vrf, __u32 daddr)
+{
+	struct host_key hk = {.vrf = vrf, .addr = daddr};
+	struct route *r = bpf_map_lookup_elem(&host_routes, &hk);
+	if (r)
+		return r;
+	struct route_key key = {.prefixlen = 64, .vrf = bpf_htonl(vrf), .addr = daddr};
+	return bpf_map_lookup_elem(&routes, &key);
+}
+
 /* deliver_target resolves a local VPN label (looked up by the caller) and
  * the inner destination to the pod interface to deliver to. It returns a
  * drop reason or -1. */
@@ -142,12 +154,7 @@ static __always_inline int deliver_target(struct label_target *lt, __u32 daddr,
 	if (lt->kind == LABEL_IFACE) {
 		slot = lt->slot;
 	} else {
-		struct route_key key = {
-			.prefixlen = 64,
-			.vrf = bpf_htonl(lt->vrf),
-			.addr = daddr,
-		};
-		struct route *r = bpf_map_lookup_elem(&routes, &key);
+		struct route *r = route_lookup(lt->vrf, daddr);
 		if (!r || r->kind != ROUTE_LOCAL)
 			return DROP_NO_ROUTE;
 		slot = r->id;
@@ -264,8 +271,7 @@ int pod_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 
-	struct route_key key = {.prefixlen = 64, .vrf = bpf_htonl(vrf), .addr = ip->daddr};
-	struct route *r = bpf_map_lookup_elem(&routes, &key);
+	struct route *r = route_lookup(vrf, ip->daddr);
 	if (!r) {
 		count_drop(vrf, DROP_NO_ROUTE);
 		return TC_ACT_SHOT;

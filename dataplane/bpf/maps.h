@@ -58,6 +58,14 @@ struct {
 } routes SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HOST_ROUTES);
+	__type(key, struct host_key);
+	__type(value, struct route);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} host_routes SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_GROUPS);
 	__type(key, __u32);

@@ -12,12 +12,13 @@
 
 /* ISTHMUS_ABI is stored in the pinned meta map; a loader that finds another
  * value refuses to adopt the pinned maps. */
-#define ISTHMUS_ABI 2
+#define ISTHMUS_ABI 3
 
 #define MAX_NEXTHOPS 16
 #define MAX_VRFS 4096
 #define MAX_GROUPS 16384
 #define MAX_ROUTES (1 << 21)
+#define HOST_ROUTES (1 << 18) /* default; the loader sets Config.HostRoutes */
 #define MAX_IFACES 16384 /* slots of pod interfaces */
 #define DIRECT_IFINDEX 65536 /* ifindexes below this are found in an array */
 #define MAX_LABELS (1 << 20) /* the whole 20-bit label space */
@@ -86,6 +87,15 @@ struct iface {
 struct route_key {
 	__u32 prefixlen;
 	__u32 vrf;  /* network byte order, always fully matched */
+	__u32 addr; /* network byte order */
+};
+
+/* host_key: key of host_routes, the exact-match table of /32 routes that
+ * is looked up before the LPM trie (a /32 is always the longest match).
+ * Preallocated: inserting a million entries costs half of what the trie
+ * does. */
+struct host_key {
+	__u32 vrf;  /* host byte order */
 	__u32 addr; /* network byte order */
 };
 
