@@ -225,7 +225,9 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 
 // validate runs schema, semantic and reconciler validation.
 func (c *Core) validate(cand *gen.Device) error {
-	if err := cand.ΛValidate(); err != nil {
+	// ygot resolves every leafref against the whole tree (quadratic in
+	// list sizes); validateSemantics checks the same references by key.
+	if err := cand.ΛValidate(&ytypes.LeafrefOptions{IgnoreMissingData: true}); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if err := validateSemantics(cand); err != nil {
@@ -272,7 +274,7 @@ func (c *Core) rollbackAll(ctx context.Context, n int, cand, old *gen.Device) er
 // publishConfig sends the difference between two configurations to the
 // telemetry cache.
 func (c *Core) publishConfig(old, cand *gen.Device) error {
-	n, err := ygot.Diff(old, cand)
+	n, err := configDiff(old, cand)
 	if err != nil {
 		return fmt.Errorf("diff configuration: %w", err)
 	}
@@ -282,20 +284,21 @@ func (c *Core) publishConfig(old, cand *gen.Device) error {
 
 // pruneState removes from the state tree every list entry whose
 // configuration was deleted, so no orphaned state outlives its config.
-// A deleted key leaf (".../network-instance[name=red]/name") marks the
-// whole entry as gone.
+// A deleted list entry (".../network-instance[name=red]") or its key leaf
+// (".../network-instance[name=red]/name") marks the whole entry as gone.
 func (c *Core) pruneState(deleted []*gpb.Path) {
 	var gone []*gpb.Path
 	for _, p := range deleted {
 		elems := p.GetElem()
-		if len(elems) < 2 {
-			continue
+		switch {
+		case len(elems) > 0 && len(elems[len(elems)-1].GetKey()) > 0:
+			gone = append(gone, p)
+		case len(elems) > 1:
+			last, entry := elems[len(elems)-1], elems[len(elems)-2]
+			if _, isKey := entry.GetKey()[last.GetName()]; isKey {
+				gone = append(gone, &gpb.Path{Elem: elems[:len(elems)-1]})
+			}
 		}
-		last, entry := elems[len(elems)-1], elems[len(elems)-2]
-		if _, isKey := entry.GetKey()[last.GetName()]; !isKey {
-			continue
-		}
-		gone = append(gone, &gpb.Path{Elem: elems[:len(elems)-1]})
 	}
 	if len(gone) == 0 {
 		return

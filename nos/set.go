@@ -2,7 +2,6 @@ package nos
 
 import (
 	"context"
-	"fmt"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
@@ -27,10 +26,6 @@ func (c *Core) Set(ctx context.Context, who string, req *gpb.SetRequest) (uint64
 	cand := mustCopy(old)
 	if err := c.edit(cand, req); err != nil {
 		return 0, err
-	}
-	// Values given as JSON may carry state containers: they are not config.
-	if err := ygot.PruneConfigFalse(c.schema, cand); err != nil {
-		return 0, fmt.Errorf("%w: prune state: %v", ErrInvalid, err)
 	}
 	return c.commitLocked(ctx, who, old, cand)
 }
@@ -171,10 +166,26 @@ func (c *Core) setNode(cand *gen.Device, p *gpb.Path, val *gpb.TypedValue) error
 		if err := gen.Unmarshal(js, cand); err != nil {
 			return invalidf("/", "%v", err)
 		}
+		if err := ygot.PruneConfigFalse(c.schema, cand); err != nil {
+			return invalidf("/", "prune state: %v", err)
+		}
 		return nil
 	}
 	if err := ytypes.SetNode(c.schema, cand, p, val, &ytypes.InitMissingElements{}); err != nil {
 		return invalidf(pathString(p), "%v", err)
+	}
+	if val.GetJsonIetfVal() == nil && val.GetJsonVal() == nil {
+		return nil
+	}
+	// A JSON value may carry state containers: they are not config.
+	nodes, err := ytypes.GetNode(c.schema, cand, p)
+	if err != nil || len(nodes) != 1 {
+		return invalidf(pathString(p), "read back: %v", err)
+	}
+	if gs, ok := nodes[0].Data.(ygot.GoStruct); ok {
+		if err := ygot.PruneConfigFalse(nodes[0].Schema, gs); err != nil {
+			return invalidf(pathString(p), "prune state: %v", err)
+		}
 	}
 	return nil
 }
