@@ -230,6 +230,9 @@ func (c *Core) validate(cand *gen.Device) error {
 	if err := cand.ΛValidate(&ytypes.LeafrefOptions{IgnoreMissingData: true}); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	if err := checkKeys(cand); err != nil {
+		return err
+	}
 	if err := validateSemantics(cand); err != nil {
 		return err
 	}

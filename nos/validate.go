@@ -60,6 +60,9 @@ func validateSemantics(d *gen.Device) error {
 		default:
 			return invalidf(base+"/config/type", "type is required (DEFAULT or L3VRF)")
 		}
+		if acl := cfg.GetIngressAclSet(); acl != "" && aclSets(d)[acl] == nil {
+			return invalidf(base+"/config/ingress-acl-set", "ACL set %q does not exist", acl)
+		}
 		var ps []netip.Prefix
 		for _, key := range sortedKeys(addressPools(ni)) {
 			path := fmt.Sprintf("%s/address-pools/address-pool[prefix=%s]", base, key)
@@ -95,7 +98,7 @@ func validateSemantics(d *gen.Device) error {
 			}
 			intf := Interfaces(d)[ifname]
 			if intf == nil {
-				return notFoundf(path+"/config/interface", "interface %q does not exist", ifname)
+				return invalidf(path+"/config/interface", "interface %q does not exist", ifname)
 			}
 			if intf.GetConfig().GetNetworkInstance() != name {
 				return invalidf(path+"/config/interface", "interface %q is not in network instance %q", ifname, name)
@@ -162,7 +165,7 @@ func validateInterfaces(d *gen.Device, pools map[string][]netip.Prefix) error {
 			}
 			ni := NetworkInstances(d)[vrf]
 			if ni == nil {
-				return notFoundf(base+"/config/network-instance", "network instance %q does not exist", vrf)
+				return invalidf(base+"/config/network-instance", "network instance %q does not exist", vrf)
 			}
 			if ni.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
 				return invalidf(base+"/config/network-instance", "%q is not an L3VRF", vrf)
@@ -206,6 +209,9 @@ func validateTunnel(d *gen.Device) error {
 		return nil
 	}
 	if ifname := t.GetUnderlayInterface(); ifname != "" {
+		if Interfaces(d)[ifname] == nil {
+			return invalidf("/tunnel/config/underlay-interface", "interface %q does not exist", ifname)
+		}
 		if Interfaces(d)[ifname].GetConfig().GetType() != gen.IsthmusTypes_InterfaceType_UNDERLAY {
 			return invalidf("/tunnel/config/underlay-interface", "interface %q is not of type UNDERLAY", ifname)
 		}

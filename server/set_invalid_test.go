@@ -168,11 +168,13 @@ var invalidCases = []invalidCase{
 	{"interface without type", up(pod2, ietf(`{"config":{"name":"pod2"}}`)), codes.InvalidArgument, []string{pod2 + "/config/type", "type is required"}},
 	{"underlay in a vrf", up("/interfaces/interface[name=eth0]/config/network-instance", str("red")), codes.InvalidArgument, []string{"/interfaces/interface[name=eth0]/config/network-instance", "UNDERLAY"}},
 	{"delete a vrf a pod uses", del(red), codes.InvalidArgument, []string{"red"}},
-	{"static route via missing interface", up(red+"/static-routes/static[prefix=10.8.0.0/24]/config", ietf(`{"prefix":"10.8.0.0/24","interface":"nosuch"}`)), codes.NotFound, []string{"nosuch"}},
+	{"static route via missing interface", up(red+"/static-routes/static[prefix=10.8.0.0/24]/config", ietf(`{"prefix":"10.8.0.0/24","interface":"nosuch"}`)), codes.InvalidArgument, []string{"nosuch"}},
 	{"static route without interface", up(red+"/static-routes/static[prefix=10.8.0.0/24]/config/prefix", str("10.8.0.0/24")), codes.InvalidArgument, []string{red + "/static-routes/static[prefix=10.8.0.0/24]/config/interface", "needs the interface"}},
 	{"static route with host bits", up(red+"/static-routes/static[prefix=10.8.0.1/24]/config", ietf(`{"prefix":"10.8.0.1/24","interface":"pod1"}`)), codes.InvalidArgument, []string{"static[prefix=10.8.0.1/24]", "host bits"}},
 	{"static route via another vrf's pod", up(blue+"/static-routes/static[prefix=10.8.0.0/24]/config", ietf(`{"prefix":"10.8.0.0/24","interface":"pod1"}`)), codes.InvalidArgument, []string{blue + "/static-routes/static[prefix=10.8.0.0/24]/config/interface", "not in network instance"}},
 	{"tunnel over a pod interface", up(tunnelC+"/underlay-interface", str("pod1")), codes.InvalidArgument, []string{"/tunnel/config/underlay-interface", "UNDERLAY"}},
+	{"tunnel over a missing interface", up(tunnelC+"/underlay-interface", str("nosuch0")), codes.InvalidArgument, []string{"/tunnel/config/underlay-interface", "nosuch0", "does not exist"}},
+	{"vrf bound to a missing acl set", up(red+"/config/ingress-acl-set", str("nosuch-acl")), codes.InvalidArgument, []string{red + "/config/ingress-acl-set", "nosuch-acl"}},
 
 	// BGP.
 	{"bgp in a vrf", up(red+"/protocols/protocol[identifier=BGP][name=bgp]", ietf(bgpJSON("bgp"))), codes.InvalidArgument, []string{red + "/protocols/protocol[identifier=BGP][name=bgp]", "DEFAULT"}},
