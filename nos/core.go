@@ -195,7 +195,7 @@ func (c *Core) Commit(ctx context.Context, who string, edit func(candidate *gen.
 
 // commitLocked validates, applies, persists and swaps in cand; commitMu is held.
 func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Device) (uint64, error) {
-	if err := c.validate(cand); err != nil {
+	if err := c.validate(old, cand); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -224,7 +224,7 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 }
 
 // validate runs schema, semantic and reconciler validation.
-func (c *Core) validate(cand *gen.Device) error {
+func (c *Core) validate(old, cand *gen.Device) error {
 	// ygot resolves every leafref against the whole tree (quadratic in
 	// list sizes); validateSemantics checks the same references by key.
 	if err := cand.ΛValidate(&ytypes.LeafrefOptions{IgnoreMissingData: true}); err != nil {
@@ -233,7 +233,7 @@ func (c *Core) validate(cand *gen.Device) error {
 	if err := checkKeys(cand); err != nil {
 		return err
 	}
-	if err := validateSemantics(cand); err != nil {
+	if err := validateSemantics(old, cand); err != nil {
 		return err
 	}
 	for _, r := range c.recs {

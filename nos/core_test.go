@@ -80,7 +80,7 @@ func TestSetRejectsAndKeepsRunning(t *testing.T) {
 		},
 	})
 	var pe *PathError
-	if !errors.As(err, &pe) || !errors.Is(err, ErrInvalid) || !strings.Contains(pe.Path, "route-distinguisher") {
+	if !errors.As(err, &pe) || !errors.Is(err, ErrInvalid) || !strings.Contains(pe.Path, "[name=blue]/config/route-distinguisher") {
 		t.Fatalf("duplicate RD: err = %v", err)
 	}
 	after, _ := encodeConfig(c.Config())

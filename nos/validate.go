@@ -12,9 +12,10 @@ import (
 )
 
 // validateSemantics checks the rules the schema cannot express. Errors are
-// PathErrors naming the offending leaf. Lists are walked in key order so the
-// same candidate always yields the same error.
-func validateSemantics(d *gen.Device) error {
+// PathErrors naming the offending leaf; where two entries conflict, the one
+// the change touched is named (old is the running configuration). Lists are
+// walked in key order so the same candidate always yields the same error.
+func validateSemantics(old, d *gen.Device) error {
 	nis := NetworkInstances(d)
 	rds := map[string]string{} // rd → VRF that has it
 	pools := map[string][]netip.Prefix{}
@@ -44,7 +45,11 @@ func validateSemantics(d *gen.Device) error {
 				return invalidf(base+"/config/route-distinguisher", "%q: %v", rd, err)
 			}
 			if other, dup := rds[rd]; dup {
-				return invalidf(base+"/config/route-distinguisher", "%q is already used by network instance %q", rd, other)
+				// Name the instance whose RD is new, not the one that had it.
+				if NetworkInstances(old)[name].GetConfig().GetRouteDistinguisher() != rd {
+					return invalidf(base+"/config/route-distinguisher", "%q is already used by network instance %q", rd, other)
+				}
+				return invalidf(fmt.Sprintf("/network-instances/network-instance[name=%s]/config/route-distinguisher", other), "%q is already used by network instance %q", rd, name)
 			}
 			rds[rd] = name
 			for _, leaf := range []struct {
