@@ -39,20 +39,21 @@ type Dataplane struct {
 	nl  *netlink.Handle
 	udp *net.UDPConn
 
-	mu        sync.Mutex // guards every field below
-	vrfs      map[string]uint32
-	groups    *groupTable
-	routes    map[routeKey]routeEntry // installed routes
-	links     map[string]link.Link
-	tunnel    tunnelState
-	endpoints map[netip.Addr]Endpoint
-	resolved  map[netip.Addr]net.HardwareAddr // endpoint → MAC found by ResolveOnce
-	ifSlots   map[int]uint32                  // attached ifindex → slot
-	ifTable   *slotTable
-	epSlots   map[netip.Addr]uint32 // endpoint → slot
-	epRefs    map[uint32]int        // endpoint slot → groups using it
-	epTable   *slotTable
-	adopted   bool
+	mu           sync.Mutex // guards every field below
+	vrfs         map[string]uint32
+	groups       *groupTable
+	routes       map[routeKey]routeEntry // installed routes
+	routeDeletes int                     // deletions since routes was last rebuilt
+	links        map[string]link.Link
+	tunnel       tunnelState
+	endpoints    map[netip.Addr]Endpoint
+	resolved     map[netip.Addr]net.HardwareAddr // endpoint → MAC found by ResolveOnce
+	ifSlots      map[int]uint32                  // attached ifindex → slot
+	ifTable      *slotTable
+	epSlots      map[netip.Addr]uint32 // endpoint → slot
+	epRefs       map[uint32]int        // endpoint slot → groups using it
+	epTable      *slotTable
+	adopted      bool
 }
 
 // Open loads the forwarder, or adopts the one pinned under cfg.BPFFS by an

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -363,6 +364,12 @@ func (d *Dataplane) routeKey(k RouteKey, create bool) (routeKey, error) {
 	return routeKey{vrf: vrf, addr: p.Addr().As4(), bits: uint8(p.Bits())}, nil
 }
 
+// nexthopSlice identifies a caller's slice of next hops within one call.
+type nexthopSlice struct {
+	first *NextHop
+	n     int
+}
+
 // SetRoutes installs or replaces routes in one batch. /32 routes go to the
 // exact-match table while it has room, the others to the LPM trie.
 func (d *Dataplane) SetRoutes(routes []Route) error {
@@ -375,7 +382,12 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 		hostVals []forwarderRoute
 		hostRKs  []routeKey
 		release  []uint32
+		// Routes built from one next-hop slice share its canonical form.
+		memo = map[nexthopSlice]uint32{}
 	)
+	if len(d.routes) == 0 && len(routes) > 1024 {
+		d.routes = make(map[routeKey]routeEntry, len(routes))
+	}
 	for _, r := range routes {
 		k, err := d.routeKey(r.RouteKey, true)
 		if err != nil {
@@ -385,8 +397,14 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 		var gid uint32
 		switch {
 		case len(r.NextHops) > 0 && r.Interface == 0:
-			if gid, err = d.acquireGroup(r.NextHops); err != nil {
+			ms := nexthopSlice{&r.NextHops[0], len(r.NextHops)}
+			if id, ok := memo[ms]; ok {
+				gid = id
+				d.groups.refs[gid]++
+			} else if gid, err = d.acquireGroup(r.NextHops); err != nil {
 				return fmt.Errorf("set route %v in %q: %w", r.Prefix, r.VRF, err)
+			} else {
+				memo[ms] = gid
 			}
 			v = forwarderRoute{Kind: routeRemote, Id: gid}
 		case len(r.NextHops) == 0 && r.Interface > 0:
@@ -463,6 +481,12 @@ func (d *Dataplane) DeleteRoutes(keys []RouteKey) error {
 		} else {
 			bk = append(bk, k.bpf())
 		}
+	}
+	// Deleted entries leave tombstones that slow every later lookup; a
+	// table that lost most of its routes is rebuilt.
+	if d.routeDeletes += len(hk) + len(bk); d.routeDeletes > 2*len(d.routes)+4096 {
+		d.routes = maps.Clone(d.routes)
+		d.routeDeletes = 0
 	}
 	if err := batchDelete(d.maps.HostRoutes, hk); err != nil {
 		return fmt.Errorf("delete %d host routes: %w", len(hk), err)
