@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
@@ -269,5 +270,36 @@ func TestMTUOverride(t *testing.T) {
 	}
 	if mtu := r.(*current.Result).Interfaces[1].Mtu; mtu != 1400 {
 		t.Fatalf("mtu = %d, want 1400", mtu)
+	}
+}
+
+func TestOlderSpecVersions(t *testing.T) {
+	e := newEnv(t, daemon.Config{})
+	e.d.AddVRF("red", "65000:1", "10.1.0.0/24")
+	for _, v := range []string{"0.4.0", "1.0.0"} {
+		t.Run(v, func(t *testing.T) {
+			pod := newNS(t)
+			id := "v" + strings.ReplaceAll(v, ".", "")
+			out, err := e.run((*Plugin).Add, argsFor(id, pod, e.conf("red", map[string]any{"cniVersion": v})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var head struct {
+				CNIVersion string `json:"cniVersion"`
+			}
+			if err := json.Unmarshal(out, &head); err != nil || head.CNIVersion != v {
+				t.Fatalf("result %s: version %q, %v", out, head.CNIVersion, err)
+			}
+			var prev map[string]any
+			if err := json.Unmarshal(out, &prev); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.run((*Plugin).Check, argsFor(id, pod, e.conf("red", map[string]any{"cniVersion": v, "prevResult": prev}))); err != nil {
+				t.Fatalf("check: %v", err)
+			}
+			if _, err := e.run((*Plugin).Del, argsFor(id, pod, e.conf("red", map[string]any{"cniVersion": v}))); err != nil {
+				t.Fatalf("del: %v", err)
+			}
+		})
 	}
 }
