@@ -125,13 +125,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	defer store.Close()
 
-	recs, closeRecs, err := reconcilers(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeRecs()
-
-	core, err := nos.New(store, nos.WithLogger(log), nos.WithTarget(cfg.Target), nos.WithReconcilers(recs...))
+	core, err := nos.New(store, nos.WithLogger(log), nos.WithTarget(cfg.Target), nos.WithReconcilers(reconcilers(cfg, log)...))
 	if err != nil {
 		return err
 	}

@@ -139,6 +139,9 @@ func waitReady(t *testing.T, c gpb.GNMIClient, ctx context.Context, d *proc) {
 func TestRestartKeepsConfig(t *testing.T) {
 	bin := buildDaemon(t)
 	dir := t.TempDir()
+	// The dataplane mounts a private bpffs for its pins; take it away before
+	// the directory is removed.
+	t.Cleanup(func() { syscall.Unmount(filepath.Join(dir, "bpf"), syscall.MNT_DETACH) })
 	hash, err := server.HashPassword("s3cret")
 	if err != nil {
 		t.Fatal(err)

@@ -4,16 +4,20 @@ import (
 	"log/slog"
 
 	"github.com/isthmus-net/isthmus/bgp"
+	"github.com/isthmus-net/isthmus/dataplane"
 	"github.com/isthmus-net/isthmus/nos"
 )
 
 // reconcilers builds the reconcilers in the order commits reach them:
-// forwarding state is programmed before BGP advertises it. The returned
-// func releases what they hold (pinned forwarding state stays).
-func reconcilers(cfg config, log *slog.Logger) ([]nos.Reconciler, func(), error) {
+// forwarding state is programmed before BGP advertises it.
+func reconcilers(cfg config, log *slog.Logger) []nos.Reconciler {
 	b := bgp.New(bgp.Config{
 		Logger:      log.With("component", "bgp"),
 		GRPCAddress: cfg.BGP.GRPCAddress,
 	})
-	return []nos.Reconciler{b}, func() {}, nil
+	dp := dataplane.New(dataplane.ReconcilerConfig{Config: dataplane.Config{
+		BPFFS:  cfg.Dataplane.BPFFS,
+		Logger: log.With("component", "dataplane"),
+	}})
+	return []nos.Reconciler{dp, b}
 }
