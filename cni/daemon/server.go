@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -46,6 +47,7 @@ type Server struct {
 	log   *slog.Logger
 	ready func() error
 	group *groupCommitter
+	locks keyLocks // one ADD, DEL or GC at a time per attachment
 }
 
 var _ api.Server = (*Server)(nil)
@@ -111,6 +113,7 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 	if err != nil {
 		return nil, err
 	}
+	defer s.locks.lock(recordKey(req.AttachmentID))()
 	var pools []netip.Prefix
 	var mtu int
 	err = s.core.Read(func(cfg, _ *gen.Device) error {
@@ -211,6 +214,7 @@ func (s *Server) Del(ctx context.Context, req *api.DelRequest) (*api.DelResponse
 	if err := checkID(req.AttachmentID); err != nil {
 		return nil, err
 	}
+	defer s.locks.lock(recordKey(req.AttachmentID))()
 	var a *api.Attachment
 	err := s.db.View(func(tx *bolt.Tx) (err error) {
 		a, err = getRecord(tx, req.AttachmentID)
@@ -299,19 +303,42 @@ func (s *Server) GC(ctx context.Context, req *api.GCRequest) (*api.GCResponse, e
 	for _, id := range req.Valid {
 		valid[id] = true
 	}
-	var stale []api.Attachment
-	err := s.db.View(func(tx *bolt.Tx) error {
-		all, err := allRecords(tx)
-		for _, a := range all {
-			if a.Network == req.Network && !valid[a.AttachmentID] {
-				stale = append(stale, a)
+	staleRecords := func() ([]api.Attachment, error) {
+		var stale []api.Attachment
+		err := s.db.View(func(tx *bolt.Tx) error {
+			all, err := allRecords(tx)
+			for _, a := range all {
+				if a.Network == req.Network && !valid[a.AttachmentID] {
+					stale = append(stale, a)
+				}
 			}
-		}
-		return err
-	})
+			return err
+		})
+		return stale, err
+	}
+	stale, err := staleRecords()
 	if err != nil {
 		return nil, err
 	}
+	if len(stale) == 0 {
+		return &api.GCResponse{}, nil
+	}
+	keys := make([]string, len(stale))
+	for i, a := range stale {
+		keys[i] = recordKey(a.AttachmentID)
+	}
+	defer s.locks.lock(keys...)()
+	// Under the locks, look again: a DEL may have come first. Attachments
+	// that appeared since were not locked and are left for the next GC.
+	locked := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		locked[k] = true
+	}
+	again, err := staleRecords()
+	if err != nil {
+		return nil, err
+	}
+	stale = slices.DeleteFunc(again, func(a api.Attachment) bool { return !locked[recordKey(a.AttachmentID)] })
 	if len(stale) == 0 {
 		return &api.GCResponse{}, nil
 	}
