@@ -105,8 +105,9 @@ func (s *Server) dumpAll(ctx context.Context, snd *sender, sub *subscription) er
 }
 
 // receiver reads the client's requests after the first one. For POLL it
-// passes each Poll on polls; any other request is an error. EOF (the
-// client closed its side) is not: the subscription goes on.
+// passes each Poll on polls, and EOF (the client closed its side) ends
+// the subscription; any other request is an error. For STREAM, EOF is not
+// an error: the subscription goes on.
 //
 // It ends on a receive error or when the RPC's context does; gRPC cancels
 // that context when Subscribe returns, so Subscribe waits for it only when
@@ -126,6 +127,9 @@ func startReceiver(ctx context.Context, stream gpb.GNMI_SubscribeServer, poll bo
 			req, err := stream.Recv()
 			switch {
 			case errors.Is(err, io.EOF):
+				if poll {
+					r.errc <- err // no more polls: the RPC is done
+				}
 				return
 			case err != nil:
 				r.errc <- err
@@ -168,6 +172,9 @@ func (s *Server) poll(ctx context.Context, stream gpb.GNMI_SubscribeServer, snd 
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-r.errc:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
 			return err
 		case <-r.polls:
 			if err := s.dumpAll(ctx, snd, sub); err != nil {

@@ -33,7 +33,11 @@ var fanouts struct {
 }
 
 // fanout returns the fanout of the core's cache, installing it as the
-// cache's client the first time.
+// cache's client the first time. The cache reads its client without a
+// lock, so installing it while the core publishes is a (benign, one
+// pointer) data race; calling this once before the core starts publishing
+// state, for example from New, avoids it. A fanout lives as long as the
+// process, one per cache.
 func (s *Server) fanout() *fanout {
 	c := s.core.Cache()
 	fanouts.mu.Lock()

@@ -130,9 +130,11 @@ func TestSubscribePoll(t *testing.T) {
 			t.Fatalf("poll: %d counters, want 6: %v", len(got.vals), keys(got.vals))
 		}
 	}
+	// Closing the client's side ends a POLL subscription.
 	if err := st.CloseSend(); err != nil {
 		t.Fatal(err)
 	}
+	expectEOF(t, st)
 }
 
 func TestSubscribeRejects(t *testing.T) {
