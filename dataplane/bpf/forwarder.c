@@ -218,8 +218,12 @@ static __always_inline int encap_mpls(struct __sk_buff *skb, struct tunnel *t,
 {
 	__u32 transport = ep->transport_label;
 	int room = transport ? 8 : 4;
-	if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
-		return -1;
+	if (skb->gso_size) {
+		if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+			return -1;
+	} else if (bpf_skb_change_head(skb, room, 0)) {
+		return -1; /* the Ethernet header is rewritten whole below */
+	}
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
