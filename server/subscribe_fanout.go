@@ -3,6 +3,7 @@ package server
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/openconfig/gnmi/cache"
 	"github.com/openconfig/gnmi/ctree"
@@ -23,7 +24,8 @@ const maxPending = 1 << 18
 // subscriptions whose paths match it. It is the cache's only client (a
 // cache has one client slot), so every Server on the same core shares it.
 type fanout struct {
-	m *match.Match
+	m        *match.Match
+	watchers atomic.Int64 // registered watchers; none: changes are dropped at once
 }
 
 // fanouts holds the fanout of each cache.
@@ -55,16 +57,30 @@ func (s *Server) fanout() *fanout {
 }
 
 // change is one update or delete of one leaf, as it travels from the
-// cache to the subscribers' queues. It is shared and never modified.
+// cache to the subscribers' queues. It is shared between them.
 type change struct {
 	n    *gpb.Notification // the cache's notification: one update or one delete
 	path []string          // the leaf's path in cache form
-	key  string            // path joined, the coalescing key
+	// key is path joined, the coalescing key. It is computed by the first
+	// queue the change reaches; all of them are reached from the cache
+	// writer's goroutine, one after the other, so it needs no lock.
+	key string
+}
+
+// coalescingKey returns c.key, computing it the first time.
+func (c *change) coalescingKey() string {
+	if c.key == "" {
+		c.key = strings.Join(c.path, "\x00")
+	}
+	return c.key
 }
 
 // update is the cache client: it runs in the goroutine that changed the
 // cache and must never block.
 func (f *fanout) update(l *ctree.Leaf) {
+	if f.watchers.Load() == 0 {
+		return
+	}
 	n, ok := l.Value().(*gpb.Notification)
 	if !ok {
 		return
@@ -82,7 +98,7 @@ func (f *fanout) deliver(n *gpb.Notification, p *gpb.Path) {
 	if len(full) == 0 || full[0] == metadata.Root {
 		return // the cache's own metadata, or a whole-target delete
 	}
-	f.m.Update(&change{n: n, path: full, key: strings.Join(full, "\x00")}, full)
+	f.m.Update(&change{n: n, path: full}, full)
 }
 
 // cachePath returns the path of a leaf as the cache indexes it: element
@@ -121,6 +137,7 @@ func cachePath(prefix, p *gpb.Path) []string {
 // any of exclude, and returns a function that unregisters it.
 func (f *fanout) watch(q *queue, qs, exclude []query) (remove func()) {
 	w := &watcher{q: q, exclude: exclude}
+	f.watchers.Add(1)
 	var removes []func()
 	for _, qu := range qs {
 		removes = append(removes, f.m.AddQuery(qu, w))
@@ -129,6 +146,7 @@ func (f *fanout) watch(q *queue, qs, exclude []query) (remove func()) {
 		for _, r := range removes {
 			r()
 		}
+		f.watchers.Add(-1)
 	}
 }
 
@@ -172,13 +190,14 @@ func newQueue() *queue {
 
 // push adds c, replacing a pending change of the same leaf.
 func (q *queue) push(c *change) {
+	key := c.coalescingKey()
 	q.mu.Lock()
-	if i, ok := q.index[c.key]; ok {
+	if i, ok := q.index[key]; ok {
 		q.pending[i] = c
 	} else if len(q.pending) >= maxPending {
 		q.overflow = true
 	} else {
-		q.index[c.key] = len(q.pending)
+		q.index[key] = len(q.pending)
 		q.pending = append(q.pending, c)
 	}
 	q.mu.Unlock()
