@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +24,9 @@ type fakePeer struct {
 	id   netip.Addr
 	ln   net.Listener
 	conn net.Conn
-	w    *bufio.Writer
+
+	mu sync.Mutex // guards w: keepalives go between whole messages
+	w  *bufio.Writer
 }
 
 // newFakePeer listens on addr:port.
@@ -66,9 +69,11 @@ func (f *fakePeer) accept() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	f.mu.Lock()
 	f.write(open)
 	f.write(bgp.NewBGPKeepAliveMessage())
 	f.flush()
+	f.mu.Unlock()
 	for {
 		m, err := readMsg(conn)
 		if err != nil {
@@ -88,8 +93,14 @@ func (f *fakePeer) accept() {
 	go func() {
 		ka, _ := bgp.NewBGPKeepAliveMessage().Serialize()
 		for {
-			time.Sleep(20 * time.Second)
-			if _, err := conn.Write(ka); err != nil {
+			time.Sleep(10 * time.Second)
+			f.mu.Lock()
+			_, err := f.w.Write(ka)
+			if err == nil {
+				err = f.w.Flush()
+			}
+			f.mu.Unlock()
+			if err != nil {
 				return
 			}
 		}
@@ -118,11 +129,19 @@ func (f *fakePeer) flush() {
 
 // sendAll writes pre-serialized messages and an End-of-RIB.
 func (f *fakePeer) sendAll(msgs [][]byte) {
-	for _, b := range msgs {
-		f.writeRaw(b)
+	for len(msgs) > 0 {
+		n := min(len(msgs), 256)
+		f.mu.Lock()
+		for _, b := range msgs[:n] {
+			f.writeRaw(b)
+		}
+		f.mu.Unlock()
+		msgs = msgs[n:]
 	}
+	f.mu.Lock()
 	f.write(bgp.NewEndOfRib(bgp.RF_IPv4_VPN))
 	f.flush()
+	f.mu.Unlock()
 }
 
 func readMsg(r io.Reader) (*bgp.BGPMessage, error) {

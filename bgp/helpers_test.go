@@ -111,7 +111,7 @@ func (h hostConf) build(d *gen.Device) {
 
 // node is one Isthmus host in a test: a core with only the BGP reconciler.
 type node struct {
-	t    *testing.T
+	t    testing.TB
 	core *nos.Core
 	bgp  *Reconciler
 	dir  string
@@ -132,9 +132,15 @@ func startNode(t *testing.T, cfg Config) *node {
 	return startNodeIn(t, t.TempDir(), cfg)
 }
 
+// startNodeB is startNode for benchmarks.
+func startNodeB(b *testing.B, cfg Config) *node {
+	b.Helper()
+	return startNodeIn(b, b.TempDir(), cfg)
+}
+
 // startNodeIn starts a core in dir, restoring what an earlier node there
 // committed.
-func startNodeIn(t *testing.T, dir string, cfg Config) *node {
+func startNodeIn(t testing.TB, dir string, cfg Config) *node {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -186,6 +192,9 @@ func (n *node) restartBGP(ctx context.Context) {
 		n.t.Fatalf("apply after restart: %v", err)
 	}
 }
+
+// commitB is commit for benchmarks.
+func (n *node) commitB(_ *testing.B, h hostConf) { n.commit(h) }
 
 // commit applies a host configuration.
 func (n *node) commit(h hostConf) {

@@ -22,7 +22,7 @@ func globalToAPI(g globalSpec) *api.Global {
 		RouterId:         g.routerID.String(),
 		ListenPort:       g.listenPort,
 		ListenAddresses:  append([]string(nil), g.listenAddresses...),
-		UseMultiplePaths: true,
+		UseMultiplePaths: !g.singlePath,
 	}
 }
 

@@ -48,7 +48,7 @@ type Reconciler struct {
 	lvl *slog.LevelVar
 	rib *rib // replaced only by Start, before the loops that use it run
 
-	mu       sync.Mutex // guards core, ctx, sp, applied, exported, restart, peers, eor, stale, synced
+	mu       sync.Mutex // guards core, ctx, sp, applied, exported, restart, peers, eor, stale, synced, counters*
 	core     *nos.Core
 	ctx      context.Context // Start's context: lifetime of the speaker and loops
 	sp       *speaker
@@ -59,6 +59,12 @@ type Reconciler struct {
 	eor      map[netip.Addr]bool
 	stale    map[nos.RouteKey]bool // FIB routes from before a restart, not yet confirmed
 	synced   bool                  // initial convergence after Start is over
+	eorAt    time.Time             // when the last End-of-RIB arrived
+
+	counters      map[netip.Addr]peerCounters // GoBGP's, cached (see gobgpCounters)
+	countersAt    time.Time
+	countersFrom  *speaker
+	countersStale bool
 
 	flushWake chan struct{}
 	stateWake chan struct{}
@@ -374,6 +380,7 @@ func (r *Reconciler) onEor(p *apiutil.Path, _ time.Time) {
 	}
 	r.mu.Lock()
 	r.eor[p.PeerAddress] = true
+	r.eorAt = time.Now()
 	r.mu.Unlock()
 	r.signalFlush()
 }

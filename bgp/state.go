@@ -18,8 +18,13 @@ import (
 
 // stateInterval is the shortest time between two state publications: a
 // burst of route changes produces one update of the counters, not one per
-// route.
-const stateInterval = time.Second
+// route. GoBGP's own per-peer counters (received, sent) cost a walk of the
+// whole table under GoBGP's lock, so they are read at most every
+// gobgpCountersInterval, and when a session changes state.
+const (
+	stateInterval         = time.Second
+	gobgpCountersInterval = 30 * time.Second
+)
 
 // peerStatus is what the peer-state events tell about one session.
 type peerStatus struct {
@@ -55,6 +60,9 @@ func (r *Reconciler) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Tim
 	if st != bgp.BGP_FSM_ESTABLISHED && ps.state == bgp.BGP_FSM_ESTABLISHED {
 		r.log.Info("bgp session down", "neighbor", addr, "reason", ev.Peer.State.DisconnectMessage)
 		delete(r.eor, addr)
+	}
+	if st != ps.state {
+		r.countersStale = true
 	}
 	ps.state = st
 	ps.localAddress = ev.Peer.Transport.LocalAddress
@@ -145,7 +153,7 @@ func (r *Reconciler) publishState(ctx context.Context) error {
 	if s.sp == nil || s.bgpPath == "" {
 		return errors.Join(errs...)
 	}
-	counters, err := s.sp.counters(ctx)
+	counters, err := r.gobgpCounters(ctx, s.sp)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -161,6 +169,26 @@ func (r *Reconciler) publishState(ctx context.Context) error {
 		errs = append(errs, r.publishNeighbor(s, addr, n, counters[addr], rc, now)...)
 	}
 	return errors.Join(errs...)
+}
+
+// gobgpCounters returns GoBGP's per-peer counters, read again when they
+// are older than gobgpCountersInterval or a session changed state.
+func (r *Reconciler) gobgpCounters(ctx context.Context, sp *speaker) (map[netip.Addr]peerCounters, error) {
+	r.mu.Lock()
+	fresh := r.countersFrom == sp && time.Since(r.countersAt) < gobgpCountersInterval && !r.countersStale
+	cached := r.counters
+	r.mu.Unlock()
+	if fresh {
+		return cached, nil
+	}
+	c, err := sp.counters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.counters, r.countersAt, r.countersFrom, r.countersStale = c, time.Now(), sp, false
+	r.mu.Unlock()
+	return c, nil
 }
 
 func sumRoutes(m map[string]int) int {
