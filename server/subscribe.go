@@ -29,7 +29,10 @@ import (
 //     10 s), every other leaf ON_CHANGE.
 //     heartbeat_interval on ON_CHANGE re-sends every leaf at that interval.
 //
-// updates_only skips the initial leaves (sync_response is still sent).
+// Encodings: PROTO sends the cache's scalar TypedValues as they are; JSON
+// and JSON_IETF send each leaf as a JSON scalar (RFC 7951 rules for
+// JSON_IETF). updates_only skips the initial leaves (sync_response is
+// still sent).
 // Paths may use "*" and "..." and omit list keys. Leaves that changed at
 // the same time travel in one notification whose timestamp is theirs
 // (for samples, the sample time); update paths are full paths, and the
@@ -69,9 +72,8 @@ func (s *Server) Subscribe(stream gpb.GNMI_SubscribeServer) error {
 	default:
 		err = s.streamSub(ctx, stream, snd, sub)
 	}
-	if err != nil && ctx.Err() == nil {
-		s.log.Debug("gnmi subscribe ended", "mode", sub.mode, "sent", snd.sent, "err", err)
-	}
+	// The error, if any, goes to the client, not to the log.
+	s.log.Debug("gnmi subscribe ended", "mode", sub.mode, "sent", snd.sent)
 	return toStatus(err)
 }
 

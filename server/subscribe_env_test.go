@@ -166,8 +166,8 @@ func untilSync(tb testing.TB, st gpb.GNMI_SubscribeClient) *received {
 	}
 }
 
-// until reads notifications until done reports true for what was seen.
-func until(tb testing.TB, st gpb.GNMI_SubscribeClient, done func(r *received, last *gpb.Notification) bool) *received {
+// recvUntil reads notifications until done reports true for what was seen.
+func recvUntil(tb testing.TB, st gpb.GNMI_SubscribeClient, done func(r *received, last *gpb.Notification) bool) *received {
 	tb.Helper()
 	r := &received{}
 	for {

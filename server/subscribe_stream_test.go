@@ -24,13 +24,13 @@ func TestSubscribeStreamOnChange(t *testing.T) {
 	))
 	got := untilSync(t, st)
 	if !proto.Equal(got.vals[rdBlue], strVal("65000:2")) || !proto.Equal(got.vals[inPkts], uintVal(1)) {
-		t.Fatalf("initial sync lacks values: %v", keys(got.vals))
+		t.Fatalf("initial sync lacks values: %v", pathKeys(got.vals))
 	}
 
 	// A commit that changes one leaf streams that leaf.
 	descr := "/network-instances/network-instance[name=red]/config/description"
 	e.setVRF(t, "red", "65000:1", "tenant red, renamed")
-	until(t, st, func(r *received, _ *gpb.Notification) bool {
+	recvUntil(t, st, func(r *received, _ *gpb.Notification) bool {
 		return proto.Equal(r.vals[descr], strVal("tenant red, renamed"))
 	})
 
@@ -40,17 +40,17 @@ func TestSubscribeStreamOnChange(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	until(t, st, func(r *received, _ *gpb.Notification) bool { return r.deletes[rdBlue] })
+	recvUntil(t, st, func(r *received, _ *gpb.Notification) bool { return r.deletes[rdBlue] })
 
 	// State: an update, then the removal of the whole subtree.
 	e.setCounters(t, "eth0", false, 2)
-	until(t, st, func(r *received, _ *gpb.Notification) bool {
+	recvUntil(t, st, func(r *received, _ *gpb.Notification) bool {
 		return proto.Equal(r.vals[inPkts], uintVal(2)) && proto.Equal(r.vals[operUp], strVal("DOWN"))
 	})
 	if err := e.core.DeleteState("/interfaces/interface[name=eth0]/state"); err != nil {
 		t.Fatal(err)
 	}
-	until(t, st, func(r *received, _ *gpb.Notification) bool { return r.deletes[inPkts] && r.deletes[operUp] })
+	recvUntil(t, st, func(r *received, _ *gpb.Notification) bool { return r.deletes[inPkts] && r.deletes[operUp] })
 }
 
 func TestSubscribeStreamUpdatesOnly(t *testing.T) {
@@ -63,10 +63,10 @@ func TestSubscribeStreamUpdatesOnly(t *testing.T) {
 		Subscription: []*gpb.Subscription{subAt("/network-instances", gpb.SubscriptionMode_ON_CHANGE)},
 	})
 	if got := untilSync(t, st); len(got.vals) != 0 {
-		t.Fatalf("updates_only sent the current leaves: %v", keys(got.vals))
+		t.Fatalf("updates_only sent the current leaves: %v", pathKeys(got.vals))
 	}
 	e.setVRF(t, "red", "65000:9", "tenant red")
-	r := until(t, st, func(r *received, _ *gpb.Notification) bool { return r.vals[rdRed] != nil })
+	r := recvUntil(t, st, func(r *received, _ *gpb.Notification) bool { return r.vals[rdRed] != nil })
 	if !proto.Equal(r.vals[rdRed], ietfVal(`"65000:9"`)) {
 		t.Fatalf("rd = %v", r.vals[rdRed])
 	}
@@ -88,11 +88,11 @@ func TestSubscribeStreamSample(t *testing.T) {
 		e.setCounters(t, "eth0", true, 1)
 		st := e.subscribe(t, sample(false, 0))
 		if got := untilSync(t, st); len(got.vals) != 6 {
-			t.Fatalf("first sample: %v", keys(got.vals))
+			t.Fatalf("first sample: %v", pathKeys(got.vals))
 		}
 		// Unchanged leaves come again, every sample, all six at once.
 		for range 3 {
-			until(t, st, func(_ *received, n *gpb.Notification) bool {
+			recvUntil(t, st, func(_ *received, n *gpb.Notification) bool {
 				if len(n.GetUpdate()) != 6 {
 					t.Fatalf("sample with %d leaves, want 6", len(n.GetUpdate()))
 				}
@@ -103,20 +103,20 @@ func TestSubscribeStreamSample(t *testing.T) {
 		if err := e.core.DeleteState(counters); err != nil {
 			t.Fatal(err)
 		}
-		until(t, st, func(r *received, _ *gpb.Notification) bool { return r.deletes[inPkts] })
+		recvUntil(t, st, func(r *received, _ *gpb.Notification) bool { return r.deletes[inPkts] })
 	})
 	t.Run("suppress redundant", func(t *testing.T) {
 		e := newSubEnv(t)
 		e.setCounters(t, "eth0", true, 1)
 		st := e.subscribe(t, sample(true, 0))
 		if got := untilSync(t, st); len(got.vals) != 6 {
-			t.Fatalf("first sample: %v", keys(got.vals))
+			t.Fatalf("first sample: %v", pathKeys(got.vals))
 		}
 		// Only changed leaves: in/out packets and octets, not the drops.
 		e.setCounters(t, "eth0", true, 2)
-		r := until(t, st, func(r *received, _ *gpb.Notification) bool { return len(r.vals) >= 4 })
+		r := recvUntil(t, st, func(r *received, _ *gpb.Notification) bool { return len(r.vals) >= 4 })
 		if len(r.vals) != 4 || !proto.Equal(r.vals[inPkts], uintVal(2)) {
-			t.Fatalf("after a change: leaves %v", keys(r.vals))
+			t.Fatalf("after a change: leaves %v", pathKeys(r.vals))
 		}
 		for p := range r.vals {
 			if strings.HasSuffix(p, "drops") {
@@ -130,7 +130,7 @@ func TestSubscribeStreamSample(t *testing.T) {
 		st := e.subscribe(t, sample(true, 300e6))
 		untilSync(t, st)
 		// Nothing changes, yet the heartbeat sends every leaf again.
-		r := until(t, st, func(r *received, _ *gpb.Notification) bool { return len(r.vals) == 6 })
+		r := recvUntil(t, st, func(r *received, _ *gpb.Notification) bool { return len(r.vals) == 6 })
 		if !proto.Equal(r.vals[inPkts], uintVal(1)) {
 			t.Fatalf("heartbeat in-pkts = %v", r.vals[inPkts])
 		}
@@ -145,7 +145,7 @@ func TestSubscribeStreamOnChangeHeartbeat(t *testing.T) {
 	}))
 	untilSync(t, st)
 	// No change: the heartbeat re-sends the leaf.
-	until(t, st, func(r *received, _ *gpb.Notification) bool { return proto.Equal(r.vals[rdRed], strVal("65000:1")) })
+	recvUntil(t, st, func(r *received, _ *gpb.Notification) bool { return proto.Equal(r.vals[rdRed], strVal("65000:1")) })
 }
 
 func TestSubscribeStreamTargetDefined(t *testing.T) {
@@ -156,11 +156,11 @@ func TestSubscribeStreamTargetDefined(t *testing.T) {
 		SampleInterval: 100e6,
 	}))
 	if got := untilSync(t, st); len(got.vals) != 7 {
-		t.Fatalf("initial sync: want oper-status and 6 counters, got %v", keys(got.vals))
+		t.Fatalf("initial sync: want oper-status and 6 counters, got %v", pathKeys(got.vals))
 	}
 	// Counters are sampled: all six again although none changed, and
 	// without oper-status.
-	until(t, st, func(_ *received, n *gpb.Notification) bool {
+	recvUntil(t, st, func(_ *received, n *gpb.Notification) bool {
 		if len(n.GetUpdate()) != 6 {
 			t.Fatalf("counter sample has %d leaves: %v", len(n.GetUpdate()), n)
 		}
@@ -173,7 +173,7 @@ func TestSubscribeStreamTargetDefined(t *testing.T) {
 	})
 	// Other leaves stream on change, alone.
 	e.setCounters(t, "eth0", false, 1)
-	until(t, st, func(_ *received, n *gpb.Notification) bool {
+	recvUntil(t, st, func(_ *received, n *gpb.Notification) bool {
 		for _, u := range n.GetUpdate() {
 			if pathString(u.GetPath()) == operUp {
 				if len(n.GetUpdate()) != 1 || !proto.Equal(u.GetVal(), strVal("DOWN")) {
@@ -200,7 +200,7 @@ func TestSubscribeSlowClient(t *testing.T) {
 		e.publishCounters(t, ps, uint64(r))
 	}
 	want := uintVal(rounds)
-	got := until(t, st, func(r *received, _ *gpb.Notification) bool {
+	got := recvUntil(t, st, func(r *received, _ *gpb.Notification) bool {
 		for _, p := range ps {
 			if !proto.Equal(r.vals[pathString(p)], want) {
 				return false

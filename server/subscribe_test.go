@@ -80,7 +80,7 @@ func TestSubscribeOnce(t *testing.T) {
 			for p, want := range tc.want {
 				v, ok := got.vals[p]
 				if !ok {
-					t.Errorf("%s missing; got %v", p, keys(got.vals))
+					t.Errorf("%s missing; got %v", p, pathKeys(got.vals))
 					continue
 				}
 				if !proto.Equal(v, want) {
@@ -127,7 +127,7 @@ func TestSubscribePoll(t *testing.T) {
 			t.Fatalf("poll: in-pkts = %v, want %d", got.vals[inPkts], pkts)
 		}
 		if len(got.vals) != 6 {
-			t.Fatalf("poll: %d counters, want 6: %v", len(got.vals), keys(got.vals))
+			t.Fatalf("poll: %d counters, want 6: %v", len(got.vals), pathKeys(got.vals))
 		}
 	}
 	// Closing the client's side ends a POLL subscription.
@@ -226,7 +226,7 @@ func TestSubscribeRejects(t *testing.T) {
 	})
 }
 
-func keys[V any](m map[string]V) []string {
+func pathKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
