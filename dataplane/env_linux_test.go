@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -9,6 +10,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
+
+// quiet is the logger of dataplanes under test.
+var quiet = slog.New(slog.DiscardHandler)
 
 // requireRoot skips a privileged test, except in CI where it must run.
 func requireRoot(t testing.TB) {
@@ -50,6 +54,9 @@ func openTestWith(t testing.TB, cfg Config) *Dataplane {
 	dir := t.TempDir()
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	cfg.BPFFS = dir
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
 	d, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("open dataplane: %v", err)

@@ -165,9 +165,10 @@ func (d *Dataplane) loadPrograms(spec *ebpf.CollectionSpec, opts *ebpf.Collectio
 	}
 	d.progs.Close()
 	d.progs = forwarderPrograms{}
-	// The XDP decapsulator handles multi-buffer frames (it only touches
-	// the headers), so veth keeps GSO on its peer.
+	// Both XDP programs handle multi-buffer frames (they touch headers
+	// only), so they attach to veths whose MTU exceeds a page.
 	spec.Programs[forwarderProgUnderlayXdp].Flags |= unix.BPF_F_XDP_HAS_FRAGS
+	spec.Programs[forwarderProgPodXdp].Flags |= unix.BPF_F_XDP_HAS_FRAGS
 	if err := spec.LoadAndAssign(&d.progs, opts); err != nil {
 		return fmt.Errorf("load programs: %w", err)
 	}

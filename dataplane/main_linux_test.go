@@ -42,7 +42,7 @@ func runLoader(cfgJSON string, reload bool) error {
 			os.RemoveAll(o)
 		}
 	}
-	d, err := Open(Config{BPFFS: c.Dir})
+	d, err := Open(Config{BPFFS: c.Dir, Logger: quiet})
 	if err != nil {
 		return err
 	}

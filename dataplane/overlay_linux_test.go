@@ -172,7 +172,7 @@ func newOverlay(t testing.TB, encap Encap) *overlay {
 			h.cfg.Labels = append(h.cfg.Labels, lc)
 		}
 		err := h.ns.do(func() error {
-			d, err := Open(Config{BPFFS: h.cfg.Dir})
+			d, err := Open(Config{BPFFS: h.cfg.Dir, Logger: quiet})
 			if err != nil {
 				return err
 			}

@@ -303,6 +303,7 @@ func (r *Reconciler) applyFIB(changes []nos.RouteChange) {
 	var set []Route
 	var del []RouteKey
 	var unused []netip.Addr
+	local := r.applied.localRoutes()
 	for _, c := range changes {
 		k := RouteKey{VRF: c.VRF, Prefix: c.Prefix.Masked()}
 		for _, nh := range r.fib[k] {
@@ -311,10 +312,11 @@ func (r *Reconciler) applyFIB(changes []nos.RouteChange) {
 			}
 		}
 		delete(r.fib, k)
+		if _, local := local[k]; local {
+			continue // a local pod or static route wins over a learnt one
+		}
 		if c.Deleted || len(c.NextHops) == 0 {
-			if _, local := r.applied.localRoutes()[k]; !local {
-				del = append(del, k)
-			}
+			del = append(del, k)
 			continue
 		}
 		nhs := make([]NextHop, 0, len(c.NextHops))
