@@ -288,32 +288,44 @@ func (tb *Testbed) FRRAt(node string) *FRR {
 	return &FRR{Node: node, Dir: filepath.Join(tb.dir, "frr", node)}
 }
 
-// RouteTargets returns the route targets ("65000:100") FRR holds for one
+// RouteDetail is what FRR holds for one VPNv4 route, over all its paths.
+type RouteDetail struct {
+	// RTs are the route targets ("65000:100").
+	RTs []string
+	// Labels are the VPN labels received with the paths.
+	Labels []uint32
+}
+
+// RouteDetail returns the route targets and labels FRR holds for one
 // VPNv4 route.
-func (f *FRR) RouteTargets(ctx context.Context, rd, prefix string) ([]string, error) {
+func (f *FRR) RouteDetail(ctx context.Context, rd, prefix string) (RouteDetail, error) {
 	out, err := f.Vtysh(ctx, fmt.Sprintf("show bgp ipv4 vpn rd %s %s json", rd, prefix))
 	if err != nil {
-		return nil, err
+		return RouteDetail{}, err
 	}
 	var detail map[string]struct {
 		Paths []struct {
+			RemoteLabel  *uint32 `json:"remoteLabel"`
 			ExtCommunity struct {
 				String string `json:"string"`
 			} `json:"extendedCommunity"`
 		} `json:"paths"`
 	}
 	if err := json.Unmarshal(out, &detail); err != nil {
-		return nil, fmt.Errorf("decode route %s %s in %s: %w", rd, prefix, f.Node, err)
+		return RouteDetail{}, fmt.Errorf("decode route %s %s in %s: %w", rd, prefix, f.Node, err)
 	}
-	var rts []string
+	var d RouteDetail
 	for _, p := range detail[rd].Paths {
 		for _, c := range strings.Fields(p.ExtCommunity.String) {
-			if rt, ok := strings.CutPrefix(c, "RT:"); ok && !slices.Contains(rts, rt) {
-				rts = append(rts, rt)
+			if rt, ok := strings.CutPrefix(c, "RT:"); ok && !slices.Contains(d.RTs, rt) {
+				d.RTs = append(d.RTs, rt)
 			}
 		}
+		if p.RemoteLabel != nil {
+			d.Labels = append(d.Labels, *p.RemoteLabel)
+		}
 	}
-	return rts, nil
+	return d, nil
 }
 
 // WaitNoVPNRoute polls until bgpd holds no path for prefix, in any RD.

@@ -36,6 +36,9 @@ func FRRConfig(t *Topology, node string) (string, error) {
 	if n.BGP.RouteReflector {
 		fmt.Fprintf(&b, " bgp cluster-id %s\n", routerID)
 	}
+	if n.BGP.GracefulRestart {
+		b.WriteString(" bgp graceful-restart\n bgp graceful-restart notification\n")
+	}
 	var peers []string
 	for _, nb := range n.BGP.Neighbors {
 		addr, err := t.NeighborAddr(nb)

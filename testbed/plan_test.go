@@ -108,6 +108,7 @@ func TestFRRConfigMission(t *testing.T) {
 		" neighbor 10.10.0.11 remote-as 65000\n",
 		" neighbor 10.20.0.12 update-source 10.20.0.1\n",
 		" address-family ipv4 vpn\n",
+		" bgp graceful-restart\n",
 		"  neighbor 10.10.0.12 route-reflector-client\n",
 		"  network 192.168.200.0/24 rd 65000:200 label 200 route-map SET-RT-1\n",
 		"route-map SET-RT-1 permit 10\n set extcommunity rt 65000:100\n",

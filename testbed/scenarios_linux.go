@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -175,10 +176,11 @@ func runDCGateway(ctx context.Context, tb *Testbed, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		rts, err := frr.RouteTargets(ctx, rd, prefix)
+		d, err := frr.RouteDetail(ctx, rd, prefix)
 		if err != nil {
 			return err
 		}
+		rts := d.RTs
 		want := tenantRT(tb.topo, p.Tenant)
 		underlay, _ := tb.topo.UnderlayAddr(p.Host)
 		fmt.Fprintf(w, "  %s holds %s rd %s rt %v next hop %s (%s/%s)\n", frr.Node, prefix, rd, rts, r.Nexthop, p.Host, p.Tenant)
@@ -305,8 +307,7 @@ func runRestart(ctx context.Context, tb *Testbed, w io.Writer) error {
 	if err := tb.waitPodReach(ctx, src, dst.Address.String()); err != nil {
 		return err
 	}
-	const vrfState = "/network-instances/network-instance[name=red]/state"
-	before, err := tb.GnmiFlat(ctx, "c1", vrfState)
+	before, err := tb.restartWitness(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -331,17 +332,27 @@ func runRestart(ctx context.Context, tb *Testbed, w io.Writer) error {
 		return f.err
 	}
 	fmt.Fprintf(w, "  c1/red → d1/red: %d/%d replies\n", f.st.Received, f.st.Sent)
-	after, err := tb.GnmiFlat(ctx, "c1", vrfState)
+	after, err := tb.restartWitness(ctx, src)
 	if err != nil {
 		return err
 	}
-	for _, k := range []string{"label", "route-distinguisher"} {
-		b, a := before["network-instances/network-instance[name=red]/state/"+k], after["network-instances/network-instance[name=red]/state/"+k]
-		fmt.Fprintf(w, "  vrf red %s before %q after %q\n", k, b, a)
-		if a != b {
-			return fmt.Errorf("vrf red %s changed across the restart: %q → %q", k, b, a)
+	fmt.Fprintf(w, "  vrf red config, labels and the label dcgw holds for the pod: %d values, ", len(before))
+	var changed []string
+	for k, v := range before {
+		if after[k] != v {
+			changed = append(changed, fmt.Sprintf("%s: %q → %q", k, v, after[k]))
 		}
 	}
+	for k, v := range after {
+		if _, ok := before[k]; !ok {
+			changed = append(changed, fmt.Sprintf("%s: none → %q", k, v))
+		}
+	}
+	if len(changed) > 0 {
+		fmt.Fprintf(w, "%d changed\n", len(changed))
+		return fmt.Errorf("the restart changed %v", changed)
+	}
+	fmt.Fprintf(w, "unchanged\n")
 	if f.st.Received != f.st.Sent {
 		return fmt.Errorf("the restart lost %d packets (sequence numbers %v)", f.st.Sent-f.st.Received, f.st.Lost[:min(len(f.st.Lost), 10)])
 	}
@@ -380,7 +391,7 @@ func runServerRemoved(ctx context.Context, tb *Testbed, w io.Writer) error {
 	}
 	flowDone := make(chan flow, 1)
 	go func() {
-		st, err := tb.PodPing(ctx, src, PingOptions{To: survivor.Address.String(), Count: 1500, Interval: 10 * time.Millisecond})
+		st, err := tb.PodPing(ctx, src, PingOptions{To: survivor.Address.String(), Count: 3000, Interval: 10 * time.Millisecond})
 		flowDone <- flow{st, err}
 	}()
 	time.Sleep(time.Second)
@@ -397,7 +408,8 @@ func runServerRemoved(ctx context.Context, tb *Testbed, w io.Writer) error {
 		}
 	}()
 	start := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+	// Hold time (9s) plus the graceful-restart time the host advertised (10s).
+	wctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	err = frr.WaitNoVPNRoute(wctx, gone.Address.String()+"/32")
 	cancel()
 	if err != nil {
@@ -483,4 +495,36 @@ func runMPLSoMPLS(ctx context.Context, tb *Testbed, w io.Writer) error {
 		return fmt.Errorf("saw %d MPLS frames, fewer than the %d pings and replies", mpls, 2*st.Sent)
 	}
 	return nil
+}
+
+// restartWitness collects what a restart of isthmusd on the pod's host must
+// not change: the VRF's configuration and labels as gNMI shows them, and
+// the VPN label the gateway holds for the pod's /32.
+func (tb *Testbed) restartWitness(ctx context.Context, p *Pod) (map[string]string, error) {
+	vrf := "network-instances/network-instance[name=" + p.Tenant + "]"
+	leaves, err := tb.GnmiFlat(ctx, p.Host, "/"+vrf)
+	if err != nil {
+		return nil, err
+	}
+	w := map[string]string{}
+	for k, v := range leaves {
+		rest := strings.TrimPrefix(k, vrf+"/")
+		if strings.HasPrefix(rest, "config/") || strings.HasPrefix(rest, "state/label") {
+			w[rest] = v
+		}
+	}
+	frr, err := tb.gatewayFRR()
+	if err != nil {
+		return nil, err
+	}
+	rd, err := tb.TenantRD(p.Host, p.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	d, err := frr.RouteDetail(ctx, rd, p.Address.String()+"/32")
+	if err != nil {
+		return nil, err
+	}
+	w["dcgw label for "+p.Address.String()] = fmt.Sprint(d.Labels)
+	return w, nil
 }

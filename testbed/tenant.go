@@ -94,9 +94,10 @@ type setUpdate struct {
 
 // HostSetRequest renders the gnmic set request file (`gnmic set
 // --request-file`) that configures isthmusd on a host in one transaction:
-// the underlay interface and tunnel source, BGP with a VPNv4 session to
-// each router that serves the host, and a VRF for each tenant that has a
-// pool on the host (RD "<underlay>:<tenant number>").
+// the underlay interface and tunnel source, BGP with graceful restart and
+// a VPNv4 session to each router that serves the host, MPLS-over-MPLS
+// transport labels when the host has one, and a VRF for each tenant that
+// has a pool on the host (RD "<underlay>:<tenant number>").
 func HostSetRequest(t *Topology, host string) ([]byte, error) {
 	n, ok := t.Node(host)
 	if !ok || n.Role != RoleHost {
@@ -124,6 +125,10 @@ func HostSetRequest(t *Topology, host string) ([]byte, error) {
 		{Path: "/network-instances/network-instance[name=default]/config", Value: map[string]any{"name": "default", "type": "DEFAULT"}},
 		{Path: bgp + "/config", Value: map[string]any{"identifier": "BGP", "name": "bgp"}},
 		{Path: bgp + "/bgp/global/config", Value: map[string]any{"as": peers[0].ASN, "router-id": src.String()}},
+		// Peers keep a restarting host's routes (RFC 4724), so a daemon
+		// restart loses no traffic; a host that stays away is withdrawn
+		// after hold time + restart time.
+		{Path: bgp + "/bgp/global/graceful-restart/config", Value: map[string]any{"enabled": true, "restart-time": 10, "stale-routes-time": 30}},
 	}
 	for _, p := range peers {
 		nb := bgp + "/bgp/neighbors/neighbor[neighbor-address=" + p.Address.String() + "]"

@@ -112,6 +112,10 @@ type BGP struct {
 	ASN uint32 `yaml:"asn" json:"asn"`
 	// RouterID defaults to the node's underlay address.
 	RouterID string `yaml:"router_id,omitempty" json:"router_id,omitempty"`
+	// GracefulRestart keeps the routes of a peer that restarts, for the
+	// restart time it advertised (RFC 4724), also when it closed with a
+	// NOTIFICATION (RFC 8538).
+	GracefulRestart bool `yaml:"graceful_restart,omitempty" json:"graceful_restart,omitempty"`
 	// RouteReflector makes every iBGP neighbor a VPNv4 route-reflector client.
 	RouteReflector bool `yaml:"route_reflector,omitempty" json:"route_reflector,omitempty"`
 	// Neighbors are VPNv4 peers.
