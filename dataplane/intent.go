@@ -118,11 +118,19 @@ func intentOf(d *gen.Device) (intent, error) {
 		if err != nil || !src.Is4() {
 			return in, fmt.Errorf("tunnel/config/source-address: %q is not an ipv4 address", tc.GetSourceAddress())
 		}
+		// The MTU is the configured one, else the underlay interface's
+		// configured one, else (0) whatever the underlay link has.
+		mtu := 0
+		if tc.Mtu != nil {
+			mtu = int(tc.GetMtu())
+		} else if ul := nos.Interfaces(d)[tc.GetUnderlayInterface()].GetConfig(); ul != nil && ul.Mtu != nil {
+			mtu = int(ul.GetMtu())
+		}
 		in.Tunnel = &Tunnel{
 			Source:         src,
 			UDPPort:        tc.GetUdpPort(),
 			Underlay:       tc.GetUnderlayInterface(),
-			MTU:            int(tc.GetMtu()),
+			MTU:            mtu,
 			TransportLabel: tc.GetTransportLabel(),
 			MPLSoMPLS:      mplsOverMPLS,
 		}
@@ -131,15 +139,13 @@ func intentOf(d *gen.Device) (intent, error) {
 }
 
 // validate checks what only the dataplane knows: every pod's MTU leaves
-// room for its VRF's encapsulation under the tunnel MTU.
+// room for its VRF's encapsulation under the tunnel MTU, when the
+// configuration says what that MTU is.
 func (in intent) validate() error {
-	if in.Tunnel == nil {
+	if in.Tunnel == nil || in.Tunnel.MTU == 0 {
 		return nil
 	}
 	mtu := in.Tunnel.MTU
-	if mtu == 0 {
-		mtu = 1500
-	}
 	for name, p := range in.Pods {
 		over := OverheadMPLSoUDP
 		if in.VRFs[p.VRF].Encap == EncapMPLSoMPLS {

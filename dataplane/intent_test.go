@@ -83,6 +83,22 @@ func TestIntentOf(t *testing.T) {
 		},
 		labels: []labelTarget{{VRF: "blue", Prefix: netip.MustParsePrefix("10.1.0.2/32"), Interface: "veth2"}},
 	}, {
+		name: "tunnel mtu from the underlay interface's configuration",
+		dev: device(withVRF("red", 0, 0), withPod("veth1", "red", "", "0a:00:00:00:00:02", 8969), func(d *gen.Device) {
+			c := d.GetOrCreateTunnel().GetOrCreateConfig()
+			c.SourceAddress, c.UnderlayInterface = ygot.String("192.0.2.1"), ygot.String("eth0")
+			u := d.GetOrCreateInterfaces().GetOrCreateInterface("eth0").GetOrCreateConfig()
+			u.Name, u.Type, u.Mtu = ygot.String("eth0"), gen.IsthmusTypes_InterfaceType_UNDERLAY, ygot.Uint16(9001)
+		}),
+		want: intent{
+			Tunnel:    &Tunnel{Source: netip.MustParseAddr("192.0.2.1"), UDPPort: 6635, Underlay: "eth0", MTU: 9001},
+			Neighbors: map[netip.Addr]uint32{},
+			VRFs:      map[string]vrfIntent{"red": {Encap: EncapMPLSoUDP}},
+			Pods:      map[string]podIntent{"veth1": {VRF: "red", PeerMAC: "0a:00:00:00:00:02", MTU: 8969}},
+			Statics:   map[RouteKey]string{},
+		},
+		labels: []labelTarget{{VRF: "red"}},
+	}, {
 		name:    "bad peer mac",
 		dev:     device(withVRF("red", 0, 0), withPod("veth1", "red", "", "zz", 0)),
 		wantErr: "interfaces/interface[name=veth1]/config/pod/peer-mac-address",
