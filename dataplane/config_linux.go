@@ -197,6 +197,27 @@ func (d *Dataplane) SetTunnel(t Tunnel) error {
 	return nil
 }
 
+// ClearTunnel detaches the underlay programs and forgets the tunnel; pods
+// keep local forwarding, remote destinations are dropped as no-neighbor.
+func (d *Dataplane) ClearTunnel() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	if i := d.tunnel.ifindex; i != 0 {
+		errs = append(errs, d.detach(linkUnderlayTC, i), d.detach(linkUnderlayXDP, i))
+	}
+	if err := d.maps.TunnelConfig.Put(uint32(0), &forwarderTunnel{}); err != nil {
+		errs = append(errs, fmt.Errorf("clear tunnel: %w", err))
+	}
+	ifaces, err := d.Interfaces()
+	errs = append(errs, err)
+	for i := range ifaces {
+		errs = append(errs, d.setPodXDP(i, false))
+	}
+	d.tunnel = tunnelState{}
+	return errors.Join(errs...)
+}
+
 // setPodXDP attaches or detaches the pass-through XDP program on a pod
 // interface (see pod_xdp in bpf/forwarder.c for why).
 // Only veths need it: other pod interface types are left alone.

@@ -167,8 +167,13 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 		return errors.New("apply dataplane: not started")
 	}
 	have := r.applied
-	if want.Tunnel != nil && (have.Tunnel == nil || *want.Tunnel != *have.Tunnel) {
+	switch {
+	case want.Tunnel != nil && (have.Tunnel == nil || *want.Tunnel != *have.Tunnel):
 		if err := r.dp.SetTunnel(*want.Tunnel); err != nil {
+			return err
+		}
+	case want.Tunnel == nil && have.Tunnel != nil:
+		if err := r.dp.ClearTunnel(); err != nil {
 			return err
 		}
 	}
