@@ -48,10 +48,22 @@ func benchRun(b *testing.B, p *ebpf.Program, in []byte, wantRet uint32) {
 	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "harness-ns/pkt")
 }
 
+// BenchmarkEncapMPLSoUDP encapsulates toward a /24 (exact-match miss, then
+// the LPM trie) and toward a /32 (exact-match hit), the usual case for VPN
+// routes to pods.
 func BenchmarkEncapMPLSoUDP(b *testing.B) {
 	e := newPacketEnv(b)
-	frame, _ := podFrame(farAddr, 40000, 64, make([]byte, 64))
-	benchRun(b, e.d.progs.PodIngress, frame, tcRedirect)
+	host := netip.MustParseAddr("10.5.0.7")
+	must(b, e.d.SetRoutes([]Route{{RouteKey: RouteKey{VRF: "red", Prefix: netip.PrefixFrom(host, 32)},
+		NextHops: []NextHop{{Endpoint: remote2, Label: 100, Encap: EncapMPLSoUDP}}}}))
+	b.Run("prefix", func(b *testing.B) {
+		frame, _ := podFrame(farAddr, 40000, 64, make([]byte, 64))
+		benchRun(b, e.d.progs.PodIngress, frame, tcRedirect)
+	})
+	b.Run("host", func(b *testing.B) {
+		frame, _ := podFrame(host, 40000, 64, make([]byte, 64))
+		benchRun(b, e.d.progs.PodIngress, frame, tcRedirect)
+	})
 }
 
 func BenchmarkEncapMPLSoMPLS(b *testing.B) {
