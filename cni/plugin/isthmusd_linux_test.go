@@ -51,6 +51,8 @@ func buildIsthmusd(t *testing.T) string {
 type node struct {
 	t    *testing.T
 	host ns.NetNS
+	bin  string
+	args []string
 	cmd  *exec.Cmd
 	logs *strings.Builder
 	gnmi gpb.GNMIClient
@@ -90,13 +92,9 @@ func startNode(t *testing.T) *node {
 	}
 	bpffs := filepath.Join(dir, "bpf")
 	t.Cleanup(func() { syscall.Unmount(bpffs, syscall.MNT_DETACH) })
-	n.cmd = exec.Command(bin, "--insecure", "--target", "node1", "--data-dir", filepath.Join(dir, "data"),
-		"--gnmi-address", addr, "--bpffs", bpffs, "--cni-socket", n.sock, "--log-level", "warn")
-	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
-	var startErr error
-	if err := host.Do(func(ns.NetNS) error { startErr = n.cmd.Start(); return nil }); err != nil || startErr != nil {
-		t.Fatalf("start isthmusd: %v %v", err, startErr)
-	}
+	n.args = []string{"--insecure", "--target", "node1", "--data-dir", filepath.Join(dir, "data"),
+		"--gnmi-address", addr, "--bpffs", bpffs, "--cni-socket", n.sock, "--log-level", "warn"}
+	n.bin = bin
 	t.Cleanup(n.stop)
 
 	// gNMI listens in the node's namespace: dial from there.
@@ -114,6 +112,21 @@ func startNode(t *testing.T) *node {
 	}
 	t.Cleanup(func() { conn.Close() })
 	n.gnmi = gpb.NewGNMIClient(conn)
+	n.start()
+	return n
+}
+
+// start runs isthmusd in the node's namespace and waits until gNMI answers
+// and the CNI socket is there.
+func (n *node) start() {
+	t := n.t
+	t.Helper()
+	n.cmd = exec.Command(n.bin, n.args...)
+	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
+	var startErr error
+	if err := n.host.Do(func(ns.NetNS) error { startErr = n.cmd.Start(); return nil }); err != nil || startErr != nil {
+		t.Fatalf("start isthmusd: %v %v", err, startErr)
+	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := n.gnmi.Capabilities(ctx, &gpb.CapabilityRequest{})
@@ -126,12 +139,11 @@ func startNode(t *testing.T) *node {
 			t.Fatalf("isthmusd not ready: %v, %v\n%s", err, serr, n.logs)
 		}
 	}
-	return n
 }
 
 // stop sends SIGTERM and expects a clean exit.
 func (n *node) stop() {
-	if n.cmd.ProcessState != nil {
+	if n.cmd == nil || n.cmd.ProcessState != nil {
 		return
 	}
 	n.cmd.Process.Signal(syscall.SIGTERM)
@@ -185,7 +197,8 @@ func (n *node) get(path string) (string, codes.Code) {
 // TestIsthmusdEndToEnd: the real isthmusd (core, dataplane and BGP
 // reconcilers, gNMI, CNI API) in a node namespace, a VRF made over gNMI,
 // pods attached with cnitool, ping between them through eBPF, the pod in a
-// gNMI Get, and gone from it after DEL.
+// gNMI Get, everything still there after a daemon restart, and gone from
+// the tree after DEL and GC.
 func TestIsthmusdEndToEnd(t *testing.T) {
 	n := startNode(t)
 	n.set("/network-instances/network-instance[name=red]", `{"config":{"name":"red","type":"L3VRF",
@@ -213,6 +226,28 @@ func TestIsthmusdEndToEnd(t *testing.T) {
 	if _, err := tool.run("", "check", "red", podA.Path()); err != nil {
 		t.Fatal(err)
 	}
+
+	// A restart keeps every allocation: the pods still check and still
+	// reach each other, and a new pod gets an address of its own.
+	n.stop()
+	n.start()
+	for _, pod := range []ns.NetNS{podA, podB} {
+		if _, err := tool.run("", "check", "red", pod.Path()); err != nil {
+			t.Fatalf("check after restart: %v\n%s", err, n.logs)
+		}
+	}
+	podC := newNS(t)
+	resC := tool.add("red", podC)
+	if c := resultAddr(t, resC); c == resultAddr(t, resA) || c == resultAddr(t, resB) {
+		t.Fatalf("new pod after restart got %s, already in use", c)
+	}
+	if err := ping(podC, resultAddr(t, resC), resultAddr(t, resA), 5*time.Second); err != nil {
+		t.Fatalf("ping c → a after restart: %v\n%s", err, n.logs)
+	}
+	if err := ping(podA, resultAddr(t, resA), resultAddr(t, resB), 5*time.Second); err != nil {
+		t.Fatalf("ping a → b after restart: %v\n%s", err, n.logs)
+	}
+
 	for range 2 {
 		if _, err := tool.run("", "del", "red", podA.Path()); err != nil {
 			t.Fatal(err)
@@ -224,7 +259,9 @@ func TestIsthmusdEndToEnd(t *testing.T) {
 	if _, err := tool.run("", "gc", "red", podB.Path()); err != nil {
 		t.Fatal(err)
 	}
-	if _, code := n.get("/interfaces/interface[name=" + resB.Interfaces[0].Name + "]/config"); code != codes.NotFound {
-		t.Fatalf("gNMI Get after gc: %v, want NotFound", code)
+	for _, r := range []string{resB.Interfaces[0].Name, resC.Interfaces[0].Name} {
+		if _, code := n.get("/interfaces/interface[name=" + r + "]/config"); code != codes.NotFound {
+			t.Fatalf("gNMI Get of %s after gc: %v, want NotFound", r, code)
+		}
 	}
 }
