@@ -32,7 +32,6 @@ var (
 	ErrTooManyNextHops = errors.New("too many next hops")
 	ErrUnknownVRF      = errors.New("unknown vrf")
 	ErrNotIPv4         = errors.New("not an ipv4 address")
-	ErrNoTunnel        = errors.New("tunnel not configured")
 	ErrNotAttached     = errors.New("interface not attached")
 	ErrUnknownEndpoint = errors.New("unknown endpoint")
 )
