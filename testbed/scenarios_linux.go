@@ -247,7 +247,7 @@ type capture struct {
 // startCapture captures on iface in node, BGP excepted, until stop.
 func (tb *Testbed) startCapture(ctx context.Context, node, iface string) (*capture, error) {
 	file := filepath.Join(tb.dir, "logs", fmt.Sprintf("%s-%s-%d.pcap", node, iface, time.Now().UnixNano()))
-	p, err := tb.Start(ctx, node, "tcpdump", "tcpdump", "-Z", "root", "-i", iface, "-n", "-U", "-s", "128", "-w", file, "not", "tcp", "port", "179")
+	p, err := tb.Start(ctx, node, "tcpdump", "tcpdump", "-Z", "root", "--immediate-mode", "-i", iface, "-n", "-U", "-s", "128", "-w", file, "not", "tcp", "port", "179")
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +276,17 @@ func (c *capture) stop(ctx context.Context) ([]Packet, error) {
 		return nil, nil
 	}
 	c.done = true
+	// Let tcpdump drain what the kernel already handed it: wait until the
+	// file stops growing.
+	last := int64(-1)
+	for range 50 {
+		fi, err := os.Stat(c.file)
+		if err != nil || fi.Size() == last {
+			break
+		}
+		last = fi.Size()
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err := c.p.Stop(ctx); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/isthmus-net/isthmus/testbed"
 )
@@ -53,11 +54,37 @@ func demo(ctx context.Context, log *slog.Logger, out io.Writer, root, file strin
 	for _, r := range results {
 		fmt.Fprintf(out, "  %-9s %-20s %s\n", r.name, r.verdict, r.title)
 	}
+	fmt.Fprintf(out, "\n== telemetry\n")
+	if err := tb.ShowTelemetry(ctx, out, "c1", "d1", "red", 4*time.Second); err != nil {
+		fmt.Fprintf(out, "   %v\n", err)
+	}
 	if keep {
-		fmt.Fprintf(out, "\nthe testbed stays up: isthmus-testbed status | exec NODE CMD | vtysh NODE CMD | down\n")
+		printPokeHelp(out, tb)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d scenarios failed", failed)
 	}
 	return nil
+}
+
+// printPokeHelp tells how to reach the running testbed.
+func printPokeHelp(out io.Writer, tb *testbed.Testbed) {
+	gnmic := tb.Binaries().Gnmic
+	if gnmic == "" {
+		gnmic = "gnmic"
+	}
+	c1, _ := tb.GNMIAddr("c1") // the mission topology has c1
+	bgp := "/network-instances/network-instance[name=default]/protocols/protocol[identifier=BGP][name=bgp]/bgp/neighbors"
+	fmt.Fprintf(out, `
+the testbed stays up. Every address lives inside its namespaces, so run
+gnmic from a node (gNMI without TLS on each host's underlay address, :%d):
+
+  isthmus-testbed exec c1 %[2]s -a %[3]s --insecure capabilities
+  isthmus-testbed exec c1 %[2]s -a %[3]s --insecure get --path '/network-instances/network-instance[name=red]' -e json_ietf
+  isthmus-testbed exec c1 %[2]s -a %[3]s --insecure get --path '%[4]s' -e json_ietf
+  isthmus-testbed exec c1 %[2]s -a %[3]s --insecure subscribe --path '/interfaces/interface[name=*]/state/counters' --stream-mode sample --sample-interval 2s
+  isthmus-testbed vtysh dcgw 'show bgp ipv4 vpn'
+  isthmus-testbed status
+  isthmus-testbed down
+`, testbed.GNMIPort, gnmic, c1, bgp)
 }
