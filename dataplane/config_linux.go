@@ -247,6 +247,7 @@ func (d *Dataplane) SetEndpoint(ep Endpoint) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.endpoints[ep.Addr] = ep
+	delete(d.withdrawn, ep.Addr)
 	mac := ep.MAC
 	if mac == nil {
 		mac = d.resolved[ep.Addr]
@@ -299,6 +300,7 @@ func (d *Dataplane) DeleteEndpoint(addr netip.Addr) error {
 	if d.epRefs[slot] == 0 {
 		return d.releaseEndpoint(addr)
 	}
+	d.withdrawn[addr] = true
 	var old forwarderEndpoint
 	if err := d.maps.Endpoints.Lookup(slot, &old); err == nil && old.Mac != ([6]byte{}) {
 		d.maps.EndpointMacs.Delete(forwarderMacKey{Mac: old.Mac})

@@ -53,6 +53,7 @@ type Dataplane struct {
 	epSlots      map[netip.Addr]uint32 // endpoint → slot
 	epRefs       map[uint32]int        // endpoint slot → groups using it
 	epTable      *slotTable
+	withdrawn    map[netip.Addr]bool // deleted endpoints that routes still name
 	adopted      bool
 }
 
@@ -100,6 +101,7 @@ func Open(cfg Config) (*Dataplane, error) {
 		epSlots:   make(map[netip.Addr]uint32),
 		epRefs:    make(map[uint32]int),
 		epTable:   newSlotTable(maxEndpointSlots),
+		withdrawn: make(map[netip.Addr]bool),
 	}
 	if d.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)

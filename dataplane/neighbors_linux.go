@@ -30,8 +30,9 @@ func (d *Dataplane) ResolveNeighbors(ctx context.Context, interval time.Duration
 	}
 }
 
-// ResolveOnce looks up the next-hop MAC of every endpoint configured
-// without one, programs the ones that changed and asks the kernel to
+// ResolveOnce looks up the next-hop MAC of every endpoint that has no
+// configured one (including endpoints that routes name but SetEndpoint
+// never configured), programs the ones that changed and asks the kernel to
 // resolve the missing ones. It returns the number still unresolved in the
 // error, if any.
 func (d *Dataplane) ResolveOnce() error {
@@ -41,7 +42,16 @@ func (d *Dataplane) ResolveOnce() error {
 		d.resolved = map[netip.Addr]net.HardwareAddr{}
 	}
 	missing := 0
-	for addr, ep := range d.endpoints {
+	// Every endpoint with a slot: configured ones, and those that routes
+	// name without SetEndpoint (no transport label, MAC from the kernel).
+	for addr := range d.epSlots {
+		ep, ok := d.endpoints[addr]
+		if !ok {
+			if d.withdrawn[addr] {
+				continue
+			}
+			ep = Endpoint{Addr: addr}
+		}
 		if ep.MAC != nil {
 			continue
 		}

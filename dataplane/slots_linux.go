@@ -88,6 +88,7 @@ func (d *Dataplane) releaseEndpoint(addr netip.Addr) error {
 	}
 	delete(d.epSlots, addr)
 	delete(d.resolved, addr)
+	delete(d.withdrawn, addr)
 	d.epTable.free(s)
 	return nil
 }
