@@ -51,7 +51,8 @@ type Core struct {
 	labels *Labels
 	cache  *cache.Cache
 
-	commitMu sync.Mutex // serializes transactions: one candidate at a time
+	commitMu sync.Mutex  // serializes transactions: one candidate at a time; guards enc
+	enc      *configJSON // encoding of the running configuration, for the next revision
 
 	mu      sync.RWMutex // guards running, state, rev, started
 	running *gen.Device  // committed configuration (config leaves only)
@@ -102,6 +103,9 @@ func (c *Core) Start(ctx context.Context) error {
 			return fmt.Errorf("restore revision %d: %w", rec.Revision, err)
 		}
 	}
+	if c.enc, err = newConfigJSON(cfg); err != nil {
+		return fmt.Errorf("encode restored configuration: %w", err)
+	}
 	for _, r := range c.recs {
 		if err := r.Start(ctx, c); err != nil {
 			return fmt.Errorf("start reconciler %s: %w", r.ID(), err)
@@ -117,7 +121,7 @@ func (c *Core) Start(ctx context.Context) error {
 	}
 	c.started = true
 	c.mu.Unlock()
-	if err := c.publishConfig(&gen.Device{}, cfg); err != nil {
+	if err := c.publishConfig(&gen.Device{}, cfg, computeDelta(&gen.Device{}, cfg)); err != nil {
 		return err
 	}
 	c.cache.GetTarget(c.target).Sync()
@@ -195,7 +199,8 @@ func (c *Core) Commit(ctx context.Context, who string, edit func(candidate *gen.
 
 // commitLocked validates, applies, persists and swaps in cand; commitMu is held.
 func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Device) (uint64, error) {
-	if err := c.validate(old, cand); err != nil {
+	ch := computeDelta(old, cand)
+	if err := c.validate(old, cand, ch); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -204,7 +209,11 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 	if err := c.applyAll(ctx, old, cand); err != nil {
 		return 0, err
 	}
-	rev, err := c.store.append(who, cand)
+	enc, err := c.enc.update(cand, ch)
+	var rev uint64
+	if err == nil {
+		rev, err = c.store.append(who, enc.document())
+	}
 	if err != nil {
 		// Put the reconcilers back where they were.
 		if rerr := c.rollbackAll(ctx, len(c.recs), cand, old); rerr != nil {
@@ -212,11 +221,12 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 		}
 		return 0, fmt.Errorf("persist commit: %w", err)
 	}
+	c.enc = enc
 	c.mu.Lock()
 	c.running = cand
 	c.rev = rev
 	c.mu.Unlock()
-	if err := c.publishConfig(old, cand); err != nil {
+	if err := c.publishConfig(old, cand, ch); err != nil {
 		c.log.Error("publish configuration to telemetry", "revision", rev, "err", err)
 	}
 	c.log.Info("commit", "revision", rev, "user", who)
@@ -224,13 +234,17 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 }
 
 // validate runs schema, semantic and reconciler validation.
-func (c *Core) validate(old, cand *gen.Device) error {
+// Schema validation covers only the entries the commit changed (the rest
+// was valid when it was committed); semantic validation covers everything,
+// since a change can conflict with an entry it did not touch.
+func (c *Core) validate(old, cand *gen.Device, ch delta) error {
+	touched := ch.partial(cand)
 	// ygot resolves every leafref against the whole tree (quadratic in
 	// list sizes); validateSemantics checks the same references by key.
-	if err := cand.ΛValidate(&ytypes.LeafrefOptions{IgnoreMissingData: true}); err != nil {
+	if err := touched.ΛValidate(&ytypes.LeafrefOptions{IgnoreMissingData: true}); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if err := checkKeys(cand); err != nil {
+	if err := checkKeys(touched); err != nil {
 		return err
 	}
 	if err := validateSemantics(old, cand); err != nil {
@@ -276,8 +290,8 @@ func (c *Core) rollbackAll(ctx context.Context, n int, cand, old *gen.Device) er
 
 // publishConfig sends the difference between two configurations to the
 // telemetry cache.
-func (c *Core) publishConfig(old, cand *gen.Device) error {
-	n, err := configDiff(old, cand)
+func (c *Core) publishConfig(old, cand *gen.Device, ch delta) error {
+	n, err := configDiff(old, cand, ch)
 	if err != nil {
 		return fmt.Errorf("diff configuration: %w", err)
 	}

@@ -37,12 +37,23 @@ func TestConfigDiffMatchesFullDiff(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := configDiff(old, cand)
+		got, err := configDiff(old, cand, computeDelta(old, cand))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if g, w := updateSet(got), updateSet(want); strings.Join(g, "\n") != strings.Join(w, "\n") {
 			t.Fatalf("step %d updates:\n%s\nwant\n%s", i, strings.Join(g, "\n"), strings.Join(w, "\n"))
+		}
+		// The stored revision, assembled from per-entry encodings, decodes
+		// to the running configuration.
+		stored, err := decodeConfig(c.enc.document())
+		if err != nil {
+			t.Fatalf("step %d: decode stored revision: %v\n%s", i, err, c.enc.document())
+		}
+		a, _ := encodeConfig(stored)
+		b, _ := encodeConfig(cand)
+		if string(a) != string(b) {
+			t.Fatalf("step %d: stored revision\n%s\nwant\n%s", i, a, b)
 		}
 		for _, d := range want.GetDelete() {
 			ds := pathString(d)

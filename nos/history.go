@@ -44,14 +44,11 @@ func decodeConfig(b []byte) (*gen.Device, error) {
 	return d, nil
 }
 
-// append persists cfg as the next revision and makes it the head.
-func (s *Store) append(who string, cfg *gen.Device) (uint64, error) {
-	raw, err := encodeConfig(cfg)
-	if err != nil {
-		return 0, err
-	}
+// append persists raw, the RFC 7951 JSON of a configuration, as the next
+// revision and makes it the head.
+func (s *Store) append(who string, raw []byte) (uint64, error) {
 	var rev uint64
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCommits)
 		seq, err := b.NextSequence()
 		if err != nil {

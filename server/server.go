@@ -57,6 +57,8 @@ func New(core *nos.Core, opts ...Option) *Server {
 	s.users, s.usersErr = validateUsers(s.sec.Users)
 	// Install the cache's subscriber fan-out now, before the core publishes
 	// concurrently: the cache reads its client without a lock.
-	s.fanout()
+	if core != nil {
+		s.fanout()
+	}
 	return s
 }
