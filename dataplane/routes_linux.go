@@ -202,9 +202,8 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 	var (
 		keys     []forwarderRouteKey
 		vals     []forwarderRoute
-		hostKeys []forwarderHostKey
-		hostVals []forwarderRoute
-		hostRKs  []routeKey
+		hostKeys = make([]forwarderHostKey, 0, len(routes))
+		hostVals = make([]forwarderRoute, 0, len(routes))
 		release  []uint32
 		// Routes built from one next-hop slice share its canonical form.
 		memo = map[nexthopSlice]uint32{}
@@ -248,7 +247,7 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 		host := k.bits == 32 && (!exists || old.host)
 		d.routes[k] = routeEntry{gid: gid, host: host}
 		if host {
-			hostKeys, hostVals, hostRKs = append(hostKeys, k.host()), append(hostVals, v), append(hostRKs, k)
+			hostKeys, hostVals = append(hostKeys, k.host()), append(hostVals, v)
 		} else {
 			keys, vals = append(keys, k.bpf()), append(vals, v)
 		}
@@ -258,8 +257,9 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 		// The exact-match table is full: the rest go to the trie.
 		d.log.Warn("host route table full, using the trie", "routes", len(hostKeys)-n)
 		for i := n; i < len(hostKeys); i++ {
-			d.routes[hostRKs[i]] = routeEntry{gid: d.routes[hostRKs[i]].gid}
-			keys, vals = append(keys, hostRKs[i].bpf()), append(vals, hostVals[i])
+			rk := routeKeyFromHost(hostKeys[i])
+			d.routes[rk] = routeEntry{gid: d.routes[rk].gid}
+			keys, vals = append(keys, rk.bpf()), append(vals, hostVals[i])
 		}
 		err = nil
 	}
