@@ -15,7 +15,7 @@ func buildIsthmusd(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "isthmusd")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/isthmus-net/isthmus/cmd/isthmusd").CombinedOutput()
 	if err != nil {
-		t.Skipf("isthmusd does not build yet: %v: %s", err, out)
+		t.Fatalf("build isthmusd: %v: %s", err, out)
 	}
 	return bin
 }

@@ -16,6 +16,7 @@ need=(
   tcpdump:tcpdump
   iputils-ping:ping
   procps:pkill
+  util-linux:nsenter
 )
 
 missing=()
