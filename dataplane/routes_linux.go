@@ -22,29 +22,40 @@ const (
 	routeRemote = 2
 )
 
-// routeKey is the Go-side key of an installed route.
-type routeKey struct {
-	vrf  uint32
-	addr [4]byte
-	bits uint8
+// routeKey is the Go-side key of an installed route, packed into one word
+// (a million of them are hashed per batch): vrf<<40 | bits<<32 | address.
+type routeKey uint64
+
+func makeRouteKey(vrf uint32, addr [4]byte, bits uint8) routeKey {
+	return routeKey(uint64(vrf)<<40 | uint64(bits)<<32 | uint64(binary.BigEndian.Uint32(addr[:])))
+}
+
+func (k routeKey) vrf() uint32 { return uint32(k >> 40) }
+func (k routeKey) bits() uint8 { return uint8(k >> 32) }
+func (k routeKey) addr() [4]byte {
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], uint32(k))
+	return a
+}
+
+// wire returns v as the C side stores a network-order field: the uint32
+// whose in-memory bytes are v in big endian.
+func wire(v uint32) uint32 {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return binary.NativeEndian.Uint32(b[:])
 }
 
 func (k routeKey) bpf() forwarderRouteKey {
-	return forwarderRouteKey{
-		Prefixlen: 32 + uint32(k.bits),
-		Vrf:       binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, k.vrf)),
-		Addr:      binary.NativeEndian.Uint32(k.addr[:]),
-	}
+	return forwarderRouteKey{Prefixlen: 32 + uint32(k.bits()), Vrf: wire(k.vrf()), Addr: wire(uint32(k))}
 }
 
 func (k routeKey) host() forwarderHostKey {
-	return forwarderHostKey{Vrf: k.vrf, Addr: binary.NativeEndian.Uint32(k.addr[:])}
+	return forwarderHostKey{Vrf: k.vrf(), Addr: wire(uint32(k))}
 }
 
 func routeKeyFromHost(k forwarderHostKey) routeKey {
-	rk := routeKey{vrf: k.Vrf, bits: 32}
-	binary.NativeEndian.PutUint32(rk.addr[:], k.Addr)
-	return rk
+	return routeKey(uint64(k.Vrf)<<40 | 32<<32 | uint64(wire(k.Addr)))
 }
 
 // routeEntry is the Go-side record of an installed route.
@@ -54,11 +65,7 @@ type routeEntry struct {
 }
 
 func routeKeyFromBPF(k forwarderRouteKey) routeKey {
-	var rk routeKey
-	rk.bits = uint8(k.Prefixlen - 32)
-	rk.vrf = binary.NativeEndian.Uint32(binary.BigEndian.AppendUint32(nil, k.Vrf))
-	binary.NativeEndian.PutUint32(rk.addr[:], k.Addr)
-	return rk
+	return routeKey(uint64(wire(k.Vrf))<<40 | uint64(k.Prefixlen-32)<<32 | uint64(wire(k.Addr)))
 }
 
 // be32 returns the uint32 whose in-memory bytes are a in network order, the
@@ -179,13 +186,13 @@ func (d *Dataplane) loadRoutes() error {
 func (d *Dataplane) routeKey(k RouteKey, create bool) (routeKey, error) {
 	vrf, err := d.vrfID(k.VRF, create)
 	if err != nil {
-		return routeKey{}, err
+		return 0, err
 	}
 	if !k.Prefix.IsValid() || !k.Prefix.Addr().Is4() {
-		return routeKey{}, fmt.Errorf("prefix %v: %w", k.Prefix, ErrNotIPv4)
+		return 0, fmt.Errorf("prefix %v: %w", k.Prefix, ErrNotIPv4)
 	}
 	p := k.Prefix.Masked()
-	return routeKey{vrf: vrf, addr: p.Addr().As4(), bits: uint8(p.Bits())}, nil
+	return makeRouteKey(vrf, p.Addr().As4(), uint8(p.Bits())), nil
 }
 
 // nexthopSlice identifies a caller's slice of next hops within one call.
@@ -244,7 +251,7 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 			release = append(release, old.gid)
 		}
 		// A route stays in the table it was first installed in.
-		host := k.bits == 32 && (!exists || old.host)
+		host := k.bits() == 32 && (!exists || old.host)
 		d.routes[k] = routeEntry{gid: gid, host: host}
 		if host {
 			hostKeys, hostVals = append(hostKeys, k.host()), append(hostVals, v)
@@ -390,7 +397,7 @@ func (d *Dataplane) RouteKeys() []RouteKey {
 	}
 	out := make([]RouteKey, 0, len(d.routes))
 	for k := range d.routes {
-		out = append(out, RouteKey{VRF: names[k.vrf], Prefix: netip.PrefixFrom(netip.AddrFrom4(k.addr), int(k.bits))})
+		out = append(out, RouteKey{VRF: names[k.vrf()], Prefix: netip.PrefixFrom(netip.AddrFrom4(k.addr()), int(k.bits()))})
 	}
 	return out
 }
