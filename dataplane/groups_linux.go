@@ -181,4 +181,3 @@ func (d *Dataplane) loadGroups() error {
 	}
 	return nil
 }
-

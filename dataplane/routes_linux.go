@@ -201,27 +201,76 @@ type nexthopSlice struct {
 	n     int
 }
 
+// routeBatch is one chunk of SetRoutes on its way to the kernel.
+type routeBatch struct {
+	hostKeys []forwarderHostKey
+	hostVals []forwarderRoute
+	keys     []forwarderRouteKey
+	vals     []forwarderRoute
+}
+
+func (b *routeBatch) len() int { return len(b.hostKeys) + len(b.keys) }
+
+// writeRoutes writes batches to the kernel until in is closed. /32 routes
+// that do not fit the exact-match table come back in overflow. After an
+// error it drains in and returns the first error.
+func (d *Dataplane) writeRoutes(in <-chan routeBatch) (overflow routeBatch, err error) {
+	full := false
+	for b := range in {
+		if err != nil {
+			continue
+		}
+		n := 0
+		if !full {
+			n, err = batchUpdate(d.maps.HostRoutes, b.hostKeys, b.hostVals)
+			if errors.Is(err, unix.E2BIG) {
+				full, err = true, nil
+			}
+			if err != nil {
+				err = fmt.Errorf("set %d host routes: %w", len(b.hostKeys), err)
+				continue
+			}
+		}
+		overflow.hostKeys = append(overflow.hostKeys, b.hostKeys[n:]...)
+		overflow.hostVals = append(overflow.hostVals, b.hostVals[n:]...)
+		if _, e := batchUpdate(d.maps.Routes, b.keys, b.vals); e != nil {
+			err = fmt.Errorf("set %d routes: %w", len(b.keys), e)
+		}
+	}
+	return overflow, err
+}
+
 // SetRoutes installs or replaces routes in one batch. /32 routes go to the
-// exact-match table while it has room, the others to the LPM trie.
+// exact-match table while it has room, the others to the LPM trie. Large
+// batches are written by a second goroutine in chunks while the next chunk
+// is prepared.
 func (d *Dataplane) SetRoutes(routes []Route) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var (
-		keys     []forwarderRouteKey
-		vals     []forwarderRoute
-		hostKeys = make([]forwarderHostKey, 0, len(routes))
-		hostVals = make([]forwarderRoute, 0, len(routes))
-		release  []uint32
-		// Routes built from one next-hop slice share its canonical form.
-		memo = map[nexthopSlice]uint32{}
-	)
 	if len(d.routes) == 0 && len(routes) > 1024 {
 		d.routes = make(map[routeKey]routeEntry, len(routes))
 	}
+	type result struct {
+		overflow routeBatch
+		err      error
+	}
+	ch, done := make(chan routeBatch, 1), make(chan result, 1)
+	go func() {
+		o, err := d.writeRoutes(ch)
+		done <- result{o, err}
+	}()
+	var (
+		cur     routeBatch
+		release []uint32
+		prepErr error
+		// Routes built from one next-hop slice share its canonical form.
+		memo = map[nexthopSlice]uint32{}
+	)
 	for _, r := range routes {
 		k, err := d.routeKey(r.RouteKey, true)
 		if err != nil {
-			return fmt.Errorf("set route %v in %q: %w", r.Prefix, r.VRF, err)
+			prepErr = fmt.Errorf("set route %v in %q: %w", r.Prefix, r.VRF, err)
+			break
 		}
 		var v forwarderRoute
 		var gid uint32
@@ -231,20 +280,20 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 			if id, ok := memo[ms]; ok {
 				gid = id
 				d.groups.refs[gid]++
-			} else if gid, err = d.acquireGroup(r.NextHops); err != nil {
-				return fmt.Errorf("set route %v in %q: %w", r.Prefix, r.VRF, err)
-			} else {
+			} else if gid, err = d.acquireGroup(r.NextHops); err == nil {
 				memo[ms] = gid
 			}
 			v = forwarderRoute{Kind: routeRemote, Id: gid}
 		case len(r.NextHops) == 0 && r.Interface > 0:
-			slot, err := d.ifaceSlot(r.Interface)
-			if err != nil {
-				return fmt.Errorf("set route %v in %q: %w", r.Prefix, r.VRF, err)
-			}
+			var slot uint32
+			slot, err = d.ifaceSlot(r.Interface)
 			v = forwarderRoute{Kind: routeLocal, Id: slot}
 		default:
-			return fmt.Errorf("set route %v in %q: need either an interface or next hops", r.Prefix, r.VRF)
+			err = errors.New("need either an interface or next hops")
+		}
+		if err != nil {
+			prepErr = fmt.Errorf("set route %v in %q: %w", r.Prefix, r.VRF, err)
+			break
 		}
 		old, exists := d.routes[k]
 		if exists && old.gid != 0 {
@@ -254,34 +303,38 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 		host := k.bits() == 32 && (!exists || old.host)
 		d.routes[k] = routeEntry{gid: gid, host: host}
 		if host {
-			hostKeys, hostVals = append(hostKeys, k.host()), append(hostVals, v)
+			cur.hostKeys, cur.hostVals = append(cur.hostKeys, k.host()), append(cur.hostVals, v)
 		} else {
-			keys, vals = append(keys, k.bpf()), append(vals, v)
+			cur.keys, cur.vals = append(cur.keys, k.bpf()), append(cur.vals, v)
+		}
+		if cur.len() >= batchChunk {
+			ch <- cur
+			cur = routeBatch{}
 		}
 	}
-	n, err := batchUpdate(d.maps.HostRoutes, hostKeys, hostVals)
-	if errors.Is(err, unix.E2BIG) {
-		// The exact-match table is full: the rest go to the trie.
-		d.log.Warn("host route table full, using the trie", "routes", len(hostKeys)-n)
-		for i := n; i < len(hostKeys); i++ {
-			rk := routeKeyFromHost(hostKeys[i])
+	if cur.len() > 0 {
+		ch <- cur
+	}
+	close(ch)
+	res := <-done
+	if n := len(res.overflow.hostKeys); n > 0 && res.err == nil {
+		d.log.Warn("host route table full, using the trie", "routes", n)
+		keys := make([]forwarderRouteKey, n)
+		for i, hk := range res.overflow.hostKeys {
+			rk := routeKeyFromHost(hk)
 			d.routes[rk] = routeEntry{gid: d.routes[rk].gid}
-			keys, vals = append(keys, rk.bpf()), append(vals, hostVals[i])
+			keys[i] = rk.bpf()
 		}
-		err = nil
-	}
-	if err != nil {
-		return fmt.Errorf("set %d host routes: %w", len(hostKeys), err)
-	}
-	if _, err := batchUpdate(d.maps.Routes, keys, vals); err != nil {
-		return fmt.Errorf("set %d routes: %w", len(keys), err)
+		if _, err := batchUpdate(d.maps.Routes, keys, res.overflow.hostVals); err != nil {
+			res.err = fmt.Errorf("set %d routes: %w", n, err)
+		}
 	}
 	for _, id := range release {
 		if err := d.releaseGroup(id); err != nil {
 			return err
 		}
 	}
-	return nil
+	return errors.Join(prepErr, res.err)
 }
 
 // DeleteRoutes removes routes; missing ones are ignored.
