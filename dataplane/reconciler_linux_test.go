@@ -116,12 +116,14 @@ func waitPing(t *testing.T, from *testPod, to netip.Addr, want bool) {
 	}
 }
 
-func TestReconcilerDrivesForwarding(t *testing.T) {
+// newCoreHosts builds two hosts on one underlay link, each with a pod and
+// the core running the dataplane reconciler, and commits hostEdit plus
+// extra on each.
+func newCoreHosts(t *testing.T, extra func(i int, d *gen.Device)) (a, b *coreHost, addrs []netip.Addr) {
 	requireRoot(t)
 	hosts := []*coreHost{{ns: newNS(t, "hosta")}, {ns: newNS(t, "hostb")}}
-	a, b := hosts[0], hosts[1]
-	vethBetween(t, a.ns, "ul", mustMAC("02:00:00:00:00:01"), b.ns, "ul", mustMAC("02:00:00:00:00:02"))
-	addrs := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}
+	vethBetween(t, hosts[0].ns, "ul", mustMAC("02:00:00:00:00:01"), hosts[1].ns, "ul", mustMAC("02:00:00:00:00:02"))
+	addrs = []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}
 	pools := []string{"10.1.0.0/24", "10.2.0.0/24"}
 	for i, h := range hosts {
 		h.ns.ip(t, "addr", "add", addrs[i].String()+"/24", "dev", "ul")
@@ -132,13 +134,27 @@ func TestReconcilerDrivesForwarding(t *testing.T) {
 		h.start(t)
 		t.Cleanup(func() {
 			h.cancel()
-			if d, err := Open(Config{BPFFS: dir}); err == nil {
+			if d, err := Open(Config{BPFFS: dir, Logger: quiet}); err == nil {
 				d.Destroy()
 			}
 		})
 		// Host a labels per VRF, host b per prefix.
-		h.commit(t, hostEdit(addrs[i], pools[i], h.pod, i == 1))
+		edit := hostEdit(addrs[i], pools[i], h.pod, i == 1)
+		h.commit(t, func(d *gen.Device) error {
+			if err := edit(d); err != nil {
+				return err
+			}
+			if extra != nil {
+				extra(i, d)
+			}
+			return nil
+		})
 	}
+	return hosts[0], hosts[1], addrs
+}
+
+func TestReconcilerDrivesForwarding(t *testing.T) {
+	a, b, addrs := newCoreHosts(t, nil)
 	labelA, err := a.core.Labels().VRF("red")
 	must(t, err)
 	labelB, err := b.core.Labels().Prefix("red", netip.PrefixFrom(b.pod.addr, 32))
@@ -204,4 +220,30 @@ func TestReconcilerDrivesForwarding(t *testing.T) {
 	if n := b.rec.Dataplane().Routes(); n != 1 {
 		t.Errorf("host b has %d routes after its pod went away, want 1 (the remote one)", n)
 	}
+}
+
+// TestReconcilerMPLSoMPLS configures MPLS over MPLS the way an operator
+// would (VRF encapsulation, the transport label each host accepts, the
+// label to push toward the other) and moves data over it.
+func TestReconcilerMPLSoMPLS(t *testing.T) {
+	transport := []uint32{16001, 16002}
+	a, b, addrs := newCoreHosts(t, func(i int, d *gen.Device) {
+		other := 1 - i
+		d.GetOrCreateNetworkInstances().GetOrCreateNetworkInstance("red").GetOrCreateConfig().Encapsulation = gen.IsthmusTypes_Encapsulation_MPLS_OVER_MPLS
+		tun := d.GetOrCreateTunnel()
+		tun.GetOrCreateConfig().TransportLabel = ygot.Uint32(transport[i])
+		n := tun.GetOrCreateNeighbors().GetOrCreateNeighbor([]string{"192.0.2.1", "192.0.2.2"}[other]).GetOrCreateConfig()
+		n.Address, n.TransportLabel = ygot.String([]string{"192.0.2.1", "192.0.2.2"}[other]), ygot.Uint32(transport[other])
+	})
+	labelA, err := a.core.Labels().VRF("red")
+	must(t, err)
+	labelB, err := b.core.Labels().Prefix("red", netip.PrefixFrom(b.pod.addr, 32))
+	must(t, err)
+	a.core.FIB().Update([]nos.RouteChange{{Route: nos.Route{RouteKey: nos.RouteKey{VRF: "red", Prefix: netip.PrefixFrom(b.pod.addr, 32)},
+		NextHops: []nos.NextHop{{Endpoint: addrs[1], Label: labelB, Encap: nos.EncapMPLSoMPLS}}}}})
+	b.core.FIB().Update([]nos.RouteChange{{Route: nos.Route{RouteKey: nos.RouteKey{VRF: "red", Prefix: netip.PrefixFrom(a.pod.addr, 32)},
+		NextHops: []nos.NextHop{{Endpoint: addrs[0], Label: labelA, Encap: nos.EncapMPLSoMPLS}}}}})
+	waitPing(t, a.pod, b.pod.addr, true)
+	transfer(t, a.pod, b.pod, 10<<20)
+	transfer(t, b.pod, a.pod, 10<<20)
 }
