@@ -54,7 +54,15 @@ func runLoader(cfgJSON string, reload bool) error {
 }
 
 func TestRestartKeepsForwarding(t *testing.T) {
-	o := newOverlay(t, EncapMPLSoUDP)
+	for _, encap := range []Encap{EncapMPLSoUDP, EncapMPLSoMPLS} {
+		t.Run(encap.String(), func(t *testing.T) { testRestart(t, encap) })
+	}
+}
+
+// testRestart runs ping -i 0.01 between two pods while loader processes
+// adopt (and once replace) the pinned programs of both hosts.
+func testRestart(t *testing.T, encap Encap) {
+	o := newOverlay(t, encap)
 	// This process was the first loader; it lets go of everything now.
 	o.a.d.Close()
 	o.b.d.Close()
