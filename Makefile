@@ -4,8 +4,8 @@
 GO      ?= go
 BIN     := $(CURDIR)/bin
 GNMIC   := $(CURDIR)/tools/gnmic/gnmic
-# Packet programs are compiled with Debian's clang (bookworm: clang 14).
-export BPF_CLANG ?= clang
+# Packet programs are compiled by bpf2go with Debian bookworm's clang-14 and
+# llvm-strip-14, pinned in dataplane/generate.go.
 # Privileged tests (namespaces, eBPF) run as root; CI is root.
 TEST_TIMEOUT ?= 28m
 
