@@ -69,7 +69,7 @@ func TestMissionScenarios(t *testing.T) {
 	for _, s := range Scenarios() {
 		t.Run(s.Name, func(t *testing.T) {
 			var out strings.Builder
-			err := s.Run(ctx, tb, &out)
+			err := s.Run(ctx, tb, NewReport(&out))
 			t.Logf("%s: %s\n%s", s.Name, s.Title, out.String())
 			if err != nil {
 				t.Fatal(err)

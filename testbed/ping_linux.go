@@ -33,6 +33,17 @@ type PingStats struct {
 	Sent, Received int
 	// Lost lists the sequence numbers that got no reply.
 	Lost []int
+	// RTTMin, RTTAvg and RTTMax summarize the round-trip times of the
+	// replies; all zero when none came back.
+	RTTMin, RTTAvg, RTTMax time.Duration
+}
+
+// Loss is the share of requests without a reply, in percent.
+func (s PingStats) Loss() float64 {
+	if s.Sent == 0 {
+		return 0
+	}
+	return float64(s.Sent-s.Received) * 100 / float64(s.Sent)
 }
 
 // Ping sends count echo requests from node to addr and fails when any is lost.
@@ -90,8 +101,9 @@ func pingFrom(ctx context.Context, nsPath string, o PingOptions) (PingStats, err
 		}
 	}
 	id := rand.IntN(0xffff)
-	var mu sync.Mutex // guards got
-	got := map[int]bool{}
+	var mu sync.Mutex // guards sent, got
+	sent := make([]time.Time, o.Count)
+	got := map[int]time.Duration{} // sequence number → round-trip time
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -105,9 +117,11 @@ func pingFrom(ctx context.Context, nsPath string, o PingOptions) (PingStats, err
 			if err != nil || m.Type != ipv4.ICMPTypeEchoReply || peer.String() != dst.String() {
 				continue
 			}
-			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id {
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id && e.Seq < len(sent) {
 				mu.Lock()
-				got[e.Seq] = true
+				if !sent[e.Seq].IsZero() {
+					got[e.Seq] = time.Since(sent[e.Seq])
+				}
 				mu.Unlock()
 			}
 		}
@@ -121,6 +135,9 @@ func pingFrom(ctx context.Context, nsPath string, o PingOptions) (PingStats, err
 		if err != nil {
 			return st, fmt.Errorf("marshal echo: %w", err)
 		}
+		mu.Lock()
+		sent[seq] = time.Now()
+		mu.Unlock()
 		// A send error (no route, say) shows up as a lost sequence number.
 		_, _ = conn.WriteTo(b, &net.IPAddr{IP: dst})
 		st.Sent++
@@ -145,12 +162,22 @@ func pingFrom(ctx context.Context, nsPath string, o PingOptions) (PingStats, err
 	}
 	_ = conn.SetReadDeadline(time.Now()) // stops the reader
 	<-readDone
+	var total time.Duration
 	for seq := range st.Sent {
-		if got[seq] {
-			st.Received++
-		} else {
+		rtt, ok := got[seq]
+		if !ok {
 			st.Lost = append(st.Lost, seq)
+			continue
 		}
+		st.Received++
+		total += rtt
+		if st.RTTMin == 0 || rtt < st.RTTMin {
+			st.RTTMin = rtt
+		}
+		st.RTTMax = max(st.RTTMax, rtt)
+	}
+	if st.Received > 0 {
+		st.RTTAvg = total / time.Duration(st.Received)
 	}
 	return st, nil
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"strings"
 	"time"
 )
 
@@ -18,20 +18,22 @@ type Scenario struct {
 	Name string
 	// Title says what the scenario proves.
 	Title string
-	// Run executes the scenario and writes a readable account to w.
-	Run func(ctx context.Context, tb *Testbed, w io.Writer) error
+	// Short names it in a summary table ("tenant isolation").
+	Short string
+	// Run executes the scenario and gives its account to r.
+	Run func(ctx context.Context, tb *Testbed, r *Report) error
 }
 
 // Scenarios lists every scenario in the order `make demo` runs them.
 func Scenarios() []Scenario {
 	return []Scenario{
-		{Name: "underlay", Title: "every host reaches every other host's underlay address by plain IP routing", Run: runUnderlay},
-		{Name: "a", Title: "pod on c1 ↔ pod on d1 over MPLSoUDP, routes learnt over BGP; only UDP crosses the VPC gateway", Run: runPodToPod},
-		{Name: "b", Title: "two tenants with overlapping pod addresses stay isolated", Run: runTenantIsolation},
-		{Name: "c", Title: "FRR on dcgw holds the pods' /32s by route target; its own prefix reaches the VRF", Run: runDCGateway},
-		{Name: "d", Title: "MPLSoMPLS between two hosts on one L2 segment", Run: runMPLSoMPLS},
-		{Name: "e", Title: "isthmusd on c1 restarted under a 10ms ping flow loses nothing", Run: runRestart},
-		{Name: "f", Title: "a data-center server removed: its routes are withdrawn, traffic moves to the survivor", Run: runServerRemoved},
+		{Name: "underlay", Short: "underlay", Title: "every host reaches every other host's underlay address by plain IP routing", Run: runUnderlay},
+		{Name: "a", Short: "cloud pod ↔ DC pod", Title: "pod on c1 ↔ pod on d1 over MPLSoUDP, routes learnt over BGP; only UDP crosses the VPC gateway", Run: runPodToPod},
+		{Name: "b", Short: "tenant isolation", Title: "two tenants with overlapping pod addresses stay isolated", Run: runTenantIsolation},
+		{Name: "c", Short: "DC gateway routes", Title: "FRR on dcgw holds the pods' /32s by route target; its own prefix reaches the VRF", Run: runDCGateway},
+		{Name: "d", Short: "MPLS over MPLS", Title: "MPLSoMPLS between two hosts on one L2 segment", Run: runMPLSoMPLS},
+		{Name: "e", Short: "daemon restart", Title: "isthmusd on c1 restarted under a 10ms ping flow loses nothing", Run: runRestart},
+		{Name: "f", Short: "server removed", Title: "a data-center server removed: its routes are withdrawn, traffic moves to the survivor", Run: runServerRemoved},
 	}
 }
 
@@ -46,9 +48,10 @@ func LookupScenario(name string) (Scenario, error) {
 }
 
 // runUnderlay pings between every pair of hosts.
-func runUnderlay(ctx context.Context, tb *Testbed, w io.Writer) error {
+func runUnderlay(ctx context.Context, tb *Testbed, r *Report) error {
 	hosts := tb.topo.NodesWithRole(RoleHost)
 	var errs []error
+	var all PingStats
 	for _, from := range hosts {
 		for _, to := range hosts {
 			if from == to {
@@ -67,8 +70,14 @@ func runUnderlay(ctx context.Context, tb *Testbed, w io.Writer) error {
 				verdict = "LOST"
 				errs = append(errs, fmt.Errorf("%s → %s (%s): %d of %d lost", from, to, addr, st.Sent-st.Received, st.Sent))
 			}
-			fmt.Fprintf(w, "  %-3s → %-3s %-12s %d/%d replies  %s\n", from, to, addr, st.Received, st.Sent, verdict)
+			r.Printf("%-3s → %-3s %-12s %d/%d replies, rtt avg %s  %s", from, to, addr, st.Received, st.Sent, ms(st.RTTAvg), verdict)
+			all = mergePings(all, st)
 		}
 	}
+	r.Flows = append(r.Flows, Flow{
+		From: Endpoint{Host: strings.Join(hosts, " ")}, To: Endpoint{Host: "each other"},
+		Encap: EncapPlain, Ping: &all,
+	})
+	r.Observe("%d host pairs reach each other through vpcgw, core and dcgw by plain IP routing", len(hosts)*(len(hosts)-1))
 	return errors.Join(errs...)
 }

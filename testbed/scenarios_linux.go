@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -21,55 +18,88 @@ const (
 	probePort = 7000
 	// tunnelPort is the MPLS-in-UDP port (RFC 7510).
 	tunnelPort = 6635
+	// throughputTime is how long a bulk TCP transfer measures a path.
+	throughputTime = 3 * time.Second
 )
 
-// runPodToPod is scenario a.
-func runPodToPod(ctx context.Context, tb *Testbed, w io.Writer) error {
+// tunnelRun is what tunnelPair saw between two pods.
+type tunnelRun struct {
+	src, dst *Pod
+	ping     PingStats
+	// pkts are what the capture saw during the ping flow and a checked
+	// 1 MiB TCP exchange.
+	pkts []Packet
+}
+
+// tunnelPair adds a pod on from and one on to, both in tenant, and checks
+// the path between them: 50 pings at 10 ms and a 1 MiB TCP exchange
+// (identity and checksum) while capturing on capNode's capIface, then a
+// bulk TCP transfer for throughputTime with no capture running, so the
+// capture costs it nothing. It records the flow in r.
+func (tb *Testbed) tunnelPair(ctx context.Context, r *Report, tenant, from, to, name, capNode, capIface string) (tunnelRun, error) {
 	if err := tb.requireDaemons(ctx); err != nil {
-		return err
+		return tunnelRun{}, err
 	}
-	if err := tb.requireDataplane("c1", "d1"); err != nil {
-		return err
+	if err := tb.requireDataplane(from, to); err != nil {
+		return tunnelRun{}, err
 	}
-	pods, cleanup, err := tb.addPods(ctx, "c1/red/pa", "d1/red/pa")
+	pods, cleanup, err := tb.addPods(ctx, from+"/"+tenant+"/"+name, to+"/"+tenant+"/"+name)
 	if err != nil {
-		return err
+		return tunnelRun{}, err
 	}
 	defer cleanup()
-	src, dst := pods[0], pods[1]
-	if err := tb.waitPodRoutes(ctx, src, dst); err != nil {
-		return err
+	run := tunnelRun{src: pods[0], dst: pods[1]}
+	if err := tb.waitPodRoutes(ctx, run.src, run.dst); err != nil {
+		return run, err
 	}
-	srv, err := tb.ServeIdentity(dst, probePort)
+	srv, err := tb.ServeIdentity(run.dst, probePort)
 	if err != nil {
-		return err
+		return run, err
 	}
 	defer srv.Close()
-	capture, err := tb.startCapture(ctx, "vpcgw", "core")
+	capture, err := tb.startCapture(ctx, capNode, capIface)
 	if err != nil {
-		return err
+		return run, err
 	}
 	defer capture.stop(context.WithoutCancel(ctx))
-	if err := tb.waitPodReach(ctx, src, dst.Address.String()); err != nil {
-		return err
+	dst, id := run.dst.Address.String(), run.dst.Host+"/"+tenant+"/"+name
+	if err := tb.waitPodReach(ctx, run.src, dst); err != nil {
+		return run, err
 	}
-	st, err := tb.PodPing(ctx, src, PingOptions{To: dst.Address.String(), Count: 50, Interval: 10 * time.Millisecond})
+	if run.ping, err = tb.PodPing(ctx, run.src, PingOptions{To: dst, Count: 50, Interval: 10 * time.Millisecond}); err != nil {
+		return run, err
+	}
+	flow := Flow{From: PodEndpoint(run.src), To: PodEndpoint(run.dst), VRF: tenant, Encap: tenantEncap(tb.topo, tenant), Ping: &run.ping}
+	if run.ping.Received != run.ping.Sent {
+		r.AddFlow(flow)
+		return run, fmt.Errorf("ping pod to pod: lost %v", run.ping.Lost)
+	}
+	res, err := tb.TCPExchange(ctx, run.src, dst, probePort, 1<<20)
 	if err != nil {
-		return err
+		return run, fmt.Errorf("tcp pod to pod: %w", err)
 	}
-	fmt.Fprintf(w, "  ping c1/red %s → d1/red %s: %d/%d replies\n", src.Address, dst.Address, st.Received, st.Sent)
-	if st.Received != st.Sent {
-		return fmt.Errorf("ping pod to pod: lost %v", st.Lost)
+	if res.Identity != id {
+		return run, fmt.Errorf("tcp pod to pod: answered by %q, want %q", res.Identity, id)
 	}
-	res, err := tb.TCPExchange(ctx, src, dst.Address.String(), probePort, 8<<20)
+	if run.pkts, err = capture.stop(ctx); err != nil {
+		return run, err
+	}
+	bulk, err := tb.TCPThroughput(ctx, run.src, dst, probePort, throughputTime)
 	if err != nil {
-		return fmt.Errorf("tcp pod to pod: %w", err)
+		return run, fmt.Errorf("tcp throughput pod to pod: %w", err)
 	}
-	if res.Identity != "d1/red/pa" {
-		return fmt.Errorf("tcp pod to pod: answered by %q", res.Identity)
+	if bulk.Identity != id {
+		return run, fmt.Errorf("tcp throughput pod to pod: answered by %q, want %q", bulk.Identity, id)
 	}
-	fmt.Fprintf(w, "  tcp  c1/red → %s: 8 MiB intact at %.0f Mbit/s\n", res.Identity, res.Mbps())
-	pkts, err := capture.stop(ctx)
+	flow.Throughput = &bulk
+	flow.Note = fmt.Sprintf("%d MiB in %.1fs intact", bulk.Bytes>>20, bulk.Duration.Seconds())
+	r.AddFlow(flow)
+	return run, nil
+}
+
+// runPodToPod is scenario a.
+func runPodToPod(ctx context.Context, tb *Testbed, r *Report) error {
+	run, err := tb.tunnelPair(ctx, r, "red", "c1", "d1", "pa", "vpcgw", "core")
 	if err != nil {
 		return err
 	}
@@ -79,7 +109,7 @@ func runPodToPod(ctx context.Context, tb *Testbed, w io.Writer) error {
 		underlays[a] = true
 	}
 	var bad []string
-	for _, p := range pkts {
+	for _, p := range run.pkts {
 		if p.EtherType == 0x0806 {
 			continue // ARP between the routers
 		}
@@ -87,18 +117,46 @@ func runPodToPod(ctx context.Context, tb *Testbed, w io.Writer) error {
 			bad = append(bad, p.String())
 		}
 	}
-	fmt.Fprintf(w, "  vpcgw uplink saw %d frames (BGP aside): %d not MPLS-in-UDP between host underlays\n", len(pkts), len(bad))
+	r.Observe("vpcgw's uplink saw %d frames (BGP aside): %d not MPLS-in-UDP between host underlays", len(run.pkts), len(bad))
 	if len(bad) > 0 {
 		return fmt.Errorf("the vpc gateway saw more than tunnel traffic: %v", bad[:min(len(bad), 5)])
 	}
-	if len(pkts) < 2*st.Sent {
-		return fmt.Errorf("the vpc gateway saw %d packets, fewer than the %d pings and replies", len(pkts), 2*st.Sent)
+	if len(run.pkts) < 2*run.ping.Sent {
+		return fmt.Errorf("the vpc gateway saw %d packets, fewer than the %d pings and replies", len(run.pkts), 2*run.ping.Sent)
+	}
+	return nil
+}
+
+// runMPLSoMPLS is scenario d: tenant green runs MPLS over MPLS between c1
+// and c2, which share the VPC segment; the bridge in vpcgw carries MPLS
+// frames, not IP.
+func runMPLSoMPLS(ctx context.Context, tb *Testbed, r *Report) error {
+	run, err := tb.tunnelPair(ctx, r, "green", "c1", "c2", "pd", "vpcgw", "c1")
+	if err != nil {
+		return err
+	}
+	mpls := 0
+	var leaked []string
+	for _, p := range run.pkts {
+		switch {
+		case p.EtherType == 0x8847:
+			mpls++
+		case p.EtherType == 0x0800 && (p.Src == run.src.Address || p.Dst == run.src.Address || p.Src == run.dst.Address || p.Dst == run.dst.Address):
+			leaked = append(leaked, p.String())
+		}
+	}
+	r.Observe("vpcgw's port to c1 saw %d MPLS frames, %d pod packets in plain IP", mpls, len(leaked))
+	if len(leaked) > 0 {
+		return fmt.Errorf("pod packets crossed the segment unencapsulated: %v", leaked[:min(len(leaked), 5)])
+	}
+	if mpls < 2*run.ping.Sent {
+		return fmt.Errorf("saw %d MPLS frames, fewer than the %d pings and replies", mpls, 2*run.ping.Sent)
 	}
 	return nil
 }
 
 // runTenantIsolation is scenario b.
-func runTenantIsolation(ctx context.Context, tb *Testbed, w io.Writer) error {
+func runTenantIsolation(ctx context.Context, tb *Testbed, r *Report) error {
 	if err := tb.requireDaemons(ctx); err != nil {
 		return err
 	}
@@ -111,7 +169,7 @@ func runTenantIsolation(ctx context.Context, tb *Testbed, w io.Writer) error {
 	}
 	defer cleanup()
 	redC1, blueC1, redD1, blueD1, blueD2 := pods[0], pods[1], pods[2], pods[3], pods[4]
-	fmt.Fprintf(w, "  addresses: red c1 %s, blue c1 %s, red d1 %s, blue d1 %s, blue d2 %s\n",
+	r.Printf("addresses: red c1 %s, blue c1 %s, red d1 %s, blue d1 %s, blue d2 %s",
 		redC1.Address, blueC1.Address, redD1.Address, blueD1.Address, blueD2.Address)
 	if err := tb.waitPodRoutes(ctx, pods...); err != nil {
 		return err
@@ -127,17 +185,26 @@ func runTenantIsolation(ctx context.Context, tb *Testbed, w io.Writer) error {
 		from *Pod
 		to   *Pod
 	}{{redC1, redD1}, {blueC1, blueD1}, {blueC1, blueD2}} {
-		if err := tb.waitPodReach(ctx, c.from, c.to.Address.String()); err != nil {
+		to := c.to.Address.String()
+		if err := tb.waitPodReach(ctx, c.from, to); err != nil {
 			return err
 		}
-		res, err := tb.TCPExchange(ctx, c.from, c.to.Address.String(), probePort, 1<<16)
+		st, err := tb.PodPing(ctx, c.from, PingOptions{To: to, Count: 10, Interval: 10 * time.Millisecond})
+		if err != nil {
+			return err
+		}
+		res, err := tb.TCPExchange(ctx, c.from, to, probePort, 1<<16)
 		if err != nil {
 			return err
 		}
 		want := c.to.Host + "/" + c.to.Tenant + "/" + c.to.Name
-		fmt.Fprintf(w, "  c1/%s → %s: answered by %s\n", c.from.Tenant, c.to.Address, res.Identity)
+		r.AddFlow(Flow{From: PodEndpoint(c.from), To: PodEndpoint(c.to), VRF: c.from.Tenant, Encap: tenantEncap(tb.topo, c.from.Tenant),
+			Ping: &st, Note: "tcp answered by " + res.Identity})
 		if res.Identity != want {
 			return fmt.Errorf("c1/%s reached %s instead of %s", c.from.Tenant, res.Identity, want)
+		}
+		if st.Received != st.Sent {
+			return fmt.Errorf("c1/%s → %s: lost %v", c.from.Tenant, to, st.Lost)
 		}
 	}
 	// Red has no pod at blue d2's address: nothing may answer.
@@ -145,15 +212,17 @@ func runTenantIsolation(ctx context.Context, tb *Testbed, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "  c1/red → %s (only blue has it): %d/%d replies\n", blueD2.Address, st.Received, st.Sent)
+	r.AddFlow(Flow{From: PodEndpoint(redC1), To: Endpoint{Host: "blue-only", Addr: blueD2.Address}, VRF: redC1.Tenant,
+		Encap: tenantEncap(tb.topo, redC1.Tenant), Ping: &st, WantNoReply: true, Note: "no reply, as it must"})
 	if st.Received != 0 {
 		return errors.New("red reached a blue-only pod")
 	}
+	r.Observe("red and blue share pod addresses; each TCP probe was answered by its own tenant's pod")
 	return nil
 }
 
 // runDCGateway is scenario c.
-func runDCGateway(ctx context.Context, tb *Testbed, w io.Writer) error {
+func runDCGateway(ctx context.Context, tb *Testbed, r *Report) error {
 	if err := tb.requireDaemons(ctx); err != nil {
 		return err
 	}
@@ -172,7 +241,7 @@ func runDCGateway(ctx context.Context, tb *Testbed, w io.Writer) error {
 	for _, p := range pods {
 		rd, _ := tb.TenantRD(p.Host, p.Tenant) // waitPodRoutes resolved it
 		prefix := p.Address.String() + "/32"
-		r, err := frr.WaitVPNRoute(ctx, rd, prefix)
+		route, err := frr.WaitVPNRoute(ctx, rd, prefix)
 		if err != nil {
 			return err
 		}
@@ -183,8 +252,8 @@ func runDCGateway(ctx context.Context, tb *Testbed, w io.Writer) error {
 		rts := d.RTs
 		want := tenantRT(tb.topo, p.Tenant)
 		underlay, _ := tb.topo.UnderlayAddr(p.Host)
-		fmt.Fprintf(w, "  %s holds %s rd %s rt %v next hop %s (%s/%s)\n", frr.Node, prefix, rd, rts, r.Nexthop, p.Host, p.Tenant)
-		if !slices.Contains(rts, want) || r.Nexthop != underlay.String() {
+		r.Observe("%s holds %s rd %s rt %s next hop %s (%s/%s)", frr.Node, prefix, rd, strings.Join(rts, ","), route.Nexthop, p.Host, p.Tenant)
+		if !slices.Contains(rts, want) || route.Nexthop != underlay.String() {
 			return fmt.Errorf("%s: want rt %s and next hop %s", prefix, want, underlay)
 		}
 	}
@@ -195,6 +264,7 @@ func runDCGateway(ctx context.Context, tb *Testbed, w io.Writer) error {
 			if !slices.Contains(nw.RTs, tn.RouteTarget) {
 				continue
 			}
+			var reached []string
 			for _, h := range tb.topo.NodesWithRole(RoleHost) {
 				if _, ok := tn.Pools[h]; !ok {
 					continue
@@ -203,8 +273,10 @@ func runDCGateway(ctx context.Context, tb *Testbed, w io.Writer) error {
 				if err != nil {
 					return fmt.Errorf("%s (rt %v) never reached vrf %s on %s: %w", nw.Prefix, nw.RTs, tn.Name, h, err)
 				}
-				fmt.Fprintf(w, "  %s's %s (rt %v) reached vrf %s on %s (%s remote routes)\n", frr.Node, nw.Prefix, nw.RTs, tn.Name, h, n)
+				r.Printf("%s's %s (rt %s) reached vrf %s on %s (%s remote routes)", frr.Node, nw.Prefix, strings.Join(nw.RTs, ","), tn.Name, h, n)
+				reached = append(reached, h)
 			}
+			r.Observe("%s's own %s (rt %s) reached vrf %s on %s", frr.Node, nw.Prefix, strings.Join(nw.RTs, ","), tn.Name, strings.Join(reached, " "))
 		}
 	}
 	return nil
@@ -234,308 +306,4 @@ func (tb *Testbed) waitRemoteRoutes(ctx context.Context, host, vrf string) (stri
 		return n != "" && n != "0", nil
 	})
 	return n, err
-}
-
-// capture is a tcpdump running in a node, writing a pcap in the run dir.
-type capture struct {
-	tb   *Testbed
-	p    *Process
-	file string
-	done bool
-}
-
-// startCapture captures on iface in node, BGP excepted, until stop.
-func (tb *Testbed) startCapture(ctx context.Context, node, iface string) (*capture, error) {
-	file := filepath.Join(tb.dir, "logs", fmt.Sprintf("%s-%s-%d.pcap", node, iface, time.Now().UnixNano()))
-	p, err := tb.Start(ctx, node, "tcpdump", "tcpdump", "-Z", "root", "--immediate-mode", "-i", iface, "-n", "-U", "-s", "128", "-w", file, "not", "tcp", "port", "179")
-	if err != nil {
-		return nil, err
-	}
-	c := &capture{tb: tb, p: p, file: file}
-	err = poll(ctx, func() (bool, error) {
-		fi, err := os.Stat(file)
-		select {
-		case <-p.Done():
-			return false, fmt.Errorf("tcpdump exited: %s", p.Tail(5))
-		default:
-		}
-		return err == nil && fi.Size() >= 24, nil
-	})
-	if err != nil {
-		_ = p.Stop(ctx) // the wait error says more
-		return nil, fmt.Errorf("start capture on %s %s: %w", node, iface, err)
-	}
-	time.Sleep(200 * time.Millisecond) // tcpdump writes its header before the socket sees packets
-	return c, nil
-}
-
-// stop ends the capture and returns its IPv4 packets; stopping twice
-// returns nothing the second time.
-func (c *capture) stop(ctx context.Context) ([]Packet, error) {
-	if c.done {
-		return nil, nil
-	}
-	c.done = true
-	// Let tcpdump drain what the kernel already handed it: wait until the
-	// file stops growing.
-	last := int64(-1)
-	for range 50 {
-		fi, err := os.Stat(c.file)
-		if err != nil || fi.Size() == last {
-			break
-		}
-		last = fi.Size()
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err := c.p.Stop(ctx); err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(c.file)
-	if err != nil {
-		return nil, fmt.Errorf("read capture: %w", err)
-	}
-	pkts, _, err := ParsePcap(data)
-	return pkts, err
-}
-
-// runRestart is scenario e.
-func runRestart(ctx context.Context, tb *Testbed, w io.Writer) error {
-	if err := tb.requireDaemons(ctx); err != nil {
-		return err
-	}
-	if err := tb.requireDataplane("c1", "d1"); err != nil {
-		return err
-	}
-	pods, cleanup, err := tb.addPods(ctx, "c1/red/pe", "d1/red/pe")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	src, dst := pods[0], pods[1]
-	if err := tb.waitPodRoutes(ctx, src, dst); err != nil {
-		return err
-	}
-	if err := tb.waitPodReach(ctx, src, dst.Address.String()); err != nil {
-		return err
-	}
-	before, err := tb.restartWitness(ctx, src)
-	if err != nil {
-		return err
-	}
-	type flow struct {
-		st  PingStats
-		err error
-	}
-	flowDone := make(chan flow, 1)
-	go func() {
-		st, err := tb.PodPing(ctx, src, PingOptions{To: dst.Address.String(), Count: 800, Interval: 10 * time.Millisecond})
-		flowDone <- flow{st, err}
-	}()
-	time.Sleep(2 * time.Second)
-	start := time.Now()
-	if _, err := tb.RestartIsthmusd(ctx, "c1"); err != nil {
-		<-flowDone
-		return err
-	}
-	fmt.Fprintf(w, "  isthmusd on c1 restarted in %s under a 10ms ping flow\n", time.Since(start).Round(time.Millisecond))
-	f := <-flowDone
-	if f.err != nil {
-		return f.err
-	}
-	fmt.Fprintf(w, "  c1/red → d1/red: %d/%d replies\n", f.st.Received, f.st.Sent)
-	after, err := tb.restartWitness(ctx, src)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "  vrf red config, labels and the label dcgw holds for the pod: %d values, ", len(before))
-	var changed []string
-	for k, v := range before {
-		if after[k] != v {
-			changed = append(changed, fmt.Sprintf("%s: %q → %q", k, v, after[k]))
-		}
-	}
-	for k, v := range after {
-		if _, ok := before[k]; !ok {
-			changed = append(changed, fmt.Sprintf("%s: none → %q", k, v))
-		}
-	}
-	if len(changed) > 0 {
-		fmt.Fprintf(w, "%d changed\n", len(changed))
-		return fmt.Errorf("the restart changed %v", changed)
-	}
-	fmt.Fprintf(w, "unchanged\n")
-	if f.st.Received != f.st.Sent {
-		return fmt.Errorf("the restart lost %d packets (sequence numbers %v)", f.st.Sent-f.st.Received, f.st.Lost[:min(len(f.st.Lost), 10)])
-	}
-	return nil
-}
-
-// runServerRemoved is scenario f.
-func runServerRemoved(ctx context.Context, tb *Testbed, w io.Writer) error {
-	if err := tb.requireDaemons(ctx); err != nil {
-		return err
-	}
-	if err := tb.requireDataplane("c1", "d1", "d2"); err != nil {
-		return err
-	}
-	frr, err := tb.gatewayFRR()
-	if err != nil {
-		return err
-	}
-	pods, cleanup, err := tb.addPods(ctx, "c1/red/pf", "d1/red/pf", "d2/red/pf")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	src, gone, survivor := pods[0], pods[1], pods[2]
-	if err := tb.waitPodRoutes(ctx, pods...); err != nil {
-		return err
-	}
-	for _, p := range pods[1:] {
-		if err := tb.waitPodReach(ctx, src, p.Address.String()); err != nil {
-			return err
-		}
-	}
-	type flow struct {
-		st  PingStats
-		err error
-	}
-	flowDone := make(chan flow, 1)
-	go func() {
-		st, err := tb.PodPing(ctx, src, PingOptions{To: survivor.Address.String(), Count: 3000, Interval: 10 * time.Millisecond})
-		flowDone <- flow{st, err}
-	}()
-	time.Sleep(time.Second)
-	iface, err := tb.topo.UnderlayInterface("d1")
-	if err != nil {
-		return err
-	}
-	if _, err := tb.Exec(ctx, "d1", "ip", "link", "set", iface, "down"); err != nil {
-		return err
-	}
-	defer func() {
-		if _, err := tb.Exec(context.WithoutCancel(ctx), "d1", "ip", "link", "set", iface, "up"); err != nil {
-			tb.log.Warn("bring d1 back", "err", err)
-		}
-	}()
-	start := time.Now()
-	// Hold time (9s) plus the graceful-restart time the host advertised (10s).
-	wctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-	err = frr.WaitNoVPNRoute(wctx, gone.Address.String()+"/32")
-	cancel()
-	if err != nil {
-		<-flowDone
-		return err
-	}
-	fmt.Fprintf(w, "  d1 cut off: %s withdrawn from %s after %s\n", gone.Address, frr.Node, time.Since(start).Round(100*time.Millisecond))
-	f := <-flowDone
-	if f.err != nil {
-		return f.err
-	}
-	fmt.Fprintf(w, "  c1/red → d2/red %s meanwhile: %d/%d replies\n", survivor.Address, f.st.Received, f.st.Sent)
-	if f.st.Received != f.st.Sent {
-		return fmt.Errorf("traffic to the surviving server lost %d packets", f.st.Sent-f.st.Received)
-	}
-	return nil
-}
-
-// runMPLSoMPLS is scenario d: tenant green runs MPLS over MPLS between c1
-// and c2, which share the VPC segment; the bridge in vpcgw carries MPLS
-// frames, not IP.
-func runMPLSoMPLS(ctx context.Context, tb *Testbed, w io.Writer) error {
-	if err := tb.requireDaemons(ctx); err != nil {
-		return err
-	}
-	if err := tb.requireDataplane("c1", "c2"); err != nil {
-		return err
-	}
-	pods, cleanup, err := tb.addPods(ctx, "c1/green/pd", "c2/green/pd")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	src, dst := pods[0], pods[1]
-	if err := tb.waitPodRoutes(ctx, src, dst); err != nil {
-		return err
-	}
-	srv, err := tb.ServeIdentity(dst, probePort)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	capture, err := tb.startCapture(ctx, "vpcgw", "c1")
-	if err != nil {
-		return err
-	}
-	defer capture.stop(context.WithoutCancel(ctx))
-	if err := tb.waitPodReach(ctx, src, dst.Address.String()); err != nil {
-		return err
-	}
-	st, err := tb.PodPing(ctx, src, PingOptions{To: dst.Address.String(), Count: 50, Interval: 10 * time.Millisecond})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "  ping c1/green %s → c2/green %s: %d/%d replies\n", src.Address, dst.Address, st.Received, st.Sent)
-	if st.Received != st.Sent {
-		return fmt.Errorf("ping pod to pod: lost %v", st.Lost)
-	}
-	res, err := tb.TCPExchange(ctx, src, dst.Address.String(), probePort, 8<<20)
-	if err != nil {
-		return fmt.Errorf("tcp pod to pod: %w", err)
-	}
-	fmt.Fprintf(w, "  tcp  c1/green → %s: 8 MiB intact at %.0f Mbit/s\n", res.Identity, res.Mbps())
-	pkts, err := capture.stop(ctx)
-	if err != nil {
-		return err
-	}
-	mpls := 0
-	var leaked []string
-	for _, p := range pkts {
-		switch {
-		case p.EtherType == 0x8847:
-			mpls++
-		case p.EtherType == 0x0800 && (p.Src == src.Address || p.Dst == src.Address || p.Src == dst.Address || p.Dst == dst.Address):
-			leaked = append(leaked, p.String())
-		}
-	}
-	fmt.Fprintf(w, "  vpcgw's port to c1 saw %d MPLS frames, %d pod packets in plain IP\n", mpls, len(leaked))
-	if len(leaked) > 0 {
-		return fmt.Errorf("pod packets crossed the segment unencapsulated: %v", leaked[:min(len(leaked), 5)])
-	}
-	if mpls < 2*st.Sent {
-		return fmt.Errorf("saw %d MPLS frames, fewer than the %d pings and replies", mpls, 2*st.Sent)
-	}
-	return nil
-}
-
-// restartWitness collects what a restart of isthmusd on the pod's host must
-// not change: the VRF's configuration and labels as gNMI shows them, and
-// the VPN label the gateway holds for the pod's /32.
-func (tb *Testbed) restartWitness(ctx context.Context, p *Pod) (map[string]string, error) {
-	vrf := "network-instances/network-instance[name=" + p.Tenant + "]"
-	leaves, err := tb.GnmiFlat(ctx, p.Host, "/"+vrf)
-	if err != nil {
-		return nil, err
-	}
-	w := map[string]string{}
-	for k, v := range leaves {
-		rest := strings.TrimPrefix(k, vrf+"/")
-		if strings.HasPrefix(rest, "config/") || strings.HasPrefix(rest, "state/label") {
-			w[rest] = v
-		}
-	}
-	frr, err := tb.gatewayFRR()
-	if err != nil {
-		return nil, err
-	}
-	rd, err := tb.TenantRD(p.Host, p.Tenant)
-	if err != nil {
-		return nil, err
-	}
-	d, err := frr.RouteDetail(ctx, rd, p.Address.String()+"/32")
-	if err != nil {
-		return nil, err
-	}
-	w["dcgw label for "+p.Address.String()] = fmt.Sprint(d.Labels)
-	return w, nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/isthmus-net/isthmus/cni/plugin"
 )
 
 // TelemetryPaths are what the demo streams from a host: its BGP sessions
@@ -15,48 +17,88 @@ var TelemetryPaths = []string{
 	"/interfaces/interface[name=*]/state/counters",
 }
 
-// ShowTelemetry streams TelemetryPaths from isthmusd on host with gnmic
-// subscribe (sample mode, every second) for d, while a pod on host pings a
-// pod on peer so that the counters move, and writes what arrived to w.
-func (tb *Testbed) ShowTelemetry(ctx context.Context, w io.Writer, host, peer, tenant string, d time.Duration) error {
+// TelemetryOptions say what ShowTelemetry streams.
+type TelemetryOptions struct {
+	// Host is the node whose isthmusd is subscribed to.
+	Host string
+	// Peer is the host of the pod that Host's pod pings.
+	Peer string
+	// Tenant is the pods' VRF.
+	Tenant string
+	// Duration is how long the subscription runs.
+	Duration time.Duration
+	// Interval is the sample interval; 0 means 2s.
+	Interval time.Duration
+	// KeepPods leaves the two pods in place afterwards, for a kept
+	// testbed; Down removes them with the run.
+	KeepPods bool
+}
+
+// ShowTelemetry adds a pod on o.Host and one on o.Peer, keeps a ping flow
+// between them going, streams TelemetryPaths from isthmusd on o.Host with
+// gnmic subscribe (sample mode) for o.Duration, and writes what arrived to
+// w as a table, one row per sample and interface. It returns the pods,
+// which are gone again unless o.KeepPods is set.
+func (tb *Testbed) ShowTelemetry(ctx context.Context, w io.Writer, o TelemetryOptions) ([]*Pod, error) {
+	if o.Interval == 0 {
+		o.Interval = 2 * time.Second
+	}
 	if err := tb.requireDaemons(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	gnmic, err := tb.needGnmic()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	target, err := tb.GNMIAddr(host)
+	target, err := tb.GNMIAddr(o.Host)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	pods, cleanup, err := tb.addPods(ctx, host+"/"+tenant+"/tm", peer+"/"+tenant+"/tm")
+	pods, cleanup, err := tb.addPods(ctx, o.Host+"/"+o.Tenant+"/tm", o.Peer+"/"+o.Tenant+"/tm")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer cleanup()
+	if !o.KeepPods {
+		defer cleanup()
+	}
 	if err := tb.waitPodRoutes(ctx, pods...); err != nil {
-		return err
+		return pods, err
+	}
+	if err := tb.waitPodReach(ctx, pods[0], pods[1].Address.String()); err != nil {
+		return pods, err
 	}
 	flowCtx, stopFlow := context.WithCancel(ctx)
 	defer stopFlow()
+	const every = 20 * time.Millisecond
 	go func() {
 		// The flow only makes the counters move; its result does not matter.
-		_, _ = tb.PodPing(flowCtx, pods[0], PingOptions{To: pods[1].Address.String(), Count: int(d / (20 * time.Millisecond)), Interval: 20 * time.Millisecond})
+		_, _ = tb.PodPing(flowCtx, pods[0], PingOptions{To: pods[1].Address.String(), Count: int(o.Duration / every), Interval: every})
 	}()
-	args := []string{"subscribe", "--mode", "stream", "--stream-mode", "sample", "--sample-interval", "1s", "--format", "flat"}
+	args := []string{"subscribe", "--mode", "stream", "--stream-mode", "sample", "--sample-interval", o.Interval.String(), "--format", "event"}
 	for _, p := range TelemetryPaths {
 		args = append(args, "--path", p)
 	}
-	subCtx, cancel := context.WithTimeout(ctx, d)
+	subCtx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
-	fmt.Fprintf(w, "  gnmic -a %s subscribe (sample, 1s) for %s, while %s/%s pings %s/%s:\n", target, d, host, tenant, peer, tenant)
-	out, err := tb.Gnmic(subCtx, gnmic, host, target, args...)
-	if _, werr := w.Write(out); werr != nil {
-		return fmt.Errorf("write telemetry: %w", werr)
+	fmt.Fprintf(w, "  gnmic -a %s subscribe --stream-mode sample --sample-interval %s, for %s, while %s pings %s every %s:\n",
+		target, o.Interval, o.Duration, PodEndpoint(pods[0]), PodEndpoint(pods[1]), every)
+	for _, p := range TelemetryPaths {
+		fmt.Fprintf(w, "    --path '%s'\n", p)
 	}
+	fmt.Fprintln(w)
+	out, err := tb.Gnmic(subCtx, gnmic, o.Host, target, args...)
 	if err != nil && !errors.Is(subCtx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("subscribe on %s: %w", host, err)
+		return pods, fmt.Errorf("subscribe on %s: %w", o.Host, err)
 	}
-	return nil
+	samples, err := ParseGnmicEvents(out)
+	if err != nil {
+		return pods, err
+	}
+	podOf := map[string]string{}
+	for _, p := range pods {
+		if p.Host == o.Host {
+			podOf[plugin.HostIfName(p.Netns, "eth0")] = p.Host + "/" + p.Tenant + "/" + p.Name
+		}
+	}
+	return pods, WriteTelemetry(w, samples, podOf)
 }

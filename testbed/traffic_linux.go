@@ -94,8 +94,9 @@ type TCPResult struct {
 	// Identity is who answered ("d1/red/web").
 	Identity string
 	// Bytes were sent and acknowledged by their checksum.
-	Bytes int
-	// Duration of the transfer, from connect to checksum.
+	Bytes int64
+	// Duration of the transfer, from the first byte sent to the checksum
+	// received.
 	Duration time.Duration
 }
 
@@ -110,9 +111,24 @@ func (r TCPResult) Mbps() float64 {
 // TCPExchange connects from pod p to addr:port, reads the server's
 // identity, sends size bytes and checks the checksum that comes back.
 func (tb *Testbed) TCPExchange(ctx context.Context, p *Pod, addr string, port, size int) (TCPResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	return tcpProbe(ctx, p, addr, port, int64(size), 0)
+}
+
+// TCPThroughput connects from pod p to addr:port, sends as fast as TCP
+// allows for d and checks the checksum that comes back: a bulk transfer
+// whose rate is the path's throughput.
+func (tb *Testbed) TCPThroughput(ctx context.Context, p *Pod, addr string, port int, d time.Duration) (TCPResult, error) {
+	return tcpProbe(ctx, p, addr, port, 0, d)
+}
+
+// probeChunk is what tcpProbe writes at a time.
+const probeChunk = 128 << 10
+
+// tcpProbe sends size bytes, or when size is 0 sends for d, and checks the
+// server's identity and checksum.
+func tcpProbe(ctx context.Context, p *Pod, addr string, port int, size int64, d time.Duration) (TCPResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second+d)
 	defer cancel()
-	start := time.Now()
 	c, err := dialIn(ctx, filepath.Join(netnsDir, p.Netns), net.JoinHostPort(addr, fmt.Sprint(port)))
 	if err != nil {
 		return TCPResult{}, err
@@ -125,12 +141,23 @@ func (tb *Testbed) TCPExchange(ctx context.Context, p *Pod, addr string, port, s
 	if _, err := io.ReadFull(c, id); err != nil {
 		return TCPResult{}, fmt.Errorf("read identity from %s: %w", addr, err)
 	}
-	payload := make([]byte, size)
-	for i := range payload {
-		payload[i] = byte(i * 7)
+	chunk := make([]byte, probeChunk)
+	for i := range chunk {
+		chunk[i] = byte(i * 7)
 	}
-	if _, err := c.Write(payload); err != nil {
-		return TCPResult{}, fmt.Errorf("send to %s: %w", addr, err)
+	h := sha256.New()
+	start := time.Now()
+	var sent int64
+	for (size > 0 && sent < size) || (size == 0 && time.Since(start) < d) {
+		b := chunk
+		if size > 0 {
+			b = chunk[:min(int64(len(chunk)), size-sent)]
+		}
+		if _, err := c.Write(b); err != nil {
+			return TCPResult{}, fmt.Errorf("send to %s: %w", addr, err)
+		}
+		h.Write(b) // a hash never fails to write
+		sent += int64(len(b))
 	}
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 		return TCPResult{}, fmt.Errorf("close write to %s: %w", addr, err)
@@ -139,11 +166,10 @@ func (tb *Testbed) TCPExchange(ctx context.Context, p *Pod, addr string, port, s
 	if _, err := io.ReadFull(c, sum); err != nil {
 		return TCPResult{}, fmt.Errorf("read checksum from %s: %w", addr, err)
 	}
-	if want := sha256.Sum256(payload); string(sum) != string(want[:]) {
+	if string(sum) != string(h.Sum(nil)) {
 		return TCPResult{}, errors.New("transfer corrupted: checksum differs")
 	}
-	res := TCPResult{Identity: string(trimRight(id)), Bytes: size, Duration: time.Since(start)}
-	return res, nil
+	return TCPResult{Identity: string(trimRight(id)), Bytes: sent, Duration: time.Since(start)}, nil
 }
 
 func trimRight(b []byte) []byte {

@@ -1,25 +1,32 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/isthmus-net/isthmus/testbed"
 )
 
-// demo brings the testbed up, runs every scenario, prints a summary and
-// tears the testbed down unless keep is set.
+// telemetryTime is how long the demo streams telemetry: long enough for
+// isthmusd to publish its dataplane counters (every 5s) twice.
+const telemetryTime = 11 * time.Second
+
+// demo brings the testbed up, runs every scenario, streams some telemetry,
+// prints a summary and tears the testbed down unless keep is set.
 func demo(ctx context.Context, log *slog.Logger, out io.Writer, root, file string, bins testbed.Binaries, keep bool) (err error) {
+	fmt.Fprintf(out, "== bringing the testbed up\n")
 	if err := up(ctx, log, out, root, file, bins); err != nil {
 		return err
 	}
 	if !keep {
 		defer func() {
+			fmt.Fprintf(out, "\n== tearing down\n")
 			err = errors.Join(err, down(context.WithoutCancel(ctx), log, out, root, false))
 		}()
 	}
@@ -27,39 +34,48 @@ func demo(ctx context.Context, log *slog.Logger, out io.Writer, root, file strin
 	if err != nil {
 		return err
 	}
-	type result struct{ name, title, verdict string }
-	var results []result
-	failed := 0
+	var outcomes []testbed.Outcome
 	for _, s := range testbed.Scenarios() {
-		var buf bytes.Buffer
 		fmt.Fprintf(out, "\n== scenario %s: %s\n", s.Name, s.Title)
-		runErr := s.Run(ctx, tb, &buf)
-		_, _ = out.Write(buf.Bytes())
-		verdict := "passed"
-		switch {
-		case errors.Is(runErr, testbed.ErrNotAvailable):
-			verdict = "not yet available"
-		case runErr != nil:
-			verdict = "FAILED: " + runErr.Error()
+		r := testbed.NewReport(out)
+		start := time.Now()
+		runErr := s.Run(ctx, tb, r)
+		o := testbed.Outcome{Scenario: s, Report: r, Err: runErr, Took: time.Since(start)}
+		outcomes = append(outcomes, o)
+		if runErr != nil {
+			fmt.Fprintf(out, "  %s: %v\n", o.Verdict(), runErr)
+		} else {
+			fmt.Fprintf(out, "  %s\n", o.Verdict())
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
+	fmt.Fprintf(out, "\n== telemetry: gnmic subscribe to isthmusd on c1\n")
+	pods, telErr := tb.ShowTelemetry(ctx, out, testbed.TelemetryOptions{
+		Host: "c1", Peer: "d1", Tenant: "red", Duration: telemetryTime, KeepPods: keep,
+	})
+	if telErr != nil {
+		fmt.Fprintf(out, "  telemetry: %v\n", telErr)
+	}
+
+	passed, failed := 0, 0
+	for _, o := range outcomes {
+		switch o.Verdict() {
+		case "pass":
+			passed++
+		case "FAIL":
 			failed++
 		}
-		if runErr != nil && verdict == "not yet available" {
-			fmt.Fprintf(out, "   %v\n", runErr)
-		} else {
-			fmt.Fprintf(out, "   %s\n", verdict)
-		}
-		results = append(results, result{s.Name, s.Title, verdict})
 	}
-	fmt.Fprintf(out, "\nsummary\n")
-	for _, r := range results {
-		fmt.Fprintf(out, "  %-9s %-20s %s\n", r.name, r.verdict, r.title)
-	}
-	fmt.Fprintf(out, "\n== telemetry\n")
-	if err := tb.ShowTelemetry(ctx, out, "c1", "d1", "red", 4*time.Second); err != nil {
-		fmt.Fprintf(out, "   %v\n", err)
+	fmt.Fprintf(out, "\n== SUMMARY: %d of %d scenarios passed (topology %s, run %s, %s)\n\n",
+		passed, len(outcomes), tb.Topology().Name, strings.TrimSuffix(tb.Prefix(), "-"), time.Now().Format(time.DateTime))
+	if err := testbed.WriteSummary(out, outcomes); err != nil {
+		return err
 	}
 	if keep {
-		printPokeHelp(out, tb)
+		printPokeHelp(out, tb, pods)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d scenarios failed", failed)
@@ -67,24 +83,51 @@ func demo(ctx context.Context, log *slog.Logger, out io.Writer, root, file strin
 	return nil
 }
 
-// printPokeHelp tells how to reach the running testbed.
-func printPokeHelp(out io.Writer, tb *testbed.Testbed) {
+// printPokeHelp tells how to reach the running testbed, with commands that
+// can be pasted as they are.
+func printPokeHelp(out io.Writer, tb *testbed.Testbed, pods []*testbed.Pod) {
+	self, err := os.Executable()
+	if err != nil {
+		self = "isthmus-testbed"
+	}
 	gnmic := tb.Binaries().Gnmic
 	if gnmic == "" {
 		gnmic = "gnmic"
 	}
 	c1, _ := tb.GNMIAddr("c1") // the mission topology has c1
+	d1, _ := tb.GNMIAddr("d1")
 	bgp := "/network-instances/network-instance[name=default]/protocols/protocol[identifier=BGP][name=bgp]/bgp/neighbors"
+	g := fmt.Sprintf("%s exec c1 %s -a %s --insecure", self, gnmic, c1)
 	fmt.Fprintf(out, `
-the testbed stays up. Every address lives inside its namespaces, so run
-gnmic from a node (gNMI without TLS on each host's underlay address, :%d):
+== the testbed stays up (run %s)
 
-  isthmus-testbed exec c1 %[2]s -a %[3]s --insecure capabilities
-  isthmus-testbed exec c1 %[2]s -a %[3]s --insecure get --path '/network-instances/network-instance[name=red]' -e json_ietf
-  isthmus-testbed exec c1 %[2]s -a %[3]s --insecure get --path '%[4]s' -e json_ietf
-  isthmus-testbed exec c1 %[2]s -a %[3]s --insecure subscribe --path '/interfaces/interface[name=*]/state/counters' --stream-mode sample --sample-interval 2s
-  isthmus-testbed vtysh dcgw 'show bgp ipv4 vpn'
-  isthmus-testbed status
-  isthmus-testbed down
-`, testbed.GNMIPort, gnmic, c1, bgp)
+Every address lives inside the testbed's namespaces, so gnmic runs inside a
+node: isthmusd serves gNMI without TLS or users on each host's underlay
+address, port %d (c1 %s, d1 %s; from c1 you reach them all).
+
+  %[5]s capabilities
+  %[5]s get --path '/network-instances/network-instance[name=red]' -e json_ietf --format flat
+  %[5]s get --path '%[6]s' -e json_ietf --format flat
+  %[5]s subscribe --path '/interfaces/interface[name=*]/state/counters' --stream-mode sample --sample-interval 5s
+  %[5]s subscribe --path '%[6]s/neighbor[neighbor-address=*]/state/session-state' --stream-mode on-change
+`, strings.TrimSuffix(tb.Prefix(), "-"), testbed.GNMIPort, c1, d1, g, bgp)
+	if len(pods) == 2 {
+		fmt.Fprintf(out, `
+Two pods stay up in vrf %s: %s on %s and %s on %s.
+
+  ip netns exec %s ping -c 3 %s
+`, pods[0].Tenant, pods[0].Address, pods[0].Host, pods[1].Address, pods[1].Host, pods[0].Netns, pods[1].Address)
+	}
+	fmt.Fprintf(out, `
+The data-center gateway (FRR) and the rest:
+
+  %[1]s vtysh dcgw 'show bgp ipv4 vpn'
+  %[1]s exec c1 ip -d link
+  %[1]s status
+  %[1]s run a                # or underlay, b … f
+
+Tear it down:
+
+  %[1]s down
+`, self)
 }

@@ -66,6 +66,9 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	level := slog.LevelInfo
+	if cmd == "demo" {
+		level = slog.LevelWarn // the demo's own output says what happens
+	}
 	if *verbose {
 		level = slog.LevelDebug
 	}
@@ -200,8 +203,35 @@ func up(ctx context.Context, log *slog.Logger, out io.Writer, root, file string,
 				return fail(err)
 			}
 		}
+		if bins.Gnmic != "" {
+			if err := waitSessions(ctx, tb); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	return status(ctx, out, tb)
+}
+
+// waitSessions waits until every bgp-router has its BGP sessions to the
+// hosts up, so that what up reports is the settled topology.
+func waitSessions(ctx context.Context, tb *testbed.Testbed) error {
+	topo := tb.Topology()
+	var hosts []string
+	for _, h := range topo.NodesWithRole(testbed.RoleHost) {
+		addr, err := topo.UnderlayAddr(h)
+		if err != nil {
+			return err
+		}
+		hosts = append(hosts, addr.String())
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, node := range topo.NodesWithRole(testbed.RoleBGPRouter) {
+		if err := tb.FRRAt(node).WaitEstablished(ctx, hosts...); err != nil {
+			return fmt.Errorf("bgp sessions on %s: %w", node, err)
+		}
+	}
+	return nil
 }
 
 func down(ctx context.Context, log *slog.Logger, out io.Writer, root string, all bool) error {
@@ -317,9 +347,16 @@ func runScenario(ctx context.Context, log *slog.Logger, out io.Writer, root, nam
 		return err
 	}
 	fmt.Fprintf(out, "scenario %s: %s\n", s.Name, s.Title)
-	if err := s.Run(ctx, tb, out); err != nil {
+	r := testbed.NewReport(out)
+	start := time.Now()
+	err = s.Run(ctx, tb, r)
+	fmt.Fprintln(out)
+	if werr := testbed.WriteSummary(out, []testbed.Outcome{{Scenario: s, Report: r, Err: err, Took: time.Since(start)}}); werr != nil {
+		return errors.Join(err, werr)
+	}
+	if err != nil {
 		return fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
-	fmt.Fprintf(out, "scenario %s: passed\n", s.Name)
+	fmt.Fprintf(out, "\nscenario %s: passed\n", s.Name)
 	return nil
 }
