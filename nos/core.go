@@ -124,6 +124,9 @@ func (c *Core) Start(ctx context.Context) error {
 	if err := c.publishConfig(&gen.Device{}, cfg, computeDelta(&gen.Device{}, cfg)); err != nil {
 		return err
 	}
+	if err := c.publishHistory(); err != nil {
+		return err
+	}
 	c.cache.GetTarget(c.target).Sync()
 	c.log.Info("configuration restored", "revision", c.Revision())
 	return nil
@@ -210,9 +213,9 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 		return 0, err
 	}
 	enc, err := c.enc.update(cand, ch)
-	var rev uint64
+	var ci CommitInfo
 	if err == nil {
-		rev, err = c.store.append(who, enc.document())
+		ci, err = c.store.append(who, enc.document())
 	}
 	if err != nil {
 		// Put the reconcilers back where they were.
@@ -224,13 +227,16 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 	c.enc = enc
 	c.mu.Lock()
 	c.running = cand
-	c.rev = rev
+	c.rev = ci.Revision
 	c.mu.Unlock()
 	if err := c.publishConfig(old, cand, ch); err != nil {
-		c.log.Error("publish configuration to telemetry", "revision", rev, "err", err)
+		c.log.Error("publish configuration to telemetry", "revision", ci.Revision, "err", err)
 	}
-	c.log.Info("commit", "revision", rev, "user", who)
-	return rev, nil
+	if err := c.publishCommit(ci); err != nil {
+		c.log.Error("publish commit to telemetry", "revision", ci.Revision, "err", err)
+	}
+	c.log.Info("commit", "revision", ci.Revision, "user", who)
+	return ci.Revision, nil
 }
 
 // validate runs schema, semantic and reconciler validation.

@@ -3,6 +3,7 @@ package nos
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -197,4 +198,42 @@ func TestStateIsPrunedWithItsConfig(t *testing.T) {
 	if hasState() {
 		t.Fatal("state of a deleted VRF survived")
 	}
+}
+
+func TestCommitsShownUnderSystem(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := newTestCore(t, dir)
+	for i := 0; i < HistoryShown+2; i++ {
+		if _, err := c.Commit(ctx, "bob", func(d *gen.Device) error {
+			d.GetOrCreateNetworkInstances().GetOrCreateNetworkInstance("default").GetOrCreateConfig().Description = ygot.String(fmt.Sprint(i))
+			d.GetNetworkInstances().GetNetworkInstance("default").GetConfig().Type = gen.IsthmusTypes_NetworkInstanceType_DEFAULT
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(c *Core) {
+		t.Helper()
+		c.Read(func(_, s *gen.Device) error {
+			sys := s.GetSystem()
+			if got := sys.GetState().GetRevision(); got != HistoryShown+2 {
+				t.Errorf("/system/state/revision = %d", got)
+			}
+			if sys.GetState().GetUser() != "bob" || sys.GetState().GetTime() == 0 {
+				t.Errorf("/system/state = %+v", sys.GetState())
+			}
+			if n := len(sys.GetCommits().Commit); n != HistoryShown {
+				t.Errorf("%d commits shown, want %d", n, HistoryShown)
+			}
+			if sys.GetCommits().GetCommit(2) != nil || sys.GetCommits().GetCommit(3) == nil {
+				t.Error("the oldest commits are not the ones dropped")
+			}
+			return nil
+		})
+	}
+	check(c)
+	// A restarted core shows the same history.
+	c.Store().Close()
+	check(newTestCore(t, dir))
 }

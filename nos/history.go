@@ -46,16 +46,17 @@ func decodeConfig(b []byte) (*gen.Device, error) {
 
 // append persists raw, the RFC 7951 JSON of a configuration, as the next
 // revision and makes it the head.
-func (s *Store) append(who string, raw []byte) (uint64, error) {
-	var rev uint64
+func (s *Store) append(who string, raw []byte) (CommitInfo, error) {
+	var ci CommitInfo
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCommits)
 		seq, err := b.NextSequence()
 		if err != nil {
 			return err
 		}
-		rev = seq
-		rec := commitRecord{CommitInfo: CommitInfo{Revision: rev, Time: time.Now().UTC(), User: who}, Config: raw}
+		rev := seq
+		ci = CommitInfo{Revision: rev, Time: time.Now().UTC(), User: who}
+		rec := commitRecord{CommitInfo: ci, Config: raw}
 		v, err := json.Marshal(rec)
 		if err != nil {
 			return err
@@ -71,9 +72,9 @@ func (s *Store) append(who string, raw []byte) (uint64, error) {
 		return tx.Bucket(bucketMeta).Put([]byte("head"), revKey(rev))
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store revision: %w", err)
+		return CommitInfo{}, fmt.Errorf("store revision: %w", err)
 	}
-	return rev, nil
+	return ci, nil
 }
 
 // head returns the record of the running revision, or ErrNoRevision.

@@ -2,7 +2,6 @@ package nos
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,7 +18,8 @@ var (
 )
 
 // ErrNoRevision is returned when a revision does not exist in the store.
-var ErrNoRevision = errors.New("no such revision")
+// It is an ErrNotFound.
+var ErrNoRevision = fmt.Errorf("no such revision: %w", ErrNotFound)
 
 // Store is the embedded, crash-safe store of committed configuration and of
 // the core's persistent allocations. It wraps one bbolt file in the data dir.

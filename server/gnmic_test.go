@@ -179,6 +179,19 @@ func TestGnmic(t *testing.T) {
 	}
 	waitFor(t, &out, "world")
 
+	// The history is visible, and a rollback to revision 2 (description
+	// "hello") is a new commit that the stream sees.
+	g.mustRun(t, []string{`"isthmus-system:revision": "3"`, `"isthmus-system:user": "` + adminUser + `"`}, "get", "--type", "state", "--encoding", "json_ietf", "--path", "/system/state")
+	hellos := strings.Count(out.String(), "hello")
+	g.mustRun(t, []string{"UPDATE"}, "set", "--update-path", "/system/rollback", "--update-value", "2")
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(out.String(), "hello") == hellos; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream never saw the rollback:\n%s", out.String())
+		}
+	}
+	g.mustRun(t, []string{`"isthmus-system:revision": "4"`}, "get", "--type", "state", "--encoding", "json_ietf", "--path", "/system/state")
+	g.mustRun(t, []string{"hello"}, "get", "--path", descr)
+
 	// Refusals.
 	if out, err := g.run(t, "", "", "set", "--update-path", descr, "--update-value", "x"); err == nil || !strings.Contains(out, "Unauthenticated") {
 		t.Errorf("set without credentials: %v\n%s", err, out)
@@ -186,7 +199,7 @@ func TestGnmic(t *testing.T) {
 	if out, err := g.run(t, viewerUser, viewerPass, "set", "--update-path", descr, "--update-value", "x"); err == nil || !strings.Contains(out, "PermissionDenied") {
 		t.Errorf("set by a viewer: %v\n%s", err, out)
 	}
-	if out, err := g.run(t, viewerUser, viewerPass, "get", "--path", descr); err != nil || !strings.Contains(out, "world") {
+	if out, err := g.run(t, viewerUser, viewerPass, "get", "--path", descr); err != nil || !strings.Contains(out, "hello") {
 		t.Errorf("get by a viewer: %v\n%s", err, out)
 	}
 }

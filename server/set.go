@@ -27,6 +27,12 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 	if len(req.GetExtension()) > 0 {
 		return nil, status.Error(codes.Unimplemented, "set extensions are not supported")
 	}
+	if rev, ok, err := rollbackRevision(req); ok || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return s.rollback(ctx, req, rev, committer(ctx))
+	}
 	// Normalize every path against the prefix here, so the core sees
 	// plain paths and the response can echo what was asked.
 	norm := &gpb.SetRequest{}
@@ -68,11 +74,7 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 			results = append(results, &gpb.UpdateResult{Path: u.GetPath(), Op: group.op})
 		}
 	}
-	user := userFrom(ctx)
-	if user == "" {
-		user = "anonymous"
-	}
-	if _, err := s.core.Set(ctx, user, norm); err != nil {
+	if _, err := s.core.Set(ctx, committer(ctx), norm); err != nil {
 		var pe *nos.PathError
 		if !errors.As(err, &pe) {
 			// Schema validation reports schema paths without keys: name
@@ -82,6 +84,14 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 		return nil, toStatus(err)
 	}
 	return &gpb.SetResponse{Prefix: req.GetPrefix(), Response: results, Timestamp: time.Now().UnixNano()}, nil
+}
+
+// committer names the author of a commit in the history.
+func committer(ctx context.Context) string {
+	if user := userFrom(ctx); user != "" {
+		return user
+	}
+	return "anonymous"
 }
 
 // describe lists the paths of a request for an error message, at most a

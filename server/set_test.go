@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +93,33 @@ func TestSetUnsupported(t *testing.T) {
 	_, err := e.cli.Set(admin(), &gpb.SetRequest{UnionReplace: []*gpb.Update{upd(t, "/", ietf(`{}`))}})
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("union_replace: %v", err)
+	}
+}
+
+func TestRollbackRefusals(t *testing.T) {
+	e := newTestEnv(t)
+	e.addVRF(t, "red", "65000:1", "10.1.0.0/24")
+	before := e.configJSON(t)
+	rb := func(v *gpb.TypedValue) *gpb.Update { return upd(t, "/system/rollback", v) }
+	for _, tc := range []struct {
+		name string
+		req  *gpb.SetRequest
+		code codes.Code
+	}{
+		{"missing revision", &gpb.SetRequest{Update: []*gpb.Update{rb(&gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: 99}})}}, codes.NotFound},
+		{"not a number", &gpb.SetRequest{Update: []*gpb.Update{rb(str("latest"))}}, codes.InvalidArgument},
+		{"zero", &gpb.SetRequest{Update: []*gpb.Update{rb(&gpb.TypedValue{Value: &gpb.TypedValue_IntVal{IntVal: 0}})}}, codes.InvalidArgument},
+		{"with another operation", &gpb.SetRequest{
+			Update: []*gpb.Update{rb(str("1"))},
+			Delete: []*gpb.Path{mustPath(t, vrfPath("red"))},
+		}, codes.InvalidArgument},
+	} {
+		_, err := e.cli.Set(admin(), tc.req)
+		if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), "rollback") && tc.code == codes.InvalidArgument {
+			t.Errorf("%s: %v, want %v naming /system/rollback", tc.name, err, tc.code)
+		}
+	}
+	if after := e.configJSON(t); after != before {
+		t.Fatalf("a refused rollback changed the configuration:\n%s\nwant\n%s", after, before)
 	}
 }
