@@ -191,3 +191,5 @@ func (f *frr) vpnCount(neighbor string) int {
 	}
 	return s.Peers[neighbor].PfxRcd
 }
+
+func isRoot() bool { return os.Geteuid() == 0 }

@@ -48,18 +48,19 @@ type Reconciler struct {
 	lvl *slog.LevelVar
 	rib *rib // replaced only by Start, before the loops that use it run
 
-	mu       sync.Mutex // guards core, ctx, sp, applied, exported, restart, peers, eor, stale, synced, counters*
-	core     *nos.Core
-	ctx      context.Context // Start's context: lifetime of the speaker and loops
-	sp       *speaker
-	applied  *intent // what GoBGP runs now
-	exported map[exportKey]exportRoute
-	restart  bool // this start is a graceful restart
-	peers    map[netip.Addr]*peerStatus
-	eor      map[netip.Addr]bool
-	stale    map[nos.RouteKey]bool // FIB routes from before a restart, not yet confirmed
-	synced   bool                  // initial convergence after Start is over
-	eorAt    time.Time             // when the last End-of-RIB arrived
+	mu           sync.Mutex // guards core, ctx, sp, applied, exported, restart, peers, eor, stale, synced, counters*
+	core         *nos.Core
+	ctx          context.Context // Start's context: lifetime of the speaker and loops
+	sp           *speaker
+	applied      *intent // what GoBGP runs now
+	exported     map[exportKey]exportRoute
+	restart      bool // this start is a graceful restart
+	peers        map[netip.Addr]*peerStatus
+	eor          map[netip.Addr]bool
+	stale        map[nos.RouteKey]bool // FIB routes from before a restart, not yet confirmed
+	synced       bool                  // initial convergence after Start is over
+	eorAt        time.Time             // when the last End-of-RIB arrived
+	advertisedAt time.Time             // when the last export change was handed to GoBGP
 
 	counters      map[netip.Addr]peerCounters // GoBGP's, cached (see gobgpCounters)
 	countersAt    time.Time
@@ -174,8 +175,11 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 
 	if !want.enabled() {
 		if r.sp != nil {
-			r.sp.stop(false)
+			err := r.sp.stop(false)
 			r.sp = nil
+			if err != nil {
+				return err
+			}
 		}
 		r.applied, r.exported = &intent{vrfs: want.vrfs, endpoint: want.endpoint}, map[exportKey]exportRoute{}
 		return r.releaseLabels(want)
@@ -219,8 +223,11 @@ func globalEqual(a, b globalSpec) bool {
 // of AS, router ID or listeners gets here. r.mu is held.
 func (r *Reconciler) restartSpeaker(ctx context.Context, want *intent) error {
 	if r.sp != nil {
-		r.sp.stop(false)
+		err := r.sp.stop(false)
 		r.sp = nil
+		if err != nil {
+			return err
+		}
 	}
 	r.applied = &intent{neighbors: map[netip.Addr]neighborSpec{}}
 	r.exported = map[exportKey]exportRoute{}
@@ -304,13 +311,16 @@ func (r *Reconciler) applyExports(want *intent) error {
 		return err
 	}
 	add, del := exportDiff(r.exported, routes)
+	if len(add)+len(del) == 0 {
+		return nil
+	}
+	r.advertisedAt = time.Now()
 	if err := r.sp.advertise(add, del); err != nil {
 		return err
 	}
 	r.exported = routes
-	if len(add)+len(del) > 0 {
-		r.log.Debug("bgp exports changed", "added", len(add), "withdrawn", len(del), "total", len(routes))
-	}
+	r.log.Debug("bgp exports changed", "added", len(add), "withdrawn", len(del), "total", len(routes),
+		"took", time.Since(r.advertisedAt))
 	return nil
 }
 
@@ -345,8 +355,9 @@ func hasRoute(v vrfSpec, p netip.Prefix) bool {
 // on while isthmusd restarts.
 func (r *Reconciler) Stop(ctx context.Context) error {
 	r.mu.Lock()
+	var errs []error
 	if r.sp != nil {
-		r.sp.stop(true)
+		errs = append(errs, r.sp.stop(true))
 		r.sp = nil
 	}
 	cancel := r.cancel
@@ -359,9 +370,10 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("stop bgp: %w", ctx.Err())
+		errs = append(errs, fmt.Errorf("stop bgp: %w", ctx.Err()))
 	}
-	return touchHeartbeat(r.cfg.StateDir)
+	errs = append(errs, touchHeartbeat(r.cfg.StateDir))
+	return errors.Join(errs...)
 }
 
 // onBestPath is GoBGP's best-path callback (on GoBGP's watch goroutine).

@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -31,25 +32,22 @@ func startSpeaker(ctx context.Context, log *slog.Logger, lvl *slog.LevelVar, g g
 	go srv.Serve()
 	sp := &speaker{srv: srv, cancel: func() {}}
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: globalToAPI(g)}); err != nil {
-		srv.Stop()
-		return nil, fmt.Errorf("start bgp as %d router-id %s: %w", g.as, g.routerID, err)
+		err = fmt.Errorf("start bgp as %d router-id %s: %w", g.as, g.routerID, err)
+		return nil, errors.Join(err, sp.stop(false))
 	}
 	for _, p := range exportPolicies() {
 		if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: p}); err != nil {
-			sp.stop(false)
-			return nil, fmt.Errorf("add policy %s: %w", p.Name, err)
+			return nil, errors.Join(fmt.Errorf("add policy %s: %w", p.Name, err), sp.stop(false))
 		}
 	}
 	if err := sp.setTransit(ctx, transit); err != nil {
-		sp.stop(false)
-		return nil, err
+		return nil, errors.Join(err, sp.stop(false))
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	sp.cancel = cancel
 	err := srv.WatchEvent(wctx, cb, server.WatchBestPath(true), server.WatchPeer(), server.WatchEor(true))
 	if err != nil {
-		sp.stop(false)
-		return nil, fmt.Errorf("watch bgp events: %w", err)
+		return nil, errors.Join(fmt.Errorf("watch bgp events: %w", err), sp.stop(false))
 	}
 	return sp, nil
 }
@@ -66,11 +64,12 @@ func (sp *speaker) setTransit(ctx context.Context, transit bool) error {
 // stop stops the watch and GoBGP. With graceful, sessions to peers that
 // negotiated graceful restart are closed without a NOTIFICATION, so the
 // peers keep our routes until we are back (RFC 4724).
-func (sp *speaker) stop(graceful bool) {
+func (sp *speaker) stop(graceful bool) error {
 	sp.cancel()
-	// StopBgp fails only when the server is not serving, and then there is
-	// nothing left to stop.
-	_ = sp.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: graceful})
+	if err := sp.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: graceful}); err != nil {
+		return fmt.Errorf("stop bgp speaker: %w", err)
+	}
+	return nil
 }
 
 // addPeer, updatePeer and deletePeer change one session.
