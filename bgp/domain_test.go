@@ -57,6 +57,12 @@ func TestTwoHostsIBGP(t *testing.T) {
 	hostA.vrfs[0].pods = nil
 	a.commit(hostA)
 	eventually(t, 20*time.Second, "withdrawal on b", func() bool { _, ok := b.route("red", "10.1.0.5/32"); return !ok })
+
+	// Removing BGP from a removes what it learnt.
+	eventually(t, 20*time.Second, "b's route on a", func() bool { _, ok := a.route("red", "10.1.1.7/32"); return ok })
+	hostA.as = 0
+	a.commit(hostA)
+	eventually(t, 10*time.Second, "a's FIB empty without BGP", func() bool { total, _ := a.core.FIB().Len(); return total == 0 })
 }
 
 // TestTwoDomains: two Isthmus domains, each a reflector with one client

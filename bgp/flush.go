@@ -92,6 +92,7 @@ func (r *Reconciler) finishSync(why string) {
 		return
 	}
 	r.synced = true
+	r.restart = false // neighbors added from now on are not restarting
 	var del []nos.RouteChange
 	for k := range r.stale {
 		if !r.rib.has(k) {

@@ -170,13 +170,14 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 	}
 	r.rib.setEndpoint(want.endpoint)
 	r.rib.setVRFs(want.vrfs)
-	r.signalFlush()
+	defer r.signalFlush()
 	defer r.signalState()
 
 	if !want.enabled() {
 		if r.sp != nil {
 			err := r.sp.stop(false)
 			r.sp = nil
+			r.rib.clearPaths()
 			if err != nil {
 				return err
 			}
@@ -225,6 +226,9 @@ func (r *Reconciler) restartSpeaker(ctx context.Context, want *intent) error {
 	if r.sp != nil {
 		err := r.sp.stop(false)
 		r.sp = nil
+		// The old speaker's watch has ended: its routes would never be
+		// withdrawn otherwise.
+		r.rib.clearPaths()
 		if err != nil {
 			return err
 		}

@@ -243,6 +243,17 @@ func (r *rib) setVRFs(vrfs map[string]vrfSpec) {
 	}
 }
 
+// clearPaths forgets every received path, as when the speaker that
+// received them is gone; the routes they made are flushed as deletes.
+func (r *rib) clearPaths() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, l := range r.paths {
+		r.unlink(k, l)
+	}
+	clear(r.paths)
+}
+
 // update applies one batch of GoBGP best-path changes. It returns how many
 // paths were rejected.
 func (r *rib) update(paths []*apiutil.Path) int {
