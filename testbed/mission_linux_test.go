@@ -66,14 +66,32 @@ func TestMissionScenarios(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	tb, _, _ := missionUp(t, ctx)
+	var outcomes []Outcome
 	for _, s := range Scenarios() {
 		t.Run(s.Name, func(t *testing.T) {
 			var out strings.Builder
-			err := s.Run(ctx, tb, NewReport(&out))
+			r := NewReport(&out)
+			start := time.Now()
+			err := s.Run(ctx, tb, r)
+			outcomes = append(outcomes, Outcome{Scenario: s, Report: r, Err: err, Took: time.Since(start)})
 			t.Logf("%s: %s\n%s", s.Name, s.Title, out.String())
 			if err != nil {
 				t.Fatal(err)
 			}
 		})
+	}
+	var summary strings.Builder
+	if err := WriteSummary(&summary, outcomes); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("summary:\n%s", summary.String())
+	// The demo's telemetry: the first sample carries the session state.
+	var tel strings.Builder
+	if _, err := tb.ShowTelemetry(ctx, &tel, TelemetryOptions{Host: "c1", Peer: "d1", Tenant: "red", Duration: 3 * time.Second, Interval: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("telemetry:\n%s", tel.String())
+	if !strings.Contains(tel.String(), "10.20.0.1 ESTABLISHED") {
+		t.Errorf("telemetry lacks c1's session to dcgw:\n%s", tel.String())
 	}
 }

@@ -181,7 +181,7 @@ func WriteSummary(w io.Writer, outcomes []Outcome) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCN\tFROM (host/pod address)\tTO (host/pod address)\tVRF\tENCAP\tPING\tLOSS\tRTT min/avg/max\tTCP\tRESULT")
+	fmt.Fprintf(tw, "SCN\tFROM (host/pod address)\tTO (host/pod address)\tVRF\tENCAP\tPING\tLOSS\tRTT min/avg/max\tTCP (%s bulk)\tRESULT\n", throughputTime)
 	for _, o := range outcomes {
 		for _, f := range o.Report.Flows {
 			ping, loss, rtt, tcp := "-", "-", "-", "-"

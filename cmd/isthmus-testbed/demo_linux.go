@@ -94,37 +94,39 @@ func printPokeHelp(out io.Writer, tb *testbed.Testbed, pods []*testbed.Pod) {
 	if gnmic == "" {
 		gnmic = "gnmic"
 	}
-	c1, _ := tb.GNMIAddr("c1") // the mission topology has c1
+	c1, _ := tb.GNMIAddr("c1") // the mission topology has c1 and d1
 	d1, _ := tb.GNMIAddr("d1")
 	bgp := "/network-instances/network-instance[name=default]/protocols/protocol[identifier=BGP][name=bgp]/bgp/neighbors"
-	g := fmt.Sprintf("%s exec c1 %s -a %s --insecure", self, gnmic, c1)
 	fmt.Fprintf(out, `
-== the testbed stays up (run %s)
+== the testbed stays up (run %[1]s)
 
-Every address lives inside the testbed's namespaces, so gnmic runs inside a
-node: isthmusd serves gNMI without TLS or users on each host's underlay
-address, port %d (c1 %s, d1 %s; from c1 you reach them all).
+Every address lives inside the testbed's namespaces, so run gnmic inside a
+node's namespace. isthmusd serves gNMI without TLS and without users on
+each host's underlay address, port %[2]d (c1 %[3]s, d1 %[4]s, …); from c1
+every host is reachable.
 
-  %[5]s capabilities
-  %[5]s get --path '/network-instances/network-instance[name=red]' -e json_ietf --format flat
-  %[5]s get --path '%[6]s' -e json_ietf --format flat
-  %[5]s subscribe --path '/interfaces/interface[name=*]/state/counters' --stream-mode sample --sample-interval 5s
-  %[5]s subscribe --path '%[6]s/neighbor[neighbor-address=*]/state/session-state' --stream-mode on-change
-`, strings.TrimSuffix(tb.Prefix(), "-"), testbed.GNMIPort, c1, d1, g, bgp)
+  G="ip netns exec %[5]s %[6]s -a %[3]s --insecure"
+  $G capabilities
+  $G get --path '/network-instances/network-instance[name=red]' -e json_ietf --format flat
+  $G get --path '%[7]s' --type state
+  $G subscribe --path '/interfaces/interface[name=*]/state/counters' --stream-mode sample --sample-interval 5s
+  $G subscribe --path '%[7]s/neighbor[neighbor-address=*]/state/session-state' --stream-mode on-change
+`, strings.TrimSuffix(tb.Prefix(), "-"), testbed.GNMIPort, c1, d1, tb.Namespace("c1"), gnmic, bgp)
 	if len(pods) == 2 {
 		fmt.Fprintf(out, `
-Two pods stay up in vrf %s: %s on %s and %s on %s.
+Two pods stay up in vrf %s, %s on %s and %s on %s; ping across the
+tunnel and watch the counters above move (isthmusd publishes them every 5s):
 
   ip netns exec %s ping -c 3 %s
 `, pods[0].Tenant, pods[0].Address, pods[0].Host, pods[1].Address, pods[1].Host, pods[0].Netns, pods[1].Address)
 	}
 	fmt.Fprintf(out, `
-The data-center gateway (FRR) and the rest:
+The data-center gateway's FRR, the nodes, the scenarios:
 
   %[1]s vtysh dcgw 'show bgp ipv4 vpn'
   %[1]s exec c1 ip -d link
   %[1]s status
-  %[1]s run a                # or underlay, b … f
+  %[1]s run a                  # or underlay, b … f
 
 Tear it down:
 
