@@ -76,6 +76,7 @@ func (tb *Testbed) StartIsthmusd(ctx context.Context, node string, o IsthmusdOpt
 		"--cni-socket", d.CNISocket,
 		"--target", node,
 		"--log-level", "debug",
+		"--state-interval", "1s",
 	}, o.Args...)
 	if err := d.start(ctx, node); err != nil {
 		return nil, err

@@ -85,7 +85,7 @@ func (tb *Testbed) ShowTelemetry(ctx context.Context, w io.Writer, o TelemetryOp
 	for _, p := range TelemetryPaths {
 		fmt.Fprintf(w, "    --path '%s'\n", p)
 	}
-	fmt.Fprintf(w, "  (isthmusd publishes a pod interface's counters every 5s; a sample repeats the last ones)\n\n")
+	fmt.Fprintf(w, "  (the testbed's isthmusd publishes forwarding counters every second: --state-interval 1s)\n\n")
 	out, err := tb.Gnmic(subCtx, gnmic, o.Host, target, args...)
 	if err != nil && !errors.Is(subCtx.Err(), context.DeadlineExceeded) {
 		return pods, fmt.Errorf("subscribe on %s: %w", o.Host, err)

@@ -14,8 +14,9 @@ import (
 )
 
 // telemetryTime is how long the demo streams telemetry: long enough for
-// isthmusd to publish its dataplane counters (every 5s) twice.
-const telemetryTime = 11 * time.Second
+// isthmusd (started with --state-interval 1s) to publish its dataplane
+// counters several times.
+const telemetryTime = 6 * time.Second
 
 // demo brings the testbed up, runs every scenario, streams some telemetry,
 // prints a summary and tears the testbed down unless keep is set.
@@ -109,13 +110,13 @@ every host is reachable.
   $G capabilities
   $G get --path '/network-instances/network-instance[name=red]' -e json_ietf --format flat
   $G get --path '%[7]s' --type state
-  $G subscribe --path '/interfaces/interface[name=*]/state/counters' --stream-mode sample --sample-interval 5s
+  $G subscribe --path '/interfaces/interface[name=*]/state/counters' --stream-mode sample --sample-interval 1s
   $G subscribe --path '%[7]s/neighbor[neighbor-address=*]/state/session-state' --stream-mode on-change
 `, strings.TrimSuffix(tb.Prefix(), "-"), testbed.GNMIPort, c1, d1, tb.Namespace("c1"), gnmic, bgp)
 	if len(pods) == 2 {
 		fmt.Fprintf(out, `
 Two pods stay up in vrf %s, %s on %s and %s on %s; ping across the
-tunnel and watch the counters above move (isthmusd publishes them every 5s):
+tunnel and watch the counters above move (the testbed's isthmusd publishes them every second):
 
   ip netns exec %s ping -c 3 %s
 `, pods[0].Tenant, pods[0].Address, pods[0].Host, pods[1].Address, pods[1].Host, pods[0].Netns, pods[1].Address)

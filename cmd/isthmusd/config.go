@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -29,6 +30,9 @@ type config struct {
 	Dataplane struct {
 		// BPFFS is where eBPF maps, programs and links are pinned.
 		BPFFS string `yaml:"bpffs"`
+		// StateInterval is how often forwarding counters are published
+		// as gNMI state (for example "1s"; default 5s).
+		StateInterval time.Duration `yaml:"state-interval"`
 	} `yaml:"dataplane"`
 	BGP struct {
 		// GRPCAddress, when set, exposes GoBGP's own gRPC API (for gobgp CLI

@@ -78,6 +78,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		socket   = fs.String("cni-socket", "", "unix socket of the CNI API (default /run/isthmus/cni.sock)")
 		target   = fs.String("target", "", "gNMI target name (default: host name)")
 		level    = fs.String("log-level", "", "debug, info, warn or error (default info)")
+		interval = fs.Duration("state-interval", 0, "how often forwarding counters are published as gNMI state (default 5s)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -105,6 +106,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	override(&cfg.LogLevel, *level)
 	if *insecure {
 		cfg.GNMI.Insecure = true
+	}
+	if *interval > 0 {
+		cfg.Dataplane.StateInterval = *interval
 	}
 	lvl, err := parseLevel(cfg.LogLevel)
 	if err != nil {

@@ -15,9 +15,12 @@ func reconcilers(cfg config, log *slog.Logger) []nos.Reconciler {
 		Logger:      log.With("component", "bgp"),
 		GRPCAddress: cfg.BGP.GRPCAddress,
 	})
-	dp := dataplane.New(dataplane.ReconcilerConfig{Config: dataplane.Config{
-		BPFFS:  cfg.Dataplane.BPFFS,
-		Logger: log.With("component", "dataplane"),
-	}})
+	dp := dataplane.New(dataplane.ReconcilerConfig{
+		Config: dataplane.Config{
+			BPFFS:  cfg.Dataplane.BPFFS,
+			Logger: log.With("component", "dataplane"),
+		},
+		StateInterval: cfg.Dataplane.StateInterval,
+	})
 	return []nos.Reconciler{dp, b}
 }
