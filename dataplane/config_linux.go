@@ -270,13 +270,15 @@ func (d *Dataplane) writeEndpoint(ep Endpoint, mac net.HardwareAddr) error {
 	copy(v.Mac[:], mac)
 	var old forwarderEndpoint
 	if err := d.maps.Endpoints.Lookup(slot, &old); err == nil && old.Mac != v.Mac && old.Mac != ([6]byte{}) {
-		d.maps.EndpointMacs.Delete(forwarderMacKey{Mac: old.Mac})
+		if err := d.unindexMAC(old.Mac); err != nil {
+			return fmt.Errorf("set endpoint %v: %w", ep.Addr, err)
+		}
 	}
 	if err := d.maps.Endpoints.Put(slot, &v); err != nil {
 		return fmt.Errorf("set endpoint %v: %w", ep.Addr, err)
 	}
 	if len(mac) == 6 {
-		if err := d.maps.EndpointMacs.Put(forwarderMacKey{Mac: v.Mac}, slot); err != nil {
+		if err := d.indexMAC(v.Mac, slot); err != nil {
 			return fmt.Errorf("set endpoint %v mac: %w", ep.Addr, err)
 		}
 	}
@@ -303,13 +305,15 @@ func (d *Dataplane) DeleteEndpoint(addr netip.Addr) error {
 	d.withdrawn[addr] = true
 	var old forwarderEndpoint
 	if err := d.maps.Endpoints.Lookup(slot, &old); err == nil && old.Mac != ([6]byte{}) {
-		d.maps.EndpointMacs.Delete(forwarderMacKey{Mac: old.Mac})
+		if err := d.unindexMAC(old.Mac); err != nil {
+			return fmt.Errorf("delete endpoint %v: %w", addr, err)
+		}
 	}
 	a := addr.As4()
 	if err := d.maps.Endpoints.Put(slot, &forwarderEndpoint{Addr: be32(a)}); err != nil {
 		return fmt.Errorf("delete endpoint %v: %w", addr, err)
 	}
-	if err := d.maps.EndpointIndex.Delete(be32(a)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := d.unindexEndpoint(a); err != nil {
 		return fmt.Errorf("delete endpoint %v: %w", addr, err)
 	}
 	return nil

@@ -26,6 +26,14 @@ type forwarderEndpoint struct {
 	TransportLabel uint32
 }
 
+type forwarderEndpointHint struct {
+	_    structs.HostLayout
+	Key  uint32
+	Key2 uint16
+	Pad  uint16
+	Slot uint32
+}
+
 type forwarderEndpointStats struct {
 	_         structs.HostLayout
 	TxPackets uint64
@@ -112,6 +120,7 @@ type forwarderTunnel struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	forwarderMapAbi              = "abi"
+	forwarderMapAddrHints        = "addr_hints"
 	forwarderMapEndpointCounters = "endpoint_counters"
 	forwarderMapEndpointIndex    = "endpoint_index"
 	forwarderMapEndpointMacs     = "endpoint_macs"
@@ -123,6 +132,7 @@ const (
 	forwarderMapIfaceSlots       = "iface_slots"
 	forwarderMapIfaces           = "ifaces"
 	forwarderMapLabels           = "labels"
+	forwarderMapMacHints         = "mac_hints"
 	forwarderMapRoutes           = "routes"
 	forwarderMapTunnelConfig     = "tunnel_config"
 	forwarderMapVrfDrops         = "vrf_drops"
@@ -185,6 +195,7 @@ type forwarderProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type forwarderMapSpecs struct {
 	Abi              *ebpf.MapSpec `ebpf:"abi"`
+	AddrHints        *ebpf.MapSpec `ebpf:"addr_hints"`
 	EndpointCounters *ebpf.MapSpec `ebpf:"endpoint_counters"`
 	EndpointIndex    *ebpf.MapSpec `ebpf:"endpoint_index"`
 	EndpointMacs     *ebpf.MapSpec `ebpf:"endpoint_macs"`
@@ -196,6 +207,7 @@ type forwarderMapSpecs struct {
 	IfaceSlots       *ebpf.MapSpec `ebpf:"iface_slots"`
 	Ifaces           *ebpf.MapSpec `ebpf:"ifaces"`
 	Labels           *ebpf.MapSpec `ebpf:"labels"`
+	MacHints         *ebpf.MapSpec `ebpf:"mac_hints"`
 	Routes           *ebpf.MapSpec `ebpf:"routes"`
 	TunnelConfig     *ebpf.MapSpec `ebpf:"tunnel_config"`
 	VrfDrops         *ebpf.MapSpec `ebpf:"vrf_drops"`
@@ -228,6 +240,7 @@ func (o *forwarderObjects) Close() error {
 // It can be passed to loadForwarderObjects or ebpf.CollectionSpec.LoadAndAssign.
 type forwarderMaps struct {
 	Abi              *ebpf.Map `ebpf:"abi"`
+	AddrHints        *ebpf.Map `ebpf:"addr_hints"`
 	EndpointCounters *ebpf.Map `ebpf:"endpoint_counters"`
 	EndpointIndex    *ebpf.Map `ebpf:"endpoint_index"`
 	EndpointMacs     *ebpf.Map `ebpf:"endpoint_macs"`
@@ -239,6 +252,7 @@ type forwarderMaps struct {
 	IfaceSlots       *ebpf.Map `ebpf:"iface_slots"`
 	Ifaces           *ebpf.Map `ebpf:"ifaces"`
 	Labels           *ebpf.Map `ebpf:"labels"`
+	MacHints         *ebpf.Map `ebpf:"mac_hints"`
 	Routes           *ebpf.Map `ebpf:"routes"`
 	TunnelConfig     *ebpf.Map `ebpf:"tunnel_config"`
 	VrfDrops         *ebpf.Map `ebpf:"vrf_drops"`
@@ -247,6 +261,7 @@ type forwarderMaps struct {
 func (m *forwarderMaps) Close() error {
 	return _ForwarderClose(
 		m.Abi,
+		m.AddrHints,
 		m.EndpointCounters,
 		m.EndpointIndex,
 		m.EndpointMacs,
@@ -258,6 +273,7 @@ func (m *forwarderMaps) Close() error {
 		m.IfaceSlots,
 		m.Ifaces,
 		m.Labels,
+		m.MacHints,
 		m.Routes,
 		m.TunnelConfig,
 		m.VrfDrops,

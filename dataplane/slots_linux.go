@@ -60,7 +60,7 @@ func (d *Dataplane) endpointSlot(addr netip.Addr) (uint32, error) {
 	if err := d.maps.Endpoints.Put(s, &forwarderEndpoint{Addr: be32(a)}); err != nil {
 		return 0, fmt.Errorf("add endpoint %v: %w", addr, err)
 	}
-	if err := d.maps.EndpointIndex.Put(be32(a), s); err != nil {
+	if err := d.indexEndpoint(a, s); err != nil {
 		return 0, fmt.Errorf("add endpoint %v: %w", addr, err)
 	}
 	d.epSlots[addr] = s
@@ -79,10 +79,13 @@ func (d *Dataplane) releaseEndpoint(addr netip.Addr) error {
 	}
 	var old forwarderEndpoint
 	if err := d.maps.Endpoints.Lookup(s, &old); err == nil && old.Mac != ([6]byte{}) {
-		d.maps.EndpointMacs.Delete(forwarderMacKey{Mac: old.Mac})
+		if err := d.unindexMAC(old.Mac); err != nil {
+			return fmt.Errorf("release endpoint %v: %w", addr, err)
+		}
 	}
-	a := addr.As4()
-	d.maps.EndpointIndex.Delete(be32(a))
+	if err := d.unindexEndpoint(addr.As4()); err != nil {
+		return fmt.Errorf("release endpoint %v: %w", addr, err)
+	}
 	if err := d.maps.Endpoints.Put(s, &forwarderEndpoint{}); err != nil {
 		return fmt.Errorf("clear endpoint %v: %w", addr, err)
 	}

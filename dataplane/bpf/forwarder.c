@@ -88,6 +88,41 @@ static __always_inline __u32 mix32(__u32 h)
 	return h;
 }
 
+/* endpoint_hash picks the hint entry of an outer source address, or of a
+ * MAC given as its first four and last two bytes (key2 = 0 for addresses).
+ * The loader mirrors it (endpointHash in hints_linux.go). */
+static __always_inline __u32 endpoint_hash(__u32 key, __u32 key2)
+{
+	return mix32(key ^ (key2 << 16) ^ 0x9e3779b9) & (ENDPOINT_HINTS - 1);
+}
+
+/* endpoint_by_addr returns the slot of the endpoint with this outer source
+ * address, 0 when there is none: the hint when it matches, else the hash. */
+static __always_inline __u32 endpoint_by_addr(__u32 addr)
+{
+	__u32 h = endpoint_hash(addr, 0);
+	struct endpoint_hint *e = bpf_map_lookup_elem(&addr_hints, &h);
+	if (e && e->key == addr && e->slot)
+		return e->slot;
+	__u32 *slot = bpf_map_lookup_elem(&endpoint_index, &addr);
+	return slot ? *slot : 0;
+}
+
+/* endpoint_by_mac is endpoint_by_addr for the source MAC of MPLSoMPLS. */
+static __always_inline __u32 endpoint_by_mac(const __u8 *mac)
+{
+	__u32 k1 = *(__u32 *)mac;     /* bpf allows unaligned packet loads */
+	__u16 k2 = *(__u16 *)(mac + 4);
+	__u32 h = endpoint_hash(k1, k2);
+	struct endpoint_hint *e = bpf_map_lookup_elem(&mac_hints, &h);
+	if (e && e->key == k1 && e->key2 == k2 && e->slot)
+		return e->slot;
+	struct mac_key mk = {};
+	__builtin_memcpy(mk.mac, mac, ETH_ALEN);
+	__u32 *slot = bpf_map_lookup_elem(&endpoint_macs, &mk);
+	return slot ? *slot : 0;
+}
+
 /* flow_hash hashes the inner 5-tuple (3-tuple for fragments and protocols
  * without ports) so that one flow always takes one path and one source port. */
 static __always_inline __u32 flow_hash(struct iphdr *ip, void *data_end)
@@ -373,13 +408,11 @@ int underlay_ingress(struct __sk_buff *skb)
 	/* From here on the packet is ours: deliver it or count why not. */
 	__u32 vrf = 0;
 	int reason;
-	__u32 saddr = ip->saddr;
-	__u32 *endpoint = bpf_map_lookup_elem(&endpoint_index, &saddr);
-	if (!endpoint) {
+	__u32 epslot = endpoint_by_addr(ip->saddr);
+	if (!epslot) {
 		reason = DROP_UNKNOWN_ENDPOINT;
 		goto drop;
 	}
-	__u32 epslot = *endpoint;
 	__u32 *mpls = (void *)(udp + 1);
 	struct iphdr *inner = (void *)(mpls + 1);
 	if ((ip->frag_off & bpf_htons(0x3fff)) || (void *)(mpls + 1) > data_end) {
@@ -452,10 +485,8 @@ int underlay_xdp(struct xdp_md *ctx)
 
 	__u32 vrf = 0;
 	int reason;
-	struct mac_key mk = {};
-	__builtin_memcpy(mk.mac, eth->h_source, ETH_ALEN);
-	__u32 *endpoint = bpf_map_lookup_elem(&endpoint_macs, &mk);
-	if (!endpoint) {
+	__u32 epslot = endpoint_by_mac(eth->h_source);
+	if (!epslot) {
 		reason = DROP_UNKNOWN_ENDPOINT;
 		goto drop;
 	}
@@ -512,7 +543,7 @@ int underlay_xdp(struct xdp_md *ctx)
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
 	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
 	__u64 outer_bytes = data_end - data;
-	count_endpoint(*endpoint, 1, outer_bytes);
+	count_endpoint(epslot, 1, outer_bytes);
 	count_iface(slot, 1, outer_bytes - depth * 4);
 
 	if (bpf_xdp_adjust_head(ctx, depth * 4) || bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct meta))) {

@@ -90,6 +90,22 @@ struct {
 } endpoint_index SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ENDPOINT_HINTS);
+	__type(key, __u32);
+	__type(value, struct endpoint_hint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} addr_hints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ENDPOINT_HINTS);
+	__type(key, __u32);
+	__type(value, struct endpoint_hint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mac_hints SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_ENDPOINTS);
 	__type(key, struct mac_key);

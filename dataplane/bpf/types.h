@@ -12,7 +12,7 @@
 
 /* ISTHMUS_ABI is stored in the pinned meta map; a loader that finds another
  * value refuses to adopt the pinned maps. */
-#define ISTHMUS_ABI 3
+#define ISTHMUS_ABI 4
 
 #define MAX_NEXTHOPS 16
 #define MAX_VRFS 4096
@@ -23,6 +23,7 @@
 #define DIRECT_IFINDEX 65536 /* ifindexes below this are found in an array */
 #define MAX_LABELS (1 << 20) /* the whole 20-bit label space */
 #define MAX_ENDPOINTS 4096
+#define ENDPOINT_HINTS 8192 /* direct-mapped hints in front of the endpoint hashes */
 
 /* Kinds of route. */
 enum route_kind {
@@ -138,6 +139,23 @@ struct label_target {
 struct mac_key {
 	__u8 mac[6];
 	__u16 pad;
+};
+
+/* endpoint_hint: one entry of the direct-mapped arrays that answer "which
+ * endpoint sent this" without a hash-map helper call (a call into the
+ * kernel's hash map costs about 35 ns per packet here, an inlined array
+ * access a few). The entry for an outer source address is at
+ * endpoint_hash(addr) in addr_hints, the one for a source MAC at
+ * endpoint_hash(mac) in mac_hints; key holds the address (or the MAC's
+ * first four bytes) and key2 the MAC's last two bytes. slot 0 is never an
+ * endpoint, so it marks an empty entry. When two endpoints collide, the
+ * loader keeps one in the hint and the other is found through the hash map
+ * (endpoint_index, endpoint_macs), which stays the complete record. */
+struct endpoint_hint {
+	__u32 key;
+	__u16 key2;
+	__u16 pad;
+	__u32 slot;
 };
 
 struct iface_stats {
