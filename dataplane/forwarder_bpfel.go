@@ -97,6 +97,14 @@ type forwarderRoute struct {
 	Id   uint32
 }
 
+type forwarderRouteCacheEntry struct {
+	_    structs.HostLayout
+	Vrf  uint32
+	Addr uint32
+	Gen  uint32
+	R    forwarderRoute
+}
+
 type forwarderRouteKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -133,6 +141,8 @@ const (
 	forwarderMapIfaces           = "ifaces"
 	forwarderMapLabels           = "labels"
 	forwarderMapMacHints         = "mac_hints"
+	forwarderMapRouteCache       = "route_cache"
+	forwarderMapRouteGen         = "route_gen"
 	forwarderMapRoutes           = "routes"
 	forwarderMapTunnelConfig     = "tunnel_config"
 	forwarderMapVrfDrops         = "vrf_drops"
@@ -208,6 +218,8 @@ type forwarderMapSpecs struct {
 	Ifaces           *ebpf.MapSpec `ebpf:"ifaces"`
 	Labels           *ebpf.MapSpec `ebpf:"labels"`
 	MacHints         *ebpf.MapSpec `ebpf:"mac_hints"`
+	RouteCache       *ebpf.MapSpec `ebpf:"route_cache"`
+	RouteGen         *ebpf.MapSpec `ebpf:"route_gen"`
 	Routes           *ebpf.MapSpec `ebpf:"routes"`
 	TunnelConfig     *ebpf.MapSpec `ebpf:"tunnel_config"`
 	VrfDrops         *ebpf.MapSpec `ebpf:"vrf_drops"`
@@ -253,6 +265,8 @@ type forwarderMaps struct {
 	Ifaces           *ebpf.Map `ebpf:"ifaces"`
 	Labels           *ebpf.Map `ebpf:"labels"`
 	MacHints         *ebpf.Map `ebpf:"mac_hints"`
+	RouteCache       *ebpf.Map `ebpf:"route_cache"`
+	RouteGen         *ebpf.Map `ebpf:"route_gen"`
 	Routes           *ebpf.Map `ebpf:"routes"`
 	TunnelConfig     *ebpf.Map `ebpf:"tunnel_config"`
 	VrfDrops         *ebpf.Map `ebpf:"vrf_drops"`
@@ -274,6 +288,8 @@ func (m *forwarderMaps) Close() error {
 		m.Ifaces,
 		m.Labels,
 		m.MacHints,
+		m.RouteCache,
+		m.RouteGen,
 		m.Routes,
 		m.TunnelConfig,
 		m.VrfDrops,

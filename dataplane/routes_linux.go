@@ -329,12 +329,14 @@ func (d *Dataplane) SetRoutes(routes []Route) error {
 			res.err = fmt.Errorf("set %d routes: %w", n, err)
 		}
 	}
+	// Invalidate cached lookups before a released group can be reused.
+	genErr := d.bumpRouteGen()
 	for _, id := range release {
 		if err := d.releaseGroup(id); err != nil {
 			return err
 		}
 	}
-	return errors.Join(prepErr, res.err)
+	return errors.Join(prepErr, res.err, genErr)
 }
 
 // DeleteRoutes removes routes; missing ones are ignored.
@@ -372,16 +374,29 @@ func (d *Dataplane) DeleteRoutes(keys []RouteKey) error {
 		d.routes = maps.Clone(d.routes)
 		d.routeDeletes = 0
 	}
-	if err := batchDelete(d.maps.HostRoutes, hk); err != nil {
-		return fmt.Errorf("delete %d host routes: %w", len(hk), err)
-	}
-	if err := batchDelete(d.maps.Routes, bk); err != nil {
-		return fmt.Errorf("delete %d routes: %w", len(bk), err)
+	err := errors.Join(batchDelete(d.maps.HostRoutes, hk), batchDelete(d.maps.Routes, bk))
+	// Invalidate cached lookups, also after a partial failure, and before
+	// a released group can be reused.
+	if err = errors.Join(err, d.bumpRouteGen()); err != nil {
+		return fmt.Errorf("delete %d routes: %w", len(hk)+len(bk), err)
 	}
 	for _, id := range release {
 		if err := d.releaseGroup(id); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// bumpRouteGen invalidates every CPU's route cache (route_cache in
+// bpf/types.h) after the route tables changed.
+func (d *Dataplane) bumpRouteGen() error {
+	var zero, gen uint32
+	if err := d.maps.RouteGen.Lookup(zero, &gen); err != nil {
+		return fmt.Errorf("read route generation: %w", err)
+	}
+	if err := d.maps.RouteGen.Put(zero, gen+1); err != nil {
+		return fmt.Errorf("bump route generation: %w", err)
 	}
 	return nil
 }

@@ -167,16 +167,35 @@ static __always_inline void set_macs(struct ethhdr *eth, const __u8 *dst, const 
 	__builtin_memcpy(eth->h_source, src, ETH_ALEN);
 }
 
-/* route_lookup finds the longest match for daddr in vrf: the /32 table
- * first, then the trie. */
+/* route_lookup finds the longest match for daddr in vrf: this CPU's route
+ * cache, else the /32 table, then the trie (and the answer is cached). The
+ * result may point into the cache entry; callers read it at once. */
 static __always_inline struct route *route_lookup(__u32 vrf, __u32 daddr)
 {
+	__u32 zero = 0;
+	__u32 *genp = bpf_map_lookup_elem(&route_gen, &zero);
+	if (!genp)
+		return 0;
+	/* Read the generation before the tables: a change that lands after
+	 * this read bumps it, so the entry written below is already stale. */
+	__u32 gen = *genp;
+	__u32 i = mix32(daddr ^ (vrf * 0x9e3779b9)) & (ROUTE_CACHE - 1);
+	struct route_cache_entry *c = bpf_map_lookup_elem(&route_cache, &i);
+	if (c && c->addr == daddr && c->vrf == vrf && c->gen == gen && c->r.kind)
+		return &c->r;
 	struct host_key hk = {.vrf = vrf, .addr = daddr};
 	struct route *r = bpf_map_lookup_elem(&host_routes, &hk);
-	if (r)
-		return r;
-	struct route_key key = {.prefixlen = 64, .vrf = bpf_htonl(vrf), .addr = daddr};
-	return bpf_map_lookup_elem(&routes, &key);
+	if (!r) {
+		struct route_key key = {.prefixlen = 64, .vrf = bpf_htonl(vrf), .addr = daddr};
+		r = bpf_map_lookup_elem(&routes, &key);
+	}
+	if (r && c) {
+		c->vrf = vrf;
+		c->addr = daddr;
+		c->gen = gen;
+		c->r = *r;
+	}
+	return r;
 }
 
 /* deliver_target resolves a local VPN label (looked up by the caller) and
