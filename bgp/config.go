@@ -168,6 +168,9 @@ func neighborOf(n *neighborT, globalGR *grConfT, loc local) (neighborSpec, error
 		}
 	}
 	t := n.GetTimers().GetConfig()
+	if t == nil {
+		t = &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_Timers_Config{}
+	}
 	ns.timers = timerSpec{
 		connectRetry:     orDefault(t.ConnectRetry, defaultConnectRetry),
 		holdTime:         orDefault(t.HoldTime, defaultHoldTime),

@@ -145,6 +145,27 @@ func TestIntentOfErrors(t *testing.T) {
 	}
 }
 
+// TestNeighborWithoutOptionalContainers: a neighbor given only its address
+// and AS (no timers, transport, graceful-restart containers) gets the
+// defaults; it once crashed the daemon.
+func TestNeighborWithoutOptionalContainers(t *testing.T) {
+	d := &gen.Device{}
+	hostConf{as: 65000, routerID: "10.0.0.1", endpoint: "192.0.2.1"}.build(d)
+	bgp := d.GetNetworkInstances().GetNetworkInstance("default").GetProtocols().GetProtocol(gen.IsthmusTypes_ProtocolType_BGP, "bgp").GetOrCreateBgp()
+	n := bgp.GetOrCreateNeighbors().GetOrCreateNeighbor("10.0.0.9")
+	n.GetOrCreateConfig().PeerAs = ygotUint32(65009)
+	got, err := intentOf(d, local{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := got.neighbors[netip.MustParseAddr("10.0.0.9")].timers
+	if ts.holdTime != defaultHoldTime || ts.keepalive != defaultKeepalive || ts.connectRetry != defaultConnectRetry {
+		t.Fatalf("timers = %+v, want the defaults", ts)
+	}
+}
+
+func ygotUint32(v uint32) *uint32 { return &v }
+
 func strPtr(s string) *string { return &s }
 
 func mustRT(t *testing.T, s string) rt {

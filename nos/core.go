@@ -257,18 +257,30 @@ func (c *Core) validate(old, cand *gen.Device, ch delta) error {
 		return err
 	}
 	for _, r := range c.recs {
-		if err := r.Validate(cand); err != nil {
+		if err := guard(r.ID(), func() error { return r.Validate(cand) }); err != nil {
 			return fmt.Errorf("%s: %w", r.ID(), err)
 		}
 	}
 	return nil
 }
 
+// guard runs fn and turns a panic into an error, so one reconciler's bug
+// fails a commit instead of taking the daemon, and forwarding state with
+// it, down.
+func guard(id string, fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %s panicked: %v", ErrReconcile, id, p)
+		}
+	}()
+	return fn()
+}
+
 // applyAll applies old → cand on every reconciler, rolling back those that
 // already applied when one fails.
 func (c *Core) applyAll(ctx context.Context, old, cand *gen.Device) error {
 	for i, r := range c.recs {
-		if err := r.Apply(ctx, old, cand); err != nil {
+		if err := guard(r.ID(), func() error { return r.Apply(ctx, old, cand) }); err != nil {
 			err = fmt.Errorf("%w: %s: %w", ErrReconcile, r.ID(), err)
 			// The failing reconciler may have applied part of the change.
 			if rerr := c.rollbackAll(ctx, i+1, cand, old); rerr != nil {
@@ -284,8 +296,9 @@ func (c *Core) applyAll(ctx context.Context, old, cand *gen.Device) error {
 func (c *Core) rollbackAll(ctx context.Context, n int, cand, old *gen.Device) error {
 	var errs []error
 	for i := n - 1; i >= 0; i-- {
-		if err := c.recs[i].Apply(ctx, cand, old); err != nil {
-			errs = append(errs, fmt.Errorf("roll back %s: %w", c.recs[i].ID(), err))
+		r := c.recs[i]
+		if err := guard(r.ID(), func() error { return r.Apply(ctx, cand, old) }); err != nil {
+			errs = append(errs, fmt.Errorf("roll back %s: %w", r.ID(), err))
 		}
 	}
 	if len(errs) > 0 {

@@ -90,6 +90,36 @@ func TestSetRejectsAndKeepsRunning(t *testing.T) {
 	}
 }
 
+type panickingReconciler struct{ failingReconciler }
+
+func (p *panickingReconciler) Apply(context.Context, *gen.Device, *gen.Device) error {
+	var m map[string]int
+	m["boom"]++ // a nil-map write: a reconciler bug
+	return nil
+}
+
+func TestReconcilerPanicFailsTheCommitOnly(t *testing.T) {
+	ctx := context.Background()
+	good := &failingReconciler{}
+	st, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, _ := New(st, WithReconcilers(good, &panickingReconciler{}))
+	// Start applies the (empty) configuration: the panic is an error.
+	if err := c.Start(ctx); !errors.Is(err, ErrReconcile) {
+		t.Fatalf("start: %v, want ErrReconcile", err)
+	}
+	_, err = c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=red]", redVRF)}})
+	if !errors.Is(err, ErrReconcile) || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("set: %v, want a reconcile error saying it panicked", err)
+	}
+	if c.Revision() != 0 || c.Config().GetNetworkInstances() != nil {
+		t.Fatal("a commit whose reconciler panicked changed the configuration")
+	}
+}
+
 type failingReconciler struct {
 	fail    bool
 	applied int
