@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/isthmus-net/isthmus/cni/daemon"
 	"github.com/isthmus-net/isthmus/server"
