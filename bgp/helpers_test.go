@@ -168,7 +168,8 @@ func (n *node) shutdown() {
 	if n.stop == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Stopping a speaker that holds a million routes takes GoBGP a while.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := n.core.Stop(ctx); err != nil {
 		n.t.Logf("stop core: %v", err)

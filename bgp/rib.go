@@ -90,7 +90,7 @@ type rib struct {
 	rtsetVRF [][]uint32 // per rtset: VRFs (indexes) it imports into
 
 	paths  map[pathKey]learned
-	routes map[vrfPrefix]*contribs
+	routes map[vrfPrefix]contribs // by value: a million routes, no million objects
 	dirty  map[vrfPrefix]struct{}
 
 	installed []int64           // per peer: paths imported into at least one VRF
@@ -106,7 +106,7 @@ func newRIB() *rib {
 		vrfIdx:   map[string]uint32{},
 		rtsetIdx: map[string]uint32{},
 		paths:    map[pathKey]learned{},
-		routes:   map[vrfPrefix]*contribs{},
+		routes:   map[vrfPrefix]contribs{},
 		dirty:    map[vrfPrefix]struct{}{},
 	}
 }
@@ -316,13 +316,12 @@ func (r *rib) link(k pathKey, l learned) {
 	}
 	for _, vi := range vrfs {
 		rk := vrfPrefix{vrf: vi, addr: k.addr, bits: k.bits}
-		c := r.routes[rk]
-		if c == nil {
-			c = &contribs{}
-			r.routes[rk] = c
+		c, ok := r.routes[rk]
+		if !ok {
 			r.vrfs[vi].count++
 		}
 		c.add(k)
+		r.routes[rk] = c
 		r.dirty[rk] = struct{}{}
 	}
 }
@@ -335,14 +334,16 @@ func (r *rib) unlink(k pathKey, l learned) {
 	}
 	for _, vi := range vrfs {
 		rk := vrfPrefix{vrf: vi, addr: k.addr, bits: k.bits}
-		c := r.routes[rk]
-		if c == nil {
+		c, ok := r.routes[rk]
+		if !ok {
 			continue
 		}
 		c.remove(k)
 		if c.len() == 0 {
 			delete(r.routes, rk)
 			r.vrfs[vi].count--
+		} else {
+			r.routes[rk] = c
 		}
 		r.dirty[rk] = struct{}{}
 	}
@@ -359,12 +360,12 @@ func (r *rib) flush() []nos.RouteChange {
 	out := make([]nos.RouteChange, 0, len(r.dirty))
 	for rk := range r.dirty {
 		key := nos.RouteKey{VRF: r.vrfs[rk.vrf].name, Prefix: netip.PrefixFrom(rk.addr.addr(), int(rk.bits))}
-		c := r.routes[rk]
-		if c == nil || !r.vrfs[rk.vrf].live {
+		c, ok := r.routes[rk]
+		if !ok || !r.vrfs[rk.vrf].live {
 			out = append(out, nos.RouteChange{Route: nos.Route{RouteKey: key}, Deleted: true})
 			continue
 		}
-		out = append(out, nos.RouteChange{Route: nos.Route{RouteKey: key, NextHops: r.nexthops(rk.vrf, c)}})
+		out = append(out, nos.RouteChange{Route: nos.Route{RouteKey: key, NextHops: r.nexthops(rk.vrf, &c)}})
 	}
 	clear(r.dirty)
 	return out
