@@ -154,7 +154,7 @@ func neighborOf(n *neighborT, globalGR *grConfT, loc local) (neighborSpec, error
 		address:      addr,
 		peerAS:       c.GetPeerAs(),
 		description:  c.GetDescription(),
-		enabled:      c.Enabled == nil || *c.Enabled,
+		enabled:      c == nil || c.Enabled == nil || *c.Enabled,
 		authPassword: c.GetAuthPassword(),
 		passive:      n.GetTransport().GetConfig().GetPassiveMode(),
 		remotePort:   loc.peerPort,
@@ -208,7 +208,7 @@ func neighborOf(n *neighborT, globalGR *grConfT, loc local) (neighborSpec, error
 		afs = n.AfiSafis.AfiSafi
 	}
 	for name, af := range afs {
-		if e := af.GetConfig().Enabled; e != nil && !*e {
+		if c := af.GetConfig(); c != nil && c.Enabled != nil && !*c.Enabled {
 			continue
 		}
 		switch name {

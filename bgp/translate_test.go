@@ -162,6 +162,22 @@ func TestNeighborWithoutOptionalContainers(t *testing.T) {
 	if ts.holdTime != defaultHoldTime || ts.keepalive != defaultKeepalive || ts.connectRetry != defaultConnectRetry {
 		t.Fatalf("timers = %+v, want the defaults", ts)
 	}
+
+	// No config container at all (peer-as missing is an error, not a
+	// crash), and an address family without its config container.
+	bare := bgp.GetOrCreateNeighbors().GetOrCreateNeighbor("10.0.0.10")
+	if _, err := intentOf(d, local{}); err == nil {
+		t.Errorf("a neighbor without peer-as was accepted")
+	}
+	bare.GetOrCreateConfig().PeerAs = ygotUint32(65010)
+	bare.GetOrCreateAfiSafis().GetOrCreateAfiSafi(gen.IsthmusTypes_AfiSafiType_L3VPN_IPV4_UNICAST)
+	got, err = intentOf(d, local{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := got.neighbors[netip.MustParseAddr("10.0.0.10")]; !n.enabled || n.families != familyVPNv4 {
+		t.Errorf("bare neighbor: %+v", n)
+	}
 }
 
 func ygotUint32(v uint32) *uint32 { return &v }
