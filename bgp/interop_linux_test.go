@@ -105,3 +105,23 @@ func TestFRRInterop(t *testing.T) {
 		return n.bgp.rib.counters().reasons["no-route-target"] == 1
 	})
 }
+
+// TestFRRPassword: the session to FRR is signed with TCP MD5 (RFC 2385)
+// when auth-password is set, and carries routes.
+func TestFRRPassword(t *testing.T) {
+	needRoot(t)
+	l := newLink(t)
+	gw := startFRR(t, l, frrConf(l, fmt.Sprintf(" neighbor %s password s3cret-md5", l.hostAddr)))
+	n := startNode(t, Config{ListenPort: -1})
+	host := gatewayHost(l)
+	host.neighbors[0].password = "wrong"
+	n.commit(host)
+	time.Sleep(4 * time.Second)
+	if c := gw.vpnCount(l.hostAddr); c > 0 {
+		t.Fatalf("a session with the wrong password carried %d routes", c)
+	}
+	host.neighbors[0].password = "s3cret-md5"
+	n.commit(host)
+	eventually(t, 30*time.Second, "FRR holds our pods over the signed session", func() bool { return gw.vpnCount(l.hostAddr) == 2 })
+	eventually(t, 10*time.Second, "FRR's route in red", func() bool { _, ok := n.route("red", "172.16.5.0/24"); return ok })
+}
