@@ -1,6 +1,8 @@
 package main
 
 import (
+	"path/filepath"
+
 	"log/slog"
 
 	"github.com/isthmus-net/isthmus/bgp"
@@ -14,6 +16,9 @@ func reconcilers(cfg config, log *slog.Logger) []nos.Reconciler {
 	b := bgp.New(bgp.Config{
 		Logger:      log.With("component", "bgp"),
 		GRPCAddress: cfg.BGP.GRPCAddress,
+		// A heartbeat here tells a restarted daemon to ask its peers, with
+		// the graceful-restart Restart State bit, to keep its routes.
+		StateDir: filepath.Join(cfg.DataDir, "bgp"),
 	})
 	dp := dataplane.New(dataplane.ReconcilerConfig{
 		Config: dataplane.Config{
