@@ -41,6 +41,9 @@ func touchHeartbeat(dir string) error {
 	if err := os.Chtimes(p, now, now); err == nil {
 		return nil
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create bgp state dir %s: %w", dir, err)
+	}
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
 		return fmt.Errorf("write bgp heartbeat %s: %w", p, err)
 	}
