@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+
+	"github.com/isthmus-net/isthmus/nos"
 )
 
 // DefaultBPFFS is where the forwarder pins its state when Config.BPFFS is
@@ -49,42 +51,23 @@ type Config struct {
 	HostRoutes int
 }
 
-// Encap is how a next hop is reached.
-type Encap uint8
+// Encap is how a next hop is reached: the core's type, so FIB entries pass
+// through without conversion.
+type Encap = nos.Encap
 
 const (
 	// EncapMPLSoUDP is RFC 7510: outer IPv4 + UDP + the VPN label.
-	EncapMPLSoUDP Encap = 1
+	EncapMPLSoUDP = nos.EncapMPLSoUDP
 	// EncapMPLSoMPLS is Ethernet to the next hop + transport label + VPN label.
-	EncapMPLSoMPLS Encap = 2
+	EncapMPLSoMPLS = nos.EncapMPLSoMPLS
 )
 
-// String names the encapsulation.
-func (e Encap) String() string {
-	switch e {
-	case EncapMPLSoUDP:
-		return "mpls-over-udp"
-	case EncapMPLSoMPLS:
-		return "mpls-over-mpls"
-	}
-	return fmt.Sprintf("encap(%d)", uint8(e))
-}
-
-// NextHop is one remote path of a route.
-type NextHop struct {
-	// Endpoint is the remote host's underlay address.
-	Endpoint netip.Addr
-	// Label is the VPN label the remote host allocated (20 bits).
-	Label uint32
-	// Encap is how packets are carried to Endpoint.
-	Encap Encap
-}
+// NextHop is one remote path of a route: the remote host's underlay
+// address, the VPN label it allocated (20 bits) and the encapsulation.
+type NextHop = nos.NextHop
 
 // RouteKey identifies a route: a prefix in a VRF.
-type RouteKey struct {
-	VRF    string
-	Prefix netip.Prefix
-}
+type RouteKey = nos.RouteKey
 
 // Route is a forwarding entry. Exactly one of Interface (a local pod
 // interface, by ifindex) and NextHops (an ECMP set of remote paths) is set.

@@ -293,13 +293,6 @@ func (r *Reconciler) installLabels(want map[labelTarget]struct{}) error {
 	return nil
 }
 
-func encapOf(e nos.Encap) Encap {
-	if e == nos.EncapMPLSoMPLS {
-		return EncapMPLSoMPLS
-	}
-	return EncapMPLSoUDP
-}
-
 // applyFIB programs a batch of FIB changes: endpoints first, then routes,
 // then endpoints no route uses any more.
 func (r *Reconciler) applyFIB(changes []nos.RouteChange) {
@@ -326,7 +319,7 @@ func (r *Reconciler) applyFIB(changes []nos.RouteChange) {
 		}
 		nhs := make([]NextHop, 0, len(c.NextHops))
 		for _, nh := range c.NextHops {
-			nhs = append(nhs, NextHop{Endpoint: nh.Endpoint, Label: nh.Label, Encap: encapOf(nh.Encap)})
+			nhs = append(nhs, nh)
 			if r.endpoints[nh.Endpoint]++; r.endpoints[nh.Endpoint] == 1 {
 				err := r.dp.SetEndpoint(Endpoint{Addr: nh.Endpoint, TransportLabel: r.applied.Neighbors[nh.Endpoint]})
 				if err != nil {
