@@ -60,14 +60,18 @@ func (a v4) addr() netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-// pathKey identifies one received path: RD:prefix from one peer, with the
-// peer's ADD-PATH identifier. 24 bytes, so a million of them stay small.
-type pathKey struct {
-	rd   rd
+// prefixKey is a received prefix (without its RD); a compact map key.
+type prefixKey struct {
 	addr v4
-	peer uint32 // index into importer.peers
-	id   uint32
 	bits uint8
+}
+
+// pathID tells apart the paths to one prefix: the RD, the peer that sent
+// the path and its ADD-PATH identifier.
+type pathID struct {
+	rd   rd
+	peer uint32 // index into rib.peers
+	id   uint32
 }
 
 // learned is what import keeps of a received path.

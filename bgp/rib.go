@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"sync"
@@ -10,58 +11,6 @@ import (
 
 	"github.com/isthmus-net/isthmus/nos"
 )
-
-// vrfPrefix is a route in a VRF, by VRF index; a compact map key.
-type vrfPrefix struct {
-	vrf  uint32
-	addr v4
-	bits uint8
-}
-
-// contribs are the received paths that a VRF route is made of. Nearly every
-// route has one, which is stored inline.
-type contribs struct {
-	first pathKey
-	more  []pathKey
-	n     uint8 // 0 or 1: whether first is set
-}
-
-func (c *contribs) len() int { return int(c.n) + len(c.more) }
-
-func (c *contribs) add(k pathKey) {
-	if c.n == 0 {
-		c.first, c.n = k, 1
-		return
-	}
-	if c.first == k || slices.Contains(c.more, k) {
-		return
-	}
-	c.more = append(c.more, k)
-}
-
-func (c *contribs) remove(k pathKey) {
-	if c.n == 1 && c.first == k {
-		if len(c.more) == 0 {
-			c.n = 0
-			return
-		}
-		c.first = c.more[len(c.more)-1]
-		c.more = c.more[:len(c.more)-1]
-		return
-	}
-	if i := slices.Index(c.more, k); i >= 0 {
-		c.more = slices.Delete(c.more, i, i+1)
-	}
-}
-
-func (c *contribs) each(fn func(pathKey)) {
-	if c.n == 1 {
-		fn(c.first)
-	}
-	for _, k := range c.more {
-		fn(k)
-	}
-}
 
 // importVRF is a VRF as import sees it.
 type importVRF struct {
@@ -73,9 +22,9 @@ type importVRF struct {
 }
 
 // rib is the import side: every received VPNv4 path that passed the
-// checks, the VRFs they import into, and the routes (with their ECMP sets)
-// that result. It is fed GoBGP best-path events and drained into the FIB in
-// batches. It is safe for concurrent use.
+// checks, grouped by prefix, and the VRFs they import into. It is fed
+// GoBGP best-path events and drained into the FIB in batches. It is safe
+// for concurrent use.
 type rib struct {
 	mu sync.Mutex // guards every field below
 
@@ -87,11 +36,21 @@ type rib struct {
 
 	rtsets   [][]rt
 	rtsetIdx map[string]uint32
-	rtsetVRF [][]uint32 // per rtset: VRFs (indexes) it imports into
+	rtsetVRF []uint32 // per rtset: the vrfset it imports into
 
-	paths  map[pathKey]learned
-	routes map[vrfPrefix]contribs // by value: a million routes, no million objects
-	dirty  map[vrfPrefix]struct{}
+	// vrfsets are sets of VRF indexes, sorted, interned and never changed,
+	// so that an entry's old set stays readable after the VRFs change.
+	// Index 0 is the empty set.
+	vrfsets   [][]uint32
+	vrfsetIdx map[string]uint32
+
+	prefixes map[prefixKey]uint32 // index into entries
+	entries  []entry
+	free     []uint32    // entries free for reuse
+	freeing  []uint32    // entries emptied since the last flush (still in dirty)
+	dirty    []uint32    // entries whose routes changed since the last flush
+	deleted  []vrfPrefix // routes gone since the last flush
+	npaths   int
 
 	installed []int64           // per peer: paths imported into at least one VRF
 	rejected  []int64           // per peer: paths rejected since start
@@ -101,13 +60,13 @@ type rib struct {
 
 func newRIB() *rib {
 	return &rib{
-		own:      map[v4]bool{},
-		peerIdx:  map[netip.Addr]uint32{},
-		vrfIdx:   map[string]uint32{},
-		rtsetIdx: map[string]uint32{},
-		paths:    map[pathKey]learned{},
-		routes:   map[vrfPrefix]contribs{},
-		dirty:    map[vrfPrefix]struct{}{},
+		own:       map[v4]bool{},
+		peerIdx:   map[netip.Addr]uint32{},
+		vrfIdx:    map[string]uint32{},
+		rtsetIdx:  map[string]uint32{},
+		vrfsets:   [][]uint32{nil},
+		vrfsetIdx: map[string]uint32{"": 0},
+		prefixes:  map[prefixKey]uint32{},
 	}
 }
 
@@ -129,8 +88,9 @@ func (r *rib) rtset(rts []rt) uint32 {
 	var b [8 * 8]byte
 	key := b[:0]
 	for _, t := range rts {
-		key = append(key, byte(t>>56), byte(t>>48), byte(t>>40), byte(t>>32), byte(t>>24), byte(t>>16), byte(t>>8), byte(t))
+		key = binary.BigEndian.AppendUint64(key, uint64(t))
 	}
+	// string(key) in a map index does not allocate.
 	if i, ok := r.rtsetIdx[string(key)]; ok {
 		return i
 	}
@@ -138,11 +98,27 @@ func (r *rib) rtset(rts []rt) uint32 {
 	set := slices.Clone(rts)
 	r.rtsets = append(r.rtsets, set)
 	r.rtsetIdx[string(key)] = i
-	r.rtsetVRF = append(r.rtsetVRF, r.matchVRFs(set))
+	r.rtsetVRF = append(r.rtsetVRF, r.vrfset(r.matchVRFs(set)))
 	return i
 }
 
-// matchVRFs returns the live VRFs importing any of rts; r.mu is held.
+// vrfset interns a sorted set of VRF indexes; r.mu is held.
+func (r *rib) vrfset(vrfs []uint32) uint32 {
+	var b [8 * 4]byte
+	key := b[:0]
+	for _, v := range vrfs {
+		key = binary.BigEndian.AppendUint32(key, v)
+	}
+	if i, ok := r.vrfsetIdx[string(key)]; ok {
+		return i
+	}
+	i := uint32(len(r.vrfsets))
+	r.vrfsets = append(r.vrfsets, slices.Clone(vrfs))
+	r.vrfsetIdx[string(key)] = i
+	return i
+}
+
+// matchVRFs returns the live VRFs importing any of rts, sorted; r.mu is held.
 func (r *rib) matchVRFs(rts []rt) []uint32 {
 	var out []uint32
 	for i, v := range r.vrfs {
@@ -159,6 +135,9 @@ func (r *rib) matchVRFs(rts []rt) []uint32 {
 	return out
 }
 
+// imports reports whether a path imports into any VRF; r.mu is held.
+func (r *rib) imports(l learned) bool { return r.rtsetVRF[l.rtset] != 0 }
+
 // setEndpoint sets this host's own endpoint.
 func (r *rib) setEndpoint(a netip.Addr) {
 	r.mu.Lock()
@@ -173,9 +152,12 @@ func (r *rib) setEndpoint(a netip.Addr) {
 	r.own = own
 	// Paths to our own endpoint were never stored; a path stored while it
 	// pointed elsewhere now points to us: drop those.
-	for k, l := range r.paths {
-		if own[l.endpoint] {
-			r.removeLocked(k)
+	for _, idx := range r.prefixes {
+		e := &r.entries[idx]
+		for i := e.len() - 1; i >= 0; i-- {
+			if own[e.at(i).endpoint] {
+				r.removeAt(idx, i)
+			}
 		}
 	}
 }
@@ -193,8 +175,8 @@ func ownEqual(a, b map[v4]bool) bool {
 }
 
 // setVRFs replaces the VRFs import knows. When the import side of any VRF
-// changes, every stored path is imported again; the routes that change are
-// marked dirty.
+// changes, every stored path is imported again; every route is flushed
+// again, and the ones that are gone as deletes.
 func (r *rib) setVRFs(vrfs map[string]vrfSpec) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -228,18 +210,18 @@ func (r *rib) setVRFs(vrfs map[string]vrfSpec) {
 		}
 	}
 	for i, set := range r.rtsets {
-		r.rtsetVRF[i] = r.matchVRFs(set)
-	}
-	for k := range r.routes {
-		r.dirty[k] = struct{}{}
-	}
-	clear(r.routes)
-	for i := range r.vrfs {
-		r.vrfs[i].count = 0
+		r.rtsetVRF[i] = r.vrfset(r.matchVRFs(set))
 	}
 	clear(r.installed)
-	for k, l := range r.paths {
-		r.link(k, l)
+	for _, idx := range r.prefixes {
+		e := &r.entries[idx]
+		for i := range e.len() {
+			if p := e.at(i); r.imports(p.learned) {
+				r.installed[p.peer]++
+			}
+		}
+		r.relink(idx)
+		r.markDirty(idx) // a VRF's encapsulation may have changed
 	}
 }
 
@@ -248,10 +230,16 @@ func (r *rib) setVRFs(vrfs map[string]vrfSpec) {
 func (r *rib) clearPaths() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k, l := range r.paths {
-		r.unlink(k, l)
+	for pk, idx := range r.prefixes {
+		for _, v := range r.vrfsets[r.entries[idx].vrfset] {
+			r.vrfs[v].count--
+			r.deleted = append(r.deleted, vrfPrefix{vrf: v, prefix: pk})
+		}
 	}
-	clear(r.paths)
+	clear(r.prefixes)
+	r.entries, r.free, r.freeing, r.dirty = nil, nil, nil, nil
+	clear(r.installed)
+	r.npaths = 0
 }
 
 // update applies one batch of GoBGP best-path changes. It returns how many
@@ -269,83 +257,140 @@ func (r *rib) update(paths []*apiutil.Path) int {
 		if why == rejectFamily {
 			continue
 		}
-		k := pathKey{rd: rcv.rd, addr: v4of(rcv.prefix.Addr()), bits: uint8(rcv.prefix.Bits()), peer: r.peer(rcv.peer), id: rcv.id}
+		pk := prefixKey{addr: v4of(rcv.prefix.Addr()), bits: uint8(rcv.prefix.Bits())}
+		id := pathID{rd: rcv.rd, peer: r.peer(rcv.peer), id: rcv.id}
 		if rcv.withdraw {
-			r.removeLocked(k)
+			r.remove(pk, id)
 			continue
 		}
 		if why != rejectNone {
 			bad++
 			r.reasons[why]++
-			r.rejected[k.peer]++
-			r.removeLocked(k)
+			r.rejected[id.peer]++
+			r.remove(pk, id)
 			continue
 		}
 		ep := v4of(rcv.endpoint)
 		if r.own[ep] {
-			r.removeLocked(k)
+			r.remove(pk, id)
 			continue
 		}
 		l := learned{endpoint: ep, label: rcv.label, localPref: rcv.localPref, rtset: r.rtset(rcv.rts),
 			asLen: uint8(min(rcv.asLen, 255)), encap: rcv.encap}
-		if old, ok := r.paths[k]; ok {
-			if old == l {
-				continue
-			}
-			r.unlink(k, old)
-		}
-		r.paths[k] = l
-		r.link(k, l)
+		r.store(pk, storedPath{pathID: id, learned: l})
 	}
 	return bad
 }
 
-// removeLocked forgets a path; r.mu is held.
-func (r *rib) removeLocked(k pathKey) {
-	if old, ok := r.paths[k]; ok {
-		r.unlink(k, old)
-		delete(r.paths, k)
+// store adds or replaces a path; r.mu is held.
+func (r *rib) store(pk prefixKey, p storedPath) {
+	idx, ok := r.prefixes[pk]
+	if !ok {
+		idx = r.newEntry(pk)
+		r.prefixes[pk] = idx
+	}
+	e := &r.entries[idx]
+	if i := e.find(p.pathID); i >= 0 {
+		old := e.at(i)
+		if old.learned == p.learned {
+			return
+		}
+		if r.imports(old.learned) {
+			r.installed[p.peer]--
+		}
+		*old = p
+	} else {
+		e.add(p)
+		r.npaths++
+	}
+	if r.imports(p.learned) {
+		r.installed[p.peer]++
+	}
+	r.relink(idx)
+	r.markDirty(idx)
+}
+
+// newEntry returns the index of an empty entry; r.mu is held.
+func (r *rib) newEntry(pk prefixKey) uint32 {
+	if n := len(r.free); n > 0 {
+		idx := r.free[n-1]
+		r.free = r.free[:n-1]
+		r.entries[idx] = entry{prefix: pk}
+		return idx
+	}
+	r.entries = append(r.entries, entry{prefix: pk})
+	return uint32(len(r.entries) - 1)
+}
+
+// remove forgets a path, if it is stored; r.mu is held.
+func (r *rib) remove(pk prefixKey, id pathID) {
+	idx, ok := r.prefixes[pk]
+	if !ok {
+		return
+	}
+	if i := r.entries[idx].find(id); i >= 0 {
+		r.removeAt(idx, i)
 	}
 }
 
-// link adds a stored path to the routes of the VRFs it imports into.
-func (r *rib) link(k pathKey, l learned) {
-	vrfs := r.rtsetVRF[l.rtset]
-	if len(vrfs) > 0 {
-		r.installed[k.peer]++
+// removeAt forgets the i-th path of an entry; r.mu is held. An emptied
+// entry is reused only after the next flush, which still lists it.
+func (r *rib) removeAt(idx uint32, i int) {
+	e := &r.entries[idx]
+	p := e.at(i)
+	if r.imports(p.learned) {
+		r.installed[p.peer]--
 	}
-	for _, vi := range vrfs {
-		rk := vrfPrefix{vrf: vi, addr: k.addr, bits: k.bits}
-		c, ok := r.routes[rk]
-		if !ok {
-			r.vrfs[vi].count++
-		}
-		c.add(k)
-		r.routes[rk] = c
-		r.dirty[rk] = struct{}{}
+	e.remove(i)
+	r.npaths--
+	r.relink(idx)
+	r.markDirty(idx)
+	if e.len() == 0 {
+		delete(r.prefixes, e.prefix)
+		r.freeing = append(r.freeing, idx)
 	}
 }
 
-// unlink removes a stored path from the routes it contributes to.
-func (r *rib) unlink(k pathKey, l learned) {
-	vrfs := r.rtsetVRF[l.rtset]
-	if len(vrfs) > 0 {
-		r.installed[k.peer]--
+// relink recomputes the VRFs an entry has a route in, keeps the per-VRF
+// counts and records the routes that are gone; r.mu is held.
+func (r *rib) relink(idx uint32) {
+	e := &r.entries[idx]
+	var set uint32
+	switch e.len() {
+	case 0:
+	case 1:
+		set = r.rtsetVRF[e.at(0).rtset]
+	default:
+		var union []uint32
+		for i := range e.len() {
+			union = append(union, r.vrfsets[r.rtsetVRF[e.at(i).rtset]]...)
+		}
+		slices.Sort(union)
+		set = r.vrfset(slices.Compact(union))
 	}
-	for _, vi := range vrfs {
-		rk := vrfPrefix{vrf: vi, addr: k.addr, bits: k.bits}
-		c, ok := r.routes[rk]
-		if !ok {
-			continue
+	if set == e.vrfset {
+		return
+	}
+	oldVRFs, newVRFs := r.vrfsets[e.vrfset], r.vrfsets[set]
+	for _, v := range oldVRFs {
+		if _, ok := slices.BinarySearch(newVRFs, v); !ok {
+			r.vrfs[v].count--
+			r.deleted = append(r.deleted, vrfPrefix{vrf: v, prefix: e.prefix})
 		}
-		c.remove(k)
-		if c.len() == 0 {
-			delete(r.routes, rk)
-			r.vrfs[vi].count--
-		} else {
-			r.routes[rk] = c
+	}
+	for _, v := range newVRFs {
+		if _, ok := slices.BinarySearch(oldVRFs, v); !ok {
+			r.vrfs[v].count++
 		}
-		r.dirty[rk] = struct{}{}
+	}
+	e.vrfset = set
+}
+
+// markDirty lists an entry for the next flush; r.mu is held.
+func (r *rib) markDirty(idx uint32) {
+	if e := &r.entries[idx]; !e.dirty {
+		e.dirty = true
+		r.dirty = append(r.dirty, idx)
 	}
 }
 
@@ -354,58 +399,91 @@ func (r *rib) unlink(k pathKey, l learned) {
 func (r *rib) flush() []nos.RouteChange {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.dirty) == 0 {
+	if len(r.dirty)+len(r.deleted) == 0 {
 		return nil
 	}
-	out := make([]nos.RouteChange, 0, len(r.dirty))
-	for rk := range r.dirty {
-		key := nos.RouteKey{VRF: r.vrfs[rk.vrf].name, Prefix: netip.PrefixFrom(rk.addr.addr(), int(rk.bits))}
-		c, ok := r.routes[rk]
-		if !ok || !r.vrfs[rk.vrf].live {
-			out = append(out, nos.RouteChange{Route: nos.Route{RouteKey: key}, Deleted: true})
-			continue
+	out := make([]nos.RouteChange, 0, len(r.dirty)+len(r.deleted))
+	for _, d := range r.deleted {
+		if idx, ok := r.prefixes[d.prefix]; ok {
+			if _, back := slices.BinarySearch(r.vrfsets[r.entries[idx].vrfset], d.vrf); back && r.vrfs[d.vrf].live {
+				continue // gone and back since the last flush: the update below says it
+			}
 		}
-		out = append(out, nos.RouteChange{Route: nos.Route{RouteKey: key, NextHops: r.nexthops(rk.vrf, &c)}})
+		out = append(out, nos.RouteChange{Route: nos.Route{RouteKey: r.routeKey(d)}, Deleted: true})
 	}
-	clear(r.dirty)
+	// The FIB copies next hops, so one backing array serves the whole batch
+	// instead of an allocation per route.
+	slab := make([]nos.NextHop, 0, len(r.dirty))
+	for _, idx := range r.dirty {
+		e := &r.entries[idx]
+		e.dirty = false
+		for _, v := range r.vrfsets[e.vrfset] {
+			if !r.vrfs[v].live {
+				continue // its deletion was recorded when the VRF went
+			}
+			start := len(slab)
+			slab = r.nexthops(slab, v, e)
+			nhs := slab[start:len(slab):len(slab)]
+			out = append(out, nos.RouteChange{Route: nos.Route{RouteKey: r.routeKey(vrfPrefix{vrf: v, prefix: e.prefix}), NextHops: nhs}})
+		}
+	}
+	r.dirty, r.deleted = r.dirty[:0], r.deleted[:0]
+	r.free, r.freeing = append(r.free, r.freeing...), r.freeing[:0]
 	return out
 }
 
-// nexthops computes the ECMP set of a route: the paths with the highest
-// local preference and then the shortest AS path, one next hop per
-// distinct {endpoint, label}.
-func (r *rib) nexthops(vrf uint32, c *contribs) []nos.NextHop {
+func (r *rib) routeKey(d vrfPrefix) nos.RouteKey {
+	return nos.RouteKey{VRF: r.vrfs[d.vrf].name, Prefix: netip.PrefixFrom(d.prefix.addr.addr(), int(d.prefix.bits))}
+}
+
+// nexthops appends the ECMP set of a route in a VRF: of the paths that
+// import into it, those with the highest local preference and then the
+// shortest AS path, one next hop per distinct {endpoint, label}.
+func (r *rib) nexthops(out []nos.NextHop, vrf uint32, e *entry) []nos.NextHop {
+	start := len(out)
 	var best learned
-	var n int
-	c.each(func(k pathKey) {
-		l := r.paths[k]
+	n := 0
+	for i := range e.len() {
+		l := e.at(i).learned
+		if !r.importsInto(l, vrf) {
+			continue
+		}
 		if n == 0 || l.localPref > best.localPref || l.localPref == best.localPref && l.asLen < best.asLen {
 			best = l
 		}
 		n++
-	})
-	out := make([]nos.NextHop, 0, c.len())
-	c.each(func(k pathKey) {
-		l := r.paths[k]
-		if l.localPref != best.localPref || l.asLen != best.asLen {
-			return
+	}
+	for i := range e.len() {
+		l := e.at(i).learned
+		if l.localPref != best.localPref || l.asLen != best.asLen || !r.importsInto(l, vrf) {
+			continue
 		}
 		encap := l.encap
 		if encap == 0 {
 			encap = r.vrfs[vrf].encap
 		}
 		nh := nos.NextHop{Endpoint: l.endpoint.addr(), Label: l.label, Encap: encap}
-		if !slices.Contains(out, nh) {
+		if !slices.Contains(out[start:], nh) {
 			out = append(out, nh)
 		}
-	})
-	slices.SortFunc(out, func(a, b nos.NextHop) int {
+	}
+	slices.SortFunc(out[start:], func(a, b nos.NextHop) int {
 		if c := a.Endpoint.Compare(b.Endpoint); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Label, b.Label)
 	})
 	return out
+}
+
+// importsInto reports whether a path imports into a VRF; r.mu is held.
+func (r *rib) importsInto(l learned, vrf uint32) bool {
+	set := r.vrfsets[r.rtsetVRF[l.rtset]]
+	if len(set) == 1 {
+		return set[0] == vrf
+	}
+	_, ok := slices.BinarySearch(set, vrf)
+	return ok
 }
 
 // has reports whether a VRF route exists (for graceful-restart cleanup).
@@ -416,7 +494,11 @@ func (r *rib) has(key nos.RouteKey) bool {
 	if !ok || !key.Prefix.Addr().Is4() {
 		return false
 	}
-	_, ok = r.routes[vrfPrefix{vrf: vi, addr: v4of(key.Prefix.Addr()), bits: uint8(key.Prefix.Bits())}]
+	idx, ok := r.prefixes[prefixKey{addr: v4of(key.Prefix.Addr()), bits: uint8(key.Prefix.Bits())}]
+	if !ok {
+		return false
+	}
+	_, ok = slices.BinarySearch(r.vrfsets[r.entries[idx].vrfset], vi)
 	return ok
 }
 
@@ -437,7 +519,7 @@ func (r *rib) counters() ribCounters {
 		rejected:  map[netip.Addr]int64{},
 		reasons:   map[string]int64{},
 		vrfRoutes: map[string]int{},
-		paths:     len(r.paths),
+		paths:     r.npaths,
 	}
 	for i, a := range r.peers {
 		c.installed[a] = r.installed[i]

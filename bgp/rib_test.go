@@ -182,3 +182,36 @@ func TestRIBRejects(t *testing.T) {
 		t.Errorf("path that turned bad still installed: %v", got)
 	}
 }
+
+func TestRIBChurnBeforeFlush(t *testing.T) {
+	r := newTestRIB(t)
+	p := rcvPath{peer: "10.0.0.2", rd: "10.0.0.2:1", prefix: "10.9.0.0/24", nexthop: "192.0.2.2", label: 100, rts: []string{"65000:1"}}
+	r.update([]*apiutil.Path{p.build(t)})
+	r.flush()
+
+	// Withdrawn and announced again before the flush: an update, no delete.
+	w := p
+	w.withdraw = true
+	p.label = 101
+	r.update([]*apiutil.Path{w.build(t), p.build(t)})
+	got := r.flush()
+	if len(got) != 1 || got[0].Deleted {
+		t.Errorf("withdraw and re-announce: %v", got)
+	}
+
+	// The VRF goes: its route is deleted, and a new VRF importing the RT
+	// gets it.
+	r.setVRFs(map[string]vrfSpec{"green": {name: "green", importRTs: []rt{mustRT(t, "65000:1")}, encap: nos.EncapMPLSoUDP}})
+	want := map[string][]nos.NextHop{"red 10.9.0.0/24": nil, "green 10.9.0.0/24": {nh("192.0.2.2", 101, nos.EncapMPLSoUDP)}}
+	if diff := cmp.Diff(want, fibOf(r.flush()), addrCmp); diff != "" {
+		t.Errorf("vrf replaced (-want +got):\n%s", diff)
+	}
+	if c := r.counters(); c.vrfRoutes["green"] != 1 || c.paths != 1 {
+		t.Errorf("counters %v, %d paths", c.vrfRoutes, c.paths)
+	}
+	r.clearPaths()
+	want = map[string][]nos.NextHop{"green 10.9.0.0/24": nil}
+	if diff := cmp.Diff(want, fibOf(r.flush()), addrCmp); diff != "" {
+		t.Errorf("cleared (-want +got):\n%s", diff)
+	}
+}
