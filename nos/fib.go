@@ -70,18 +70,30 @@ func NewFIB() *FIB {
 }
 
 type fibSub struct {
-	mu      sync.Mutex // guards pending
-	pending map[RouteKey]*RouteChange
-	order   []RouteKey
+	mu      sync.Mutex       // guards pending, changes
+	pending map[RouteKey]int // key → index of its latest change in changes
+	changes []RouteChange    // in arrival order, one per key
 	wake    chan struct{}
 }
 
+// push queues c, replacing a queued change of the same key; s.mu is held.
 func (s *fibSub) push(c RouteChange) {
-	if _, ok := s.pending[c.RouteKey]; !ok {
-		s.order = append(s.order, c.RouteKey)
+	if i, ok := s.pending[c.RouteKey]; ok {
+		s.changes[i] = c
+		return
 	}
-	cc := c
-	s.pending[c.RouteKey] = &cc
+	s.pending[c.RouteKey] = len(s.changes)
+	s.changes = append(s.changes, c)
+}
+
+// take returns the queued changes and empties the queue.
+func (s *fibSub) take() []RouteChange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	batch := s.changes
+	s.changes = nil
+	clear(s.pending)
+	return batch
 }
 
 func (s *fibSub) signal() {
@@ -97,6 +109,13 @@ func (f *FIB) Update(changes []RouteChange) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	applied := changes[:0:0]
+	// One backing array holds the copies of every next-hop set of the
+	// batch: one allocation per batch rather than per route.
+	total := 0
+	for _, c := range changes {
+		total += len(c.NextHops)
+	}
+	store := make([]NextHop, 0, total)
 	for _, c := range changes {
 		if c.Deleted || len(c.NextHops) == 0 {
 			if _, ok := f.routes[c.RouteKey]; !ok {
@@ -106,7 +125,9 @@ func (f *FIB) Update(changes []RouteChange) {
 			applied = append(applied, RouteChange{Route: Route{RouteKey: c.RouteKey}, Deleted: true})
 			continue
 		}
-		nh := append([]NextHop(nil), c.NextHops...)
+		start := len(store)
+		store = append(store, c.NextHops...)
+		nh := store[start:len(store):len(store)]
 		f.routes[c.RouteKey] = nh
 		applied = append(applied, RouteChange{Route: Route{RouteKey: c.RouteKey, NextHops: nh}})
 	}
@@ -147,7 +168,7 @@ func (f *FIB) Len() (total int, perVRF map[string]int) {
 // while fn runs are coalesced into the latest one. fn runs on one goroutine;
 // Subscribe blocks until ctx is done.
 func (f *FIB) Subscribe(ctx context.Context, fn func([]RouteChange)) {
-	s := &fibSub{pending: make(map[RouteKey]*RouteChange), wake: make(chan struct{}, 1)}
+	s := &fibSub{pending: make(map[RouteKey]int), wake: make(chan struct{}, 1)}
 	f.mu.Lock()
 	for k, nh := range f.routes {
 		s.push(RouteChange{Route: Route{RouteKey: k, NextHops: nh}})
@@ -166,15 +187,7 @@ func (f *FIB) Subscribe(ctx context.Context, fn func([]RouteChange)) {
 			return
 		case <-s.wake:
 		}
-		s.mu.Lock()
-		batch := make([]RouteChange, 0, len(s.order))
-		for _, k := range s.order {
-			batch = append(batch, *s.pending[k])
-		}
-		s.pending = make(map[RouteKey]*RouteChange)
-		s.order = nil
-		s.mu.Unlock()
-		if len(batch) > 0 {
+		if batch := s.take(); len(batch) > 0 {
 			fn(batch)
 		}
 	}
