@@ -219,6 +219,29 @@ static __always_inline int deliver_target(struct label_target *lt, __u32 daddr,
 	return -1;
 }
 
+/* label_to_pod is what both decapsulations do once the bottom label is
+ * found: look the label up, check the inner IPv4 header and its TTL, find
+ * the pod interface and decrement the TTL. From the label on, drops count
+ * in the label's VRF, which it stores in *vrf. It returns a drop reason or
+ * -1 with *dst set. */
+static __always_inline int label_to_pod(__u32 label, struct iphdr *inner, void *data_end,
+					__u32 *vrf, struct iface **dst)
+{
+	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
+	if (!lt || !lt->kind)
+		return DROP_UNKNOWN_LABEL;
+	*vrf = lt->vrf;
+	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5)
+		return DROP_MALFORMED;
+	if (inner->ttl <= 1)
+		return DROP_TTL;
+	int reason = deliver_target(lt, inner->daddr, dst);
+	if (reason >= 0)
+		return reason;
+	ttl_decrement(inner);
+	return -1;
+}
+
 static __always_inline int encap_udp(struct __sk_buff *skb, struct tunnel *t,
 				     struct endpoint *ep, __u32 endpoint, __u32 label,
 				     __u32 hash, __u8 ttl, __u8 tos, __u16 inner_len)
@@ -451,27 +474,11 @@ int underlay_ingress(struct __sk_buff *skb)
 		reason = DROP_MALFORMED;
 		goto drop;
 	}
-	__u32 label = lse >> 12;
-	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
-	if (!lt || !lt->kind) {
-		reason = DROP_UNKNOWN_LABEL;
-		goto drop;
-	}
-	vrf = lt->vrf; /* from here on drops count in the label's VRF */
-	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5) {
-		reason = DROP_MALFORMED;
-		goto drop;
-	}
-	if (inner->ttl <= 1) {
-		reason = DROP_TTL;
-		goto drop;
-	}
 	struct iface *dst = 0;
-	reason = deliver_target(lt, inner->daddr, &dst);
+	reason = label_to_pod(lse >> 12, inner, data_end, &vrf, &dst);
 	if (reason >= 0)
 		goto drop;
 	__u32 ifindex = dst->ifindex, slot = dst->slot;
-	ttl_decrement(inner);
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
 	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
@@ -545,27 +552,11 @@ int underlay_xdp(struct xdp_md *ctx)
 		}
 	}
 	struct iphdr *inner = (void *)(mpls + depth);
-	__u32 label = lse >> 12;
-	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
-	if (!lt || !lt->kind) {
-		reason = DROP_UNKNOWN_LABEL;
-		goto drop;
-	}
-	vrf = lt->vrf; /* from here on drops count in the label's VRF */
-	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5) {
-		reason = DROP_MALFORMED;
-		goto drop;
-	}
-	if (inner->ttl <= 1) {
-		reason = DROP_TTL;
-		goto drop;
-	}
 	struct iface *dst = 0;
-	reason = deliver_target(lt, inner->daddr, &dst);
+	reason = label_to_pod(lse >> 12, inner, data_end, &vrf, &dst);
 	if (reason >= 0)
 		goto drop;
 	__u32 ifindex = dst->ifindex, slot = dst->slot;
-	ttl_decrement(inner);
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
 	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
