@@ -27,9 +27,10 @@ func receiveRoutes(b testing.TB, n int) [][]byte {
 
 // gobgpReceive measures GoBGP alone (same global settings as ours): from
 // the first UPDATE written until GoBGP has processed the End-of-RIB that
-// follows the last one. With watch, a best-path watch with a callback that
-// does nothing is registered, as Isthmus registers one: that is GoBGP's
-// cost of reporting paths (it clones each one on its main loop).
+// follows the last one. With watch, the Adj-RIB-In watch Isthmus registers
+// is registered too, with a callback that does nothing: that is GoBGP's
+// cost of reporting what it receives (it clones each path on its main loop
+// and hands over one event per UPDATE).
 func gobgpReceive(b *testing.B, msgs [][]byte, count, port int, watch bool) (time.Duration, float64) {
 	const us, peer = "127.100.9.1", "127.100.9.2"
 	fp := newFakePeer(b, peer, port, 65099)
@@ -52,7 +53,11 @@ func gobgpReceive(b *testing.B, msgs [][]byte, count, port int, watch bool) (tim
 		b.Fatal(err)
 	}
 	if watch {
-		srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnBestPath: func([]*apiutil.Path, time.Time) {}}, server.WatchBestPath(false))
+		err := srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPathUpdate: func([]*apiutil.Path, time.Time) {}},
+			server.WatchUpdate(false, "", ""), server.WatchAdjInWithdraw())
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
 	n := neighborSpec{address: netip.MustParseAddr(peer), peerAS: 65099, enabled: true, localAddress: netip.MustParseAddr(us),
 		remotePort: uint16(port), timers: timerSpec{connectRetry: 1, holdTime: 90, keepalive: 30}, families: familyVPNv4}

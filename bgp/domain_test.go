@@ -19,7 +19,8 @@ func loopbackConfig(addr string) Config {
 // TestTwoHostsIBGP: a pod /32 exported by one host is imported by the
 // other into the VRF whose import RT matches, with the exporting host's
 // endpoint and label; a VRF with another RT stays empty; deleting the pod
-// withdraws the route.
+// withdraws the route; a session that ends without graceful restart takes
+// the peer's routes with it.
 func TestTwoHostsIBGP(t *testing.T) {
 	a := startNode(t, loopbackConfig("127.100.1.1"))
 	b := startNode(t, loopbackConfig("127.100.1.2"))
@@ -58,11 +59,16 @@ func TestTwoHostsIBGP(t *testing.T) {
 	a.commit(hostA)
 	eventually(t, 20*time.Second, "withdrawal on b", func() bool { _, ok := b.route("red", "10.1.0.5/32"); return !ok })
 
-	// Removing BGP from a removes what it learnt.
+	// Removing BGP from a removes what it learnt, and b, whose session to
+	// a ends with a NOTIFICATION, removes what a sent.
+	hostA.vrfs[0].pods = []string{"10.1.0.5"}
+	a.commit(hostA)
+	eventually(t, 20*time.Second, "red 10.1.0.5/32 on b again", func() bool { _, ok := b.route("red", "10.1.0.5/32"); return ok })
 	eventually(t, 20*time.Second, "b's route on a", func() bool { _, ok := a.route("red", "10.1.1.7/32"); return ok })
 	hostA.as = 0
 	a.commit(hostA)
 	eventually(t, 10*time.Second, "a's FIB empty without BGP", func() bool { total, _ := a.core.FIB().Len(); return total == 0 })
+	eventually(t, 10*time.Second, "b's FIB empty once a is gone", func() bool { total, _ := b.core.FIB().Len(); return total == 0 })
 }
 
 // TestTwoDomains: two Isthmus domains, each a reflector with one client

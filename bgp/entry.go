@@ -12,6 +12,7 @@ type vrfPrefix struct {
 type storedPath struct {
 	pathID
 	learned
+	stale bool // its peer's session went down; not yet announced again
 }
 
 // entry holds every stored path to one prefix, whatever its RD or peer,

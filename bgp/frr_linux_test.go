@@ -98,12 +98,18 @@ func startFRR(t testing.TB, l *netLink, conf string) *frr {
 		t.Fatal(err)
 	}
 	f := &frr{t: t, link: l, dir: dir}
-	if err := os.WriteFile(filepath.Join(dir, "bgpd.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	f.setConf(conf)
 	f.start()
 	t.Cleanup(f.stop)
 	return f
+}
+
+// setConf replaces the configuration the next start reads.
+func (f *frr) setConf(conf string) {
+	f.t.Helper()
+	if err := os.WriteFile(filepath.Join(f.dir, "bgpd.conf"), []byte(conf), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
 }
 
 func (f *frr) start() {

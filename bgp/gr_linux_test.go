@@ -47,17 +47,24 @@ func (r *fibRecorder) flaps(key nos.RouteKey) []nos.RouteChange {
 
 // TestGracefulRestart: restarting our speaker does not make FRR drop our
 // routes, and FRR's route never leaves (or changes in) our FIB; then FRR
-// restarts and our FIB keeps its route as well.
+// restarts and our FIB keeps its route as well, while a route FRR no
+// longer originates after its restart goes once FRR has sent End-of-RIB.
 func TestGracefulRestart(t *testing.T) {
 	needRoot(t)
 	l := newLink(t)
-	gw := startFRR(t, l, frrConf(l, ""))
+	const dropped = `
+ address-family ipv4 vpn
+  network 172.16.8.0/24 rd 65001:8 label 2003 route-map SET-RT
+ exit-address-family`
+	gw := startFRR(t, l, frrConf(l, dropped))
 	n := startNode(t, Config{ListenPort: -1, StateDir: t.TempDir()})
 	host := gatewayHost(l)
 	n.commit(host)
 	key := nos.RouteKey{VRF: "red", Prefix: mustPrefix("172.16.5.0/24")}
 	eventually(t, 30*time.Second, "FRR holds our pods", func() bool { return gw.vpnCount(l.hostAddr) == 2 })
 	eventually(t, 30*time.Second, "FRR's route in red", func() bool { _, ok := n.core.FIB().Lookup(key); return ok })
+	droppedKey := nos.RouteKey{VRF: "red", Prefix: mustPrefix("172.16.8.0/24")}
+	eventually(t, 30*time.Second, "FRR's second route in red", func() bool { _, ok := n.core.FIB().Lookup(droppedKey); return ok })
 	before, _ := n.core.FIB().Lookup(key)
 	label, _ := n.core.Labels().VRF("red")
 
@@ -116,16 +123,27 @@ func TestGracefulRestart(t *testing.T) {
 		t.Errorf("route after restart %v, before %v", after, before)
 	}
 
-	// FRR restarts: we keep its route (helper mode).
+	// FRR restarts, without its second route: we keep both routes while
+	// it is down (helper mode), then the second goes after its End-of-RIB.
 	gw.stop()
+	gw.setConf(frrConf(l, ""))
 	time.Sleep(2 * time.Second)
-	if _, ok := n.core.FIB().Lookup(key); !ok {
-		t.Errorf("FRR's route left the FIB while FRR restarts")
+	for _, k := range []nos.RouteKey{key, droppedKey} {
+		if _, ok := n.core.FIB().Lookup(k); !ok {
+			t.Errorf("FRR's route %v left the FIB while FRR restarts", k.Prefix)
+		}
 	}
 	gw.start()
 	eventually(t, 30*time.Second, "FRR back with our routes", func() bool { return gw.vpnCount(l.hostAddr) == 2 })
+	eventually(t, 30*time.Second, "the route FRR no longer has leaves the FIB", func() bool {
+		_, ok := n.core.FIB().Lookup(droppedKey)
+		return !ok
+	})
 	time.Sleep(2 * time.Second)
 	if f := rec.flaps(key); len(f) > 0 {
 		t.Errorf("FIB changed for %v during FRR's restart: %+v", key, f)
+	}
+	if _, ok := n.core.FIB().Lookup(key); !ok {
+		t.Errorf("FRR's route %v is gone after FRR's restart", key.Prefix)
 	}
 }

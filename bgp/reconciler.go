@@ -237,8 +237,9 @@ func (r *Reconciler) restartSpeaker(ctx context.Context, want *intent) error {
 	r.exported = map[exportKey]exportRoute{}
 	clear(r.peers)
 	rb := r.rib
+	rb.setLocalAS(want.global.as)
 	sp, err := startSpeaker(r.ctx, r.log, r.lvl, want.global, r.cfg.GRPCAddress, want.transit(), server.WatchEventMessageCallbacks{
-		OnBestPath:   func(paths []*apiutil.Path, _ time.Time) { r.onBestPath(rb, paths) },
+		OnPathUpdate: func(paths []*apiutil.Path, _ time.Time) { r.onPaths(rb, paths) },
 		OnPeerUpdate: r.onPeer,
 		OnPathEor:    r.onEor,
 	})
@@ -380,8 +381,10 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// onBestPath is GoBGP's best-path callback (on GoBGP's watch goroutine).
-func (r *Reconciler) onBestPath(rb *rib, paths []*apiutil.Path) {
+// onPaths is GoBGP's Adj-RIB-In callback (on GoBGP's watch goroutine): the
+// paths and withdrawals of one received UPDATE, or the withdrawals GoBGP
+// makes itself when a session ends or a peer's restart time runs out.
+func (r *Reconciler) onPaths(rb *rib, paths []*apiutil.Path) {
 	if n := rb.update(paths); n > 0 {
 		r.log.Debug("bgp paths rejected", "count", n)
 	}
@@ -398,6 +401,9 @@ func (r *Reconciler) onEor(p *apiutil.Path, _ time.Time) {
 	r.eor[p.PeerAddress] = true
 	r.eorAt = time.Now()
 	r.mu.Unlock()
+	if n := r.rib.sweepStale(p.PeerAddress); n > 0 {
+		r.log.Info("bgp stale paths removed after end-of-rib", "neighbor", p.PeerAddress, "count", n)
+	}
 	r.signalFlush()
 }
 

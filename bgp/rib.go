@@ -22,12 +22,14 @@ type importVRF struct {
 }
 
 // rib is the import side: every received VPNv4 path that passed the
-// checks, grouped by prefix, and the VRFs they import into. It is fed
-// GoBGP best-path events and drained into the FIB in batches. It is safe
-// for concurrent use.
+// checks, grouped by prefix, and the VRFs they import into. It is fed the
+// paths each peer sends (GoBGP's Adj-RIB-In events, one per UPDATE) and
+// drained into the FIB in batches; it makes its own selection and ECMP
+// sets. It is safe for concurrent use.
 type rib struct {
 	mu sync.Mutex // guards every field below
 
+	localAS uint32      // paths from other ASes count with the default LOCAL_PREF
 	own     map[v4]bool // this host's endpoints: routes to them are ignored
 	peers   []netip.Addr
 	peerIdx map[netip.Addr]uint32
@@ -54,6 +56,7 @@ type rib struct {
 
 	installed []int64           // per peer: paths imported into at least one VRF
 	rejected  []int64           // per peer: paths rejected since start
+	stale     []int             // per peer: paths kept from a session that went down
 	reasons   [numRejects]int64 // rejected paths by reason since start
 	rtbuf     []rt              // scratch for readPath
 }
@@ -80,7 +83,61 @@ func (r *rib) peer(a netip.Addr) uint32 {
 	r.peerIdx[a] = i
 	r.installed = append(r.installed, 0)
 	r.rejected = append(r.rejected, 0)
+	r.stale = append(r.stale, 0)
 	return i
+}
+
+// setLocalAS sets the AS this host is in. LOCAL_PREF is meaningful only
+// inside it (RFC 4271 5.1.5): paths from other ASes count with the default.
+func (r *rib) setLocalAS(as uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.localAS = as
+}
+
+// markStale marks every path from a peer whose session went down. With
+// graceful restart the peer's paths stay (RFC 4724 helper mode) until the
+// peer announces them again, ends its initial update with End-of-RIB
+// (sweepStale), or GoBGP withdraws them when the restart time runs out.
+// Without graceful restart they have been withdrawn already.
+func (r *rib) markStale(peer netip.Addr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pi, ok := r.peerIdx[peer]
+	if !ok {
+		return
+	}
+	for _, idx := range r.prefixes {
+		e := &r.entries[idx]
+		for i := range e.len() {
+			if p := e.at(i); p.peer == pi && !p.stale {
+				p.stale = true
+				r.stale[pi]++
+			}
+		}
+	}
+}
+
+// sweepStale removes a peer's paths that are still stale: the peer has
+// sent End-of-RIB without them. It returns how many went.
+func (r *rib) sweepStale(peer netip.Addr) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pi, ok := r.peerIdx[peer]
+	if !ok || r.stale[pi] == 0 {
+		return 0
+	}
+	n := 0
+	for _, idx := range r.prefixes {
+		e := &r.entries[idx]
+		for i := e.len() - 1; i >= 0; i-- {
+			if p := e.at(i); p.peer == pi && p.stale {
+				r.removeAt(idx, i)
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // rtset returns the index of a route-target set; r.mu is held.
@@ -239,11 +296,12 @@ func (r *rib) clearPaths() {
 	clear(r.prefixes)
 	r.entries, r.free, r.freeing, r.dirty = nil, nil, nil, nil
 	clear(r.installed)
+	clear(r.stale)
 	r.npaths = 0
 }
 
-// update applies one batch of GoBGP best-path changes. It returns how many
-// paths were rejected.
+// update applies one batch of received paths and withdrawals. It returns
+// how many paths were rejected.
 func (r *rib) update(paths []*apiutil.Path) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -275,6 +333,9 @@ func (r *rib) update(paths []*apiutil.Path) int {
 			r.remove(pk, id)
 			continue
 		}
+		if p.PeerASN != r.localAS {
+			rcv.localPref = defaultLocalPref
+		}
 		l := learned{endpoint: ep, label: rcv.label, localPref: rcv.localPref, rtset: r.rtset(rcv.rts),
 			asLen: uint8(min(rcv.asLen, 255)), encap: rcv.encap}
 		r.store(pk, storedPath{pathID: id, learned: l})
@@ -292,6 +353,10 @@ func (r *rib) store(pk prefixKey, p storedPath) {
 	e := &r.entries[idx]
 	if i := e.find(p.pathID); i >= 0 {
 		old := e.at(i)
+		if old.stale {
+			old.stale = false // announced again: kept
+			r.stale[p.peer]--
+		}
 		if old.learned == p.learned {
 			return
 		}
@@ -340,6 +405,9 @@ func (r *rib) removeAt(idx uint32, i int) {
 	p := e.at(i)
 	if r.imports(p.learned) {
 		r.installed[p.peer]--
+	}
+	if p.stale {
+		r.stale[p.peer]--
 	}
 	e.remove(i)
 	r.npaths--

@@ -18,6 +18,7 @@ type rcvPath struct {
 	rts                       []string
 	tunnel                    bgp.TunnelType // 0: none
 	localPref                 uint32         // 0: none
+	peerAS                    uint32         // 0: ours (iBGP)
 	withdraw                  bool
 }
 
@@ -49,9 +50,16 @@ func (p rcvPath) build(t *testing.T) *apiutil.Path {
 	if p.localPref != 0 {
 		attrs = append(attrs, bgp.NewPathAttributeLocalPref(p.localPref))
 	}
+	as := p.peerAS
+	if as == 0 {
+		as = testAS
+	}
 	return &apiutil.Path{Family: bgp.RF_IPv4_VPN, Nlri: nlri, Attrs: attrs, Withdrawal: p.withdraw,
-		PeerAddress: netip.MustParseAddr(p.peer)}
+		PeerAddress: netip.MustParseAddr(p.peer), PeerASN: as}
 }
+
+// testAS is the AS of the RIB under test.
+const testAS = 65000
 
 func withPeer(p *apiutil.Path, peer string) *apiutil.Path {
 	p.PeerAddress = netip.MustParseAddr(peer)
@@ -60,6 +68,7 @@ func withPeer(p *apiutil.Path, peer string) *apiutil.Path {
 
 func newTestRIB(t *testing.T) *rib {
 	r := newRIB()
+	r.setLocalAS(testAS)
 	r.setEndpoint(netip.MustParseAddr("192.0.2.1"))
 	r.setVRFs(map[string]vrfSpec{
 		"red":  {name: "red", importRTs: []rt{mustRT(t, "65000:1")}, encap: nos.EncapMPLSoUDP},
@@ -213,5 +222,72 @@ func TestRIBChurnBeforeFlush(t *testing.T) {
 	want = map[string][]nos.NextHop{"green 10.9.0.0/24": nil}
 	if diff := cmp.Diff(want, fibOf(r.flush()), addrCmp); diff != "" {
 		t.Errorf("cleared (-want +got):\n%s", diff)
+	}
+}
+
+// TestRIBLocalPrefOnlyInsideTheAS: LOCAL_PREF from an eBGP peer is
+// ignored (RFC 4271 5.1.5); from an iBGP peer it selects.
+func TestRIBLocalPrefOnlyInsideTheAS(t *testing.T) {
+	r := newTestRIB(t)
+	r.update([]*apiutil.Path{
+		rcvPath{peer: "10.0.0.2", rd: "10.0.0.2:1", prefix: "10.9.0.0/24", nexthop: "192.0.2.2", label: 100, rts: []string{"65000:1"}, localPref: 50, peerAS: 65099}.build(t),
+		rcvPath{peer: "10.0.0.3", rd: "10.0.0.3:1", prefix: "10.9.0.0/24", nexthop: "192.0.2.3", label: 200, rts: []string{"65000:1"}}.build(t),
+		rcvPath{peer: "10.0.0.4", rd: "10.0.0.4:1", prefix: "10.8.0.0/24", nexthop: "192.0.2.4", label: 300, rts: []string{"65000:1"}, localPref: 50}.build(t),
+		rcvPath{peer: "10.0.0.5", rd: "10.0.0.5:1", prefix: "10.8.0.0/24", nexthop: "192.0.2.5", label: 400, rts: []string{"65000:1"}, localPref: 200, peerAS: 65099}.build(t),
+	})
+	want := map[string][]nos.NextHop{
+		"red 10.9.0.0/24": {nh("192.0.2.2", 100, nos.EncapMPLSoUDP), nh("192.0.2.3", 200, nos.EncapMPLSoUDP)},
+		"red 10.8.0.0/24": {nh("192.0.2.5", 400, nos.EncapMPLSoUDP)},
+	}
+	if diff := cmp.Diff(want, fibOf(r.flush()), addrCmp); diff != "" {
+		t.Errorf("eBGP LOCAL_PREF (-want +got):\n%s", diff)
+	}
+}
+
+// TestRIBStalePaths: a peer whose session went down keeps its paths
+// (graceful restart helper); what it announces again stays without a FIB
+// change, what it does not announce before its End-of-RIB goes.
+func TestRIBStalePaths(t *testing.T) {
+	r := newTestRIB(t)
+	keep := rcvPath{peer: "10.0.0.2", rd: "10.0.0.2:1", prefix: "10.9.0.0/24", nexthop: "192.0.2.2", label: 100, rts: []string{"65000:1"}}
+	gone := rcvPath{peer: "10.0.0.2", rd: "10.0.0.2:1", prefix: "10.9.1.0/24", nexthop: "192.0.2.2", label: 100, rts: []string{"65000:1"}}
+	changed := rcvPath{peer: "10.0.0.2", rd: "10.0.0.2:1", prefix: "10.9.2.0/24", nexthop: "192.0.2.2", label: 100, rts: []string{"65000:1"}}
+	other := rcvPath{peer: "10.0.0.3", rd: "10.0.0.3:1", prefix: "10.9.1.0/24", nexthop: "192.0.2.3", label: 200, rts: []string{"65000:1"}}
+	r.update([]*apiutil.Path{keep.build(t), gone.build(t), changed.build(t), other.build(t)})
+	r.flush()
+
+	r.markStale(netip.MustParseAddr("10.0.0.2"))
+	r.markStale(netip.MustParseAddr("10.0.0.9")) // unknown peer: nothing
+	if n := r.sweepStale(netip.MustParseAddr("10.0.0.3")); n != 0 {
+		t.Errorf("sweep of a peer that never went down removed %d paths", n)
+	}
+	if got := r.flush(); len(got) != 0 {
+		t.Errorf("marking paths stale changed the FIB: %v", got)
+	}
+	changed.label = 101
+	r.update([]*apiutil.Path{keep.build(t), changed.build(t)})
+	if n := r.sweepStale(netip.MustParseAddr("10.0.0.2")); n != 1 {
+		t.Errorf("sweep removed %d paths, want 1", n)
+	}
+	want := map[string][]nos.NextHop{
+		"red 10.9.1.0/24": {nh("192.0.2.3", 200, nos.EncapMPLSoUDP)},
+		"red 10.9.2.0/24": {nh("192.0.2.2", 101, nos.EncapMPLSoUDP)},
+	}
+	if diff := cmp.Diff(want, fibOf(r.flush()), addrCmp); diff != "" {
+		t.Errorf("after End-of-RIB (-want +got):\n%s", diff)
+	}
+	if n := r.sweepStale(netip.MustParseAddr("10.0.0.2")); n != 0 {
+		t.Errorf("second sweep removed %d paths", n)
+	}
+	if c := r.counters(); c.paths != 3 || c.installed[netip.MustParseAddr("10.0.0.2")] != 2 {
+		t.Errorf("counters after sweep: %d paths, installed %v", c.paths, c.installed)
+	}
+
+	// Stale paths withdrawn by GoBGP (restart time ran out) leave the count.
+	r.markStale(netip.MustParseAddr("10.0.0.2"))
+	keep.withdraw, changed.withdraw = true, true
+	r.update([]*apiutil.Path{keep.build(t), changed.build(t)})
+	if r.stale[r.peerIdx[netip.MustParseAddr("10.0.0.2")]] != 0 {
+		t.Errorf("stale count after withdrawals: %v", r.stale)
 	}
 }

@@ -21,8 +21,13 @@ type speaker struct {
 }
 
 // startSpeaker starts GoBGP with the global settings, defines the export
-// policies and starts watching best paths, peer states and End-of-RIB
-// markers. grpcAddr empty means no GoBGP gRPC listener.
+// policies and starts watching what peers send (one event per UPDATE, and
+// the withdrawals GoBGP makes when a session ends), peer states and
+// End-of-RIB markers. grpcAddr empty means no GoBGP gRPC listener.
+//
+// Import does its own selection, so GoBGP's best-path watch is not used:
+// it costs an event, a map and four cloned slices per path on GoBGP's main
+// loop; the Adj-RIB-In watch costs one event per UPDATE.
 func startSpeaker(ctx context.Context, log *slog.Logger, lvl *slog.LevelVar, g globalSpec, grpcAddr string, transit bool, cb server.WatchEventMessageCallbacks) (*speaker, error) {
 	opts := []server.ServerOption{server.LoggerOption(gobgpLogger(log), lvl)}
 	if grpcAddr != "" {
@@ -45,7 +50,7 @@ func startSpeaker(ctx context.Context, log *slog.Logger, lvl *slog.LevelVar, g g
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	sp.cancel = cancel
-	err := srv.WatchEvent(wctx, cb, server.WatchBestPath(true), server.WatchPeer(), server.WatchEor(true))
+	err := srv.WatchEvent(wctx, cb, server.WatchUpdate(true, "", ""), server.WatchAdjInWithdraw(), server.WatchPeer(), server.WatchEor(true))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("watch bgp events: %w", err), sp.stop(false))
 	}

@@ -60,6 +60,7 @@ func (r *Reconciler) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Tim
 	if st != bgp.BGP_FSM_ESTABLISHED && ps.state == bgp.BGP_FSM_ESTABLISHED {
 		r.log.Info("bgp session down", "neighbor", addr, "reason", ev.Peer.State.DisconnectMessage)
 		delete(r.eor, addr)
+		r.rib.markStale(addr)
 	}
 	if st != ps.state {
 		r.countersStale = true
