@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,7 +200,7 @@ func TestReconcilerDrivesForwarding(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	a.cancel()
 	a.start(t)
-	a.core.FIB().Update(fibA)
+	a.core.FIB().Update(slices.Clone(fibA)) // Update keeps what it is given
 	if err := ping.Wait(); err != nil || !strings.Contains(out.String(), " 0% packet loss") {
 		t.Fatalf("ping across a daemon restart: %v\n%s", err, lastLines(out.String(), 3))
 	}
@@ -210,7 +211,7 @@ func TestReconcilerDrivesForwarding(t *testing.T) {
 	// A withdrawn route stops forwarding; so does a deleted pod interface.
 	a.core.FIB().Update([]nos.RouteChange{{Route: nos.Route{RouteKey: fibA[0].RouteKey}, Deleted: true}})
 	waitPing(t, a.pod, b.pod.addr, false)
-	a.core.FIB().Update(fibA)
+	a.core.FIB().Update(slices.Clone(fibA))
 	waitPing(t, a.pod, b.pod.addr, true)
 	b.commit(t, func(d *gen.Device) error {
 		delete(d.Interfaces.Interface, "pred")
