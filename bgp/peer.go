@@ -13,16 +13,17 @@ const (
 	stmtTransitOwn  = "isthmus-transit-local"
 )
 
-// globalToAPI translates the speaker-wide settings. Multipath is always on:
-// paths for one RD:prefix from several hosts (a VRF with the same RD
-// everywhere) must all reach import to form an ECMP set.
+// globalToAPI translates the speaker-wide settings. GoBGP's multipath
+// stays off: import sees every path each peer sends (paths for one
+// RD:prefix from several hosts, as with a VRF that has the same RD
+// everywhere, included) and builds its own ECMP sets, and GoBGP advertises
+// best paths only either way, so multipath sets would be work nobody reads.
 func globalToAPI(g globalSpec) *api.Global {
 	return &api.Global{
-		Asn:              g.as,
-		RouterId:         g.routerID.String(),
-		ListenPort:       g.listenPort,
-		ListenAddresses:  append([]string(nil), g.listenAddresses...),
-		UseMultiplePaths: !g.singlePath,
+		Asn:             g.as,
+		RouterId:        g.routerID.String(),
+		ListenPort:      g.listenPort,
+		ListenAddresses: append([]string(nil), g.listenAddresses...),
 	}
 }
 

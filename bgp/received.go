@@ -60,11 +60,15 @@ func (a v4) addr() netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-// prefixKey is a received prefix (without its RD); a compact map key.
-type prefixKey struct {
-	addr v4
-	bits uint8
+// prefixKey is a received IPv4 prefix (without its RD) as one number, the
+// address above the length: a map key that hashes as a single word.
+type prefixKey uint64
+
+func prefixKeyOf(p netip.Prefix) prefixKey {
+	return prefixKey(uint64(v4of(p.Addr()))<<8 | uint64(p.Bits()))
 }
+
+func (k prefixKey) prefix() netip.Prefix { return netip.PrefixFrom(v4(k>>8).addr(), int(k&0xff)) }
 
 // pathID tells apart the paths to one prefix: the RD, the peer that sent
 // the path and its ADD-PATH identifier.

@@ -47,7 +47,8 @@ type rib struct {
 	vrfsetIdx map[string]uint32
 
 	prefixes map[prefixKey]uint32 // index into entries
-	entries  []entry
+	entries  [][]entry            // chunks of chunkSize: growing never copies an entry
+	nentries uint32               // entries ever used (live or free)
 	free     []uint32    // entries free for reuse
 	freeing  []uint32    // entries emptied since the last flush (still in dirty)
 	dirty    []uint32    // entries whose routes changed since the last flush
@@ -108,7 +109,7 @@ func (r *rib) markStale(peer netip.Addr) {
 		return
 	}
 	for _, idx := range r.prefixes {
-		e := &r.entries[idx]
+		e := r.entry(idx)
 		for i := range e.len() {
 			if p := e.at(i); p.peer == pi && !p.stale {
 				p.stale = true
@@ -129,7 +130,7 @@ func (r *rib) sweepStale(peer netip.Addr) int {
 	}
 	n := 0
 	for _, idx := range r.prefixes {
-		e := &r.entries[idx]
+		e := r.entry(idx)
 		for i := e.len() - 1; i >= 0; i-- {
 			if p := e.at(i); p.peer == pi && p.stale {
 				r.removeAt(idx, i)
@@ -210,7 +211,7 @@ func (r *rib) setEndpoint(a netip.Addr) {
 	// Paths to our own endpoint were never stored; a path stored while it
 	// pointed elsewhere now points to us: drop those.
 	for _, idx := range r.prefixes {
-		e := &r.entries[idx]
+		e := r.entry(idx)
 		for i := e.len() - 1; i >= 0; i-- {
 			if own[e.at(i).endpoint] {
 				r.removeAt(idx, i)
@@ -271,7 +272,7 @@ func (r *rib) setVRFs(vrfs map[string]vrfSpec) {
 	}
 	clear(r.installed)
 	for _, idx := range r.prefixes {
-		e := &r.entries[idx]
+		e := r.entry(idx)
 		for i := range e.len() {
 			if p := e.at(i); r.imports(p.learned) {
 				r.installed[p.peer]++
@@ -288,13 +289,13 @@ func (r *rib) clearPaths() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for pk, idx := range r.prefixes {
-		for _, v := range r.vrfsets[r.entries[idx].vrfset] {
+		for _, v := range r.vrfsets[r.entry(idx).vrfset] {
 			r.vrfs[v].count--
 			r.deleted = append(r.deleted, vrfPrefix{vrf: v, prefix: pk})
 		}
 	}
 	clear(r.prefixes)
-	r.entries, r.free, r.freeing, r.dirty = nil, nil, nil, nil
+	r.entries, r.nentries, r.free, r.freeing, r.dirty = nil, 0, nil, nil, nil
 	clear(r.installed)
 	clear(r.stale)
 	r.npaths = 0
@@ -315,7 +316,7 @@ func (r *rib) update(paths []*apiutil.Path) int {
 		if why == rejectFamily {
 			continue
 		}
-		pk := prefixKey{addr: v4of(rcv.prefix.Addr()), bits: uint8(rcv.prefix.Bits())}
+		pk := prefixKeyOf(rcv.prefix)
 		id := pathID{rd: rcv.rd, peer: r.peer(rcv.peer), id: rcv.id}
 		if rcv.withdraw {
 			r.remove(pk, id)
@@ -350,7 +351,7 @@ func (r *rib) store(pk prefixKey, p storedPath) {
 		idx = r.newEntry(pk)
 		r.prefixes[pk] = idx
 	}
-	e := &r.entries[idx]
+	e := r.entry(idx)
 	if i := e.find(p.pathID); i >= 0 {
 		old := e.at(i)
 		if old.stale {
@@ -380,12 +381,23 @@ func (r *rib) newEntry(pk prefixKey) uint32 {
 	if n := len(r.free); n > 0 {
 		idx := r.free[n-1]
 		r.free = r.free[:n-1]
-		r.entries[idx] = entry{prefix: pk}
+		*r.entry(idx) = entry{prefix: pk}
 		return idx
 	}
-	r.entries = append(r.entries, entry{prefix: pk})
-	return uint32(len(r.entries) - 1)
+	idx := r.nentries
+	if idx%chunkSize == 0 {
+		r.entries = append(r.entries, make([]entry, chunkSize))
+	}
+	r.nentries++
+	*r.entry(idx) = entry{prefix: pk}
+	return idx
 }
+
+// chunkSize is how many entries a slab chunk holds (about 300 KiB).
+const chunkSize = 1 << 12
+
+// entry returns an entry by index; r.mu is held.
+func (r *rib) entry(idx uint32) *entry { return &r.entries[idx/chunkSize][idx%chunkSize] }
 
 // remove forgets a path, if it is stored; r.mu is held.
 func (r *rib) remove(pk prefixKey, id pathID) {
@@ -393,7 +405,7 @@ func (r *rib) remove(pk prefixKey, id pathID) {
 	if !ok {
 		return
 	}
-	if i := r.entries[idx].find(id); i >= 0 {
+	if i := r.entry(idx).find(id); i >= 0 {
 		r.removeAt(idx, i)
 	}
 }
@@ -401,7 +413,7 @@ func (r *rib) remove(pk prefixKey, id pathID) {
 // removeAt forgets the i-th path of an entry; r.mu is held. An emptied
 // entry is reused only after the next flush, which still lists it.
 func (r *rib) removeAt(idx uint32, i int) {
-	e := &r.entries[idx]
+	e := r.entry(idx)
 	p := e.at(i)
 	if r.imports(p.learned) {
 		r.installed[p.peer]--
@@ -422,7 +434,7 @@ func (r *rib) removeAt(idx uint32, i int) {
 // relink recomputes the VRFs an entry has a route in, keeps the per-VRF
 // counts and records the routes that are gone; r.mu is held.
 func (r *rib) relink(idx uint32) {
-	e := &r.entries[idx]
+	e := r.entry(idx)
 	var set uint32
 	switch e.len() {
 	case 0:
@@ -456,7 +468,7 @@ func (r *rib) relink(idx uint32) {
 
 // markDirty lists an entry for the next flush; r.mu is held.
 func (r *rib) markDirty(idx uint32) {
-	if e := &r.entries[idx]; !e.dirty {
+	if e := r.entry(idx); !e.dirty {
 		e.dirty = true
 		r.dirty = append(r.dirty, idx)
 	}
@@ -473,7 +485,7 @@ func (r *rib) flush() []nos.RouteChange {
 	out := make([]nos.RouteChange, 0, len(r.dirty)+len(r.deleted))
 	for _, d := range r.deleted {
 		if idx, ok := r.prefixes[d.prefix]; ok {
-			if _, back := slices.BinarySearch(r.vrfsets[r.entries[idx].vrfset], d.vrf); back && r.vrfs[d.vrf].live {
+			if _, back := slices.BinarySearch(r.vrfsets[r.entry(idx).vrfset], d.vrf); back && r.vrfs[d.vrf].live {
 				continue // gone and back since the last flush: the update below says it
 			}
 		}
@@ -483,7 +495,7 @@ func (r *rib) flush() []nos.RouteChange {
 	// instead of an allocation per route.
 	slab := make([]nos.NextHop, 0, len(r.dirty))
 	for _, idx := range r.dirty {
-		e := &r.entries[idx]
+		e := r.entry(idx)
 		e.dirty = false
 		for _, v := range r.vrfsets[e.vrfset] {
 			if !r.vrfs[v].live {
@@ -501,7 +513,7 @@ func (r *rib) flush() []nos.RouteChange {
 }
 
 func (r *rib) routeKey(d vrfPrefix) nos.RouteKey {
-	return nos.RouteKey{VRF: r.vrfs[d.vrf].name, Prefix: netip.PrefixFrom(d.prefix.addr.addr(), int(d.prefix.bits))}
+	return nos.RouteKey{VRF: r.vrfs[d.vrf].name, Prefix: d.prefix.prefix()}
 }
 
 // nexthops appends the ECMP set of a route in a VRF: of the paths that
@@ -562,11 +574,11 @@ func (r *rib) has(key nos.RouteKey) bool {
 	if !ok || !key.Prefix.Addr().Is4() {
 		return false
 	}
-	idx, ok := r.prefixes[prefixKey{addr: v4of(key.Prefix.Addr()), bits: uint8(key.Prefix.Bits())}]
+	idx, ok := r.prefixes[prefixKeyOf(key.Prefix)]
 	if !ok {
 		return false
 	}
-	_, ok = slices.BinarySearch(r.vrfsets[r.entries[idx].vrfset], vi)
+	_, ok = slices.BinarySearch(r.vrfsets[r.entry(idx).vrfset], vi)
 	return ok
 }
 

@@ -46,8 +46,6 @@ type globalSpec struct {
 	listenPort int32
 	// listenAddresses restricts the listeners; empty means all addresses.
 	listenAddresses []string
-	// singlePath turns GoBGP's multipath off (benchmark comparison only).
-	singlePath bool
 }
 
 // grSpec is graceful restart (RFC 4724) for one neighbor.

@@ -73,7 +73,7 @@ func TestNeighborToAPI(t *testing.T) {
 
 func TestGlobalToAPI(t *testing.T) {
 	got := globalToAPI(globalSpec{as: 65000, routerID: netip.MustParseAddr("10.0.0.1"), listenPort: -1})
-	want := &api.Global{Asn: 65000, RouterId: "10.0.0.1", ListenPort: -1, UseMultiplePaths: true}
+	want := &api.Global{Asn: 65000, RouterId: "10.0.0.1", ListenPort: -1}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 		t.Errorf("globalToAPI (-want +got):\n%s", diff)
 	}
