@@ -10,8 +10,8 @@
 // Export turns each local pod /32 and static route of a VRF into a VPNv4
 // path (RD:prefix, export route targets, a label from the core's persistent
 // allocator, next hop = tunnel source, RFC 9012 encapsulation community).
-// Import watches GoBGP's best paths, matches their route targets against
-// each VRF's import route targets and publishes routes with ECMP next hops
-// {endpoint, label, encapsulation} into the core's FIB, which the dataplane
-// programs. Session and route counters are written back as state.
+// Import watches what each peer sends (GoBGP's Adj-RIB-In, one event per
+// UPDATE), matches route targets against each VRF's import route targets,
+// selects and publishes routes with ECMP next hops {endpoint, label,
+// encapsulation} into the core's FIB, which the dataplane programs. Session and route counters are written back as state.
 package bgp
