@@ -49,10 +49,10 @@ type rib struct {
 	prefixes map[prefixKey]uint32 // index into entries
 	entries  [][]entry            // chunks of chunkSize: growing never copies an entry
 	nentries uint32               // entries ever used (live or free)
-	free     []uint32    // entries free for reuse
-	freeing  []uint32    // entries emptied since the last flush (still in dirty)
-	dirty    []uint32    // entries whose routes changed since the last flush
-	deleted  []vrfPrefix // routes gone since the last flush
+	free     []uint32             // entries free for reuse
+	freeing  []uint32             // entries emptied since the last flush (still in dirty)
+	dirty    []uint32             // entries whose routes changed since the last flush
+	deleted  []vrfPrefix          // routes gone since the last flush
 	npaths   int
 
 	installed []int64           // per peer: paths imported into at least one VRF

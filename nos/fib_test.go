@@ -168,7 +168,9 @@ func label(l uint32) []NextHop {
 func TestFIBRepeatsInOneBatch(t *testing.T) {
 	f := NewFIB()
 	key := func(s string) RouteKey { return RouteKey{VRF: "red", Prefix: netip.MustParsePrefix(s)} }
-	set := func(k string, l uint32) RouteChange { return RouteChange{Route: Route{RouteKey: key(k), NextHops: label(l)}} }
+	set := func(k string, l uint32) RouteChange {
+		return RouteChange{Route: Route{RouteKey: key(k), NextHops: label(l)}}
+	}
 	del := func(k string) RouteChange { return RouteChange{Route: Route{RouteKey: key(k)}, Deleted: true} }
 	f.Update([]RouteChange{set("10.0.0.2/32", 100), set("10.0.0.3/32", 100)})
 	w := watchFIB(t, f, nil)
