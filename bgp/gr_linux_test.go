@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/nos"
 )
 
@@ -146,4 +147,34 @@ func TestGracefulRestart(t *testing.T) {
 	if _, ok := n.core.FIB().Lookup(key); !ok {
 		t.Errorf("FRR's route %v is gone after FRR's restart", key.Prefix)
 	}
+}
+
+// TestStaleRoutesTime: when FRR goes away without a word (graceful
+// restart: it asked for 30 s), we keep its route only for our own
+// stale-routes-time, then remove it; when FRR is back, so is the route.
+func TestStaleRoutesTime(t *testing.T) {
+	needRoot(t)
+	l := newLink(t)
+	gw := startFRR(t, l, frrConf(l, ""))
+	n := startNode(t, Config{ListenPort: -1, StateDir: t.TempDir()})
+	host := gatewayHost(l)
+	host.staleTime = 3
+	n.commit(host)
+	key := nos.RouteKey{VRF: "red", Prefix: mustPrefix("172.16.5.0/24")}
+	eventually(t, 30*time.Second, "FRR's route in red", func() bool { _, ok := n.core.FIB().Lookup(key); return ok })
+
+	gw.stop()
+	down := time.Now()
+	eventually(t, 15*time.Second, "FRR's session down", func() bool {
+		return n.neighborState(l.peerAddr).state != gen.IsthmusTypes_SessionState_ESTABLISHED
+	})
+	if _, ok := n.core.FIB().Lookup(key); !ok {
+		t.Fatalf("FRR's route left the FIB as soon as its session went down")
+	}
+	eventually(t, 15*time.Second, "FRR's stale route removed", func() bool { _, ok := n.core.FIB().Lookup(key); return !ok })
+	if held := time.Since(down); held > 15*time.Second {
+		t.Errorf("stale route held %v; stale-routes-time is 3 s after the session went down (hold time 9 s)", held)
+	}
+	gw.start()
+	eventually(t, 30*time.Second, "FRR's route back in red", func() bool { _, ok := n.core.FIB().Lookup(key); return ok })
 }

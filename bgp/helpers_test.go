@@ -21,6 +21,7 @@ type hostConf struct {
 	routerID  string
 	endpoint  string // tunnel source
 	gr        bool
+	staleTime uint16 // graceful-restart stale-routes-time; 0: the default
 	neighbors []nbrConf
 	vrfs      []vrfConf
 }
@@ -63,6 +64,9 @@ func (h hostConf) build(d *gen.Device) {
 			gr := b.GetOrCreateGlobal().GetOrCreateGracefulRestart().GetOrCreateConfig()
 			gr.Enabled = ygot.Bool(true)
 			gr.RestartTime = ygot.Uint16(30)
+			if h.staleTime != 0 {
+				gr.StaleRoutesTime = ygot.Uint16(h.staleTime)
+			}
 		}
 		for _, n := range h.neighbors {
 			nb := b.GetOrCreateNeighbors().GetOrCreateNeighbor(n.addr)

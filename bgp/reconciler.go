@@ -58,9 +58,10 @@ type Reconciler struct {
 	peers        map[netip.Addr]*peerStatus
 	eor          map[netip.Addr]bool
 	stale        map[nos.RouteKey]bool // FIB routes from before a restart, not yet confirmed
-	synced       bool                  // initial convergence after Start is over
-	eorAt        time.Time             // when the last End-of-RIB arrived
-	advertisedAt time.Time             // when the last export change was handed to GoBGP
+	staleTimers  map[netip.Addr]*staleTimer
+	synced       bool      // initial convergence after Start is over
+	eorAt        time.Time // when the last End-of-RIB arrived
+	advertisedAt time.Time // when the last export change was handed to GoBGP
 
 	counters      map[netip.Addr]peerCounters // GoBGP's, cached (see gobgpCounters)
 	countersAt    time.Time
@@ -84,17 +85,18 @@ func New(cfg Config) *Reconciler {
 	lvl := &slog.LevelVar{}
 	lvl.Set(slog.LevelDebug)
 	return &Reconciler{
-		cfg:       cfg,
-		log:       log,
-		lvl:       lvl,
-		rib:       newRIB(),
-		applied:   &intent{},
-		exported:  map[exportKey]exportRoute{},
-		peers:     map[netip.Addr]*peerStatus{},
-		eor:       map[netip.Addr]bool{},
-		stale:     map[nos.RouteKey]bool{},
-		flushWake: make(chan struct{}, 1),
-		stateWake: make(chan struct{}, 1),
+		cfg:         cfg,
+		log:         log,
+		lvl:         lvl,
+		rib:         newRIB(),
+		applied:     &intent{},
+		exported:    map[exportKey]exportRoute{},
+		peers:       map[netip.Addr]*peerStatus{},
+		eor:         map[netip.Addr]bool{},
+		stale:       map[nos.RouteKey]bool{},
+		staleTimers: map[netip.Addr]*staleTimer{},
+		flushWake:   make(chan struct{}, 1),
+		stateWake:   make(chan struct{}, 1),
 	}
 }
 
@@ -178,6 +180,7 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 			err := r.sp.stop(false)
 			r.sp = nil
 			r.rib.clearPaths()
+			r.stopStaleTimers()
 			if err != nil {
 				return err
 			}
@@ -229,6 +232,7 @@ func (r *Reconciler) restartSpeaker(ctx context.Context, want *intent) error {
 		// The old speaker's watch has ended: its routes would never be
 		// withdrawn otherwise.
 		r.rib.clearPaths()
+		r.stopStaleTimers()
 		if err != nil {
 			return err
 		}
@@ -360,6 +364,7 @@ func hasRoute(v vrfSpec, p netip.Prefix) bool {
 // on while isthmusd restarts.
 func (r *Reconciler) Stop(ctx context.Context) error {
 	r.mu.Lock()
+	r.stopStaleTimers()
 	var errs []error
 	if r.sp != nil {
 		errs = append(errs, r.sp.stop(true))
@@ -400,6 +405,10 @@ func (r *Reconciler) onEor(p *apiutil.Path, _ time.Time) {
 	r.mu.Lock()
 	r.eor[p.PeerAddress] = true
 	r.eorAt = time.Now()
+	if t := r.staleTimers[p.PeerAddress]; t != nil {
+		t.Stop()
+		delete(r.staleTimers, p.PeerAddress)
+	}
 	r.mu.Unlock()
 	if n := r.rib.sweepStale(p.PeerAddress); n > 0 {
 		r.log.Info("bgp stale paths removed after end-of-rib", "neighbor", p.PeerAddress, "count", n)
@@ -418,5 +427,49 @@ func (r *Reconciler) signalState() {
 	select {
 	case r.stateWake <- struct{}{}:
 	default:
+	}
+}
+
+// staleTimer bounds how long a restarting peer's paths are kept.
+type staleTimer struct{ *time.Timer }
+
+// keepStale marks a peer's paths stale when its session goes down and,
+// with graceful restart, removes the ones still stale after the
+// neighbor's stale-routes-time, whether or not the peer is back: the peer
+// has had that long to announce them again and send End-of-RIB. Without
+// graceful restart GoBGP has withdrawn the paths already. r.mu is held.
+func (r *Reconciler) keepStale(addr netip.Addr) {
+	r.rib.markStale(addr)
+	if t := r.staleTimers[addr]; t != nil {
+		t.Stop()
+		delete(r.staleTimers, addr)
+	}
+	n, ok := r.applied.neighbors[addr]
+	if !ok || !n.gr.enabled {
+		return
+	}
+	rb := r.rib
+	t := &staleTimer{}
+	t.Timer = time.AfterFunc(time.Duration(n.gr.staleRoutesTime)*time.Second, func() {
+		r.mu.Lock()
+		current := r.staleTimers[addr] == t
+		delete(r.staleTimers, addr)
+		r.mu.Unlock()
+		if !current {
+			return
+		}
+		if gone := rb.sweepStale(addr); gone > 0 {
+			r.log.Info("bgp stale paths removed: stale-routes-time expired", "neighbor", addr, "count", gone)
+			r.signalFlush()
+		}
+	})
+	r.staleTimers[addr] = t
+}
+
+// stopStaleTimers stops every stale-routes timer; r.mu is held.
+func (r *Reconciler) stopStaleTimers() {
+	for a, t := range r.staleTimers {
+		t.Stop()
+		delete(r.staleTimers, a)
 	}
 }

@@ -60,7 +60,7 @@ func (r *Reconciler) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Tim
 	if st != bgp.BGP_FSM_ESTABLISHED && ps.state == bgp.BGP_FSM_ESTABLISHED {
 		r.log.Info("bgp session down", "neighbor", addr, "reason", ev.Peer.State.DisconnectMessage)
 		delete(r.eor, addr)
-		r.rib.markStale(addr)
+		r.keepStale(addr)
 	}
 	if st != ps.state {
 		r.countersStale = true
@@ -73,12 +73,20 @@ func (r *Reconciler) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Tim
 }
 
 // stateLoop publishes state when something changed, at most once per
-// stateInterval.
+// stateInterval. Between changes it keeps each established session's
+// uptime current, touching that leaf only.
 func (r *Reconciler) stateLoop(ctx context.Context) {
+	tick := time.NewTicker(stateInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			if err := r.publishUptimes(); err != nil && ctx.Err() == nil {
+				r.log.Warn("publish bgp uptime", "err", err)
+			}
+			continue
 		case <-r.stateWake:
 		}
 		if err := r.publishState(ctx); err != nil && ctx.Err() == nil {
@@ -90,6 +98,29 @@ func (r *Reconciler) stateLoop(ctx context.Context) {
 		case <-time.After(stateInterval):
 		}
 	}
+}
+
+// publishUptimes writes the uptime of every established session. r.mu is
+// held throughout, so a neighbor a commit removes (and the core prunes
+// from the state tree after Apply) is never written back.
+func (r *Reconciler) publishUptimes() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.core == nil || r.applied == nil || r.applied.bgpPath == "" {
+		return nil
+	}
+	now := time.Now()
+	var errs []error
+	for a, p := range r.peers {
+		if _, ok := r.applied.neighbors[a]; !ok || p.state != bgp.BGP_FSM_ESTABLISHED {
+			continue
+		}
+		base := fmt.Sprintf("%s/neighbors/neighbor[neighbor-address=%s]", r.applied.bgpPath, a)
+		errs = append(errs, r.core.UpdateState(base+"/state", &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_State{
+			Uptime: ygot.Uint64(uint64(now.Sub(p.establishedAt) / time.Second)),
+		}))
+	}
+	return errors.Join(errs...)
 }
 
 // stateSnapshot is what publishState reads under r.mu.

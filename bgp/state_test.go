@@ -82,6 +82,24 @@ func TestStateAndNeighborDiff(t *testing.T) {
 	if got := na.bgp.peerTransitions(b); got != 1 {
 		t.Errorf("b's session was reset (%d establishments)", got)
 	}
+
+	// Uptime keeps counting with nothing happening, in step with
+	// last-established.
+	uptime := func() (up uint64, since time.Duration) {
+		na.core.Read(func(_, st *gen.Device) error {
+			s := st.GetNetworkInstances().GetNetworkInstance("default").GetProtocols().
+				GetProtocol(gen.IsthmusTypes_ProtocolType_BGP, "bgp").GetBgp().GetNeighbors().GetNeighbor(b).GetState()
+			up, since = s.GetUptime(), time.Since(time.Unix(0, int64(s.GetLastEstablished())))
+			return nil
+		})
+		return up, since
+	}
+	first, _ := uptime()
+	time.Sleep(2500 * time.Millisecond)
+	up, since := uptime()
+	if up < first+2 || time.Duration(up)*time.Second > since || since-time.Duration(up)*time.Second > 2*time.Second {
+		t.Errorf("uptime %d s (was %d s 2.5 s ago), established %v ago", up, first, since.Round(time.Millisecond))
+	}
 }
 
 func u16(v uint16) *uint16 { return &v }
