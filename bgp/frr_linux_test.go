@@ -12,21 +12,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/isthmus-net/isthmus/internal/testenv"
 )
 
 // Privileged tests build a network namespace with a veth to the test's
-// namespace and run a real FRR bgpd in it. They need root; in CI (CI=true,
-// root) they always run.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("privileged test: CI must run as root")
-	}
-	t.Skip("needs root (network namespaces, FRR)")
-}
+// namespace and run a real FRR bgpd in it. They need root and FRR; in CI
+// (CI=true, root) they always run.
+func needRoot(t *testing.T) { t.Helper(); testenv.Privileged(t, "/usr/lib/frr/bgpd") }
 
 var linkSeq atomic.Uint32
 

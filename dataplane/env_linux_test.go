@@ -3,28 +3,20 @@ package dataplane
 import (
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/isthmus-net/isthmus/internal/testenv"
 )
 
 // quiet is the logger of dataplanes under test.
 var quiet = slog.New(slog.DiscardHandler)
 
-// requireRoot skips a privileged test, except in CI where it must run.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("privileged dataplane tests must run as root in CI")
-	}
-	t.Skip("needs root")
-}
+// requireRoot skips a privileged test when not root, except in CI.
+func requireRoot(t testing.TB) { t.Helper(); testenv.Privileged(t) }
 
 // isolate moves the calling test goroutine into a fresh network namespace.
 // The OS thread stays locked and is discarded when the test ends, so no

@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/isthmus-net/isthmus/internal/testenv"
 )
 
 // RequirePrivileges skips t unless it runs as root with iproute2 and the
@@ -18,25 +19,7 @@ import (
 // fails the test instead: CI is root and must run it.
 func RequirePrivileges(t testing.TB, binaries ...string) {
 	t.Helper()
-	missing := ""
-	if os.Geteuid() != 0 {
-		missing = "root"
-	}
-	for _, b := range append([]string{"ip"}, binaries...) {
-		if missing != "" {
-			break
-		}
-		if _, err := exec.LookPath(b); err != nil {
-			missing = b
-		}
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("privileged test needs %s, which CI must provide", missing)
-	}
-	t.Skipf("privileged test needs %s", missing)
+	testenv.Privileged(t, binaries...)
 }
 
 // NS is a throwaway named network namespace for a test.

@@ -24,20 +24,11 @@ import (
 	"github.com/isthmus-net/isthmus/cni/api"
 	"github.com/isthmus-net/isthmus/cni/daemon"
 	"github.com/isthmus-net/isthmus/cni/internal/testdaemon"
+	"github.com/isthmus-net/isthmus/internal/testenv"
 )
 
-// requireRoot skips a privileged test when not root, except in CI, where
-// every test must run.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("privileged test: CI must run as root")
-	}
-	t.Skip("privileged test: needs root")
-}
+// requireRoot skips a privileged test when not root, except in CI.
+func requireRoot(t testing.TB) { t.Helper(); testenv.Privileged(t) }
 
 // newNS creates a network namespace that is removed when the test ends.
 func newNS(t testing.TB) ns.NetNS {
