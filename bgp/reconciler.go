@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
@@ -67,6 +68,7 @@ type Reconciler struct {
 	countersAt    time.Time
 	countersFrom  *speaker
 	countersStale bool
+	lastPathAt    atomic.Int64 // Unix ns of the last received UPDATE's paths
 
 	flushWake chan struct{}
 	stateWake chan struct{}
@@ -390,6 +392,7 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 // paths and withdrawals of one received UPDATE, or the withdrawals GoBGP
 // makes itself when a session ends or a peer's restart time runs out.
 func (r *Reconciler) onPaths(rb *rib, paths []*apiutil.Path) {
+	r.lastPathAt.Store(time.Now().UnixNano())
 	if n := rb.update(paths); n > 0 {
 		r.log.Debug("bgp paths rejected", "count", n)
 	}

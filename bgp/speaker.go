@@ -158,10 +158,11 @@ type peerCounters struct {
 	peerRestartTime          uint32
 }
 
-// counters lists every peer's VPNv4 prefix counts.
-func (sp *speaker) counters(ctx context.Context) (map[netip.Addr]peerCounters, error) {
+// counters lists every peer's VPNv4 prefix counts; sent only when asked
+// (GoBGP computes it by running its table through the export policy).
+func (sp *speaker) counters(ctx context.Context, sent bool) (map[netip.Addr]peerCounters, error) {
 	out := map[netip.Addr]peerCounters{}
-	err := sp.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+	err := sp.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: sent}, func(p *api.Peer) {
 		a, err := netip.ParseAddr(p.GetConf().GetNeighborAddress())
 		if err != nil {
 			return

@@ -18,12 +18,16 @@ import (
 
 // stateInterval is the shortest time between two state publications: a
 // burst of route changes produces one update of the counters, not one per
-// route. GoBGP's own per-peer counters (received, sent) cost a walk of the
-// whole table under GoBGP's lock, so they are read at most every
-// gobgpCountersInterval, and when a session changes state.
+// route. GoBGP's own per-peer counters (received; sent, on a speaker that
+// passes routes on) are counted by walks of its tables on its main loop,
+// which stops taking UPDATEs meanwhile, so they are read at most every
+// gobgpCountersInterval or after a session changed state, and only once
+// no path has arrived for quietPeriod: never in the middle of a full
+// table.
 const (
 	stateInterval         = time.Second
 	gobgpCountersInterval = 30 * time.Second
+	quietPeriod           = time.Second
 )
 
 // peerStatus is what the peer-state events tell about one session.
@@ -185,7 +189,7 @@ func (r *Reconciler) publishState(ctx context.Context) error {
 	if s.sp == nil || s.bgpPath == "" {
 		return errors.Join(errs...)
 	}
-	counters, err := r.gobgpCounters(ctx, s.sp)
+	counters, err := r.gobgpCounters(ctx, s.sp, s.applied.transit())
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -204,16 +208,24 @@ func (r *Reconciler) publishState(ctx context.Context) error {
 }
 
 // gobgpCounters returns GoBGP's per-peer counters, read again when they
-// are older than gobgpCountersInterval or a session changed state.
-func (r *Reconciler) gobgpCounters(ctx context.Context, sp *speaker) (map[netip.Addr]peerCounters, error) {
+// are older than gobgpCountersInterval or a session changed state, and
+// paths have stopped arriving. While they arrive the cached counters are
+// returned and another publication is due once it is quiet. sent is
+// GoBGP's count only for a transit speaker (it costs a walk of the whole
+// table through the export policy); a host sends its own routes only.
+func (r *Reconciler) gobgpCounters(ctx context.Context, sp *speaker, transit bool) (map[netip.Addr]peerCounters, error) {
 	r.mu.Lock()
-	fresh := r.countersFrom == sp && time.Since(r.countersAt) < gobgpCountersInterval && !r.countersStale
+	due := r.countersFrom != sp || time.Since(r.countersAt) >= gobgpCountersInterval || r.countersStale
 	cached := r.counters
 	r.mu.Unlock()
-	if fresh {
+	if !due {
 		return cached, nil
 	}
-	c, err := sp.counters(ctx)
+	if busy := time.Since(time.Unix(0, r.lastPathAt.Load())); busy < quietPeriod {
+		time.AfterFunc(quietPeriod-busy, r.signalState)
+		return cached, nil
+	}
+	c, err := sp.counters(ctx, transit)
 	if err != nil {
 		return nil, err
 	}
@@ -266,12 +278,21 @@ func (r *Reconciler) publishNeighbor(s stateSnapshot, addr netip.Addr, n neighbo
 		PeerRestartTime: ygot.Uint16(uint16(c.peerRestartTime)),
 	}))
 	if n.families&familyVPNv4 != 0 {
+		sent := uint32(c.sent)
+		if !s.applied.transit() {
+			sent = 0
+			if ps.state == bgp.BGP_FSM_ESTABLISHED {
+				for _, k := range s.exported {
+					sent += k
+				}
+			}
+		}
 		errs = append(errs, s.core.UpdateState(base+"/afi-safis/afi-safi[afi-safi-name=L3VPN_IPV4_UNICAST]/state", &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_AfiSafis_AfiSafi_State{
 			AfiSafiName: gen.IsthmusTypes_AfiSafiType_L3VPN_IPV4_UNICAST,
 			Enabled:     ygot.Bool(true),
 			Prefixes: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_AfiSafis_AfiSafi_State_Prefixes{
 				Received:  ygot.Uint32(uint32(c.received)),
-				Sent:      ygot.Uint32(uint32(c.sent)),
+				Sent:      ygot.Uint32(sent),
 				Installed: ygot.Uint32(uint32(rc.installed[addr])),
 				Rejected:  ygot.Uint32(uint32(rc.rejected[addr])),
 			},
