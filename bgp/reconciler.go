@@ -58,11 +58,11 @@ type Reconciler struct {
 	restart      bool // this start is a graceful restart
 	peers        map[netip.Addr]*peerStatus
 	eor          map[netip.Addr]bool
-	stale        map[nos.RouteKey]bool // FIB routes from before a restart, not yet confirmed
-	staleTimers  map[netip.Addr]*staleTimer
-	synced       bool      // initial convergence after Start is over
-	eorAt        time.Time // when the last End-of-RIB arrived
-	advertisedAt time.Time // when the last export change was handed to GoBGP
+	stale        map[nos.RouteKey]bool      // FIB routes from before a restart, not yet confirmed
+	staleTimers  map[netip.Addr]*time.Timer // per peer: bounds how long its stale paths are kept
+	synced       bool                       // initial convergence after Start is over
+	eorAt        time.Time                  // when the last End-of-RIB arrived
+	advertisedAt time.Time                  // when the last export change was handed to GoBGP
 
 	counters      map[netip.Addr]peerCounters // GoBGP's, cached (see gobgpCounters)
 	countersAt    time.Time
@@ -96,7 +96,7 @@ func New(cfg Config) *Reconciler {
 		peers:       map[netip.Addr]*peerStatus{},
 		eor:         map[netip.Addr]bool{},
 		stale:       map[nos.RouteKey]bool{},
-		staleTimers: map[netip.Addr]*staleTimer{},
+		staleTimers: map[netip.Addr]*time.Timer{},
 		flushWake:   make(chan struct{}, 1),
 		stateWake:   make(chan struct{}, 1),
 	}
@@ -433,9 +433,6 @@ func (r *Reconciler) signalState() {
 	}
 }
 
-// staleTimer bounds how long a restarting peer's paths are kept.
-type staleTimer struct{ *time.Timer }
-
 // keepStale marks a peer's paths stale when its session goes down and,
 // with graceful restart, removes the ones still stale after the
 // neighbor's stale-routes-time, whether or not the peer is back: the peer
@@ -452,8 +449,8 @@ func (r *Reconciler) keepStale(addr netip.Addr) {
 		return
 	}
 	rb := r.rib
-	t := &staleTimer{}
-	t.Timer = time.AfterFunc(time.Duration(n.gr.staleRoutesTime)*time.Second, func() {
+	var t *time.Timer // read by the callback under r.mu, which is held here until t is stored
+	t = time.AfterFunc(time.Duration(n.gr.staleRoutesTime)*time.Second, func() {
 		r.mu.Lock()
 		current := r.staleTimers[addr] == t
 		delete(r.staleTimers, addr)
