@@ -175,14 +175,16 @@ func (r *Reconciler) publishState(ctx context.Context) error {
 	}
 	for name := range s.applied.vrfs {
 		st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{
-			Routes: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Routes{
-				Local:  ygot.Uint32(s.exported[name]),
-				Remote: ygot.Uint32(uint32(rc.vrfRoutes[name])),
+			Exported: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Exported{
+				Routes: ygot.Uint32(s.exported[name]),
+			},
+			Imported: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Imported{
+				Routes: ygot.Uint32(uint32(rc.vrfRoutes[name])),
 			},
 		}
 		if l := s.labels[name]; len(l) > 0 {
 			sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-			st.Label = l
+			st.Exported.Labels = l
 		}
 		errs = append(errs, s.core.UpdateState(niPath(name)+"/state", st))
 	}

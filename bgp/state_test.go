@@ -36,8 +36,8 @@ func (n *node) neighborState(addr string) neighborView {
 
 func (n *node) vrfRoutes(vrf string) (local, remote uint32) {
 	n.core.Read(func(_, st *gen.Device) error {
-		r := st.GetNetworkInstances().GetNetworkInstance(vrf).GetState().GetRoutes()
-		local, remote = r.GetLocal(), r.GetRemote()
+		s := st.GetNetworkInstances().GetNetworkInstance(vrf).GetState()
+		local, remote = s.GetExported().GetRoutes(), s.GetImported().GetRoutes()
 		return nil
 	})
 	return local, remote

@@ -178,8 +178,9 @@ func TestReconcilerDrivesForwarding(t *testing.T) {
 			return fmt.Errorf("interface state %+v has no counters", ifs.GetCounters())
 		}
 		vrf := nos.NetworkInstances(state)["red"].GetState()
-		if vrf.GetRoutes().GetRemote() != 1 || vrf.GetRoutes().GetLocal() != 1 || len(vrf.Label) != 1 || vrf.Label[0] != labelA {
-			return fmt.Errorf("vrf state routes %+v labels %v", vrf.GetRoutes(), vrf.Label)
+		fw := vrf.GetForwarding()
+		if fw.GetRemoteRoutes() != 1 || fw.GetLocalRoutes() != 1 || len(fw.Labels) != 1 || fw.Labels[0] != labelA {
+			return fmt.Errorf("vrf forwarding state %+v", fw)
 		}
 		ep := state.GetTunnel().GetEndpoints().GetEndpoint(addrs[1].String()).GetState()
 		if ep.GetOutPkts() == 0 || ep.GetInPkts() == 0 {

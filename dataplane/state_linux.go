@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/openconfig/ygot/ygot"
@@ -50,6 +51,9 @@ func (r *Reconciler) PublishState() error {
 		if lt.Interface != "" {
 			ifLabel[lt.Interface] = l
 		}
+	}
+	for _, l := range vrfLabels {
+		slices.Sort(l)
 	}
 	local, remote := map[string]uint32{}, map[string]uint32{}
 	for k := range r.applied.localRoutes() {
@@ -98,9 +102,9 @@ func (r *Reconciler) PublishState() error {
 			continue
 		}
 		st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{
-			Label: vrfLabels[name],
-			Routes: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Routes{
-				Local: ygot.Uint32(local[name]), Remote: ygot.Uint32(remote[name]),
+			Forwarding: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Forwarding{
+				LocalRoutes: ygot.Uint32(local[name]), RemoteRoutes: ygot.Uint32(remote[name]),
+				Labels: vrfLabels[name],
 			},
 			Counters: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Counters{
 				NoRoute: ygot.Uint64(d.NoRoute), TtlExpired: ygot.Uint64(d.TTL),

@@ -207,7 +207,7 @@ func TestStateIsPrunedWithItsConfig(t *testing.T) {
 	if _, err := c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=red]", redVRF)}}); err != nil {
 		t.Fatal(err)
 	}
-	st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{Label: []uint32{100000}}
+	st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{Exported: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Exported{Labels: []uint32{100000}}}
 	if err := c.UpdateState("/network-instances/network-instance[name=red]/state", st); err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func envWithState(t *testing.T) *testEnv {
 	e := newTestEnv(t)
 	e.addVRF(t, "red", "65000:1", "10.1.0.0/24")
 	st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{
-		Label:    []uint32{100},
+		Forwarding: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Forwarding{Labels: []uint32{100}},
 		Counters: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Counters{NoRoute: ygot.Uint64(7)},
 	}
 	if err := e.core.UpdateState(vrfPath("red")+"/state", st); err != nil {
@@ -139,7 +139,7 @@ func TestGetDataTypes(t *testing.T) {
 	for _, c := range []struct {
 		typ  gpb.GetRequest_DataType
 		path string
-	}{{gpb.GetRequest_STATE, red + "/config/route-distinguisher"}, {gpb.GetRequest_CONFIG, red + "/state/label"}} {
+	}{{gpb.GetRequest_STATE, red + "/config/route-distinguisher"}, {gpb.GetRequest_CONFIG, red + "/state/forwarding/labels"}} {
 		_, err := e.cli.Get(viewer(), &gpb.GetRequest{Type: c.typ, Path: []*gpb.Path{mustPath(t, c.path)}})
 		if status.Code(err) != codes.NotFound || !strings.Contains(status.Convert(err).Message(), c.path) {
 			t.Errorf("%s %s: %v, want NotFound naming the path", c.typ, c.path, err)
@@ -176,7 +176,7 @@ func TestGetEncodings(t *testing.T) {
 	if _, ok := j["network-instance"].(map[string]any)["red"]; !ok {
 		t.Errorf("JSON = %v", j)
 	}
-	jl := getOne(t, e, gpb.GetRequest_STATE, gpb.Encoding_JSON, red+"/state/label")[0]
+	jl := getOne(t, e, gpb.GetRequest_STATE, gpb.Encoding_JSON, red+"/state/forwarding/labels")[0]
 	if string(jl.GetVal().GetJsonVal()) != `[100]` {
 		t.Errorf("JSON leaf-list = %s", jl.GetVal().GetJsonVal())
 	}
@@ -186,7 +186,7 @@ func TestGetEncodings(t *testing.T) {
 	if len(p) != 1 || p[0].GetVal().GetStringVal() != "L3VRF" {
 		t.Errorf("PROTO leaf = %v", p)
 	}
-	lab := getOne(t, e, gpb.GetRequest_STATE, gpb.Encoding_PROTO, red+"/state/label")
+	lab := getOne(t, e, gpb.GetRequest_STATE, gpb.Encoding_PROTO, red+"/state/forwarding/labels")
 	if got := lab[0].GetVal().GetLeaflistVal().GetElement(); len(got) != 1 || got[0].GetUintVal() != 100 {
 		t.Errorf("PROTO leaf-list = %v", lab)
 	}

@@ -104,7 +104,7 @@ var invalidCases = []invalidCase{
 	}, codes.NotFound, []string{"elsewhere", "target"}},
 
 	// State is read-only.
-	{"update a state leaf", up(red+"/state/label", uintv(100)), codes.InvalidArgument, []string{red + "/state/label", "state"}},
+	{"update a state leaf", up(red+"/state/forwarding/labels", uintv(100)), codes.InvalidArgument, []string{red + "/state/forwarding/labels", "state"}},
 	{"delete a state container", del(red + "/state"), codes.InvalidArgument, []string{red + "/state", "state"}},
 	{"update interface counters", up(pod1+"/state/counters/in-pkts", uintv(1)), codes.InvalidArgument, []string{pod1 + "/state", "state"}},
 

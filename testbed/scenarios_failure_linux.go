@@ -167,7 +167,7 @@ func (tb *Testbed) restartWitness(ctx context.Context, p *Pod) (map[string]strin
 	w := map[string]string{}
 	for k, v := range leaves {
 		rest := strings.TrimPrefix(k, vrf+"/")
-		if strings.HasPrefix(rest, "config/") || strings.HasPrefix(rest, "state/label") {
+		if strings.HasPrefix(rest, "config/") || strings.HasPrefix(rest, "state/forwarding/labels") {
 			w[rest] = v
 		}
 	}

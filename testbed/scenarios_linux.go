@@ -299,14 +299,14 @@ func tenantRT(t *Topology, tenant string) string {
 func (tb *Testbed) waitRemoteRoutes(ctx context.Context, host, vrf string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	path := "/network-instances/network-instance[name=" + vrf + "]/state/routes/remote"
+	path := "/network-instances/network-instance[name=" + vrf + "]/state/forwarding/remote-routes"
 	var n string
 	err := poll(ctx, func() (bool, error) {
 		leaves, err := tb.GnmiFlat(ctx, host, path)
 		if err != nil {
 			return false, err
 		}
-		n = leaves["network-instances/network-instance[name="+vrf+"]/state/routes/remote"]
+		n = leaves["network-instances/network-instance[name="+vrf+"]/state/forwarding/remote-routes"]
 		return n != "" && n != "0", nil
 	})
 	return n, err
