@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sort"
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
@@ -138,8 +139,9 @@ func pickTree(typ gpb.GetRequest_DataType, cfg, st *gen.Device) (*gen.Device, er
 	}
 }
 
-// lookup returns the non-empty data nodes of tree that q matches, or
-// NotFound.
+// lookup returns the non-empty data nodes of tree that q matches, sorted
+// by path, or NotFound. A wildcard skips the entries that lack the rest
+// of its path (a VRF without counters) instead of failing on them.
 func (s *Server) lookup(tree *gen.Device, q getQuery) ([]*ytypes.TreeNode, error) {
 	var out []*ytypes.TreeNode
 	for _, p := range q.paths {
@@ -147,7 +149,7 @@ func (s *Server) lookup(tree *gen.Device, q getQuery) ([]*ytypes.TreeNode, error
 			out = append(out, &ytypes.TreeNode{Schema: s.core.SchemaRoot(), Data: tree, Path: &gpb.Path{}})
 			continue
 		}
-		nodes, err := ytypes.GetNode(s.core.SchemaRoot(), tree, p, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{})
+		nodes, err := ytypes.GetNode(s.core.SchemaRoot(), tree, p, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{}, &ytypes.GetTolerateNil{})
 		if err != nil {
 			// GetNode reports a path without data as an error.
 			continue
@@ -158,10 +160,23 @@ func (s *Server) lookup(tree *gen.Device, q getQuery) ([]*ytypes.TreeNode, error
 			}
 		}
 	}
+	if len(out) > 1 {
+		sortNodes(out)
+	}
 	if len(out) == 0 {
 		return nil, status.Errorf(codes.NotFound, "%s: no data", pathString(q.asked))
 	}
 	return out, nil
+}
+
+// sortNodes orders nodes by their rendered path, so that a wildcard's
+// answer does not depend on map order.
+func sortNodes(nodes []*ytypes.TreeNode) {
+	keys := make(map[*ytypes.TreeNode]string, len(nodes))
+	for _, n := range nodes {
+		keys[n] = pathString(n.Path)
+	}
+	sort.SliceStable(nodes, func(i, j int) bool { return keys[nodes[i]] < keys[nodes[j]] })
 }
 
 // isEmpty reports whether a data node holds nothing: a nil pointer, map

@@ -54,7 +54,7 @@ func envWithState(t *testing.T) *testEnv {
 	e.addVRF(t, "red", "65000:1", "10.1.0.0/24")
 	st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{
 		Forwarding: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Forwarding{Labels: []uint32{100}},
-		Counters: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Counters{NoRoute: ygot.Uint64(7)},
+		Counters:   &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Counters{NoRoute: ygot.Uint64(7)},
 	}
 	if err := e.core.UpdateState(vrfPath("red")+"/state", st); err != nil {
 		t.Fatal(err)
