@@ -89,6 +89,9 @@ func validateSemantics(old, d *gen.Device) error {
 			ps = append(ps, p)
 		}
 		pools[name] = ps
+		if err := validateServices(old, base, name, ni, ps); err != nil {
+			return err
+		}
 		for _, key := range sortedKeys(staticRoutes(ni)) {
 			path := fmt.Sprintf("%s/static-routes/static[prefix=%s]", base, key)
 			if ni.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
