@@ -27,7 +27,8 @@ import (
 const usage = `isthmusd — the Isthmus host daemon
 
 Usage:
-  isthmusd [flags]            run the daemon
+  isthmusd [flags]            run the daemon (--role=node: a host; --role=rr:
+                              a route reflector, BGP only)
   isthmusd hash-password      read a password on stdin, print its hash for the config file
 
 isthmusd keeps its configuration as gNMI-managed YANG data. Start it, then
@@ -37,6 +38,7 @@ configure it with any gNMI client, for example:
 
 A minimal config file (--config):
 
+  role: node                  # or rr: BGP only, no dataplane, no CNI API
   data-dir: /var/lib/isthmus
   gnmi:
     address: ":9339"
@@ -45,9 +47,14 @@ A minimal config file (--config):
       - {name: grafana, role: viewer, password-hash: "..."}
   cni:
     socket: /run/isthmus/cni.sock
+  startup-config:             # YANG config (RFC 7951 names), merged at every start
+    tunnel:
+      config: {source-address: "${NODE_IP}"}
 
 Without tls-cert/tls-key a self-signed certificate is created in the data
-dir on first start. Flags override the file.
+dir on first start. ${NAME} in the file is the environment variable NAME.
+startup-config leaves win over gNMI-set values at each start; every other
+leaf is gNMI's. Flags override the file.
 
 Flags:
 `
@@ -71,6 +78,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	var (
 		cfgPath  = fs.String("config", "", "YAML configuration file")
+		role     = fs.String("role", "", "node (host: dataplane, CNI API, BGP) or rr (route reflector: BGP only) (default node)")
 		dataDir  = fs.String("data-dir", "", "directory for the store and the TLS certificate (default /var/lib/isthmus)")
 		addr     = fs.String("gnmi-address", "", "gNMI listen address (default :9339)")
 		insecure = fs.Bool("insecure", false, "serve gNMI without TLS (labs only; logged loudly)")
@@ -98,6 +106,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			*dst = v
 		}
 	}
+	override(&cfg.Role, *role)
 	override(&cfg.DataDir, *dataDir)
 	override(&cfg.GNMI.Address, *addr)
 	override(&cfg.Dataplane.BPFFS, *bpffs)
@@ -110,6 +119,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if *interval > 0 {
 		cfg.Dataplane.StateInterval = *interval
 	}
+	if err := cfg.finish(); err != nil {
+		return err
+	}
+	startup, err := parseStartup(&cfg.StartupConfig)
+	if err != nil {
+		return err
+	}
 	lvl, err := parseLevel(cfg.LogLevel)
 	if err != nil {
 		return err
@@ -118,11 +134,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return serve(ctx, cfg, log)
+	return serve(ctx, cfg, startup, log)
 }
 
-// serve runs the daemon until ctx is done.
-func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+// serve runs the daemon until ctx is done. startup is the startup
+// configuration from parseStartup (nil: none).
+func serve(ctx context.Context, cfg config, startup []byte, log *slog.Logger) error {
 	store, err := nos.OpenStore(cfg.DataDir)
 	if err != nil {
 		return err
@@ -138,10 +155,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := core.Start(runCtx); err != nil {
 		return err
 	}
-
-	cniSrv, err := daemon.New(cfg.CNI, core, store.DB(), daemon.WithLogger(log.With("component", "cni")))
+	err = startRole(runCtx, core, cfg, startup, log)
 	if err != nil {
-		return err
+		return stopCore(core, err)
+	}
+	var cniSrv *daemon.Server
+	if cfg.Role == roleNode {
+		if cniSrv, err = daemon.New(cfg.CNI, core, store.DB(), daemon.WithLogger(log.With("component", "cni"))); err != nil {
+			return stopCore(core, err)
+		}
 	}
 	gnmiSrv := server.New(core,
 		server.WithLogger(log.With("component", "gnmi")),
@@ -150,20 +172,42 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return serveGNMI(gctx, gnmiSrv, cfg) })
-	g.Go(func() error { return cniSrv.Serve(gctx) })
-	log.Info("isthmusd running", "gnmi", cfg.GNMI.Address, "cni", cniSrv.Config().Socket, "target", cfg.Target, "revision", core.Revision())
+	attrs := []any{"role", cfg.Role, "gnmi", cfg.GNMI.Address, "target", cfg.Target, "revision", core.Revision()}
+	if cniSrv != nil {
+		g.Go(func() error { return cniSrv.Serve(gctx) })
+		attrs = append(attrs, "cni", cniSrv.Config().Socket)
+	}
+	log.Info("isthmusd running", attrs...)
 	err = g.Wait()
 	cancel()
 
+	err = stopCore(core, err)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // a signal asked us to stop
+	}
+	log.Info("isthmusd stopped")
+	return err
+}
+
+// startRole checks that the restored configuration suits the role (a
+// route reflector refuses a store that holds a node's dataplane
+// configuration) and commits the startup configuration.
+func startRole(ctx context.Context, core *nos.Core, cfg config, startup []byte, log *slog.Logger) error {
+	if cfg.Role == roleRR {
+		if err := (rrGuard{}).Validate(core.Config()); err != nil {
+			return fmt.Errorf("restored configuration (data dir %s) does not suit role rr: %w", cfg.DataDir, err)
+		}
+	}
+	return applyStartup(ctx, core, startup, log)
+}
+
+// stopCore stops the reconcilers and joins any error of theirs to err.
+func stopCore(core *nos.Core, err error) error {
 	stopCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
 	if serr := core.Stop(stopCtx); serr != nil {
 		err = errors.Join(err, serr)
 	}
-	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		err = nil // a signal asked us to stop
-	}
-	log.Info("isthmusd stopped")
 	return err
 }
 

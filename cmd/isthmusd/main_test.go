@@ -72,10 +72,10 @@ type proc struct {
 	logs *strings.Builder
 }
 
-func startDaemon(t *testing.T, bin, cfgPath string) *proc {
+func startDaemon(t *testing.T, bin, cfgPath string, args ...string) *proc {
 	t.Helper()
 	d := &proc{logs: &strings.Builder{}}
-	d.cmd = exec.Command(bin, "--config", cfgPath)
+	d.cmd = exec.Command(bin, append([]string{"--config", cfgPath}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
