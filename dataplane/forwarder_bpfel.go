@@ -132,6 +132,7 @@ const (
 	forwarderMapEndpointCounters = "endpoint_counters"
 	forwarderMapEndpointIndex    = "endpoint_index"
 	forwarderMapEndpointMacs     = "endpoint_macs"
+	forwarderMapEndpointVrfs     = "endpoint_vrfs"
 	forwarderMapEndpoints        = "endpoints"
 	forwarderMapGroups           = "groups"
 	forwarderMapHostRoutes       = "host_routes"
@@ -209,6 +210,7 @@ type forwarderMapSpecs struct {
 	EndpointCounters *ebpf.MapSpec `ebpf:"endpoint_counters"`
 	EndpointIndex    *ebpf.MapSpec `ebpf:"endpoint_index"`
 	EndpointMacs     *ebpf.MapSpec `ebpf:"endpoint_macs"`
+	EndpointVrfs     *ebpf.MapSpec `ebpf:"endpoint_vrfs"`
 	Endpoints        *ebpf.MapSpec `ebpf:"endpoints"`
 	Groups           *ebpf.MapSpec `ebpf:"groups"`
 	HostRoutes       *ebpf.MapSpec `ebpf:"host_routes"`
@@ -256,6 +258,7 @@ type forwarderMaps struct {
 	EndpointCounters *ebpf.Map `ebpf:"endpoint_counters"`
 	EndpointIndex    *ebpf.Map `ebpf:"endpoint_index"`
 	EndpointMacs     *ebpf.Map `ebpf:"endpoint_macs"`
+	EndpointVrfs     *ebpf.Map `ebpf:"endpoint_vrfs"`
 	Endpoints        *ebpf.Map `ebpf:"endpoints"`
 	Groups           *ebpf.Map `ebpf:"groups"`
 	HostRoutes       *ebpf.Map `ebpf:"host_routes"`
@@ -279,6 +282,7 @@ func (m *forwarderMaps) Close() error {
 		m.EndpointCounters,
 		m.EndpointIndex,
 		m.EndpointMacs,
+		m.EndpointVrfs,
 		m.Endpoints,
 		m.Groups,
 		m.HostRoutes,

@@ -49,6 +49,7 @@ func TestEndpointHints(t *testing.T) {
 		}
 	}
 	must(t, d.SetEndpoint(Endpoint{Addr: other, MAC: peer2MAC}))
+	must(t, d.AllowEndpoint(other, "red"))
 	if h := hintOf(other); h.Slot != d.epSlots[other] {
 		t.Fatalf("hint after adding %v = %+v, want its slot %d", other, h, d.epSlots[other])
 	}

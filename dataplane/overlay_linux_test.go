@@ -89,6 +89,13 @@ func (c hostConfig) apply(d *Dataplane) error {
 	if err := d.SetRoutes(routes); err != nil {
 		return err
 	}
+	for _, r := range routes {
+		for _, nh := range r.NextHops {
+			if err := d.AllowEndpoint(nh.Endpoint, r.VRF); err != nil {
+				return err
+			}
+		}
+	}
 	for _, l := range c.Labels {
 		lt := LabelTarget{VRF: l.VRF}
 		if l.Interface != "" {

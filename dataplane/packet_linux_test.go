@@ -43,7 +43,8 @@ var (
 // a veth; 10.1.0.3/32 local on pod2; 10.2.0.0/24 via 192.0.2.2 label 100
 // MPLSoUDP; 10.3.0.0/24 via 192.0.2.3 label 200 MPLSoMPLS with transport
 // label 16001; 10.4.0.0/24 via 192.0.2.2 label 300 MPLSoMPLS, no transport
-// label; local labels 1000 (per VRF red) and 1001 (pod2).
+// label; local labels 1000 (per VRF red) and 1001 (pod2); both endpoints
+// may send into red.
 type packetEnv struct {
 	d    *Dataplane
 	pod2 int
@@ -70,6 +71,8 @@ func newPacketEnv(t testing.TB) *packetEnv {
 	}))
 	must(t, d.SetLabel(1000, LabelTarget{VRF: "red"}))
 	must(t, d.SetLabel(1001, LabelTarget{VRF: "red", Interface: pod2.Index}))
+	must(t, d.AllowEndpoint(remote2, "red"))
+	must(t, d.AllowEndpoint(remote3, "red"))
 	return &packetEnv{d: d, pod2: pod2.Index}
 }
 

@@ -50,21 +50,32 @@ func (d *Dataplane) endpointSlot(addr netip.Addr) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("add endpoint %v: %w", addr, err)
 	}
-	n, err := possibleCPUs()
-	if err != nil {
-		return 0, err
-	}
-	if err := d.maps.EndpointCounters.Put(s, make([]forwarderEndpointStats, n)); err != nil {
-		return 0, fmt.Errorf("reset counters of endpoint %v: %w", addr, err)
-	}
-	if err := d.maps.Endpoints.Put(s, &forwarderEndpoint{Addr: be32(a)}); err != nil {
-		return 0, fmt.Errorf("add endpoint %v: %w", addr, err)
-	}
-	if err := d.indexEndpoint(a, s); err != nil {
+	if err := d.initEndpointSlot(s, a); err != nil {
+		d.epTable.free(s)
 		return 0, fmt.Errorf("add endpoint %v: %w", addr, err)
 	}
 	d.epSlots[addr] = s
 	return s, nil
+}
+
+// initEndpointSlot resets a new slot's counters and allow set and makes
+// the address it now stands for accepted.
+func (d *Dataplane) initEndpointSlot(s uint32, a [4]byte) error {
+	n, err := possibleCPUs()
+	if err != nil {
+		return err
+	}
+	if err := d.maps.EndpointCounters.Put(s, make([]forwarderEndpointStats, n)); err != nil {
+		return fmt.Errorf("reset counters: %w", err)
+	}
+	// A new endpoint may send into no VRF until it is allowed to.
+	if err := d.clearEndpointVRFs(s); err != nil {
+		return err
+	}
+	if err := d.maps.Endpoints.Put(s, &forwarderEndpoint{Addr: be32(a)}); err != nil {
+		return err
+	}
+	return d.indexEndpoint(a, s)
 }
 
 // releaseEndpoint frees an endpoint's slot once neither the configuration
@@ -88,6 +99,9 @@ func (d *Dataplane) releaseEndpoint(addr netip.Addr) error {
 	}
 	if err := d.maps.Endpoints.Put(s, &forwarderEndpoint{}); err != nil {
 		return fmt.Errorf("clear endpoint %v: %w", addr, err)
+	}
+	if err := d.clearEndpointVRFs(s); err != nil {
+		return fmt.Errorf("release endpoint %v: %w", addr, err)
 	}
 	delete(d.epSlots, addr)
 	delete(d.resolved, addr)

@@ -198,6 +198,17 @@ static __always_inline struct route *route_lookup(__u32 vrf, __u32 daddr)
 	return r;
 }
 
+/* endpoint_allowed says whether the endpoint in slot may send into vrf:
+ * whether vrf has routes through it (endpoint_vrfs in maps.h). */
+static __always_inline int endpoint_allowed(__u32 slot, __u32 vrf)
+{
+	if (vrf >= MAX_VRFS)
+		return 0;
+	__u32 i = slot * ENDPOINT_VRF_WORDS + (vrf >> 6);
+	__u64 *w = bpf_map_lookup_elem(&endpoint_vrfs, &i);
+	return w && ((*w >> (vrf & 63)) & 1);
+}
+
 /* deliver_target resolves a local VPN label (looked up by the caller) and
  * the inner destination to the pod interface to deliver to. It returns a
  * drop reason or -1. */
@@ -214,23 +225,28 @@ static __always_inline int deliver_target(struct label_target *lt, __u32 daddr,
 		slot = r->id;
 	}
 	*dst = bpf_map_lookup_elem(&iface_slots, &slot);
-	if (!*dst || !(*dst)->ifindex)
+	/* The interface must still be in the label's VRF: a slot that was
+	 * reused by another VRF's pod is not a way into that VRF. */
+	if (!*dst || !(*dst)->ifindex || (*dst)->vrf != lt->vrf)
 		return DROP_NO_ROUTE;
 	return -1;
 }
 
 /* label_to_pod is what both decapsulations do once the bottom label is
- * found: look the label up, check the inner IPv4 header and its TTL, find
+ * found: look the label up, check that the sending endpoint (by slot) may
+ * send into the label's VRF, check the inner IPv4 header and its TTL, find
  * the pod interface and decrement the TTL. From the label on, drops count
  * in the label's VRF, which it stores in *vrf. It returns a drop reason or
  * -1 with *dst set. */
-static __always_inline int label_to_pod(__u32 label, struct iphdr *inner, void *data_end,
-					__u32 *vrf, struct iface **dst)
+static __always_inline int label_to_pod(__u32 epslot, __u32 label, struct iphdr *inner,
+					void *data_end, __u32 *vrf, struct iface **dst)
 {
 	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
 	if (!lt || !lt->kind)
 		return DROP_UNKNOWN_LABEL;
 	*vrf = lt->vrf;
+	if (!endpoint_allowed(epslot, lt->vrf))
+		return DROP_UNKNOWN_ENDPOINT;
 	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5)
 		return DROP_MALFORMED;
 	if (inner->ttl <= 1)
@@ -239,6 +255,37 @@ static __always_inline int label_to_pod(__u32 label, struct iphdr *inner, void *
 	if (reason >= 0)
 		return reason;
 	ttl_decrement(inner);
+	return -1;
+}
+
+/* ecn_decapsulate combines the outer ECN field into the inner header as
+ * RFC 6040 (normal mode) says: outer CE marks an ECN-capable inner packet
+ * CE, outer ECT(1) turns inner ECT(0) into ECT(1), and outer CE over a
+ * Not-ECT inner packet is dropped (the congestion mark cannot be passed
+ * on). The inner checksum is patched incrementally (RFC 1624). It returns
+ * a drop reason or -1. */
+static __always_inline int ecn_decapsulate(__u8 outer, struct iphdr *inner)
+{
+	__u8 in = inner->tos & 3, out;
+	if (outer == 3) {
+		if (in == 0)
+			return DROP_MALFORMED;
+		out = 3;
+	} else if (outer == 1 && in == 2) {
+		out = 1;
+	} else {
+		return -1;
+	}
+	if (out == in)
+		return -1;
+	__u16 old = *(__u16 *)inner;
+	inner->tos = (inner->tos & ~3) | out;
+	__u32 sum = (__u16)~inner->check;
+	sum += (__u16)~old;
+	sum += *(__u16 *)inner;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	inner->check = ~sum;
 	return -1;
 }
 
@@ -455,9 +502,16 @@ int underlay_ingress(struct __sk_buff *skb)
 	if ((void *)(udp + 1) > data_end || udp->dest != t->udp_port)
 		return TC_ACT_UNSPEC;
 
-	/* From here on the packet is ours: deliver it or count why not. */
+	/* From here on the packet is ours: deliver it or count why not.
+	 * The outer header must be plain: no options, no fragment, lengths
+	 * that match the frame. */
 	__u32 vrf = 0;
-	int reason;
+	int reason = DROP_MALFORMED;
+	__u32 tot = bpf_ntohs(ip->tot_len);
+	if (ihl != sizeof(*ip) || ip->version != 4 || (ip->frag_off & bpf_htons(0x3fff)) ||
+	    tot < sizeof(*ip) + sizeof(*udp) + 4 || tot > skb->len - sizeof(*eth) ||
+	    bpf_ntohs(udp->len) != tot - sizeof(*ip))
+		goto drop;
 	__u32 epslot = endpoint_by_addr(ip->saddr);
 	if (!epslot) {
 		reason = DROP_UNKNOWN_ENDPOINT;
@@ -465,17 +519,16 @@ int underlay_ingress(struct __sk_buff *skb)
 	}
 	__u32 *mpls = (void *)(udp + 1);
 	struct iphdr *inner = (void *)(mpls + 1);
-	if ((ip->frag_off & bpf_htons(0x3fff)) || (void *)(mpls + 1) > data_end) {
-		reason = DROP_MALFORMED;
+	if ((void *)(mpls + 1) > data_end)
 		goto drop;
-	}
 	__u32 lse = bpf_ntohl(*mpls);
-	if (!(lse & MPLS_BOS)) {
-		reason = DROP_MALFORMED;
+	if (!(lse & MPLS_BOS))
 		goto drop;
-	}
 	struct iface *dst = 0;
-	reason = label_to_pod(lse >> 12, inner, data_end, &vrf, &dst);
+	reason = label_to_pod(epslot, lse >> 12, inner, data_end, &vrf, &dst);
+	if (reason >= 0)
+		goto drop;
+	reason = ecn_decapsulate(ip->tos & 3, inner);
 	if (reason >= 0)
 		goto drop;
 	__u32 ifindex = dst->ifindex, slot = dst->slot;
@@ -553,7 +606,7 @@ int underlay_xdp(struct xdp_md *ctx)
 	}
 	struct iphdr *inner = (void *)(mpls + depth);
 	struct iface *dst = 0;
-	reason = label_to_pod(lse >> 12, inner, data_end, &vrf, &dst);
+	reason = label_to_pod(epslot, lse >> 12, inner, data_end, &vrf, &dst);
 	if (reason >= 0)
 		goto drop;
 	__u32 ifindex = dst->ifindex, slot = dst->slot;

@@ -121,6 +121,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mac_hints SEC(".maps");
 
+/* endpoint_vrfs is the set of (endpoint, VRF) pairs a decapsulated packet
+ * may come from: bit vrf % 64 of word slot * ENDPOINT_VRF_WORDS + vrf / 64
+ * is set while the VRF has routes through the endpoint. A label of a VRF
+ * from an endpoint outside its set is dropped as unknown-endpoint, so an
+ * underlay host can only inject into the VRFs it is a next hop of. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_ENDPOINTS * ENDPOINT_VRF_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} endpoint_vrfs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_ENDPOINTS);

@@ -12,7 +12,7 @@
 
 /* ISTHMUS_ABI is stored in the pinned meta map; a loader that finds another
  * value refuses to adopt the pinned maps. */
-#define ISTHMUS_ABI 5
+#define ISTHMUS_ABI 6
 
 #define MAX_NEXTHOPS 16
 #define MAX_VRFS 4096
@@ -25,6 +25,8 @@
 #define MAX_ENDPOINTS 4096
 #define ROUTE_CACHE 4096 /* per-CPU entries of the route cache */
 #define ENDPOINT_HINTS 8192 /* direct-mapped hints in front of the endpoint hashes */
+/* endpoint_vrfs: one bit per (endpoint slot, VRF id), 64 VRFs a word. */
+#define ENDPOINT_VRF_WORDS (MAX_VRFS / 64)
 
 /* Kinds of route. */
 enum route_kind {
