@@ -8,9 +8,12 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/vishvananda/netns"
 
 	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/nos"
@@ -42,15 +45,29 @@ type Reconciler struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu        sync.Mutex // guards every field below
-	dp        *Dataplane
-	core      *nos.Core
-	applied   intent
-	ifindex   map[string]int         // attached interface name → ifindex
-	labels    map[labelTarget]uint32 // installed labels
-	fib       map[RouteKey][]NextHop // FIB routes installed
-	endpoints map[netip.Addr]int     // endpoint → FIB next hops using it
-	known     map[RouteKey]struct{}  // routes confirmed since Start
+	retry chan struct{} // asks retryLoop for another programming pass
+
+	mu         sync.Mutex // guards every field below
+	dp         *Dataplane
+	core       *nos.Core
+	applied    intent
+	ifindex    map[string]int           // attached pod interface name → ifindex
+	attached   map[string]podIntent     // attached pod interfaces, as attached
+	waiting    map[string]struct{}      // configured pods whose interface is absent
+	labels     map[labelTarget]uint32   // programmed labels
+	local      map[RouteKey]int         // programmed local routes → ifindex
+	fib        map[RouteKey][]NextHop   // learnt FIB routes, also those a local route hides
+	remote     map[RouteKey][]NextHop   // programmed FIB routes
+	dirty      map[RouteKey]struct{}    // FIB routes whose programming may differ from fib
+	endpoints  map[netip.Addr]int       // endpoint → FIB next hops using it
+	epReady    map[netip.Addr]bool      // endpoints programmed
+	epDirty    map[netip.Addr]struct{}  // endpoints to add or delete
+	allowed    map[endpointVRF]int      // (endpoint, VRF) → FIB next hops: may send into the VRF
+	allowReady map[endpointVRF]bool     // allow-set entries programmed
+	allowDirty map[endpointVRF]struct{} // allow-set entries to add or delete
+	known      map[RouteKey]struct{}    // routes confirmed since Start
+	failing    error                    // last programming failure, nil once all is programmed
+	attempts   int                      // programming passes since failing was set
 }
 
 var _ nos.Reconciler = (*Reconciler)(nil)
@@ -70,13 +87,24 @@ func New(cfg ReconcilerConfig) *Reconciler {
 		cfg.StaleGrace = 2 * time.Minute
 	}
 	return &Reconciler{
-		cfg:       cfg,
-		log:       cfg.Logger.With("reconciler", "dataplane"),
-		ifindex:   map[string]int{},
-		labels:    map[labelTarget]uint32{},
-		fib:       map[RouteKey][]NextHop{},
-		endpoints: map[netip.Addr]int{},
-		known:     map[RouteKey]struct{}{},
+		cfg:        cfg,
+		log:        cfg.Logger.With("reconciler", "dataplane"),
+		retry:      make(chan struct{}, 1),
+		ifindex:    map[string]int{},
+		attached:   map[string]podIntent{},
+		waiting:    map[string]struct{}{},
+		labels:     map[labelTarget]uint32{},
+		local:      map[RouteKey]int{},
+		fib:        map[RouteKey][]NextHop{},
+		remote:     map[RouteKey][]NextHop{},
+		dirty:      map[RouteKey]struct{}{},
+		endpoints:  map[netip.Addr]int{},
+		epReady:    map[netip.Addr]bool{},
+		epDirty:    map[netip.Addr]struct{}{},
+		allowed:    map[endpointVRF]int{},
+		allowReady: map[endpointVRF]bool{},
+		allowDirty: map[endpointVRF]struct{}{},
+		known:      map[RouteKey]struct{}{},
 	}
 }
 
@@ -99,11 +127,24 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 	if err != nil {
 		return fmt.Errorf("start dataplane: %w", err)
 	}
+	// The retry loop may attach a pod interface that appeared late, by
+	// ifindex, so it runs in this namespace.
+	here, err := netns.Get()
+	if err != nil {
+		dp.Close()
+		return fmt.Errorf("start dataplane: find network namespace: %w", err)
+	}
 	r.mu.Lock()
 	r.dp, r.core = dp, core
 	r.mu.Unlock()
 	ctx, r.cancel = context.WithCancel(ctx)
-	r.wg.Add(4)
+	r.wg.Add(5)
+	go func() {
+		defer r.wg.Done()
+		defer here.Close()
+		runtime.LockOSThread() // never unlocked: the thread ends with the loop
+		r.retryLoop(ctx, func() error { return netns.Set(here) })
+	}()
 	go func() {
 		defer r.wg.Done()
 		core.FIB().Subscribe(ctx, r.applyFIB)
@@ -155,7 +196,10 @@ func (r *Reconciler) Validate(intended *gen.Device) error {
 
 // Apply implements nos.Reconciler: it moves the forwarder from the intent
 // it last applied to intended (old is not needed: the reconciler remembers
-// what it programmed, including across a failed Apply).
+// what it programmed, including across a failed Apply). Pod interfaces
+// that are configured but not present yet, and the routes and labels that
+// lead to them, do not fail the commit: they are programmed when the
+// interface appears.
 func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error {
 	want, err := intentOf(intended)
 	if err != nil {
@@ -178,193 +222,148 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 		}
 	}
 	if !maps.Equal(want.Neighbors, have.Neighbors) {
-		for ep := range r.endpoints {
+		for ep := range r.epReady {
 			if err := r.dp.SetEndpoint(Endpoint{Addr: ep, TransportLabel: want.Neighbors[ep]}); err != nil {
 				return err
 			}
 		}
 	}
-	// Routes and labels that go away first, then interfaces.
-	wantRoutes, haveRoutes := want.localRoutes(), have.localRoutes()
-	var gone []RouteKey
-	for k, ifname := range haveRoutes {
-		if w, ok := wantRoutes[k]; !ok || w != ifname {
-			if _, remote := r.fib[k]; !remote {
-				gone = append(gone, k)
-			}
+	if err := r.converge(want); err != nil {
+		return err
+	}
+	r.applied = want
+	r.sync() // learnt routes that local ones hid or uncovered
+	return nil
+}
+
+// converge programs pod interfaces, local routes and labels toward want.
+// Pods that are configured with a MAC but have no interface yet wait in
+// r.waiting; the retry loop calls converge again for them. r.mu is held.
+func (r *Reconciler) converge(want intent) error {
+	// Pods that go, or change VRF or MAC, are detached after everything
+	// that leads to them is gone.
+	var detach []string
+	for ifname, p := range r.attached {
+		if w, ok := want.Pods[ifname]; !ok || w.VRF != p.VRF || w.PeerMAC != p.PeerMAC {
+			detach = append(detach, ifname)
 		}
 	}
-	if err := r.dp.DeleteRoutes(gone); err != nil {
-		return err
+	going := func(ifname string) bool { return slices.Contains(detach, ifname) }
+
+	// Local routes that go: deleted, and a learnt route they hid comes back.
+	wantRoutes := want.localRoutes()
+	var gone []RouteKey
+	for k, i := range r.local {
+		if w, ok := wantRoutes[k]; !ok || going(w) || r.ifindex[w] != i {
+			gone = append(gone, k)
+		}
+	}
+	var errs []error
+	for k, err := range r.deleteRoutes(gone) {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(r.local, k)
+		r.dirty[k] = struct{}{}
 	}
 	wantLabels := want.labelTargets()
 	for lt, label := range r.labels {
-		if _, ok := wantLabels[lt]; !ok {
-			if err := r.dp.DeleteLabel(label); err != nil {
-				return err
-			}
-			delete(r.labels, lt)
-		}
-	}
-	for ifname, p := range have.Pods {
-		if w, ok := want.Pods[ifname]; ok && w.VRF == p.VRF && w.PeerMAC == p.PeerMAC {
+		if _, ok := wantLabels[lt]; ok && !going(lt.Interface) {
 			continue
 		}
-		if i, ok := r.ifindex[ifname]; ok {
-			if err := r.dp.DetachInterface(i); err != nil {
-				return err
-			}
-			delete(r.ifindex, ifname)
+		if err := r.dp.DeleteLabel(label); err != nil {
+			errs = append(errs, err)
+			continue
 		}
+		delete(r.labels, lt)
 	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, ifname := range detach {
+		if err := r.dp.DetachInterface(r.ifindex[ifname]); err != nil {
+			return err
+		}
+		delete(r.ifindex, ifname)
+		delete(r.attached, ifname)
+	}
+	clear(r.waiting)
 	for ifname, p := range want.Pods {
 		if p.PeerMAC == "" {
-			continue // not plugged yet
+			continue // not plugged yet: a later commit brings the MAC
+		}
+		if _, ok := r.attached[ifname]; ok {
+			continue
 		}
 		i, err := r.dp.LinkIndex(ifname)
 		if err != nil {
-			r.log.Warn("pod interface not present", "interface", ifname, "err", err)
+			r.waiting[ifname] = struct{}{} // attached when it appears
 			continue
 		}
 		mac, _ := net.ParseMAC(p.PeerMAC)
 		if err := r.dp.AttachInterface(Interface{Index: i, VRF: p.VRF, PeerMAC: mac}); err != nil {
 			return err
 		}
-		r.ifindex[ifname] = i
+		r.ifindex[ifname], r.attached[ifname] = i, p
 	}
+	// Routes to pods that are attached; the others wait for their pod.
 	var routes []Route
 	for k, ifname := range wantRoutes {
-		i, err := r.interfaceIndex(ifname)
-		if err != nil {
-			r.log.Warn("route to an absent interface", "vrf", k.VRF, "prefix", k.Prefix, "interface", ifname)
+		r.known[k] = struct{}{}
+		i, ok := r.ifindex[ifname]
+		if !ok || r.local[k] == i {
 			continue
 		}
 		routes = append(routes, Route{RouteKey: k, Interface: i})
-		r.known[k] = struct{}{}
 	}
-	if err := r.dp.SetRoutes(routes); err != nil {
-		return err
+	for k, err := range r.setRoutes(routes) {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.local[k] = r.ifindex[wantRoutes[k]]
+		delete(r.remote, k)
+		delete(r.dirty, k)
 	}
-	if err := r.installLabels(wantLabels); err != nil {
-		return err
-	}
-	r.applied = want
-	return nil
-}
-
-// interfaceIndex returns the ifindex of an attached pod or any other
-// interface of the host.
-func (r *Reconciler) interfaceIndex(name string) (int, error) {
-	if i, ok := r.ifindex[name]; ok {
-		return i, nil
-	}
-	return r.dp.LinkIndex(name)
+	errs = append(errs, r.installLabels(wantLabels))
+	return errors.Join(errs...)
 }
 
 // installLabels makes sure every wanted label is allocated (by the core,
-// which BGP advertises from) and programmed.
+// which BGP advertises from) and programmed; per-prefix labels of pods
+// that are not attached yet wait for them. Every failure is returned.
 func (r *Reconciler) installLabels(want map[labelTarget]struct{}) error {
 	if r.core == nil {
 		return nil
 	}
+	var errs []error
 	for lt := range want {
 		var label uint32
 		var err error
 		target := LabelTarget{VRF: lt.VRF}
 		if lt.Prefix.IsValid() {
-			label, err = r.core.Labels().Prefix(lt.VRF, lt.Prefix)
-			if target.Interface, err = r.interfaceIndex(lt.Interface); err != nil {
+			i, ok := r.ifindex[lt.Interface]
+			if !ok {
 				continue // the interface comes later
 			}
+			target.Interface = i
+			label, err = r.core.Labels().Prefix(lt.VRF, lt.Prefix)
 		} else {
 			label, err = r.core.Labels().VRF(lt.VRF)
 		}
 		if err != nil {
-			return fmt.Errorf("allocate label of %q: %w", lt.VRF, err)
+			errs = append(errs, fmt.Errorf("allocate label of %q: %w", lt.VRF, err))
+			continue
 		}
 		if old, ok := r.labels[lt]; ok && old == label {
 			continue
 		}
 		if err := r.dp.SetLabel(label, target); err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		r.labels[lt] = label
 	}
-	return nil
-}
-
-// applyFIB programs a batch of FIB changes: endpoints first, then routes,
-// then endpoints no route uses any more.
-func (r *Reconciler) applyFIB(changes []nos.RouteChange) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var set []Route
-	var del []RouteKey
-	var unused []netip.Addr
-	local := r.applied.localRoutes()
-	for _, c := range changes {
-		k := RouteKey{VRF: c.VRF, Prefix: c.Prefix.Masked()}
-		for _, nh := range r.fib[k] {
-			if r.endpoints[nh.Endpoint]--; r.endpoints[nh.Endpoint] == 0 {
-				unused = append(unused, nh.Endpoint)
-			}
-		}
-		delete(r.fib, k)
-		if _, local := local[k]; local {
-			continue // a local pod or static route wins over a learnt one
-		}
-		if c.Deleted || len(c.NextHops) == 0 {
-			del = append(del, k)
-			continue
-		}
-		nhs := make([]NextHop, 0, len(c.NextHops))
-		for _, nh := range c.NextHops {
-			nhs = append(nhs, nh)
-			if r.endpoints[nh.Endpoint]++; r.endpoints[nh.Endpoint] == 1 {
-				err := r.dp.SetEndpoint(Endpoint{Addr: nh.Endpoint, TransportLabel: r.applied.Neighbors[nh.Endpoint]})
-				if err != nil {
-					r.log.Error("add endpoint", "endpoint", nh.Endpoint, "err", err)
-				}
-			}
-		}
-		if len(nhs) > MaxNextHops {
-			nhs = nhs[:MaxNextHops]
-		}
-		r.fib[k] = nhs
-		r.known[k] = struct{}{}
-		set = append(set, Route{RouteKey: k, NextHops: nhs})
-	}
-	if err := r.dp.SetRoutes(set); err != nil {
-		r.log.Error("program fib routes", "routes", len(set), "err", err)
-	}
-	if err := r.dp.DeleteRoutes(del); err != nil {
-		r.log.Error("delete fib routes", "routes", len(del), "err", err)
-	}
-	for _, ep := range unused {
-		if r.endpoints[ep] > 0 {
-			continue
-		}
-		delete(r.endpoints, ep)
-		if err := r.dp.DeleteEndpoint(ep); err != nil {
-			r.log.Error("delete endpoint", "endpoint", ep, "err", err)
-		}
-	}
-}
-
-// sweep deletes routes that an earlier process pinned and that neither the
-// configuration nor the FIB has confirmed since Start.
-func (r *Reconciler) sweep() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var stale []RouteKey
-	for _, k := range r.dp.RouteKeys() {
-		if _, ok := r.known[k]; !ok {
-			stale = append(stale, k)
-		}
-	}
-	slices.SortFunc(stale, func(a, b RouteKey) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
-	if len(stale) > 0 {
-		r.log.Info("sweep stale routes", "routes", len(stale))
-	}
-	return r.dp.DeleteRoutes(stale)
+	return errors.Join(errs...)
 }

@@ -56,18 +56,18 @@ func (r *Reconciler) PublishState() error {
 		slices.Sort(l)
 	}
 	local, remote := map[string]uint32{}, map[string]uint32{}
-	for k := range r.applied.localRoutes() {
+	for k := range r.local {
 		local[k.VRF]++
 	}
-	for k := range r.fib {
+	for k := range r.remote {
 		remote[k.VRF]++
 	}
 	vrfs := make([]string, 0, len(r.applied.VRFs))
 	for n := range r.applied.VRFs {
 		vrfs = append(vrfs, n)
 	}
-	endpoints := make([]netip.Addr, 0, len(r.endpoints))
-	for ep := range r.endpoints {
+	endpoints := make([]netip.Addr, 0, len(r.epReady))
+	for ep := range r.epReady {
 		endpoints = append(endpoints, ep)
 	}
 	r.mu.Unlock()
