@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openconfig/gnmi/cache"
@@ -54,11 +55,21 @@ type Core struct {
 	commitMu sync.Mutex  // serializes transactions: one candidate at a time; guards enc
 	enc      *configJSON // encoding of the running configuration, for the next revision
 
-	mu      sync.RWMutex // guards running, state, rev, started
-	running *gen.Device  // committed configuration (config leaves only)
-	state   *gen.Device  // operational state written by reconcilers
-	rev     uint64
-	started bool
+	// pubMu orders changes of the state tree together with what they send
+	// to the telemetry cache: a state write (check, write, publish) and a
+	// commit's switch to new running configuration (swap, prune, publish)
+	// never interleave. Taken before mu.
+	pubMu sync.Mutex
+
+	mu       sync.RWMutex // guards running, applying, state, rev, started
+	running  *gen.Device  // committed configuration (config leaves only)
+	applying *gen.Device  // candidate the reconcilers are applying; nil between commits
+	state    *gen.Device  // operational state written by reconcilers
+	rev      uint64
+	started  bool
+
+	watchMu  sync.Mutex                      // serializes changes of watchers
+	watchers atomic.Pointer[[]*cacheWatcher] // read without a lock by the cache's client
 }
 
 // New returns a core that persists into store. Call Start to restore the
@@ -84,6 +95,9 @@ func New(store *Store, opts ...Option) (*Core, error) {
 		return nil, err
 	}
 	c.cache = cache.New([]string{c.target})
+	// The cache has one client slot and reads it without a lock: fill it
+	// now, before anything publishes, with the core's own fan-out.
+	c.cache.SetClient(c.notifyWatchers)
 	return c, nil
 }
 
@@ -93,6 +107,9 @@ func New(store *Store, opts ...Option) (*Core, error) {
 func (c *Core) Start(ctx context.Context) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
+	if c.isStarted() {
+		return errors.New("start configuration core: already started")
+	}
 	rec, err := c.store.head()
 	if err != nil && !errors.Is(err, ErrNoRevision) {
 		return err
@@ -111,17 +128,22 @@ func (c *Core) Start(ctx context.Context) error {
 			return fmt.Errorf("start reconciler %s: %w", r.ID(), err)
 		}
 	}
+	c.setApplying(cfg)
 	if err := c.applyAll(ctx, &gen.Device{}, cfg); err != nil {
+		c.abandon(cfg, &gen.Device{})
 		return fmt.Errorf("apply restored configuration: %w", err)
 	}
+	c.pubMu.Lock()
 	c.mu.Lock()
-	c.running = cfg
+	c.running, c.applying = cfg, nil
 	if rec != nil {
 		c.rev = rec.Revision
 	}
 	c.started = true
 	c.mu.Unlock()
-	if err := c.publishConfig(&gen.Device{}, cfg, computeDelta(&gen.Device{}, cfg)); err != nil {
+	err = c.publishConfig(&gen.Device{}, cfg, computeDelta(&gen.Device{}, cfg))
+	c.pubMu.Unlock()
+	if err != nil {
 		return err
 	}
 	if err := c.publishHistory(); err != nil {
@@ -183,6 +205,42 @@ func (c *Core) Read(fn func(config, state *gen.Device) error) error {
 	return fn(c.running, c.state)
 }
 
+// isStarted reports whether Start completed.
+func (c *Core) isStarted() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.started
+}
+
+// setApplying records the candidate the reconcilers are about to apply,
+// so that the state they write for its new entries is accepted.
+func (c *Core) setApplying(cand *gen.Device) {
+	c.mu.Lock()
+	c.applying = cand
+	c.mu.Unlock()
+}
+
+// abandon ends a commit that did not happen: cand is no longer being
+// applied, and state that reconcilers wrote for entries only cand had is
+// removed, from the tree and from telemetry.
+func (c *Core) abandon(cand, old *gen.Device) {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.mu.Lock()
+	c.applying = nil
+	c.mu.Unlock()
+	n, err := configDiff(cand, old, computeDelta(cand, old))
+	if err != nil {
+		c.log.Error("diff abandoned candidate", "err", err)
+		return
+	}
+	if gone := c.pruneState(n.GetDelete()); len(gone) > 0 {
+		if err := c.publish(&gpb.Notification{Delete: gone}); err != nil {
+			c.log.Error("publish state removal", "err", err)
+		}
+	}
+}
+
 // Commit runs one transaction: edit gets a copy of the running
 // configuration to change; the result is validated, applied by every
 // reconciler, persisted as a new revision and made running. On any error
@@ -190,6 +248,9 @@ func (c *Core) Read(fn func(config, state *gen.Device) error) error {
 func (c *Core) Commit(ctx context.Context, who string, edit func(candidate *gen.Device) error) (uint64, error) {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
+	if !c.isStarted() {
+		return 0, fmt.Errorf("commit: %w", ErrNotStarted)
+	}
 	c.mu.RLock()
 	old := c.running
 	c.mu.RUnlock()
@@ -209,7 +270,9 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("commit: %w", err)
 	}
+	c.setApplying(cand)
 	if err := c.applyAll(ctx, old, cand); err != nil {
+		c.abandon(cand, old)
 		return 0, err
 	}
 	enc, err := c.enc.update(cand, ch)
@@ -222,14 +285,18 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 		if rerr := c.rollbackAll(ctx, len(c.recs), cand, old); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
+		c.abandon(cand, old)
 		return 0, fmt.Errorf("persist commit: %w", err)
 	}
 	c.enc = enc
+	c.pubMu.Lock()
 	c.mu.Lock()
-	c.running = cand
+	c.running, c.applying = cand, nil
 	c.rev = ci.Revision
 	c.mu.Unlock()
-	if err := c.publishConfig(old, cand, ch); err != nil {
+	err = c.publishConfig(old, cand, ch)
+	c.pubMu.Unlock()
+	if err != nil {
 		c.log.Error("publish configuration to telemetry", "revision", ci.Revision, "err", err)
 	}
 	if err := c.publishCommit(ci); err != nil {
@@ -293,7 +360,11 @@ func (c *Core) applyAll(ctx context.Context, old, cand *gen.Device) error {
 }
 
 // rollbackAll applies cand → old on the first n reconcilers, last first.
+// The undo runs to the end even when ctx (the client's deadline, which may
+// be what failed the commit) is done: a half-undone commit would leave
+// the reconcilers neither at old nor at cand. ctx keeps only its values.
 func (c *Core) rollbackAll(ctx context.Context, n int, cand, old *gen.Device) error {
+	ctx = context.WithoutCancel(ctx)
 	var errs []error
 	for i := n - 1; i >= 0; i-- {
 		r := c.recs[i]
@@ -308,13 +379,23 @@ func (c *Core) rollbackAll(ctx context.Context, n int, cand, old *gen.Device) er
 }
 
 // publishConfig sends the difference between two configurations to the
-// telemetry cache.
+// telemetry cache, and removes the state of the entries that went, from
+// the state tree and from the cache. pubMu is held.
 func (c *Core) publishConfig(old, cand *gen.Device, ch delta) error {
 	n, err := configDiff(old, cand, ch)
 	if err != nil {
 		return fmt.Errorf("diff configuration: %w", err)
 	}
-	c.pruneState(n.GetDelete())
+	deleted := make(map[string]bool, len(n.GetDelete()))
+	for _, d := range n.GetDelete() {
+		deleted[pathString(d)] = true
+	}
+	for _, g := range c.pruneState(n.GetDelete()) {
+		// An entry whose key leaf went: its state leaves go with it.
+		if !deleted[pathString(g)] {
+			n.Delete = append(n.Delete, g)
+		}
+	}
 	return c.publish(n)
 }
 
@@ -322,7 +403,8 @@ func (c *Core) publishConfig(old, cand *gen.Device, ch delta) error {
 // configuration was deleted, so no orphaned state outlives its config.
 // A deleted list entry (".../network-instance[name=red]") or its key leaf
 // (".../network-instance[name=red]/name") marks the whole entry as gone.
-func (c *Core) pruneState(deleted []*gpb.Path) {
+// It returns the paths of the entries that went.
+func (c *Core) pruneState(deleted []*gpb.Path) []*gpb.Path {
 	var gone []*gpb.Path
 	for _, p := range deleted {
 		elems := p.GetElem()
@@ -337,7 +419,7 @@ func (c *Core) pruneState(deleted []*gpb.Path) {
 		}
 	}
 	if len(gone) == 0 {
-		return
+		return nil
 	}
 	c.mu.Lock()
 	for _, p := range gone {
@@ -346,6 +428,7 @@ func (c *Core) pruneState(deleted []*gpb.Path) {
 		}
 	}
 	c.mu.Unlock()
+	return gone
 }
 
 // publish sends one notification to the cache, splitting deletes and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
@@ -90,9 +91,17 @@ func TestSetRejectsAndKeepsRunning(t *testing.T) {
 	}
 }
 
-type panickingReconciler struct{ failingReconciler }
+// panickingReconciler panics in Apply: always, or with onlyWithConfig
+// only when the intended configuration has network instances.
+type panickingReconciler struct {
+	failingReconciler
+	onlyWithConfig bool
+}
 
-func (p *panickingReconciler) Apply(context.Context, *gen.Device, *gen.Device) error {
+func (p *panickingReconciler) Apply(_ context.Context, _, intended *gen.Device) error {
+	if p.onlyWithConfig && intended.GetNetworkInstances() == nil {
+		return nil
+	}
 	var m map[string]int
 	m["boom"]++ // a nil-map write: a reconciler bug
 	return nil
@@ -100,23 +109,69 @@ func (p *panickingReconciler) Apply(context.Context, *gen.Device, *gen.Device) e
 
 func TestReconcilerPanicFailsTheCommitOnly(t *testing.T) {
 	ctx := context.Background()
-	good := &failingReconciler{}
 	st, err := OpenStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	c, _ := New(st, WithReconcilers(good, &panickingReconciler{}))
+	c, _ := New(st, WithReconcilers(&failingReconciler{}, &panickingReconciler{}))
 	// Start applies the (empty) configuration: the panic is an error.
 	if err := c.Start(ctx); !errors.Is(err, ErrReconcile) {
 		t.Fatalf("start: %v, want ErrReconcile", err)
 	}
+
+	c = newTestCore(t, t.TempDir(), &failingReconciler{}, &panickingReconciler{onlyWithConfig: true})
 	_, err = c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=red]", redVRF)}})
 	if !errors.Is(err, ErrReconcile) || !strings.Contains(err.Error(), "panicked") {
 		t.Fatalf("set: %v, want a reconcile error saying it panicked", err)
 	}
 	if c.Revision() != 0 || c.Config().GetNetworkInstances() != nil {
 		t.Fatal("a commit whose reconciler panicked changed the configuration")
+	}
+}
+
+// TestCommitNeedsStart: a core that has not started, or whose start
+// failed, has reconcilers that never saw the configuration; a commit
+// applied to them would be applied against the wrong old state.
+func TestCommitNeedsStart(t *testing.T) {
+	ctx := context.Background()
+	st, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rec := &failingReconciler{}
+	c, _ := New(st, WithReconcilers(rec))
+	set := func() error {
+		_, err := c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=red]", redVRF)}})
+		return err
+	}
+	if err := set(); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("set before start: %v, want ErrNotStarted", err)
+	}
+	if _, err := c.Commit(ctx, "a", func(*gen.Device) error { return nil }); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("commit before start: %v, want ErrNotStarted", err)
+	}
+	if rec.applied != 0 || c.Revision() != 0 {
+		t.Fatalf("a refused commit reached the reconciler (%d applies) or the store (revision %d)", rec.applied, c.Revision())
+	}
+
+	// A start that fails leaves the core refusing commits.
+	c, _ = New(st, WithReconcilers(&panickingReconciler{}))
+	if err := c.Start(ctx); err == nil {
+		t.Fatal("start with a panicking reconciler succeeded")
+	}
+	if err := set(); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("set after a failed start: %v, want ErrNotStarted", err)
+	}
+
+	// Once started, commits go through; a second Start is refused.
+	c = newTestCore(t, t.TempDir())
+	if err := set(); err != nil {
+		t.Fatalf("set after start: %v", err)
+	}
+	if err := c.Start(ctx); err == nil {
+		t.Fatal("second start accepted")
 	}
 }
 
@@ -266,4 +321,48 @@ func TestCommitsShownUnderSystem(t *testing.T) {
 	// A restarted core shows the same history.
 	c.Store().Close()
 	check(newTestCore(t, dir))
+}
+
+// deadlineReconciler refuses work on a done context, as a reconciler
+// talking to the kernel or to GoBGP does; with blockOn it waits for the
+// context to end before failing when the intended configuration has that
+// VRF. at is the configuration it last applied.
+type deadlineReconciler struct {
+	failingReconciler
+	blockOn string
+	at      *gen.Device
+}
+
+func (r *deadlineReconciler) Apply(ctx context.Context, _, intended *gen.Device) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if r.blockOn != "" && NetworkInstances(intended)[r.blockOn] != nil {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	r.at = intended
+	return nil
+}
+
+// TestRollbackOutlivesTheClientDeadline: a commit that fails because the
+// client's deadline passed is still undone on every reconciler.
+func TestRollbackOutlivesTheClientDeadline(t *testing.T) {
+	first, second := &deadlineReconciler{}, &deadlineReconciler{blockOn: "blue"}
+	c := newTestCore(t, t.TempDir(), first, second)
+	if _, err := c.Set(context.Background(), "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, redPath, redVRF)}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=blue]", redVRFNamed("blue", "65000:2"))}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("set: %v, want the deadline", err)
+	}
+	if NetworkInstances(first.at)["blue"] != nil || NetworkInstances(first.at)["red"] == nil {
+		t.Fatal("the first reconciler was left at the failed candidate: its rollback was cancelled with the client's deadline")
+	}
+	if NetworkInstances(c.Config())["blue"] != nil {
+		t.Fatal("the failed commit is running")
+	}
 }

@@ -16,7 +16,15 @@ var (
 	// ErrReconcile marks a commit that a reconciler could not apply; the
 	// previous configuration stays in place.
 	ErrReconcile = errors.New("reconcile failed")
+	// ErrNotStarted marks a commit asked of a core that has not started,
+	// or whose start failed.
+	ErrNotStarted = errors.New("the configuration core is not running")
 )
+
+// ErrNoConfig marks a state write for a list entry (a VRF, an interface,
+// a neighbor) that is not in the configuration: state outlives no entry.
+// It is an ErrNotFound.
+var ErrNoConfig = fmt.Errorf("no such configured entry: %w", ErrNotFound)
 
 // PathError is an error about one schema path.
 type PathError struct {

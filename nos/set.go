@@ -2,6 +2,7 @@ package nos
 
 import (
 	"context"
+	"fmt"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/goyang/pkg/yang"
@@ -20,6 +21,9 @@ import (
 func (c *Core) Set(ctx context.Context, who string, req *gpb.SetRequest) (uint64, error) {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
+	if !c.isStarted() {
+		return 0, fmt.Errorf("set: %w", ErrNotStarted)
+	}
 	c.mu.RLock()
 	old := c.running
 	c.mu.RUnlock()
