@@ -31,6 +31,8 @@ type Server struct {
 
 	authMu   sync.Mutex        // guards verified
 	verified map[[32]byte]bool // digests of hash+password pairs that bcrypt accepted
+
+	fan *fanout // this server's STREAM subscriptions
 }
 
 // Option configures a Server.
@@ -55,10 +57,6 @@ func New(core *nos.Core, opts ...Option) *Server {
 		o(s)
 	}
 	s.users, s.usersErr = validateUsers(s.sec.Users)
-	// Install the cache's subscriber fan-out now, before the core publishes
-	// concurrently: the cache reads its client without a lock.
-	if core != nil {
-		s.fanout()
-	}
+	s.fan = newFanout(core)
 	return s
 }

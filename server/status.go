@@ -31,6 +31,8 @@ var nestedStatus = regexp.MustCompile(`rpc error: code = \w+ desc = `)
 // codeOf picks the status code for err.
 func codeOf(err error) codes.Code {
 	switch {
+	case errors.Is(err, nos.ErrNotStarted):
+		return codes.Unavailable
 	case errors.Is(err, nos.ErrInvalid):
 		return codes.InvalidArgument
 	case errors.Is(err, nos.ErrNotFound):

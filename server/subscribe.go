@@ -192,7 +192,7 @@ func (s *Server) poll(ctx context.Context, stream gpb.GNMI_SubscribeServer, snd 
 // streamSub serves a STREAM subscription.
 func (s *Server) streamSub(ctx context.Context, stream gpb.GNMI_SubscribeServer, snd *sender, sub *subscription) error {
 	q := newQueue()
-	f := s.fanout()
+	f := s.fan
 	var samplers []*sampler
 	for _, e := range sub.entries {
 		switch e.mode {

@@ -87,9 +87,20 @@ func (e *subEnv) setVRF(tb testing.TB, name, rd, descr string) {
 	}
 }
 
-// setCounters writes the state of interface name: oper-status and counters.
+// setCounters writes the state of interface name: oper-status and
+// counters. State needs configuration: the interface is committed as an
+// UNDERLAY interface first when it is not there.
 func (e *subEnv) setCounters(tb testing.TB, name string, up bool, pkts uint64) {
 	tb.Helper()
+	if e.core.Config().GetInterfaces().GetInterface(name) == nil {
+		js := `{"config":{"name":"` + name + `","type":"UNDERLAY"}}`
+		if _, err := e.core.Set(context.Background(), "test", &gpb.SetRequest{Update: []*gpb.Update{{
+			Path: subPath(tb, "/interfaces/interface[name="+name+"]"),
+			Val:  &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: []byte(js)}},
+		}}}); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	st := &gen.IsthmusInterfaces_Interfaces_Interface_State{
 		OperStatus: gen.IsthmusTypes_OperStatus_DOWN,
 		Counters: &gen.IsthmusInterfaces_Interfaces_Interface_State_Counters{

@@ -3,14 +3,14 @@ package server
 import (
 	"strings"
 	"sync"
-	"sync/atomic"
 
-	"github.com/openconfig/gnmi/cache"
 	"github.com/openconfig/gnmi/ctree"
 	"github.com/openconfig/gnmi/match"
 	"github.com/openconfig/gnmi/metadata"
 	"github.com/openconfig/gnmi/path"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+
+	"github.com/isthmus-net/isthmus/nos"
 )
 
 // maxPending bounds the distinct leaf paths waiting in one subscriber's
@@ -20,40 +20,20 @@ import (
 // the client resubscribes, getting a fresh initial sync.
 const maxPending = 1 << 18
 
-// fanout delivers each change of one telemetry cache to the STREAM
-// subscriptions whose paths match it. It is the cache's only client (a
-// cache has one client slot), so every Server on the same core shares it.
+// fanout delivers each change of the core's telemetry cache to this
+// server's STREAM subscriptions whose paths match it. It belongs to one
+// Server and watches the core's cache only while it has subscriptions.
 type fanout struct {
-	m        *match.Match
-	watchers atomic.Int64 // registered watchers; none: changes are dropped at once
+	core *nos.Core
+	m    *match.Match
+
+	mu      sync.Mutex // guards count, unwatch
+	count   int        // registered watchers
+	unwatch func()     // removes the cache watch; nil while count is 0
 }
 
-// fanouts holds the fanout of each cache.
-var fanouts struct {
-	mu sync.Mutex // guards m
-	m  map[*cache.Cache]*fanout
-}
-
-// fanout returns the fanout of the core's cache, installing it as the
-// cache's client the first time. The cache reads its client without a
-// lock, so installing it while the core publishes is a (benign, one
-// pointer) data race; calling this once before the core starts publishing
-// state, for example from New, avoids it. A fanout lives as long as the
-// process, one per cache.
-func (s *Server) fanout() *fanout {
-	c := s.core.Cache()
-	fanouts.mu.Lock()
-	defer fanouts.mu.Unlock()
-	if f := fanouts.m[c]; f != nil {
-		return f
-	}
-	if fanouts.m == nil {
-		fanouts.m = map[*cache.Cache]*fanout{}
-	}
-	f := &fanout{m: match.New()}
-	c.SetClient(f.update)
-	fanouts.m[c] = f
-	return f
+func newFanout(core *nos.Core) *fanout {
+	return &fanout{core: core, m: match.New()}
 }
 
 // change is one update or delete of one leaf, as it travels from the
@@ -75,12 +55,9 @@ func (c *change) coalescingKey() string {
 	return c.key
 }
 
-// update is the cache client: it runs in the goroutine that changed the
+// update is the cache watch: it runs in the goroutine that changed the
 // cache and must never block.
 func (f *fanout) update(l *ctree.Leaf) {
-	if f.watchers.Load() == 0 {
-		return
-	}
 	n, ok := l.Value().(*gpb.Notification)
 	if !ok {
 		return
@@ -137,7 +114,12 @@ func cachePath(prefix, p *gpb.Path) []string {
 // any of exclude, and returns a function that unregisters it.
 func (f *fanout) watch(q *queue, qs, exclude []query) (remove func()) {
 	w := &watcher{q: q, exclude: exclude}
-	f.watchers.Add(1)
+	f.mu.Lock()
+	if f.count == 0 {
+		f.unwatch = f.core.WatchCache(f.update)
+	}
+	f.count++
+	f.mu.Unlock()
 	var removes []func()
 	for _, qu := range qs {
 		removes = append(removes, f.m.AddQuery(qu, w))
@@ -146,7 +128,12 @@ func (f *fanout) watch(q *queue, qs, exclude []query) (remove func()) {
 		for _, r := range removes {
 			r()
 		}
-		f.watchers.Add(-1)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.count--; f.count == 0 {
+			f.unwatch()
+			f.unwatch = nil
+		}
 	}
 }
 

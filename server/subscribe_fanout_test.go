@@ -1,11 +1,18 @@
 package server
 
 import (
+	"context"
+	"log/slog"
+	"runtime"
 	"slices"
 	"testing"
+	"weak"
 
+	"github.com/openconfig/gnmi/cache"
 	"github.com/openconfig/gnmi/path"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+
+	"github.com/isthmus-net/isthmus/nos"
 )
 
 func TestCachePathMatchesCache(t *testing.T) {
@@ -54,4 +61,55 @@ func TestQueueCoalesces(t *testing.T) {
 	if got, _ := q.take(nil); len(got) != 1 || got[0].n.Timestamp != 5 {
 		t.Fatalf("after take: %v", got)
 	}
+}
+
+// TestFanoutBelongsToItsServer: each server has its own fan-out, fed by
+// its core while it has subscriptions, and nothing outlives the core: a
+// core and its servers, once dropped, are collected with their cache.
+func TestFanoutBelongsToItsServer(t *testing.T) {
+	cacheRef := func() weak.Pointer[cache.Cache] {
+		st, err := nos.OpenStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		core, err := nos.New(st, nos.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if err := core.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		a, b := New(core), New(core)
+		if a.fan == b.fan {
+			t.Fatal("two servers share one fan-out")
+		}
+		qa, qb := newQueue(), newQueue()
+		removeA := a.fan.watch(qa, []query{{"interfaces"}}, nil)
+		removeB := b.fan.watch(qb, []query{{"interfaces"}}, nil)
+		leaf := &gpb.Notification{Timestamp: 1, Prefix: &gpb.Path{Target: core.Target()}, Update: []*gpb.Update{{
+			Path: &gpb.Path{Elem: []*gpb.PathElem{{Name: "interfaces"}, {Name: "interface", Key: map[string]string{"name": "x"}}, {Name: "state"}, {Name: "mtu"}}},
+			Val:  &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: 1500}},
+		}}}
+		if err := core.Cache().GnmiUpdate(leaf); err != nil {
+			t.Fatal(err)
+		}
+		for name, q := range map[string]*queue{"a": qa, "b": qb} {
+			if got, _ := q.take(nil); len(got) != 1 {
+				t.Errorf("server %s got %d changes, want 1", name, len(got))
+			}
+		}
+		removeA()
+		removeB()
+		return weak.Make(core.Cache())
+	}()
+	for range 5 {
+		runtime.GC()
+		if cacheRef.Value() == nil {
+			return
+		}
+	}
+	t.Fatal("the telemetry cache of a dropped core is still reachable")
 }
