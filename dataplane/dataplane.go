@@ -49,6 +49,10 @@ type Config struct {
 	// (about 64 bytes each); /32s beyond it go to the LPM trie. 0 means
 	// 262144. Changing it requires destroying the pinned state.
 	HostRoutes int
+	// FlowEntries sizes the flow table (two entries per flow, least
+	// recently used evicted when full). 0 means 262144. Changing it
+	// requires destroying the pinned state.
+	FlowEntries int
 }
 
 // Encap is how a next hop is reached: the core's type, so FIB entries pass

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type forwarderBackend struct {
+	_       structs.HostLayout
+	Addr    uint32
+	Port    uint16
+	Pad     uint16
+	Service uint32
+}
+
 type forwarderDrops struct {
 	_      structs.HostLayout
 	Reason [8]uint64
@@ -40,6 +48,39 @@ type forwarderEndpointStats struct {
 	TxBytes   uint64
 	RxPackets uint64
 	RxBytes   uint64
+}
+
+type forwarderFlow struct {
+	_       structs.HostLayout
+	Seen    uint64
+	Created uint64
+	Reverse forwarderFlowKey
+	NatAddr uint32
+	NatPort uint16
+	Nat     uint8
+	Verdict uint8
+	Flags   uint32
+	Backend uint32
+	Service uint32
+}
+
+type forwarderFlowKey struct {
+	_     structs.HostLayout
+	Vrf   uint32
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type forwarderFlowStats struct {
+	_         structs.HostLayout
+	Created   uint64
+	TableFull uint64
+	Evicted   uint64
+	Expired   uint64
 }
 
 type forwarderGroup struct {
@@ -112,6 +153,32 @@ type forwarderRouteKey struct {
 	Addr      uint32
 }
 
+type forwarderService struct {
+	_          structs.HostLayout
+	Id         uint32
+	Flags      uint32
+	Count      uint32
+	LocalCount uint32
+	Table      [1021]uint32
+	Local      [1021]uint32
+}
+
+type forwarderServiceKey struct {
+	_     structs.HostLayout
+	Vrf   uint32
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type forwarderSvcStats struct {
+	_       structs.HostLayout
+	Packets uint64
+	Bytes   uint64
+	Flows   uint64
+}
+
 type forwarderTunnel struct {
 	_              structs.HostLayout
 	Source         uint32
@@ -129,11 +196,16 @@ type forwarderTunnel struct {
 const (
 	forwarderMapAbi              = "abi"
 	forwarderMapAddrHints        = "addr_hints"
+	forwarderMapBackendCounters  = "backend_counters"
+	forwarderMapBackends         = "backends"
 	forwarderMapEndpointCounters = "endpoint_counters"
 	forwarderMapEndpointIndex    = "endpoint_index"
 	forwarderMapEndpointMacs     = "endpoint_macs"
 	forwarderMapEndpointVrfs     = "endpoint_vrfs"
 	forwarderMapEndpoints        = "endpoints"
+	forwarderMapFlowCounters     = "flow_counters"
+	forwarderMapFlowHints        = "flow_hints"
+	forwarderMapFlows            = "flows"
 	forwarderMapGroups           = "groups"
 	forwarderMapHostRoutes       = "host_routes"
 	forwarderMapIfaceCounters    = "iface_counters"
@@ -145,6 +217,8 @@ const (
 	forwarderMapRouteCache       = "route_cache"
 	forwarderMapRouteGen         = "route_gen"
 	forwarderMapRoutes           = "routes"
+	forwarderMapServiceCounters  = "service_counters"
+	forwarderMapServices         = "services"
 	forwarderMapTunnelConfig     = "tunnel_config"
 	forwarderMapVrfDrops         = "vrf_drops"
 	forwarderProgPodIngress      = "pod_ingress"
@@ -207,11 +281,16 @@ type forwarderProgramSpecs struct {
 type forwarderMapSpecs struct {
 	Abi              *ebpf.MapSpec `ebpf:"abi"`
 	AddrHints        *ebpf.MapSpec `ebpf:"addr_hints"`
+	BackendCounters  *ebpf.MapSpec `ebpf:"backend_counters"`
+	Backends         *ebpf.MapSpec `ebpf:"backends"`
 	EndpointCounters *ebpf.MapSpec `ebpf:"endpoint_counters"`
 	EndpointIndex    *ebpf.MapSpec `ebpf:"endpoint_index"`
 	EndpointMacs     *ebpf.MapSpec `ebpf:"endpoint_macs"`
 	EndpointVrfs     *ebpf.MapSpec `ebpf:"endpoint_vrfs"`
 	Endpoints        *ebpf.MapSpec `ebpf:"endpoints"`
+	FlowCounters     *ebpf.MapSpec `ebpf:"flow_counters"`
+	FlowHints        *ebpf.MapSpec `ebpf:"flow_hints"`
+	Flows            *ebpf.MapSpec `ebpf:"flows"`
 	Groups           *ebpf.MapSpec `ebpf:"groups"`
 	HostRoutes       *ebpf.MapSpec `ebpf:"host_routes"`
 	IfaceCounters    *ebpf.MapSpec `ebpf:"iface_counters"`
@@ -223,6 +302,8 @@ type forwarderMapSpecs struct {
 	RouteCache       *ebpf.MapSpec `ebpf:"route_cache"`
 	RouteGen         *ebpf.MapSpec `ebpf:"route_gen"`
 	Routes           *ebpf.MapSpec `ebpf:"routes"`
+	ServiceCounters  *ebpf.MapSpec `ebpf:"service_counters"`
+	Services         *ebpf.MapSpec `ebpf:"services"`
 	TunnelConfig     *ebpf.MapSpec `ebpf:"tunnel_config"`
 	VrfDrops         *ebpf.MapSpec `ebpf:"vrf_drops"`
 }
@@ -255,11 +336,16 @@ func (o *forwarderObjects) Close() error {
 type forwarderMaps struct {
 	Abi              *ebpf.Map `ebpf:"abi"`
 	AddrHints        *ebpf.Map `ebpf:"addr_hints"`
+	BackendCounters  *ebpf.Map `ebpf:"backend_counters"`
+	Backends         *ebpf.Map `ebpf:"backends"`
 	EndpointCounters *ebpf.Map `ebpf:"endpoint_counters"`
 	EndpointIndex    *ebpf.Map `ebpf:"endpoint_index"`
 	EndpointMacs     *ebpf.Map `ebpf:"endpoint_macs"`
 	EndpointVrfs     *ebpf.Map `ebpf:"endpoint_vrfs"`
 	Endpoints        *ebpf.Map `ebpf:"endpoints"`
+	FlowCounters     *ebpf.Map `ebpf:"flow_counters"`
+	FlowHints        *ebpf.Map `ebpf:"flow_hints"`
+	Flows            *ebpf.Map `ebpf:"flows"`
 	Groups           *ebpf.Map `ebpf:"groups"`
 	HostRoutes       *ebpf.Map `ebpf:"host_routes"`
 	IfaceCounters    *ebpf.Map `ebpf:"iface_counters"`
@@ -271,6 +357,8 @@ type forwarderMaps struct {
 	RouteCache       *ebpf.Map `ebpf:"route_cache"`
 	RouteGen         *ebpf.Map `ebpf:"route_gen"`
 	Routes           *ebpf.Map `ebpf:"routes"`
+	ServiceCounters  *ebpf.Map `ebpf:"service_counters"`
+	Services         *ebpf.Map `ebpf:"services"`
 	TunnelConfig     *ebpf.Map `ebpf:"tunnel_config"`
 	VrfDrops         *ebpf.Map `ebpf:"vrf_drops"`
 }
@@ -279,11 +367,16 @@ func (m *forwarderMaps) Close() error {
 	return _ForwarderClose(
 		m.Abi,
 		m.AddrHints,
+		m.BackendCounters,
+		m.Backends,
 		m.EndpointCounters,
 		m.EndpointIndex,
 		m.EndpointMacs,
 		m.EndpointVrfs,
 		m.Endpoints,
+		m.FlowCounters,
+		m.FlowHints,
+		m.Flows,
 		m.Groups,
 		m.HostRoutes,
 		m.IfaceCounters,
@@ -295,6 +388,8 @@ func (m *forwarderMaps) Close() error {
 		m.RouteCache,
 		m.RouteGen,
 		m.Routes,
+		m.ServiceCounters,
+		m.Services,
 		m.TunnelConfig,
 		m.VrfDrops,
 	)

@@ -55,6 +55,7 @@ type Dataplane struct {
 	epTable      *slotTable
 	withdrawn    map[netip.Addr]bool // deleted endpoints that routes still name
 	adopted      bool
+	svc          *serviceTable // services, backends, flow hints (services_linux.go); nil until first used
 }
 
 // Open loads the forwarder, or adopts the one pinned under cfg.BPFFS by an
@@ -112,6 +113,9 @@ func Open(cfg Config) (*Dataplane, error) {
 	}
 	if cfg.HostRoutes > 0 {
 		spec.Maps[forwarderMapHostRoutes].MaxEntries = uint32(cfg.HostRoutes)
+	}
+	if cfg.FlowEntries > 0 {
+		spec.Maps[forwarderMapFlows].MaxEntries = uint32(cfg.FlowEntries)
 	}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}
 	if err := spec.LoadAndAssign(&d.maps, opts); err != nil {

@@ -27,6 +27,7 @@
 
 #include "types.h"
 #include "maps.h"
+#include "flow.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -405,6 +406,19 @@ int pod_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 
+	/* Services and the flow table (flow.h): the packet may be rewritten. */
+	int freason = flow_process(skb, vrf, sizeof(struct ethhdr), 0);
+	if (freason >= 0) {
+		count_drop(vrf, freason);
+		return TC_ACT_SHOT;
+	}
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end)
+		goto malformed;
+
 	struct route *r = route_lookup(vrf, ip->daddr);
 	if (!r) {
 		count_drop(vrf, DROP_NO_ROUTE);
@@ -523,6 +537,18 @@ int underlay_ingress(struct __sk_buff *skb)
 		goto drop;
 	__u32 lse = bpf_ntohl(*mpls);
 	if (!(lse & MPLS_BOS))
+		goto drop;
+	/* Services and the flow table (flow.h) on the inner packet. */
+	reason = flow_decap(skb, lse >> 12, (void *)inner - data);
+	if (reason >= 0)
+		goto drop;
+	reason = DROP_MALFORMED;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = (void *)(eth + 1);
+	inner = data + sizeof(*eth) + ihl + sizeof(*udp) + 4;
+	if ((void *)(ip + 1) > data_end)
 		goto drop;
 	struct iface *dst = 0;
 	reason = label_to_pod(epslot, lse >> 12, inner, data_end, &vrf, &dst);

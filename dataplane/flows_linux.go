@@ -1,0 +1,327 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Bits of a flow entry's flags (FLOW_F_* in bpf/flow.h).
+const (
+	flowSeen  = 1
+	flowSyn   = 2
+	flowFin   = 4
+	flowRst   = 8
+	flowReply = 0x100
+	natDst    = 1
+)
+
+// FlowTimeouts are how long a flow may stay idle (no packet either way)
+// before the garbage collector removes it, by protocol and, for TCP, by
+// state.
+type FlowTimeouts struct {
+	// TCPOpening: a SYN was seen, no reply yet.
+	TCPOpening time.Duration
+	// TCPEstablished: packets went both ways.
+	TCPEstablished time.Duration
+	// TCPClosing: a FIN was seen.
+	TCPClosing time.Duration
+	// TCPReset: a RST was seen.
+	TCPReset time.Duration
+	UDP      time.Duration
+	ICMP     time.Duration
+}
+
+// DefaultFlowTimeouts are the timeouts a zero FlowTimeouts field means.
+var DefaultFlowTimeouts = FlowTimeouts{
+	TCPOpening:     60 * time.Second,
+	TCPEstablished: 6 * time.Hour,
+	TCPClosing:     30 * time.Second,
+	TCPReset:       10 * time.Second,
+	UDP:            60 * time.Second,
+	ICMP:           30 * time.Second,
+}
+
+func (t FlowTimeouts) withDefaults() FlowTimeouts {
+	d := DefaultFlowTimeouts
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&t.TCPOpening, &d.TCPOpening}, {&t.TCPEstablished, &d.TCPEstablished},
+		{&t.TCPClosing, &d.TCPClosing}, {&t.TCPReset, &d.TCPReset},
+		{&t.UDP, &d.UDP}, {&t.ICMP, &d.ICMP},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	return t
+}
+
+// FlowState is the protocol state of a flow.
+type FlowState string
+
+// Flow states, as in the YANG model.
+const (
+	FlowSyn         FlowState = "SYN"
+	FlowEstablished FlowState = "ESTABLISHED"
+	FlowClosing     FlowState = "CLOSING"
+	FlowReset       FlowState = "RESET"
+	FlowActive      FlowState = "ACTIVE"
+)
+
+// flowState combines the flags of both directions of a flow.
+func flowState(proto uint8, fwd, rev uint32) FlowState {
+	if proto != uint8(TCP) {
+		return FlowActive
+	}
+	both := fwd | rev
+	switch {
+	case both&flowRst != 0:
+		return FlowReset
+	case both&flowFin != 0:
+		return FlowClosing
+	case fwd&flowSeen != 0 && rev&flowSeen != 0:
+		return FlowEstablished
+	}
+	return FlowSyn
+}
+
+func (t FlowTimeouts) of(proto uint8, s FlowState) time.Duration {
+	switch {
+	case proto == uint8(UDP):
+		return t.UDP
+	case proto != uint8(TCP):
+		return t.ICMP
+	case s == FlowReset:
+		return t.TCPReset
+	case s == FlowClosing:
+		return t.TCPClosing
+	case s == FlowEstablished:
+		return t.TCPEstablished
+	}
+	return t.TCPOpening
+}
+
+// monotonicNow is the clock of bpf_ktime_get_ns.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(fmt.Sprintf("read monotonic clock: %v", err)) // cannot fail on Linux
+	}
+	return uint64(ts.Nano())
+}
+
+// orphanGrace is how old an entry without its other direction must be to
+// count as evicted: a first packet writes the two entries one after the
+// other, and the collector must not mistake a flow being created for one
+// the table evicted.
+const orphanGrace = uint64(time.Second)
+
+// FlowGC is what one garbage collection did.
+type FlowGC struct {
+	// Entries in the table when the collection started.
+	Entries int
+	// Expired flows (both entries) removed after their idle timeout.
+	Expired int
+	// Evicted flows: entries whose other direction the LRU evicted, removed.
+	Evicted int
+}
+
+// CollectFlows removes flows idle for longer than their timeout, and
+// entries whose other direction the table evicted; both are counted in the
+// flow counters.
+func (d *Dataplane) CollectFlows(t FlowTimeouts) (FlowGC, error) {
+	t = t.withDefaults()
+	entries, err := d.readFlows()
+	if err != nil {
+		return FlowGC{}, err
+	}
+	now := monotonicNow()
+	gc := FlowGC{Entries: len(entries)}
+	var del []forwarderFlowKey
+	for k, f := range entries {
+		rev, ok := entries[f.Reverse]
+		if !ok {
+			if now > f.Created+orphanGrace {
+				del = append(del, k)
+				gc.Evicted++
+			}
+			continue
+		}
+		if f.Flags&flowReply != 0 {
+			continue // judged with its forward entry
+		}
+		seen := max(f.Seen, rev.Seen)
+		if now > seen && time.Duration(now-seen) > t.of(k.Proto, flowState(k.Proto, f.Flags, rev.Flags)) {
+			del = append(del, k, f.Reverse)
+			gc.Expired++
+		}
+	}
+	for _, k := range del {
+		if err := d.maps.Flows.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return gc, fmt.Errorf("delete flow: %w", err)
+		}
+	}
+	if gc.Expired+gc.Evicted > 0 {
+		if err := d.addFlowCounters(uint64(gc.Expired), uint64(gc.Evicted)); err != nil {
+			return gc, err
+		}
+	}
+	return gc, nil
+}
+
+func (d *Dataplane) readFlows() (map[forwarderFlowKey]forwarderFlow, error) {
+	out := map[forwarderFlowKey]forwarderFlow{}
+	var k forwarderFlowKey
+	var f forwarderFlow
+	it := d.maps.Flows.Iterate()
+	for it.Next(&k, &f) {
+		out[k] = f
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read flows: %w", err)
+	}
+	return out, nil
+}
+
+// deleteFlows deletes both entries of every flow whose entry match accepts
+// and returns how many entries went.
+func (d *Dataplane) deleteFlows(match func(forwarderFlowKey, *forwarderFlow) bool) (int, error) {
+	entries, err := d.readFlows()
+	if err != nil {
+		return 0, err
+	}
+	gone := map[forwarderFlowKey]bool{}
+	for k, f := range entries {
+		if match(k, &f) {
+			gone[k], gone[f.Reverse] = true, true
+		}
+	}
+	for k := range gone {
+		if err := d.maps.Flows.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return 0, fmt.Errorf("delete flow: %w", err)
+		}
+	}
+	return len(gone), nil
+}
+
+// addFlowCounters adds the collector's figures to CPU 0's copy of the flow
+// counters, which live in the pinned map so that they survive a restart.
+func (d *Dataplane) addFlowCounters(expired, evicted uint64) error {
+	var per []forwarderFlowStats
+	if err := d.maps.FlowCounters.Lookup(uint32(0), &per); err != nil {
+		return fmt.Errorf("read flow counters: %w", err)
+	}
+	if len(per) == 0 {
+		return nil
+	}
+	per[0].Expired += expired
+	per[0].Evicted += evicted
+	if err := d.maps.FlowCounters.Put(uint32(0), per); err != nil {
+		return fmt.Errorf("write flow counters: %w", err)
+	}
+	return nil
+}
+
+// FlowCounters are the flow table's counters, summed over CPUs.
+type FlowCounters struct {
+	// Capacity is the number of entries (two per flow) the table holds.
+	Capacity                             int
+	Created, Expired, Evicted, TableFull uint64
+}
+
+// FlowCounters returns the flow table's counters.
+func (d *Dataplane) FlowCounters() (FlowCounters, error) {
+	var per []forwarderFlowStats
+	if err := d.maps.FlowCounters.Lookup(uint32(0), &per); err != nil {
+		return FlowCounters{}, fmt.Errorf("read flow counters: %w", err)
+	}
+	c := FlowCounters{Capacity: int(d.maps.Flows.MaxEntries())}
+	for _, s := range per {
+		c.Created += s.Created
+		c.Expired += s.Expired
+		c.Evicted += s.Evicted
+		c.TableFull += s.TableFull
+	}
+	return c, nil
+}
+
+// ServiceFlow is one flow of a service, as seen from the client.
+type ServiceFlow struct {
+	Client  netip.AddrPort
+	Backend netip.AddrPort
+	State   FlowState
+	Idle    time.Duration
+	// Age is the time since the flow's first packet.
+	Age time.Duration
+}
+
+// ServiceFlows returns up to max flows of a service (0: all), oldest first.
+func (d *Dataplane) ServiceFlows(k ServiceKey, limit int) ([]ServiceFlow, error) {
+	d.mu.Lock()
+	st, err := d.services()
+	var id uint32
+	if err == nil {
+		if e := st.services[k]; e != nil {
+			id = e.id
+		} else {
+			err = fmt.Errorf("%v: %w", k, ErrUnknownService)
+		}
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	entries, err := d.readFlows()
+	if err != nil {
+		return nil, err
+	}
+	now := monotonicNow()
+	var out []ServiceFlow
+	var created []uint64
+	for key, f := range entries {
+		if f.Service != id || f.Flags&flowReply != 0 || f.Nat != natDst {
+			continue
+		}
+		rev := entries[f.Reverse]
+		seen := max(f.Seen, rev.Seen)
+		sf := ServiceFlow{
+			Client:  netip.AddrPortFrom(addrOf(key.Saddr), port16(key.Sport)),
+			Backend: netip.AddrPortFrom(addrOf(f.NatAddr), port16(f.NatPort)),
+			State:   flowState(key.Proto, f.Flags, rev.Flags),
+		}
+		if now > seen {
+			sf.Idle = time.Duration(now - seen)
+		}
+		if now > f.Created {
+			sf.Age = time.Duration(now - f.Created)
+		}
+		out = append(out, sf)
+		created = append(created, f.Created)
+	}
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		if created[a] != created[b] {
+			if created[a] < created[b] {
+				return -1
+			}
+			return 1
+		}
+		return out[a].Client.Compare(out[b].Client)
+	})
+	sorted := make([]ServiceFlow, 0, len(out))
+	for _, i := range idx {
+		if limit > 0 && len(sorted) == limit {
+			break
+		}
+		sorted = append(sorted, out[i])
+	}
+	return sorted, nil
+}
