@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -82,16 +84,22 @@ func New(cfg Config, core Core, db *bolt.DB, opts ...Option) (*Server, error) {
 // Config returns the server's configuration with defaults applied.
 func (s *Server) Config() Config { return s.cfg }
 
-func checkID(id api.AttachmentID) error {
-	if id.ContainerID == "" || id.IfName == "" {
-		return fmt.Errorf("%w: container id and ifname are required", api.ErrInvalid)
-	}
-	return nil
-}
+// checkID checks an attachment ID as the plugin does, since the socket is
+// where the daemon's trust ends.
+func checkID(id api.AttachmentID) error { return id.Validate() }
 
 func checkAdd(req *api.AddRequest) error {
 	if err := checkID(req.AttachmentID); err != nil {
 		return err
+	}
+	if err := api.ValidateNetworkName(req.Network); err != nil {
+		return err
+	}
+	if err := req.Pod.Validate(); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(req.Netns) || strings.IndexByte(req.Netns, 0) >= 0 {
+		return fmt.Errorf("%w: netns path %s is not absolute", api.ErrInvalid, api.Quote(req.Netns))
 	}
 	if req.HostIfName == "" || len(req.HostIfName) > 15 {
 		return fmt.Errorf("%w: host interface name %q", api.ErrInvalid, req.HostIfName)
@@ -296,11 +304,14 @@ func (s *Server) Get(ctx context.Context, req *api.GetRequest) (*api.GetResponse
 
 // GC removes the attachments of a network that are not in the valid list.
 func (s *Server) GC(ctx context.Context, req *api.GCRequest) (*api.GCResponse, error) {
-	if req.Network == "" {
-		return nil, fmt.Errorf("%w: network name is empty", api.ErrInvalid)
+	if err := api.ValidateNetworkName(req.Network); err != nil {
+		return nil, err
 	}
 	valid := make(map[api.AttachmentID]bool, len(req.Valid))
 	for _, id := range req.Valid {
+		if err := checkID(id); err != nil {
+			return nil, fmt.Errorf("valid attachment: %w", err)
+		}
 		valid[id] = true
 	}
 	staleRecords := func() ([]api.Attachment, error) {

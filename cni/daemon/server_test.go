@@ -116,6 +116,29 @@ func TestErrors(t *testing.T) {
 	if _, err := c.Get(ctx, &api.GetRequest{AttachmentID: api.AttachmentID{ContainerID: "x", IfName: "eth0"}}); !errors.Is(err, api.ErrNoAttachment) {
 		t.Fatalf("get missing: err = %v", err)
 	}
+	// Every name is checked before anything is allocated, as the plugin
+	// checks it: the socket is a trust boundary of its own.
+	for name, mutate := range map[string]func(*api.AddRequest){
+		"container id":   func(r *api.AddRequest) { r.ContainerID = "../pod" },
+		"ifname":         func(r *api.AddRequest) { r.IfName = "eth0:1" },
+		"long ifname":    func(r *api.AddRequest) { r.IfName = "abcdefghijklmnop" },
+		"network":        func(r *api.AddRequest) { r.Network = "red/blue" },
+		"pod namespace":  func(r *api.AddRequest) { r.Pod.Namespace = "Shop" },
+		"relative netns": func(r *api.AddRequest) { r.Netns = "netns/pod" },
+	} {
+		req := addReq("red", "pod6")
+		mutate(req)
+		if _, err := c.Add(ctx, req); !errors.Is(err, api.ErrInvalid) {
+			t.Errorf("bad %s: err = %v, want invalid", name, err)
+		}
+	}
+	badID := api.AttachmentID{ContainerID: "pod1", IfName: ".."}
+	if _, err := c.Del(ctx, &api.DelRequest{AttachmentID: badID}); !errors.Is(err, api.ErrInvalid) {
+		t.Errorf("del with ifname \"..\": err = %v, want invalid", err)
+	}
+	if _, err := c.GC(ctx, &api.GCRequest{Network: "red", Valid: []api.AttachmentID{badID}}); !errors.Is(err, api.ErrInvalid) {
+		t.Errorf("gc with ifname \"..\" in the valid list: err = %v, want invalid", err)
+	}
 	// Host interface names must not collide with other interfaces.
 	d.AddUnderlay("istpod5", 1500)
 	if _, err := c.Add(ctx, addReq("red", "pod5")); !errors.Is(err, api.ErrInvalid) {
