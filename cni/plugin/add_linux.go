@@ -32,15 +32,12 @@ type veth struct {
 // Add attaches the pod: veth pair, address and routes from isthmusd, result.
 // Any failure undoes what was done, the daemon's allocation included.
 func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
-	conf, err := parseConf(args.StdinData)
+	req, err := parseRequest(cmdAdd, args)
 	if err != nil {
 		return err
 	}
-	pod, err := parsePod(args.Args)
-	if err != nil {
-		return err
-	}
-	podNS, err := ns.GetNS(args.Netns)
+	conf, id := req.conf, req.id
+	podNS, err := ns.GetNS(req.netns)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetNS, "open pod netns", err.Error())
 	}
@@ -51,9 +48,8 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	defer done()
 
-	id := api.AttachmentID{ContainerID: args.ContainerID, IfName: args.IfName}
-	hostName := HostIfName(args.ContainerID, args.IfName)
-	pair, err := createVeth(hostName, args.IfName, podNS, hostAlias(conf.Name, id))
+	hostName := HostIfName(id.ContainerID, id.IfName)
+	pair, err := createVeth(hostName, id.IfName, podNS, hostAlias(conf.Name, id))
 	if err != nil {
 		return types.NewError(types.ErrInternal, "create veth pair", err.Error())
 	}
@@ -69,8 +65,8 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	resp, err := client.Add(ctx, &api.AddRequest{
 		AttachmentID: id,
 		Network:      conf.Name,
-		Netns:        args.Netns,
-		Pod:          pod,
+		Netns:        req.netns,
+		Pod:          req.pod,
 		HostIfName:   hostName,
 		HostMAC:      pair.hostMAC.String(),
 		PodMAC:       pair.podMAC.String(),
@@ -103,7 +99,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{
 			{Name: hostName, Mac: pair.hostMAC.String(), Mtu: mtu},
-			{Name: args.IfName, Mac: pair.podMAC.String(), Mtu: mtu, Sandbox: args.Netns},
+			{Name: id.IfName, Mac: pair.podMAC.String(), Mtu: mtu, Sandbox: req.netns},
 		},
 		IPs: []*current.IPConfig{{
 			Interface: current.Int(1),

@@ -20,13 +20,11 @@ import (
 // result and what is in the kernel: both veth ends, the pod's address, its
 // routes and its neighbor entry for the gateway.
 func (p *Plugin) Check(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData)
+	req, err := parseRequest(cmdCheck, args)
 	if err != nil {
 		return err
 	}
-	if conf.PrevResult == nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, "check needs prevResult", "")
-	}
+	conf, id := req.conf, req.id
 	prev, err := current.NewResultFromResult(conf.PrevResult)
 	if err != nil {
 		return types.NewError(types.ErrDecodingFailure, "convert prevResult", err.Error())
@@ -36,16 +34,15 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		return err
 	}
 	defer done()
-	id := api.AttachmentID{ContainerID: args.ContainerID, IfName: args.IfName}
 	resp, err := client.Get(ctx, &api.GetRequest{AttachmentID: id, Network: conf.Name})
 	if err != nil {
 		return cniError("get attachment", err)
 	}
 	att := resp.Attachment
-	if err := checkPrevResult(prev, att, args.IfName); err != nil {
+	if err := checkPrevResult(prev, att, id.IfName); err != nil {
 		return types.NewError(types.ErrInternal, "check prevResult", err.Error())
 	}
-	podNS, err := ns.GetNS(args.Netns)
+	podNS, err := ns.GetNS(req.netns)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetNS, "open pod netns", err.Error())
 	}
@@ -54,7 +51,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if conf.MTU > 0 {
 		mtu = conf.MTU
 	}
-	if err := checkKernel(att, args.IfName, mtu, podNS); err != nil {
+	if err := checkKernel(att, id.IfName, mtu, podNS); err != nil {
 		return types.NewError(types.ErrInternal, "check pod interface", err.Error())
 	}
 	return nil

@@ -3,13 +3,10 @@ package plugin
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/isthmus-net/isthmus/cni/api"
 )
@@ -32,44 +29,6 @@ type NetConf struct {
 	Socket string `json:"socket,omitempty"`
 	// MTU, when set, overrides the MTU isthmusd chooses.
 	MTU int `json:"mtu,omitempty"`
-}
-
-// podArgs are the CNI_ARGS the plugin reads; field names are the keys.
-type podArgs struct {
-	types.CommonArgs
-	K8S_POD_NAMESPACE types.UnmarshallableString
-	K8S_POD_NAME      types.UnmarshallableString
-}
-
-// parseConf decodes and checks the configuration on stdin.
-func parseConf(stdin []byte) (*NetConf, error) {
-	conf := &NetConf{}
-	if err := json.Unmarshal(stdin, conf); err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, "decode network configuration", err.Error())
-	}
-	if conf.Name == "" {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, "network configuration has no name", "")
-	}
-	if conf.MTU != 0 && (conf.MTU < 576 || conf.MTU > 9216) {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, "invalid mtu", fmt.Sprintf("mtu %d: want 576 to 9216", conf.MTU))
-	}
-	if conf.Socket == "" {
-		conf.Socket = api.DefaultSocket
-	}
-	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, "decode prevResult", err.Error())
-	}
-	return conf, nil
-}
-
-// parsePod reads the Kubernetes pod identity from CNI_ARGS.
-func parsePod(args string) (api.Pod, error) {
-	var a podArgs
-	a.IgnoreUnknown = true
-	if err := types.LoadArgs(args, &a); err != nil {
-		return api.Pod{}, types.NewError(types.ErrInvalidEnvironmentVariables, "parse CNI_ARGS", err.Error())
-	}
-	return api.Pod{Namespace: string(a.K8S_POD_NAMESPACE), Name: string(a.K8S_POD_NAME)}, nil
 }
 
 // HostIfName is the name of the host end of a pod's veth: "ist" and 12 hex

@@ -15,11 +15,11 @@ import (
 // cannot be reached; the error then tells the runtime to try again, so the
 // address is released later.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData)
+	req, err := parseRequest(cmdDel, args)
 	if err != nil {
 		return err
 	}
-	id := api.AttachmentID{ContainerID: args.ContainerID, IfName: args.IfName}
+	conf, id := req.conf, req.id
 	var daemonErr error
 	ctx, done, client, err := dial(conf)
 	if err != nil {
@@ -28,7 +28,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		defer done()
 		_, daemonErr = client.Del(ctx, &api.DelRequest{AttachmentID: id, Network: conf.Name})
 	}
-	if err := deleteLink(HostIfName(args.ContainerID, args.IfName)); err != nil {
+	if err := deleteLink(HostIfName(id.ContainerID, id.IfName)); err != nil {
 		return types.NewError(types.ErrInternal, "delete veth", err.Error())
 	}
 	return cniError("delete pod", daemonErr)
@@ -38,10 +38,11 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 // cni.dev/valid-attachments: first those isthmusd recorded, then host veths
 // the plugin created (known by their alias) that the daemon never recorded.
 func (p *Plugin) GC(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData)
+	req, err := parseRequest(cmdGC, args)
 	if err != nil {
 		return err
 	}
+	conf := req.conf
 	valid := make([]api.AttachmentID, 0, len(conf.ValidAttachments))
 	keep := make(map[string]bool, len(conf.ValidAttachments))
 	for _, a := range conf.ValidAttachments {

@@ -46,6 +46,10 @@ func newNS(t testing.TB) ns.NetNS {
 	return n
 }
 
+// cniPath is the CNI_PATH the in-process commands get; the plugin runs no
+// other plugin, so it is only checked.
+const cniPath = "/opt/cni/bin"
+
 // env is one host: a daemon, a namespace standing for the host's root
 // namespace (where host veth ends go) and the plugin.
 type env struct {
@@ -89,7 +93,7 @@ func (e *env) run(cmd func(*Plugin, *skel.CmdArgs) error, args *skel.CmdArgs) ([
 
 func (e *env) add(network, containerID string, pod ns.NetNS, cniArgs string) (*current.Result, error) {
 	out, err := e.run((*Plugin).Add, &skel.CmdArgs{
-		ContainerID: containerID, Netns: pod.Path(), IfName: "eth0", Args: cniArgs,
+		ContainerID: containerID, Netns: pod.Path(), IfName: "eth0", Path: cniPath, Args: cniArgs,
 		StdinData: e.conf(network, nil),
 	})
 	if err != nil {
@@ -104,7 +108,7 @@ func (e *env) add(network, containerID string, pod ns.NetNS, cniArgs string) (*c
 
 func (e *env) del(network, containerID, netnsPath string) error {
 	_, err := e.run((*Plugin).Del, &skel.CmdArgs{
-		ContainerID: containerID, Netns: netnsPath, IfName: "eth0", StdinData: e.conf(network, nil),
+		ContainerID: containerID, Netns: netnsPath, IfName: "eth0", Path: cniPath, StdinData: e.conf(network, nil),
 	})
 	return err
 }
@@ -116,7 +120,7 @@ func (e *env) check(network, containerID string, pod ns.NetNS, prev *current.Res
 		e.t.Fatal(err)
 	}
 	_, err := e.run((*Plugin).Check, &skel.CmdArgs{
-		ContainerID: containerID, Netns: pod.Path(), IfName: "eth0",
+		ContainerID: containerID, Netns: pod.Path(), IfName: "eth0", Path: cniPath,
 		StdinData: e.conf(network, map[string]any{"prevResult": prevMap}),
 	})
 	return err
@@ -127,12 +131,12 @@ func (e *env) gc(network string, valid ...string) error {
 	for _, id := range valid {
 		atts = append(atts, types.GCAttachment{ContainerID: id, IfName: "eth0"})
 	}
-	_, err := e.run((*Plugin).GC, &skel.CmdArgs{StdinData: e.conf(network, map[string]any{"cni.dev/valid-attachments": atts})})
+	_, err := e.run((*Plugin).GC, &skel.CmdArgs{Path: cniPath, StdinData: e.conf(network, map[string]any{"cni.dev/valid-attachments": atts})})
 	return err
 }
 
 func (e *env) status(network string) error {
-	_, err := e.run((*Plugin).Status, &skel.CmdArgs{StdinData: e.conf(network, nil)})
+	_, err := e.run((*Plugin).Status, &skel.CmdArgs{Path: cniPath, StdinData: e.conf(network, nil)})
 	return err
 }
 
@@ -227,5 +231,5 @@ func apiID(containerID string) api.AttachmentID {
 }
 
 func argsFor(containerID string, pod ns.NetNS, conf []byte) *skel.CmdArgs {
-	return &skel.CmdArgs{ContainerID: containerID, Netns: pod.Path(), IfName: "eth0", StdinData: conf}
+	return &skel.CmdArgs{ContainerID: containerID, Netns: pod.Path(), IfName: "eth0", Path: cniPath, StdinData: conf}
 }

@@ -54,10 +54,11 @@ func dial(conf *NetConf) (context.Context, context.CancelFunc, *api.Client, erro
 
 // Status reports whether isthmusd can serve ADDs for the network.
 func (p *Plugin) Status(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData)
+	req, err := parseRequest(cmdStatus, args)
 	if err != nil {
 		return err
 	}
+	conf := req.conf
 	ctx, done, c, err := dial(conf)
 	if err != nil {
 		return types.NewError(types.ErrPluginNotAvailable, "isthmusd is not running", err.Error())
