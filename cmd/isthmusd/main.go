@@ -30,6 +30,10 @@ Usage:
   isthmusd [flags]            run the daemon (--role=node: a host; --role=rr:
                               a route reflector, BGP only)
   isthmusd hash-password      read a password on stdin, print its hash for the config file
+  isthmusd install-cni        copy isthmus-cni and its conflist into the host's CNI
+                              dirs (the DaemonSet's init container; --help for flags)
+  isthmusd check-config --config FILE
+                              validate a config file and its startup-config offline
 
 isthmusd keeps its configuration as gNMI-managed YANG data. Start it, then
 configure it with any gNMI client, for example:
@@ -69,6 +73,12 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "hash-password" {
 		return hashPassword(stdin, stdout)
+	}
+	if len(args) > 0 && args[0] == "install-cni" {
+		return installCNI(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "check-config" {
+		return checkConfig(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("isthmusd", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -248,3 +248,62 @@ func TestExpandEnv(t *testing.T) {
 		t.Errorf("unset names: %v", err)
 	}
 }
+
+// TestInstallCNI: install-cni puts the plugin (executable) and the conflist
+// into the host dirs, and refuses a conflist that would not call the plugin
+// without touching the host dirs.
+func TestInstallCNI(t *testing.T) {
+	src, bin, conf := t.TempDir(), t.TempDir(), t.TempDir()
+	plugin := filepath.Join(src, "isthmus-cni")
+	os.WriteFile(plugin, []byte("plugin bytes"), 0o755)
+	good := filepath.Join(src, "10-isthmus.conflist")
+	os.WriteFile(good, []byte(`{"cniVersion":"1.1.0","name":"isthmus","plugins":[{"type":"isthmus-cni","socket":"/run/isthmus/cni.sock"}]}`), 0o644)
+	bad := filepath.Join(src, "20-bad.conflist")
+	os.WriteFile(bad, []byte(`{"cniVersion":"1.1.0","name":"isthmus","plugins":[{"type":"bridge"}]}`), 0o644)
+
+	var out, errb strings.Builder
+	args := []string{"install-cni", "--plugin", plugin, "--bin-dir", bin, "--conf-dir", conf}
+	if err := run(append(args, "--conflist", bad), nil, &out, &errb); err == nil || !strings.Contains(err.Error(), "no plugin of type isthmus-cni") {
+		t.Fatalf("bad conflist: %v", err)
+	}
+	if ents, _ := os.ReadDir(bin); len(ents) != 0 {
+		t.Fatalf("bad conflist left %v in the bin dir", ents)
+	}
+	if err := run(append(args, "--conflist", good), nil, &out, &errb); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	st, err := os.Stat(filepath.Join(bin, "isthmus-cni"))
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("installed plugin: %v %v", st, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(conf, "10-isthmus.conflist")); !strings.Contains(string(b), `"isthmus-cni"`) {
+		t.Fatalf("installed conflist: %q", b)
+	}
+	if ents, _ := os.ReadDir(conf); len(ents) != 1 {
+		t.Errorf("conf dir holds %d entries, want only the conflist", len(ents))
+	}
+}
+
+// TestCheckConfig: check-config accepts a valid route reflector config and
+// refuses one whose startup-config breaks a semantic rule (here a VRF,
+// which the role refuses) or the schema, naming it, without starting
+// anything.
+func TestCheckConfig(t *testing.T) {
+	t.Setenv("ISTHMUS_TEST_ROUTER_ID", "10.255.0.4")
+	dir := t.TempDir()
+	good := writeConfig(t, dir, "127.0.0.1:1", "role: rr\n"+rrStartup)
+	var out, errb strings.Builder
+	if err := run([]string{"check-config", "--config", good}, nil, &out, &errb); err != nil || !strings.Contains(out.String(), "role rr, startup-config valid") {
+		t.Fatalf("check-config of a good config: %v %s", err, out.String())
+	}
+	vrf := "role: rr\nstartup-config:\n  network-instances:\n    network-instance:\n      - name: red\n        config: {name: red, type: L3VRF, route-distinguisher: \"65000:1\"}\n"
+	bad := writeConfig(t, t.TempDir(), "127.0.0.1:1", vrf)
+	if err := run([]string{"check-config", "--config", bad}, nil, &out, &errb); err == nil || !strings.Contains(err.Error(), "network-instance[name=red]") {
+		t.Fatalf("check-config of a VRF on a route reflector: %v", err)
+	}
+	rd := strings.Replace(strings.Replace(vrf, "role: rr\n", "", 1), `"65000:1"`, `"65000"`, 1)
+	bad = writeConfig(t, t.TempDir(), "127.0.0.1:1", rd)
+	if err := run([]string{"check-config", "--config", bad}, nil, &out, &errb); err == nil || !strings.Contains(err.Error(), "route-distinguisher") {
+		t.Fatalf("check-config of a bad route distinguisher: %v", err)
+	}
+}
