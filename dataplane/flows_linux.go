@@ -135,12 +135,16 @@ type FlowGC struct {
 // entries whose other direction the table evicted; both are counted in the
 // flow counters.
 func (d *Dataplane) CollectFlows(t FlowTimeouts) (FlowGC, error) {
+	return d.collectFlowsAt(t, monotonicNow())
+}
+
+// collectFlowsAt is CollectFlows with the clock's reading given.
+func (d *Dataplane) collectFlowsAt(t FlowTimeouts, now uint64) (FlowGC, error) {
 	t = t.withDefaults()
 	entries, err := d.readFlows()
 	if err != nil {
 		return FlowGC{}, err
 	}
-	now := monotonicNow()
 	gc := FlowGC{Entries: len(entries)}
 	var del []forwarderFlowKey
 	for k, f := range entries {
