@@ -23,6 +23,7 @@ type coreHost struct {
 	ns     *testNS
 	dir    string // bpffs
 	store  string // core's data dir
+	st     *nos.Store
 	core   *nos.Core
 	rec    *Reconciler
 	cancel context.CancelFunc
@@ -36,6 +37,7 @@ func (h *coreHost) start(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		h.st = st
 		h.rec = New(ReconcilerConfig{
 			Config:        Config{BPFFS: h.dir, Logger: slog.New(slog.DiscardHandler)},
 			StateInterval: time.Hour, // the test publishes explicitly

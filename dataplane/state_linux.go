@@ -11,7 +11,15 @@ import (
 	"github.com/openconfig/ygot/ygot"
 
 	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
 )
+
+// The dataplane reconciler is the only writer of these state subtrees
+// (see the YANG descriptions): per pod interface its state; per network
+// instance the config mirror leaves of state, state/forwarding and
+// state/counters (never state/exported nor state/imported, which BGP
+// writes); per tunnel endpoint its state; and tunnel/state with the
+// underlay drop counters.
 
 // publishLoop publishes counters as state every StateInterval until ctx is
 // done.
@@ -30,51 +38,91 @@ func (r *Reconciler) publishLoop(ctx context.Context) {
 	}
 }
 
+// stateSnapshot is what PublishState writes, copied under r.mu.
+type stateSnapshot struct {
+	ifaces    map[string]int    // attached pod interface → ifindex
+	ifLabel   map[string]uint32 // pod interface → its per-prefix label
+	vrfLabels map[string][]uint32
+	local     map[string]uint32
+	remote    map[string]uint32
+	vrfs      []string
+	endpoints []netip.Addr
+	tunnel    bool
+}
+
 // PublishState writes the forwarder's counters into the state tree: per
-// pod interface, per VRF (drops by reason, labels, route counts) and per
-// tunnel endpoint.
+// pod interface, per VRF (drops by reason, labels, route counts, the
+// config mirror), per tunnel endpoint, and the underlay's drops before any
+// VRF is known under tunnel/state/counters. An entry that a commit deleted
+// after the snapshot was taken is refused by the core (nos.ErrNoConfig)
+// and skipped: its state is not brought back, and that is no error.
 func (r *Reconciler) PublishState() error {
-	r.mu.Lock()
-	if r.core == nil || r.dp == nil {
-		r.mu.Unlock()
+	snap, ok := r.snapshot()
+	if !ok {
 		return nil
 	}
-	core, dp := r.core, r.dp
-	ifaces := make(map[string]int, len(r.ifindex))
-	for n, i := range r.ifindex {
-		ifaces[n] = i
+	return r.writeState(snap)
+}
+
+func (r *Reconciler) snapshot() (stateSnapshot, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.core == nil || r.dp == nil {
+		return stateSnapshot{}, false
 	}
-	ifLabel := map[string]uint32{}
-	vrfLabels := map[string][]uint32{}
+	s := stateSnapshot{
+		ifaces:    make(map[string]int, len(r.ifindex)),
+		ifLabel:   map[string]uint32{},
+		vrfLabels: map[string][]uint32{},
+		local:     map[string]uint32{},
+		remote:    map[string]uint32{},
+		tunnel:    r.applied.Tunnel != nil,
+	}
+	for n, i := range r.ifindex {
+		s.ifaces[n] = i
+	}
 	for lt, l := range r.labels {
-		vrfLabels[lt.VRF] = append(vrfLabels[lt.VRF], l)
+		s.vrfLabels[lt.VRF] = append(s.vrfLabels[lt.VRF], l)
 		if lt.Interface != "" {
-			ifLabel[lt.Interface] = l
+			s.ifLabel[lt.Interface] = l
 		}
 	}
-	for _, l := range vrfLabels {
+	for _, l := range s.vrfLabels {
 		slices.Sort(l)
 	}
-	local, remote := map[string]uint32{}, map[string]uint32{}
 	for k := range r.local {
-		local[k.VRF]++
+		s.local[k.VRF]++
 	}
 	for k := range r.remote {
-		remote[k.VRF]++
+		s.remote[k.VRF]++
 	}
-	vrfs := make([]string, 0, len(r.applied.VRFs))
 	for n := range r.applied.VRFs {
-		vrfs = append(vrfs, n)
+		s.vrfs = append(s.vrfs, n)
 	}
-	endpoints := make([]netip.Addr, 0, len(r.epReady))
+	slices.Sort(s.vrfs)
 	for ep := range r.epReady {
-		endpoints = append(endpoints, ep)
+		s.endpoints = append(s.endpoints, ep)
 	}
-	r.mu.Unlock()
+	return s, true
+}
 
+// writeState writes a snapshot. Writes the core refuses because the entry
+// is no longer configured are skipped.
+func (r *Reconciler) writeState(s stateSnapshot) error {
+	r.mu.Lock()
+	core, dp := r.core, r.dp
+	r.mu.Unlock()
 	var errs []error
-	for name, i := range ifaces {
+	update := func(path string, st ygot.GoStruct) {
+		if err := core.UpdateState(path, st); err != nil && !errors.Is(err, nos.ErrNoConfig) {
+			errs = append(errs, err)
+		}
+	}
+	for name, i := range s.ifaces {
 		c, err := dp.InterfaceCounters(i)
+		if errors.Is(err, ErrNotAttached) {
+			continue // detached since the snapshot
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -87,12 +135,34 @@ func (r *Reconciler) PublishState() error {
 				OutPkts: ygot.Uint64(c.TxPackets), OutOctets: ygot.Uint64(c.TxBytes),
 			},
 		}
-		if l, ok := ifLabel[name]; ok {
+		if l, ok := s.ifLabel[name]; ok {
 			st.Label = ygot.Uint32(l)
 		}
-		errs = append(errs, core.UpdateState(fmt.Sprintf("/interfaces/interface[name=%s]/state", name), st))
+		update(fmt.Sprintf("/interfaces/interface[name=%s]/state", name), st)
 	}
-	for _, name := range vrfs {
+	mirror := map[string]*gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Config{}
+	var tunnelCfg *gen.IsthmusTunnel_Tunnel_Config
+	errs = append(errs, core.Read(func(config, _ *gen.Device) error {
+		for _, name := range s.vrfs {
+			if c := nos.NetworkInstances(config)[name].GetConfig(); c != nil {
+				cp, err := ygot.DeepCopy(c)
+				if err != nil {
+					return fmt.Errorf("copy configuration of %q: %w", name, err)
+				}
+				mirror[name] = cp.(*gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Config)
+			}
+		}
+		if c := config.GetTunnel().GetConfig(); c != nil {
+			cp, err := ygot.DeepCopy(c)
+			if err != nil {
+				return fmt.Errorf("copy tunnel configuration: %w", err)
+			}
+			tunnelCfg = cp.(*gen.IsthmusTunnel_Tunnel_Config)
+		}
+		return nil
+	}))
+	var underlay DropCounters // drops before a VRF is known, and unknown-endpoint everywhere
+	for _, name := range s.vrfs {
 		d, err := dp.Drops(name)
 		if errors.Is(err, ErrUnknownVRF) {
 			continue // nothing programmed in it yet
@@ -101,21 +171,24 @@ func (r *Reconciler) PublishState() error {
 			errs = append(errs, err)
 			continue
 		}
-		st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{
-			Forwarding: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Forwarding{
-				LocalRoutes: ygot.Uint32(local[name]), RemoteRoutes: ygot.Uint32(remote[name]),
-				Labels: vrfLabels[name],
-			},
-			Counters: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Counters{
-				NoRoute: ygot.Uint64(d.NoRoute), TtlExpired: ygot.Uint64(d.TTL),
-				UnknownLabel: ygot.Uint64(d.UnknownLabel), UnknownEndpoint: ygot.Uint64(d.UnknownEndpoint),
-				Malformed: ygot.Uint64(d.Malformed + d.NoNeighbor + d.Error), MtuExceeded: ygot.Uint64(d.MTU),
-			},
+		underlay.UnknownEndpoint += d.UnknownEndpoint
+		st := vrfStateOf(mirror[name])
+		st.Forwarding = &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Forwarding{
+			LocalRoutes: ygot.Uint32(s.local[name]), RemoteRoutes: ygot.Uint32(s.remote[name]),
+			Labels: s.vrfLabels[name],
 		}
-		errs = append(errs, core.UpdateState(fmt.Sprintf("/network-instances/network-instance[name=%s]/state", name), st))
+		st.Counters = &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Counters{
+			NoRoute: ygot.Uint64(d.NoRoute), TtlExpired: ygot.Uint64(d.TTL),
+			UnknownLabel: ygot.Uint64(d.UnknownLabel), UnknownEndpoint: ygot.Uint64(d.UnknownEndpoint),
+			Malformed: ygot.Uint64(d.Malformed + d.NoNeighbor + d.Error), MtuExceeded: ygot.Uint64(d.MTU),
+		}
+		update(fmt.Sprintf("/network-instances/network-instance[name=%s]/state", name), st)
 	}
-	for _, ep := range endpoints {
+	for _, ep := range s.endpoints {
 		c, err := dp.EndpointCounters(ep)
+		if errors.Is(err, ErrUnknownEndpoint) {
+			continue // deleted since the snapshot
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -125,7 +198,46 @@ func (r *Reconciler) PublishState() error {
 			InPkts:  ygot.Uint64(c.RxPackets), InOctets: ygot.Uint64(c.RxBytes),
 			OutPkts: ygot.Uint64(c.TxPackets), OutOctets: ygot.Uint64(c.TxBytes),
 		}
-		errs = append(errs, core.UpdateState(fmt.Sprintf("/tunnel/endpoints/endpoint[address=%s]/state", ep), st))
+		update(fmt.Sprintf("/tunnel/endpoints/endpoint[address=%s]/state", ep), st)
+	}
+	if s.tunnel {
+		d, err := dp.Drops("")
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			st := tunnelStateOf(tunnelCfg)
+			st.Counters = &gen.IsthmusTunnel_Tunnel_State_Counters{
+				UnknownEndpoint: ygot.Uint64(d.UnknownEndpoint + underlay.UnknownEndpoint),
+				UnknownLabel:    ygot.Uint64(d.UnknownLabel),
+				Malformed:       ygot.Uint64(d.Malformed + d.NoNeighbor + d.Error),
+			}
+			update("/tunnel/state", st)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// vrfStateOf starts a network instance's state with its config mirror.
+func vrfStateOf(c *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Config) *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State {
+	if c == nil {
+		return &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{}
+	}
+	return &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{
+		Name: c.Name, Type: c.Type, Description: c.Description,
+		RouteDistinguisher: c.RouteDistinguisher,
+		ImportRouteTarget:  c.ImportRouteTarget, ExportRouteTarget: c.ExportRouteTarget,
+		LabelAllocationMode: c.LabelAllocationMode, Encapsulation: c.Encapsulation,
+		IngressAclSet: c.IngressAclSet,
+	}
+}
+
+// tunnelStateOf starts the tunnel's state with its config mirror.
+func tunnelStateOf(c *gen.IsthmusTunnel_Tunnel_Config) *gen.IsthmusTunnel_Tunnel_State {
+	if c == nil {
+		return &gen.IsthmusTunnel_Tunnel_State{}
+	}
+	return &gen.IsthmusTunnel_Tunnel_State{
+		SourceAddress: c.SourceAddress, UnderlayInterface: c.UnderlayInterface,
+		UdpPort: c.UdpPort, Mtu: c.Mtu, TransportLabel: c.TransportLabel,
+	}
 }
