@@ -68,6 +68,7 @@ type Reconciler struct {
 	known      map[RouteKey]struct{}    // routes confirmed since Start
 	failing    error                    // last programming failure, nil once all is programmed
 	attempts   int                      // programming passes since failing was set
+	services   map[serviceName]Service  // programmed services (services_reconciler_linux.go)
 }
 
 var _ nos.Reconciler = (*Reconciler)(nil)
@@ -167,6 +168,11 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 			}
 		}
 	}()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.flowLoop(ctx)
+	}()
 	return nil
 }
 
@@ -229,6 +235,9 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 		}
 	}
 	if err := r.converge(want); err != nil {
+		return err
+	}
+	if err := r.applyServices(intended, want.Pods); err != nil {
 		return err
 	}
 	r.applied = want

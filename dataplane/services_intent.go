@@ -1,0 +1,83 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
+)
+
+// namedService is a configured service with the names that locate its
+// state: VRF and service name.
+type namedService struct {
+	Name string
+	Service
+}
+
+// servicesOf translates the services of every VRF into the dataplane's
+// terms. A backend is local when its address is the address of a pod
+// interface of the same VRF on this host (pods). Errors name the path.
+func servicesOf(d *gen.Device, pods map[string]podIntent) ([]namedService, error) {
+	local := map[string]map[netip.Addr]bool{}
+	for _, p := range pods {
+		if !p.Prefix.IsValid() {
+			continue
+		}
+		if local[p.VRF] == nil {
+			local[p.VRF] = map[netip.Addr]bool{}
+		}
+		local[p.VRF][p.Prefix.Addr()] = true
+	}
+	var out []namedService
+	for vrf, ni := range nos.NetworkInstances(d) {
+		if ni.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
+			continue
+		}
+		for name, svc := range nos.Services(ni) {
+			path := fmt.Sprintf("network-instances/network-instance[name=%s]/services/service[name=%s]", vrf, name)
+			cfg := svc.GetConfig()
+			vip, err := netip.ParseAddr(cfg.GetAddress())
+			if err != nil || !vip.Is4() {
+				return nil, fmt.Errorf("%s/config/address: %q is not an ipv4 address", path, cfg.GetAddress())
+			}
+			s := namedService{Name: name, Service: Service{
+				ServiceKey: ServiceKey{VRF: vrf, Addr: vip, Proto: TCP, Port: cfg.GetPort()},
+				Affinity:   cfg.GetSessionAffinity() == gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_SessionAffinity_CLIENT_IP,
+			}}
+			if cfg.GetProtocol() == gen.IsthmusNetworkInstance_ServiceProtocol_UDP {
+				s.Proto = UDP
+			}
+			for k, be := range nos.Backends(svc) {
+				a, err := netip.ParseAddr(k.Address)
+				if err != nil || !a.Is4() {
+					return nil, fmt.Errorf("%s/backends/backend[address=%s][port=%d]: not an ipv4 address", path, k.Address, k.Port)
+				}
+				bc := be.GetConfig()
+				s.Backends = append(s.Backends, Backend{
+					BackendKey:  BackendKey{Addr: a, Port: k.Port},
+					Weight:      bc.GetWeight(),
+					Ready:       bc.GetReady(),
+					Serving:     bc.GetServing(),
+					Terminating: bc.GetTerminating(),
+					Local:       local[vrf][a],
+				})
+			}
+			sort.Slice(s.Backends, func(i, j int) bool {
+				if c := s.Backends[i].Addr.Compare(s.Backends[j].Addr); c != 0 {
+					return c < 0
+				}
+				return s.Backends[i].Port < s.Backends[j].Port
+			})
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].VRF != out[j].VRF {
+			return out[i].VRF < out[j].VRF
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}

@@ -1,0 +1,42 @@
+package dataplane
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/isthmus-net/isthmus/gen"
+)
+
+func TestServicesOf(t *testing.T) {
+	d := &gen.Device{}
+	ni := d.GetOrCreateNetworkInstances().GetOrCreateNetworkInstance("red")
+	ni.GetOrCreateConfig().Type = gen.IsthmusTypes_NetworkInstanceType_L3VRF
+	svc := ni.GetOrCreateServices().GetOrCreateService("dns")
+	c := svc.GetOrCreateConfig()
+	c.Address, c.Protocol, c.Port = ygot.String("10.96.0.53"), gen.IsthmusNetworkInstance_ServiceProtocol_UDP, ygot.Uint16(53)
+	c.SessionAffinity = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_SessionAffinity_CLIENT_IP
+	b1 := svc.GetOrCreateBackends().GetOrCreateBackend("10.1.0.3", 5353).GetOrCreateConfig()
+	b1.Weight = ygot.Uint8(3)
+	b2 := svc.GetOrCreateBackends().GetOrCreateBackend("10.1.0.2", 5353).GetOrCreateConfig()
+	b2.Ready, b2.Serving, b2.Terminating = ygot.Bool(false), ygot.Bool(true), ygot.Bool(true)
+	d.PopulateDefaults()
+	pods := map[string]podIntent{"p1": {VRF: "red", Prefix: netip.MustParsePrefix("10.1.0.3/32")}, "p2": {VRF: "blue", Prefix: netip.MustParsePrefix("10.1.0.2/32")}}
+	got, err := servicesOf(d, pods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []namedService{{Name: "dns", Service: Service{
+		ServiceKey: ServiceKey{VRF: "red", Addr: netip.MustParseAddr("10.96.0.53"), Proto: UDP, Port: 53},
+		Affinity:   true,
+		Backends: []Backend{
+			{BackendKey: BackendKey{Addr: netip.MustParseAddr("10.1.0.2"), Port: 5353}, Weight: 1, Serving: true, Terminating: true},
+			{BackendKey: BackendKey{Addr: netip.MustParseAddr("10.1.0.3"), Port: 5353}, Weight: 3, Ready: true, Serving: true, Local: true},
+		},
+	}}}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("servicesOf (-want +got):\n%s", diff)
+	}
+}
