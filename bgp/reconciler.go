@@ -49,7 +49,7 @@ type Reconciler struct {
 	lvl *slog.LevelVar
 	rib *rib // replaced only by Start, before the loops that use it run
 
-	mu           sync.Mutex // guards core, ctx, sp, applied, exported, restart, peers, eor, stale, synced, counters*
+	mu           sync.Mutex // guards core, ctx, sp, applied, exported, restart, peers, eor, stale, synced, counters*; held while state is written
 	core         *nos.Core
 	ctx          context.Context // Start's context: lifetime of the speaker and loops
 	sp           *speaker
@@ -68,6 +68,7 @@ type Reconciler struct {
 	countersAt    time.Time
 	countersFrom  *speaker
 	countersStale bool
+	countersWake  bool         // a publication is due when the cache may be read again
 	lastPathAt    atomic.Int64 // Unix ns of the last received UPDATE's paths
 
 	flushWake chan struct{}
@@ -397,6 +398,10 @@ func (r *Reconciler) onPaths(rb *rib, paths []*apiutil.Path) {
 		r.log.Debug("bgp paths rejected", "count", n)
 	}
 	r.signalFlush()
+	// Prefix counts change with every UPDATE, whether or not the FIB does
+	// (a rejected path, one no VRF imports); the state loop publishes at
+	// most once per stateInterval however often it is woken.
+	r.signalState()
 }
 
 // onEor records an End-of-RIB marker; once every peer has sent one, the

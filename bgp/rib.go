@@ -55,9 +55,11 @@ type rib struct {
 	deleted  []vrfPrefix          // routes gone since the last flush
 	npaths   int
 
+	held      []int64           // per peer: stored paths
 	installed []int64           // per peer: paths imported into at least one VRF
 	rejected  []int64           // per peer: paths rejected since start
 	stale     []int             // per peer: paths kept from a session that went down
+	ignored   adjIn             // received paths not stored: rejected, or to our own endpoint
 	reasons   [numRejects]int64 // rejected paths by reason since start
 	rtbuf     []rt              // scratch for readPath
 }
@@ -71,6 +73,7 @@ func newRIB() *rib {
 		vrfsets:   [][]uint32{nil},
 		vrfsetIdx: map[string]uint32{"": 0},
 		prefixes:  map[prefixKey]uint32{},
+		ignored:   adjIn{paths: map[adjInKey]bool{}},
 	}
 }
 
@@ -82,9 +85,11 @@ func (r *rib) peer(a netip.Addr) uint32 {
 	i := uint32(len(r.peers))
 	r.peers = append(r.peers, a)
 	r.peerIdx[a] = i
+	r.held = append(r.held, 0)
 	r.installed = append(r.installed, 0)
 	r.rejected = append(r.rejected, 0)
 	r.stale = append(r.stale, 0)
+	r.ignored.count = append(r.ignored.count, 0)
 	return i
 }
 
@@ -108,6 +113,7 @@ func (r *rib) markStale(peer netip.Addr) {
 	if !ok {
 		return
 	}
+	r.ignored.markStale(pi)
 	for _, idx := range r.prefixes {
 		e := r.entry(idx)
 		for i := range e.len() {
@@ -125,7 +131,11 @@ func (r *rib) sweepStale(peer netip.Addr) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pi, ok := r.peerIdx[peer]
-	if !ok || r.stale[pi] == 0 {
+	if !ok {
+		return 0
+	}
+	r.ignored.sweepStale(pi)
+	if r.stale[pi] == 0 {
 		return 0
 	}
 	n := 0
@@ -213,7 +223,8 @@ func (r *rib) setEndpoint(a netip.Addr) {
 	for _, idx := range r.prefixes {
 		e := r.entry(idx)
 		for i := e.len() - 1; i >= 0; i-- {
-			if own[e.at(i).endpoint] {
+			if p := e.at(i); own[p.endpoint] {
+				r.ignored.add(e.prefix, p.pathID)
 				r.removeAt(idx, i)
 			}
 		}
@@ -296,8 +307,10 @@ func (r *rib) clearPaths() {
 	}
 	clear(r.prefixes)
 	r.entries, r.nentries, r.free, r.freeing, r.dirty = nil, 0, nil, nil, nil
+	clear(r.held)
 	clear(r.installed)
 	clear(r.stale)
+	r.ignored.clear()
 	r.npaths = 0
 }
 
@@ -320,6 +333,7 @@ func (r *rib) update(paths []*apiutil.Path) int {
 		id := pathID{rd: rcv.rd, peer: r.peer(rcv.peer), id: rcv.id}
 		if rcv.withdraw {
 			r.remove(pk, id)
+			r.ignored.remove(pk, id)
 			continue
 		}
 		if why != rejectNone {
@@ -327,13 +341,16 @@ func (r *rib) update(paths []*apiutil.Path) int {
 			r.reasons[why]++
 			r.rejected[id.peer]++
 			r.remove(pk, id)
+			r.ignored.add(pk, id)
 			continue
 		}
 		ep := v4of(rcv.endpoint)
 		if r.own[ep] {
 			r.remove(pk, id)
+			r.ignored.add(pk, id)
 			continue
 		}
+		r.ignored.remove(pk, id)
 		if p.PeerASN != r.localAS {
 			rcv.localPref = defaultLocalPref
 		}
@@ -368,6 +385,7 @@ func (r *rib) store(pk prefixKey, p storedPath) {
 	} else {
 		e.add(p)
 		r.npaths++
+		r.held[p.peer]++
 	}
 	if r.imports(p.learned) {
 		r.installed[p.peer]++
@@ -423,6 +441,7 @@ func (r *rib) removeAt(idx uint32, i int) {
 	}
 	e.remove(i)
 	r.npaths--
+	r.held[p.peer]--
 	r.relink(idx)
 	r.markDirty(idx)
 	if e.len() == 0 {
@@ -580,40 +599,4 @@ func (r *rib) has(key nos.RouteKey) bool {
 	}
 	_, ok = slices.BinarySearch(r.vrfsets[r.entry(idx).vrfset], vi)
 	return ok
-}
-
-// ribCounters is a snapshot of import's counters.
-type ribCounters struct {
-	installed map[netip.Addr]int64 // per peer
-	rejected  map[netip.Addr]int64 // per peer
-	reasons   map[string]int64
-	vrfRoutes map[string]int // per VRF
-	paths     int
-}
-
-func (r *rib) counters() ribCounters {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c := ribCounters{
-		installed: map[netip.Addr]int64{},
-		rejected:  map[netip.Addr]int64{},
-		reasons:   map[string]int64{},
-		vrfRoutes: map[string]int{},
-		paths:     r.npaths,
-	}
-	for i, a := range r.peers {
-		c.installed[a] = r.installed[i]
-		c.rejected[a] = r.rejected[i]
-	}
-	for why := rejectNoRT; why < numRejects; why++ {
-		if r.reasons[why] > 0 {
-			c.reasons[why.String()] = r.reasons[why]
-		}
-	}
-	for _, v := range r.vrfs {
-		if v.live {
-			c.vrfRoutes[v.name] = v.count
-		}
-	}
-	return c
 }

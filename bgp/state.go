@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -76,32 +78,72 @@ func (r *Reconciler) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Tim
 	r.signalState()
 }
 
+// stateRetries bounds how often a publication with a failed write is
+// retried (once per stateInterval) before waiting for the next change.
+const stateRetries = 3
+
 // stateLoop publishes state when something changed, at most once per
 // stateInterval. Between changes it keeps each established session's
-// uptime current, touching that leaf only.
+// uptime current, touching that leaf only. A publication that fails is
+// retried a few times; a failure is logged once, not at every attempt.
 func (r *Reconciler) stateLoop(ctx context.Context) {
 	tick := time.NewTicker(stateInterval)
 	defer tick.Stop()
+	uptimes := &failures{log: r.log, what: "publish bgp uptime"}
+	state := &failures{log: r.log, what: "publish bgp state"}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := r.publishUptimes(); err != nil && ctx.Err() == nil {
-				r.log.Warn("publish bgp uptime", "err", err)
+			if err := r.publishUptimes(); ctx.Err() == nil {
+				uptimes.note(err)
 			}
 			continue
 		case <-r.stateWake:
 		}
-		if err := r.publishState(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("publish bgp state", "err", err)
+		err := r.publishState(ctx)
+		if ctx.Err() != nil {
+			return
 		}
+		retry := state.note(err)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(stateInterval):
 		}
+		if retry {
+			r.signalState()
+		}
 	}
+}
+
+// failures logs the errors of a repeated job without flooding the log: an
+// error is logged once until the job succeeds again or fails differently.
+// A write the core refuses because its entry has just left the
+// configuration is expected in a race with a commit, and only debugged.
+type failures struct {
+	log  *slog.Logger
+	what string
+	last string // the error last logged
+	n    int    // consecutive failures
+}
+
+// note records the outcome of one run and reports whether to retry.
+func (f *failures) note(err error) bool {
+	if err == nil {
+		f.last, f.n = "", 0
+		return false
+	}
+	f.n++
+	switch msg := err.Error(); {
+	case errors.Is(err, nos.ErrNoConfig), msg == f.last:
+		f.log.Debug(f.what, "err", err, "attempt", f.n)
+	default:
+		f.last = msg
+		f.log.Warn(f.what, "err", err)
+	}
+	return f.n <= stateRetries
 }
 
 // publishUptimes writes the uptime of every established session. r.mu is
@@ -119,23 +161,28 @@ func (r *Reconciler) publishUptimes() error {
 		if _, ok := r.applied.neighbors[a]; !ok || p.state != bgp.BGP_FSM_ESTABLISHED {
 			continue
 		}
-		base := fmt.Sprintf("%s/neighbors/neighbor[neighbor-address=%s]", r.applied.bgpPath, a)
-		errs = append(errs, r.core.UpdateState(base+"/state", &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_State{
+		errs = append(errs, r.core.UpdateState(neighborPath(r.applied.bgpPath, a)+"/state", &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_State{
 			Uptime: ygot.Uint64(uint64(now.Sub(p.establishedAt) / time.Second)),
 		}))
 	}
 	return errors.Join(errs...)
 }
 
-// stateSnapshot is what publishState reads under r.mu.
+func neighborPath(bgpPath string, a netip.Addr) string {
+	return fmt.Sprintf("%s/neighbors/neighbor[neighbor-address=%s]", bgpPath, a)
+}
+
+// stateSnapshot is what publishState reads under r.mu: copies only, never
+// a map that Apply changes.
 type stateSnapshot struct {
 	core      *nos.Core
 	sp        *speaker
-	applied   *intent
-	exported  map[string]uint32
-	peers     map[netip.Addr]peerStatus
-	labels    map[string][]uint32
+	global    globalSpec
+	transit   bool
 	bgpPath   string
+	vrfs      []string
+	exported  map[string]uint32 // exported routes per VRF
+	peers     map[netip.Addr]peerStatus
 	neighbors map[netip.Addr]neighborSpec
 }
 
@@ -143,10 +190,18 @@ func (r *Reconciler) snapshot() stateSnapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := stateSnapshot{
-		core: r.core, sp: r.sp, applied: r.applied,
-		exported: map[string]uint32{}, peers: map[netip.Addr]peerStatus{}, labels: map[string][]uint32{},
+		core: r.core, sp: r.sp,
+		exported: map[string]uint32{}, peers: map[netip.Addr]peerStatus{},
 		neighbors: map[netip.Addr]neighborSpec{},
 	}
+	if r.applied == nil {
+		return s
+	}
+	s.global, s.transit, s.bgpPath = r.applied.global, r.applied.transit(), r.applied.bgpPath
+	for name := range r.applied.vrfs {
+		s.vrfs = append(s.vrfs, name)
+	}
+	sort.Strings(s.vrfs)
 	for k := range r.exported {
 		s.exported[k.vrf]++
 	}
@@ -156,69 +211,135 @@ func (r *Reconciler) snapshot() stateSnapshot {
 	for a, n := range r.applied.neighbors {
 		s.neighbors[a] = n
 	}
-	s.bgpPath = r.applied.bgpPath
 	return s
 }
 
-// publishState writes neighbor, global and VRF state into the tree.
+// stateWrite is one state update publishState makes, and the entry it
+// belongs to: a VRF, a neighbor or the speaker.
+type stateWrite struct {
+	path     string
+	st       ygot.GoStruct
+	vrf      string
+	neighbor netip.Addr
+}
+
+// publishState writes neighbor, global and VRF state into the tree. What
+// is slow (GoBGP's counters, the RIB's and the labels') is read without
+// r.mu; the writes are made under it, each only if its entry is still
+// applied, so a commit that deletes a VRF or a neighbor meanwhile (and
+// prunes its state once Apply returns) never gets that state back.
 func (r *Reconciler) publishState(ctx context.Context) error {
 	s := r.snapshot()
 	if s.core == nil {
 		return nil
 	}
 	rc := r.rib.counters()
-	var errs []error
+	labels := map[string][]uint32{}
 	for lbl, o := range s.core.Labels().All() {
 		if !o.Prefix.IsValid() {
-			s.labels[o.VRF] = append(s.labels[o.VRF], lbl)
+			labels[o.VRF] = append(labels[o.VRF], lbl)
 		}
 	}
-	for name := range s.applied.vrfs {
-		st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{
-			Exported: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Exported{
-				Routes: ygot.Uint32(s.exported[name]),
-			},
-			Imported: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Imported{
-				Routes: ygot.Uint32(uint32(rc.vrfRoutes[name])),
-			},
+	writes := vrfWrites(s, rc, labels)
+	var errs []error
+	if s.sp != nil && s.bgpPath != "" {
+		counters, err := r.gobgpCounters(ctx, s.sp, s.transit)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			writes = append(writes, speakerWrites(s, rc, counters, time.Now())...)
 		}
-		if l := s.labels[name]; len(l) > 0 {
-			sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-			st.Exported.Labels = l
+	}
+	return errors.Join(append(errs, r.write(s, writes))...)
+}
+
+// write makes the writes whose entry is still applied, with r.mu held.
+func (r *Reconciler) write(s stateSnapshot, writes []stateWrite) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.core != s.core || r.applied == nil {
+		return nil
+	}
+	var errs []error
+	for _, w := range writes {
+		switch {
+		case w.vrf != "":
+			if _, ok := r.applied.vrfs[w.vrf]; !ok {
+				continue
+			}
+		case r.sp != s.sp || r.applied.bgpPath != s.bgpPath:
+			continue
+		case w.neighbor.IsValid():
+			if _, ok := r.applied.neighbors[w.neighbor]; !ok {
+				continue
+			}
 		}
-		errs = append(errs, s.core.UpdateState(niPath(name)+"/state", st))
+		errs = append(errs, r.core.UpdateState(w.path, w.st))
 	}
-	if s.sp == nil || s.bgpPath == "" {
-		return errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+type (
+	niExportedT = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Exported
+	niImportedT = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Imported
+)
+
+// vrfWrites is the state of every VRF. BGP owns only the exported and
+// imported subtrees of a network instance's state (the rest belongs to the
+// dataplane), so it writes there and nowhere else.
+func vrfWrites(s stateSnapshot, rc ribCounters, labels map[string][]uint32) []stateWrite {
+	var out []stateWrite
+	for _, name := range s.vrfs {
+		base := niPath(name) + "/state"
+		e := &niExportedT{Routes: ygot.Uint32(s.exported[name])}
+		if l := labels[name]; len(l) > 0 {
+			slices.Sort(l)
+			e.Labels = l
+		}
+		out = append(out,
+			stateWrite{path: base + "/exported", st: e, vrf: name},
+			stateWrite{path: base + "/imported", st: &niImportedT{Routes: ygot.Uint32(uint32(rc.vrfRoutes[name]))}, vrf: name})
 	}
-	counters, err := r.gobgpCounters(ctx, s.sp, s.applied.transit())
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	g := s.applied.global
-	errs = append(errs, s.core.UpdateState(s.bgpPath+"/global/state", &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Global_State{
+	return out
+}
+
+// speakerWrites is the state of the speaker and of every neighbor.
+func speakerWrites(s stateSnapshot, rc ribCounters, counters map[netip.Addr]peerCounters, now time.Time) []stateWrite {
+	g := s.global
+	out := []stateWrite{{path: s.bgpPath + "/global/state", st: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Global_State{
 		As:            ygot.Uint32(g.as),
 		RouterId:      ygot.String(g.routerID.String()),
 		TotalPaths:    ygot.Uint32(uint32(rc.paths)),
 		TotalPrefixes: ygot.Uint32(uint32(sumRoutes(rc.vrfRoutes))),
-	}))
-	now := time.Now()
+	}}}
 	for addr, n := range s.neighbors {
-		errs = append(errs, r.publishNeighbor(s, addr, n, counters[addr], rc, now)...)
+		out = append(out, neighborWrites(s, addr, n, counters[addr], rc, now)...)
 	}
-	return errors.Join(errs...)
+	return out
 }
 
 // gobgpCounters returns GoBGP's per-peer counters, read again when they
 // are older than gobgpCountersInterval or a session changed state, and
 // paths have stopped arriving. While they arrive the cached counters are
-// returned and another publication is due once it is quiet. sent is
-// GoBGP's count only for a transit speaker (it costs a walk of the whole
-// table through the export policy); a host sends its own routes only.
+// returned and another publication is due once it is quiet; paths that
+// arrived after the last read bring another publication once the cache
+// is old enough to be read again, so the counters always catch up. sent
+// is GoBGP's count only for a transit speaker (it costs a walk of the
+// whole table through the export policy); a host sends its own routes
+// only.
 func (r *Reconciler) gobgpCounters(ctx context.Context, sp *speaker, transit bool) (map[netip.Addr]peerCounters, error) {
 	r.mu.Lock()
 	due := r.countersFrom != sp || time.Since(r.countersAt) >= gobgpCountersInterval || r.countersStale
-	cached := r.counters
+	cached, at := r.counters, r.countersAt
+	if !due && r.lastPathAt.Load() > at.UnixNano() && !r.countersWake {
+		r.countersWake = true
+		time.AfterFunc(time.Until(at.Add(gobgpCountersInterval)), func() {
+			r.mu.Lock()
+			r.countersWake = false
+			r.mu.Unlock()
+			r.signalState()
+		})
+	}
 	r.mu.Unlock()
 	if !due {
 		return cached, nil
@@ -245,8 +366,13 @@ func sumRoutes(m map[string]int) int {
 	return n
 }
 
-func (r *Reconciler) publishNeighbor(s stateSnapshot, addr netip.Addr, n neighborSpec, c peerCounters, rc ribCounters, now time.Time) []error {
-	base := fmt.Sprintf("%s/neighbors/neighbor[neighbor-address=%s]", s.bgpPath, addr)
+// neighborWrites is the state of one neighbor. received and installed
+// are import's own counts, exact at every publication: received is every
+// VPNv4 path the peer announces now (each RD and path identifier, rejected
+// ones and ones to our own endpoint included), installed those imported
+// into at least one VRF.
+func neighborWrites(s stateSnapshot, addr netip.Addr, n neighborSpec, c peerCounters, rc ribCounters, now time.Time) []stateWrite {
+	base := neighborPath(s.bgpPath, addr)
 	ps := s.peers[addr]
 	st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_State{
 		NeighborAddress:        ygot.String(addr.String()),
@@ -265,23 +391,23 @@ func (r *Reconciler) publishNeighbor(s stateSnapshot, addr netip.Addr, n neighbo
 			st.Uptime = ygot.Uint64(uint64(now.Sub(ps.establishedAt) / time.Second))
 		}
 	}
-	errs := []error{s.core.UpdateState(base+"/state", st)}
+	out := []stateWrite{{path: base + "/state", st: st, neighbor: addr}}
 	if ps.localAddress.IsValid() {
-		errs = append(errs, s.core.UpdateState(base+"/transport/state", &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_Transport_State{
+		out = append(out, stateWrite{path: base + "/transport/state", neighbor: addr, st: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_Transport_State{
 			LocalAddress: ygot.String(ps.localAddress.String()),
 			LocalPort:    ygot.Uint16(uint16(ps.localPort)),
 			RemotePort:   ygot.Uint16(uint16(ps.remotePort)),
-		}))
+		}})
 	}
-	errs = append(errs, s.core.UpdateState(base+"/graceful-restart/state", &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_GracefulRestart_State{
+	out = append(out, stateWrite{path: base + "/graceful-restart/state", neighbor: addr, st: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_GracefulRestart_State{
 		Enabled:         ygot.Bool(n.gr.enabled),
 		RestartTime:     ygot.Uint16(n.gr.restartTime),
 		StaleRoutesTime: ygot.Uint16(n.gr.staleRoutesTime),
 		PeerRestartTime: ygot.Uint16(uint16(c.peerRestartTime)),
-	}))
+	}})
 	if n.families&familyVPNv4 != 0 {
 		sent := uint32(c.sent)
-		if !s.applied.transit() {
+		if !s.transit {
 			sent = 0
 			if ps.state == bgp.BGP_FSM_ESTABLISHED {
 				for _, k := range s.exported {
@@ -289,18 +415,18 @@ func (r *Reconciler) publishNeighbor(s stateSnapshot, addr netip.Addr, n neighbo
 				}
 			}
 		}
-		errs = append(errs, s.core.UpdateState(base+"/afi-safis/afi-safi[afi-safi-name=L3VPN_IPV4_UNICAST]/state", &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_AfiSafis_AfiSafi_State{
+		out = append(out, stateWrite{path: base + "/afi-safis/afi-safi[afi-safi-name=L3VPN_IPV4_UNICAST]/state", neighbor: addr, st: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_AfiSafis_AfiSafi_State{
 			AfiSafiName: gen.IsthmusTypes_AfiSafiType_L3VPN_IPV4_UNICAST,
 			Enabled:     ygot.Bool(true),
 			Prefixes: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_AfiSafis_AfiSafi_State_Prefixes{
-				Received:  ygot.Uint32(uint32(c.received)),
+				Received:  ygot.Uint32(uint32(rc.received[addr])),
 				Sent:      ygot.Uint32(sent),
 				Installed: ygot.Uint32(uint32(rc.installed[addr])),
 				Rejected:  ygot.Uint32(uint32(rc.rejected[addr])),
 			},
-		}))
+		}})
 	}
-	return errs
+	return out
 }
 
 func sessionEnum(s bgp.FSMState) gen.E_IsthmusTypes_SessionState {

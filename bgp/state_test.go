@@ -3,8 +3,12 @@ package bgp
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/openconfig/ygot/ygot"
 
 	"github.com/isthmus-net/isthmus/gen"
 )
@@ -128,4 +132,42 @@ func (r *Reconciler) peerTransitions(addr string) uint64 {
 		}
 	}
 	panic(fmt.Sprintf("no peer %s", addr))
+}
+
+// TestVRFStateOwnership: BGP writes only the exported and imported
+// subtrees of a network instance's state; the config mirror, forwarding
+// and counters belong to the dataplane, and BGP leaves them alone.
+func TestVRFStateOwnership(t *testing.T) {
+	const a, b = "127.100.8.1", "127.100.8.2"
+	na, nb := startNode(t, loopbackConfig(a)), startNode(t, loopbackConfig(b))
+	red := func(rd, pool string, pods ...string) []vrfConf {
+		return []vrfConf{{name: "red", rd: rd, imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: pool, pods: pods}}
+	}
+	na.commit(hostConf{as: 65000, routerID: "10.0.8.1", endpoint: "192.0.2.81", vrfs: red("10.0.8.1:1", "10.8.1.0/24", "10.8.1.1", "10.8.1.2"),
+		neighbors: []nbrConf{{addr: b, as: 65000, local: a}}})
+	nb.commit(hostConf{as: 65000, routerID: "10.0.8.2", endpoint: "192.0.2.82", vrfs: red("10.0.8.2:1", "10.8.2.0/24", "10.8.2.1"),
+		neighbors: []nbrConf{{addr: a, as: 65000, local: b}}})
+	eventually(t, 30*time.Second, "red's counts on a", func() bool { l, r := na.vrfRoutes("red"); return l == 2 && r == 1 })
+
+	for _, w := range vrfWrites(na.bgp.snapshot(), na.bgp.rib.counters(), nil) {
+		if !strings.HasSuffix(w.path, "/state/exported") && !strings.HasSuffix(w.path, "/state/imported") {
+			t.Errorf("bgp writes %s, outside its subtrees", w.path)
+		}
+	}
+	lbl, err := na.core.Labels().VRF("red")
+	if err != nil {
+		t.Fatal(err)
+	}
+	na.core.Read(func(_, st *gen.Device) error {
+		s := *st.GetNetworkInstances().GetNetworkInstance("red").GetState()
+		if got := s.GetExported().GetLabels(); len(got) != 1 || got[0] != lbl {
+			t.Errorf("exported labels %v, want [%d]", got, lbl)
+		}
+		s.Exported, s.Imported = nil, nil
+		if !reflect.ValueOf(s).IsZero() {
+			j, _ := ygot.EmitJSON(&s, &ygot.EmitJSONConfig{Format: ygot.RFC7951, SkipValidation: true})
+			t.Errorf("red's state has leaves bgp does not own: %s", j)
+		}
+		return nil
+	})
 }
