@@ -9,7 +9,7 @@ GNMIC   := $(CURDIR)/tools/gnmic/gnmic
 # Privileged tests (namespaces, eBPF) run as root; CI is root.
 TEST_TIMEOUT ?= 28m
 
-.PHONY: all deps gen build gnmic test vet bench demo clean
+.PHONY: all deps gen build gnmic kube-bins test vet bench demo clean
 
 all: build
 
@@ -33,8 +33,12 @@ $(GNMIC): tools/gnmic/go.mod tools/gnmic/main.go
 vet:
 	$(GO) vet ./...
 
+## kube-bins: build (or reuse) etcd and kube-apiserver v1.37.2 for the controller tests, cached by tools/kube/go.sum
+kube-bins:
+	@tools/kube/build.sh >/dev/null
+
 ## test: install what tests need, then run every test (privileged ones need root)
-test: deps vet
+test: deps vet kube-bins
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## bench: run every benchmark once (results belong in docs/benchmarks.md)
