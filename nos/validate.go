@@ -89,7 +89,7 @@ func validateSemantics(old, d *gen.Device) error {
 			ps = append(ps, p)
 		}
 		pools[name] = ps
-		if err := validateServices(old, base, name, ni, ps); err != nil {
+		if err := validateServices(old, d, base, name, ni, ps); err != nil {
 			return err
 		}
 		for _, key := range sortedKeys(staticRoutes(ni)) {

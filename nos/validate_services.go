@@ -33,11 +33,13 @@ type serviceKey struct {
 
 // validateServices checks the services of one network instance: a virtual
 // address outside the VRF's pod pools, a protocol, a port in 1..65535, no
-// two services on one address, protocol and port, and backends that are pod
-// addresses of the VRF with a port in 1..65535. pools are the VRF's address
-// pools; old is the running configuration, so that of two conflicting
-// services the one the change touched is named.
-func validateServices(old *gen.Device, base, vrf string, ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance, pools []netip.Prefix) error {
+// two services on one address, protocol and port, and backends with a port
+// in 1..65535 whose address is in the VRF: inside one of its pools here, or
+// else (a pod of the VRF on another host, whose pool this host does not
+// hold) inside no pool of another VRF of this host. pools are the VRF's
+// address pools; old is the running configuration, so that of two
+// conflicting services the one the change touched is named.
+func validateServices(old, d *gen.Device, base, vrf string, ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance, pools []netip.Prefix) error {
 	svcs := Services(ni)
 	if len(svcs) == 0 {
 		return nil
@@ -83,14 +85,14 @@ func validateServices(old *gen.Device, base, vrf string, ni *gen.IsthmusNetworkI
 			return invalidf(fmt.Sprintf("%s/services/service[name=%s]/config", base, name), "%s %s:%d is already the service %q", protocolName(key.proto), vip, key.port, other)
 		}
 		seen[key] = name
-		if err := validateBackends(path, vrf, svcs[name], pools); err != nil {
+		if err := validateBackends(path, vrf, svcs[name], pools, otherPools(d, vrf)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func validateBackends(path, vrf string, svc *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service, pools []netip.Prefix) error {
+func validateBackends(path, vrf string, svc *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service, pools []netip.Prefix, others map[string][]netip.Prefix) error {
 	bes := Backends(svc)
 	keys := make([]gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Backends_Backend_Key, 0, len(bes))
 	for k := range bes {
@@ -113,7 +115,13 @@ func validateBackends(path, vrf string, svc *gen.IsthmusNetworkInstance_NetworkI
 			inPool = inPool || p.Contains(a)
 		}
 		if !inPool {
-			return invalidf(bpath+"/config/address", "%s is in no address pool of network instance %q", a, vrf)
+			for _, other := range sortedKeys(others) {
+				for _, p := range others[other] {
+					if p.Contains(a) {
+						return invalidf(bpath+"/config/address", "%s is outside network instance %q: it is in pool %s of network instance %q", a, vrf, p, other)
+					}
+				}
+			}
 		}
 		if k.Port == 0 {
 			return invalidf(bpath+"/config/port", "a backend port must be in 1..65535")
@@ -124,6 +132,23 @@ func validateBackends(path, vrf string, svc *gen.IsthmusNetworkInstance_NetworkI
 		}
 	}
 	return nil
+}
+
+// otherPools returns the address pools of every network instance of d
+// other than vrf (unchecked: the caller validates each instance's own).
+func otherPools(d *gen.Device, vrf string) map[string][]netip.Prefix {
+	out := map[string][]netip.Prefix{}
+	for name, ni := range NetworkInstances(d) {
+		if name == vrf {
+			continue
+		}
+		for key := range addressPools(ni) {
+			if p, err := netip.ParsePrefix(key); err == nil {
+				out[name] = append(out[name], p.Masked())
+			}
+		}
+	}
+	return out
 }
 
 func protocolName(p gen.E_IsthmusNetworkInstance_ServiceProtocol) string {

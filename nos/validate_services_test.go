@@ -80,9 +80,16 @@ func TestValidateServices(t *testing.T) {
 		{name: "duplicate vip port protocol both new", edit: func(d *gen.Device) {
 			addService(red1(d), "zzz", "10.96.0.10", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 80)
 		}, wantPath: red + "/services/service[name=zzz]/config", wantText: `already the service "web"`},
-		{name: "backend outside the vrf", edit: func(d *gen.Device) {
+		{name: "backend in another vrf's pool", edit: func(d *gen.Device) {
+			blue := d.NetworkInstances.GetOrCreateNetworkInstance("blue")
+			c := blue.GetOrCreateConfig()
+			c.Name, c.Type, c.RouteDistinguisher = ygot.String("blue"), gen.IsthmusTypes_NetworkInstanceType_L3VRF, ygot.String("65000:2")
+			blue.GetOrCreateAddressPools().GetOrCreateAddressPool("10.2.0.0/24").GetOrCreateConfig().Prefix = ygot.String("10.2.0.0/24")
 			addBackend(red1(d), "web", "10.2.0.9", 8080)
-		}, wantPath: web + "/backends/backend[address=10.2.0.9][port=8080]/config/address", wantText: `in no address pool of network instance "red"`},
+		}, wantPath: web + "/backends/backend[address=10.2.0.9][port=8080]/config/address", wantText: `outside network instance "red": it is in pool 10.2.0.0/24 of network instance "blue"`},
+		{name: "backend on another host (outside this host's pools)", edit: func(d *gen.Device) {
+			addBackend(red1(d), "web", "10.3.0.9", 8080)
+		}},
 		{name: "backend port 0", edit: func(d *gen.Device) {
 			addBackend(red1(d), "web", "10.1.0.4", 0)
 		}, wantPath: web + "/backends/backend[address=10.1.0.4][port=0]/config/port", wantText: "1..65535"},
