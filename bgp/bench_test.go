@@ -34,7 +34,7 @@ func receiveRoutes(b testing.TB, n int) [][]byte {
 func gobgpReceive(b *testing.B, msgs [][]byte, count, port int, watch bool) (time.Duration, float64) {
 	const us, peer = "127.100.9.1", "127.100.9.2"
 	fp := newFakePeer(b, peer, port, 65099)
-	srv := server.NewBgpServer(server.LoggerOption(gobgpLogger(testLogger(b)), nil))
+	srv := server.NewBgpServer(server.LoggerOption(gobgpLogger(testLogger(b), nil), nil))
 	go srv.Serve()
 	defer srv.Stop()
 	ctx := context.Background()

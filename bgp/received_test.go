@@ -24,7 +24,7 @@ type gobgpPeer struct {
 // session from neighbor.
 func newGoBGPPeer(t *testing.T, addr string, port int32, as uint32, neighbor string) *gobgpPeer {
 	t.Helper()
-	srv := server.NewBgpServer(server.LoggerOption(gobgpLogger(testLogger(t)), nil))
+	srv := server.NewBgpServer(server.LoggerOption(gobgpLogger(testLogger(t), nil), nil))
 	go srv.Serve()
 	t.Cleanup(srv.Stop)
 	ctx := context.Background()

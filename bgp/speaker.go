@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
@@ -16,8 +17,11 @@ import (
 // speaker is one running GoBGP server and the watch on it. It is created
 // when BGP is configured and replaced when the AS or router ID changes.
 type speaker struct {
-	srv    *server.BgpServer
-	cancel context.CancelFunc // ends the event watch
+	srv      *server.BgpServer
+	cancel   context.CancelFunc // ends the event watch
+	grpcAddr string             // GoBGP's gRPC API, empty for none
+	// stopped is set once GoBGP's BGP side has stopped (see stop).
+	stopped *atomic.Bool
 }
 
 // startSpeaker starts GoBGP with the global settings, defines the export
@@ -29,13 +33,22 @@ type speaker struct {
 // it costs an event, a map and four cloned slices per path on GoBGP's main
 // loop; the Adj-RIB-In watch costs one event per UPDATE.
 func startSpeaker(ctx context.Context, log *slog.Logger, lvl *slog.LevelVar, g globalSpec, grpcAddr string, transit bool, cb server.WatchEventMessageCallbacks) (*speaker, error) {
-	opts := []server.ServerOption{server.LoggerOption(gobgpLogger(log), lvl)}
+	stopped := &atomic.Bool{}
+	opts := []server.ServerOption{server.LoggerOption(gobgpLogger(log, stopped), lvl)}
 	if grpcAddr != "" {
+		if err := checkAPIFree(grpcAddr); err != nil {
+			return nil, err
+		}
 		opts = append(opts, server.GrpcListenAddress(grpcAddr))
 	}
 	srv := server.NewBgpServer(opts...)
 	go srv.Serve()
-	sp := &speaker{srv: srv, cancel: func() {}}
+	sp := &speaker{srv: srv, cancel: func() {}, grpcAddr: grpcAddr, stopped: stopped}
+	if grpcAddr != "" {
+		if err := waitAPI(ctx, grpcAddr, true); err != nil {
+			return nil, errors.Join(err, sp.stop(false))
+		}
+	}
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: globalToAPI(g)}); err != nil {
 		err = fmt.Errorf("start bgp as %d router-id %s: %w", g.as, g.routerID, err)
 		return nil, errors.Join(err, sp.stop(false))
@@ -66,15 +79,26 @@ func (sp *speaker) setTransit(ctx context.Context, transit bool) error {
 	return nil
 }
 
-// stop stops the watch and GoBGP. With graceful, sessions to peers that
-// negotiated graceful restart are closed without a NOTIFICATION, so the
-// peers keep our routes until we are back (RFC 4724).
+// stop stops the watch and all of GoBGP: sessions, listeners, its BFD
+// loop and its gRPC API, so that a new speaker can bind the same ports at
+// once. With graceful, sessions to peers that negotiated graceful restart
+// are closed without a NOTIFICATION, so the peers keep our routes until
+// we are back (RFC 4724).
 func (sp *speaker) stop(graceful bool) error {
 	sp.cancel()
+	var errs []error
 	if err := sp.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: graceful}); err != nil {
-		return fmt.Errorf("stop bgp speaker: %w", err)
+		errs = append(errs, fmt.Errorf("stop bgp speaker: %w", err))
 	}
-	return nil
+	// StopBgp leaves the BFD loop and the gRPC API running; Stop ends them.
+	// Its own StopBgp then finds BGP stopped, which it logs as an error:
+	// the logger drops that one message once stopped is set.
+	sp.stopped.Store(true)
+	sp.srv.Stop()
+	if sp.grpcAddr != "" {
+		errs = append(errs, waitAPI(context.Background(), sp.grpcAddr, false))
+	}
+	return errors.Join(errs...)
 }
 
 // addPeer, updatePeer and deletePeer change one session.
