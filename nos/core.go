@@ -261,9 +261,15 @@ func (c *Core) Commit(ctx context.Context, who string, edit func(candidate *gen.
 	return c.commitLocked(ctx, who, old, cand)
 }
 
-// commitLocked validates, applies, persists and swaps in cand; commitMu is held.
+// commitLocked validates, applies, persists and swaps in cand; commitMu
+// is held. A candidate equal to the running configuration is no commit:
+// it returns the running revision.
 func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Device) (uint64, error) {
 	ch := computeDelta(old, cand)
+	if ch.empty() {
+		// Nothing changes: no revision, no reconciler work.
+		return c.Revision(), nil
+	}
 	if err := c.validate(old, cand, ch); err != nil {
 		return 0, err
 	}
@@ -315,7 +321,7 @@ func (c *Core) validate(old, cand *gen.Device, ch delta) error {
 	// ygot resolves every leafref against the whole tree (quadratic in
 	// list sizes); validateSemantics checks the same references by key.
 	if err := touched.ΛValidate(&ytypes.LeafrefOptions{IgnoreMissingData: true}); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %s", ErrInvalid, schemaProblem(err))
 	}
 	if err := checkKeys(touched); err != nil {
 		return err

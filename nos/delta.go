@@ -20,15 +20,32 @@ import (
 type delta struct {
 	nis, ifs, acls []string // keys of entries added or changed, sorted
 	tunnel         bool     // the tunnel container changed
+	removed        bool     // some entry of old is not in cand
 }
 
 func computeDelta(old, cand *gen.Device) delta {
 	return delta{
-		nis:    changedKeys(NetworkInstances(old), NetworkInstances(cand)),
-		ifs:    changedKeys(Interfaces(old), Interfaces(cand)),
-		acls:   changedKeys(aclSets(old), aclSets(cand)),
-		tunnel: !reflect.DeepEqual(old.GetTunnel(), cand.GetTunnel()),
+		nis:     changedKeys(NetworkInstances(old), NetworkInstances(cand)),
+		ifs:     changedKeys(Interfaces(old), Interfaces(cand)),
+		acls:    changedKeys(aclSets(old), aclSets(cand)),
+		tunnel:  !reflect.DeepEqual(old.GetTunnel(), cand.GetTunnel()),
+		removed: anyRemoved(NetworkInstances(old), NetworkInstances(cand)) || anyRemoved(Interfaces(old), Interfaces(cand)) || anyRemoved(aclSets(old), aclSets(cand)),
 	}
+}
+
+// anyRemoved reports whether a key of old is missing from cand.
+func anyRemoved[E any](old, cand map[string]E) bool {
+	for k := range old {
+		if _, ok := cand[k]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// empty reports whether nothing changed.
+func (d delta) empty() bool {
+	return len(d.nis) == 0 && len(d.ifs) == 0 && len(d.acls) == 0 && !d.tunnel && !d.removed
 }
 
 // changedKeys returns the keys of cand whose entries are new or differ.

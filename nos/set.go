@@ -44,7 +44,7 @@ func (c *Core) edit(cand *gen.Device, req *gpb.SetRequest) error {
 		if err != nil {
 			return err
 		}
-		if err := c.deleteNode(cand, full, true); err != nil {
+		if err := c.deleteNode(cand, full); err != nil {
 			return err
 		}
 	}
@@ -53,7 +53,7 @@ func (c *Core) edit(cand *gen.Device, req *gpb.SetRequest) error {
 		if err != nil {
 			return err
 		}
-		if err := c.deleteNode(cand, full, false); err != nil {
+		if err := c.deleteNode(cand, full); err != nil {
 			return err
 		}
 		if err := c.setNode(cand, full, u.GetVal()); err != nil {
@@ -97,29 +97,33 @@ func pathString(p *gpb.Path) string {
 }
 
 // checkWritable resolves p in the schema and refuses paths that do not
-// exist or are read-only state.
-func (c *Core) checkWritable(p *gpb.Path) error {
+// exist or are read-only state. It returns the schema node at p.
+func (c *Core) checkWritable(p *gpb.Path) (*yang.Entry, error) {
 	e := c.schema
 	for _, el := range p.GetElem() {
 		next := e.Dir[el.GetName()]
 		if next == nil {
-			return invalidf(pathString(p), "unknown element %q under %s", el.GetName(), schemaName(e))
+			return nil, invalidf(pathString(p), "unknown element %q under %s", clip(el.GetName()), schemaName(e))
 		}
 		e = next
 		if e.IsList() {
-			for k := range el.GetKey() {
-				if e.Dir[k] == nil {
-					return invalidf(pathString(p), "list %s has no key %q (its key is %q)", e.Name, k, e.Key)
+			for k, v := range el.GetKey() {
+				leaf := e.Dir[k]
+				if leaf == nil {
+					return nil, invalidf(pathString(p), "list %s has no key %q (its key is %q)", e.Name, clip(k), e.Key)
+				}
+				if reason := leafProblem(leaf, leaf.Type, keyValue(leaf, v)); reason != "" {
+					return nil, invalidf(pathString(p), "key %s of %s: %s", k, e.Name, reason)
 				}
 			}
 		} else if len(el.GetKey()) > 0 {
-			return invalidf(pathString(p), "%s is not a list and takes no keys", e.Name)
+			return nil, invalidf(pathString(p), "%s is not a list and takes no keys", e.Name)
 		}
 	}
 	if e.ReadOnly() {
-		return invalidf(pathString(p), "%s is state (config false) and cannot be set", schemaName(e))
+		return nil, invalidf(pathString(p), "%s is read-only state (config false) and cannot be set", schemaName(e))
 	}
-	return nil
+	return e, nil
 }
 
 func schemaName(e *yang.Entry) string {
@@ -129,67 +133,52 @@ func schemaName(e *yang.Entry) string {
 	return e.Name
 }
 
-// deleteNode removes p from cand. With mustExist, deleting something that
-// is not there is an error.
-func (c *Core) deleteNode(cand *gen.Device, p *gpb.Path, mustExist bool) error {
-	if err := c.checkWritable(p); err != nil {
+// deleteNode removes p from cand. Deleting what is not there is no error
+// (gNMI specification 3.4.6): the path must only be in the schema and be
+// configuration.
+func (c *Core) deleteNode(cand *gen.Device, p *gpb.Path) error {
+	if _, err := c.checkWritable(p); err != nil {
 		return err
 	}
 	if len(p.GetElem()) == 0 {
 		*cand = gen.Device{}
 		return nil
 	}
-	if mustExist {
-		nodes, err := ytypes.GetNode(c.schema, cand, p, &ytypes.GetPartialKeyMatch{})
-		if err != nil || len(nodes) == 0 || util.IsValueNil(nodes[0].Data) {
-			return notFoundf(pathString(p), "nothing to delete")
-		}
-	}
 	if err := ytypes.DeleteNode(c.schema, cand, p); err != nil {
-		return invalidf(pathString(p), "delete: %v", err)
+		return invalidf(pathString(p), "delete: %s", schemaProblem(err))
 	}
 	return nil
 }
 
-// setNode merges val into cand at p.
+// setNode merges val into cand at p, after checking val against the
+// schema (checkJSONValue, checkScalar).
 func (c *Core) setNode(cand *gen.Device, p *gpb.Path, val *gpb.TypedValue) error {
-	if err := c.checkWritable(p); err != nil {
+	e, err := c.checkWritable(p)
+	if err != nil {
 		return err
 	}
-	if val == nil {
+	if val == nil || val.GetValue() == nil {
 		return invalidf(pathString(p), "no value")
 	}
+	js := val.GetJsonIetfVal()
+	if js == nil {
+		js = val.GetJsonVal()
+	}
+	if js != nil {
+		if err := checkJSONValue(pathString(p), e, js); err != nil {
+			return err
+		}
+	} else if val, err = checkScalar(pathString(p), e, val); err != nil {
+		return err
+	}
 	if len(p.GetElem()) == 0 {
-		js := val.GetJsonIetfVal()
-		if js == nil {
-			js = val.GetJsonVal()
-		}
-		if js == nil {
-			return invalidf("/", "the root takes a JSON or JSON_IETF value")
-		}
 		if err := gen.Unmarshal(js, cand); err != nil {
-			return invalidf("/", "%v", err)
-		}
-		if err := ygot.PruneConfigFalse(c.schema, cand); err != nil {
-			return invalidf("/", "prune state: %v", err)
+			return invalidf("/", "%s", schemaProblem(err))
 		}
 		return nil
 	}
 	if err := ytypes.SetNode(c.schema, cand, p, val, &ytypes.InitMissingElements{}); err != nil {
-		return invalidf(pathString(p), "%v", err)
-	}
-	if val.GetJsonIetfVal() == nil && val.GetJsonVal() == nil {
-		return nil
-	}
-	// A JSON value may carry state containers: they are not config.
-	nodes, err := ytypes.GetNode(c.schema, cand, p)
-	if err != nil || len(nodes) != 1 {
-		return invalidf(pathString(p), "read back: %v", err)
-	}
-	if gs, ok := nodes[0].Data.(ygot.GoStruct); ok {
-		if err := ygot.PruneConfigFalse(nodes[0].Schema, gs); err != nil {
-			return invalidf(pathString(p), "prune state: %v", err)
-		}
+		return invalidf(pathString(p), "%s", schemaProblem(err))
 	}
 	return nil
 }

@@ -104,11 +104,11 @@ func validateSemantics(old, d *gen.Device) error {
 			if ifname == "" {
 				return invalidf(path+"/config/interface", "a static route needs the interface that reaches it")
 			}
+			// A pod interface that is not attached yet is not configured
+			// yet: the route waits for it and becomes active when it
+			// appears. One that exists must be in this VRF.
 			intf := Interfaces(d)[ifname]
-			if intf == nil {
-				return invalidf(path+"/config/interface", "interface %q does not exist", ifname)
-			}
-			if intf.GetConfig().GetNetworkInstance() != name {
+			if intf != nil && intf.GetConfig().GetNetworkInstance() != name {
 				return invalidf(path+"/config/interface", "interface %q is not in network instance %q", ifname, name)
 			}
 		}
@@ -122,7 +122,43 @@ func validateSemantics(old, d *gen.Device) error {
 	if err := validateInterfaces(d, pools); err != nil {
 		return err
 	}
+	if err := validateACLs(d); err != nil {
+		return err
+	}
 	return validateTunnel(d)
+}
+
+// validateACLs checks the addresses of ACL entries as pools and routes
+// are checked: a prefix with host bits set (10.0.0.1/24) is a mistake,
+// not a match on 10.0.0.0/24.
+func validateACLs(d *gen.Device) error {
+	for _, name := range sortedKeys(aclSets(d)) {
+		var entries map[uint32]*gen.IsthmusAcl_Acl_AclSets_AclSet_AclEntries_AclEntry
+		if es := aclSets(d)[name].GetAclEntries(); es != nil {
+			entries = es.AclEntry
+		}
+		seqs := make([]uint32, 0, len(entries))
+		for seq := range entries {
+			seqs = append(seqs, seq)
+		}
+		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+		for _, seq := range seqs {
+			cfg := entries[seq].GetConfig()
+			base := fmt.Sprintf("/acl/acl-sets/acl-set[name=%s]/acl-entries/acl-entry[sequence-id=%d]/config", name, seq)
+			for _, leaf := range []struct {
+				name string
+				val  *string
+			}{{"source-address", cfg.SourceAddress}, {"destination-address", cfg.DestinationAddress}} {
+				if leaf.val == nil {
+					continue
+				}
+				if p, err := netip.ParsePrefix(*leaf.val); err != nil || p != p.Masked() {
+					return invalidf(base+"/"+leaf.name, "%q is not a network prefix (host bits must be zero)", *leaf.val)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func validateProtocols(base string, ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance) error {
