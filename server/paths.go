@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -28,14 +29,21 @@ var modelNames = func() map[string]bool {
 	return m
 }()
 
-// pathString renders p for messages; the root is "/".
+// pathString renders p for messages; the root is "/". Key values longer
+// than 100 bytes are cut short: a message never echoes a whole bad value.
 func pathString(p *gpb.Path) string {
 	s, err := ygot.PathToString(p)
 	if err != nil || s == "" {
 		return "/"
 	}
+	if len(s) > 100 {
+		s = longKey.ReplaceAllString(s, "=$1…]")
+	}
 	return s
 }
+
+// longKey matches a list key value of more than 100 bytes in a path.
+var longKey = regexp.MustCompile(`=([^\]]{100})[^\]]+\]`)
 
 // checkTarget accepts an empty target or the core's own.
 func (s *Server) checkTarget(prefix *gpb.Path) error {
