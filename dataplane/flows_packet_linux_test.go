@@ -189,3 +189,38 @@ func TestFlowTableFullAndExpiry(t *testing.T) {
 		t.Errorf("flows after expiry %+v, want only the established one from port 40001", flows)
 	}
 }
+
+// TestServicesAdoptedAfterRestart: a new process adopts the pinned
+// services and flows: an existing flow keeps its backend, and the
+// services keep their slots (and counters) when set again.
+func TestServicesAdoptedAfterRestart(t *testing.T) {
+	e := serviceEnv(t, backend(far1, 8080, false), backend(far2, 8080, false), backend(far3, 8080, false))
+	before := map[uint16]netip.Addr{}
+	for i := uint16(0); i < 50; i++ {
+		before[20000+i] = backendOf(t, e, 20000+i)
+	}
+	total, _, err := e.d.ServiceStats(webKey)
+	must(t, err)
+	d2, err := Open(Config{BPFFS: e.d.Dir(), Logger: quiet})
+	must(t, err)
+	t.Cleanup(func() { d2.Close() })
+	must(t, e.d.Close())
+	e.d = d2
+	keys, err := d2.ServiceKeys()
+	must(t, err)
+	if len(keys) != 1 || keys[0] != webKey {
+		t.Fatalf("adopted services %v, want %v", keys, webKey)
+	}
+	must(t, d2.SetServices([]Service{{ServiceKey: webKey, Backends: []Backend{
+		backend(far1, 8080, false), backend(far2, 8080, false), backend(far3, 8080, false), backend(far4, 8080, false)}}}))
+	for sport, b := range before {
+		if got := backendOf(t, e, sport); got != b {
+			t.Fatalf("after a restart, flow from port %d moved from %v to %v", sport, b, got)
+		}
+	}
+	after, _, err := d2.ServiceStats(webKey)
+	must(t, err)
+	if after.Flows != total.Flows || after.Packets != total.Packets+50 {
+		t.Errorf("counters after restart %+v, before %+v: want the same flows and 50 more packets", after, total)
+	}
+}
