@@ -14,7 +14,7 @@ import (
 
 // blueEnv is a packetEnv with a second VRF, blue: pod3 (a veth) with the
 // per-interface label 2000. No endpoint may send into blue yet.
-func blueEnv(t *testing.T) (*packetEnv, int) {
+func blueEnv(t testing.TB) (*packetEnv, int) {
 	e := newPacketEnv(t)
 	pod3 := addVeth(t, "pod3", "pod3p", mustMAC("0a:00:00:00:03:01"), mustMAC("0a:00:00:00:03:02"))
 	must(t, e.d.AttachInterface(Interface{Index: pod3.Index, VRF: "blue", PeerMAC: mustMAC("0a:00:00:00:03:02")}))

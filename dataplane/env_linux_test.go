@@ -3,6 +3,7 @@ package dataplane
 import (
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"testing"
 
@@ -27,6 +28,13 @@ func isolate(t testing.TB) {
 	runtime.LockOSThread()
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		t.Fatalf("unshare netns: %v", err)
+	}
+	// IPv4 only: no IPv6 neighbor discovery from the test's veths reaches
+	// the programs and bumps their counters behind the test's back.
+	for _, c := range []string{"all", "default"} {
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+c+"/disable_ipv6", []byte("1"), 0o644); err != nil {
+			t.Fatalf("disable ipv6: %v", err)
+		}
 	}
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
