@@ -199,9 +199,9 @@ func TestTunnelCountersPublished(t *testing.T) {
 	redLabel, err := h.core.Labels().VRF("red")
 	must(t, err)
 	inner := ip4{src: netip.MustParseAddr("10.2.0.9"), dst: h.pod.addr, proto: 17, ttl: 64}.packet(udp(4000, 7777, nil))
-	h.sendTunnel(t, 4, cat(lse(1<<19+7, true, 64), inner)) // a label nobody allocated
+	h.sendTunnel(t, 4, cat(lse(1<<19+7, true, 64), inner))   // a label nobody allocated
 	h.sendTunnel(t, 5, cat(lse(redLabel, false, 64), inner)) // no bottom of stack
-	h.sendTunnel(t, 6, []byte{0, 1})                        // truncated label
+	h.sendTunnel(t, 6, []byte{0, 1})                         // truncated label
 	// From an address that is no endpoint at all.
 	h.attacker.ip(t, "addr", "add", "192.0.2.99/24", "dev", "ul")
 	err = h.attacker.do(func() error {
