@@ -79,7 +79,7 @@ func intentOf(d *gen.Device, loc local) (*intent, error) {
 		if ni.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
 			continue
 		}
-		v, err := vrfOf(name, ni)
+		v, err := vrfOf(name, ni, d)
 		if err != nil {
 			return nil, err
 		}
@@ -231,8 +231,9 @@ func orDefault[T ~uint8 | ~uint16](v *T, def T) uint16 {
 	return uint16(*v)
 }
 
-// vrfOf translates one L3VRF.
-func vrfOf(name string, ni *niT) (vrfSpec, error) {
+// vrfOf translates one L3VRF. d is the whole tree: a static route counts
+// only while its interface is attached (see attached).
+func vrfOf(name string, ni *niT, d *gen.Device) (vrfSpec, error) {
 	c := ni.GetConfig()
 	v := vrfSpec{name: name, encap: nos.EncapMPLSoUDP}
 	var err error
@@ -260,14 +261,29 @@ func vrfOf(name string, ni *niT) (vrfSpec, error) {
 	if ni.StaticRoutes != nil {
 		statics = ni.StaticRoutes.Static
 	}
-	for key := range statics {
+	for key, st := range statics {
 		p, err := netip.ParsePrefix(key)
 		if err != nil || !p.Addr().Is4() {
 			return v, invalid(fmt.Sprintf("%s/static-routes/static[prefix=%s]", niPath(name), key), "not an IPv4 prefix")
 		}
-		v.routes = append(v.routes, p.Masked())
+		if attached(d, name, st.GetConfig().GetInterface()) {
+			v.routes = append(v.routes, p.Masked())
+		}
 	}
 	return v, nil
+}
+
+// attached reports whether a static route's interface can carry it: it is
+// configured under /interfaces (a pod interface is, from the moment the
+// pod attaches), in the route's VRF, and not disabled. A static route may
+// name a pod interface that is not attached yet: it is exported once the
+// interface appears, and withdrawn when the interface goes.
+func attached(d *gen.Device, vrf, ifname string) bool {
+	if ifname == "" || d.Interfaces == nil {
+		return false
+	}
+	c := d.Interfaces.Interface[ifname].GetConfig()
+	return c != nil && c.GetNetworkInstance() == vrf && (c.Enabled == nil || *c.Enabled)
 }
 
 func parseRTs(ss []string) ([]rt, error) {
