@@ -62,6 +62,15 @@ func exportRoutes(in *intent, label labelFunc) (map[exportKey]exportRoute, error
 				nexthop: in.endpoint,
 			}
 		}
+		// Service addresses carry the VRF label whatever the mode: the
+		// receiving forwarder picks a local backend (services.go).
+		for _, p := range v.services {
+			lbl, err := label(v.name, labelPerVRF, p)
+			if err != nil {
+				return nil, fmt.Errorf("label for service %s in vrf %q: %w", p, v.name, err)
+			}
+			out[exportKey{v.name, p}] = exportRoute{rd: v.rd, prefix: p, label: lbl, rts: v.exportRTs, encap: v.encap, nexthop: in.endpoint}
+		}
 	}
 	return out, nil
 }

@@ -168,6 +168,9 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 	if err != nil {
 		return err
 	}
+	if err := serviceRoutes(want, intended); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.core == nil {

@@ -126,4 +126,7 @@ type vrfSpec struct {
 	// routes are the local prefixes the VRF exports: pod /32s and static
 	// routes, sorted.
 	routes []netip.Prefix
+	// services are the service address /32s this host advertises with
+	// the VRF label (services.go), sorted.
+	services []netip.Prefix
 }

@@ -1,0 +1,77 @@
+package bgp
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
+)
+
+// Service addresses reach the data center as VPNv4 /32s: every host with
+// a serving backend of a service among its own pods advertises the
+// service's address with the VRF's route targets and the VRF's per-VRF
+// label (in either label mode). A packet that arrives with that label is
+// looked up in the VRF, where the forwarder translates it to one of the
+// host's local backends. When the host's last serving backend goes, the
+// route is withdrawn, and remote senders ECMP over the hosts left.
+
+// serviceRoutes sets, for every VRF of in, the service addresses this
+// host advertises (vrfSpec.services): those with at least one backend that
+// takes new flows and is a pod of this host in the VRF. A backend takes
+// new flows when it is ready or, while no backend of the service is ready,
+// when it is serving and terminating (as the forwarder chooses).
+func serviceRoutes(in *intent, d *gen.Device) error {
+	local := map[string]map[netip.Addr]bool{}
+	for _, ifc := range nos.Interfaces(d) {
+		c := ifc.GetConfig()
+		if c.GetType() != gen.IsthmusTypes_InterfaceType_POD || c.GetIpv4Address() == "" || (c.Enabled != nil && !*c.Enabled) {
+			continue
+		}
+		p, err := netip.ParsePrefix(c.GetIpv4Address())
+		if err != nil {
+			continue // the pod routes report it
+		}
+		vrf := c.GetNetworkInstance()
+		if local[vrf] == nil {
+			local[vrf] = map[netip.Addr]bool{}
+		}
+		local[vrf][p.Addr()] = true
+	}
+	for name, v := range in.vrfs {
+		v.services = nil
+		for svcName, svc := range nos.Services(nos.NetworkInstances(d)[name]) {
+			vip, err := netip.ParseAddr(svc.GetConfig().GetAddress())
+			if err != nil || !vip.Is4() {
+				return invalid(fmt.Sprintf("%s/services/service[name=%s]/config/address", niPath(name), svcName), "not an IPv4 address: %q", svc.GetConfig().GetAddress())
+			}
+			if servesLocally(svc, local[name]) {
+				v.services = append(v.services, netip.PrefixFrom(vip, 32))
+			}
+		}
+		slices.SortFunc(v.services, comparePrefix)
+		v.services = slices.Compact(v.services)
+		in.vrfs[name] = v
+	}
+	return nil
+}
+
+// servesLocally reports whether a backend that takes new flows is one of
+// the local addresses.
+func servesLocally(svc *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service, local map[netip.Addr]bool) bool {
+	anyReady, localReady, localFallback := false, false, false
+	for k, b := range nos.Backends(svc) {
+		c := b.GetConfig()
+		a, err := netip.ParseAddr(k.Address)
+		isLocal := err == nil && local[a]
+		switch {
+		case c.GetReady():
+			anyReady = true
+			localReady = localReady || isLocal
+		case c.GetServing() && c.GetTerminating():
+			localFallback = localFallback || isLocal
+		}
+	}
+	return localReady || (!anyReady && localFallback)
+}
