@@ -21,6 +21,10 @@ type intent struct {
 	VRFs      map[string]vrfIntent
 	Pods      map[string]podIntent // by interface name
 	Statics   map[RouteKey]string  // → interface name
+	// ServiceVRFs are the VRFs with services: the service addresses are
+	// advertised with the VRF label in either label mode, so it is
+	// programmed (services_intent.go).
+	ServiceVRFs map[string]bool
 }
 
 type vrfIntent struct {
@@ -112,6 +116,7 @@ func intentOf(d *gen.Device) (intent, error) {
 			mplsOverMPLS = true
 		}
 	}
+	in.ServiceVRFs = serviceVRFs(d, in.VRFs)
 	tc := tun.GetConfig()
 	if tc.GetSourceAddress() != "" && tc.GetUnderlayInterface() != "" {
 		src, err := netip.ParseAddr(tc.GetSourceAddress())
@@ -174,6 +179,9 @@ func (in intent) labelTargets() map[labelTarget]struct{} {
 		if !v.PerPrefix {
 			out[labelTarget{VRF: name}] = struct{}{}
 		}
+	}
+	for name := range in.ServiceVRFs {
+		out[labelTarget{VRF: name}] = struct{}{}
 	}
 	for ifname, p := range in.Pods {
 		if in.VRFs[p.VRF].PerPrefix && p.Prefix.IsValid() {

@@ -81,3 +81,17 @@ func servicesOf(d *gen.Device, pods map[string]podIntent) ([]namedService, error
 	})
 	return out, nil
 }
+
+// serviceVRFs returns the VRFs of vrfs that have services, nil for none.
+func serviceVRFs(d *gen.Device, vrfs map[string]vrfIntent) map[string]bool {
+	var out map[string]bool
+	for name := range vrfs {
+		if len(nos.Services(nos.NetworkInstances(d)[name])) > 0 {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[name] = true
+		}
+	}
+	return out
+}

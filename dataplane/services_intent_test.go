@@ -40,3 +40,27 @@ func TestServicesOf(t *testing.T) {
 		t.Errorf("servicesOf (-want +got):\n%s", diff)
 	}
 }
+
+// TestServiceVRFLabel: a per-prefix VRF with a service still has its VRF
+// label programmed, since the service address is advertised with it.
+func TestServiceVRFLabel(t *testing.T) {
+	d := &gen.Device{}
+	ni := d.GetOrCreateNetworkInstances().GetOrCreateNetworkInstance("red")
+	c := ni.GetOrCreateConfig()
+	c.Type, c.LabelAllocationMode = gen.IsthmusTypes_NetworkInstanceType_L3VRF, gen.IsthmusTypes_LabelAllocationMode_PER_PREFIX
+	in, err := intentOf(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := in.labelTargets()[labelTarget{VRF: "red"}]; ok {
+		t.Fatal("a per-prefix VRF without services has a VRF label")
+	}
+	sc := ni.GetOrCreateServices().GetOrCreateService("web").GetOrCreateConfig()
+	sc.Address, sc.Protocol, sc.Port = ygot.String("10.96.0.10"), gen.IsthmusNetworkInstance_ServiceProtocol_TCP, ygot.Uint16(80)
+	if in, err = intentOf(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := in.labelTargets()[labelTarget{VRF: "red"}]; !ok {
+		t.Error("a per-prefix VRF with a service has no VRF label")
+	}
+}
