@@ -14,7 +14,7 @@ import (
 	"github.com/isthmus-net/isthmus/gen"
 )
 
-func newTestCore(t *testing.T, dir string, recs ...Reconciler) *Core {
+func newTestCore(t testing.TB, dir string, recs ...Reconciler) *Core {
 	t.Helper()
 	st, err := OpenStore(dir)
 	if err != nil {
