@@ -1,0 +1,77 @@
+package kube_test
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/kube/apis/v1alpha1"
+)
+
+// TestNetworkLifecycle: a VirtualNetwork and a namespace labelled with it
+// become one VRF on each of three real isthmusd nodes (per-node RD, a
+// distinct block each, the route reflector as BGP neighbor) and status says
+// so; deleting the network keeps it on the nodes while a pod uses it, and
+// removes it everywhere once the pod is gone.
+func TestNetworkLifecycle(t *testing.T) {
+	e := newEnv(t, 3)
+	e.runController(e.config("a"))
+	e.mustCreateNetwork(network("red", 100, "65000:100", "10.1.0.0/16"))
+	e.createNamespace("shop", map[string]string{v1alpha1.NetworkLabel: "red"})
+
+	vrfs := e.waitVRF(e.nodes, "red", true, 30*time.Second)
+	var pools []string
+	for _, nd := range e.nodes {
+		v := vrfs[nd.Name]
+		if got, want := v.GetConfig().GetRouteDistinguisher(), fmt.Sprintf("%s:100", nd.Addr); got != want {
+			t.Errorf("%s: rd %s, want %s", nd.Name, got, want)
+		}
+		if v.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF ||
+			!slices.Equal(v.GetConfig().ImportRouteTarget, []string{"65000:100"}) ||
+			v.GetConfig().GetEncapsulation() != gen.IsthmusTypes_Encapsulation_MPLS_OVER_UDP {
+			t.Errorf("%s: vrf config %+v", nd.Name, v.GetConfig())
+		}
+		if v.AddressPools == nil || len(v.AddressPools.AddressPool) != 1 {
+			t.Fatalf("%s: pools %+v, want one", nd.Name, v.AddressPools)
+		}
+		for p := range v.AddressPools.AddressPool {
+			pp := netip.MustParsePrefix(p)
+			if pp.Bits() != 24 || !netip.MustParsePrefix("10.1.0.0/16").Contains(pp.Addr()) {
+				t.Errorf("%s: block %s not a /24 of 10.1.0.0/16", nd.Name, p)
+			}
+			pools = append(pools, p)
+		}
+		nis, err := nd.NetworkInstances()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nb := nis["default"].GetProtocols().GetProtocol(gen.IsthmusTypes_ProtocolType_BGP, "bgp").GetBgp().GetNeighbors().GetNeighbor("192.0.2.1")
+		if nb.GetConfig().GetPeerAs() != testAS {
+			t.Errorf("%s: route reflector neighbor %+v", nd.Name, nb.GetConfig())
+		}
+	}
+	slices.Sort(pools)
+	if len(slices.Compact(pools)) != 3 {
+		t.Errorf("blocks not distinct: %v", pools)
+	}
+	vn := e.waitCondition("red", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllNodesReady)
+	if vn.Status.ReadyNodes != 3 || vn.Status.Nodes != 3 || len(vn.Status.Blocks) != 3 || !slices.Equal(vn.Status.Namespaces, []string{"shop"}) {
+		t.Errorf("status %+v", vn.Status)
+	}
+
+	e.createPod("shop", "web", e.nodes[0].Name)
+	e.deleteNetwork("red")
+	e.waitCondition("red", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInUseDeleting)
+	e.waitVRF(e.nodes, "red", true, time.Second)
+
+	e.deletePod("shop", "web")
+	e.waitVRF(e.nodes, "red", false, 30*time.Second)
+	eventually(t, 20*time.Second, func() (bool, string) {
+		return e.network("red") == nil, "network red still exists (finalizer)"
+	})
+}
