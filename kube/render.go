@@ -104,10 +104,13 @@ func networkOf(cfg *Config, ns namespaceInfo) string {
 // caller persists them (status.blocks) before pushing them to nodes.
 func render(cfg *Config, s snapshot) plan {
 	p := plan{networks: map[string]*networkView{}, nodes: map[string]nodeIntent{}}
-	// Oldest first: an older network keeps what a newer one conflicts with.
+	// Networks already accepted first, then oldest first: a network keeps
+	// what a newer one conflicts with (creation times have whole seconds,
+	// so the status decides between two made in the same second).
 	nets := slices.Clone(s.networks)
 	slices.SortFunc(nets, func(a, b *v1alpha1.VirtualNetwork) int {
-		return cmp.Or(a.CreationTimestamp.Time.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Name, b.Name))
+		return cmp.Or(cmp.Compare(acceptedRank(a), acceptedRank(b)),
+			a.CreationTimestamp.Time.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Name, b.Name))
 	})
 	for _, vn := range nets {
 		p.networks[vn.Name] = &networkView{vn: vn, accepted: true, blocks: map[string]string{}}
@@ -303,4 +306,14 @@ func ipv4Uint(a netip.Addr) uint32 {
 
 func uint32IPv4(u uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)})
+}
+
+// acceptedRank is 0 for a network its status says is accepted, else 1.
+func acceptedRank(vn *v1alpha1.VirtualNetwork) int {
+	for _, c := range vn.Status.Conditions {
+		if c.Type == v1alpha1.ConditionAccepted && c.Status == "True" {
+			return 0
+		}
+	}
+	return 1
 }

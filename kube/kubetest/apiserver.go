@@ -72,7 +72,7 @@ func start(t testing.TB, name string, cmd *exec.Cmd) *process {
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
-			t.Logf("%s output (tail):\n%s", name, tail(p.output(), 4000))
+			t.Logf("%s output (tail):\n%s", name, tail(p.output(), 1500))
 		}
 	})
 	return p
