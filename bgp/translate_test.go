@@ -184,7 +184,7 @@ func ygotUint32(v uint32) *uint32 { return &v }
 
 func strPtr(s string) *string { return &s }
 
-func mustRT(t *testing.T, s string) rt {
+func mustRT(t testing.TB, s string) rt {
 	t.Helper()
 	v, err := parseRT(s)
 	if err != nil {
