@@ -123,12 +123,15 @@ func (c *Core) Start(ctx context.Context) error {
 	if c.enc, err = newConfigJSON(cfg); err != nil {
 		return fmt.Errorf("encode restored configuration: %w", err)
 	}
+	// The restored configuration is being applied from the moment the
+	// reconcilers start: state they publish for it is accepted.
+	c.setApplying(cfg)
 	for _, r := range c.recs {
 		if err := r.Start(ctx, c); err != nil {
+			c.abandon(cfg, &gen.Device{})
 			return fmt.Errorf("start reconciler %s: %w", r.ID(), err)
 		}
 	}
-	c.setApplying(cfg)
 	if err := c.applyAll(ctx, &gen.Device{}, cfg); err != nil {
 		c.abandon(cfg, &gen.Device{})
 		return fmt.Errorf("apply restored configuration: %w", err)

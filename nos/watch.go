@@ -12,8 +12,9 @@ type cacheWatcher struct {
 }
 
 // WatchCache registers fn to be called with every leaf the telemetry
-// cache changes (updates and deletes), in the goroutine that changed it:
-// fn must not block. The cache has a single client slot, which the core
+// cache changes (updates and deletes), in the goroutine that changed it,
+// which may hold the core's locks: fn must not block, and must not call
+// back into the core. The cache has a single client slot, which the core
 // fills with its own fan-out, so each caller (a gNMI server, a test) owns
 // its watcher and removes it with the returned function.
 func (c *Core) WatchCache(fn func(*ctree.Leaf)) (remove func()) {
