@@ -291,3 +291,52 @@ func TestRIBStalePaths(t *testing.T) {
 		t.Errorf("stale count after withdrawals: %v", r.stale)
 	}
 }
+
+// TestRIBReceivedCounts: a peer's received count is every path it
+// announces now, whatever import made of it (stored, rejected, pointing
+// at us, imported nowhere); re-announcing changes nothing, withdrawing or
+// sweeping a stale path takes it off.
+func TestRIBReceivedCounts(t *testing.T) {
+	const peer = "10.0.0.2"
+	r := newTestRIB(t)
+	count := func() (received, installed int64) {
+		c := r.counters()
+		return c.received[netip.MustParseAddr(peer)], c.installed[netip.MustParseAddr(peer)]
+	}
+	check := func(what string, received, installed int64) {
+		t.Helper()
+		if g1, g2 := count(); g1 != received || g2 != installed {
+			t.Errorf("%s: received %d installed %d, want %d %d", what, g1, g2, received, installed)
+		}
+	}
+	good := rcvPath{peer: peer, rd: "1:1", prefix: "10.9.1.0/24", nexthop: "192.0.2.2", label: 100, rts: []string{"65000:1"}}
+	bad := rcvPath{peer: peer, rd: "1:2", prefix: "10.9.2.0/24", nexthop: "192.0.2.2", label: 0, rts: []string{"65000:1"}}
+	own := rcvPath{peer: peer, rd: "1:3", prefix: "10.9.3.0/24", nexthop: "192.0.2.1", label: 100, rts: []string{"65000:1"}}
+	nowhere := rcvPath{peer: peer, rd: "1:4", prefix: "10.9.4.0/24", nexthop: "192.0.2.2", label: 100, rts: []string{"65000:99"}}
+	all := []*apiutil.Path{good.build(t), bad.build(t), own.build(t), nowhere.build(t)}
+	r.update(all)
+	check("first announcement", 4, 1)
+	r.update(all)
+	check("announced again", 4, 1)
+
+	fixed := bad
+	fixed.label = 101
+	r.update([]*apiutil.Path{fixed.build(t)})
+	check("the bad path fixed", 4, 2)
+	r.update([]*apiutil.Path{bad.build(t)})
+	check("and broken again", 4, 1)
+
+	r.setEndpoint(netip.MustParseAddr("192.0.2.2")) // good and nowhere now point at us
+	check("our endpoint moved", 4, 0)
+	r.setEndpoint(netip.MustParseAddr("192.0.2.1"))
+
+	r.markStale(netip.MustParseAddr(peer))
+	r.update([]*apiutil.Path{bad.build(t)})
+	r.sweepStale(netip.MustParseAddr(peer))
+	check("after a restart only the bad path was announced again", 1, 0)
+
+	w := bad
+	w.withdraw = true
+	r.update([]*apiutil.Path{w.build(t)})
+	check("all withdrawn", 0, 0)
+}
