@@ -135,10 +135,10 @@ func statusSchema() schema {
 		"properties": schema{
 			"observedGeneration": schema{"type": "integer", "format": "int64", "description": "The spec generation this status describes."},
 			"conditions": schema{
-				"type":                   "array",
-				"description":            "Accepted (no conflict with other networks) and Ready (every node runs the VRF).",
-				"items":                  condition,
-				"x-kubernetes-list-type": "map",
+				"type":                       "array",
+				"description":                "Accepted (no conflict with other networks) and Ready (every node runs the VRF).",
+				"items":                      condition,
+				"x-kubernetes-list-type":     "map",
 				"x-kubernetes-list-map-keys": []string{"type"},
 			},
 			"blocks": schema{
@@ -181,9 +181,9 @@ func Object() schema {
 				"categories": []string{"isthmus"},
 			},
 			"versions": []schema{{
-				"name":    v1alpha1.Version,
-				"served":  true,
-				"storage": true,
+				"name":         v1alpha1.Version,
+				"served":       true,
+				"storage":      true,
 				"subresources": schema{"status": schema{}},
 				"additionalPrinterColumns": []schema{
 					column("RD", "integer", ".spec.routeDistinguisher.number", "Route distinguisher number"),
