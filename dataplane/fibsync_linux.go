@@ -78,13 +78,20 @@ func (r *Reconciler) refEndpoint(ep netip.Addr, vrf string, delta int) {
 }
 
 // sync programs what is dirty: endpoints the FIB needs, the allow set,
-// routes, then endpoints no route needs any more. r.mu is held. It returns
-// whether everything is now programmed; otherwise it schedules a retry.
-func (r *Reconciler) sync() bool {
+// routes, then endpoints no route needs any more. r.mu is held. failed are
+// errors of the caller's own programming (nil ones are ignored). It
+// returns whether everything is now programmed; otherwise it schedules a
+// retry.
+func (r *Reconciler) sync(failed ...error) bool {
 	if r.dp == nil {
 		return false
 	}
 	var errs []error
+	for _, err := range failed {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for ep := range r.epDirty {
 		if _, want := r.endpoints[ep]; !want || r.epReady[ep] {
 			continue
@@ -261,7 +268,7 @@ func (r *Reconciler) retryLoop(ctx context.Context, enter func() error) {
 		case <-time.After(backoff):
 		}
 		r.mu.Lock()
-		done := r.converge(r.applied) == nil && r.sync()
+		done := r.sync(r.converge(r.applied))
 		r.mu.Unlock()
 		if done {
 			backoff = retryMin
