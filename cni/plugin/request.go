@@ -108,6 +108,7 @@ func checkPath(list string) error {
 	if list == "" {
 		return fmt.Errorf("%w: plugin search path is empty", api.ErrInvalid)
 	}
+	dirs := 0
 	for dir := range strings.SplitSeq(list, string(filepath.ListSeparator)) {
 		if dir == "" {
 			continue
@@ -115,6 +116,10 @@ func checkPath(list string) error {
 		if err := checkFilePath("plugin directory", dir, maxPathLen); err != nil {
 			return err
 		}
+		dirs++
+	}
+	if dirs == 0 {
+		return fmt.Errorf("%w: plugin search path %s names no directory", api.ErrInvalid, api.Quote(list))
 	}
 	return nil
 }

@@ -118,6 +118,7 @@ func TestParseRequestRejects(t *testing.T) {
 		{"path missing", cmdAdd, func(a *skel.CmdArgs) { a.Path = "" }, types.ErrInvalidEnvironmentVariables},
 		{"path missing on GC", cmdGC, func(a *skel.CmdArgs) { a.Path = "" }, types.ErrInvalidEnvironmentVariables},
 		{"path missing on STATUS", cmdStatus, func(a *skel.CmdArgs) { a.Path = "" }, types.ErrInvalidEnvironmentVariables},
+		{"path only separators", cmdAdd, func(a *skel.CmdArgs) { a.Path = ":" }, types.ErrInvalidEnvironmentVariables},
 		{"path relative", cmdAdd, func(a *skel.CmdArgs) { a.Path = "/opt/cni/bin:bin" }, types.ErrInvalidEnvironmentVariables},
 		// CNI_ARGS
 		{"args not key=value", cmdAdd, func(a *skel.CmdArgs) { a.Args = "garbage" }, types.ErrInvalidEnvironmentVariables},
