@@ -8,7 +8,10 @@ GNMIC   := $(CURDIR)/tools/gnmic/gnmic
 # llvm-strip-14, pinned in dataplane/generate.go.
 # Privileged tests (namespaces, eBPF) run as root; CI is root.
 TEST_TIMEOUT ?= 28m
-# The race lane of `make test`: these packages' tests again with -race.
+# The race lane of `make test`: these packages' tests again with -race, one
+# package at a time (-p 1): under the detector two packages side by side on
+# 2 cores starved the BGP tests' 30 s waits (-p 2: 227 s and a timeout;
+# -p 1: 306 s, busy machine).
 RACE_PKGS ?= ./nos/... ./server/... ./bgp/... ./cni/...
 # GoBGP v4.8.0 races with itself when a graceful-restart peer goes down:
 # AdjRib.StaleAll marks the peer's paths stale (Path.MarkStale) on its FSM
@@ -54,7 +57,7 @@ test: deps vet kube-bins
 
 ## test-race: run RACE_PKGS' tests with the race detector; a data race fails
 test-race:
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip '$(RACE_SKIP)' $(RACE_PKGS)
+	$(GO) test -race -p 1 -count=1 -timeout $(TEST_TIMEOUT) -skip '$(RACE_SKIP)' $(RACE_PKGS)
 
 ## test-fuzz: fuzz every Go fuzz target of the module for FUZZTIME each
 test-fuzz:
