@@ -142,10 +142,10 @@ func (h *records) count(prefix string) int {
 func TestRefusedWritesNeitherSpinNorFlood(t *testing.T) {
 	h := &records{}
 	f := &failures{log: slog.New(h), what: "publish bgp state"}
-	refused := fmt.Errorf("write state /x: %w", nos.ErrNoConfig)
+	refusal := fmt.Errorf("write state /x: %w", nos.ErrNoConfig)
 	retries := 0
 	for range 20 {
-		if f.note(refused) {
+		if f.note(refusal) {
 			retries++
 		}
 	}
@@ -155,18 +155,24 @@ func TestRefusedWritesNeitherSpinNorFlood(t *testing.T) {
 	if n := h.count("WARN"); n != 0 {
 		t.Errorf("refused writes logged %d warnings", n)
 	}
+	mixed := errors.Join(refusal, errors.New("update state /y: bad value"))
+	f.note(mixed)
+	if n := h.count("WARN"); n != 1 {
+		t.Errorf("a real failure among refused writes logged %d warnings, want 1", n)
+	}
+	f.note(nil)
 	other := errors.New("list neighbors: connection refused")
 	for range 20 {
 		f.note(other)
 	}
-	if n := h.count("WARN"); n != 1 {
-		t.Errorf("a repeated failure logged %d warnings, want 1", n)
+	if n := h.count("WARN"); n != 2 {
+		t.Errorf("a repeated failure logged %d warnings in all, want 2", n)
 	}
 	if f.note(nil) {
 		t.Error("retry after success")
 	}
 	f.note(other)
-	if n := h.count("WARN"); n != 2 {
-		t.Errorf("a failure after a success logged %d warnings in all, want 2", n)
+	if n := h.count("WARN"); n != 3 {
+		t.Errorf("a failure after a success logged %d warnings in all, want 3", n)
 	}
 }

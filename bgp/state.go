@@ -137,13 +137,28 @@ func (f *failures) note(err error) bool {
 	}
 	f.n++
 	switch msg := err.Error(); {
-	case errors.Is(err, nos.ErrNoConfig), msg == f.last:
+	case refused(err), msg == f.last:
 		f.log.Debug(f.what, "err", err, "attempt", f.n)
 	default:
 		f.last = msg
 		f.log.Warn(f.what, "err", err)
 	}
 	return f.n <= stateRetries
+}
+
+// refused reports whether every error in err is the core refusing state
+// of an entry that is not configured (a publication joins its writes'
+// errors; one real failure among them is not hidden).
+func refused(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !refused(e) {
+				return false
+			}
+		}
+		return len(j.Unwrap()) > 0
+	}
+	return errors.Is(err, nos.ErrNoConfig)
 }
 
 // publishUptimes writes the uptime of every established session. r.mu is
