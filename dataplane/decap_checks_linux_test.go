@@ -185,3 +185,33 @@ func TestDecapECN(t *testing.T) {
 		assertBytes(t, "inner after ECN combination", out, eth(pod2PeerMAC, pod2MAC, 0x0800, innerWith(0x28|uint8(c.want), 62)))
 	}
 }
+
+// TestDecapRefusedBeforeTheFlowTable: a label from an endpoint outside
+// its VRF's allow set is refused before the flow table sees the packet,
+// so a spoofer cannot fill a VRF's flow table; an admitted packet makes
+// its flow.
+func TestDecapRefusedBeforeTheFlowTable(t *testing.T) {
+	e, _ := blueEnv(t)
+	// A service in blue at the inner destination, its backend local.
+	vip := netip.MustParseAddr("10.1.0.9")
+	must(t, e.d.SetServices([]Service{{ServiceKey: ServiceKey{VRF: "blue", Addr: vip, Proto: UDP, Port: 40000},
+		Backends: []Backend{{BackendKey: BackendKey{Addr: netip.MustParseAddr("10.1.0.3"), Port: 40000}, Ready: true, Serving: true, Local: true}}}}))
+	inner := remoteInner(vip, 63)
+	flows := func() int {
+		f, err := e.d.readFlows()
+		must(t, err)
+		return len(f)
+	}
+	before := flows()
+	expectDrop(t, e, e.d.progs.UnderlayIngress, underlayFrame(remote2, 6635, lse(2000, true, 63), inner), tcShot, "blue", unknownEndpoint, "spoofed into blue")
+	if n := flows(); n != before {
+		t.Errorf("a refused packet made %d flows", n-before)
+	}
+	must(t, e.d.AllowEndpoint(remote2, "blue"))
+	if ret, _ := run(t, e.d.progs.UnderlayIngress, underlayFrame(remote2, 6635, lse(2000, true, 63), inner)); ret != tcRedirect {
+		t.Fatalf("admitted packet: return %d", ret)
+	}
+	if n := flows(); n == before {
+		t.Error("an admitted packet made no flow: the check above proves nothing")
+	}
+}

@@ -233,21 +233,30 @@ static __always_inline int deliver_target(struct label_target *lt, __u32 daddr,
 	return -1;
 }
 
-/* label_to_pod is what both decapsulations do once the bottom label is
- * found: look the label up, check that the sending endpoint (by slot) may
- * send into the label's VRF, check the inner IPv4 header and its TTL, find
- * the pod interface and decrement the TTL. From the label on, drops count
- * in the label's VRF, which it stores in *vrf. It returns a drop reason or
- * -1 with *dst set. */
-static __always_inline int label_to_pod(__u32 epslot, __u32 label, struct iphdr *inner,
-					void *data_end, __u32 *vrf, struct iface **dst)
+/* label_admits is the first thing both decapsulations do once the bottom
+ * label is found: look the label up and check that the sending endpoint
+ * (by slot) may send into the label's VRF. Nothing acts on the packet in
+ * that VRF before (the flow table included). From the label on, drops
+ * count in the label's VRF, which it stores in *vrf. It returns a drop
+ * reason or -1 with *lt set. */
+static __always_inline int label_admits(__u32 epslot, __u32 label, __u32 *vrf,
+					struct label_target **lt)
 {
-	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
-	if (!lt || !lt->kind)
+	*lt = bpf_map_lookup_elem(&labels, &label);
+	if (!*lt || !(*lt)->kind)
 		return DROP_UNKNOWN_LABEL;
-	*vrf = lt->vrf;
-	if (!endpoint_allowed(epslot, lt->vrf))
+	*vrf = (*lt)->vrf;
+	if (!endpoint_allowed(epslot, (*lt)->vrf))
 		return DROP_UNKNOWN_ENDPOINT;
+	return -1;
+}
+
+/* label_to_pod is what both decapsulations do with an admitted label:
+ * check the inner IPv4 header and its TTL, find the pod interface and
+ * decrement the TTL. It returns a drop reason or -1 with *dst set. */
+static __always_inline int label_to_pod(struct label_target *lt, struct iphdr *inner,
+					void *data_end, struct iface **dst)
+{
 	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5)
 		return DROP_MALFORMED;
 	if (inner->ttl <= 1)
@@ -538,6 +547,10 @@ int underlay_ingress(struct __sk_buff *skb)
 	__u32 lse = bpf_ntohl(*mpls);
 	if (!(lse & MPLS_BOS))
 		goto drop;
+	struct label_target *lt;
+	reason = label_admits(epslot, lse >> 12, &vrf, &lt);
+	if (reason >= 0)
+		goto drop;
 	/* Services and the flow table (flow.h) on the inner packet. */
 	reason = flow_decap(skb, lse >> 12, (void *)inner - data);
 	if (reason >= 0)
@@ -551,7 +564,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	if ((void *)(ip + 1) > data_end)
 		goto drop;
 	struct iface *dst = 0;
-	reason = label_to_pod(epslot, lse >> 12, inner, data_end, &vrf, &dst);
+	reason = label_to_pod(lt, inner, data_end, &dst);
 	if (reason >= 0)
 		goto drop;
 	reason = ecn_decapsulate(ip->tos & 3, inner);
@@ -631,8 +644,12 @@ int underlay_xdp(struct xdp_md *ctx)
 		}
 	}
 	struct iphdr *inner = (void *)(mpls + depth);
+	struct label_target *lt;
+	reason = label_admits(epslot, lse >> 12, &vrf, &lt);
+	if (reason >= 0)
+		goto drop;
 	struct iface *dst = 0;
-	reason = label_to_pod(epslot, lse >> 12, inner, data_end, &vrf, &dst);
+	reason = label_to_pod(lt, inner, data_end, &dst);
 	if (reason >= 0)
 		goto drop;
 	__u32 ifindex = dst->ifindex, slot = dst->slot;
