@@ -122,8 +122,16 @@ func FuzzPacketPrograms(f *testing.F) {
 					fail("passed on a frame that is no untouched ARP")
 				}
 			case tcRedirect:
-				// pod1 is in red: to pod2, or out to an endpoint.
-				if dst := net.HardwareAddr(out[:6]); !bytes.Equal(dst, pod2PeerMAC) && !bytes.Equal(dst, peer2MAC) && !bytes.Equal(dst, peer3MAC) {
+				// pod1 is in red: to pod2, or out to an endpoint with a
+				// label of one of red's remote routes.
+				dst := net.HardwareAddr(out[:6])
+				switch {
+				case bytes.Equal(dst, pod2PeerMAC):
+				case bytes.Equal(dst, peer2MAC) || bytes.Equal(dst, peer3MAC):
+					if l := encapLabel(out); l != 100 && l != 200 && l != 300 {
+						fail("encapsulated with label %d", l)
+					}
+				default:
 					fail("redirected to %v", dst)
 				}
 			default:
@@ -170,4 +178,23 @@ func FuzzPacketPrograms(f *testing.F) {
 			}
 		}
 	})
+}
+
+// encapLabel returns the VPN (bottom) label of an encapsulated frame, 0 if
+// it has none.
+func encapLabel(f []byte) uint32 {
+	off := 14
+	switch binary.BigEndian.Uint16(f[12:]) {
+	case 0x0800:
+		off = 14 + 20 + 8
+	case 0x8847:
+	default:
+		return 0
+	}
+	for ; off+4 <= len(f); off += 4 {
+		if v := binary.BigEndian.Uint32(f[off:]); v&0x100 != 0 {
+			return v >> 12
+		}
+	}
+	return 0
 }
