@@ -200,19 +200,31 @@ func (r *Reconciler) settle(errs []error) bool {
 	return false
 }
 
+// retryAlone bounds the routes of a failed batch that are programmed one
+// by one in a row while each fails: past it, the failure is taken to be the
+// table's, not the route's, and the rest of the batch is reported failed
+// without trying (r.mu is held, and commits wait for it).
+const retryAlone = 64
+
 // setRoutes programs routes in one batch and, when the batch fails, one by
-// one, so that the caller learns exactly which ones are in the maps. It
-// yields each route's key with nil or its error.
+// one, so that the caller learns which ones are in the maps. It yields each
+// route's key with nil or its error. A route reported failed may still be
+// in the maps; it is programmed again on the next pass.
 func (r *Reconciler) setRoutes(routes []Route) func(func(RouteKey, error) bool) {
 	return func(yield func(RouteKey, error) bool) {
 		if len(routes) == 0 {
 			return
 		}
 		batchErr := r.dp.SetRoutes(routes)
+		failedInRow := 0
 		for _, rt := range routes {
 			err := batchErr
-			if err != nil {
-				err = r.dp.SetRoutes([]Route{rt})
+			if err != nil && failedInRow < retryAlone {
+				if err = r.dp.SetRoutes([]Route{rt}); err != nil {
+					failedInRow++
+				} else {
+					failedInRow = 0
+				}
 			}
 			if err != nil {
 				err = fmt.Errorf("program route %v in %q: %w", rt.Prefix, rt.VRF, err)
@@ -231,10 +243,15 @@ func (r *Reconciler) deleteRoutes(keys []RouteKey) func(func(RouteKey, error) bo
 			return
 		}
 		batchErr := r.dp.DeleteRoutes(keys)
+		failedInRow := 0
 		for _, k := range keys {
 			err := batchErr
-			if err != nil {
-				err = r.dp.DeleteRoutes([]RouteKey{k})
+			if err != nil && failedInRow < retryAlone {
+				if err = r.dp.DeleteRoutes([]RouteKey{k}); err != nil {
+					failedInRow++
+				} else {
+					failedInRow = 0
+				}
 			}
 			if err != nil {
 				err = fmt.Errorf("delete route %v in %q: %w", k.Prefix, k.VRF, err)
