@@ -149,6 +149,9 @@ func StartCluster(t testing.TB) *Cluster {
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--disable-admission-plugins=ServiceAccount",
 		"--enable-priority-and-fairness=false",
+		// As on real clusters (kubeadm sets it): CNI DaemonSets such as
+		// isthmusd's run privileged.
+		"--allow-privileged=true",
 		"--profiling=false"))
 
 	host := "https://127.0.0.1:" + strconv.Itoa(port)
