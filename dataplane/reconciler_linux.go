@@ -47,6 +47,9 @@ type Reconciler struct {
 
 	retry chan struct{} // asks retryLoop for another programming pass
 
+	pubMu     sync.Mutex          // guards published
+	published map[netip.Addr]bool // endpoints whose state was written
+
 	mu         sync.Mutex // guards every field below
 	dp         *Dataplane
 	core       *nos.Core
@@ -91,6 +94,7 @@ func New(cfg ReconcilerConfig) *Reconciler {
 		cfg:        cfg,
 		log:        cfg.Logger.With("reconciler", "dataplane"),
 		retry:      make(chan struct{}, 1),
+		published:  map[netip.Addr]bool{},
 		ifindex:    map[string]int{},
 		attached:   map[string]podIntent{},
 		waiting:    map[string]struct{}{},

@@ -64,6 +64,33 @@ func (r *Reconciler) PublishState() error {
 	return r.writeState(snap)
 }
 
+// forgetEndpoints deletes the state of endpoints published before and no
+// longer in use: tunnel/endpoints is a state-only list, so no commit prunes
+// it.
+func (r *Reconciler) forgetEndpoints(core *nos.Core, now []netip.Addr) error {
+	r.pubMu.Lock()
+	defer r.pubMu.Unlock()
+	current := make(map[netip.Addr]bool, len(now))
+	for _, ep := range now {
+		current[ep] = true
+	}
+	var errs []error
+	for ep := range r.published {
+		if current[ep] {
+			continue
+		}
+		if err := core.DeleteState(fmt.Sprintf("/tunnel/endpoints/endpoint[address=%s]", ep)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(r.published, ep)
+	}
+	for ep := range current {
+		r.published[ep] = true
+	}
+	return errors.Join(errs...)
+}
+
 func (r *Reconciler) snapshot() (stateSnapshot, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -200,6 +227,7 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 		}
 		update(fmt.Sprintf("/tunnel/endpoints/endpoint[address=%s]/state", ep), st)
 	}
+	errs = append(errs, r.forgetEndpoints(core, s.endpoints))
 	if s.tunnel {
 		d, err := dp.Drops("")
 		if err != nil {

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/isthmus-net/isthmus/gen"
@@ -67,4 +68,31 @@ func TestStateOfDeletedEntriesStaysGone(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestEndpointStateGoesWithTheEndpoint: tunnel/endpoints is a state-only
+// list; the dataplane removes an endpoint's entry once no route uses it.
+func TestEndpointStateGoesWithTheEndpoint(t *testing.T) {
+	h := newSpoofHost(t)
+	must(t, h.rec.PublishState())
+	has := func(addr string) bool {
+		var ok bool
+		h.core.Read(func(_, state *gen.Device) error {
+			ok = state.GetTunnel().GetEndpoints().GetEndpoint(addr) != nil
+			return nil
+		})
+		return ok
+	}
+	if !has(bluePeer.String()) || !has(redPeer.String()) {
+		t.Fatal("endpoint state not published")
+	}
+	h.core.FIB().Update([]nos.RouteChange{{Route: nos.Route{RouteKey: nos.RouteKey{VRF: "blue", Prefix: netip.MustParsePrefix("10.2.0.0/24")}}, Deleted: true}})
+	waitFor(t, "the route withdrawn", func() bool { return h.rec.Dataplane().Routes() == 3 })
+	must(t, h.rec.PublishState())
+	if has(bluePeer.String()) {
+		t.Error("state of an endpoint no route uses is still there")
+	}
+	if !has(redPeer.String()) {
+		t.Error("state of an endpoint in use is gone")
+	}
 }
