@@ -574,17 +574,36 @@ static __always_inline int flow_process(struct __sk_buff *skb, __u32 vrf, __u32 
 	return -1;
 }
 
-/* flow_decap runs the flow table on the inner packet of a tunnelled frame
- * (at offset l3) in the VRF its label leads to, before the label decides
- * where it goes: a packet to a service is translated to a local backend
- * first, a reply from a remote backend is translated back to the service.
- * It returns -1 or a drop reason. */
-static __always_inline int flow_decap(struct __sk_buff *skb, __u32 label, __u32 l3)
+/* flow_wanted says whether the flow table can concern a packet of vrf
+ * (read in place, before any rewrite): TCP or UDP to a service address or
+ * from a backend, or ICMP (an error may quote a translated packet). Two
+ * inlined array reads, so packets no flow concerns pay almost nothing. */
+static __always_inline int flow_wanted(__u32 vrf, struct iphdr *ip)
 {
+	if (ip->protocol == IPPROTO_ICMP)
+		return 1;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return 0;
+	return (flow_hint_of(vrf, ip->daddr) & HINT_SERVICE) ||
+	       (flow_hint_of(vrf, ip->saddr) & HINT_BACKEND);
+}
+
+/* flow_label_wanted is flow_wanted for the inner packet of a tunnelled
+ * frame, in the VRF its label leads to (stored in *vrf): a packet to a
+ * service is translated to a local backend before the label decides where
+ * it goes, a reply from a remote backend back to the service. Unknown
+ * labels and short packets are left to the label step, which drops and
+ * counts them. */
+static __always_inline int flow_label_wanted(__u32 label, struct iphdr *inner, void *data_end,
+					     __u32 *vrf)
+{
+	if ((void *)(inner + 1) > data_end)
+		return 0;
 	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
 	if (!lt || !lt->kind)
-		return -1; /* the label step drops and counts it */
-	return flow_process(skb, lt->vrf, l3, 1);
+		return 0;
+	*vrf = lt->vrf;
+	return flow_wanted(lt->vrf, inner);
 }
 
 #endif

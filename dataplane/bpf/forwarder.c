@@ -416,17 +416,19 @@ int pod_ingress(struct __sk_buff *skb)
 	}
 
 	/* Services and the flow table (flow.h): the packet may be rewritten. */
-	int freason = flow_process(skb, vrf, sizeof(struct ethhdr), 0);
-	if (freason >= 0) {
-		count_drop(vrf, freason);
-		return TC_ACT_SHOT;
+	if (flow_wanted(vrf, ip)) {
+		int freason = flow_process(skb, vrf, sizeof(struct ethhdr), 0);
+		if (freason >= 0) {
+			count_drop(vrf, freason);
+			return TC_ACT_SHOT;
+		}
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		eth = data;
+		ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			goto malformed;
 	}
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	eth = data;
-	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end)
-		goto malformed;
 
 	struct route *r = route_lookup(vrf, ip->daddr);
 	if (!r) {
@@ -552,17 +554,20 @@ int underlay_ingress(struct __sk_buff *skb)
 	if (reason >= 0)
 		goto drop;
 	/* Services and the flow table (flow.h) on the inner packet. */
-	reason = flow_decap(skb, lse >> 12, (void *)inner - data);
-	if (reason >= 0)
-		goto drop;
-	reason = DROP_MALFORMED;
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	eth = data;
-	ip = (void *)(eth + 1);
-	inner = data + sizeof(*eth) + ihl + sizeof(*udp) + 4;
-	if ((void *)(ip + 1) > data_end)
-		goto drop;
+	__u32 fvrf;
+	if (flow_label_wanted(lse >> 12, inner, data_end, &fvrf)) {
+		reason = flow_process(skb, fvrf, (void *)inner - data, 1);
+		if (reason >= 0)
+			goto drop;
+		reason = DROP_MALFORMED;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		eth = data;
+		ip = (void *)(eth + 1);
+		inner = data + sizeof(*eth) + ihl + sizeof(*udp) + 4;
+		if ((void *)(ip + 1) > data_end)
+			goto drop;
+	}
 	struct iface *dst = 0;
 	reason = label_to_pod(lt, inner, data_end, &dst);
 	if (reason >= 0)
