@@ -29,11 +29,12 @@ func TestTwoHostsIBGP(t *testing.T) {
 		vrfs: []vrfConf{{name: "red", rd: "10.0.0.1:1", imp: []string{"65000:1"}, exp: []string{"65000:1"},
 			pool: "10.1.0.0/24", pods: []string{"10.1.0.5"}}}}
 	hostB := hostConf{as: 65000, routerID: "10.0.0.2", endpoint: "192.0.2.2",
-		neighbors: []nbrConf{{addr: "127.100.1.1", as: 65000, local: "127.100.1.2"}},
+		neighbors: []nbrConf{{addr: "127.100.1.1", as: 65000, local: "127.100.1.2", passive: true}},
 		vrfs: []vrfConf{
 			{name: "red", rd: "10.0.0.2:1", imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: "10.1.1.0/24", pods: []string{"10.1.1.7"}},
 			{name: "blue", rd: "10.0.0.2:2", imp: []string{"65000:2"}, exp: []string{"65000:2"}, pool: "10.1.0.0/24"},
 		}}
+	startSpeakers([]*node{a, b}, []hostConf{hostA, hostB})
 	a.commit(hostA)
 	b.commit(hostB)
 
@@ -86,18 +87,21 @@ func TestTwoDomains(t *testing.T) {
 			neighbors: []nbrConf{{addr: a2, as: 65001, local: a1, rrClient: true}, {addr: b1, as: 65002, local: a1}},
 			vrfs:      []vrfConf{red("10.0.1.1:1", "10.1.1.0/24")}},
 		a2: {as: 65001, routerID: "10.0.1.2", endpoint: "192.0.2.12",
-			neighbors: []nbrConf{{addr: a1, as: 65001, local: a2}},
+			neighbors: []nbrConf{{addr: a1, as: 65001, local: a2, passive: true}},
 			vrfs:      []vrfConf{red("10.0.1.2:1", "10.1.2.0/24", "10.1.2.5")}},
 		b1: {as: 65002, routerID: "10.0.2.1", endpoint: "192.0.2.21",
-			neighbors: []nbrConf{{addr: b2, as: 65002, local: b1, rrClient: true}, {addr: a1, as: 65001, local: b1}},
+			neighbors: []nbrConf{{addr: b2, as: 65002, local: b1, rrClient: true}, {addr: a1, as: 65001, local: b1, passive: true}},
 			vrfs:      []vrfConf{red("10.0.2.1:1", "10.2.1.0/24")}},
 		b2: {as: 65002, routerID: "10.0.2.2", endpoint: "192.0.2.22",
-			neighbors: []nbrConf{{addr: b1, as: 65002, local: b2}},
+			neighbors: []nbrConf{{addr: b1, as: 65002, local: b2, passive: true}},
 			vrfs:      []vrfConf{red("10.0.2.2:1", "10.2.2.0/24", "10.2.2.7")}},
 	}
 	nodes := map[string]*node{}
 	for addr, h := range hosts {
 		nodes[addr] = startNode(t, loopbackConfig(addr))
+		startSpeakers([]*node{nodes[addr]}, []hostConf{h})
+	}
+	for addr, h := range hosts {
 		nodes[addr].commit(h)
 	}
 	lblA2, _ := nodes[a2].core.Labels().VRF("red")
@@ -130,12 +134,18 @@ func TestHostAnnouncesOnlyOwnRoutes(t *testing.T) {
 	nx := startNode(t, loopbackConfig(x))
 	ny := startNode(t, loopbackConfig(y))
 	nz := startNode(t, loopbackConfig(z))
-	nx.commit(hostConf{as: 65010, routerID: "10.0.3.1", endpoint: "192.0.2.31", vrfs: red("10.0.3.1:1", "10.3.1.0/24", "10.3.1.1"),
-		neighbors: []nbrConf{{addr: y, as: 65011, local: x}, {addr: z, as: 65012, local: x}}})
-	ny.commit(hostConf{as: 65011, routerID: "10.0.3.2", endpoint: "192.0.2.32", vrfs: red("10.0.3.2:1", "10.3.2.0/24", "10.3.2.1"),
-		neighbors: []nbrConf{{addr: x, as: 65010, local: y}}})
-	nz.commit(hostConf{as: 65012, routerID: "10.0.3.3", endpoint: "192.0.2.33", vrfs: red("10.0.3.3:1", "10.3.3.0/24"),
-		neighbors: []nbrConf{{addr: x, as: 65010, local: z}}})
+	hosts := []hostConf{
+		{as: 65010, routerID: "10.0.3.1", endpoint: "192.0.2.31", vrfs: red("10.0.3.1:1", "10.3.1.0/24", "10.3.1.1"),
+			neighbors: []nbrConf{{addr: y, as: 65011, local: x}, {addr: z, as: 65012, local: x}}},
+		{as: 65011, routerID: "10.0.3.2", endpoint: "192.0.2.32", vrfs: red("10.0.3.2:1", "10.3.2.0/24", "10.3.2.1"),
+			neighbors: []nbrConf{{addr: x, as: 65010, local: y, passive: true}}},
+		{as: 65012, routerID: "10.0.3.3", endpoint: "192.0.2.33", vrfs: red("10.0.3.3:1", "10.3.3.0/24"),
+			neighbors: []nbrConf{{addr: x, as: 65010, local: z, passive: true}}},
+	}
+	startSpeakers([]*node{nx, ny, nz}, hosts)
+	nx.commit(hosts[0])
+	ny.commit(hosts[1])
+	nz.commit(hosts[2])
 	eventually(t, 30*time.Second, "x's pod at z", func() bool { _, ok := nz.route("red", "10.3.1.1/32"); return ok })
 	eventually(t, 30*time.Second, "y's pod at x", func() bool { _, ok := nx.route("red", "10.3.2.1/32"); return ok })
 	time.Sleep(time.Second)

@@ -32,6 +32,11 @@ type nbrConf struct {
 	local    string // transport local-address
 	rrClient bool
 	password string
+	// passive waits for the neighbor to connect. Between two speakers
+	// that both dial, GoBGP v4.8.0 races with itself on a connection
+	// collision (its dialing goroutine reads the session's error-handling
+	// mode while the FSM resets it), so tests make one side passive.
+	passive bool
 }
 
 type vrfConf struct {
@@ -82,6 +87,9 @@ func (h hostConf) build(d *gen.Device) {
 			}
 			if n.password != "" {
 				nb.GetOrCreateConfig().AuthPassword = ygot.String(n.password)
+			}
+			if n.passive {
+				nb.GetOrCreateTransport().GetOrCreateConfig().PassiveMode = ygot.Bool(true)
 			}
 		}
 	}
@@ -232,3 +240,17 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// startSpeakers starts the speaker of every node, with its host's
+// configuration but no neighbors yet, before any of them has a session.
+// GoBGP keeps its route-selection options in package variables that every
+// StartBgp writes and every speaker reads as it passes paths on: speakers
+// sharing a process (only tests run several in one) that start while
+// another already has sessions are GoBGP racing with itself.
+func startSpeakers(nodes []*node, hosts []hostConf) {
+	for i, n := range nodes {
+		h := hosts[i]
+		h.neighbors = nil
+		n.commit(h)
+	}
+}

@@ -13,7 +13,9 @@ import (
 )
 
 // frrConf returns the configuration of an FRR gateway (AS 65001) with one
-// eBGP neighbor (us, AS 65000). It originates:
+// eBGP neighbor (us, AS 65000), which it waits for (passive: only we dial,
+// so no connection collision, on which GoBGP v4.8.0 races with itself).
+// It originates:
 //
 //	172.16.5.0/24 rd 65001:5 label 2000 RT 65000:1   (imported into red)
 //	172.16.6.0/24 rd 65001:6 label 2001 RT 65000:99  (matches no VRF)
@@ -36,6 +38,7 @@ router bgp 65001
  neighbor %[2]s remote-as 65000
  neighbor %[2]s timers 3 9
  neighbor %[2]s timers connect 1
+ neighbor %[2]s passive
 %[3]s
  address-family ipv4 vpn
   neighbor %[2]s activate

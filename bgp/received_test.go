@@ -81,11 +81,13 @@ func (p *gobgpPeer) announce(b vpnBatch, withdraw bool) {
 // catch up without any further event.
 func TestPrefixCountsExact(t *testing.T) {
 	const us, peer, port = "127.100.9.1", "127.100.9.2", 1798
-	p := newGoBGPPeer(t, peer, port, 65000, us)
 	n := startNode(t, Config{ListenPort: -1, PeerPort: port})
-	n.commit(hostConf{as: 65000, routerID: "10.0.9.1", endpoint: "192.0.2.91",
+	h := hostConf{as: 65000, routerID: "10.0.9.1", endpoint: "192.0.2.91",
 		neighbors: []nbrConf{{addr: peer, as: 65000, local: us}},
-		vrfs:      []vrfConf{{name: "red", rd: "10.0.9.1:1", imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: "10.9.0.0/24"}}})
+		vrfs:      []vrfConf{{name: "red", rd: "10.0.9.1:1", imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: "10.9.0.0/24"}}}
+	startSpeakers([]*node{n}, []hostConf{h}) // before the peer starts: see startSpeakers
+	p := newGoBGPPeer(t, peer, port, 65000, us)
+	n.commit(h)
 	counts := func(received, installed, rejected uint32) func() bool {
 		return func() bool {
 			v := n.neighborState(peer)

@@ -57,11 +57,14 @@ func TestStateAndNeighborDiff(t *testing.T) {
 	}
 	hostA := hostConf{as: 65000, routerID: "10.0.4.1", endpoint: "192.0.2.41", vrfs: red("10.0.4.1:1", "10.4.1.0/24", "10.4.1.1", "10.4.1.2"),
 		neighbors: []nbrConf{{addr: b, as: 65000, local: a}, {addr: c, as: 65000, local: a}}}
+	hostB := hostConf{as: 65000, routerID: "10.0.4.2", endpoint: "192.0.2.42", vrfs: red("10.0.4.2:1", "10.4.2.0/24", "10.4.2.1"),
+		neighbors: []nbrConf{{addr: a, as: 65000, local: b, passive: true}}}
+	hostC := hostConf{as: 65000, routerID: "10.0.4.3", endpoint: "192.0.2.43", vrfs: red("10.0.4.3:1", "10.4.3.0/24"),
+		neighbors: []nbrConf{{addr: a, as: 65000, local: c, passive: true}}}
+	startSpeakers([]*node{na, nb, nc}, []hostConf{hostA, hostB, hostC})
 	na.commit(hostA)
-	nb.commit(hostConf{as: 65000, routerID: "10.0.4.2", endpoint: "192.0.2.42", vrfs: red("10.0.4.2:1", "10.4.2.0/24", "10.4.2.1"),
-		neighbors: []nbrConf{{addr: a, as: 65000, local: b}}})
-	nc.commit(hostConf{as: 65000, routerID: "10.0.4.3", endpoint: "192.0.2.43", vrfs: red("10.0.4.3:1", "10.4.3.0/24"),
-		neighbors: []nbrConf{{addr: a, as: 65000, local: c}}})
+	nb.commit(hostB)
+	nc.commit(hostC)
 
 	want := neighborView{state: gen.IsthmusTypes_SessionState_ESTABLISHED, transitions: 1, received: 1, installed: 1, sent: 2}
 	eventually(t, 30*time.Second, "state of neighbor b on a", func() bool { return na.neighborState(b) == want })
@@ -143,10 +146,13 @@ func TestVRFStateOwnership(t *testing.T) {
 	red := func(rd, pool string, pods ...string) []vrfConf {
 		return []vrfConf{{name: "red", rd: rd, imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: pool, pods: pods}}
 	}
-	na.commit(hostConf{as: 65000, routerID: "10.0.8.1", endpoint: "192.0.2.81", vrfs: red("10.0.8.1:1", "10.8.1.0/24", "10.8.1.1", "10.8.1.2"),
-		neighbors: []nbrConf{{addr: b, as: 65000, local: a}}})
-	nb.commit(hostConf{as: 65000, routerID: "10.0.8.2", endpoint: "192.0.2.82", vrfs: red("10.0.8.2:1", "10.8.2.0/24", "10.8.2.1"),
-		neighbors: []nbrConf{{addr: a, as: 65000, local: b}}})
+	hostA := hostConf{as: 65000, routerID: "10.0.8.1", endpoint: "192.0.2.81", vrfs: red("10.0.8.1:1", "10.8.1.0/24", "10.8.1.1", "10.8.1.2"),
+		neighbors: []nbrConf{{addr: b, as: 65000, local: a}}}
+	hostB := hostConf{as: 65000, routerID: "10.0.8.2", endpoint: "192.0.2.82", vrfs: red("10.0.8.2:1", "10.8.2.0/24", "10.8.2.1"),
+		neighbors: []nbrConf{{addr: a, as: 65000, local: b, passive: true}}}
+	startSpeakers([]*node{na, nb}, []hostConf{hostA, hostB})
+	na.commit(hostA)
+	nb.commit(hostB)
 	eventually(t, 30*time.Second, "red's counts on a", func() bool { l, r := na.vrfRoutes("red"); return l == 2 && r == 1 })
 
 	for _, w := range vrfWrites(na.bgp.snapshot(), na.bgp.rib.counters(), nil) {

@@ -19,8 +19,10 @@ func TestStaticRouteFollowsLateInterface(t *testing.T) {
 	}
 	hostA := hostConf{as: 65000, routerID: "10.0.11.1", endpoint: "192.0.2.111", vrfs: red("10.0.11.1:1", "10.11.1.0/24", "10.11.1.1"),
 		neighbors: []nbrConf{{addr: b, as: 65000, local: a}}}
-	nb.commit(hostConf{as: 65000, routerID: "10.0.11.2", endpoint: "192.0.2.112", vrfs: red("10.0.11.2:1", "10.11.2.0/24"),
-		neighbors: []nbrConf{{addr: a, as: 65000, local: b}}})
+	hostB := hostConf{as: 65000, routerID: "10.0.11.2", endpoint: "192.0.2.112", vrfs: red("10.0.11.2:1", "10.11.2.0/24"),
+		neighbors: []nbrConf{{addr: a, as: 65000, local: b, passive: true}}}
+	startSpeakers([]*node{na, nb}, []hostConf{hostA, hostB})
+	nb.commit(hostB)
 	na.commitWith(hostA, func(d *gen.Device) { routeVia(d, "red", "172.21.0.0/16", "late0") })
 	eventually(t, 30*time.Second, "a's pod at b", func() bool { _, ok := nb.route("red", "10.11.1.1/32"); return ok })
 	if _, ok := nb.route("red", "172.21.0.0/16"); ok {
