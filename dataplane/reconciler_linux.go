@@ -47,8 +47,9 @@ type Reconciler struct {
 
 	retry chan struct{} // asks retryLoop for another programming pass
 
-	pubMu     sync.Mutex          // guards published
-	published map[netip.Addr]bool // endpoints whose state was written
+	pubMu           sync.Mutex          // guards published, tunnelPublished
+	published       map[netip.Addr]bool // endpoints whose state was written
+	tunnelPublished bool                // tunnel/state was written
 
 	mu         sync.Mutex // guards every field below
 	dp         *Dataplane

@@ -64,6 +64,21 @@ func (r *Reconciler) PublishState() error {
 	return r.writeState(snap)
 }
 
+// forgetTunnel deletes tunnel/state once the tunnel is no longer
+// configured (a container, so no commit prunes it).
+func (r *Reconciler) forgetTunnel(core *nos.Core) error {
+	r.pubMu.Lock()
+	defer r.pubMu.Unlock()
+	if !r.tunnelPublished {
+		return nil
+	}
+	if err := core.DeleteState("/tunnel/state"); err != nil {
+		return err
+	}
+	r.tunnelPublished = false
+	return nil
+}
+
 // forgetEndpoints deletes the state of endpoints published before and no
 // longer in use: tunnel/endpoints is a state-only list, so no commit prunes
 // it.
@@ -228,7 +243,9 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 		update(fmt.Sprintf("/tunnel/endpoints/endpoint[address=%s]/state", ep), st)
 	}
 	errs = append(errs, r.forgetEndpoints(core, s.endpoints))
-	if s.tunnel {
+	if !s.tunnel {
+		errs = append(errs, r.forgetTunnel(core))
+	} else {
 		d, err := dp.Drops("")
 		if err != nil {
 			errs = append(errs, err)
@@ -240,6 +257,9 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 				Malformed:       ygot.Uint64(d.Malformed + d.NoNeighbor + d.Error),
 			}
 			update("/tunnel/state", st)
+			r.pubMu.Lock()
+			r.tunnelPublished = true
+			r.pubMu.Unlock()
 		}
 	}
 	return errors.Join(errs...)

@@ -96,3 +96,29 @@ func TestEndpointStateGoesWithTheEndpoint(t *testing.T) {
 		t.Error("state of an endpoint in use is gone")
 	}
 }
+
+// TestTunnelStateGoesWithTheTunnel: tunnel/state is a container no commit
+// prunes; the dataplane deletes it when the tunnel is deconfigured.
+func TestTunnelStateGoesWithTheTunnel(t *testing.T) {
+	h := newSpoofHost(t)
+	must(t, h.rec.PublishState())
+	tunnelState := func() *gen.IsthmusTunnel_Tunnel_State {
+		var st *gen.IsthmusTunnel_Tunnel_State
+		h.core.Read(func(_, state *gen.Device) error {
+			st = state.GetTunnel().GetState()
+			return nil
+		})
+		return st
+	}
+	if tunnelState() == nil {
+		t.Fatal("tunnel state not published")
+	}
+	h.commit(t, func(d *gen.Device) error {
+		d.Tunnel.Config = nil
+		return nil
+	})
+	must(t, h.rec.PublishState())
+	if st := tunnelState(); st != nil {
+		t.Errorf("tunnel state %+v after the tunnel was deconfigured", st)
+	}
+}
