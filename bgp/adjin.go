@@ -29,8 +29,12 @@ func (a *adjIn) add(pk prefixKey, id pathID) {
 	a.paths[k] = false
 }
 
-// remove forgets a path: withdrawn, or now stored.
+// remove forgets a path: withdrawn, or now stored. It runs for every
+// received path, nearly always with nothing ignored.
 func (a *adjIn) remove(pk prefixKey, id pathID) {
+	if len(a.paths) == 0 {
+		return
+	}
 	k := adjInKey{pk, id}
 	if _, ok := a.paths[k]; ok {
 		delete(a.paths, k)
