@@ -20,8 +20,10 @@ RACE_PKGS ?= ./nos/... ./server/... ./bgp/... ./cni/...
 RACE_SKIP ?= ^(TestGracefulRestart|TestStaleRoutesTime)$$
 # How long `make test` fuzzes each fuzz target (tools/fuzz.sh, docs/fuzzing.md).
 FUZZTIME ?= 15s
+# Image tag of `make images`: the chart's appVersion, the tag it runs.
+VERSION ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' deploy/isthmus/Chart.yaml)
 
-.PHONY: all deps gen build gnmic kube-bins test test-race test-fuzz vet bench demo clean
+.PHONY: all deps gen build gnmic images kube-bins test test-race test-fuzz vet bench demo clean
 
 all: build
 
@@ -44,6 +46,14 @@ $(GNMIC): tools/gnmic/go.mod tools/gnmic/main.go
 
 vet:
 	$(GO) vet ./...
+
+## images: write image archives (docker load / ctr -n k8s.io images import) of isthmusd (with isthmus-cni), isthmus-cni and isthmus-controller into bin/images/
+images:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/static/ ./cmd/isthmusd ./cmd/isthmus-cni ./cmd/isthmus-controller
+	cd tools/images && $(GO) run . build -out $(BIN)/images -version $(VERSION) \
+		isthmusd=$(BIN)/static/isthmusd,$(BIN)/static/isthmus-cni \
+		isthmus-cni=$(BIN)/static/isthmus-cni \
+		isthmus-controller=$(BIN)/static/isthmus-controller
 
 ## kube-bins: build (or reuse) etcd and kube-apiserver v1.37.2 for the controller tests, cached by tools/kube/go.sum
 kube-bins:

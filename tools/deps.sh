@@ -17,6 +17,7 @@ need=(
   iputils-ping:ping
   procps:pkill
   util-linux:nsenter
+  containerd:ctr
 )
 
 missing=()
@@ -44,4 +45,8 @@ $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # FRR's package enables its own service; Isthmus starts FRR itself, per test.
 if [[ " ${missing[*]} " == *" frr "* ]] && command -v systemctl >/dev/null 2>&1; then
   $sudo systemctl disable --now frr >/dev/null 2>&1 || true
+fi
+# Likewise containerd: the image tests start a throwaway one of their own.
+if [[ " ${missing[*]} " == *" containerd "* ]] && command -v systemctl >/dev/null 2>&1; then
+  $sudo systemctl disable --now containerd >/dev/null 2>&1 || true
 fi
