@@ -124,12 +124,15 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 // TestRouteReflectorReflectsVPNv4: isthmusd in role rr, configured only by
 // its startup config, accepts iBGP sessions from two FRR clients on its
 // own port and reflects each client's VPNv4 route to the other with the
-// originator's next hop, label and route target unchanged.
+// originator's next hop, label and route target unchanged. It also peers
+// over eBGP with an FRR data center gateway (the configuration the README
+// shows): the gateway gets the clients' routes with their next hops, and
+// the clients get the gateway's.
 func TestRouteReflectorReflectsVPNv4(t *testing.T) {
 	testbed.RequirePrivileges(t, "/usr/lib/frr/bgpd", "vtysh")
 	bin := buildDaemon(t)
-	base := 100 + os.Getpid()%100
-	a, b := newFRRClient(t, base), newFRRClient(t, base+100)
+	base := 50 + os.Getpid()%50
+	a, b, gw := newFRRClient(t, base), newFRRClient(t, base+70), newFRRClient(t, base+140)
 	port := freePort(t)
 	port = port[strings.LastIndex(port, ":")+1:]
 
@@ -160,6 +163,23 @@ exit
                       route-reflector: {config: {route-reflector-client: true}}
 `, c.addr, c.hostAddr)
 	}
+	gateway := fmt.Sprintf(`hostname gw
+route-map SET-RT permit 10
+ set extcommunity rt 65000:1
+exit
+router bgp 65001
+ bgp router-id %[1]s
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ neighbor %[2]s remote-as 65000
+ neighbor %[2]s timers 3 9
+ neighbor %[2]s timers connect 1
+ address-family ipv4 vpn
+  neighbor %[2]s activate
+  network 172.16.5.0/24 rd 65001:5 label 2000 route-map SET-RT
+ exit-address-family
+exit
+`, gw.addr, gw.hostAddr)
 	dir := t.TempDir()
 	addr := freePort(t)
 	cfg := fmt.Sprintf(`role: rr
@@ -181,16 +201,24 @@ startup-config:
                   config: {as: 65000, router-id: 10.214.0.1}
                 neighbors:
                   neighbor:
-`, port, a.hostAddr, b.hostAddr) + neighbor(a) + neighbor(b)
+`, port, a.hostAddr, b.hostAddr) + neighbor(a) + neighbor(b) + fmt.Sprintf(`                    - neighbor-address: %[1]s
+                      config: {neighbor-address: %[1]s, peer-as: 65001}
+                      timers: {config: {connect-retry: 1, hold-time: 9, keepalive-interval: 3}}
+                      transport: {config: {local-address: %[2]s}}
+`, gw.addr, gw.hostAddr)
 	d := startDaemon(t, bin, writeConfig(t, dir, addr, cfg))
 	c, ctx := dial(t, addr)
 	waitReady(t, c, ctx, d)
 	a.start(client(a, 1))
 	b.start(client(b, 2))
+	gw.start(gateway)
 
 	check := func(at, from *frrClient, n int) {
 		t.Helper()
 		rd, prefix := fmt.Sprintf("65000:%d", n), fmt.Sprintf("10.77.%d.0/24", n)
+		if n == 5 {
+			rd, prefix = "65001:5", "172.16.5.0/24"
+		}
 		var paths []frrVPNPath
 		waitFor(t, 60*time.Second, fmt.Sprintf("%s:%s at %s", rd, prefix, at.addr), func() bool {
 			paths = at.vpnPaths(rd, prefix)
@@ -203,8 +231,12 @@ startup-config:
 		if len(p.Nexthops) != 1 || p.Nexthops[0].IP != from.addr {
 			t.Errorf("%s:%s at %s: next hops %+v, want the originator %s", rd, prefix, at.addr, p.Nexthops, from.addr)
 		}
-		if p.RemoteLabel != 100+n {
-			t.Errorf("%s:%s at %s: label %d, want %d", rd, prefix, at.addr, p.RemoteLabel, 100+n)
+		label := 100 + n
+		if n == 5 {
+			label = 2000
+		}
+		if p.RemoteLabel != label {
+			t.Errorf("%s:%s at %s: label %d, want %d", rd, prefix, at.addr, p.RemoteLabel, label)
 		}
 		if !strings.Contains(p.ExtendedCommunity.String, "RT:65000:1") {
 			t.Errorf("%s:%s at %s: extended communities %q, want RT:65000:1", rd, prefix, at.addr, p.ExtendedCommunity.String)
@@ -212,10 +244,14 @@ startup-config:
 	}
 	defer func() {
 		if t.Failed() {
-			t.Logf("isthmusd:\n%s\nFRR a:\n%s\nFRR b:\n%s", d.logs, a.log(), b.log())
+			t.Logf("isthmusd:\n%s\nFRR a:\n%s\nFRR b:\n%s\nFRR gateway:\n%s", d.logs, a.log(), b.log(), gw.log())
 		}
 	}()
 	check(b, a, 1)
 	check(a, b, 2)
+	check(gw, a, 1)
+	check(gw, b, 2)
+	check(a, gw, 5)
+	check(b, gw, 5)
 	d.stop(t)
 }
