@@ -35,6 +35,10 @@ func (l *leader) isolate(ctx context.Context, s snapshot) (bool, error) {
 		}
 		wanted[name] = true
 		if byName[name] != nil {
+			delete(l.creating, name)
+			continue
+		}
+		if l.creating[name] {
 			continue
 		}
 		if template == nil {
@@ -74,6 +78,7 @@ func (l *leader) isolate(ctx context.Context, s snapshot) (bool, error) {
 			errs = append(errs, err)
 			continue
 		}
+		l.creating[name] = true
 		l.c.log.Info("made the network of a namespace", "namespace", ns.name, "network", name, "rd_number", number)
 		changed = true
 	}

@@ -18,6 +18,9 @@ import (
 	"github.com/isthmus-net/isthmus/kube/apis/v1alpha1"
 )
 
+// reportDebounce gathers the reports of nodes that finish together.
+const reportDebounce = 30 * time.Millisecond
+
 // Finalizer holds a deleted VirtualNetwork until no node runs its VRF.
 const Finalizer = "isthmus.dev/node-config"
 
@@ -36,6 +39,9 @@ type leader struct {
 	errs map[string]error       // each node's last error
 
 	cache map[types.UID]cachedVN // decoded networks by resource version
+	// creating holds per-namespace networks created but not yet seen by
+	// the informer, so they are not created twice.
+	creating map[string]bool
 	// written remembers the last status written per network, so an
 	// unchanged status is not written again.
 	written map[string]string
@@ -49,12 +55,13 @@ type cachedVN struct {
 func newLeader(c *Controller, w *watcher) *leader {
 	return &leader{
 		c: c, w: w, cfg: &c.cfg,
-		workers: map[string]*nodeWorker{},
-		reports: make(chan struct{}, 1),
-		have:    map[string]*nodeConfig{},
-		errs:    map[string]error{},
-		cache:   map[types.UID]cachedVN{},
-		written: map[string]string{},
+		workers:  map[string]*nodeWorker{},
+		reports:  make(chan struct{}, 1),
+		have:     map[string]*nodeConfig{},
+		errs:     map[string]error{},
+		cache:    map[types.UID]cachedVN{},
+		creating: map[string]bool{},
+		written:  map[string]string{},
 	}
 }
 
@@ -75,6 +82,17 @@ func (l *leader) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-l.w.changed:
 		case <-l.reports:
+			// Nodes finish a change at about the same time: one pass
+			// (and one status write) for all of them.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(reportDebounce):
+			}
+			select {
+			case <-l.reports:
+			default:
+			}
 		case <-tick.C:
 		}
 		if err := l.reconcile(ctx); err != nil {

@@ -70,9 +70,12 @@ func newNodeWorker(name, addr string, cfg *Config, sets *countingSets, report fu
 // set hands the worker a new intent.
 func (w *nodeWorker) set(in nodeIntent) {
 	w.mu.Lock()
+	same := w.want.vrfs != nil && w.want.equal(in)
 	w.want = in
 	w.mu.Unlock()
-	w.poke()
+	if !same {
+		w.poke()
+	}
 }
 
 func (w *nodeWorker) poke() {
@@ -122,7 +125,10 @@ func (w *nodeWorker) stop() {
 // loop applies the latest intent whenever it changes, the node comes back,
 // or the resync period passes; failures retry with exponential backoff.
 func (w *nodeWorker) loop(ctx context.Context, c gpb.GNMIClient) {
-	var have *nodeConfig
+	var (
+		have    *nodeConfig
+		lastErr error
+	)
 	backoff := time.Duration(0)
 	resync := time.NewTicker(w.cfg.ResyncPeriod)
 	defer resync.Stop()
@@ -148,8 +154,12 @@ func (w *nodeWorker) loop(ctx context.Context, c gpb.GNMIClient) {
 		if ctx.Err() != nil {
 			return
 		}
-		have = next
-		w.report(w.name, have, err)
+		// Report only news: a pass that changed nothing and failed the
+		// same way as the last one would only wake the leader for nothing.
+		if next != have || errString(err) != errString(lastErr) {
+			w.report(w.name, next, err)
+		}
+		have, lastErr = next, err
 		if err == nil || errors.Is(err, errNoBGP) {
 			backoff = 0
 			continue
@@ -253,4 +263,11 @@ func (w *nodeWorker) subscribeOnce(ctx context.Context, c gpb.GNMIClient, req *g
 			w.markStale()
 		}
 	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

@@ -50,6 +50,18 @@ func (v vrfIntent) equal(o vrfIntent) bool {
 		slices.Equal(v.imports, o.imports) && slices.Equal(v.exports, o.exports) && slices.Equal(v.pools, o.pools)
 }
 
+func (n nodeIntent) equal(o nodeIntent) bool {
+	if len(n.vrfs) != len(o.vrfs) || n.peerAS != o.peerAS || !slices.Equal(n.neighbors, o.neighbors) {
+		return false
+	}
+	for name, v := range n.vrfs {
+		if ov, ok := o.vrfs[name]; !ok || !v.equal(ov) {
+			return false
+		}
+	}
+	return true
+}
+
 // nodeIntent is the controller-owned configuration of one node.
 type nodeIntent struct {
 	vrfs map[string]vrfIntent

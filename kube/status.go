@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/isthmus-net/isthmus/kube/apis/v1alpha1"
 )
@@ -47,7 +49,7 @@ func (l *leader) finalize(ctx context.Context, v *networkView, have map[string]*
 	case vn.DeletionTimestamp == nil && !has:
 		c := vn.DeepCopy()
 		c.Finalizers = append(c.Finalizers, Finalizer)
-		return l.update(ctx, c, false)
+		return l.update(ctx, c)
 	case vn.DeletionTimestamp != nil && has && !v.active:
 		for _, h := range have {
 			if h == nil {
@@ -60,7 +62,7 @@ func (l *leader) finalize(ctx context.Context, v *networkView, have map[string]*
 		c := vn.DeepCopy()
 		c.Finalizers = slices.DeleteFunc(c.Finalizers, func(f string) bool { return f == Finalizer })
 		l.c.log.Info("virtual network removed from every node", "network", vn.Name)
-		return l.update(ctx, c, false)
+		return l.update(ctx, c)
 	}
 	return nil
 }
@@ -120,9 +122,36 @@ func (l *leader) updateStatus(ctx context.Context, v *networkView, s snapshot, p
 	if reflect.DeepEqual(st, vn.Status) || (len(st.Blocks) == 0 && len(vn.Status.Blocks) == 0 && statusEqualNoBlocks(st, vn.Status)) {
 		return nil
 	}
-	c := vn.DeepCopy()
-	c.Status = st
-	return l.update(ctx, c, true)
+	return l.patchStatus(ctx, vn.Name, st)
+}
+
+// patchStatus writes a network's status with a merge patch: only the leader
+// writes status, so it needs no resource version (an update would fail on
+// every write that races the informer). Lists are written whole, empty
+// ones as [] so that the patch clears them.
+func (l *leader) patchStatus(ctx context.Context, name string, st v1alpha1.VirtualNetworkStatus) error {
+	list := func(v any, n int) any {
+		if n == 0 {
+			return []any{}
+		}
+		return v
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{
+		"observedGeneration": st.ObservedGeneration,
+		"conditions":         list(st.Conditions, len(st.Conditions)),
+		"blocks":             list(st.Blocks, len(st.Blocks)),
+		"namespaces":         list(st.Namespaces, len(st.Namespaces)),
+		"readyNodes":         st.ReadyNodes,
+		"nodes":              st.Nodes,
+	}})
+	if err != nil {
+		return fmt.Errorf("encode status of %s: %w", name, err)
+	}
+	_, err = l.c.dyn.Resource(vnGVR).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil {
+		return fmt.Errorf("write status of virtual network %s: %w", name, err)
+	}
+	return nil
 }
 
 // statusEqualNoBlocks compares statuses whose blocks are both empty (nil
@@ -142,20 +171,13 @@ func blockBits(vn *v1alpha1.VirtualNetwork) int32 {
 	return vn.Spec.BlockSize
 }
 
-// update writes vn (its status when status is set) through the dynamic
-// client.
-func (l *leader) update(ctx context.Context, vn *v1alpha1.VirtualNetwork, status bool) error {
+// update writes vn (not its status) through the dynamic client.
+func (l *leader) update(ctx context.Context, vn *v1alpha1.VirtualNetwork) error {
 	u, err := toUnstructured(vn)
 	if err != nil {
 		return err
 	}
-	res := l.c.dyn.Resource(vnGVR)
-	if status {
-		_, err = res.UpdateStatus(ctx, u, metav1.UpdateOptions{})
-	} else {
-		_, err = res.Update(ctx, u, metav1.UpdateOptions{})
-	}
-	if err != nil {
+	if _, err = l.c.dyn.Resource(vnGVR).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update virtual network %s: %w", vn.Name, err)
 	}
 	return nil
