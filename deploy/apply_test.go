@@ -113,6 +113,8 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 		{"watch", "networking.k8s.io", "networkpolicies", "", "", "", true},
 		{"create", "isthmus.dev", "virtualnetworks", "", "", "", true},
 		{"update", "isthmus.dev", "virtualnetworks", "status", "", "red", true},
+		{"patch", "isthmus.dev", "virtualnetworks", "status", "", "red", true},
+		{"patch", "isthmus.dev", "virtualnetworks", "", "", "red", false},
 		{"create", "coordination.k8s.io", "leases", "", "isthmus-system", "", true},
 		{"update", "coordination.k8s.io", "leases", "", "isthmus-system", "isthmus-controller", true},
 		{"update", "coordination.k8s.io", "leases", "", "isthmus-system", "someone-else", false},
