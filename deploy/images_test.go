@@ -169,3 +169,14 @@ func interpreter(t *testing.T, p string) string {
 	}
 	return ""
 }
+
+// TestImagesTool runs the tests of tools/images, a module of its own that
+// `go test ./...` of this module does not reach: among them, an archive
+// whose layer differs from the image's diff ID is refused.
+func TestImagesTool(t *testing.T) {
+	cmd := exec.Command("go", "test", "-count=1", "./...")
+	cmd.Dir = "../tools/images"
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go test in tools/images: %v\n%s", err, out)
+	}
+}
