@@ -104,14 +104,15 @@ func maglevTable(backends []Backend, m int) []int32 {
 	if n == 0 {
 		return table
 	}
-	offset := make([]uint64, n)
-	skip := make([]uint64, n)
-	next := make([]uint64, n)
+	// pos is where backend i's permutation stands: offset + k*skip mod m,
+	// advanced by one addition instead of a multiply and a divide.
+	pos := make([]int, n)
+	skip := make([]int, n)
 	for i, b := range backends {
 		key := b.Addr.AsSlice()
 		key = append(key, byte(b.Port>>8), byte(b.Port))
-		offset[i] = hashWith(key, 0x5bd1e995) % uint64(m)
-		skip[i] = hashWith(key, 0x27d4eb2f)%uint64(m-1) + 1
+		pos[i] = int(hashWith(key, 0x5bd1e995) % uint64(m))
+		skip[i] = int(hashWith(key, 0x27d4eb2f)%uint64(m-1)) + 1
 	}
 	filled := 0
 	for filled < m {
@@ -122,8 +123,10 @@ func maglevTable(backends []Backend, m int) []int32 {
 			}
 			for t := 0; t < w && filled < m; t++ {
 				for {
-					c := (offset[i] + next[i]*skip[i]) % uint64(m)
-					next[i]++
+					c := pos[i]
+					if pos[i] += skip[i]; pos[i] >= m {
+						pos[i] -= m
+					}
 					if table[c] < 0 {
 						table[c] = int32(i)
 						filled++

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
+	"sync"
 
 	"github.com/cilium/ebpf"
 )
@@ -27,8 +29,8 @@ var ErrUnknownService = errors.New("unknown service")
 // maps the first time a process uses it, so that slots (which flows and
 // counters name) survive a restart.
 type serviceTable struct {
-	ids      *slotTable // service slots
-	slots    *slotTable // backend slots
+	ids      *slotAllocator // service slots
+	slots    *slotAllocator // backend slots
 	services map[ServiceKey]*serviceEntry
 	hints    map[uint32][2]int // hint index → services, backends hashing there
 }
@@ -48,8 +50,8 @@ func (d *Dataplane) services() (*serviceTable, error) {
 		return d.svc, nil
 	}
 	st := &serviceTable{
-		ids:      newSlotTable(maxServiceSlots),
-		slots:    newSlotTable(maxBackendSlots),
+		ids:      newSlotAllocator(maxServiceSlots),
+		slots:    newSlotAllocator(maxBackendSlots),
 		services: map[ServiceKey]*serviceEntry{},
 		hints:    map[uint32][2]int{},
 	}
@@ -70,7 +72,7 @@ func (d *Dataplane) services() (*serviceTable, error) {
 		e := &serviceEntry{id: v.Id, vrf: k.Vrf, affinity: v.Flags&serviceAffinity != 0, backends: map[BackendKey]uint32{}}
 		st.services[key] = e
 		byID[v.Id] = e
-		st.ids.used[v.Id] = true
+		st.ids.take(v.Id)
 		st.hint(k.Vrf, key.Addr, 0, 1)
 	}
 	if err := it.Err(); err != nil {
@@ -87,7 +89,7 @@ func (d *Dataplane) services() (*serviceTable, error) {
 		bk := BackendKey{Addr: addrOf(be.Addr), Port: port16(be.Port)}
 		e.backends[bk] = slot
 		e.applied = append(e.applied, Backend{BackendKey: bk})
-		st.slots.used[slot] = true
+		st.slots.take(slot)
 		st.hint(e.vrf, bk.Addr, 1, 1)
 	}
 	if err := bit.Err(); err != nil {
@@ -207,7 +209,7 @@ func (d *Dataplane) SetServices(svcs []Service) error {
 		return err
 	}
 	var keys []forwarderServiceKey
-	var vals []forwarderService
+	var entries []*serviceEntry
 	var beSlots []uint32
 	var beVals []forwarderBackend
 	var gone []uint32
@@ -262,8 +264,9 @@ func (d *Dataplane) SetServices(svcs []Service) error {
 		}
 		e.applied = append([]Backend(nil), s.Backends...)
 		keys = append(keys, mk)
-		vals = append(vals, e.value())
+		entries = append(entries, e)
 	}
+	vals := serviceValues(entries)
 	if len(beSlots) > 0 {
 		if _, err := d.maps.Backends.BatchUpdate(beSlots, beVals, nil); err != nil {
 			return fmt.Errorf("write backends: %w", err)
@@ -280,6 +283,25 @@ func (d *Dataplane) SetServices(svcs []Service) error {
 	return d.dropBackends(st, gone)
 }
 
+// serviceValues builds the forwarder's entries of services on every CPU:
+// the Maglev tables are most of the work of programming many services.
+func serviceValues(entries []*serviceEntry) []forwarderService {
+	vals := make([]forwarderService, len(entries))
+	workers := min(runtime.GOMAXPROCS(0), len(entries))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(entries); i += workers {
+				vals[i] = entries[i].value()
+			}
+		}()
+	}
+	wg.Wait()
+	return vals
+}
+
 // value builds the forwarder's entry of a service: its Maglev tables over
 // the eligible backends and over the eligible local ones, as slots.
 func (e *serviceEntry) value() forwarderService {
@@ -294,17 +316,25 @@ func (e *serviceEntry) value() forwarderService {
 			local = append(local, b)
 		}
 	}
-	if len(all) > 0 {
-		v.Count = uint32(len(all))
-		for i, b := range maglevTable(all, maglevSize) {
-			v.Table[i] = e.backends[all[b].BackendKey]
+	fill := func(table *[maglevSize]uint32, bes []Backend) {
+		slots := make([]uint32, len(bes))
+		for i, b := range bes {
+			slots[i] = e.backends[b.BackendKey]
+		}
+		for i, b := range maglevTable(bes, maglevSize) {
+			table[i] = slots[b]
 		}
 	}
-	if len(local) > 0 {
+	if len(all) > 0 {
+		v.Count = uint32(len(all))
+		fill(&v.Table, all)
+	}
+	switch {
+	case len(local) == len(all):
+		v.LocalCount, v.Local = v.Count, v.Table
+	case len(local) > 0:
 		v.LocalCount = uint32(len(local))
-		for i, b := range maglevTable(local, maglevSize) {
-			v.Local[i] = e.backends[local[b].BackendKey]
-		}
+		fill(&v.Local, local)
 	}
 	return v
 }
@@ -340,7 +370,7 @@ func (d *Dataplane) DeleteServices(keys []ServiceKey) error {
 		if err := d.resetServiceCounters(e.id); err != nil {
 			return err
 		}
-		st.ids.free(e.id)
+		st.ids.release(e.id)
 	}
 	if err := d.writeHints(st, hintIdx); err != nil {
 		return err
@@ -373,7 +403,7 @@ func (d *Dataplane) dropBackends(st *serviceTable, slots []uint32) error {
 		if err := d.maps.BackendCounters.Put(s, zero); err != nil {
 			return fmt.Errorf("reset counters of backend slot %d: %w", s, err)
 		}
-		st.slots.free(s)
+		st.slots.release(s)
 	}
 	return nil
 }
@@ -448,4 +478,48 @@ func readSvcStats(m *ebpf.Map, slot uint32) (ServiceCounters, error) {
 		c.Flows += s.Flows
 	}
 	return c, nil
+}
+
+// slotAllocator hands out slots 1..max-1 in constant time: never-used
+// slots from a cursor, then freed ones. Services and backends come in
+// the tens of thousands, where a scan for a free slot would be quadratic.
+type slotAllocator struct {
+	max  uint32
+	next uint32          // lowest slot never handed out
+	free []uint32        // freed slots
+	used map[uint32]bool // slots in use
+}
+
+func newSlotAllocator(max uint32) *slotAllocator {
+	return &slotAllocator{max: max, next: 1, used: map[uint32]bool{}}
+}
+
+func (a *slotAllocator) alloc() (uint32, error) {
+	for len(a.free) > 0 {
+		s := a.free[len(a.free)-1]
+		a.free = a.free[:len(a.free)-1]
+		if !a.used[s] {
+			a.used[s] = true
+			return s, nil
+		}
+	}
+	for a.next < a.max {
+		s := a.next
+		a.next++
+		if !a.used[s] {
+			a.used[s] = true
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("all %d slots in use", a.max-1)
+}
+
+// take marks a slot adopted from pinned state as used.
+func (a *slotAllocator) take(s uint32) { a.used[s] = true }
+
+func (a *slotAllocator) release(s uint32) {
+	if a.used[s] {
+		delete(a.used, s)
+		a.free = append(a.free, s)
+	}
 }
