@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/isthmus-net/isthmus/kube/apis/v1alpha1"
 )
@@ -116,6 +117,7 @@ func networkOf(cfg *Config, ns namespaceInfo) string {
 // caller persists them (status.blocks) before pushing them to nodes.
 func render(cfg *Config, s snapshot) plan {
 	p := plan{networks: map[string]*networkView{}, nodes: map[string]nodeIntent{}}
+	var accepted []*networkView
 	// Networks already accepted first, then oldest first: a network keeps
 	// what a newer one conflicts with (creation times have whole seconds,
 	// so the status decides between two made in the same second).
@@ -134,15 +136,15 @@ func render(cfg *Config, s snapshot) plan {
 			v.pods += s.pods[ns.name]
 		}
 	}
-	var accepted []*networkView
 	rdOwner := map[int32]string{}
+	rts := newRTIndex()
 	for _, vn := range nets {
 		v := p.networks[vn.Name]
 		sort.Strings(v.namespaces)
 		if other, dup := rdOwner[vn.Spec.RouteDistinguisher.Number]; dup {
 			v.accepted, v.reason = false, v1alpha1.ReasonRDConflict
 			v.message = fmt.Sprintf("route distinguisher number %d is already network %q's", vn.Spec.RouteDistinguisher.Number, other)
-		} else if other, a, b := overlapping(vn, accepted); other != "" {
+		} else if other, a, b := rts.overlapping(vn); other != "" {
 			v.accepted, v.reason = false, v1alpha1.ReasonSubnetOverlap
 			v.message = fmt.Sprintf("subnet %s overlaps %s of network %q, whose routes it shares by route target", a, b, other)
 		}
@@ -150,12 +152,13 @@ func render(cfg *Config, s snapshot) plan {
 			continue
 		}
 		rdOwner[vn.Spec.RouteDistinguisher.Number] = vn.Name
+		rts.add(vn)
 		accepted = append(accepted, v)
 		v.active = vn.DeletionTimestamp == nil || v.pods > 0
 		allocate(v, s.nodes)
 	}
 	for _, nd := range s.nodes {
-		in := nodeIntent{vrfs: map[string]vrfIntent{}}
+		in := nodeIntent{vrfs: make(map[string]vrfIntent, len(accepted))}
 		if len(cfg.RouteReflectors) > 0 {
 			in.neighbors, in.peerAS = cfg.RouteReflectors, cfg.BGPAS
 		}
@@ -174,15 +177,12 @@ func render(cfg *Config, s snapshot) plan {
 // vrfOf renders network vn on a node with the given address and block.
 func vrfOf(vn *v1alpha1.VirtualNetwork, node netip.Addr, block string) vrfIntent {
 	sp := vn.Spec
-	var ext []string
-	if sp.ExternalAccess != nil {
-		ext = sp.ExternalAccess.RouteTargets
-	}
+	imports, exports := routeTargetsOf(vn)
 	return vrfIntent{
 		network: vn.Name,
-		rd:      fmt.Sprintf("%s:%d", node, sp.RouteDistinguisher.Number),
-		imports: sortedSet(sp.ImportRouteTargets, ext),
-		exports: sortedSet(sp.ExportRouteTargets, ext),
+		rd:      node.String() + ":" + strconv.Itoa(int(sp.RouteDistinguisher.Number)),
+		imports: imports,
+		exports: exports,
 		encap:   cmp.Or(sp.Encapsulation, v1alpha1.MPLSOverUDP),
 		pools:   []string{block},
 	}
@@ -197,48 +197,62 @@ func sortedSet(lists ...[]string) []string {
 	return slices.Compact(out)
 }
 
+// rtIndex holds the accepted networks by the route targets they import
+// and export, so that a network is checked for overlapping subnets only
+// against the networks it shares routes with.
+type rtIndex struct {
+	importers, exporters map[string][]*v1alpha1.VirtualNetwork
+}
+
+func newRTIndex() *rtIndex {
+	return &rtIndex{importers: map[string][]*v1alpha1.VirtualNetwork{}, exporters: map[string][]*v1alpha1.VirtualNetwork{}}
+}
+
+func routeTargetsOf(vn *v1alpha1.VirtualNetwork) (imports, exports []string) {
+	var ext []string
+	if vn.Spec.ExternalAccess != nil {
+		ext = vn.Spec.ExternalAccess.RouteTargets
+	}
+	return sortedSet(vn.Spec.ImportRouteTargets, ext), sortedSet(vn.Spec.ExportRouteTargets, ext)
+}
+
+func (x *rtIndex) add(vn *v1alpha1.VirtualNetwork) {
+	imports, exports := routeTargetsOf(vn)
+	for _, rt := range imports {
+		x.importers[rt] = append(x.importers[rt], vn)
+	}
+	for _, rt := range exports {
+		x.exporters[rt] = append(x.exporters[rt], vn)
+	}
+}
+
 // overlapping reports a subnet of vn overlapping a subnet of an accepted
 // network that shares routes with it (one imports a route target the other
 // exports). Networks that share no route target may reuse addresses: their
 // VRFs never meet.
-func overlapping(vn *v1alpha1.VirtualNetwork, accepted []*networkView) (network, mine, theirs string) {
-	for _, o := range accepted {
-		if !sharesRoutes(vn, o.vn) {
-			continue
-		}
+func (x *rtIndex) overlapping(vn *v1alpha1.VirtualNetwork) (network, mine, theirs string) {
+	imports, exports := routeTargetsOf(vn)
+	var peers []*v1alpha1.VirtualNetwork
+	for _, rt := range imports {
+		peers = append(peers, x.exporters[rt]...)
+	}
+	for _, rt := range exports {
+		peers = append(peers, x.importers[rt]...)
+	}
+	for _, o := range peers {
 		for _, a := range vn.Spec.Subnets {
 			pa, err := netip.ParsePrefix(a)
 			if err != nil {
 				continue
 			}
-			for _, b := range o.vn.Spec.Subnets {
+			for _, b := range o.Spec.Subnets {
 				if pb, err := netip.ParsePrefix(b); err == nil && pa.Overlaps(pb) {
-					return o.vn.Name, a, b
+					return o.Name, a, b
 				}
 			}
 		}
 	}
 	return "", "", ""
-}
-
-func sharesRoutes(a, b *v1alpha1.VirtualNetwork) bool {
-	ext := func(vn *v1alpha1.VirtualNetwork) []string {
-		if vn.Spec.ExternalAccess == nil {
-			return nil
-		}
-		return vn.Spec.ExternalAccess.RouteTargets
-	}
-	meets := func(imp, exp []string) bool {
-		for _, rt := range imp {
-			if slices.Contains(exp, rt) {
-				return true
-			}
-		}
-		return false
-	}
-	ai, ae := sortedSet(a.Spec.ImportRouteTargets, ext(a)), sortedSet(a.Spec.ExportRouteTargets, ext(a))
-	bi, be := sortedSet(b.Spec.ImportRouteTargets, ext(b)), sortedSet(b.Spec.ExportRouteTargets, ext(b))
-	return meets(ai, be) || meets(bi, ae)
 }
 
 // allocate keeps every persisted block of a node that still exists and
@@ -248,7 +262,7 @@ func allocate(v *networkView, nodes []nodeInfo) {
 	if bits == 0 {
 		bits = 26
 	}
-	exists := map[string]bool{}
+	exists := make(map[string]bool, len(nodes))
 	for _, nd := range nodes {
 		exists[nd.name] = true
 	}

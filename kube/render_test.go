@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -151,5 +152,28 @@ func TestNodeAddressAnnotation(t *testing.T) {
 	n = testNode("n0", "192.168.0.7", "127.0.0.1:40001")
 	if got := l.nodeInfo(n).gnmi; got != "127.0.0.1:40001" {
 		t.Errorf("annotated gnmi address %q", got)
+	}
+}
+
+// BenchmarkRender1000Networks20Nodes: one render pass with 1,000 networks
+// (already holding their blocks), 1,000 namespaces and 20 nodes.
+func BenchmarkRender1000Networks20Nodes(b *testing.B) {
+	cfg := &Config{NamespaceIsolation: true, IsolationPrefix: "k8s-", RouteReflectors: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, BGPAS: 65000}
+	s := snapshot{nodes: nodes(20), pods: map[string]int{}}
+	for i := range 1000 {
+		n := vn(fmt.Sprintf("k8s-ns%d", i), 0, int32(i+1), fmt.Sprintf("65000:%d", i+1), "10.0.0.0/16")
+		p := render(cfg, snapshot{networks: []*v1alpha1.VirtualNetwork{n}, nodes: s.nodes})
+		for node, block := range p.networks[n.Name].blocks {
+			n.Status.Blocks = append(n.Status.Blocks, v1alpha1.NodeBlock{Node: node, Prefix: block})
+		}
+		s.networks = append(s.networks, n)
+		s.namespaces = append(s.namespaces, namespaceInfo{name: fmt.Sprintf("ns%d", i)})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p := render(cfg, s)
+		if len(p.nodes["n0"].vrfs) != 1000 {
+			b.Fatalf("%d vrfs", len(p.nodes["n0"].vrfs))
+		}
 	}
 }
