@@ -3,6 +3,7 @@ package nos
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"math"
 	"testing"
@@ -109,7 +110,12 @@ func FuzzSet(f *testing.F) {
 		f.Fatal(err)
 	}
 
+	var last string // the previous input and what became of it
 	f.Fuzz(func(t *testing.T, op uint8, path string, kind uint8, val []byte, before string) {
+		if got, _ := encodeConfig(c.Config()); string(got) != string(baseJSON) {
+			t.Fatalf("the previous input (%s) left the configuration changed:\n%s", last, got)
+		}
+		last = fmt.Sprintf("op %d path %q kind %d value %q after delete %q", op, path, kind, val, before)
 		req := &gpb.SetRequest{}
 		if before != "" {
 			req.Delete = append(req.Delete, fuzzPath(before))
@@ -125,6 +131,7 @@ func FuzzSet(f *testing.F) {
 		}
 		rev := c.Revision()
 		newRev, err := c.Set(ctx, "fuzz", req)
+		last += fmt.Sprintf(": revision %d -> %d, %v", rev, newRev, err)
 		got, eerr := encodeConfig(c.Config())
 		if eerr != nil {
 			t.Fatalf("encode running configuration: %v", eerr)
@@ -141,6 +148,15 @@ func FuzzSet(f *testing.F) {
 			}
 			return
 		}
+		// Back to the base for the next input, whatever this one finds.
+		defer func() {
+			if _, err := c.Commit(ctx, "fuzz", func(cand *gen.Device) error {
+				*cand = *mustCopy(baseCfg)
+				return nil
+			}); err != nil {
+				t.Fatalf("restore the base configuration: %v", err)
+			}
+		}()
 		head, herr := c.store.head()
 		if herr != nil {
 			t.Fatal(herr)
@@ -155,13 +171,6 @@ func FuzzSet(f *testing.F) {
 		}
 		if verr := c.validate(&gen.Device{}, stored, computeDelta(&gen.Device{}, stored)); verr != nil {
 			t.Fatalf("the committed configuration does not validate when read back: %v", verr)
-		}
-		// Back to the base for the next input.
-		if _, err := c.Commit(ctx, "fuzz", func(cand *gen.Device) error {
-			*cand = *mustCopy(baseCfg)
-			return nil
-		}); err != nil {
-			t.Fatalf("restore the base configuration: %v", err)
 		}
 	})
 }

@@ -238,6 +238,9 @@ func leafProblem(e *yang.Entry, t *yang.YangType, v any) string {
 		if !ok {
 			return fmt.Sprintf("%s takes a string, not %s", e.Name, jsonKind(v))
 		}
+		if !utf8.ValidString(s) {
+			return fmt.Sprintf("%s takes text: the value is not valid UTF-8", e.Name)
+		}
 		if len(t.Length) > 0 {
 			n := uint64(utf8.RuneCountInString(s))
 			if !t.Length.Contains(yang.YangRange{{Min: yang.FromUint(n), Max: yang.FromUint(n)}}) {
