@@ -33,9 +33,6 @@ import (
 // startupUser names the author of the startup commit in the history.
 const startupUser = "startup-config"
 
-// errStartupUnchanged aborts a startup commit that would change nothing.
-var errStartupUnchanged = errors.New("startup configuration already running")
-
 // parseStartup turns the startup-config section into RFC 7951 JSON of the
 // root, checked against the schema. It refuses what is not configuration:
 // unknown nodes, bad values, state (config false) leaves and /system. An
@@ -80,35 +77,29 @@ func parseStartup(n *yaml.Node) ([]byte, error) {
 }
 
 // applyStartup merges startup (from parseStartup) into the running
-// configuration as one commit, unless that would change nothing. The merge
-// is a gNMI Update of the root: leaves and leaf-lists it names are
-// replaced, list entries merged by key. A startup configuration that fails
-// validation is an error naming the offending path; nothing of it is
-// committed.
+// configuration as one commit. The merge is a gNMI Update of the root:
+// leaves and leaf-lists it names are replaced, list entries merged by key.
+// A merge that changes nothing is no commit (the core makes no revision
+// for it). A startup configuration that fails validation is an error
+// naming the offending path; nothing of it is committed.
 func applyStartup(ctx context.Context, core *nos.Core, startup []byte, log *slog.Logger) error {
 	if startup == nil {
 		return nil
 	}
+	before := core.Revision()
 	rev, err := core.Commit(ctx, startupUser, func(cand *gen.Device) error {
-		before, err := ygot.DeepCopy(cand)
-		if err != nil {
-			return fmt.Errorf("copy running configuration: %w", err)
-		}
 		if err := gen.Unmarshal(startup, cand); err != nil {
 			return fmt.Errorf("merge startup-config: %w", err)
-		}
-		if reflect.DeepEqual(before, ygot.GoStruct(cand)) {
-			return errStartupUnchanged
 		}
 		return nil
 	})
 	switch {
-	case errors.Is(err, errStartupUnchanged):
-		log.Info("startup configuration already running", "revision", core.Revision())
-		return nil
 	case err != nil:
 		return fmt.Errorf("apply startup-config: %w", err)
+	case rev == before:
+		log.Info("startup configuration already running", "revision", rev)
+	default:
+		log.Info("startup configuration committed", "revision", rev)
 	}
-	log.Info("startup configuration committed", "revision", rev)
 	return nil
 }
