@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/kube"
 	"github.com/isthmus-net/isthmus/kube/apis/v1alpha1"
 )
 
@@ -62,6 +64,10 @@ func TestNetworkLifecycle(t *testing.T) {
 	vn := e.waitCondition("red", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllNodesReady)
 	if vn.Status.ReadyNodes != 3 || vn.Status.Nodes != 3 || len(vn.Status.Blocks) != 3 || !slices.Equal(vn.Status.Namespaces, []string{"shop"}) {
 		t.Errorf("status %+v", vn.Status)
+	}
+
+	for _, nd := range e.nodes {
+		e.waitNodeCondition(nd.Name, corev1.ConditionTrue, kube.NodeReasonConfigured)
 	}
 
 	e.createPod("shop", "web", e.nodes[0].Name)

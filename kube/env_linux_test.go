@@ -270,3 +270,21 @@ func network(name string, rd int32, rt string, subnets ...string) *v1alpha1.Virt
 		},
 	}
 }
+
+// waitNodeCondition waits for a node's IsthmusNetworkReady condition to have
+// status and reason.
+func (e *env) waitNodeCondition(node string, status corev1.ConditionStatus, reason string) {
+	e.t.Helper()
+	eventually(e.t, 30*time.Second, func() (bool, string) {
+		n, err := e.c.Client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == kube.NodeConditionType {
+				return c.Status == status && c.Reason == reason, fmt.Sprintf("node %s condition %+v, want %s/%s", node, c, status, reason)
+			}
+		}
+		return false, "node " + node + " has no condition " + string(kube.NodeConditionType)
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/isthmus-net/isthmus/kube"
@@ -82,9 +83,11 @@ func TestNodeRestartConverges(t *testing.T) {
 	e.mustCreateNetwork(network("blue", 200, "65000:200", "10.2.0.0/16"))
 	e.waitVRF(e.nodes[1:], "blue", true, 30*time.Second)
 	e.waitCondition("blue", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNodesPending)
+	e.waitNodeCondition(nd.Name, corev1.ConditionFalse, kube.NodeReasonUnreachable)
 	nd.Restart(t, false)
 	e.waitVRF(e.nodes, "blue", true, 30*time.Second)
 	e.waitCondition("blue", v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllNodesReady)
+	e.waitNodeCondition(nd.Name, corev1.ConditionTrue, kube.NodeReasonConfigured)
 }
 
 // TestLeaderFailover: of two replicas only the Lease holder ever sends a

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -42,9 +43,8 @@ type leader struct {
 	// creating holds per-namespace networks created but not yet seen by
 	// the informer, so they are not created twice.
 	creating map[string]bool
-	// written remembers the last status written per network, so an
-	// unchanged status is not written again.
-	written map[string]string
+	// nodeWritten is the last Node condition written per node.
+	nodeWritten map[string]nodeCondition
 }
 
 type cachedVN struct {
@@ -55,13 +55,13 @@ type cachedVN struct {
 func newLeader(c *Controller, w *watcher) *leader {
 	return &leader{
 		c: c, w: w, cfg: &c.cfg,
-		workers:  map[string]*nodeWorker{},
-		reports:  make(chan struct{}, 1),
-		have:     map[string]*nodeConfig{},
-		errs:     map[string]error{},
-		cache:    map[types.UID]cachedVN{},
-		creating: map[string]bool{},
-		written:  map[string]string{},
+		workers:     map[string]*nodeWorker{},
+		reports:     make(chan struct{}, 1),
+		have:        map[string]*nodeConfig{},
+		errs:        map[string]error{},
+		cache:       map[types.UID]cachedVN{},
+		creating:    map[string]bool{},
+		nodeWritten: map[string]nodeCondition{},
 	}
 }
 
@@ -138,8 +138,8 @@ func (l *leader) reconcile(ctx context.Context) error {
 		}
 	}
 	p := render(l.cfg, snap)
-	l.distribute(ctx, snap, p)
-	return l.writeStatus(ctx, snap, p)
+	intents := l.distribute(ctx, snap, p)
+	return errors.Join(l.writeStatus(ctx, snap, p), l.writeNodeConditions(ctx, snap, intents))
 }
 
 // snapshot reads the listers.
@@ -223,7 +223,8 @@ func (l *leader) nodeInfo(n *corev1.Node) nodeInfo {
 // distribute starts a worker for every new node (or new address), stops the
 // workers of nodes gone, and hands each worker its intent. A VRF whose
 // block on the node is not persisted yet waits for the status write.
-func (l *leader) distribute(ctx context.Context, s snapshot, p plan) {
+func (l *leader) distribute(ctx context.Context, s snapshot, p plan) map[string]nodeIntent {
+	intents := make(map[string]nodeIntent, len(s.nodes))
 	live := map[string]bool{}
 	for _, nd := range s.nodes {
 		if nd.gnmi == "" {
@@ -250,6 +251,7 @@ func (l *leader) distribute(ctx context.Context, s snapshot, p plan) {
 			}
 		}
 		wk.set(in)
+		intents[nd.name] = in
 	}
 	for name, wk := range l.workers {
 		if !live[name] {
@@ -261,6 +263,7 @@ func (l *leader) distribute(ctx context.Context, s snapshot, p plan) {
 			l.mu.Unlock()
 		}
 	}
+	return intents
 }
 
 func persisted(vn *v1alpha1.VirtualNetwork, node, prefix string) bool {
