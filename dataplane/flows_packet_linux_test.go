@@ -224,3 +224,25 @@ func TestServicesAdoptedAfterRestart(t *testing.T) {
 		t.Errorf("counters after restart %+v, before %+v: want the same flows and 50 more packets", after, total)
 	}
 }
+
+// TestSetServicesRejectsWholly: a batch with one bad service changes
+// nothing, not even the good services before it.
+func TestSetServicesRejectsWholly(t *testing.T) {
+	e := serviceEnv(t, backend(far1, 8080, false))
+	other := ServiceKey{VRF: "red", Addr: netip.MustParseAddr("10.96.0.11"), Proto: TCP, Port: 80}
+	err := e.d.SetServices([]Service{
+		{ServiceKey: other, Backends: []Backend{backend(far2, 8080, false)}},
+		{ServiceKey: webKey, Backends: []Backend{backend(far3, 0, false)}},
+	})
+	if err == nil {
+		t.Fatal("a backend with port 0 was accepted")
+	}
+	keys, err := e.d.ServiceKeys()
+	must(t, err)
+	if len(keys) != 1 || keys[0] != webKey {
+		t.Errorf("services after a rejected batch: %v, want only %v", keys, webKey)
+	}
+	if got := backendOf(t, e, 20000); got != far1 {
+		t.Errorf("service web now goes to %v, want its old backend %v", got, far1)
+	}
+}

@@ -208,6 +208,21 @@ func (d *Dataplane) SetServices(svcs []Service) error {
 	if err != nil {
 		return err
 	}
+	// Check everything before changing anything, so that bad input leaves
+	// nothing half-programmed.
+	for _, s := range svcs {
+		if _, err := s.mapKey(0); err != nil {
+			return err
+		}
+		for _, b := range s.Backends {
+			if _, err := ipv4(b.Addr); err != nil {
+				return fmt.Errorf("service %v: backend: %w", s.ServiceKey, err)
+			}
+			if b.Port == 0 {
+				return fmt.Errorf("service %v: backend %v: port 0", s.ServiceKey, b.Addr)
+			}
+		}
+	}
 	var keys []forwarderServiceKey
 	var entries []*serviceEntry
 	var beSlots []uint32
