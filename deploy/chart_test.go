@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -258,6 +259,64 @@ func TestChartDaemonConfigs(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("%s: isthmusd check-config: %v\n%s\n%s", name, err, out, conf)
 		}
+	}
+}
+
+// TestChartInstallCNI: the DaemonSet's init container, run as rendered
+// (its mounts mapped to directories of the test, the ConfigMap's keys as
+// files), installs the plugin and a conflist that calls isthmus-cni on
+// isthmusd's socket.
+func TestChartInstallCNI(t *testing.T) {
+	objs := render(t)
+	ds := find(t, objs, "DaemonSet", "isthmus-node")
+	ic := object(ds.get("spec", "template", "spec", "initContainers", 0).(map[string]any))
+	root := t.TempDir()
+	mounts := map[string]string{} // mount path in the container → directory here
+	for _, m := range ic.get("volumeMounts").([]any) {
+		m := m.(map[string]any)
+		d := filepath.Join(root, m["name"].(string))
+		os.MkdirAll(d, 0o755)
+		mounts[m["mountPath"].(string)] = d
+	}
+	for k, v := range find(t, objs, "ConfigMap", "isthmus-node").get("data").(map[string]any) {
+		os.WriteFile(filepath.Join(mounts["/etc/isthmus"], k), []byte(v.(string)), 0o644)
+	}
+	bin := filepath.Join(root, "isthmusd")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/isthmusd").CombinedOutput(); err != nil {
+		t.Fatalf("build isthmusd: %v\n%s", err, out)
+	}
+	plugin := filepath.Join(root, "isthmus-cni")
+	os.WriteFile(plugin, []byte("plugin"), 0o755)
+	image := map[string]string{"/usr/local/bin/isthmusd": bin, "/usr/local/bin/isthmus-cni": plugin}
+	var args []string
+	for _, a := range strs(ic.get("command")) {
+		if p, ok := image[a]; ok {
+			a = p
+		}
+		for mp, d := range mounts {
+			if a == mp || strings.HasPrefix(a, mp+"/") {
+				a = d + strings.TrimPrefix(a, mp)
+			}
+		}
+		args = append(args, a)
+	}
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("init container %v: %v\n%s", args, err, out)
+	}
+	if st, err := os.Stat(filepath.Join(mounts["/host/cni/bin"], "isthmus-cni")); err != nil || st.Mode()&0o111 == 0 {
+		t.Errorf("plugin not installed executable: %v %v", st, err)
+	}
+	conf, err := os.ReadFile(filepath.Join(mounts["/host/cni/net.d"], "10-isthmus.conflist"))
+	if err != nil {
+		t.Fatalf("conflist not installed: %v", err)
+	}
+	var cl struct {
+		Name    string           `json:"name"`
+		Plugins []map[string]any `json:"plugins"`
+	}
+	if err := json.Unmarshal(conf, &cl); err != nil || cl.Name != "isthmus" || len(cl.Plugins) != 1 ||
+		cl.Plugins[0]["type"] != "isthmus-cni" || cl.Plugins[0]["socket"] != "/run/isthmus/cni.sock" {
+		t.Errorf("installed conflist %s (%v)", conf, err)
 	}
 }
 

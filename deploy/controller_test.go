@@ -106,7 +106,7 @@ func TestChartControllerRuns(t *testing.T) {
 	})
 
 	ctx := context.Background()
-	waitUntil(t, done, 60*time.Second, "the controller's Lease", func() bool {
+	waitUntil(t, "isthmus-controller", done, 60*time.Second, "the controller's Lease", func() bool {
 		l, err := cluster.Client.CoordinationV1().Leases("isthmus-system").Get(ctx, "isthmus-controller", metav1.GetOptions{})
 		return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "isthmus-controller-0"
 	})
@@ -128,7 +128,7 @@ func TestChartControllerRuns(t *testing.T) {
 	if _, err := vns.Create(ctx, vn, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create VirtualNetwork: %v", err)
 	}
-	waitUntil(t, done, 60*time.Second, "finalizer and status on the VirtualNetwork", func() bool {
+	waitUntil(t, "isthmus-controller", done, 60*time.Second, "finalizer and status on the VirtualNetwork", func() bool {
 		u, err := vns.Get(ctx, "default", metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -142,15 +142,15 @@ func TestChartControllerRuns(t *testing.T) {
 }
 
 // waitUntil polls ok until it holds, failing t after d or when the
-// process behind done exits first.
-func waitUntil(t *testing.T, done chan error, d time.Duration, what string, ok func() bool) {
+// process (named proc) behind done exits first.
+func waitUntil(t *testing.T, proc string, done chan error, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !ok() {
 		select {
 		case err := <-done:
 			done <- err
-			t.Fatalf("isthmus-controller exited (%v) before %s", err, what)
+			t.Fatalf("%s exited (%v) before %s", proc, err, what)
 		default:
 		}
 		if time.Now().After(deadline) {
