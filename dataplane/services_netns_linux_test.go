@@ -260,6 +260,15 @@ func TestServiceNamespaces(t *testing.T) {
 				return fmt.Errorf("backend %v has no flows in its state", k)
 			}
 		}
+		flows := nos.Services(nos.NetworkInstances(state)["red"])["web"].GetState().GetFlows().Flow
+		if len(flows) == 0 || len(flows) > flowsPerService {
+			return fmt.Errorf("service state lists %d flows, want 1..%d", len(flows), flowsPerService)
+		}
+		for k, f := range flows {
+			if k.ClientAddress != a.pod.addr.String() || f.GetBackendPort() != 8080 || f.GetState() == gen.IsthmusNetworkInstance_FlowState_UNSET {
+				return fmt.Errorf("flow %+v: %s:%d → %s:%d %v", k, k.ClientAddress, k.ClientPort, f.GetBackendAddress(), f.GetBackendPort(), f.GetState())
+			}
+		}
 		ft := state.GetSystem().GetFlowTable().GetState()
 		if ft.GetCreated() < n || ft.GetCapacity() == 0 {
 			return fmt.Errorf("flow table state %+v", ft)
