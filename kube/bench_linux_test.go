@@ -265,8 +265,8 @@ func BenchmarkMemory1000Namespaces(b *testing.B) {
 		e.createNamespace(fmt.Sprintf("m-%d", i), nil)
 	}
 	created := time.Since(start)
-	waitAll(b, e.nodes, "k8s-m-999", true, 10*time.Minute)
-	eventually(b, 10*time.Minute, func() (bool, string) {
+	waitAll(b, e.nodes, "k8s-m-999", true, 20*time.Minute)
+	eventually(b, 20*time.Minute, func() (bool, string) {
 		for _, nd := range e.nodes {
 			nis, err := nd.NetworkInstances()
 			if err != nil || len(nis) < 1002 { // default, k8s-default and 1,000 more

@@ -240,61 +240,68 @@ func jsonVal(s ygot.GoStruct) (*gpb.TypedValue, error) {
 // wait (the VRFs do not).
 var errNoBGP = errors.New("node has no BGP as and router id (its startup config sets them)")
 
-// setRequest is the one transaction that takes a node from have to want,
-// touching only what differs. It returns nil when nothing does.
-func setRequest(have nodeConfig, want nodeIntent) (*gpb.SetRequest, error) {
+// maxOpsPerSet bounds one SetRequest: a node far behind (just started, or
+// back after a long absence) is brought up in several transactions of at
+// most this many VRFs or neighbors each, so no single Set outlasts the RPC
+// timeout on a busy node. Each VRF is replaced whole in one of them: no
+// node ever holds half of a network.
+const maxOpsPerSet = 64
+
+// setRequest is the next transaction towards want from have: the deletes
+// first, then the VRFs and neighbors that differ, at most maxOpsPerSet of
+// them. It returns nil when nothing differs, and what the node holds once
+// the request succeeded.
+func setRequest(have nodeConfig, want nodeIntent) (*gpb.SetRequest, nodeConfig, error) {
 	req := &gpb.SetRequest{}
+	next := nodeConfig{vrfs: make(map[string]vrfIntent, len(want.vrfs)), neighbors: map[netip.Addr]uint32{}, bgpProtocol: have.bgpProtocol}
+	for name, v := range have.vrfs {
+		next.vrfs[name] = v
+	}
+	for a, as := range have.neighbors {
+		next.neighbors[a] = as
+	}
+	full := func() bool { return len(req.Delete)+len(req.Replace) >= maxOpsPerSet }
 	for _, name := range sortedKeys(have.vrfs) {
-		if _, ok := want.vrfs[name]; !ok {
+		if _, ok := want.vrfs[name]; !ok && !full() {
 			req.Delete = append(req.Delete, vrfPath(name))
+			delete(next.vrfs, name)
 		}
 	}
 	for _, name := range sortedKeys(want.vrfs) {
 		v := want.vrfs[name]
-		if h, ok := have.vrfs[name]; ok && h.equal(v) {
+		if h, ok := have.vrfs[name]; (ok && h.equal(v)) || full() {
 			continue
 		}
 		val, err := jsonVal(vrfTree(name, v))
 		if err != nil {
-			return nil, err
+			return nil, have, err
 		}
 		req.Replace = append(req.Replace, &gpb.Update{Path: vrfPath(name), Val: val})
+		next.vrfs[name] = v
 	}
 	if have.bgpProtocol != "" {
 		for addr := range have.neighbors {
-			if !slices.Contains(want.neighbors, addr) {
+			if !slices.Contains(want.neighbors, addr) && !full() {
 				req.Delete = append(req.Delete, neighborPath(have.bgpProtocol, addr))
+				delete(next.neighbors, addr)
 			}
 		}
 		for _, addr := range want.neighbors {
-			if as, ok := have.neighbors[addr]; ok && as == want.peerAS {
+			if as, ok := have.neighbors[addr]; (ok && as == want.peerAS) || full() {
 				continue
 			}
 			val, err := jsonVal(neighborTree(addr, want.peerAS))
 			if err != nil {
-				return nil, err
+				return nil, have, err
 			}
 			req.Replace = append(req.Replace, &gpb.Update{Path: neighborPath(have.bgpProtocol, addr), Val: val})
+			next.neighbors[addr] = want.peerAS
 		}
 	}
 	if len(req.Delete) == 0 && len(req.Replace) == 0 {
-		return nil, nil
+		return nil, have, nil
 	}
-	return req, nil
-}
-
-// applied returns what the node holds after req succeeded on have.
-func applied(have nodeConfig, want nodeIntent) nodeConfig {
-	out := nodeConfig{vrfs: map[string]vrfIntent{}, neighbors: map[netip.Addr]uint32{}, bgpProtocol: have.bgpProtocol}
-	for name, v := range want.vrfs {
-		out.vrfs[name] = v
-	}
-	if have.bgpProtocol != "" {
-		for _, a := range want.neighbors {
-			out.neighbors[a] = want.peerAS
-		}
-	}
-	return out
+	return req, next, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -182,13 +182,16 @@ func (w *nodeWorker) apply(ctx context.Context, c gpb.GNMIClient, have *nodeConf
 		}
 		have = &nc
 	}
-	req, err := setRequest(*have, want)
-	if err != nil {
-		return have, err
-	}
-	if req != nil {
+	for {
+		req, next, err := setRequest(*have, want)
+		if err != nil {
+			return have, err
+		}
+		if req == nil {
+			break
+		}
 		sctx, cancel := context.WithTimeout(ctx, w.cfg.GNMI.Timeout)
-		_, err := c.Set(sctx, req)
+		_, err = c.Set(sctx, req)
 		cancel()
 		w.sets.add()
 		if err != nil {
@@ -197,8 +200,10 @@ func (w *nodeWorker) apply(ctx context.Context, c gpb.GNMIClient, have *nodeConf
 			return nil, fmt.Errorf("set node %s: %w", w.name, err)
 		}
 		w.log.Debug("configured node", "deleted", len(req.Delete), "replaced", len(req.Replace))
-		a := applied(*have, want)
-		have = &a
+		have = &next
+		if ctx.Err() != nil {
+			return have, ctx.Err()
+		}
 	}
 	if len(want.neighbors) > 0 && have.bgpProtocol == "" {
 		return have, errNoBGP

@@ -127,19 +127,44 @@ func TestSetRequestOnlyChanges(t *testing.T) {
 	b.network, b.rd = "b", "1.1.1.1:2"
 	have := nodeConfig{vrfs: map[string]vrfIntent{"a": a, "old": a}, neighbors: map[netip.Addr]uint32{rr: 65000}, bgpProtocol: "bgp"}
 	want := nodeIntent{vrfs: map[string]vrfIntent{"a": a, "b": b}, neighbors: []netip.Addr{rr}, peerAS: 65000}
-	req, err := setRequest(have, want)
+	req, next, err := setRequest(have, want)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(req.Delete) != 1 || len(req.Replace) != 1 || req.Replace[0].Path.Elem[1].Key["name"] != "b" {
 		t.Fatalf("set request %v", req)
 	}
-	if req, _ := setRequest(applied(have, want), want); req != nil {
+	if req, _, _ := setRequest(next, want); req != nil {
 		t.Errorf("nothing changed but %v", req)
 	}
-	have.bgpProtocol = ""
-	if req, _ := setRequest(nodeConfig{vrfs: want.vrfs}, want); req != nil {
+	if req, _, _ := setRequest(nodeConfig{vrfs: want.vrfs}, want); req != nil {
 		t.Errorf("neighbors sent to a node without BGP: %v", req)
+	}
+	// A node far behind gets its VRFs in bounded transactions, each VRF
+	// whole in one of them.
+	many := nodeIntent{vrfs: map[string]vrfIntent{}}
+	for i := range 150 {
+		v := a
+		v.network = fmt.Sprint(i)
+		many.vrfs[fmt.Sprintf("v%03d", i)] = v
+	}
+	have = nodeConfig{vrfs: map[string]vrfIntent{}}
+	sets := 0
+	for {
+		req, next, err := setRequest(have, many)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req == nil {
+			break
+		}
+		if n := len(req.Replace); n > maxOpsPerSet {
+			t.Fatalf("set of %d VRFs", n)
+		}
+		have, sets = next, sets+1
+	}
+	if sets != 3 || len(have.vrfs) != 150 {
+		t.Errorf("%d sets, %d vrfs; want 3 sets of 150", sets, len(have.vrfs))
 	}
 }
 

@@ -23,7 +23,6 @@ import (
 
 	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/internal/testenv"
-	"github.com/isthmus-net/isthmus/server"
 )
 
 // Credentials of the admin user every test node has.
@@ -60,7 +59,18 @@ func isthmusd(t testing.TB) string {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	hashOnce.Do(func() { hash, _ = server.HashPassword(GNMIPassword) })
+	hashOnce.Do(func() {
+		cmd := exec.Command(builtBin, "hash-password")
+		cmd.Stdin = strings.NewReader(GNMIPassword + "\n")
+		out, err := cmd.Output()
+		if err != nil {
+			buildErr = fmt.Errorf("isthmusd hash-password: %w", err)
+		}
+		hash = strings.TrimSpace(string(out))
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
 	return builtBin
 }
 
