@@ -264,16 +264,34 @@ type ServiceFlow struct {
 	Age time.Duration
 }
 
-// ServiceFlows returns up to max flows of a service (0: all), oldest first.
+// ServiceFlows returns up to limit flows of a service (0: all), oldest
+// first.
 func (d *Dataplane) ServiceFlows(k ServiceKey, limit int) ([]ServiceFlow, error) {
+	all, err := d.AllServiceFlows(limit)
+	if err != nil {
+		return nil, err
+	}
+	flows, ok := all[k]
+	if !ok {
+		d.mu.Lock()
+		_, known := d.svc.services[k]
+		d.mu.Unlock()
+		if !known {
+			return nil, fmt.Errorf("%v: %w", k, ErrUnknownService)
+		}
+	}
+	return flows, nil
+}
+
+// AllServiceFlows returns up to limit flows (0: all) of every service that
+// has flows, oldest first, from one read of the flow table.
+func (d *Dataplane) AllServiceFlows(limit int) (map[ServiceKey][]ServiceFlow, error) {
 	d.mu.Lock()
 	st, err := d.services()
-	var id uint32
+	keys := map[uint32]ServiceKey{}
 	if err == nil {
-		if e := st.services[k]; e != nil {
-			id = e.id
-		} else {
-			err = fmt.Errorf("%v: %w", k, ErrUnknownService)
+		for k, e := range st.services {
+			keys[e.id] = k
 		}
 	}
 	d.mu.Unlock()
@@ -284,11 +302,15 @@ func (d *Dataplane) ServiceFlows(k ServiceKey, limit int) ([]ServiceFlow, error)
 	if err != nil {
 		return nil, err
 	}
+	type listed struct {
+		ServiceFlow
+		created uint64
+	}
 	now := monotonicNow()
-	var out []ServiceFlow
-	var created []uint64
+	per := map[ServiceKey][]listed{}
 	for key, f := range entries {
-		if f.Service != id || f.Flags&flowReply != 0 || f.Nat != natDst {
+		sk, ok := keys[f.Service]
+		if !ok || f.Flags&flowReply != 0 || f.Nat != natDst {
 			continue
 		}
 		rev := entries[f.Reverse]
@@ -304,28 +326,27 @@ func (d *Dataplane) ServiceFlows(k ServiceKey, limit int) ([]ServiceFlow, error)
 		if now > f.Created {
 			sf.Age = time.Duration(now - f.Created)
 		}
-		out = append(out, sf)
-		created = append(created, f.Created)
+		per[sk] = append(per[sk], listed{sf, f.Created})
 	}
-	idx := make([]int, len(out))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int {
-		if created[a] != created[b] {
-			if created[a] < created[b] {
-				return -1
+	out := make(map[ServiceKey][]ServiceFlow, len(per))
+	for sk, l := range per {
+		slices.SortFunc(l, func(a, b listed) int {
+			if a.created != b.created {
+				if a.created < b.created {
+					return -1
+				}
+				return 1
 			}
-			return 1
+			return a.Client.Compare(b.Client)
+		})
+		if limit > 0 && len(l) > limit {
+			l = l[:limit]
 		}
-		return out[a].Client.Compare(out[b].Client)
-	})
-	sorted := make([]ServiceFlow, 0, len(out))
-	for _, i := range idx {
-		if limit > 0 && len(sorted) == limit {
-			break
+		flows := make([]ServiceFlow, len(l))
+		for i := range l {
+			flows[i] = l[i].ServiceFlow
 		}
-		sorted = append(sorted, out[i])
+		out[sk] = flows
 	}
-	return sorted, nil
+	return out, nil
 }

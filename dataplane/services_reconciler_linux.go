@@ -110,21 +110,21 @@ func (r *Reconciler) collectAndPublish() error {
 		Created: ygot.Uint64(fc.Created), Expired: ygot.Uint64(fc.Expired),
 		Evicted: ygot.Uint64(fc.Evicted), TableFull: ygot.Uint64(fc.TableFull),
 	})
+	flows, err := dp.AllServiceFlows(flowsPerService)
+	if err != nil {
+		return err
+	}
 	for n, s := range svcs {
-		if err := r.publishService(n, s, update); err != nil {
+		if err := r.publishService(n, s, flows[s.ServiceKey], update); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (r *Reconciler) publishService(n serviceName, s Service, update func(string, ygot.GoStruct)) error {
+func (r *Reconciler) publishService(n serviceName, s Service, flows []ServiceFlow, update func(string, ygot.GoStruct)) error {
 	dp, core := r.dp, r.core
 	total, per, err := dp.ServiceStats(s.ServiceKey)
-	if err != nil {
-		return err
-	}
-	flows, err := dp.ServiceFlows(s.ServiceKey, flowsPerService)
 	if err != nil {
 		return err
 	}
