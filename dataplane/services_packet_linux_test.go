@@ -206,3 +206,24 @@ func TestServiceICMPErrorExact(t *testing.T) {
 	quoted := udpPkt(pod1Addr, 40000, vipAddr, 53, 63, []byte("query"), true)
 	assertBytes(t, "translated icmp error", out, eth(pod1PeerMAC, loMAC, 0x0800, icmpUnreachable(vipAddr, pod1Addr, 63, quoted)))
 }
+
+// TestServiceICMPErrorOverTunnelExact: the error comes from a backend on
+// another host, over the tunnel, and is translated before delivery.
+func TestServiceICMPErrorOverTunnelExact(t *testing.T) {
+	e := newPacketEnv(t)
+	must(t, e.d.SetRoutes([]Route{{RouteKey: RouteKey{VRF: "red", Prefix: netip.PrefixFrom(pod1Addr, 32)}, Interface: 1}}))
+	dns := ServiceKey{VRF: "red", Addr: vipAddr, Proto: UDP, Port: 53}
+	must(t, e.d.SetServices([]Service{{ServiceKey: dns, Backends: []Backend{backend(farAddr, 5353, false)}}}))
+	q := udpPkt(pod1Addr, 40000, vipAddr, 53, 64, []byte("query"), true)
+	if ret, _ := run(t, e.d.progs.PodIngress, eth(loMAC, pod1PeerMAC, 0x0800, q)); ret != tcRedirect {
+		t.Fatalf("query: return %d, want redirect", ret)
+	}
+	seen := udpPkt(pod1Addr, 40000, farAddr, 5353, 62, []byte("query"), true)
+	errPkt := icmpUnreachable(farAddr, pod1Addr, 63, seen)
+	ret, out := run(t, e.d.progs.UnderlayIngress, underlayFrame(remote2, 6635, lse(1000, true, 63), errPkt))
+	if ret != tcRedirect {
+		t.Fatalf("icmp error: return %d, want redirect", ret)
+	}
+	quoted := udpPkt(pod1Addr, 40000, vipAddr, 53, 62, []byte("query"), true)
+	assertBytes(t, "translated icmp error", out, eth(pod1PeerMAC, loMAC, 0x0800, icmpUnreachable(vipAddr, pod1Addr, 62, quoted)))
+}
