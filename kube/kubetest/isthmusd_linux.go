@@ -173,7 +173,9 @@ cni:
 // start runs isthmusd and waits until it answers gNMI.
 func (nd *Node) start(t testing.TB) error {
 	nd.proc = start(t, "isthmusd "+nd.Name, exec.Command("ip", "netns", "exec", nd.netns, nd.bin, "--config", nd.cfg))
-	deadline := time.Now().Add(30 * time.Second)
+	// Twenty nodes loading their eBPF programs at once on a busy
+	// two-core machine take a while.
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		ctx, cancel := context.WithTimeout(nd.Context(), time.Second)
 		_, err := nd.Client().Capabilities(ctx, &gpb.CapabilityRequest{})
@@ -187,7 +189,7 @@ func (nd *Node) start(t testing.TB) error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("isthmusd %s not ready after 30s: %v\n%s", nd.Name, err, tail(nd.proc.output(), 3000))
+			return fmt.Errorf("isthmusd %s not ready after 2m: %v\n%s", nd.Name, err, tail(nd.proc.output(), 3000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
