@@ -21,8 +21,11 @@ var supportedEncodings = []gpb.Encoding{gpb.Encoding_JSON, gpb.Encoding_JSON_IET
 
 // Capabilities returns the YANG models the server serves, with their
 // organizations and versions, the encodings it accepts and the gNMI
-// version.
-func (s *Server) Capabilities(ctx context.Context, _ *gpb.CapabilityRequest) (*gpb.CapabilityResponse, error) {
+// version. The Depth extension is InvalidArgument here.
+func (s *Server) Capabilities(ctx context.Context, req *gpb.CapabilityRequest) (*gpb.CapabilityResponse, error) {
+	if err := refuseDepth("Capabilities", req.GetExtension()); err != nil {
+		return nil, err
+	}
 	models := make([]*gpb.ModelData, 0, len(gen.ΓModelData))
 	for _, m := range gen.ΓModelData {
 		models = append(models, proto.Clone(m).(*gpb.ModelData))

@@ -30,7 +30,8 @@ type getQuery struct {
 // The data type chooses the tree: CONFIG the running configuration, STATE
 // and OPERATIONAL the state the reconcilers wrote, ALL both merged. A
 // path that is not in the schema is InvalidArgument; one with no data is
-// NotFound.
+// NotFound. The Depth extension limits how far below each path the answer
+// goes (depth.go).
 func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse, error) {
 	if err := s.checkTarget(req.GetPrefix()); err != nil {
 		return nil, err
@@ -40,6 +41,10 @@ func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse
 		return nil, status.Errorf(codes.Unimplemented, "encoding %s is not supported (use JSON, JSON_IETF or PROTO)", enc)
 	}
 	if err := checkModels(req.GetUseModels()); err != nil {
+		return nil, err
+	}
+	depth, err := depthOf(req.GetExtension())
+	if err != nil {
 		return nil, err
 	}
 	typ := req.GetType()
@@ -69,7 +74,7 @@ func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse
 	}
 	ts := time.Now().UnixNano()
 	notifs := make([]*gpb.Notification, 0, len(qs))
-	err := s.core.Read(func(cfg, st *gen.Device) error {
+	err = s.core.Read(func(cfg, st *gen.Device) error {
 		tree, err := pickTree(typ, cfg, st)
 		if err != nil {
 			return err
@@ -84,7 +89,7 @@ func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse
 			}
 			n := &gpb.Notification{Timestamp: ts, Prefix: prefix}
 			for _, node := range nodes {
-				us, err := encodeNode(node, enc, ts)
+				us, err := encodeNode(node, enc, ts, depth)
 				if err != nil {
 					return status.Errorf(codes.Internal, "%s: encode: %v", pathString(node.Path), err)
 				}
@@ -194,14 +199,25 @@ func isEmpty(v any) bool {
 
 // encodeNode renders one data node as updates: a subtree as one JSON or
 // JSON_IETF value, or, with PROTO, as one scalar update per leaf; a leaf
-// as one update.
-func encodeNode(n *ytypes.TreeNode, enc gpb.Encoding, ts int64) ([]*gpb.Update, error) {
+// as one update. A depth other than 0 leaves out what lies deeper below
+// the node (see depth.go); a subtree with nothing left is no update.
+func encodeNode(n *ytypes.TreeNode, enc gpb.Encoding, ts int64, depth uint32) ([]*gpb.Update, error) {
 	if gs, ok := n.Data.(ygot.GoStruct); ok {
 		if enc == gpb.Encoding_PROTO {
-			return leafUpdates(gs, n.Path, ts)
+			us, err := leafUpdates(gs, n.Path, ts)
+			if err != nil || depth == 0 {
+				return us, err
+			}
+			base, kept := len(n.Path.GetElem()), us[:0]
+			for _, u := range us {
+				if within(depth, base, len(u.GetPath().GetElem())) {
+					kept = append(kept, u)
+				}
+			}
+			return kept, nil
 		}
-		tv, err := structJSON(gs, enc)
-		if err != nil {
+		tv, err := structJSON(gs, n.Schema, enc, depth)
+		if err != nil || tv == nil {
 			return nil, err
 		}
 		return []*gpb.Update{{Path: n.Path, Val: tv}}, nil
@@ -223,12 +239,17 @@ func encodeNode(n *ytypes.TreeNode, enc gpb.Encoding, ts int64) ([]*gpb.Update, 
 
 // structJSON renders a subtree as compact JSON or JSON_IETF; the latter
 // qualifies the subtree's top-level members, and every member whose module
-// differs from its parent's, with the module name (RFC 7951).
-func structJSON(gs ygot.GoStruct, enc gpb.Encoding) (*gpb.TypedValue, error) {
+// differs from its parent's, with the module name (RFC 7951). A depth
+// other than 0 prunes the subtree, whose schema node is schema, first;
+// nil means nothing was left.
+func structJSON(gs ygot.GoStruct, schema *yang.Entry, enc gpb.Encoding, depth uint32) (*gpb.TypedValue, error) {
 	if enc == gpb.Encoding_JSON {
 		m, err := ygot.ConstructInternalJSON(gs)
 		if err != nil {
 			return nil, err
+		}
+		if depth > 0 && !pruneJSON(m, schema, depth) {
+			return nil, nil
 		}
 		b, err := json.Marshal(m)
 		if err != nil {
@@ -239,6 +260,9 @@ func structJSON(gs ygot.GoStruct, enc gpb.Encoding) (*gpb.TypedValue, error) {
 	m, err := ygot.ConstructIETFJSON(gs, &ygot.RFC7951JSONConfig{AppendModuleName: true})
 	if err != nil {
 		return nil, err
+	}
+	if depth > 0 && !pruneJSON(m, schema, depth) {
+		return nil, nil
 	}
 	b, err := json.Marshal(m)
 	if err != nil {

@@ -31,8 +31,13 @@ import (
 //
 // Encodings: PROTO sends the cache's scalar TypedValues as they are; JSON
 // and JSON_IETF send each leaf as a JSON scalar (RFC 7951 rules for
-// JSON_IETF). updates_only skips the initial leaves (sync_response is
-// still sent).
+// JSON_IETF). updates_only skips the initial leaves: ONCE sends only
+// sync_response; POLL sends only sync_response at the start, then all
+// leaves at each Poll; STREAM sends sync_response, then ON_CHANGE leaves
+// as they change and SAMPLE leaves from the second sample on (the first
+// is the baseline of suppress_redundant). The Depth extension on the
+// SubscribeRequest limits how far below each path leaves are sent, in the
+// initial sync, changes, samples and deletes alike (depth.go).
 // Paths may use "*" and "..." and omit list keys. Leaves that changed at
 // the same time travel in one notification whose timestamp is theirs
 // (for samples, the sample time); update paths are full paths, and the
@@ -59,11 +64,11 @@ func (s *Server) Subscribe(stream gpb.GNMI_SubscribeServer) error {
 	if list == nil {
 		return status.Error(codes.InvalidArgument, "the first SubscribeRequest must carry a subscription list")
 	}
-	sub, err := s.compile(list)
+	sub, err := s.compile(list, req.GetExtension())
 	if err != nil {
 		return err
 	}
-	snd := &sender{stream: stream, target: sub.target, encoding: sub.encoding, root: s.core.SchemaRoot()}
+	snd := &sender{stream: stream, target: sub.target, encoding: sub.encoding, root: s.core.SchemaRoot(), depth: newDepthFilter(sub)}
 	switch sub.mode {
 	case gpb.SubscriptionList_ONCE:
 		err = s.once(ctx, snd, sub)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/gnmi/proto/gnmi_ext"
 	"github.com/openconfig/goyang/pkg/yang"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -48,6 +49,7 @@ type subscription struct {
 	target      string // reflected in the prefix of every notification
 	encoding    gpb.Encoding
 	updatesOnly bool
+	depth       uint32 // the Depth extension's level; 0: no limit
 	entries     []*subEntry
 }
 
@@ -63,13 +65,20 @@ type subEntry struct {
 	// counters are the counter leaves under queries, which TARGET_DEFINED
 	// samples rather than streams on change.
 	counters []query
+	// bases are queries with the length of the schema path each came
+	// from, where the Depth extension counts from.
+	bases []depthBase
 }
 
-// compile checks a SubscriptionList and resolves its paths against the
-// schema. Errors are InvalidArgument (or Unimplemented, NotFound) status
-// errors naming the offending path.
-func (s *Server) compile(list *gpb.SubscriptionList) (*subscription, error) {
+// compile checks a SubscriptionList and the request's extensions, and
+// resolves its paths against the schema. Errors are InvalidArgument (or
+// Unimplemented, NotFound) status errors naming the offending path.
+func (s *Server) compile(list *gpb.SubscriptionList, exts []*gnmi_ext.Extension) (*subscription, error) {
 	if err := s.checkTarget(list.GetPrefix()); err != nil {
+		return nil, err
+	}
+	depth, err := depthOf(exts)
+	if err != nil {
 		return nil, err
 	}
 	sub := &subscription{
@@ -77,6 +86,7 @@ func (s *Server) compile(list *gpb.SubscriptionList) (*subscription, error) {
 		target:      list.GetPrefix().GetTarget(),
 		encoding:    list.GetEncoding(),
 		updatesOnly: list.GetUpdatesOnly(),
+		depth:       depth,
 	}
 	switch sub.encoding {
 	case gpb.Encoding_JSON, gpb.Encoding_JSON_IETF, gpb.Encoding_PROTO:
@@ -161,6 +171,9 @@ func (s *Server) compileEntry(root *yang.Entry, lm gpb.SubscriptionList_Mode, pr
 			return nil, bad("%v", err)
 		}
 		e.queries = append(e.queries, qs...)
+		for _, q := range qs {
+			e.bases = append(e.bases, depthBase{q: q, elems: len(p.GetElem())})
+		}
 	}
 	if lm == gpb.SubscriptionList_STREAM && e.mode == gpb.SubscriptionMode_TARGET_DEFINED {
 		for _, p := range paths {

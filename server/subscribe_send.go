@@ -31,6 +31,7 @@ type sender struct {
 	target   string
 	encoding gpb.Encoding
 	root     *yang.Entry
+	depth    *depthFilter // leaves deeper than the Depth extension allows are not sent; nil: no limit
 
 	ts    int64  // timestamp of the batch being built
 	items []byte // its updates and deletes, wire-encoded (see wireResponse)
@@ -66,6 +67,9 @@ func leaves(n *gpb.Notification, out []leaf) []leaf {
 // add appends one leaf at timestamp ts to the batch, sending the batch
 // first when it is full or has another timestamp.
 func (s *sender) add(ctx context.Context, ts int64, l leaf) error {
+	if !s.depth.admits(l.path) {
+		return nil
+	}
 	if s.count > 0 && (s.ts != ts || s.count >= maxBatchUpdates || len(s.items) >= maxBatchBytes) {
 		if err := s.flush(ctx); err != nil {
 			return err
