@@ -246,3 +246,38 @@ func TestSetServicesRejectsWholly(t *testing.T) {
 		t.Errorf("service web now goes to %v, want its old backend %v", got, far1)
 	}
 }
+
+// TestServiceSynReopensClosedFlow: a client that reuses its port after a
+// FIN or a RST opens a new flow (a new backend pick, counted), while a SYN
+// on a live flow does not.
+func TestServiceSynReopensClosedFlow(t *testing.T) {
+	e := serviceEnv(t, backend(far1, 8080, false))
+	send := func(flags uint8) {
+		t.Helper()
+		p := tcpPkt(pod1Addr, 20000, vipAddr, 80, flags, 64, nil)
+		if ret, _ := run(t, e.d.progs.PodIngress, eth(loMAC, pod1PeerMAC, 0x0800, p)); ret != tcRedirect {
+			t.Fatalf("flags %#x: return %d, want redirect", flags, ret)
+		}
+	}
+	created := func() uint64 {
+		t.Helper()
+		fc, err := e.d.FlowCounters()
+		must(t, err)
+		return fc.Created
+	}
+	send(tcpSYN)
+	send(tcpSYN) // retransmitted
+	if n := created(); n != 1 {
+		t.Fatalf("%d flows after a SYN and its retransmission, want 1", n)
+	}
+	send(0x11) // FIN, ACK
+	send(tcpSYN)
+	if n := created(); n != 2 {
+		t.Errorf("%d flows after a SYN on the closed flow, want 2", n)
+	}
+	send(0x14) // RST, ACK
+	send(tcpSYN)
+	if n := created(); n != 3 {
+		t.Errorf("%d flows after a SYN on the reset flow, want 3", n)
+	}
+}

@@ -71,6 +71,7 @@ enum flow_verdict {
 #define FLOW_F_FIN 4   /* TCP FIN */
 #define FLOW_F_RST 8   /* TCP RST */
 #define FLOW_F_REPLY 0x100 /* this entry is the reply direction */
+#define FLOW_OPEN 0x10000  /* flow_process only: a SYN without ACK, which reopens a closed flow */
 
 /* flow: the value of one direction. seen is written by packets (at most
  * every FLOW_SEEN_GRAIN ns), flags only when they gain a bit, so a busy
@@ -217,18 +218,22 @@ static __always_inline __u32 flow_hint_of(__u32 vrf, __u32 addr)
 	return h ? *h : 0;
 }
 
-static __always_inline void flow_count(__u32 field)
+/* What flow_count counts. */
+enum flow_event {
+	FLOW_CREATED = 0,
+	FLOW_TABLE_FULL = 1,
+};
+
+static __always_inline void flow_count(enum flow_event ev)
 {
 	__u32 zero = 0;
 	struct flow_stats *s = bpf_map_lookup_elem(&flow_counters, &zero);
 	if (!s)
 		return;
-	if (field == 0)
+	if (ev == FLOW_CREATED)
 		s->created++;
-	else if (field == 1)
-		s->table_full++;
 	else
-		s->evicted++;
+		s->table_full++;
 }
 
 /* svc_count counts a packet of bytes (bytes > 0) or a new flow (bytes 0)
@@ -365,10 +370,10 @@ static __always_inline int flow_create(struct flow_key *k, int from_tunnel, __u3
 	if (bpf_map_update_elem(&flows, &rk, &rev, BPF_ANY) ||
 	    bpf_map_update_elem(&flows, k, out, BPF_ANY)) {
 		bpf_map_delete_elem(&flows, &rk);
-		flow_count(1);
+		flow_count(FLOW_TABLE_FULL);
 		return DROP_ERROR;
 	}
-	flow_count(0);
+	flow_count(FLOW_CREATED);
 	svc_count(&service_counters, s->id, 0);
 	svc_count(&backend_counters, b, 0);
 	/* The packet itself is counted by the caller. */
@@ -528,7 +533,7 @@ static __always_inline int flow_process(struct __sk_buff *skb, __u32 vrf, __u32 
 		bits = tcp_bits(tcpflags);
 		/* A new SYN on a closed flow opens a new one. */
 		if ((tcpflags & 0x12) == 0x02)
-			bits |= 0x10000;
+			bits |= FLOW_OPEN;
 	}
 	struct flow_key k = {
 		.vrf = vrf,
@@ -540,10 +545,10 @@ static __always_inline int flow_process(struct __sk_buff *skb, __u32 vrf, __u32 
 	};
 	struct flow nf;
 	struct flow *f = bpf_map_lookup_elem(&flows, &k);
-	if (f && (bits & 0x10000) && !(f->flags & FLOW_F_REPLY) &&
+	if (f && (bits & FLOW_OPEN) && !(f->flags & FLOW_F_REPLY) &&
 	    (f->flags & (FLOW_F_FIN | FLOW_F_RST)))
 		f = 0;
-	bits &= 0xffff;
+	bits &= ~FLOW_OPEN;
 	int created = 0;
 	if (!f) {
 		if (!(dh & HINT_SERVICE))
