@@ -260,13 +260,16 @@ func BenchmarkMemory1000Namespaces(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	w := watchVRFs(b, e.nodes)
 	start := time.Now()
 	for i := range 1000 {
 		e.createNamespace(fmt.Sprintf("m-%d", i), nil)
 	}
 	created := time.Since(start)
-	waitAll(b, e.nodes, "k8s-m-999", true, 20*time.Minute)
-	eventually(b, 20*time.Minute, func() (bool, string) {
+	for i := range 1000 {
+		w.wait(b, fmt.Sprintf("k8s-m-%d", i), 20*time.Minute)
+	}
+	eventually(b, time.Minute, func() (bool, string) {
 		for _, nd := range e.nodes {
 			nis, err := nd.NetworkInstances()
 			if err != nil || len(nis) < 1002 { // default, k8s-default and 1,000 more

@@ -74,6 +74,14 @@ func isthmusd(t testing.TB) string {
 	return builtBin
 }
 
+// RemoveBuilds deletes the isthmusd binary built for the tests; call it
+// from TestMain after the tests ran.
+func RemoveBuilds() {
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+}
+
 // Node is one isthmusd in a network namespace of its own, reached from the
 // test's namespace over a veth pair: Addr is its end, the Node's InternalIP.
 type Node struct {
