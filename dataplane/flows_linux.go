@@ -179,6 +179,32 @@ func (d *Dataplane) collectFlowsAt(t FlowTimeouts, now uint64) (FlowGC, error) {
 }
 
 func (d *Dataplane) readFlows() (map[forwarderFlowKey]forwarderFlow, error) {
+	// Batches of 4,096: a full table is read in a few dozen system calls
+	// instead of two per entry.
+	const batch = 4096
+	out := map[forwarderFlowKey]forwarderFlow{}
+	keys := make([]forwarderFlowKey, batch)
+	vals := make([]forwarderFlow, batch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := d.maps.Flows.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			out[keys[i]] = vals[i]
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return out, nil // the end of the table
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return d.iterateFlows()
+		case err != nil:
+			return nil, fmt.Errorf("read flows: %w", err)
+		}
+	}
+}
+
+// iterateFlows reads the flow table entry by entry, for kernels without
+// batch lookups.
+func (d *Dataplane) iterateFlows() (map[forwarderFlowKey]forwarderFlow, error) {
 	out := map[forwarderFlowKey]forwarderFlow{}
 	var k forwarderFlowKey
 	var f forwarderFlow
