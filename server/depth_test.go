@@ -425,6 +425,24 @@ func TestDepthStream(t *testing.T) {
 	}
 }
 
+// TestDepthNothingLeft: data that all lies deeper than the depth is an
+// answer without updates, not NotFound.
+func TestDepthNothingLeft(t *testing.T) {
+	e := newSubEnv(t)
+	e.setDepthVRF(t, "red", "65000:1", 7)
+	for _, enc := range []gpb.Encoding{gpb.Encoding_PROTO, gpb.Encoding_JSON_IETF} {
+		resp, err := e.client.Get(context.Background(), &gpb.GetRequest{
+			Path: []*gpb.Path{subPath(t, "/network-instances")}, Encoding: enc, Extension: depthExt(1),
+		})
+		if err != nil {
+			t.Fatalf("get %s: %v", enc, err)
+		}
+		if n := resp.GetNotification(); len(n) != 1 || len(n[0].GetUpdate()) != 0 {
+			t.Errorf("get %s at depth 1: %v", enc, n)
+		}
+	}
+}
+
 func TestDepthRefused(t *testing.T) {
 	e := newSubEnv(t)
 	e.setDepthVRF(t, "red", "65000:1", 7)
