@@ -5,6 +5,10 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/isthmus-net/isthmus/gen"
 )
 
 // backendOf sends a SYN from pod1 port sport to the web service and
@@ -279,5 +283,28 @@ func TestServiceSynReopensClosedFlow(t *testing.T) {
 	send(tcpSYN)
 	if n := created(); n != 3 {
 		t.Errorf("%d flows after a SYN on the reset flow, want 3", n)
+	}
+}
+
+// TestReconcilerDropsStalePinnedServices: services an earlier process
+// pinned and the configuration no longer has are deleted by the first
+// Apply; configured ones keep their slots.
+func TestReconcilerDropsStalePinnedServices(t *testing.T) {
+	e := serviceEnv(t, backend(far1, 8080, false))
+	gone := ServiceKey{VRF: "red", Addr: netip.MustParseAddr("10.96.0.99"), Proto: UDP, Port: 53}
+	must(t, e.d.SetServices([]Service{{ServiceKey: gone, Backends: []Backend{backend(far2, 5353, false)}}}))
+	d := &gen.Device{}
+	ni := d.GetOrCreateNetworkInstances().GetOrCreateNetworkInstance("red")
+	ni.GetOrCreateConfig().Type = gen.IsthmusTypes_NetworkInstanceType_L3VRF
+	sc := ni.GetOrCreateServices().GetOrCreateService("web").GetOrCreateConfig()
+	sc.Address, sc.Protocol, sc.Port = ygot.String(vipAddr.String()), gen.IsthmusNetworkInstance_ServiceProtocol_TCP, ygot.Uint16(80)
+	ni.Services.Service["web"].GetOrCreateBackends().GetOrCreateBackend(far1.String(), 8080)
+	r := New(ReconcilerConfig{})
+	r.dp = e.d
+	must(t, r.applyServices(d, nil))
+	keys, err := e.d.ServiceKeys()
+	must(t, err)
+	if len(keys) != 1 || keys[0] != webKey {
+		t.Errorf("services after the first apply: %v, want only %v", keys, webKey)
 	}
 }

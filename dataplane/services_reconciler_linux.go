@@ -26,19 +26,32 @@ func (r *Reconciler) applyServices(intended *gen.Device, pods map[string]podInte
 	if err != nil {
 		return err
 	}
-	if r.services == nil {
-		r.services = map[serviceName]Service{}
-	}
 	wantKeys := map[ServiceKey]bool{}
-	var set []Service
 	for _, s := range want {
 		wantKeys[s.ServiceKey] = true
+	}
+	var del []ServiceKey
+	if r.services == nil {
+		// The first Apply of this process: services an earlier process
+		// pinned and the configuration no longer has go too.
+		pinned, err := r.dp.ServiceKeys()
+		if err != nil {
+			return err
+		}
+		for _, k := range pinned {
+			if !wantKeys[k] {
+				del = append(del, k)
+			}
+		}
+		r.services = map[serviceName]Service{}
+	}
+	var set []Service
+	for _, s := range want {
 		if old, ok := r.services[serviceName{s.VRF, s.Name}]; ok && reflect.DeepEqual(old, s.Service) {
 			continue
 		}
 		set = append(set, s.Service)
 	}
-	var del []ServiceKey
 	for _, s := range r.services {
 		if !wantKeys[s.ServiceKey] {
 			del = append(del, s.ServiceKey)
