@@ -34,7 +34,7 @@ func Scenarios() []Scenario {
 		{Name: "d", Short: "MPLS over MPLS", Title: "MPLSoMPLS between two hosts on one L2 segment", Run: runMPLSoMPLS},
 		{Name: "service", Short: "service VIP", Title: "a service address with backends on c1 and c2, reached from a DC pod on d1; c1's route goes with its backend", Run: runService},
 		{Name: "e", Short: "daemon restart", Title: "isthmusd on c1 restarted under a 10ms ping flow loses nothing", Run: runRestart},
-		{Name: "f", Short: "server removed", Title: "a data-center server removed: its routes are withdrawn, traffic moves to the survivor", Run: runServerRemoved},
+		{Name: "f", Short: "server removed", Title: "a data-center server removed: its routes are withdrawn, traffic moves to the survivor; restored, it is reached again", Run: runServerRemoved},
 	}
 }
 

@@ -110,8 +110,12 @@ func runServerRemoved(ctx context.Context, tb *Testbed, r *Report) error {
 	if _, err := tb.Exec(ctx, "d1", "ip", "link", "set", iface, "down"); err != nil {
 		return err
 	}
+	restored := false
 	defer func() {
-		if _, err := tb.Exec(context.WithoutCancel(ctx), "d1", "ip", "link", "set", iface, "up"); err != nil {
+		if restored {
+			return
+		}
+		if err := tb.restoreLink(context.WithoutCancel(ctx), "d1", iface); err != nil {
 			tb.log.Warn("bring d1 back", "err", err)
 		}
 	}()
@@ -132,10 +136,75 @@ func runServerRemoved(ctx context.Context, tb *Testbed, r *Report) error {
 	}
 	r.AddFlow(Flow{From: PodEndpoint(src), To: PodEndpoint(survivor), VRF: src.Tenant, Encap: tenantEncap(tb.topo, src.Tenant),
 		Ping: &f.st, Note: "while d1 is cut off"})
+	// d1 comes back whole, as the scenarios after this one need it.
+	start = time.Now()
+	restored = true
+	if err := tb.restoreLink(ctx, "d1", iface); err != nil {
+		return err
+	}
+	if err := tb.waitServerBack(ctx, frr, src, gone); err != nil {
+		return err
+	}
+	r.Observe("d1 back after %s (link up, static routes put back): it reaches %s's underlay, its session and pod %s/32 are back on %s, %s reaches the pod again",
+		time.Since(start).Round(100*time.Millisecond), src.Host, gone.Address, frr.Node, PodEndpoint(src))
 	if f.st.Received != f.st.Sent {
 		return fmt.Errorf("traffic to the surviving server lost %d packets", f.st.Sent-f.st.Received)
 	}
 	return nil
+}
+
+// restoreLink brings a node's interface up again and puts back the node's
+// static routes: taking a link down makes the kernel delete the routes
+// through it, and bringing it up restores only the connected prefix.
+func (tb *Testbed) restoreLink(ctx context.Context, node, iface string) error {
+	n, ok := tb.topo.Node(node)
+	if !ok {
+		return fmt.Errorf("restore %s: unknown node", node)
+	}
+	if _, err := tb.Exec(ctx, node, "ip", "link", "set", iface, "up"); err != nil {
+		return fmt.Errorf("restore %s: %w", node, err)
+	}
+	for _, rt := range n.Routes {
+		if _, err := tb.Exec(ctx, node, "ip", "route", "replace", rt.To, "via", rt.Via); err != nil {
+			return fmt.Errorf("restore %s: %w", node, err)
+		}
+	}
+	return nil
+}
+
+// waitServerBack waits until the host of pod back is whole again after
+// restoreLink: its underlay reaches the host of pod from, the gateway's
+// session with it is established, the gateway holds back's /32 again, and
+// from reaches back.
+func (tb *Testbed) waitServerBack(ctx context.Context, frr *FRR, from, back *Pod) error {
+	peer, err := tb.topo.UnderlayAddr(from.Host)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = poll(wctx, func() (bool, error) {
+		st, err := tb.PingFlow(wctx, back.Host, PingOptions{To: peer.String(), Count: 1, Timeout: 500 * time.Millisecond})
+		return err == nil && st.Received == 1, err
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%s never reached %s's underlay %s again: %w", back.Host, from.Host, peer, err)
+	}
+	self, err := tb.topo.UnderlayAddr(back.Host)
+	if err != nil {
+		return err
+	}
+	// The gateway retries its connection every 2s; GoBGP every 5s.
+	wctx, cancel = context.WithTimeout(ctx, 45*time.Second)
+	err = frr.WaitEstablished(wctx, self.String())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%s's session with %s: %w", back.Host, frr.Node, err)
+	}
+	if err := tb.waitPodRoutes(ctx, back); err != nil {
+		return err
+	}
+	return tb.waitPodReach(ctx, from, back.Address.String())
 }
 
 // pingResult is what a ping flow in the background ended with.
