@@ -14,22 +14,26 @@ import (
 )
 
 // delta is what a commit changes, at the grain of top-level list entries
-// (a VRF, an interface, an ACL set) and the tunnel container. Validation,
-// the telemetry diff and the stored revision all work on it, so a commit
-// that touches one VRF out of a thousand costs about one VRF.
+// (a VRF, an interface, an ACL set, a CNI namespace) and the tunnel
+// container. Validation, the telemetry diff and the stored revision all
+// work on it, so a commit that touches one VRF out of a thousand costs
+// about one VRF.
 type delta struct {
 	nis, ifs, acls []string // keys of entries added or changed, sorted
+	cnis           []string // keys of CNI namespaces added or changed, sorted
 	tunnel         bool     // the tunnel container changed
 	removed        bool     // some entry of old is not in cand
 }
 
 func computeDelta(old, cand *gen.Device) delta {
 	return delta{
-		nis:     changedKeys(NetworkInstances(old), NetworkInstances(cand)),
-		ifs:     changedKeys(Interfaces(old), Interfaces(cand)),
-		acls:    changedKeys(aclSets(old), aclSets(cand)),
-		tunnel:  !reflect.DeepEqual(old.GetTunnel(), cand.GetTunnel()),
-		removed: anyRemoved(NetworkInstances(old), NetworkInstances(cand)) || anyRemoved(Interfaces(old), Interfaces(cand)) || anyRemoved(aclSets(old), aclSets(cand)),
+		nis:    changedKeys(NetworkInstances(old), NetworkInstances(cand)),
+		ifs:    changedKeys(Interfaces(old), Interfaces(cand)),
+		acls:   changedKeys(aclSets(old), aclSets(cand)),
+		cnis:   changedKeys(cniNamespaces(old), cniNamespaces(cand)),
+		tunnel: !reflect.DeepEqual(old.GetTunnel(), cand.GetTunnel()),
+		removed: anyRemoved(NetworkInstances(old), NetworkInstances(cand)) || anyRemoved(Interfaces(old), Interfaces(cand)) ||
+			anyRemoved(aclSets(old), aclSets(cand)) || anyRemoved(cniNamespaces(old), cniNamespaces(cand)),
 	}
 }
 
@@ -45,7 +49,7 @@ func anyRemoved[E any](old, cand map[string]E) bool {
 
 // empty reports whether nothing changed.
 func (d delta) empty() bool {
-	return len(d.nis) == 0 && len(d.ifs) == 0 && len(d.acls) == 0 && !d.tunnel && !d.removed
+	return len(d.nis) == 0 && len(d.ifs) == 0 && len(d.acls) == 0 && len(d.cnis) == 0 && !d.tunnel && !d.removed
 }
 
 // changedKeys returns the keys of cand whose entries are new or differ.
@@ -73,6 +77,10 @@ func (d delta) partial(cand *gen.Device) *gen.Device {
 	for _, k := range d.acls {
 		sets := p.GetOrCreateAcl().GetOrCreateAclSets()
 		sets.AclSet = setEntry(sets.AclSet, k, aclSets(cand)[k])
+	}
+	for _, k := range d.cnis {
+		nss := p.GetOrCreateCni().GetOrCreateNamespaces()
+		nss.Namespace = setEntry(nss.Namespace, k, cniNamespaces(cand)[k])
 	}
 	if d.tunnel {
 		p.Tunnel = cand.Tunnel
@@ -114,6 +122,7 @@ func newConfigJSON(d *gen.Device) (*configJSON, error) {
 		nis:    sortedKeys(NetworkInstances(d)),
 		ifs:    sortedKeys(Interfaces(d)),
 		acls:   sortedKeys(aclSets(d)),
+		cnis:   sortedKeys(cniNamespaces(d)),
 		tunnel: true,
 	}
 	return (&configJSON{entries: map[string][]byte{}}).update(d, all)
@@ -132,6 +141,8 @@ func (j *configJSON) update(cand *gen.Device, ch delta) (*configJSON, error) {
 			return Interfaces(cand)[name] != nil
 		case "acl":
 			return aclSets(cand)[name] != nil
+		case "cni":
+			return cniNamespaces(cand)[name] != nil
 		}
 		return false
 	}
@@ -160,6 +171,11 @@ func (j *configJSON) update(cand *gen.Device, ch delta) (*configJSON, error) {
 	}
 	for _, k := range ch.acls {
 		if err := enc("acl", k, aclSets(cand)[k]); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range ch.cnis {
+		if err := enc("cni", k, cniNamespaces(cand)[k]); err != nil {
 			return nil, err
 		}
 	}
@@ -207,6 +223,9 @@ func (j *configJSON) document() []byte {
 	}
 	if e := lists["acl"]; len(e) > 0 {
 		member("isthmus-acl:acl", func() { b.WriteString(`{"acl-sets":{"acl-set":`); list(e); b.WriteString("}}") })
+	}
+	if e := lists["cni"]; len(e) > 0 {
+		member("isthmus-cni:cni", func() { b.WriteString(`{"namespaces":{"namespace":`); list(e); b.WriteString("}}") })
 	}
 	if e := lists["if"]; len(e) > 0 {
 		member("isthmus-interfaces:interfaces", func() { b.WriteString(`{"interface":`); list(e); b.WriteString("}") })

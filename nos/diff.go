@@ -38,6 +38,7 @@ func configDiff(old, cand *gen.Device, ch delta) (*gpb.Notification, error) {
 	diffEntries(NetworkInstances(old), NetworkInstances(cand), ch.nis, "network-instances", "network-instance", out, add)
 	diffEntries(Interfaces(old), Interfaces(cand), ch.ifs, "interfaces", "interface", out, add)
 	diffEntries(aclSets(old), aclSets(cand), ch.acls, "acl/acl-sets", "acl-set", out, add)
+	diffEntries(cniNamespaces(old), cniNamespaces(cand), ch.cnis, "cni/namespaces", "namespace", out, add)
 	if ch.tunnel {
 		a, b := old.GetTunnel(), cand.GetTunnel()
 		if a == nil {
@@ -84,6 +85,14 @@ func aclSets(d *gen.Device) map[string]*gen.IsthmusAcl_Acl_AclSets_AclSet {
 		return nil
 	}
 	return d.GetAcl().GetAclSets().AclSet
+}
+
+// cniNamespaces returns the namespace to VRF mappings of the CNI daemon.
+func cniNamespaces(d *gen.Device) map[string]*gen.IsthmusCni_Cni_Namespaces_Namespace {
+	if d.GetCni().GetNamespaces() == nil {
+		return nil
+	}
+	return d.GetCni().GetNamespaces().Namespace
 }
 
 func clonePrefix(p []*gpb.PathElem) []*gpb.PathElem {

@@ -125,6 +125,9 @@ func validateSemantics(old, d *gen.Device) error {
 	if err := validateACLs(d); err != nil {
 		return err
 	}
+	if err := validateCNI(d); err != nil {
+		return err
+	}
 	return validateTunnel(d)
 }
 
