@@ -97,9 +97,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// ChooseVRF returns the VRF a pod joins, from the network the CNI
-// configuration names and the pod's Kubernetes identity (empty outside
-// Kubernetes). It does not check that the VRF exists.
+// ChooseVRF returns the VRF a pod joins by the static configuration c, from
+// the network the CNI configuration names and the pod's Kubernetes identity
+// (empty outside Kubernetes). It does not check that the VRF exists. The
+// daemon consults the committed /cni/namespaces mapping before it.
 func ChooseVRF(c Config, network string, pod api.Pod) (string, error) {
 	if network == "" {
 		return "", fmt.Errorf("%w: network name is empty", api.ErrInvalid)

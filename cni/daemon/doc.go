@@ -5,8 +5,9 @@
 // dataplane reconciler attaches the pod's veth, and serves all of this on a
 // root-only unix socket.
 //
-//	plugin ──ADD──► Server.Add ─► ChooseVRF ─► ipam.Allocate (bbolt, one tx
-//	                                            with the attachment record)
+//	plugin ──ADD──► Server.Add ─► /cni/namespaces, else ChooseVRF
+//	                           ─► ipam.Allocate (bbolt, one tx with the
+//	                              attachment record)
 //	                           ─► Core.Commit(/interfaces/interface[host veth])
 //	                                 └► reconcilers: BGP export, dataplane attach
 //	         ◄── address, gateway, MTU

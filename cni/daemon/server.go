@@ -117,19 +117,19 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 	if err := checkAdd(req); err != nil {
 		return nil, err
 	}
-	vrf, err := ChooseVRF(s.cfg, req.Network, req.Pod)
-	if err != nil {
-		return nil, err
-	}
 	defer s.locks.lock(recordKey(req.AttachmentID))()
+	var vrf string
 	var pools []netip.Prefix
 	var mtu int
-	err = s.core.Read(func(cfg, _ *gen.Device) error {
+	err := s.core.Read(func(cfg, _ *gen.Device) error {
 		if err := checkHostIfName(cfg, *req); err != nil {
 			return err
 		}
-		mtu = podMTU(s.cfg, cfg)
 		var err error
+		if vrf, err = chooseVRF(s.cfg, cfg, req.Network, req.Pod); err != nil {
+			return err
+		}
+		mtu = podMTU(s.cfg, cfg)
 		pools, err = vrfPools(cfg, vrf)
 		return err
 	})

@@ -41,6 +41,18 @@ func vrfPools(d *gen.Device, vrf string) ([]netip.Prefix, error) {
 	return pools, nil
 }
 
+// chooseVRF returns the VRF a pod joins: the one the running configuration
+// maps the pod's Kubernetes namespace to (/cni/namespaces/namespace), else
+// the one the static configuration c chooses.
+func chooseVRF(c Config, d *gen.Device, network string, pod api.Pod) (string, error) {
+	if pod.Namespace != "" {
+		if vrf := d.GetCni().GetNamespaces().GetNamespace(pod.Namespace).GetConfig().GetNetworkInstance(); vrf != "" {
+			return vrf, nil
+		}
+	}
+	return ChooseVRF(c, network, pod)
+}
+
 // podMTU returns the MTU pods get: the configured one, else the tunnel's
 // MTU less the encapsulation overhead. The tunnel's MTU is /tunnel/config/mtu,
 // else the MTU of its underlay interface, else of the first UNDERLAY
