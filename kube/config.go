@@ -33,6 +33,16 @@ type Config struct {
 	BGPAS uint32
 	// RouteReflectors are the addresses every node peers with (VPNv4).
 	RouteReflectors []netip.Addr
+	// ReflectorSelector is a label selector of the route reflector pods
+	// (isthmusd --role=rr on the host network) in ReflectorNamespace: the
+	// controller gives each a passive route-reflector-client neighbor per
+	// cluster node, at its host's address and ReflectorGNMIPort. Empty:
+	// the reflectors are not configured by the controller.
+	ReflectorSelector string
+	// ReflectorNamespace is where the reflector pods run.
+	ReflectorNamespace string
+	// ReflectorGNMIPort is the reflectors' gNMI port (default 9340).
+	ReflectorGNMIPort int
 
 	// DefaultNetwork is the VirtualNetwork of namespaces that name none
 	// (no isthmus.dev/network label); empty: they get no network.
@@ -99,6 +109,9 @@ func (c Config) withDefaults() Config {
 	if c.IsolationPrefix == "" {
 		c.IsolationPrefix = "k8s-"
 	}
+	if c.ReflectorGNMIPort == 0 {
+		c.ReflectorGNMIPort = defaultReflectorGNMIPort
+	}
 	if c.ResyncPeriod == 0 {
 		c.ResyncPeriod = 5 * time.Minute
 	}
@@ -120,6 +133,17 @@ func (c Config) validate() error {
 		if !rr.Is4() {
 			return fmt.Errorf("config: route reflector %s is not IPv4", rr)
 		}
+	}
+	if c.ReflectorSelector != "" {
+		if _, err := c.reflectorSelector(); err != nil {
+			return err
+		}
+		if c.ReflectorNamespace == "" || c.BGPAS == 0 {
+			return errors.New("config: route reflector discovery needs their namespace (--reflector-namespace) and the BGP AS (--bgp-as)")
+		}
+	}
+	if c.ReflectorGNMIPort <= 0 || c.ReflectorGNMIPort > 65535 {
+		return fmt.Errorf("config: route reflector gnmi port %d out of range", c.ReflectorGNMIPort)
 	}
 	if c.NamespaceIsolation && (c.DefaultNetwork == "" || c.BGPAS == 0) {
 		return errors.New("config: namespace isolation needs --default-network (the template of per-namespace networks) and --bgp-as (their route targets)")

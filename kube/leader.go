@@ -33,6 +33,7 @@ type leader struct {
 	cfg *Config
 
 	workers map[string]*nodeWorker // owned by run's goroutine
+	rr      *reflectorSet          // route reflector workers, owned by run's goroutine
 	reports chan struct{}          // buffered 1: a worker reported
 
 	mu   sync.Mutex             // guards have, errs
@@ -72,6 +73,7 @@ func (l *leader) run(ctx context.Context) error {
 		for _, wk := range l.workers {
 			wk.stop()
 		}
+		l.stopReflectors()
 	}()
 	l.w.poke()
 	tick := time.NewTicker(l.cfg.ResyncPeriod)
@@ -139,7 +141,7 @@ func (l *leader) reconcile(ctx context.Context) error {
 	}
 	p := render(l.cfg, snap)
 	intents := l.distribute(ctx, snap, p)
-	return errors.Join(l.writeStatus(ctx, snap, p), l.writeNodeConditions(ctx, snap, intents))
+	return errors.Join(l.distributeReflectors(ctx, snap), l.writeStatus(ctx, snap, p), l.writeNodeConditions(ctx, snap, intents))
 }
 
 // snapshot reads the listers.

@@ -31,6 +31,9 @@ type nodeWorker struct {
 	report func(name string, have *nodeConfig, err error)
 	// sets counts the Set RPCs sent, for tests and benchmarks.
 	sets *countingSets
+	// diff makes the next Set towards the intent; nil: setRequest (a
+	// node). Route reflectors use reflectorSetRequest.
+	diff func(nodeConfig, nodeIntent) (*gpb.SetRequest, nodeConfig, error)
 
 	wake chan struct{} // buffered 1: something changed
 
@@ -182,8 +185,12 @@ func (w *nodeWorker) apply(ctx context.Context, c gpb.GNMIClient, have *nodeConf
 		}
 		have = &nc
 	}
+	diff := setRequest
+	if w.diff != nil {
+		diff = w.diff
+	}
 	for {
-		req, next, err := setRequest(*have, want)
+		req, next, err := diff(*have, want)
 		if err != nil {
 			return have, err
 		}

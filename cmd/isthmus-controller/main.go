@@ -62,6 +62,9 @@ func run(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.DefaultNetwork, "default-network", "", "VirtualNetwork of namespaces without the isthmus.dev/network label (empty: none)")
 	fs.BoolVar(&cfg.NamespaceIsolation, "namespace-isolation", false, "give each namespace without the label a network of its own, made from the default network")
 	fs.StringVar(&cfg.IsolationPrefix, "isolation-prefix", "k8s-", "name prefix of per-namespace networks and their VRFs (isthmusd's cni.vrf-prefix)")
+	fs.StringVar(&cfg.ReflectorSelector, "reflector-selector", "", "label selector of the route reflector pods (isthmusd --role=rr, host network): each gets every node as a route-reflector client (empty: reflectors are not configured)")
+	fs.StringVar(&cfg.ReflectorNamespace, "reflector-namespace", envOr("POD_NAMESPACE", "kube-system"), "namespace of the route reflector pods")
+	fs.IntVar(&cfg.ReflectorGNMIPort, "reflector-gnmi-port", 9340, "gNMI port of the route reflectors on their host's address")
 	fs.DurationVar(&cfg.ResyncPeriod, "resync-period", 0, "how often every node is compared with its intent anyway (default 5m)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
