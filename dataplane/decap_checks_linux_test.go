@@ -95,7 +95,7 @@ func TestDecapChecksTheLabelVRFOnDelivery(t *testing.T) {
 	must(t, e.d.DetachInterface(e.pod2))
 	must(t, e.d.AttachInterface(Interface{Index: pod3, VRF: "blue", PeerMAC: mustMAC("0a:00:00:00:03:02")}))
 	if e.d.ifSlots[pod3] != slot {
-		t.Skipf("slot %d not reused (pod3 got %d)", slot, e.d.ifSlots[pod3])
+		t.Fatalf("test setup: slot %d not reused (pod3 got %d; slots go lowest free first)", slot, e.d.ifSlots[pod3])
 	}
 	in := underlayFrame(remote2, 6635, lse(1001, true, 63), remoteInner(pod2Addr, 63))
 	expectDrop(t, e, e.d.progs.UnderlayIngress, in, tcShot, "red", func(d DropCounters) uint64 { return d.NoRoute }, "label of red into a blue slot")
