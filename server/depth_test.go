@@ -467,4 +467,7 @@ func TestDepthRefused(t *testing.T) {
 	if _, err := e.client.Capabilities(context.Background(), &gpb.CapabilityRequest{Extension: depthExt(1)}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("capabilities with depth: %v", err)
 	}
+	if _, err := e.client.Set(context.Background(), &gpb.SetRequest{Delete: []*gpb.Path{subPath(t, vrfPath("red"))}, Extension: depthExt(1)}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "not Set") {
+		t.Errorf("set with depth: %v", err)
+	}
 }

@@ -24,6 +24,9 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 	if len(req.GetUnionReplace()) > 0 {
 		return nil, status.Error(codes.Unimplemented, "union_replace is not supported")
 	}
+	if err := refuseDepth("Set", req.GetExtension()); err != nil {
+		return nil, err
+	}
 	if len(req.GetExtension()) > 0 {
 		return nil, status.Error(codes.Unimplemented, "set extensions are not supported")
 	}
