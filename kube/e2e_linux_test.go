@@ -1,24 +1,33 @@
 package kube_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ygot"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/kube"
 	"github.com/isthmus-net/isthmus/kube/apis/v1alpha1"
+	"github.com/isthmus-net/isthmus/kube/kubetest"
 )
 
 // TestNetworkLifecycle: a VirtualNetwork and a namespace labelled with it
 // become one VRF on each of three real isthmusd nodes (per-node RD, a
 // distinct block each, the route reflector as BGP neighbor) and status says
-// so; deleting the network keeps it on the nodes while a pod uses it, and
+// so; each node maps the namespace to the VRF under /cni/namespaces for its
+// CNI daemon, and drops a namespace's mapping once it is deleted; deleting
+// the network keeps it on the nodes while a pod uses it, and
 // removes it everywhere once the pod is gone.
 func TestNetworkLifecycle(t *testing.T) {
 	e := newEnv(t, 3)
@@ -70,6 +79,13 @@ func TestNetworkLifecycle(t *testing.T) {
 		e.waitNodeCondition(nd.Name, corev1.ConditionTrue, kube.NodeReasonConfigured)
 	}
 
+	e.waitNamespaceMapping("shop", "red", 30*time.Second)
+	e.createNamespace("cart", map[string]string{v1alpha1.NetworkLabel: "red"})
+	e.waitNamespaceMapping("cart", "red", 30*time.Second)
+	e.deleteNamespace("cart")
+	e.waitNamespaceMapping("cart", "", 30*time.Second)
+	e.waitNamespaceMapping("shop", "red", time.Second)
+
 	e.createPod("shop", "web", e.nodes[0].Name)
 	e.deleteNetwork("red")
 	e.waitCondition("red", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInUseDeleting)
@@ -77,7 +93,82 @@ func TestNetworkLifecycle(t *testing.T) {
 
 	e.deletePod("shop", "web")
 	e.waitVRF(e.nodes, "red", false, 30*time.Second)
+	e.waitNamespaceMapping("shop", "", time.Second)
 	eventually(t, 20*time.Second, func() (bool, string) {
 		return e.network("red") == nil, "network red still exists (finalizer)"
+	})
+}
+
+// namespaceMappings returns a node's /cni/namespaces: namespace → VRF.
+func namespaceMappings(nd *kubetest.Node) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(nd.Context(), 5*time.Second)
+	defer cancel()
+	p, err := ygot.StringToStructuredPath("/cni/namespaces")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := nd.Client().Get(ctx, &gpb.GetRequest{Path: []*gpb.Path{p}, Type: gpb.GetRequest_CONFIG, Encoding: gpb.Encoding_JSON_IETF})
+	if status.Code(err) == codes.NotFound {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var nss gen.IsthmusCni_Cni_Namespaces
+	for _, n := range resp.GetNotification() {
+		for _, u := range n.GetUpdate() {
+			if err := gen.Unmarshal(u.GetVal().GetJsonIetfVal(), &nss); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := map[string]string{}
+	for name, ns := range nss.Namespace {
+		out[name] = ns.GetConfig().GetNetworkInstance()
+	}
+	return out, nil
+}
+
+// waitNamespaceMapping waits until every node maps Kubernetes namespace ns
+// to vrf under /cni/namespaces ("" means no mapping).
+func (e *env) waitNamespaceMapping(ns, vrf string, d time.Duration) {
+	e.t.Helper()
+	eventually(e.t, d, func() (bool, string) {
+		for _, nd := range e.nodes {
+			m, err := namespaceMappings(nd)
+			if err != nil {
+				return false, fmt.Sprintf("read %s: %v", nd.Name, err)
+			}
+			if m[ns] != vrf {
+				return false, fmt.Sprintf("%s maps namespace %s to %q, want %q", nd.Name, ns, m[ns], vrf)
+			}
+		}
+		return true, ""
+	})
+}
+
+// deleteNamespace deletes a namespace and, since no namespace controller
+// runs, clears its finalizers so that it goes at once.
+func (e *env) deleteNamespace(name string) {
+	e.t.Helper()
+	ctx := context.Background()
+	nss := e.c.Client.CoreV1().Namespaces()
+	if err := nss.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	ns, err := nss.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ns.Spec.Finalizers = nil
+	if _, err := nss.Finalize(ctx, ns, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		e.t.Fatal(err)
+	}
+	eventually(e.t, 10*time.Second, func() (bool, string) {
+		_, err := nss.Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), fmt.Sprintf("namespace %s still exists: %v", name, err)
 	})
 }

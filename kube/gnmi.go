@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -33,6 +34,8 @@ type (
 	niT       = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance
 	nisT      = gen.IsthmusNetworkInstance_NetworkInstances
 	neighborT = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor
+	nssT      = gen.IsthmusCni_Cni_Namespaces
+	nsT       = gen.IsthmusCni_Cni_Namespaces_Namespace
 )
 
 // dialOptions turns the gNMI client settings into gRPC options.
@@ -84,12 +87,18 @@ func (p password) RequireTransportSecurity() bool { return p.tls }
 type nodeConfig struct {
 	vrfs      map[string]vrfIntent
 	neighbors map[netip.Addr]uint32 // owned neighbors → peer AS
+	// namespaces are the owned /cni/namespaces entries (those mapping to
+	// an owned VRF): Kubernetes namespace → VRF.
+	namespaces map[string]string
 	// bgpProtocol is the name of the default instance's BGP protocol, ""
 	// when the node runs no BGP (its startup config sets AS and router id).
 	bgpProtocol string
 }
 
-var niPath = mustPath("/network-instances")
+var (
+	niPath  = mustPath("/network-instances")
+	cniPath = mustPath("/cni/namespaces")
+)
 
 func mustPath(s string) *gpb.Path {
 	p, err := ygot.StringToStructuredPath(s)
@@ -102,27 +111,22 @@ func mustPath(s string) *gpb.Path {
 // readNode reads the node's network instances and picks out what the
 // controller owns.
 func readNode(ctx context.Context, c gpb.GNMIClient) (nodeConfig, error) {
-	nc := nodeConfig{vrfs: map[string]vrfIntent{}, neighbors: map[netip.Addr]uint32{}}
-	resp, err := c.Get(ctx, &gpb.GetRequest{Path: []*gpb.Path{niPath}, Type: gpb.GetRequest_CONFIG, Encoding: gpb.Encoding_JSON_IETF})
-	if status.Code(err) == codes.NotFound {
-		return nc, nil
-	}
-	if err != nil {
+	nc := nodeConfig{vrfs: map[string]vrfIntent{}, neighbors: map[netip.Addr]uint32{}, namespaces: map[string]string{}}
+	var nis nisT
+	if err := getConfig(ctx, c, niPath, &nis); err != nil {
 		return nc, fmt.Errorf("get network instances: %w", err)
 	}
-	var js []byte
-	for _, n := range resp.GetNotification() {
-		for _, u := range n.GetUpdate() {
-			js = u.GetVal().GetJsonIetfVal()
+	var nss nssT
+	if err := getConfig(ctx, c, cniPath, &nss); err != nil {
+		return nc, fmt.Errorf("get cni namespaces: %w", err)
+	}
+	defer func() {
+		for name, ns := range nss.Namespace {
+			if vrf := ns.GetConfig().GetNetworkInstance(); nc.vrfs[vrf].network != "" {
+				nc.namespaces[name] = vrf
+			}
 		}
-	}
-	if len(js) == 0 {
-		return nc, nil
-	}
-	var nis nisT
-	if err := gen.Unmarshal(js, &nis); err != nil {
-		return nc, fmt.Errorf("parse network instances: %w", err)
-	}
+	}()
 	for name, ni := range nis.NetworkInstance {
 		cf := ni.GetConfig()
 		if cf.GetType() == gen.IsthmusTypes_NetworkInstanceType_L3VRF {
@@ -153,6 +157,31 @@ func readNode(ctx context.Context, c gpb.GNMIClient) (nodeConfig, error) {
 		}
 	}
 	return nc, nil
+}
+
+// getConfig reads the configuration subtree at p into s (left empty when
+// the node has none).
+func getConfig(ctx context.Context, c gpb.GNMIClient, p *gpb.Path, s ygot.GoStruct) error {
+	resp, err := c.Get(ctx, &gpb.GetRequest{Path: []*gpb.Path{p}, Type: gpb.GetRequest_CONFIG, Encoding: gpb.Encoding_JSON_IETF})
+	if status.Code(err) == codes.NotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var js []byte
+	for _, n := range resp.GetNotification() {
+		for _, u := range n.GetUpdate() {
+			js = u.GetVal().GetJsonIetfVal()
+		}
+	}
+	if len(js) == 0 {
+		return nil
+	}
+	if err := gen.Unmarshal(js, s); err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	return nil
 }
 
 func vrfFromTree(ni *niT) vrfIntent {
@@ -209,6 +238,23 @@ func neighborTree(addr netip.Addr, peerAS uint32) *neighborT {
 	return n
 }
 
+// namespaceTree renders the mapping of Kubernetes namespace ns to vrf.
+func namespaceTree(ns, vrf string) *nsT {
+	n := &nsT{Name: ygot.String(ns)}
+	cf := n.GetOrCreateConfig()
+	cf.Name = ygot.String(ns)
+	cf.NetworkInstance = ygot.String(vrf)
+	return n
+}
+
+func namespacePath(ns string) *gpb.Path {
+	return &gpb.Path{Elem: []*gpb.PathElem{
+		{Name: "cni"},
+		{Name: "namespaces"},
+		{Name: "namespace", Key: map[string]string{"name": ns}},
+	}}
+}
+
 func vrfPath(name string) *gpb.Path {
 	return &gpb.Path{Elem: []*gpb.PathElem{
 		{Name: "network-instances"},
@@ -242,25 +288,49 @@ var errNoBGP = errors.New("node has no BGP as and router id (its startup config 
 
 // maxOpsPerSet bounds one SetRequest: a node far behind (just started, or
 // back after a long absence) is brought up in several transactions of at
-// most this many VRFs or neighbors each, so no single Set outlasts the RPC
+// most this many VRFs, namespace mappings or neighbors each, so no single Set outlasts the RPC
 // timeout on a busy node. Each VRF is replaced whole in one of them: no
 // node ever holds half of a network.
 const maxOpsPerSet = 64
 
 // setRequest is the next transaction towards want from have: the deletes
-// first, then the VRFs and neighbors that differ, at most maxOpsPerSet of
-// them. It returns nil when nothing differs, and what the node holds once
+// first (namespace mappings before the VRFs they name), then the VRFs,
+// namespace mappings and neighbors that differ, at most maxOpsPerSet of
+// them. A mapping is written only once its VRF is on the node, and goes
+// before its VRF does, so that every request passes the node's validation. It returns nil when nothing differs, and what the node holds once
 // the request succeeded.
 func setRequest(have nodeConfig, want nodeIntent) (*gpb.SetRequest, nodeConfig, error) {
 	req := &gpb.SetRequest{}
-	next := nodeConfig{vrfs: make(map[string]vrfIntent, len(want.vrfs)), neighbors: map[netip.Addr]uint32{}, bgpProtocol: have.bgpProtocol}
+	next := nodeConfig{vrfs: make(map[string]vrfIntent, len(want.vrfs)), neighbors: map[netip.Addr]uint32{},
+		namespaces: maps.Clone(have.namespaces), bgpProtocol: have.bgpProtocol}
+	if next.namespaces == nil {
+		next.namespaces = map[string]string{}
+	}
 	for name, v := range have.vrfs {
 		next.vrfs[name] = v
+	}
+	// wantNS is the mapping of ns, if its VRF stays on the node.
+	wantNS := func(ns string) (string, bool) {
+		vrf, ok := want.namespaces[ns]
+		if _, on := want.vrfs[vrf]; !ok || !on {
+			return "", false
+		}
+		return vrf, true
 	}
 	for a, as := range have.neighbors {
 		next.neighbors[a] = as
 	}
 	full := func() bool { return len(req.Delete)+len(req.Replace) >= maxOpsPerSet }
+	for _, ns := range sortedKeys(have.namespaces) {
+		// A mapping still wanted whose VRF stays is replaced below when it
+		// changed; one whose VRF goes is deleted here, before the VRF.
+		_, wanted := wantNS(ns)
+		if _, stays := want.vrfs[have.namespaces[ns]]; (wanted && stays) || full() {
+			continue
+		}
+		req.Delete = append(req.Delete, namespacePath(ns))
+		delete(next.namespaces, ns)
+	}
 	for _, name := range sortedKeys(have.vrfs) {
 		if _, ok := want.vrfs[name]; !ok && !full() {
 			req.Delete = append(req.Delete, vrfPath(name))
@@ -278,6 +348,18 @@ func setRequest(have nodeConfig, want nodeIntent) (*gpb.SetRequest, nodeConfig, 
 		}
 		req.Replace = append(req.Replace, &gpb.Update{Path: vrfPath(name), Val: val})
 		next.vrfs[name] = v
+	}
+	for _, ns := range sortedKeys(want.namespaces) {
+		vrf, ok := wantNS(ns)
+		if _, on := next.vrfs[vrf]; !ok || !on || have.namespaces[ns] == vrf || full() {
+			continue
+		}
+		val, err := jsonVal(namespaceTree(ns, vrf))
+		if err != nil {
+			return nil, have, err
+		}
+		req.Replace = append(req.Replace, &gpb.Update{Path: namespacePath(ns), Val: val})
+		next.namespaces[ns] = vrf
 	}
 	if have.bgpProtocol != "" {
 		for addr := range have.neighbors {

@@ -3,6 +3,7 @@ package kube
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -52,7 +53,8 @@ func (v vrfIntent) equal(o vrfIntent) bool {
 }
 
 func (n nodeIntent) equal(o nodeIntent) bool {
-	if len(n.vrfs) != len(o.vrfs) || n.peerAS != o.peerAS || !slices.Equal(n.neighbors, o.neighbors) {
+	if len(n.vrfs) != len(o.vrfs) || n.peerAS != o.peerAS || !slices.Equal(n.neighbors, o.neighbors) ||
+		!maps.Equal(n.namespaces, o.namespaces) {
 		return false
 	}
 	for name, v := range n.vrfs {
@@ -66,6 +68,10 @@ func (n nodeIntent) equal(o nodeIntent) bool {
 // nodeIntent is the controller-owned configuration of one node.
 type nodeIntent struct {
 	vrfs map[string]vrfIntent
+	// namespaces maps each Kubernetes namespace whose network is on the
+	// node to that network's VRF (/cni/namespaces, which the node's CNI
+	// daemon reads when it attaches a pod).
+	namespaces map[string]string
 	// neighbors are the route reflectors, with peerAS.
 	neighbors []netip.Addr
 	peerAS    uint32
@@ -158,7 +164,7 @@ func render(cfg *Config, s snapshot) plan {
 		allocate(v, s.nodes)
 	}
 	for _, nd := range s.nodes {
-		in := nodeIntent{vrfs: make(map[string]vrfIntent, len(accepted))}
+		in := nodeIntent{vrfs: make(map[string]vrfIntent, len(accepted)), namespaces: map[string]string{}}
 		if len(cfg.RouteReflectors) > 0 {
 			in.neighbors, in.peerAS = cfg.RouteReflectors, cfg.BGPAS
 		}
@@ -168,6 +174,9 @@ func render(cfg *Config, s snapshot) plan {
 				continue
 			}
 			in.vrfs[v.vn.Name] = vrfOf(v.vn, nd.address, block)
+			for _, ns := range v.namespaces {
+				in.namespaces[ns] = v.vn.Name
+			}
 		}
 		p.nodes[nd.name] = in
 	}
