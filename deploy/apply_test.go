@@ -58,6 +58,7 @@ func applyChart(t *testing.T, c *kubetest.Cluster, objs []object) {
 		}
 		if gvk.Kind == "CustomResourceDefinition" {
 			waitEstablished(t, dyn, u.GetName())
+			mapper.Reset() // the chart's objects of this kind come later
 		}
 	}
 }
@@ -92,7 +93,7 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.kind()]++
 	}
-	for _, k := range []string{"CustomResourceDefinition", "DaemonSet", "Deployment", "ClusterRole", "Role"} {
+	for _, k := range []string{"CustomResourceDefinition", "DaemonSet", "Deployment", "ClusterRole", "Role", "VirtualNetwork"} {
 		if kinds[k] == 0 {
 			t.Fatalf("rendered chart has no %s: %v", k, kinds)
 		}
@@ -120,6 +121,8 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 		{"update", "coordination.k8s.io", "leases", "", "isthmus-system", "someone-else", false},
 		{"update", "coordination.k8s.io", "leases", "", "kube-system", "isthmus-controller", false},
 		{"update", "", "nodes", "", "", "node1", false},
+		{"patch", "", "nodes", "status", "", "node1", true},
+		{"update", "", "nodes", "status", "", "node1", false},
 		{"create", "", "pods", "", "default", "", false},
 		{"get", "", "secrets", "", "isthmus-system", "isthmus-gnmi", false},
 		{"delete", "", "namespaces", "", "", "default", false},

@@ -43,7 +43,8 @@ func (s *syncBuffer) String() string {
 // TestChartControllerRuns: the real isthmus-controller, started with the
 // arguments the chart renders and acting as the chart's service account
 // (impersonated, so the chart's RBAC decides), takes its Lease, and puts
-// its finalizer and status on a VirtualNetwork, with nothing forbidden.
+// its finalizer and status on the default VirtualNetwork the chart makes,
+// with nothing forbidden.
 func TestChartControllerRuns(t *testing.T) {
 	cluster := kubetest.StartCluster(t)
 	// Self-signed node certificates: no TLS Secret to read locally.
@@ -116,17 +117,9 @@ func TestChartControllerRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	vns := dyn.Resource(schema.GroupVersionResource{Group: "isthmus.dev", Version: "v1alpha1", Resource: "virtualnetworks"})
-	vn := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "isthmus.dev/v1alpha1", "kind": "VirtualNetwork",
-		"metadata": map[string]any{"name": "default"},
-		"spec": map[string]any{
-			"routeDistinguisher": map[string]any{"number": int64(100)},
-			"importRouteTargets": []any{"64512:100"}, "exportRouteTargets": []any{"64512:100"},
-			"subnets": []any{"10.1.0.0/16"},
-		},
-	}}
-	if _, err := vns.Create(ctx, vn, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create VirtualNetwork: %v", err)
+	// The chart made the network --default-network names.
+	if _, err := vns.Get(ctx, "default", metav1.GetOptions{}); err != nil {
+		t.Fatalf("get the chart's default VirtualNetwork: %v", err)
 	}
 	waitUntil(t, "isthmus-controller", done, 60*time.Second, "finalizer and status on the VirtualNetwork", func() bool {
 		u, err := vns.Get(ctx, "default", metav1.GetOptions{})
