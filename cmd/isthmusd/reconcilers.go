@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/isthmus-net/isthmus/bgp"
+	"github.com/isthmus-net/isthmus/cni/daemon"
 	"github.com/isthmus-net/isthmus/dataplane"
 	"github.com/isthmus-net/isthmus/nos"
 )
@@ -34,5 +35,7 @@ func reconcilers(cfg config, log *slog.Logger) []nos.Reconciler {
 		},
 		StateInterval: cfg.Dataplane.StateInterval,
 	})
-	return []nos.Reconciler{dp, b}
+	// The CNI namespace mappings' state comes last: it reports what the
+	// next pod ADD uses, once the rest of the commit is applied.
+	return []nos.Reconciler{dp, b, &daemon.NamespaceState{}}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/isthmus-net/isthmus/cni/daemon"
 	"github.com/isthmus-net/isthmus/cni/internal/testdaemon"
+	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/nos"
 )
 
@@ -18,7 +19,7 @@ import (
 // the one /cni/namespaces maps its namespace to, over the static
 // configuration, from the next ADD on.
 func TestCommittedNamespaceMappingChoosesVRF(t *testing.T) {
-	d := testdaemon.Start(t, daemon.Config{Namespaces: map[string]string{"shop": "red"}})
+	d := testdaemon.Start(t, daemon.Config{Namespaces: map[string]string{"shop": "red"}}, &daemon.NamespaceState{})
 	d.AddVRF("red", "65000:1", "10.1.0.0/24")
 	d.AddVRF("blue", "65000:2", "10.2.0.0/24")
 	c := client(t, d)
@@ -49,6 +50,9 @@ func TestCommittedNamespaceMappingChoosesVRF(t *testing.T) {
 		t.Fatalf("map shop to blue: %v", err)
 	}
 	add("pod2", "blue")
+	if got, ok := stateOf(t, d, "shop"); !ok || got != "blue" {
+		t.Fatalf("state says shop maps to %q, want blue", got)
+	}
 	if got := d.Interface("istpod1").GetConfig().GetNetworkInstance(); got != "red" {
 		t.Fatalf("pod1 moved to %q: a mapping applies to new pods only", got)
 	}
@@ -70,4 +74,21 @@ func TestCommittedNamespaceMappingChoosesVRF(t *testing.T) {
 		t.Fatalf("delete mapping: %v", err)
 	}
 	add("pod4", "red")
+	if got, ok := stateOf(t, d, "shop"); ok {
+		t.Fatalf("state of a deleted mapping stays: %q", got)
+	}
+}
+
+// stateOf returns the VRF the state tree says namespace ns maps to, and
+// whether the state has the namespace at all.
+func stateOf(t *testing.T, d *testdaemon.Daemon, ns string) (vrf string, ok bool) {
+	t.Helper()
+	if err := d.Core.Read(func(_, st *gen.Device) error {
+		e := st.GetCni().GetNamespaces().GetNamespace(ns)
+		vrf, ok = e.GetState().GetNetworkInstance(), e != nil
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return vrf, ok
 }
