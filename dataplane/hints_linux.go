@@ -25,13 +25,7 @@ const endpointHints = 8192
 // as it sits in the packet (or a MAC's first four bytes), key2 a MAC's last
 // two bytes.
 func endpointHash(key uint32, key2 uint16) uint32 {
-	h := key ^ uint32(key2)<<16 ^ 0x9e3779b9
-	h ^= h >> 16
-	h *= 0x85ebca6b
-	h ^= h >> 13
-	h *= 0xc2b2ae35
-	h ^= h >> 16
-	return h & (endpointHints - 1)
+	return mix32(key^uint32(key2)<<16^0x9e3779b9) & (endpointHints - 1)
 }
 
 func macKeys(mac [6]byte) (uint32, uint16) {

@@ -149,6 +149,8 @@ func flowHintIndex(vrf uint32, addr netip.Addr) uint32 {
 	return mix32(a^(vrf*0x9e3779b9)) & (flowHints - 1)
 }
 
+// mix32 mirrors mix32 in bpf/types.h, the finalizer of every hash the
+// forwarder computes.
 func mix32(h uint32) uint32 {
 	h ^= h >> 16
 	h *= 0x85ebca6b

@@ -199,21 +199,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } backend_counters SEC(".maps");
 
-static __always_inline __u32 flow_mix(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
-}
-
 /* flow_hint_of returns the hint bits of (vrf, addr). The loader mirrors
  * the hash (flowHintIndex in services_linux.go). */
 static __always_inline __u32 flow_hint_of(__u32 vrf, __u32 addr)
 {
-	__u32 i = flow_mix(addr ^ (vrf * 0x9e3779b9)) & (FLOW_HINTS - 1);
+	__u32 i = mix32(addr ^ (vrf * 0x9e3779b9)) & (FLOW_HINTS - 1);
 	__u32 *h = bpf_map_lookup_elem(&flow_hints, &i);
 	return h ? *h : 0;
 }
@@ -322,12 +312,12 @@ static __always_inline int flow_create(struct flow_key *k, int from_tunnel, __u3
 		return DROP_NO_ROUTE;
 	__u32 h;
 	if (s->flags & SERVICE_F_AFFINITY) {
-		h = flow_mix(k->saddr ^ 0x9e3779b9);
+		h = mix32(k->saddr ^ 0x9e3779b9);
 	} else {
-		h = flow_mix(k->saddr ^ 0x9e3779b9);
-		h = flow_mix(h ^ k->daddr);
-		h = flow_mix(h ^ ((__u32)k->sport << 16 | k->dport));
-		h = flow_mix(h ^ k->proto);
+		h = mix32(k->saddr ^ 0x9e3779b9);
+		h = mix32(h ^ k->daddr);
+		h = mix32(h ^ ((__u32)k->sport << 16 | k->dport));
+		h = mix32(h ^ k->proto);
 	}
 	__u32 idx = h % MAGLEV_M;
 	asm volatile("" : "+r"(idx)); /* keep the bound check for the verifier */

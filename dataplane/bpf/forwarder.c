@@ -79,16 +79,6 @@ static __always_inline void count_endpoint(__u32 slot, int rx, __u64 bytes)
 	}
 }
 
-static __always_inline __u32 mix32(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
-}
-
 /* endpoint_hash picks the hint entry of an outer source address, or of a
  * MAC given as its first four and last two bytes (key2 = 0 for addresses).
  * The loader mirrors it (endpointHash in hints_linux.go). */

@@ -202,4 +202,17 @@ struct meta {
 	__u32 ifindex;
 };
 
+/* mix32 is the 32-bit finalizer every hash of the forwarder uses (hints,
+ * route cache, flow hash). The loader mirrors it (mix32 in
+ * services_linux.go). */
+static __always_inline __u32 mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
 #endif
