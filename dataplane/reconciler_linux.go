@@ -173,11 +173,6 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 			}
 		}
 	}()
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.flowLoop(ctx)
-	}()
 	return nil
 }
 

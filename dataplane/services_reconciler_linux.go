@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -72,22 +71,6 @@ func (r *Reconciler) applyServices(intended *gen.Device, pods map[string]podInte
 	return nil
 }
 
-// flowLoop collects expired flows and publishes service and flow-table
-// state every StateInterval until ctx is done.
-func (r *Reconciler) flowLoop(ctx context.Context) {
-	t := time.NewTicker(r.cfg.StateInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := r.collectAndPublish(); err != nil {
-			r.log.Warn("collect flows", "err", err)
-		}
-	}
-}
 
 // collectAndPublish runs the flow collector once and writes the state of
 // every service, its backends and flows, and the flow table's counters.

@@ -21,8 +21,8 @@ import (
 // writes); per tunnel endpoint its state; and tunnel/state with the
 // underlay drop counters.
 
-// publishLoop publishes counters as state every StateInterval until ctx is
-// done.
+// publishLoop collects expired flows and publishes counters, services and
+// the flow table as state every StateInterval until ctx is done.
 func (r *Reconciler) publishLoop(ctx context.Context) {
 	t := time.NewTicker(r.cfg.StateInterval)
 	defer t.Stop()
@@ -31,6 +31,9 @@ func (r *Reconciler) publishLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if err := r.collectAndPublish(); err != nil {
+			r.log.Warn("collect flows", "err", err)
 		}
 		if err := r.PublishState(); err != nil {
 			r.log.Warn("publish dataplane state", "err", err)
