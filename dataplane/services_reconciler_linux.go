@@ -71,7 +71,6 @@ func (r *Reconciler) applyServices(intended *gen.Device, pods map[string]podInte
 	return nil
 }
 
-
 // collectAndPublish runs the flow collector once and writes the state of
 // every service, its backends and flows, and the flow table's counters.
 // Writes the core refuses because the service is no longer configured
