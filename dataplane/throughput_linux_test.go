@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -91,31 +90,11 @@ func measureThroughput(b *testing.B) map[string]float64 {
 	return res
 }
 
-// iperf runs an iperf3 client in from against server and returns Gbit/s.
+// iperf runs an iperf3 client in from against server's own address dst and
+// returns Gbit/s.
 func iperf(b testing.TB, from, server *testNS, dst netip.Addr) float64 {
 	b.Helper()
-	srv := server.cmd("iperf3", "-s", "-1", "-B", dst.String())
-	if err := srv.Start(); err != nil {
-		b.Fatalf("start iperf3 server: %v", err)
-	}
-	defer srv.Wait()
-	time.Sleep(300 * time.Millisecond)
-	out, err := from.cmd("iperf3", "-c", dst.String(), "-t", fmt.Sprint(throughputSeconds), "-J").Output()
-	if err != nil {
-		srv.Process.Kill()
-		b.Fatalf("iperf3 to %v: %v\n%s", dst, err, out)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		b.Fatalf("parse iperf3 output: %v", err)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e9
+	return iperfTo(b, from, server, dst, dst)
 }
 
 // BenchmarkLiveSmallPackets sends 64-byte UDP datagrams between two pods
