@@ -89,6 +89,25 @@ func (g *gnmicRunner) run(t *testing.T, user, pass string, args ...string) (stri
 
 // mustRun runs gnmic and fails the test unless it succeeds and prints
 // every one of want.
+// start runs gnmic as the admin in the background until the test ends and
+// returns what it prints, for streams.
+func (g *gnmicRunner) start(t *testing.T, args ...string) *lockedBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	cmd := exec.CommandContext(ctx, g.bin, g.args(adminUser, adminPass, args)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait() // killed by cancel: its exit status says nothing
+	})
+	return out
+}
+
 func (g *gnmicRunner) mustRun(t *testing.T, want []string, args ...string) string {
 	t.Helper()
 	out, err := g.run(t, adminUser, adminPass, args...)
@@ -159,25 +178,12 @@ func TestGnmic(t *testing.T) {
 	g.mustRun(t, []string{"hello"}, "subscribe", "--mode", "once", "--path", descr)
 
 	// A stream subscription sees a later change.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out lockedBuffer
-	cmd := exec.CommandContext(ctx, g.bin, g.args(adminUser, adminPass, []string{
-		"subscribe", "--mode", "stream", "--stream-mode", "on-change", "--path", descr,
-	})...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait() // killed by cancel: its exit status says nothing
-	}()
-	waitFor(t, &out, "hello")
+	out := g.start(t, "subscribe", "--mode", "stream", "--stream-mode", "on-change", "--path", descr)
+	waitFor(t, out, "hello")
 	if _, err := e.cli.Set(admin(), &gpb.SetRequest{Update: []*gpb.Update{upd(t, descr, str("world"))}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, &out, "world")
+	waitFor(t, out, "world")
 
 	// The history is visible, and a rollback to revision 2 (description
 	// "hello") is a new commit that the stream sees.

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"context"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -28,25 +26,12 @@ func TestGnmicUpdatesOnly(t *testing.T) {
 		t.Fatalf("once with --updates-only printed the current value:\n%s", out)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out lockedBuffer
-	cmd := exec.CommandContext(ctx, g.bin, g.args(adminUser, adminPass, []string{
-		"subscribe", "--format", "prototext", "--mode", "stream", "--stream-mode", "on-change", "--updates-only", "--path", vrfPath("red") + "/config",
-	})...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait() // killed by cancel: its exit status says nothing
-	}()
-	waitFor(t, &out, "sync_response:")
+	out := g.start(t, "subscribe", "--format", "prototext", "--mode", "stream", "--stream-mode", "on-change", "--updates-only", "--path", vrfPath("red")+"/config")
+	waitFor(t, out, "sync_response:")
 	if _, err := e.cli.Set(admin(), &gpb.SetRequest{Update: []*gpb.Update{upd(t, descr, str("after"))}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, &out, "after")
+	waitFor(t, out, "after")
 	if s := out.String(); strings.Contains(s, "before") || strings.Contains(s, "65000:1") {
 		t.Fatalf("stream with --updates-only printed current values:\n%s", s)
 	}
