@@ -154,7 +154,7 @@ func (r *Reconciler) publishService(n serviceName, s Service, flows []ServiceFlo
 		return err
 	}
 	for _, f := range flows {
-		fl, err := st.GetOrCreateFlows().NewFlow(f.Client.Addr().String(), f.Client.Port())
+		fl, err := st.GetOrCreateFlows().NewFlow(st.Protocol, f.Client.Addr().String(), f.Client.Port(), s.Port)
 		if err != nil {
 			return fmt.Errorf("list flow %v of %s: %w", f.Client, base, err)
 		}
