@@ -68,6 +68,8 @@ type Core struct {
 	rev      uint64
 	started  bool
 
+	confirm confirmer // the confirmed commit waiting for confirmation (confirm.go)
+
 	watchMu  sync.Mutex                      // serializes changes of watchers
 	watchers atomic.Pointer[[]*cacheWatcher] // read without a lock by the cache's client
 }
@@ -105,6 +107,8 @@ func New(store *Store, opts ...Option) (*Core, error) {
 // reconciler and applies the configuration to them. The reconcilers' loops
 // run until ctx is done.
 func (c *Core) Start(ctx context.Context) error {
+	c.confirm.mu.Lock() // before commitMu, as in every confirmed-commit operation
+	defer c.confirm.mu.Unlock()
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	if c.isStarted() {
@@ -154,7 +158,7 @@ func (c *Core) Start(ctx context.Context) error {
 	}
 	c.cache.GetTarget(c.target).Sync()
 	c.log.Info("configuration restored", "revision", c.Revision())
-	return nil
+	return c.resumeConfirm(ctx)
 }
 
 // Stop stops the reconcilers in reverse order.

@@ -27,8 +27,15 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 	if err := refuseDepth("Set", req.GetExtension()); err != nil {
 		return nil, err
 	}
-	if len(req.GetExtension()) > 0 {
-		return nil, status.Error(codes.Unimplemented, "set extensions are not supported")
+	commit, err := commitExtension(req.GetExtension())
+	if err != nil {
+		return nil, err
+	}
+	if commit != nil {
+		return s.setCommit(ctx, req, commit)
+	}
+	if err := s.refusePending(); err != nil {
+		return nil, err
 	}
 	if rev, ok, err := rollbackRevision(req); ok || err != nil {
 		if err != nil {
@@ -36,17 +43,28 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 		}
 		return s.rollback(ctx, req, rev, committer(ctx))
 	}
-	// Normalize every path against the prefix here, so the core sees
-	// plain paths and the response can echo what was asked.
+	norm, results, err := s.normalizeSet(req)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.core.Set(ctx, committer(ctx), norm); err != nil {
+		return nil, setError(norm, err)
+	}
+	return &gpb.SetResponse{Prefix: req.GetPrefix(), Response: results, Timestamp: time.Now().UnixNano()}, nil
+}
+
+// normalizeSet joins every path of req with its prefix, so the core sees
+// plain paths, and lists the results the response echoes.
+func (s *Server) normalizeSet(req *gpb.SetRequest) (*gpb.SetRequest, []*gpb.UpdateResult, error) {
 	norm := &gpb.SetRequest{}
 	results := make([]*gpb.UpdateResult, 0, len(req.GetDelete())+len(req.GetReplace())+len(req.GetUpdate()))
 	for _, p := range req.GetDelete() {
 		full, err := fullPath(req.GetPrefix(), p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if isWildcard(full) {
-			return nil, status.Errorf(codes.InvalidArgument, "%s: wildcards are not allowed in Set", pathString(full))
+			return nil, nil, status.Errorf(codes.InvalidArgument, "%s: wildcards are not allowed in Set", pathString(full))
 		}
 		norm.Delete = append(norm.Delete, full)
 		results = append(results, &gpb.UpdateResult{Path: p, Op: gpb.UpdateResult_DELETE})
@@ -62,31 +80,33 @@ func (s *Server) Set(ctx context.Context, req *gpb.SetRequest) (*gpb.SetResponse
 		for _, u := range group.ups {
 			full, err := fullPath(req.GetPrefix(), u.GetPath())
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if isWildcard(full) {
-				return nil, status.Errorf(codes.InvalidArgument, "%s: wildcards are not allowed in Set", pathString(full))
+				return nil, nil, status.Errorf(codes.InvalidArgument, "%s: wildcards are not allowed in Set", pathString(full))
 			}
 			if u.GetVal() == nil {
-				return nil, status.Errorf(codes.InvalidArgument, "%s: no value", pathString(full))
+				return nil, nil, status.Errorf(codes.InvalidArgument, "%s: no value", pathString(full))
 			}
 			if err := checkDuplicateKeys(s.core.SchemaRoot(), full, u.GetVal()); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			*group.out = append(*group.out, &gpb.Update{Path: full, Val: asIETF(u.GetVal())})
 			results = append(results, &gpb.UpdateResult{Path: u.GetPath(), Op: group.op})
 		}
 	}
-	if _, err := s.core.Set(ctx, committer(ctx), norm); err != nil {
-		var pe *nos.PathError
-		if !errors.As(err, &pe) {
-			// Schema validation reports schema paths without keys: name
-			// the request's paths so the client knows which data it was.
-			err = fmt.Errorf("set %s: %w", describe(norm), err)
-		}
-		return nil, toStatus(err)
+	return norm, results, nil
+}
+
+// setError turns the core's refusal of norm into a status.
+func setError(norm *gpb.SetRequest, err error) error {
+	var pe *nos.PathError
+	if !errors.As(err, &pe) {
+		// Schema validation reports schema paths without keys: name
+		// the request's paths so the client knows which data it was.
+		err = fmt.Errorf("set %s: %w", describe(norm), err)
 	}
-	return &gpb.SetResponse{Prefix: req.GetPrefix(), Response: results, Timestamp: time.Now().UnixNano()}, nil
+	return toStatus(err)
 }
 
 // committer names the author of a commit in the history.

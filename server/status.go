@@ -37,6 +37,8 @@ func codeOf(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, nos.ErrNotFound):
 		return codes.NotFound
+	case errors.Is(err, nos.ErrPrecondition):
+		return codes.FailedPrecondition
 	case errors.Is(err, nos.ErrReconcile):
 		return codes.Aborted
 	case errors.Is(err, context.DeadlineExceeded):
