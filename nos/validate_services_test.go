@@ -30,6 +30,15 @@ func addService(ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance,
 	c.Name, c.Address, c.Protocol, c.Port = ygot.String(name), ygot.String(vip), proto, ygot.Uint16(port)
 }
 
+func addPort(ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance, svc, name string, proto gen.E_IsthmusNetworkInstance_ServiceProtocol, port, target uint16) *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Ports_Port_Config {
+	c := ni.GetOrCreateServices().GetOrCreateService(svc).GetOrCreatePorts().GetOrCreatePort(name).GetOrCreateConfig()
+	c.Name, c.Protocol, c.Port = ygot.String(name), proto, ygot.Uint16(port)
+	if target != 0 {
+		c.TargetPort = ygot.Uint16(target)
+	}
+	return c
+}
+
 func addBackend(ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance, svc, addr string, port uint16) *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Backends_Backend_Config {
 	c := ni.GetOrCreateServices().GetOrCreateService(svc).GetOrCreateBackends().GetOrCreateBackend(addr, port).GetOrCreateConfig()
 	c.Address, c.Port = ygot.String(addr), ygot.Uint16(port)
@@ -101,6 +110,56 @@ func TestValidateServices(t *testing.T) {
 			c := addBackend(red1(d), "web", "10.1.0.4", 8080)
 			c.Terminating, c.Ready = ygot.Bool(true), ygot.Bool(false)
 		}},
+		{name: "named ports only", edit: func(d *gen.Device) {
+			c := red1(d).Services.Service["web"].Config
+			c.Port, c.Protocol = nil, 0
+			addPort(red1(d), "web", "http", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 80, 0)
+			addPort(red1(d), "https", "https", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 443, 8443)
+			red1(d).Services.Service["https"].Config = &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config{Name: ygot.String("https"), Address: ygot.String("10.96.0.11")}
+		}},
+		{name: "unnamed and named ports", edit: func(d *gen.Device) {
+			addPort(red1(d), "web", "https", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 443, 8443)
+			addPort(red1(d), "web", "dns", gen.IsthmusNetworkInstance_ServiceProtocol_UDP, 53, 0)
+		}},
+		{name: "no port at all", edit: func(d *gen.Device) {
+			c := red1(d).Services.Service["web"].Config
+			c.Port, c.Protocol = nil, 0
+		}, wantPath: web + "/config/port", wantText: "config/port or ports/port"},
+		{name: "named port 0", edit: func(d *gen.Device) {
+			addPort(red1(d), "web", "https", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 0, 0)
+		}, wantPath: web + "/ports/port[name=https]/config/port", wantText: "1..65535"},
+		{name: "named port without protocol", edit: func(d *gen.Device) {
+			addPort(red1(d), "web", "https", 0, 443, 0)
+		}, wantPath: web + "/ports/port[name=https]/config/protocol", wantText: "needs a protocol"},
+		{name: "target port 0", edit: func(d *gen.Device) {
+			addPort(red1(d), "web", "https", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 443, 0).TargetPort = ygot.Uint16(0)
+		}, wantPath: web + "/ports/port[name=https]/config/target-port", wantText: "1..65535"},
+		{name: "named port repeats the unnamed one", edit: func(d *gen.Device) {
+			addPort(red1(d), "web", "http", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 80, 0)
+		}, wantPath: web + "/ports/port[name=http]/config", wantText: `TCP 10.96.0.10:80 is already the service "web"`},
+		{name: "named port of another service on the same vip:port", edit: func(d *gen.Device) {
+			addService(red1(d), "zzz", "10.96.0.10", gen.IsthmusNetworkInstance_ServiceProtocol_UDP, 53)
+			addPort(red1(d), "zzz", "alt", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 80, 0)
+		}, wantPath: red + "/services/service[name=zzz]/ports/port[name=alt]/config", wantText: `already the service "web"`},
+		{name: "new port names itself, not the running one", edit: func(d *gen.Device) {
+			addPort(red1(d), "web", "https", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 443, 8443)
+			addService(red1(d), "aaa", "10.96.0.10", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 443)
+		}, old: func(d *gen.Device) {
+			addPort(d.NetworkInstances.NetworkInstance["red"], "web", "https", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 443, 8443)
+		}, wantPath: red + "/services/service[name=aaa]/config", wantText: `already port "https" of the service "web"`},
+		{name: "target port folds two backends into one", edit: func(d *gen.Device) {
+			addPort(red1(d), "web", "https", gen.IsthmusNetworkInstance_ServiceProtocol_TCP, 443, 8443)
+			addBackend(red1(d), "web", "10.1.0.2", 8081)
+		}, wantPath: web + "/backends/backend[address=10.1.0.2][port=8081]", wantText: "would be the same 10.1.0.2:8443"},
+		{name: "external traffic to all backends", edit: func(d *gen.Device) {
+			red1(d).Services.Service["web"].Config.ExternalTrafficScope = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_ExternalTrafficScope_ALL
+		}, wantPath: web + "/config/external-traffic-scope", wantText: "ALL is not supported"},
+		{name: "external traffic local", edit: func(d *gen.Device) {
+			red1(d).Services.Service["web"].Config.ExternalTrafficScope = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_ExternalTrafficScope_LOCAL
+		}},
+		{name: "services in an MPLSoMPLS vrf", edit: func(d *gen.Device) {
+			red1(d).Config.Encapsulation = gen.IsthmusTypes_Encapsulation_MPLS_OVER_MPLS
+		}, wantPath: red + "/config/encapsulation", wantText: "MPLS_OVER_UDP"},
 		{name: "service in the default instance", edit: func(d *gen.Device) {
 			ni := d.NetworkInstances.GetOrCreateNetworkInstance("default")
 			ni.GetOrCreateConfig().Name = ygot.String("default")
