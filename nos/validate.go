@@ -122,6 +122,9 @@ func validateSemantics(old, d *gen.Device) error {
 	if err := validateInterfaces(d, pools); err != nil {
 		return err
 	}
+	if err := validateExternal(old, d, pools); err != nil {
+		return err
+	}
 	if err := validateACLs(d); err != nil {
 		return err
 	}

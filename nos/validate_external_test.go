@@ -1,0 +1,144 @@
+package nos
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/isthmus-net/isthmus/gen"
+)
+
+// externalDevice is VRFs red (pool 10.1.0.0/24, the default pod network,
+// SNAT ports 20000..20999) and blue (pool 10.1.0.0/24 too, ports
+// 21000..21999, mode DROP), with tunnel source 192.0.2.1.
+func externalDevice() *gen.Device {
+	d := &gen.Device{}
+	for i, name := range []string{"red", "blue"} {
+		ni := d.GetOrCreateNetworkInstances().GetOrCreateNetworkInstance(name)
+		c := ni.GetOrCreateConfig()
+		c.Name, c.Type = ygot.String(name), gen.IsthmusTypes_NetworkInstanceType_L3VRF
+		c.RouteDistinguisher = ygot.String([]string{"65000:1", "65000:2"}[i])
+		ni.GetOrCreateAddressPools().GetOrCreateAddressPool("10.1.0.0/24").GetOrCreateConfig().Prefix = ygot.String("10.1.0.0/24")
+		e := ni.GetOrCreateExternal().GetOrCreateConfig()
+		e.PortMin, e.PortMax = ygot.Uint16(uint16(20000+1000*i)), ygot.Uint16(uint16(20999+1000*i))
+	}
+	d.NetworkInstances.NetworkInstance["red"].External.Config.DefaultPodNetwork = ygot.Bool(true)
+	d.GetOrCreateTunnel().GetOrCreateConfig().SourceAddress = ygot.String("192.0.2.1")
+	return d
+}
+
+func extConfig(d *gen.Device, vrf string) *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_External_Config {
+	return d.NetworkInstances.NetworkInstance[vrf].GetOrCreateExternal().GetOrCreateConfig()
+}
+
+func TestValidateExternal(t *testing.T) {
+	const red = "/network-instances/network-instance[name=red]/external"
+	const blue = "/network-instances/network-instance[name=blue]/external"
+	for _, tc := range []struct {
+		name     string
+		edit     func(d *gen.Device)
+		old      func(d *gen.Device)
+		wantPath string // "" means valid
+		wantText string
+	}{
+		{name: "valid", edit: func(d *gen.Device) {}},
+		{name: "blue snat with its own range", edit: func(d *gen.Device) {
+			extConfig(d, "blue").Mode = gen.IsthmusExternal_ExternalMode_SNAT
+		}},
+		{name: "overlapping ranges name the changed vrf", edit: func(d *gen.Device) {
+			extConfig(d, "red").PortMax = ygot.Uint16(21000)
+		}, old: func(d *gen.Device) {}, wantPath: red + "/config/port-min", wantText: `overlap the SNAT ports 21000..21999 of network instance "blue"`},
+		{name: "overlapping ranges name the other changed vrf", edit: func(d *gen.Device) {
+			extConfig(d, "blue").PortMin = ygot.Uint16(20999)
+		}, old: func(d *gen.Device) {}, wantPath: blue + "/config/port-min", wantText: `of network instance "red"`},
+		{name: "max below min", edit: func(d *gen.Device) {
+			extConfig(d, "red").PortMax = ygot.Uint16(19999)
+		}, wantPath: red + "/config/port-max", wantText: "below port-min"},
+		{name: "half a range", edit: func(d *gen.Device) {
+			extConfig(d, "red").PortMax = nil
+		}, wantPath: red + "/config/port-max", wantText: "both port-min and port-max"},
+		{name: "snat without a range", edit: func(d *gen.Device) {
+			c := extConfig(d, "red")
+			c.PortMin, c.PortMax = nil, nil
+		}, wantPath: red + "/config/port-min", wantText: "needs a port range"},
+		{name: "drop without a range", edit: func(d *gen.Device) {
+			c := extConfig(d, "red")
+			c.PortMin, c.PortMax, c.Mode = nil, nil, gen.IsthmusExternal_ExternalMode_DROP
+		}},
+		{name: "snat without any address", edit: func(d *gen.Device) {
+			d.Tunnel = nil
+		}, wantPath: red + "/config/snat-address", wantText: "needs an address"},
+		{name: "snat with its own address", edit: func(d *gen.Device) {
+			d.Tunnel = nil
+			extConfig(d, "red").SnatAddress = ygot.String("198.51.100.1")
+		}},
+		{name: "snat address not unicast", edit: func(d *gen.Device) {
+			extConfig(d, "red").SnatAddress = ygot.String("224.0.0.1")
+		}, wantPath: red + "/config/snat-address", wantText: "not a unicast IPv4 address"},
+		{name: "two default pod networks", edit: func(d *gen.Device) {
+			extConfig(d, "blue").DefaultPodNetwork = ygot.Bool(true)
+		}, old: func(d *gen.Device) {}, wantPath: blue + "/config/default-pod-network", wantText: `"red" is already the default pod network`},
+		{name: "host access on overlapping pools", edit: func(d *gen.Device) {
+			extConfig(d, "blue").HostAccess = ygot.Bool(true)
+		}, wantPath: red + "/config/host-access", wantText: `overlaps pool 10.1.0.0/24 of network instance "blue"`},
+		{name: "host access off for the default network", edit: func(d *gen.Device) {
+			extConfig(d, "blue").HostAccess = ygot.Bool(true)
+			extConfig(d, "red").HostAccess = ygot.Bool(false)
+		}},
+		{name: "external in the default instance", edit: func(d *gen.Device) {
+			ni := d.NetworkInstances.GetOrCreateNetworkInstance("default")
+			ni.GetOrCreateConfig().Name = ygot.String("default")
+			ni.Config.Type = gen.IsthmusTypes_NetworkInstanceType_DEFAULT
+			ni.GetOrCreateExternal().GetOrCreateConfig().Mode = gen.IsthmusExternal_ExternalMode_DROP
+		}, wantPath: "/network-instances/network-instance[name=default]/external", wantText: "only an L3VRF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := externalDevice()
+			tc.edit(d)
+			var old *gen.Device
+			if tc.old != nil {
+				old = externalDevice()
+				tc.old(old)
+			}
+			err := validateSemantics(old, d)
+			if tc.wantPath == "" {
+				if err != nil {
+					t.Fatalf("rejected a valid configuration: %v", err)
+				}
+				return
+			}
+			var pe *PathError
+			if !errors.As(err, &pe) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("got %v, want an invalid-argument path error", err)
+			}
+			if pe.Path != tc.wantPath {
+				t.Errorf("path %q, want %q", pe.Path, tc.wantPath)
+			}
+			if !strings.Contains(err.Error(), tc.wantText) {
+				t.Errorf("error %q does not say %q", err, tc.wantText)
+			}
+		})
+	}
+}
+
+// TestExternalDefaults: the default pod network has SNAT and host access
+// unless configured otherwise, other VRFs neither; the address defaults to
+// the tunnel source.
+func TestExternalDefaults(t *testing.T) {
+	d := externalDevice()
+	red := External(d, d.NetworkInstances.NetworkInstance["red"])
+	if !red.SNAT || !red.HostAccess || red.Address.String() != "192.0.2.1" || red.PortMin != 20000 || red.PortMax != 20999 {
+		t.Errorf("red %+v, want SNAT and host access from 192.0.2.1 ports 20000..20999", red)
+	}
+	blue := External(d, d.NetworkInstances.NetworkInstance["blue"])
+	if blue.SNAT || blue.HostAccess {
+		t.Errorf("blue %+v, want neither SNAT nor host access", blue)
+	}
+	extConfig(d, "red").Mode = gen.IsthmusExternal_ExternalMode_DROP
+	extConfig(d, "red").HostAccess = ygot.Bool(false)
+	if red := External(d, d.NetworkInstances.NetworkInstance["red"]); red.SNAT || red.HostAccess {
+		t.Errorf("red configured off: %+v", red)
+	}
+}
