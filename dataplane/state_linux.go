@@ -278,7 +278,7 @@ func vrfStateOf(c *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_C
 		RouteDistinguisher: c.RouteDistinguisher,
 		ImportRouteTarget:  c.ImportRouteTarget, ExportRouteTarget: c.ExportRouteTarget,
 		LabelAllocationMode: c.LabelAllocationMode, Encapsulation: c.Encapsulation,
-		IngressAclSet: c.IngressAclSet,
+		TunnelIngressAclSet: c.TunnelIngressAclSet, TunnelIngressDefaultAction: c.TunnelIngressDefaultAction,
 	}
 }
 

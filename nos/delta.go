@@ -21,6 +21,7 @@ import (
 type delta struct {
 	nis, ifs, acls []string // keys of entries added or changed, sorted
 	cnis           []string // keys of CNI namespaces added or changed, sorted
+	ags, tks       []string // keys of address groups and tag keys added or changed, sorted
 	tunnel         bool     // the tunnel container changed
 	removed        bool     // some entry of old is not in cand
 }
@@ -31,9 +32,12 @@ func computeDelta(old, cand *gen.Device) delta {
 		ifs:    changedKeys(Interfaces(old), Interfaces(cand)),
 		acls:   changedKeys(aclSets(old), aclSets(cand)),
 		cnis:   changedKeys(cniNamespaces(old), cniNamespaces(cand)),
+		ags:    changedKeys(addressGroups(old), addressGroups(cand)),
+		tks:    changedKeys(tagKeys(old), tagKeys(cand)),
 		tunnel: !reflect.DeepEqual(old.GetTunnel(), cand.GetTunnel()),
 		removed: anyRemoved(NetworkInstances(old), NetworkInstances(cand)) || anyRemoved(Interfaces(old), Interfaces(cand)) ||
-			anyRemoved(aclSets(old), aclSets(cand)) || anyRemoved(cniNamespaces(old), cniNamespaces(cand)),
+			anyRemoved(aclSets(old), aclSets(cand)) || anyRemoved(cniNamespaces(old), cniNamespaces(cand)) ||
+			anyRemoved(addressGroups(old), addressGroups(cand)) || anyRemoved(tagKeys(old), tagKeys(cand)),
 	}
 }
 
@@ -49,7 +53,7 @@ func anyRemoved[E any](old, cand map[string]E) bool {
 
 // empty reports whether nothing changed.
 func (d delta) empty() bool {
-	return len(d.nis) == 0 && len(d.ifs) == 0 && len(d.acls) == 0 && len(d.cnis) == 0 && !d.tunnel && !d.removed
+	return len(d.nis) == 0 && len(d.ifs) == 0 && len(d.acls) == 0 && len(d.cnis) == 0 && len(d.ags) == 0 && len(d.tks) == 0 && !d.tunnel && !d.removed
 }
 
 // changedKeys returns the keys of cand whose entries are new or differ.
@@ -81,6 +85,14 @@ func (d delta) partial(cand *gen.Device) *gen.Device {
 	for _, k := range d.cnis {
 		nss := p.GetOrCreateCni().GetOrCreateNamespaces()
 		nss.Namespace = setEntry(nss.Namespace, k, cniNamespaces(cand)[k])
+	}
+	for _, k := range d.ags {
+		gs := p.GetOrCreateAcl().GetOrCreateAddressGroups()
+		gs.AddressGroup = setEntry(gs.AddressGroup, k, addressGroups(cand)[k])
+	}
+	for _, k := range d.tks {
+		ks := p.GetOrCreateAcl().GetOrCreateTagKeys()
+		ks.TagKey = setEntry(ks.TagKey, k, tagKeys(cand)[k])
 	}
 	if d.tunnel {
 		p.Tunnel = cand.Tunnel
@@ -123,6 +135,8 @@ func newConfigJSON(d *gen.Device) (*configJSON, error) {
 		ifs:    sortedKeys(Interfaces(d)),
 		acls:   sortedKeys(aclSets(d)),
 		cnis:   sortedKeys(cniNamespaces(d)),
+		ags:    sortedKeys(addressGroups(d)),
+		tks:    sortedKeys(tagKeys(d)),
 		tunnel: true,
 	}
 	return (&configJSON{entries: map[string][]byte{}}).update(d, all)
@@ -143,6 +157,10 @@ func (j *configJSON) update(cand *gen.Device, ch delta) (*configJSON, error) {
 			return aclSets(cand)[name] != nil
 		case "cni":
 			return cniNamespaces(cand)[name] != nil
+		case "ag":
+			return addressGroups(cand)[name] != nil
+		case "tk":
+			return tagKeys(cand)[name] != nil
 		}
 		return false
 	}
@@ -176,6 +194,16 @@ func (j *configJSON) update(cand *gen.Device, ch delta) (*configJSON, error) {
 	}
 	for _, k := range ch.cnis {
 		if err := enc("cni", k, cniNamespaces(cand)[k]); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range ch.ags {
+		if err := enc("ag", k, addressGroups(cand)[k]); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range ch.tks {
+		if err := enc("tk", k, tagKeys(cand)[k]); err != nil {
 			return nil, err
 		}
 	}
@@ -221,8 +249,25 @@ func (j *configJSON) document() []byte {
 		b.Write(bytes.Join(entries, []byte{','}))
 		b.WriteByte(']')
 	}
-	if e := lists["acl"]; len(e) > 0 {
-		member("isthmus-acl:acl", func() { b.WriteString(`{"acl-sets":{"acl-set":`); list(e); b.WriteString("}}") })
+	if sets, groups, keys := lists["acl"], lists["ag"], lists["tk"]; len(sets)+len(groups)+len(keys) > 0 {
+		// Children in name order, as ygot emits them.
+		member("isthmus-acl:acl", func() {
+			b.WriteByte('{')
+			sep := ""
+			for _, c := range []struct {
+				container, list string
+				entries         [][]byte
+			}{{"acl-sets", "acl-set", sets}, {"address-groups", "address-group", groups}, {"tag-keys", "tag-key", keys}} {
+				if len(c.entries) == 0 {
+					continue
+				}
+				fmt.Fprintf(&b, `%s%q:{%q:`, sep, c.container, c.list)
+				list(c.entries)
+				b.WriteByte('}')
+				sep = ","
+			}
+			b.WriteByte('}')
+		})
 	}
 	if e := lists["cni"]; len(e) > 0 {
 		member("isthmus-cni:cni", func() { b.WriteString(`{"namespaces":{"namespace":`); list(e); b.WriteString("}}") })

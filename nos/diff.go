@@ -39,6 +39,8 @@ func configDiff(old, cand *gen.Device, ch delta) (*gpb.Notification, error) {
 	diffEntries(Interfaces(old), Interfaces(cand), ch.ifs, "interfaces", "interface", out, add)
 	diffEntries(aclSets(old), aclSets(cand), ch.acls, "acl/acl-sets", "acl-set", out, add)
 	diffEntries(cniNamespaces(old), cniNamespaces(cand), ch.cnis, "cni/namespaces", "namespace", out, add)
+	diffEntries(addressGroups(old), addressGroups(cand), ch.ags, "acl/address-groups", "address-group", out, add)
+	diffEntries(tagKeys(old), tagKeys(cand), ch.tks, "acl/tag-keys", "tag-key", out, add)
 	if ch.tunnel {
 		a, b := old.GetTunnel(), cand.GetTunnel()
 		if a == nil {

@@ -65,9 +65,6 @@ func validateSemantics(old, d *gen.Device) error {
 		default:
 			return invalidf(base+"/config/type", "type is required (DEFAULT or L3VRF)")
 		}
-		if acl := cfg.GetIngressAclSet(); acl != "" && aclSets(d)[acl] == nil {
-			return invalidf(base+"/config/ingress-acl-set", "ACL set %q does not exist", acl)
-		}
 		var ps []netip.Prefix
 		for _, key := range sortedKeys(addressPools(ni)) {
 			path := fmt.Sprintf("%s/address-pools/address-pool[prefix=%s]", base, key)
@@ -132,39 +129,6 @@ func validateSemantics(old, d *gen.Device) error {
 		return err
 	}
 	return validateTunnel(d)
-}
-
-// validateACLs checks the addresses of ACL entries as pools and routes
-// are checked: a prefix with host bits set (10.0.0.1/24) is a mistake,
-// not a match on 10.0.0.0/24.
-func validateACLs(d *gen.Device) error {
-	for _, name := range sortedKeys(aclSets(d)) {
-		var entries map[uint32]*gen.IsthmusAcl_Acl_AclSets_AclSet_AclEntries_AclEntry
-		if es := aclSets(d)[name].GetAclEntries(); es != nil {
-			entries = es.AclEntry
-		}
-		seqs := make([]uint32, 0, len(entries))
-		for seq := range entries {
-			seqs = append(seqs, seq)
-		}
-		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-		for _, seq := range seqs {
-			cfg := entries[seq].GetConfig()
-			base := fmt.Sprintf("/acl/acl-sets/acl-set[name=%s]/acl-entries/acl-entry[sequence-id=%d]/config", name, seq)
-			for _, leaf := range []struct {
-				name string
-				val  *string
-			}{{"source-address", cfg.SourceAddress}, {"destination-address", cfg.DestinationAddress}} {
-				if leaf.val == nil {
-					continue
-				}
-				if p, err := netip.ParsePrefix(*leaf.val); err != nil || p != p.Masked() {
-					return invalidf(base+"/"+leaf.name, "%q is not a network prefix (host bits must be zero)", *leaf.val)
-				}
-			}
-		}
-	}
-	return nil
 }
 
 func validateProtocols(base string, ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance) error {

@@ -174,7 +174,7 @@ var invalidCases = []invalidCase{
 	{"static route via another vrf's pod", up(blue+"/static-routes/static[prefix=10.8.0.0/24]/config", ietf(`{"prefix":"10.8.0.0/24","interface":"pod1"}`)), codes.InvalidArgument, []string{blue + "/static-routes/static[prefix=10.8.0.0/24]/config/interface", "not in network instance"}},
 	{"tunnel over a pod interface", up(tunnelC+"/underlay-interface", str("pod1")), codes.InvalidArgument, []string{"/tunnel/config/underlay-interface", "UNDERLAY"}},
 	{"tunnel over a missing interface", up(tunnelC+"/underlay-interface", str("nosuch0")), codes.InvalidArgument, []string{"/tunnel/config/underlay-interface", "nosuch0", "does not exist"}},
-	{"vrf bound to a missing acl set", up(red+"/config/ingress-acl-set", str("nosuch-acl")), codes.InvalidArgument, []string{red + "/config/ingress-acl-set", "nosuch-acl"}},
+	{"vrf bound to a missing acl set", up(red+"/config/tunnel-ingress-acl-set", ietf(`["nosuch-acl"]`)), codes.InvalidArgument, []string{red + "/config/tunnel-ingress-acl-set", "nosuch-acl"}},
 
 	// BGP.
 	{"bgp in a vrf", up(red+"/protocols/protocol[identifier=BGP][name=bgp]", ietf(bgpJSON("bgp"))), codes.InvalidArgument, []string{red + "/protocols/protocol[identifier=BGP][name=bgp]", "DEFAULT"}},
