@@ -58,7 +58,7 @@ func (d *Dataplane) AttachInterface(ifc Interface) error {
 		}
 		d.ifSlots[ifc.Index] = slot
 	}
-	v := forwarderIface{Vrf: vrf, Slot: slot, Ifindex: uint32(ifc.Index)}
+	v := forwarderIface{Vrf: vrf, Slot: slot, Ifindex: uint32(ifc.Index), Flags: deliveryFlags(lnk)}
 	copy(v.Mac[:], lnk.Attrs().HardwareAddr)
 	copy(v.PeerMac[:], ifc.PeerMAC)
 	if err := d.maps.IfaceSlots.Put(slot, &v); err != nil {

@@ -103,6 +103,7 @@ type forwarderIface struct {
 	Ifindex uint32
 	Mac     [6]uint8
 	PeerMac [6]uint8
+	Flags   uint32
 }
 
 type forwarderIfaceStats struct {

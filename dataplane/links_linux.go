@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 )
 
 // Pinned link names: <kind>-<ifindex> under <dir>/links.
@@ -70,3 +71,22 @@ func (d *Dataplane) detach(kind string, ifindex int) error {
 	}
 	return errors.Join(errs...)
 }
+
+// deliveryFlags says how the programs deliver into the pod behind the
+// interface lnk: a veth (or netkit) whose other end is in another network
+// namespace takes bpf_redirect_peer from tc ingress (IFACE_PEER), which
+// puts the packet straight on the pod end's ingress; anything else (a
+// peer in the same namespace, which bpf_redirect_peer refuses, or another
+// kind of link) is sent out of the interface with bpf_redirect.
+func deliveryFlags(lnk netlink.Link) uint32 {
+	switch lnk.Type() {
+	case "veth", "netkit":
+		if lnk.Attrs().NetNsID >= 0 {
+			return ifacePeer
+		}
+	}
+	return 0
+}
+
+// ifacePeer must match IFACE_PEER in bpf/types.h.
+const ifacePeer = 1

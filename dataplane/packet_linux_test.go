@@ -248,7 +248,9 @@ func TestDecapMPLSoUDPExact(t *testing.T) {
 
 func TestDecapMPLSoMPLSExact(t *testing.T) {
 	e := newPacketEnv(t)
-	meta := binary.NativeEndian.AppendUint32(binary.NativeEndian.AppendUint32(nil, 0x15e1), uint32(e.pod2))
+	// Magic, target ifindex, flags (0: the packet tests' veths have both
+	// ends in one namespace, so no bpf_redirect_peer).
+	meta := binary.NativeEndian.AppendUint32(binary.NativeEndian.AppendUint32(binary.NativeEndian.AppendUint32(nil, 0x15e1), uint32(e.pod2)), 0)
 	for _, stack := range [][]byte{lse(1001, true, 63), cat(lse(16001, false, 63), lse(1000, true, 63))} {
 		inner := remoteInner(pod2Addr, 63)
 		ret, out := run(t, e.d.progs.UnderlayXdp, eth(underlayMAC, peer3MAC, 0x8847, cat(stack, inner)))

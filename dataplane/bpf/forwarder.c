@@ -7,8 +7,9 @@
  *   underlay_ingress  tcx ingress on the underlay: MPLSoUDP decap, and the
  *                     redirect of frames that underlay_xdp already decapsulated.
  *   underlay_xdp      XDP on the underlay: MPLSoMPLS decap (tc cannot shrink
- *                     non-IP frames); hands the target ifindex to tc in the
- *                     packet metadata and passes the frame up.
+ *                     non-IP frames); hands the target interface to tc in
+ *                     the packet metadata and passes the frame up (XDP
+ *                     cannot redirect into a veth's peer; tc can).
  *   pod_xdp           XDP_PASS on the host end of pod veths when MPLSoMPLS is
  *                     in use: an XDP program on a veth turns TSO off on its
  *                     peer, so the pod's stack segments before the veth. The
@@ -112,6 +113,19 @@ static __always_inline __u32 endpoint_by_mac(const __u8 *mac)
 	__builtin_memcpy(mk.mac, mac, ETH_ALEN);
 	__u32 *slot = bpf_map_lookup_elem(&endpoint_macs, &mk);
 	return slot ? *slot : 0;
+}
+
+/* deliver hands a packet to a pod interface from tc ingress: straight into
+ * the pod end's ingress with bpf_redirect_peer when the interface is the
+ * host end of a veth whose pod end is in another namespace (IFACE_PEER),
+ * else out of the interface with bpf_redirect (the packet then goes
+ * through veth_xmit and the per-CPU backlog). XDP cannot redirect to a
+ * peer: underlay_xdp hands the target to underlay_ingress, which does. */
+static __always_inline int deliver(__u32 ifindex, __u32 flags)
+{
+	if (flags & IFACE_PEER)
+		return bpf_redirect_peer(ifindex, 0);
+	return bpf_redirect(ifindex, 0);
 }
 
 /* flow_hash hashes the inner 5-tuple (3-tuple for fragments and protocols
@@ -436,7 +450,7 @@ int pod_ingress(struct __sk_buff *skb)
 		ttl_decrement(ip);
 		set_macs(eth, dst->peer_mac, dst->mac);
 		count_iface(slot, 1, bytes);
-		return bpf_redirect(dst->ifindex, 0);
+		return deliver(dst->ifindex, dst->flags);
 	}
 
 	__u32 gid = r->id;
@@ -499,7 +513,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct meta *m = (void *)(long)skb->data_meta;
 	if ((void *)(m + 1) <= data && m->magic == META_MAGIC)
-		return bpf_redirect(m->ifindex, 0);
+		return deliver(m->ifindex, m->flags);
 
 	__u32 zero = 0;
 	struct tunnel *t = bpf_map_lookup_elem(&tunnel_config, &zero);
@@ -565,7 +579,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	reason = ecn_decapsulate(ip->tos & 3, inner);
 	if (reason >= 0)
 		goto drop;
-	__u32 ifindex = dst->ifindex, slot = dst->slot;
+	__u32 ifindex = dst->ifindex, slot = dst->slot, flags = dst->flags;
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
 	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
@@ -588,7 +602,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	set_macs(eth, dmac, smac);
 	count_endpoint(epslot, 1, outer_bytes);
 	count_iface(slot, 1, skb->len);
-	return bpf_redirect(ifindex, 0);
+	return deliver(ifindex, flags);
 
 drop:
 	count_drop(vrf, reason);
@@ -647,7 +661,7 @@ int underlay_xdp(struct xdp_md *ctx)
 	reason = label_to_pod(lt, inner, data_end, &dst);
 	if (reason >= 0)
 		goto drop;
-	__u32 ifindex = dst->ifindex, slot = dst->slot;
+	__u32 ifindex = dst->ifindex, slot = dst->slot, flags = dst->flags;
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
 	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
@@ -671,6 +685,7 @@ int underlay_xdp(struct xdp_md *ctx)
 	eth->h_proto = bpf_htons(ETH_P_IP);
 	m->magic = META_MAGIC;
 	m->ifindex = ifindex;
+	m->flags = flags;
 	return XDP_PASS;
 
 drop:

@@ -12,7 +12,7 @@
 
 /* ISTHMUS_ABI is stored in the pinned meta map; a loader that finds another
  * value refuses to adopt the pinned maps. */
-#define ISTHMUS_ABI 6
+#define ISTHMUS_ABI 7
 
 #define MAX_NEXTHOPS 16
 #define MAX_VRFS 4096
@@ -85,7 +85,14 @@ struct iface {
 	__u32 ifindex;
 	__u8 mac[6];      /* host-side MAC: source of frames sent to the pod */
 	__u8 peer_mac[6]; /* pod-side MAC: destination of frames sent to the pod */
+	__u32 flags;      /* IFACE_* */
 };
+
+/* IFACE_PEER: the interface is the host end of a veth whose pod end is in
+ * another network namespace, so a tc ingress program delivers into the
+ * pod with bpf_redirect_peer (straight to the pod end's ingress, no
+ * veth_xmit and no per-CPU backlog) instead of bpf_redirect. */
+#define IFACE_PEER 1
 
 /* route_key: LPM key; prefixlen counts the 32 bits of vrf plus the prefix. */
 struct route_key {
@@ -200,6 +207,7 @@ struct drops {
 struct meta {
 	__u32 magic;
 	__u32 ifindex;
+	__u32 flags; /* the target interface's IFACE_* */
 };
 
 /* mix32 is the 32-bit finalizer every hash of the forwarder uses (hints,
