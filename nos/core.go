@@ -68,7 +68,8 @@ type Core struct {
 	rev      uint64
 	started  bool
 
-	confirm confirmer // the confirmed commit waiting for confirmation (confirm.go)
+	confirm  confirmer   // the confirmed commit waiting for confirmation (confirm.go)
+	onDemand onDemandSet // state refreshed when a Get asks for it (ondemand.go)
 
 	watchMu  sync.Mutex                      // serializes changes of watchers
 	watchers atomic.Pointer[[]*cacheWatcher] // read without a lock by the cache's client

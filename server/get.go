@@ -68,6 +68,9 @@ func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse
 		qs = append(qs, getQuery{asked: full, paths: paths})
 	}
 
+	if err := s.refreshState(ctx, typ, qs); err != nil {
+		return nil, err
+	}
 	var prefix *gpb.Path
 	if t := req.GetPrefix().GetTarget(); t != "" {
 		prefix = &gpb.Path{Target: t}
