@@ -68,8 +68,9 @@ type Core struct {
 	rev      uint64
 	started  bool
 
-	confirm  confirmer   // the confirmed commit waiting for confirmation (confirm.go)
-	onDemand onDemandSet // state refreshed when a Get asks for it (ondemand.go)
+	confirm    confirmer   // the confirmed commit waiting for confirmation (confirm.go)
+	mirrorable sync.Map    // schema path → whether a config leaf has a state twin (mirror.go)
+	onDemand   onDemandSet // state refreshed when a Get asks for it (ondemand.go)
 
 	watchMu  sync.Mutex                      // serializes changes of watchers
 	watchers atomic.Pointer[[]*cacheWatcher] // read without a lock by the cache's client
@@ -400,6 +401,7 @@ func (c *Core) publishConfig(old, cand *gen.Device, ch delta) error {
 	if err != nil {
 		return fmt.Errorf("diff configuration: %w", err)
 	}
+	c.mirrorConfig(n) // applied config leaves under their state siblings (mirror.go)
 	deleted := make(map[string]bool, len(n.GetDelete()))
 	for _, d := range n.GetDelete() {
 		deleted[pathString(d)] = true

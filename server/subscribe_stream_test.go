@@ -155,8 +155,8 @@ func TestSubscribeStreamTargetDefined(t *testing.T) {
 		Path: subPath(t, "/interfaces/interface[name=eth0]/state"), Mode: gpb.SubscriptionMode_TARGET_DEFINED,
 		SampleInterval: 100e6,
 	}))
-	if got := untilSync(t, st); len(got.vals) != 7 {
-		t.Fatalf("initial sync: want oper-status and 6 counters, got %v", pathKeys(got.vals))
+	if got := untilSync(t, st); len(got.vals) != 9 {
+		t.Fatalf("initial sync: want name and type (the applied config), oper-status and 6 counters, got %v", pathKeys(got.vals))
 	}
 	// Counters are sampled: all six again although none changed, and
 	// without oper-status.
