@@ -51,28 +51,30 @@ type Reconciler struct {
 	published       map[netip.Addr]bool // endpoints whose state was written
 	tunnelPublished bool                // tunnel/state was written
 
+	flowsMu sync.Mutex // serializes writes of services' state/flows (periodic and on request)
+
 	mu         sync.Mutex // guards every field below
 	dp         *Dataplane
 	core       *nos.Core
 	applied    intent
-	ifindex    map[string]int           // attached pod interface name → ifindex
-	attached   map[string]podIntent     // attached pod interfaces, as attached
-	waiting    map[string]struct{}      // configured pods whose interface is absent
-	labels     map[labelTarget]uint32   // programmed labels
-	local      map[RouteKey]int         // programmed local routes → ifindex
-	fib        map[RouteKey][]NextHop   // learnt FIB routes, also those a local route hides
-	remote     map[RouteKey][]NextHop   // programmed FIB routes
-	dirty      map[RouteKey]struct{}    // FIB routes whose programming may differ from fib
-	endpoints  map[netip.Addr]int       // endpoint → FIB next hops using it
-	epReady    map[netip.Addr]bool      // endpoints programmed
-	epDirty    map[netip.Addr]struct{}  // endpoints to add or delete
-	allowed    map[endpointVRF]int      // (endpoint, VRF) → FIB next hops: may send into the VRF
-	allowReady map[endpointVRF]bool     // allow-set entries programmed
-	allowDirty map[endpointVRF]struct{} // allow-set entries to add or delete
-	known      map[RouteKey]struct{}    // routes confirmed since Start
-	failing    error                    // last programming failure, nil once all is programmed
-	attempts   int                      // programming passes since failing was set
-	services   map[serviceName]Service  // programmed services (services_reconciler_linux.go)
+	ifindex    map[string]int               // attached pod interface name → ifindex
+	attached   map[string]podIntent         // attached pod interfaces, as attached
+	waiting    map[string]struct{}          // configured pods whose interface is absent
+	labels     map[labelTarget]uint32       // programmed labels
+	local      map[RouteKey]int             // programmed local routes → ifindex
+	fib        map[RouteKey][]NextHop       // learnt FIB routes, also those a local route hides
+	remote     map[RouteKey][]NextHop       // programmed FIB routes
+	dirty      map[RouteKey]struct{}        // FIB routes whose programming may differ from fib
+	endpoints  map[netip.Addr]int           // endpoint → FIB next hops using it
+	epReady    map[netip.Addr]bool          // endpoints programmed
+	epDirty    map[netip.Addr]struct{}      // endpoints to add or delete
+	allowed    map[endpointVRF]int          // (endpoint, VRF) → FIB next hops: may send into the VRF
+	allowReady map[endpointVRF]bool         // allow-set entries programmed
+	allowDirty map[endpointVRF]struct{}     // allow-set entries to add or delete
+	known      map[RouteKey]struct{}        // routes confirmed since Start
+	failing    error                        // last programming failure, nil once all is programmed
+	attempts   int                          // programming passes since failing was set
+	services   map[serviceName]namedService // programmed service ports (services_reconciler_linux.go)
 }
 
 var _ nos.Reconciler = (*Reconciler)(nil)
@@ -144,6 +146,7 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 	r.dp, r.core = dp, core
 	r.mu.Unlock()
 	ctx, r.cancel = context.WithCancel(ctx)
+	core.RefreshOnRequest(ctx, "/network-instances/network-instance/services/service/state/flows", r.refreshFlows)
 	r.wg.Add(5)
 	go func() {
 		defer r.wg.Done()
