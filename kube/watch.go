@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -20,6 +21,7 @@ type watcher struct {
 	namespaces corelisters.NamespaceLister
 	pods       cache.Indexer
 	networks   cache.GenericLister
+	policies   networkinglisters.NetworkPolicyLister
 	changed    chan struct{} // buffered 1
 }
 
@@ -30,9 +32,8 @@ const podsByNamespace = "isthmus-namespace"
 
 // startWatch starts informers on Nodes, Namespaces, Pods, Services,
 // EndpointSlices, NetworkPolicies and VirtualNetworks and waits for their
-// first list. Services, EndpointSlices and NetworkPolicies are watched so
-// their translation (services, policies) has its events; nothing renders
-// them yet.
+// first list. Services and EndpointSlices are watched so their
+// translation has its events; nothing renders them yet.
 func (c *Controller) startWatch(ctx context.Context) (*watcher, error) {
 	f := informers.NewSharedInformerFactory(c.kc, 0)
 	df := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
@@ -49,18 +50,19 @@ func (c *Controller) startWatch(ctx context.Context) (*watcher, error) {
 		return nil, fmt.Errorf("index pods: %w", err)
 	}
 	vns := df.ForResource(vnGVR)
+	policies := f.Networking().V1().NetworkPolicies()
 	w.nodes, w.namespaces, w.pods, w.networks = nodes.Lister(), namespaces.Lister(), pods.GetIndexer(), vns.Lister()
+	w.policies = policies.Lister()
 	for _, inf := range []cache.SharedIndexInformer{
-		nodes.Informer(), namespaces.Informer(), pods, vns.Informer(),
+		nodes.Informer(), namespaces.Informer(), pods, vns.Informer(), policies.Informer(),
 	} {
 		if _, err := inf.AddEventHandler(poke); err != nil {
 			return nil, fmt.Errorf("watch: %w", err)
 		}
 	}
-	// Watched for the services and policy translations to come.
+	// Watched for the services translation to come.
 	f.Core().V1().Services().Informer()
 	f.Discovery().V1().EndpointSlices().Informer()
-	f.Networking().V1().NetworkPolicies().Informer()
 	f.Start(ctx.Done())
 	df.Start(ctx.Done())
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)

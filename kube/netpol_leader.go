@@ -1,0 +1,120 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// policyDistributor is the leader's policy half: it compiles every
+// NetworkPolicy on each pass and hands each node's policyWorker the
+// node's part. Owned by the leader's run goroutine.
+type policyDistributor struct {
+	workers map[string]*policyWorker
+	// reported is the last set of translation errors logged.
+	reported string
+}
+
+// distributePolicy compiles the cluster's NetworkPolicies and gives every
+// node with a gNMI address its policy configuration.
+func (l *leader) distributePolicy(ctx context.Context, s snapshot) error {
+	if l.pol == nil {
+		l.pol = &policyDistributor{workers: map[string]*policyWorker{}}
+	}
+	c, err := l.policyCluster()
+	if err != nil {
+		return err
+	}
+	compiled, errs := compilePolicies(c)
+	if msg := errs.String(); msg != l.pol.reported {
+		l.pol.reported = msg
+		if msg != "" {
+			l.c.log.Warn("network policies not translated (the pods they select allow nothing through them)", "errors", msg)
+		}
+	}
+	network := map[string]string{}
+	for _, ns := range s.namespaces {
+		network[ns.name] = networkOf(l.cfg, ns)
+	}
+	vrf := func(ns string) string { return network[ns] }
+	live := map[string]bool{}
+	for _, nd := range s.nodes {
+		if nd.gnmi == "" {
+			continue
+		}
+		live[nd.name] = true
+		wk := l.pol.workers[nd.name]
+		if wk != nil && wk.addr != nd.gnmi {
+			wk.stop()
+			wk = nil
+		}
+		if wk == nil {
+			wk = newPolicyWorker(nd.name, nd.gnmi, l.cfg, &l.c.sets)
+			if err := wk.start(ctx); err != nil {
+				l.c.log.Warn("start node policy worker", "node", nd.name, "err", err)
+				continue
+			}
+			l.pol.workers[nd.name] = wk
+		}
+		wk.set(renderNodePolicy(c, compiled, nd.name, vrf))
+	}
+	for name, wk := range l.pol.workers {
+		if !live[name] {
+			wk.stop()
+			delete(l.pol.workers, name)
+		}
+	}
+	return nil
+}
+
+// stopPolicy stops every policy worker.
+func (l *leader) stopPolicy() {
+	if l.pol == nil {
+		return
+	}
+	for _, wk := range l.pol.workers {
+		wk.stop()
+	}
+}
+
+// policyCluster reads policies, namespaces and pods from the listers.
+func (l *leader) policyCluster() (*policyCluster, error) {
+	pols, err := l.w.policies.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("list network policies: %w", err)
+	}
+	nss, err := l.w.namespaces.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	c := &policyCluster{policies: pols, namespaces: make(map[string]map[string]string, len(nss))}
+	for _, ns := range nss {
+		c.namespaces[ns.Name] = ns.Labels
+	}
+	for _, o := range l.w.pods.List() {
+		p, ok := o.(*corev1.Pod)
+		if !ok || p.Spec.HostNetwork || p.Spec.NodeName == "" || slices.Contains(l.cfg.ExcludedNamespaces, p.Namespace) ||
+			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		c.pods = append(c.pods, policyPodOf(p))
+	}
+	slices.SortFunc(c.pods, func(a, b *policyPod) int {
+		return strings.Compare(podKey(a.namespace, a.name), podKey(b.namespace, b.name))
+	})
+	return c, nil
+}
+
+// String lists the errors by policy, sorted ("" when none).
+func (e policyErrors) String() string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(e)) {
+		parts = append(parts, k+": "+e[k].Error())
+	}
+	return strings.Join(parts, "; ")
+}
