@@ -3,21 +3,47 @@ package nos
 import (
 	"context"
 	"fmt"
+	"sort"
 	"testing"
+	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 )
 
-// BenchmarkSetOneVRF measures one gNMI Set transaction that adds a VRF to a
-// configuration that already has 1,000: copy, edit, validate, persist,
-// diff and publish.
+// BenchmarkSetOneVRF measures one gNMI Set transaction that touches one
+// VRF, with 10 and with 10,000 VRFs configured, in one run: edit,
+// validate, persist (bbolt, fsync included), diff and publish. "add"
+// adds a new VRF, "change" changes the route targets of an existing one.
+// Besides the mean it reports the median and the 99th percentile.
 func BenchmarkSetOneVRF(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		b.Run(fmt.Sprintf("vrfs=%d", n), func(b *testing.B) {
+			c := benchCore(b, n)
+			b.Run("add", func(b *testing.B) {
+				benchSets(b, c, func(i int) *gpb.SetRequest {
+					name := fmt.Sprintf("new%d", i)
+					return &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(b, name, 20000+i)}}
+				})
+			})
+			b.Run("change", func(b *testing.B) {
+				benchSets(b, c, func(i int) *gpb.SetRequest {
+					// A new import route target on an existing VRF each time.
+					path := fmt.Sprintf("/network-instances/network-instance[name=v%d]/config/import-route-target", i%n)
+					return &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(b, path, fmt.Sprintf(`["65001:%d"]`, i))}}
+				})
+			})
+		})
+	}
+}
+
+// benchCore returns a started core holding n VRFs.
+func benchCore(b *testing.B, n int) *Core {
 	ctx := context.Background()
 	st, err := OpenStore(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	b.Cleanup(func() { st.Close() })
 	c, err := New(st)
 	if err != nil {
 		b.Fatal(err)
@@ -26,19 +52,37 @@ func BenchmarkSetOneVRF(b *testing.B) {
 		b.Fatal(err)
 	}
 	var ups []*gpb.Update
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < n; i++ {
 		ups = append(ups, vrfUpdate(b, fmt.Sprintf("v%d", i), i))
 	}
 	if _, err := c.Set(ctx, "bench", &gpb.SetRequest{Update: ups}); err != nil {
 		b.Fatal(err)
 	}
+	return c
+}
+
+// benchSets runs b.N Sets built by req and reports the median and the
+// 99th percentile latency in milliseconds.
+func benchSets(b *testing.B, c *Core, req func(i int) *gpb.SetRequest) {
+	ctx := context.Background()
+	reqs := make([]*gpb.SetRequest, b.N)
+	for i := range reqs {
+		reqs[i] = req(i)
+	}
+	took := make([]time.Duration, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		name := fmt.Sprintf("new%d", i)
-		if _, err := c.Set(ctx, "bench", &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(b, name, 5000+i)}}); err != nil {
+		start := time.Now()
+		if _, err := c.Set(ctx, "bench", reqs[i]); err != nil {
 			b.Fatal(err)
 		}
+		took[i] = time.Since(start)
 	}
+	b.StopTimer()
+	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(took[len(took)/2]), "p50-ms")
+	b.ReportMetric(ms(took[(len(took)*99)/100]), "p99-ms")
 }
 
 func vrfUpdate(tb testing.TB, name string, n int) *gpb.Update {

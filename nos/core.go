@@ -52,8 +52,7 @@ type Core struct {
 	labels *Labels
 	cache  *cache.Cache
 
-	commitMu sync.Mutex  // serializes transactions: one candidate at a time; guards enc
-	enc      *configJSON // encoding of the running configuration, for the next revision
+	commitMu sync.Mutex // serializes transactions: one candidate at a time
 
 	// pubMu orders changes of the state tree together with what they send
 	// to the telemetry cache: a state write (check, write, publish) and a
@@ -126,20 +125,17 @@ func (c *Core) Start(ctx context.Context) error {
 			return fmt.Errorf("restore revision %d: %w", rec.Revision, err)
 		}
 	}
-	if c.enc, err = newConfigJSON(cfg); err != nil {
-		return fmt.Errorf("encode restored configuration: %w", err)
-	}
 	// The restored configuration is being applied from the moment the
 	// reconcilers start: state they publish for it is accepted.
 	c.setApplying(cfg)
 	for _, r := range c.recs {
 		if err := r.Start(ctx, c); err != nil {
-			c.abandon(cfg, &gen.Device{})
+			c.abandon(cfg, &gen.Device{}, computeDelta(cfg, &gen.Device{}))
 			return fmt.Errorf("start reconciler %s: %w", r.ID(), err)
 		}
 	}
 	if err := c.applyAll(ctx, &gen.Device{}, cfg); err != nil {
-		c.abandon(cfg, &gen.Device{})
+		c.abandon(cfg, &gen.Device{}, computeDelta(cfg, &gen.Device{}))
 		return fmt.Errorf("apply restored configuration: %w", err)
 	}
 	c.pubMu.Lock()
@@ -232,13 +228,13 @@ func (c *Core) setApplying(cand *gen.Device) {
 // abandon ends a commit that did not happen: cand is no longer being
 // applied, and state that reconcilers wrote for entries only cand had is
 // removed, from the tree and from telemetry.
-func (c *Core) abandon(cand, old *gen.Device) {
+func (c *Core) abandon(cand, old *gen.Device, ch delta) {
 	c.pubMu.Lock()
 	defer c.pubMu.Unlock()
 	c.mu.Lock()
 	c.applying = nil
 	c.mu.Unlock()
-	n, err := configDiff(cand, old, computeDelta(cand, old))
+	n, err := configDiff(cand, old, ch)
 	if err != nil {
 		c.log.Error("diff abandoned candidate", "err", err)
 		return
@@ -267,14 +263,13 @@ func (c *Core) Commit(ctx context.Context, who string, edit func(candidate *gen.
 	if err := edit(cand); err != nil {
 		return 0, err
 	}
-	return c.commitLocked(ctx, who, old, cand)
+	return c.commitLocked(ctx, who, old, cand, computeDelta(old, cand))
 }
 
-// commitLocked validates, applies, persists and swaps in cand; commitMu
-// is held. A candidate equal to the running configuration is no commit:
-// it returns the running revision.
-func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Device) (uint64, error) {
-	ch := computeDelta(old, cand)
+// commitLocked validates, applies, persists and swaps in cand, which
+// differs from old by ch; commitMu is held. A candidate equal to the
+// running configuration is no commit: it returns the running revision.
+func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Device, ch delta) (uint64, error) {
 	if ch.empty() {
 		// Nothing changes: no revision, no reconciler work.
 		return c.Revision(), nil
@@ -287,23 +282,22 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 	}
 	c.setApplying(cand)
 	if err := c.applyAll(ctx, old, cand); err != nil {
-		c.abandon(cand, old)
+		c.abandon(cand, old, ch.reverse(old))
 		return 0, err
 	}
-	enc, err := c.enc.update(cand, ch)
+	changes, err := entryChanges(cand, ch)
 	var ci CommitInfo
 	if err == nil {
-		ci, err = c.store.append(who, enc.document())
+		ci, err = c.store.commit(who, changes)
 	}
 	if err != nil {
 		// Put the reconcilers back where they were.
 		if rerr := c.rollbackAll(ctx, len(c.recs), cand, old); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
-		c.abandon(cand, old)
+		c.abandon(cand, old, ch.reverse(old))
 		return 0, fmt.Errorf("persist commit: %w", err)
 	}
-	c.enc = enc
 	c.pubMu.Lock()
 	c.mu.Lock()
 	c.running, c.applying = cand, nil

@@ -3,10 +3,8 @@ package nos
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"reflect"
 	"sort"
-	"strings"
 
 	"github.com/openconfig/ygot/ygot"
 
@@ -14,85 +12,132 @@ import (
 )
 
 // delta is what a commit changes, at the grain of top-level list entries
-// (a VRF, an interface, an ACL set, a CNI namespace) and the tunnel
-// container. Validation, the telemetry diff and the stored revision all
-// work on it, so a commit that touches one VRF out of a thousand costs
-// about one VRF.
+// (topLists: a VRF, an interface, an ACL set, a CNI namespace) and the
+// tunnel container. Validation, the telemetry diff and the stored
+// revision all work on it, so a commit that touches one VRF out of a
+// thousand costs about one VRF.
 type delta struct {
-	nis, ifs, acls []string // keys of entries added or changed, sorted
-	cnis           []string // keys of CNI namespaces added or changed, sorted
-	ags, tks       []string // keys of address groups and tag keys added or changed, sorted
-	tunnel         bool     // the tunnel container changed
-	removed        bool     // some entry of old is not in cand
+	changed [numLists][]string // per list: keys of entries added or changed, sorted
+	removed [numLists][]string // per list: keys of entries removed, sorted
+	tunnel  bool               // the tunnel container changed
 }
 
+// computeDelta compares every entry of old and cand; a Set knows what it
+// touched and uses touchedDelta instead.
 func computeDelta(old, cand *gen.Device) delta {
-	return delta{
-		nis:    changedKeys(NetworkInstances(old), NetworkInstances(cand)),
-		ifs:    changedKeys(Interfaces(old), Interfaces(cand)),
-		acls:   changedKeys(aclSets(old), aclSets(cand)),
-		cnis:   changedKeys(cniNamespaces(old), cniNamespaces(cand)),
-		ags:    changedKeys(addressGroups(old), addressGroups(cand)),
-		tks:    changedKeys(tagKeys(old), tagKeys(cand)),
-		tunnel: !reflect.DeepEqual(old.GetTunnel(), cand.GetTunnel()),
-		removed: anyRemoved(NetworkInstances(old), NetworkInstances(cand)) || anyRemoved(Interfaces(old), Interfaces(cand)) ||
-			anyRemoved(aclSets(old), aclSets(cand)) || anyRemoved(cniNamespaces(old), cniNamespaces(cand)) ||
-			anyRemoved(addressGroups(old), addressGroups(cand)) || anyRemoved(tagKeys(old), tagKeys(cand)),
+	var d delta
+	for i, l := range topLists {
+		d.changed[i], d.removed[i] = listDelta(l, old, cand)
 	}
+	d.tunnel = !reflect.DeepEqual(old.GetTunnel(), cand.GetTunnel())
+	return d
 }
 
-// anyRemoved reports whether a key of old is missing from cand.
-func anyRemoved[E any](old, cand map[string]E) bool {
-	for k := range old {
-		if _, ok := cand[k]; !ok {
-			return true
+// listDelta compares every entry of list l in old and cand.
+func listDelta(l topList, old, cand *gen.Device) (changed, removed []string) {
+	om, cm := l.entries(old), l.entries(cand)
+	if cm.IsValid() {
+		iter := cm.MapRange()
+		for iter.Next() {
+			k := iter.Key().String()
+			if o := l.entry(old, k); o == nil || !reflect.DeepEqual(o, iter.Value().Interface()) {
+				changed = append(changed, k)
+			}
 		}
 	}
-	return false
+	if om.IsValid() {
+		iter := om.MapRange()
+		for iter.Next() {
+			if k := iter.Key().String(); l.entry(cand, k) == nil {
+				removed = append(removed, k)
+			}
+		}
+	}
+	sort.Strings(changed)
+	sort.Strings(removed)
+	return changed, removed
+}
+
+// touchedDelta compares only what t says the edits touched.
+func touchedDelta(old, cand *gen.Device, t *touched) delta {
+	if t.all {
+		return computeDelta(old, cand)
+	}
+	var d delta
+	for i, l := range topLists {
+		if t.lists[i] {
+			d.changed[i], d.removed[i] = listDelta(l, old, cand)
+			continue
+		}
+		for k := range t.keys[i] {
+			o, n := l.entry(old, k), l.entry(cand, k)
+			switch {
+			case n == nil && o != nil:
+				d.removed[i] = append(d.removed[i], k)
+			case n != nil && (o == nil || !reflect.DeepEqual(o, n)):
+				d.changed[i] = append(d.changed[i], k)
+			}
+		}
+		sort.Strings(d.changed[i])
+		sort.Strings(d.removed[i])
+	}
+	d.tunnel = t.tunnel && !reflect.DeepEqual(old.GetTunnel(), cand.GetTunnel())
+	return d
 }
 
 // empty reports whether nothing changed.
 func (d delta) empty() bool {
-	return len(d.nis) == 0 && len(d.ifs) == 0 && len(d.acls) == 0 && len(d.cnis) == 0 && len(d.ags) == 0 && len(d.tks) == 0 && !d.tunnel && !d.removed
-}
-
-// changedKeys returns the keys of cand whose entries are new or differ.
-func changedKeys[E any](old, cand map[string]E) []string {
-	var out []string
-	for k, n := range cand {
-		if o, ok := old[k]; !ok || !reflect.DeepEqual(o, n) {
-			out = append(out, k)
+	for i := range topLists {
+		if len(d.changed[i]) > 0 || len(d.removed[i]) > 0 {
+			return false
 		}
 	}
-	sort.Strings(out)
-	return out
+	return !d.tunnel
+}
+
+// reverse returns the delta from cand back to old, given d from old to
+// cand.
+func (d delta) reverse(old *gen.Device) delta {
+	r := delta{tunnel: d.tunnel}
+	for i, l := range topLists {
+		for _, k := range d.changed[i] {
+			if l.entry(old, k) != nil {
+				r.changed[i] = append(r.changed[i], k)
+			} else {
+				r.removed[i] = append(r.removed[i], k)
+			}
+		}
+		r.changed[i] = append(r.changed[i], d.removed[i]...)
+		sort.Strings(r.changed[i])
+	}
+	return r
 }
 
 // partial returns a device holding only the changed entries of cand (shared,
 // not copied), for schema validation of what the commit touches.
 func (d delta) partial(cand *gen.Device) *gen.Device {
 	p := &gen.Device{}
-	for _, k := range d.nis {
-		p.GetOrCreateNetworkInstances().NetworkInstance = setEntry(p.GetOrCreateNetworkInstances().NetworkInstance, k, NetworkInstances(cand)[k])
-	}
-	for _, k := range d.ifs {
-		p.GetOrCreateInterfaces().Interface = setEntry(p.GetOrCreateInterfaces().Interface, k, Interfaces(cand)[k])
-	}
-	for _, k := range d.acls {
-		sets := p.GetOrCreateAcl().GetOrCreateAclSets()
-		sets.AclSet = setEntry(sets.AclSet, k, aclSets(cand)[k])
-	}
-	for _, k := range d.cnis {
-		nss := p.GetOrCreateCni().GetOrCreateNamespaces()
-		nss.Namespace = setEntry(nss.Namespace, k, cniNamespaces(cand)[k])
-	}
-	for _, k := range d.ags {
-		gs := p.GetOrCreateAcl().GetOrCreateAddressGroups()
-		gs.AddressGroup = setEntry(gs.AddressGroup, k, addressGroups(cand)[k])
-	}
-	for _, k := range d.tks {
-		ks := p.GetOrCreateAcl().GetOrCreateTagKeys()
-		ks.TagKey = setEntry(ks.TagKey, k, tagKeys(cand)[k])
+	for i, l := range topLists {
+		if len(d.changed[i]) == 0 {
+			continue
+		}
+		m := reflect.ValueOf(p)
+		for _, seg := range l.path {
+			f := fieldByPath(m, seg)
+			if f.Kind() == reflect.Pointer {
+				if f.IsNil() {
+					f.Set(reflect.New(f.Type().Elem()))
+				}
+				m = f
+				continue
+			}
+			f.Set(reflect.MakeMapWithSize(f.Type(), len(d.changed[i])))
+			m = f
+		}
+		src := l.entries(cand)
+		for _, k := range d.changed[i] {
+			m.SetMapIndex(reflect.ValueOf(k), src.MapIndex(reflect.ValueOf(k)))
+		}
 	}
 	if d.tunnel {
 		p.Tunnel = cand.Tunnel
@@ -100,22 +145,8 @@ func (d delta) partial(cand *gen.Device) *gen.Device {
 	return p
 }
 
-func setEntry[E any](m map[string]E, k string, v E) map[string]E {
-	if m == nil {
-		m = map[string]E{}
-	}
-	m[k] = v
-	return m
-}
-
-// configJSON keeps the RFC 7951 encoding of every top-level entry of the
-// running configuration, so that storing a revision re-encodes only what
-// the commit changed. It is immutable: update returns a new one.
-type configJSON struct {
-	entries map[string][]byte // "ni/red", "if/pod1", "acl/web" → compact JSON
-	tunnel  []byte
-}
-
+// encodeEntry returns the compact RFC 7951 encoding of one entry, as the
+// store keeps it.
 func encodeEntry(s ygot.GoStruct) ([]byte, error) {
 	js, err := ygot.EmitJSON(s, &ygot.EmitJSONConfig{Format: ygot.RFC7951, SkipValidation: true})
 	if err != nil {
@@ -126,161 +157,4 @@ func encodeEntry(s ygot.GoStruct) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
-}
-
-// newConfigJSON encodes every entry of d.
-func newConfigJSON(d *gen.Device) (*configJSON, error) {
-	all := delta{
-		nis:    sortedKeys(NetworkInstances(d)),
-		ifs:    sortedKeys(Interfaces(d)),
-		acls:   sortedKeys(aclSets(d)),
-		cnis:   sortedKeys(cniNamespaces(d)),
-		ags:    sortedKeys(addressGroups(d)),
-		tks:    sortedKeys(tagKeys(d)),
-		tunnel: true,
-	}
-	return (&configJSON{entries: map[string][]byte{}}).update(d, all)
-}
-
-// update returns the encoding of cand, given that only the entries in ch
-// changed since the configuration j encodes.
-func (j *configJSON) update(cand *gen.Device, ch delta) (*configJSON, error) {
-	next := &configJSON{entries: make(map[string][]byte, len(j.entries)), tunnel: j.tunnel}
-	present := func(key string) bool {
-		kind, name, _ := strings.Cut(key, "/")
-		switch kind {
-		case "ni":
-			return NetworkInstances(cand)[name] != nil
-		case "if":
-			return Interfaces(cand)[name] != nil
-		case "acl":
-			return aclSets(cand)[name] != nil
-		case "cni":
-			return cniNamespaces(cand)[name] != nil
-		case "ag":
-			return addressGroups(cand)[name] != nil
-		case "tk":
-			return tagKeys(cand)[name] != nil
-		}
-		return false
-	}
-	for k, v := range j.entries {
-		if present(k) {
-			next.entries[k] = v
-		}
-	}
-	enc := func(kind, name string, s ygot.GoStruct) error {
-		b, err := encodeEntry(s)
-		if err != nil {
-			return fmt.Errorf("encode %s %q: %w", kind, name, err)
-		}
-		next.entries[kind+"/"+name] = b
-		return nil
-	}
-	for _, k := range ch.nis {
-		if err := enc("ni", k, NetworkInstances(cand)[k]); err != nil {
-			return nil, err
-		}
-	}
-	for _, k := range ch.ifs {
-		if err := enc("if", k, Interfaces(cand)[k]); err != nil {
-			return nil, err
-		}
-	}
-	for _, k := range ch.acls {
-		if err := enc("acl", k, aclSets(cand)[k]); err != nil {
-			return nil, err
-		}
-	}
-	for _, k := range ch.cnis {
-		if err := enc("cni", k, cniNamespaces(cand)[k]); err != nil {
-			return nil, err
-		}
-	}
-	for _, k := range ch.ags {
-		if err := enc("ag", k, addressGroups(cand)[k]); err != nil {
-			return nil, err
-		}
-	}
-	for _, k := range ch.tks {
-		if err := enc("tk", k, tagKeys(cand)[k]); err != nil {
-			return nil, err
-		}
-	}
-	if ch.tunnel {
-		next.tunnel = nil
-		if cand.Tunnel != nil {
-			b, err := encodeEntry(cand.Tunnel)
-			if err != nil {
-				return nil, fmt.Errorf("encode tunnel: %w", err)
-			}
-			next.tunnel = b
-		}
-	}
-	return next, nil
-}
-
-// document assembles the whole configuration as one RFC 7951 document, the
-// same that ygot.EmitJSON would produce for the device (compact).
-func (j *configJSON) document() []byte {
-	lists := map[string][][]byte{}
-	keys := make([]string, 0, len(j.entries))
-	for k := range j.entries {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		kind, _, _ := strings.Cut(k, "/")
-		lists[kind] = append(lists[kind], j.entries[k])
-	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	first := true
-	member := func(name string, body func()) {
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		fmt.Fprintf(&b, "%q:", name)
-		body()
-	}
-	list := func(entries [][]byte) {
-		b.WriteByte('[')
-		b.Write(bytes.Join(entries, []byte{','}))
-		b.WriteByte(']')
-	}
-	if sets, groups, keys := lists["acl"], lists["ag"], lists["tk"]; len(sets)+len(groups)+len(keys) > 0 {
-		// Children in name order, as ygot emits them.
-		member("isthmus-acl:acl", func() {
-			b.WriteByte('{')
-			sep := ""
-			for _, c := range []struct {
-				container, list string
-				entries         [][]byte
-			}{{"acl-sets", "acl-set", sets}, {"address-groups", "address-group", groups}, {"tag-keys", "tag-key", keys}} {
-				if len(c.entries) == 0 {
-					continue
-				}
-				fmt.Fprintf(&b, `%s%q:{%q:`, sep, c.container, c.list)
-				list(c.entries)
-				b.WriteByte('}')
-				sep = ","
-			}
-			b.WriteByte('}')
-		})
-	}
-	if e := lists["cni"]; len(e) > 0 {
-		member("isthmus-cni:cni", func() { b.WriteString(`{"namespaces":{"namespace":`); list(e); b.WriteString("}}") })
-	}
-	if e := lists["if"]; len(e) > 0 {
-		member("isthmus-interfaces:interfaces", func() { b.WriteString(`{"interface":`); list(e); b.WriteString("}") })
-	}
-	if e := lists["ni"]; len(e) > 0 {
-		member("isthmus-network-instance:network-instances", func() { b.WriteString(`{"network-instance":`); list(e); b.WriteString("}") })
-	}
-	if len(j.tunnel) > 0 {
-		member("isthmus-tunnel:tunnel", func() { b.Write(j.tunnel) })
-	}
-	b.WriteByte('}')
-	return b.Bytes()
 }

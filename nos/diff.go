@@ -2,8 +2,6 @@ package nos
 
 import (
 	"fmt"
-	"reflect"
-	"strings"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
@@ -35,12 +33,9 @@ func configDiff(old, cand *gen.Device, ch delta) (*gpb.Notification, error) {
 			out.Delete = append(out.Delete, &gpb.Path{Elem: append(clonePrefix(prefix), d.GetElem()...)})
 		}
 	}
-	diffEntries(NetworkInstances(old), NetworkInstances(cand), ch.nis, "network-instances", "network-instance", out, add)
-	diffEntries(Interfaces(old), Interfaces(cand), ch.ifs, "interfaces", "interface", out, add)
-	diffEntries(aclSets(old), aclSets(cand), ch.acls, "acl/acl-sets", "acl-set", out, add)
-	diffEntries(cniNamespaces(old), cniNamespaces(cand), ch.cnis, "cni/namespaces", "namespace", out, add)
-	diffEntries(addressGroups(old), addressGroups(cand), ch.ags, "acl/address-groups", "address-group", out, add)
-	diffEntries(tagKeys(old), tagKeys(cand), ch.tks, "acl/tag-keys", "tag-key", out, add)
+	for i, l := range topLists {
+		diffEntries(l, old, cand, ch.changed[i], ch.removed[i], out, add)
+	}
 	if ch.tunnel {
 		a, b := old.GetTunnel(), cand.GetTunnel()
 		if a == nil {
@@ -54,31 +49,25 @@ func configDiff(old, cand *gen.Device, ch delta) (*gpb.Notification, error) {
 	return out, err
 }
 
-// diffEntries diffs the changed entries of one top-level list keyed by
-// "name", and deletes the removed ones.
-func diffEntries[E ygot.GoStruct](old, cand map[string]E, changed []string, container, list string, out *gpb.Notification, add func([]*gpb.PathElem, ygot.GoStruct, ygot.GoStruct)) {
-	var parents []*gpb.PathElem
-	for _, name := range strings.Split(container, "/") {
-		parents = append(parents, &gpb.PathElem{Name: name})
-	}
+// diffEntries diffs the changed entries of one top-level list and
+// deletes the removed ones.
+func diffEntries(l topList, old, cand *gen.Device, changed, removed []string, out *gpb.Notification, add func([]*gpb.PathElem, ygot.GoStruct, ygot.GoStruct)) {
 	entryPath := func(k string) []*gpb.PathElem {
-		return append(clonePrefix(parents), &gpb.PathElem{Name: list, Key: map[string]string{"name": k}})
+		var elems []*gpb.PathElem
+		for _, name := range l.path[:len(l.path)-1] {
+			elems = append(elems, &gpb.PathElem{Name: name})
+		}
+		return append(elems, &gpb.PathElem{Name: l.path[len(l.path)-1], Key: map[string]string{"name": k}})
 	}
 	for _, k := range changed {
-		o, had := old[k]
-		n := cand[k]
-		var base ygot.GoStruct
-		if had {
-			base = o
-		} else {
-			base = reflect.New(reflect.TypeOf(n).Elem()).Interface().(ygot.GoStruct)
+		base := l.entry(old, k)
+		if base == nil {
+			base = l.newEntry()
 		}
-		add(entryPath(k), base, n)
+		add(entryPath(k), base, l.entry(cand, k))
 	}
-	for _, k := range sortedKeys(old) {
-		if _, ok := cand[k]; !ok {
-			out.Delete = append(out.Delete, &gpb.Path{Elem: entryPath(k)})
-		}
+	for _, k := range removed {
+		out.Delete = append(out.Delete, &gpb.Path{Elem: entryPath(k)})
 	}
 }
 

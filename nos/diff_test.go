@@ -46,9 +46,13 @@ func TestConfigDiffMatchesFullDiff(t *testing.T) {
 		}
 		// The stored revision, assembled from per-entry encodings, decodes
 		// to the running configuration.
-		stored, err := decodeConfig(c.enc.document())
+		head, err := c.store.head()
 		if err != nil {
-			t.Fatalf("step %d: decode stored revision: %v\n%s", i, err, c.enc.document())
+			t.Fatalf("step %d: read stored revision: %v", i, err)
+		}
+		stored, err := decodeConfig(head.Config)
+		if err != nil {
+			t.Fatalf("step %d: decode stored revision: %v\n%s", i, err, head.Config)
 		}
 		a, _ := encodeConfig(stored)
 		b, _ := encodeConfig(cand)

@@ -14,10 +14,12 @@ import (
 )
 
 // Set applies a gNMI SetRequest as one transaction: deletes, then replaces,
-// then updates, each in request order, on a copy of the running
-// configuration; then the same validation, reconciliation and persistence
-// as Commit. Either every operation takes effect or none does. Errors are
-// PathErrors that name the offending path.
+// then updates, each in request order, on a candidate that shares every
+// entry the request does not name with the running configuration
+// (cow.go); then the same validation, reconciliation and persistence as
+// Commit, over the entries the request changed. Either every operation
+// takes effect or none does. Errors are PathErrors that name the
+// offending path.
 func (c *Core) Set(ctx context.Context, who string, req *gpb.SetRequest) (uint64, error) {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
@@ -27,21 +29,33 @@ func (c *Core) Set(ctx context.Context, who string, req *gpb.SetRequest) (uint64
 	c.mu.RLock()
 	old := c.running
 	c.mu.RUnlock()
-	cand := mustCopy(old)
-	if err := c.edit(cand, req); err != nil {
+	cand := &gen.Device{}
+	*cand = *old
+	var t touched
+	if err := c.editShared(cand, req, &t); err != nil {
 		return 0, err
 	}
-	return c.commitLocked(ctx, who, old, cand)
+	return c.commitLocked(ctx, who, old, cand, touchedDelta(old, cand, &t))
 }
 
-// edit applies the operations of req to cand.
+// edit applies the operations of req to cand, which shares nothing with
+// the running configuration.
 func (c *Core) edit(cand *gen.Device, req *gpb.SetRequest) error {
+	return c.editShared(cand, req, &touched{all: true})
+}
+
+// editShared applies the operations of req to cand, first making what
+// each can change cand's own (unshare) and recording it in t.
+func (c *Core) editShared(cand *gen.Device, req *gpb.SetRequest, t *touched) error {
 	if req.GetPrefix().GetOrigin() != "" && req.GetPrefix().GetOrigin() != "isthmus" {
 		return invalidf(pathString(req.GetPrefix()), "unsupported origin %q", req.GetPrefix().GetOrigin())
 	}
 	for _, p := range req.GetDelete() {
 		full, err := join(req.GetPrefix(), p)
 		if err != nil {
+			return err
+		}
+		if err := c.unshare(cand, full, t); err != nil {
 			return err
 		}
 		if err := c.deleteNode(cand, full); err != nil {
@@ -51,6 +65,9 @@ func (c *Core) edit(cand *gen.Device, req *gpb.SetRequest) error {
 	for _, u := range req.GetReplace() {
 		full, err := join(req.GetPrefix(), u.GetPath())
 		if err != nil {
+			return err
+		}
+		if err := c.unshare(cand, full, t); err != nil {
 			return err
 		}
 		if err := c.deleteNode(cand, full); err != nil {
@@ -65,6 +82,9 @@ func (c *Core) edit(cand *gen.Device, req *gpb.SetRequest) error {
 		if err != nil {
 			return err
 		}
+		if err := c.unshare(cand, full, t); err != nil {
+			return err
+		}
 		if err := c.setNode(cand, full, u.GetVal()); err != nil {
 			return err
 		}
@@ -72,6 +92,16 @@ func (c *Core) edit(cand *gen.Device, req *gpb.SetRequest) error {
 	if len(req.GetUnionReplace()) > 0 {
 		return invalidf(pathString(req.GetPrefix()), "union_replace is not supported")
 	}
+	return nil
+}
+
+// unshare checks that p is writable configuration, then makes what an
+// edit at p can change cand's own (cow.go).
+func (c *Core) unshare(cand *gen.Device, p *gpb.Path, t *touched) error {
+	if _, err := c.checkWritable(p); err != nil {
+		return err
+	}
+	unshare(cand, p, t)
 	return nil
 }
 

@@ -38,7 +38,7 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open store %q: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketCommits, bucketMeta} {
+		for _, b := range [][]byte{bucketCommits, bucketMeta, bucketConfig} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -49,7 +49,12 @@ func OpenStore(dir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init store %q: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	st := &Store{db: db}
+	if err := st.migrate(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate store %q: %w", path, err)
+	}
+	return st, nil
 }
 
 // DB returns the underlying bbolt database, for subsystems that keep their

@@ -110,12 +110,16 @@ func TestACLPolicyPersists(t *testing.T) {
 		t.Fatalf("commit a tag key and an address group alone: %v", err)
 	}
 	ch := computeDelta(old, c.Config())
-	if len(ch.ags) != 1 || len(ch.tks) != 1 {
+	if len(ch.changed[listAddressGroup]) != 1 || len(ch.changed[listTagKey]) != 1 {
 		t.Fatalf("delta = %+v, want one address group and one tag key", ch)
 	}
-	stored, err := decodeConfig(c.enc.document())
+	head, err := c.store.head()
 	if err != nil {
-		t.Fatalf("decode stored revision: %v\n%s", err, c.enc.document())
+		t.Fatalf("read stored revision: %v", err)
+	}
+	stored, err := decodeConfig(head.Config)
+	if err != nil {
+		t.Fatalf("decode stored revision: %v\n%s", err, head.Config)
 	}
 	a, _ := encodeConfig(stored)
 	b, _ := encodeConfig(c.Config())
