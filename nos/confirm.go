@@ -144,7 +144,7 @@ func (c *Core) ConfirmCommit(_ context.Context, who, id string) error {
 	if err := c.deletePending(); err != nil {
 		return fmt.Errorf("confirm commit %q: %w", id, err)
 	}
-	cf.disarm()
+	cf.disarm(c)
 	c.log.Info("confirmed commit confirmed", "id", id, "user", who)
 	return nil
 }
@@ -198,18 +198,33 @@ func (cf *confirmer) check(action, id string) error {
 	return nil
 }
 
-// arm makes rec the pending commit and (re)starts its timer. mu is held.
+// confirmPath is where the pending commit is shown.
+const confirmPath = "/system/confirmed-commit"
+
+// arm makes rec the pending commit, (re)starts its timer and shows it
+// under confirmPath. mu is held.
 func (cf *confirmer) arm(c *Core, rec *pendingRecord) {
-	cf.disarm()
+	cf.disarm(c)
 	cf.pending = rec
 	epoch := cf.epoch
 	cf.timer = time.AfterFunc(time.Until(rec.Deadline), func() { c.expire(epoch) })
+	id, user, rev, before, deadline := rec.ID, rec.User, rec.Revision, rec.Before, uint64(rec.Deadline.UnixNano())
+	st := &gen.IsthmusSystem_System_ConfirmedCommit_State{Id: &id, User: &user, Revision: &rev, RollbackRevision: &before, Deadline: &deadline}
+	if err := c.UpdateState(confirmPath+"/state", st); err != nil {
+		c.log.Error("show pending commit", "id", id, "err", err)
+	}
 }
 
-// disarm forgets the pending commit and stops its timer. mu is held.
-func (cf *confirmer) disarm() {
+// disarm forgets the pending commit, stops its timer and removes it from
+// confirmPath. mu is held.
+func (cf *confirmer) disarm(c *Core) {
 	if cf.timer != nil {
 		cf.timer.Stop()
+	}
+	if cf.pending != nil {
+		if err := c.DeleteState(confirmPath); err != nil {
+			c.log.Error("remove pending commit from state", "id", cf.pending.ID, "err", err)
+		}
 	}
 	cf.pending, cf.timer = nil, nil
 	cf.epoch++
@@ -244,7 +259,7 @@ func (c *Core) finish(ctx context.Context, rec *pendingRecord) (uint64, error) {
 	if err := c.deletePending(); err != nil {
 		return 0, err
 	}
-	c.confirm.disarm()
+	c.confirm.disarm(c)
 	return rev, nil
 }
 

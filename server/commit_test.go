@@ -197,10 +197,14 @@ func TestCommitConfirmedGnmic(t *testing.T) {
 
 	// Cancelled: rolled back at once; a new duration works on a pending one.
 	set(commitFile(t, "c4", rollbackIn(time.Hour), change("c4")))
+	g.mustRun(t, []string{`"c4"`, `"alice"`, "rollback-revision"}, "get", "--type", "state", "--path", "/system/confirmed-commit/state")
 	g.refused(t, viewerUser, viewerPass, "PermissionDenied", "set", "--proto-file", commitFile(t, "c4", "cancel {}"))
 	set(commitFile(t, "c4", "cancel {}"))
 	if got := description(e); got != "plain" {
 		t.Fatalf("after cancel of c4: description %q", got)
+	}
+	if out, err := g.run(t, adminUser, adminPass, "get", "--type", "state", "--path", "/system/confirmed-commit"); err == nil && strings.Contains(out, "c4") {
+		t.Fatalf("after cancel of c4, /system/confirmed-commit still shows it:\n%s", out)
 	}
 	set(commitFile(t, "c5", rollbackIn(time.Hour), change("c5")))
 	set(commitFile(t, "c5", "set_rollback_duration { rollback_duration { seconds: 1 } }"))
