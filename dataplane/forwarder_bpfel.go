@@ -127,6 +127,39 @@ type forwarderMacKey struct {
 	Pad uint16
 }
 
+type forwarderNatPorts struct {
+	_   structs.HostLayout
+	Min uint16
+	Max uint16
+}
+
+type forwarderNatScratch struct {
+	_    structs.HostLayout
+	Fib  [8]uint64
+	Flow forwarderFlow
+	Key  forwarderFlowKey
+	Rkey forwarderFlowKey
+	Ip   [5]uint32
+	Q    [5]uint32
+}
+
+type forwarderNatStats struct {
+	_            structs.HostLayout
+	Translations uint64
+	Flows        uint64
+	Exhausted    uint64
+	Dropped      uint64
+	Host         uint64
+}
+
+type forwarderNatVrf struct {
+	_       structs.HostLayout
+	Flags   uint32
+	Addr    uint32
+	PortMin uint16
+	PortMax uint16
+}
+
 type forwarderNexthop struct {
 	_        structs.HostLayout
 	Endpoint uint32
@@ -215,6 +248,10 @@ const (
 	forwarderMapIfaces           = "ifaces"
 	forwarderMapLabels           = "labels"
 	forwarderMapMacHints         = "mac_hints"
+	forwarderMapNatCounters      = "nat_counters"
+	forwarderMapNatRange         = "nat_range"
+	forwarderMapNatScratch       = "nat_scratch"
+	forwarderMapNatVrfs          = "nat_vrfs"
 	forwarderMapRouteCache       = "route_cache"
 	forwarderMapRouteGen         = "route_gen"
 	forwarderMapRoutes           = "routes"
@@ -300,6 +337,10 @@ type forwarderMapSpecs struct {
 	Ifaces           *ebpf.MapSpec `ebpf:"ifaces"`
 	Labels           *ebpf.MapSpec `ebpf:"labels"`
 	MacHints         *ebpf.MapSpec `ebpf:"mac_hints"`
+	NatCounters      *ebpf.MapSpec `ebpf:"nat_counters"`
+	NatRange         *ebpf.MapSpec `ebpf:"nat_range"`
+	NatScratch       *ebpf.MapSpec `ebpf:"nat_scratch"`
+	NatVrfs          *ebpf.MapSpec `ebpf:"nat_vrfs"`
 	RouteCache       *ebpf.MapSpec `ebpf:"route_cache"`
 	RouteGen         *ebpf.MapSpec `ebpf:"route_gen"`
 	Routes           *ebpf.MapSpec `ebpf:"routes"`
@@ -355,6 +396,10 @@ type forwarderMaps struct {
 	Ifaces           *ebpf.Map `ebpf:"ifaces"`
 	Labels           *ebpf.Map `ebpf:"labels"`
 	MacHints         *ebpf.Map `ebpf:"mac_hints"`
+	NatCounters      *ebpf.Map `ebpf:"nat_counters"`
+	NatRange         *ebpf.Map `ebpf:"nat_range"`
+	NatScratch       *ebpf.Map `ebpf:"nat_scratch"`
+	NatVrfs          *ebpf.Map `ebpf:"nat_vrfs"`
 	RouteCache       *ebpf.Map `ebpf:"route_cache"`
 	RouteGen         *ebpf.Map `ebpf:"route_gen"`
 	Routes           *ebpf.Map `ebpf:"routes"`
@@ -386,6 +431,10 @@ func (m *forwarderMaps) Close() error {
 		m.Ifaces,
 		m.Labels,
 		m.MacHints,
+		m.NatCounters,
+		m.NatRange,
+		m.NatScratch,
+		m.NatVrfs,
 		m.RouteCache,
 		m.RouteGen,
 		m.Routes,

@@ -379,6 +379,9 @@ static __always_inline int encap_mpls(struct __sk_buff *skb, struct tunnel *t,
 	return 0;
 }
 
+/* External connectivity: host access, SNAT (uses the helpers above). */
+#include "nat.h"
+
 SEC("tc")
 int pod_ingress(struct __sk_buff *skb)
 {
@@ -436,7 +439,11 @@ int pod_ingress(struct __sk_buff *skb)
 
 	struct route *r = route_lookup(vrf, ip->daddr);
 	if (!r) {
-		count_drop(vrf, DROP_NO_ROUTE);
+		/* No VRF route: host access, SNAT or drop (nat.h). */
+		int act, nreason = nat_no_route(skb, vrf, &act);
+		if (nreason < 0)
+			return act;
+		count_drop(vrf, nreason);
 		return TC_ACT_SHOT;
 	}
 
@@ -514,6 +521,12 @@ int underlay_ingress(struct __sk_buff *skb)
 	struct meta *m = (void *)(long)skb->data_meta;
 	if ((void *)(m + 1) <= data && m->magic == META_MAGIC)
 		return deliver(m->ifindex, m->flags);
+	/* Replies to source-NATed flows (nat.h). */
+	int nact = nat_underlay(skb);
+	if (nact != TC_ACT_UNSPEC)
+		return nact;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
 
 	__u32 zero = 0;
 	struct tunnel *t = bpf_map_lookup_elem(&tunnel_config, &zero);

@@ -1,0 +1,552 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * External connectivity of a VRF (isthmus-external.yang): what a pod's
+ * packet to a destination without a VRF route becomes.
+ *
+ *   host access  a destination the host's FIB calls local (one of the
+ *                node's addresses) goes to the node's own stack;
+ *   SNAT         a destination the host's FIB forwards leaves through the
+ *                host's interface toward it with the source translated to
+ *                the VRF's SNAT address and a port (ICMP echo: identifier)
+ *                from the VRF's range; the reply is translated back and
+ *                delivered to the pod;
+ *   otherwise    dropped (no-route).
+ *
+ * Translations live in the shared flow table (flow.h): the forward entry,
+ * keyed in the pod's VRF, rewrites the source (NAT_SRC); the reply entry,
+ * keyed in VRF 0 (the host) by the remote address and port and the SNAT
+ * address and port, rewrites the destination (NAT_DST) and names the pod's
+ * VRF in its reverse key. VRF ranges never overlap (validated), so pods of
+ * two VRFs with one address never share a reply key. A port is taken by
+ * inserting the reply entry with BPF_NOEXIST, so a port is shared by flows
+ * to different remote ends but never by two flows to one.
+ *
+ * Included by forwarder.c after its helpers (route_lookup,
+ * deliver, count_drop, count_iface), which it uses.
+ */
+#ifndef ISTHMUS_NAT_H
+#define ISTHMUS_NAT_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "types.h"
+#include "flow.h"
+
+#define NAT_F_SNAT 1 /* translate and send out through the host */
+#define NAT_F_HOST 2 /* host access: the node's addresses go to its stack */
+
+/* FLOW_F_EXTERNAL marks the flow entries of source NAT (flow.flags). */
+#define FLOW_F_EXTERNAL 0x8000
+
+#define NAT_PROBES 16 /* ports tried for a new flow before it counts as exhausted */
+#define AF_INET_ 2
+
+/* nat_vrf: a VRF's external connectivity, by VRF id. */
+struct nat_vrf {
+	__u32 flags;    /* NAT_F_* */
+	__u32 addr;     /* SNAT source address, network byte order */
+	__u16 port_min; /* SNAT ports, host byte order */
+	__u16 port_max;
+};
+
+/* nat_stats: per-CPU counters of a VRF's external traffic, by VRF id. */
+struct nat_stats {
+	__u64 translations; /* packets translated, both directions */
+	__u64 flows;        /* flows created */
+	__u64 exhausted;    /* first packets without a free port */
+	__u64 dropped;      /* packets without a route dropped here */
+	__u64 host;         /* packets passed to the node's stack */
+};
+
+/* nat_ports: the union of every VRF's range (entry 0), so that the
+ * underlay's other traffic pays two compares. */
+struct nat_ports {
+	__u16 min;
+	__u16 max;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VRFS);
+	__type(key, __u32);
+	__type(value, struct nat_vrf);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_vrfs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_VRFS);
+	__type(key, __u32);
+	__type(value, struct nat_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nat_ports);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_range SEC(".maps");
+
+/* nat_scratch: per-CPU room for what the NAT steps would otherwise keep
+ * on the stack, which the programs calling them have mostly used up (tc
+ * programs do not nest on one CPU, so one entry per CPU is enough). */
+struct nat_scratch {
+	__u64 fib[8]; /* struct bpf_fib_lookup, whose anonymous unions bpf2go cannot mirror */
+	struct flow flow;
+	struct flow_key key;
+	struct flow_key rkey;
+	__u32 ip[5]; /* struct iphdr (bitfields and unions bpf2go cannot mirror) */
+	__u32 q[5];  /* the IPv4 header an ICMP error quotes */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nat_scratch);
+} nat_scratch SEC(".maps");
+
+enum nat_event {
+	NAT_TRANSLATED = 0,
+	NAT_FLOW = 1,
+	NAT_EXHAUSTED = 2,
+	NAT_DROPPED = 3,
+	NAT_HOST = 4,
+};
+
+static __always_inline void nat_count(__u32 vrf, enum nat_event ev)
+{
+	struct nat_stats *s = bpf_map_lookup_elem(&nat_counters, &vrf);
+	if (!s)
+		return;
+	switch (ev) {
+	case NAT_TRANSLATED: s->translations++; break;
+	case NAT_FLOW: s->flows++; break;
+	case NAT_EXHAUSTED: s->exhausted++; break;
+	case NAT_DROPPED: s->dropped++; break;
+	case NAT_HOST: s->host++; break;
+	}
+}
+
+#define ICMP_ECHO_REPLY 0
+#define ICMP_ECHO 8
+
+/* nat_icmp_rewrite writes addr over the source (dst == 0) or destination
+ * of an ICMP echo packet and id over its identifier. The ICMP checksum
+ * has no pseudo-header: only the identifier changes it. */
+static __always_inline int nat_icmp_rewrite(struct __sk_buff *skb, __u32 l3, __u32 l4, int dst,
+					    __u32 old_addr, __u32 new_addr, __u16 old_id, __u16 new_id)
+{
+	__u32 addr_off = l3 + (dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr));
+	if (bpf_l3_csum_replace(skb, l3 + offsetof(struct iphdr, check), old_addr, new_addr, 4) ||
+	    bpf_skb_store_bytes(skb, addr_off, &new_addr, 4, 0))
+		return -1;
+	if (old_id != new_id &&
+	    (bpf_l4_csum_replace(skb, l4 + offsetof(struct icmp_hdr, checksum), old_id, new_id, 2) ||
+	     bpf_skb_store_bytes(skb, l4 + 4, &new_id, 2, 0)))
+		return -1;
+	return 0;
+}
+
+/* nat_rewrite_any rewrites a TCP, UDP or ICMP echo packet's source or
+ * destination address and port (identifier). */
+static __always_inline int nat_rewrite_any(struct __sk_buff *skb, __u32 l3, __u32 l4, __u8 proto,
+					   int dst, __u32 old_addr, __u32 new_addr,
+					   __u16 old_port, __u16 new_port)
+{
+	if (proto == IPPROTO_ICMP)
+		return nat_icmp_rewrite(skb, l3, l4, dst, old_addr, new_addr, old_port, new_port);
+	return nat_rewrite(skb, l3, l4, proto, dst, old_addr, new_addr, old_port, new_port);
+}
+
+/* nat_ttl_decrement lowers the TTL of the IPv4 header at l3 (the caller
+ * checked it is above 1). */
+static __always_inline int nat_ttl_decrement(struct __sk_buff *skb, __u32 l3, __u8 ttl, __u8 proto)
+{
+	__u16 old = bpf_htons((__u16)ttl << 8 | proto), new = bpf_htons((__u16)(ttl - 1) << 8 | proto);
+	__u8 nttl = ttl - 1;
+	if (bpf_l3_csum_replace(skb, l3 + offsetof(struct iphdr, check), old, new, 2) ||
+	    bpf_skb_store_bytes(skb, l3 + offsetof(struct iphdr, ttl), &nttl, 1, 0))
+		return -1;
+	return 0;
+}
+
+/* nat_l4 reads the key fields of a TCP, UDP or ICMP echo packet: its ports
+ * (identifier and 0 for ICMP) and, for TCP, its flow bits. It returns 0,
+ * or -1 for anything SNAT does not translate. */
+static __always_inline int nat_l4(struct __sk_buff *skb, struct iphdr *ip, __u32 l4, int request,
+				  __u16 ports[2], __u32 *bits)
+{
+	*bits = 0;
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return -1; /* fragments carry no ports */
+	if (ip->protocol == IPPROTO_ICMP) {
+		struct icmp_hdr ic;
+		if (bpf_skb_load_bytes(skb, l4, &ic, sizeof(ic)))
+			return -1;
+		if (ic.type != (request ? ICMP_ECHO : ICMP_ECHO_REPLY) || ic.code)
+			return -1;
+		ports[0] = ic.rest & 0xffff; /* the identifier, network byte order */
+		ports[1] = 0;
+		return 0;
+	}
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return -1;
+	if (bpf_skb_load_bytes(skb, l4, ports, 4))
+		return -1;
+	if (ip->protocol == IPPROTO_TCP) {
+		__u8 tcpflags;
+		if (bpf_skb_load_bytes(skb, l4 + 13, &tcpflags, 1))
+			return -1;
+		*bits = tcp_bits(tcpflags);
+	}
+	return 0;
+}
+
+/* nat_create allocates a port of the VRF's range for the flow s->key
+ * and creates its two entries, using s->rkey and s->flow; s->flow is left
+ * holding the forward entry. It returns -1, or a drop reason. */
+static __always_inline int nat_create(struct nat_scratch *s, struct nat_vrf *cfg, __u32 bits)
+{
+	struct flow_key *k = &s->key, *rk = &s->rkey;
+	struct flow *f = &s->flow;
+	__u32 span = (__u32)cfg->port_max - cfg->port_min + 1;
+	if (cfg->port_max < cfg->port_min || !cfg->port_min)
+		return DROP_NO_ROUTE;
+	__u32 h = mix32(k->saddr ^ 0x9e3779b9);
+	h = mix32(h ^ k->daddr);
+	h = mix32(h ^ ((__u32)k->sport << 16 | k->dport));
+	h = mix32(h ^ k->proto ^ (k->vrf << 8));
+	__u32 start = h % span;
+	__u64 now = bpf_ktime_get_ns();
+	__builtin_memset(f, 0, sizeof(*f));
+	f->seen = now;
+	f->created = now;
+	f->reverse = *k;
+	f->nat_addr = k->saddr;
+	f->nat_port = k->sport;
+	f->nat = NAT_DST;
+	f->flags = FLOW_F_REPLY | FLOW_F_EXTERNAL;
+	__builtin_memset(rk, 0, sizeof(*rk));
+	rk->saddr = k->daddr;
+	rk->daddr = cfg->addr;
+	rk->sport = k->dport;
+	rk->proto = k->proto;
+	int found = 0;
+	for (int i = 0; i < NAT_PROBES; i++) {
+		__u32 off = start + i;
+		if (off >= span)
+			off -= span;
+		if (off >= span)
+			off = 0; /* span < NAT_PROBES wrapped twice */
+		__u16 port = bpf_htons((__u16)(cfg->port_min + off));
+		if (k->proto == IPPROTO_ICMP)
+			rk->sport = port; /* echo replies carry the identifier */
+		else
+			rk->dport = port;
+		if (!bpf_map_update_elem(&flows, rk, f, BPF_NOEXIST)) {
+			found = 1;
+			break;
+		}
+	}
+	if (!found) {
+		nat_count(k->vrf, NAT_EXHAUSTED);
+		return DROP_NO_ROUTE;
+	}
+	f->reverse = *rk;
+	f->nat_addr = cfg->addr;
+	f->nat_port = k->proto == IPPROTO_ICMP ? rk->sport : rk->dport;
+	f->nat = NAT_SRC;
+	f->flags = FLOW_F_SEEN | FLOW_F_EXTERNAL | bits;
+	if (bpf_map_update_elem(&flows, k, f, BPF_ANY)) {
+		bpf_map_delete_elem(&flows, rk);
+		flow_count(FLOW_TABLE_FULL);
+		return DROP_ERROR;
+	}
+	flow_count(FLOW_CREATED);
+	nat_count(k->vrf, NAT_FLOW);
+	return -1;
+}
+
+/* nat_no_route handles a pod's packet whose destination has no route in
+ * its VRF (the caller counts a returned drop reason in the VRF). It
+ * returns -1 with *act the tc verdict, or a drop reason. */
+static __noinline int nat_no_route(struct __sk_buff *skb, __u32 vrf, int *act)
+{
+	__u32 zero = 0;
+	struct nat_vrf *cfg = bpf_map_lookup_elem(&nat_vrfs, &vrf);
+	if (!cfg || !cfg->flags)
+		return DROP_NO_ROUTE;
+	struct nat_scratch *s = bpf_map_lookup_elem(&nat_scratch, &zero);
+	if (!s)
+		return DROP_ERROR;
+	__u32 l3 = sizeof(struct ethhdr);
+	struct iphdr *ip = (void *)s->ip;
+	if (bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)))
+		return DROP_MALFORMED;
+	_Static_assert(sizeof(struct bpf_fib_lookup) == sizeof(s->fib), "fib room");
+	struct bpf_fib_lookup *fib = (void *)s->fib;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = AF_INET_;
+	fib->tos = ip->tos;
+	fib->l4_protocol = ip->protocol;
+	fib->ifindex = skb->ifindex;
+	fib->ipv4_src = cfg->addr;
+	fib->ipv4_dst = ip->daddr;
+	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && (cfg->flags & NAT_F_HOST)) {
+		/* One of the node's addresses: its stack answers, and its reply
+		 * reaches the pod through the pod's host route. */
+		nat_count(vrf, NAT_HOST);
+		*act = TC_ACT_UNSPEC;
+		return -1;
+	}
+	if ((rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) ||
+	    !(cfg->flags & NAT_F_SNAT)) {
+		nat_count(vrf, NAT_DROPPED);
+		return DROP_NO_ROUTE;
+	}
+	__u32 l4 = l3 + (ip->ihl & 0xf) * 4;
+	__u16 ports[2];
+	__u32 bits;
+	if (nat_l4(skb, ip, l4, 1, ports, &bits)) {
+		nat_count(vrf, NAT_DROPPED);
+		return DROP_NO_ROUTE;
+	}
+	struct flow_key *k = &s->key;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->vrf = vrf;
+	k->saddr = ip->saddr;
+	k->daddr = ip->daddr;
+	k->sport = ports[0];
+	k->dport = ports[1];
+	k->proto = ip->protocol;
+	__u32 new_addr;
+	__u16 new_port;
+	struct flow *f = bpf_map_lookup_elem(&flows, k);
+	if (f && !(f->flags & FLOW_F_EXTERNAL))
+		return DROP_NO_ROUTE; /* another user's flow: never ours to send out */
+	if (f) {
+		flow_touch(f, bits);
+		new_addr = f->nat_addr;
+		new_port = f->nat_port;
+	} else {
+		int r = nat_create(s, cfg, bits);
+		if (r >= 0) {
+			if (r != DROP_NO_ROUTE)
+				nat_count(vrf, NAT_DROPPED);
+			return r;
+		}
+		new_addr = s->flow.nat_addr;
+		new_port = s->flow.nat_port;
+	}
+	if (nat_rewrite_any(skb, l3, l4, ip->protocol, 0, ip->saddr, new_addr, ports[0], new_port) ||
+	    nat_ttl_decrement(skb, l3, ip->ttl, ip->protocol)) {
+		nat_count(vrf, NAT_DROPPED);
+		return DROP_ERROR;
+	}
+	nat_count(vrf, NAT_TRANSLATED);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = {.nh_family = AF_INET_, .ipv4_nh = fib->ipv4_dst};
+		*act = bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+		return -1;
+	}
+	if (bpf_skb_store_bytes(skb, 0, fib->dmac, ETH_ALEN, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_ALEN, fib->smac, ETH_ALEN, 0))
+		return DROP_ERROR;
+	*act = bpf_redirect(fib->ifindex, 0);
+	return -1;
+}
+
+/* nat_error_quote translates an ICMP error the host received about a
+ * packet SNAT sent: the quoted packet (SNAT address:port → remote) is the
+ * forward direction, so the reply entry is keyed by its reverse. The
+ * error's destination and the quoted source become the pod's address and
+ * port; the outer IPv4, quoted IPv4, quoted L4 (when quoted) and ICMP
+ * checksums are patched. It returns the pod's VRF (> 0), 0 when the error
+ * concerns no flow of ours, or -1 on a failed rewrite. */
+static __always_inline int nat_error_quote(struct __sk_buff *skb, struct nat_scratch *s, __u32 l3,
+					   __u32 l4, __u32 daddr, __u32 *pod)
+{
+	__u32 icmp_csum = l4 + offsetof(struct icmp_hdr, checksum);
+	__u32 q3 = l4 + sizeof(struct icmp_hdr);
+	struct iphdr *qh = (void *)s->q;
+	if (bpf_skb_load_bytes(skb, q3, qh, sizeof(*qh)) || qh->saddr != daddr)
+		return 0;
+	__u32 qsaddr = qh->saddr, qdaddr = qh->daddr;
+	__u8 qproto = qh->protocol;
+	__u32 q4 = q3 + (qh->ihl & 0xf) * 4;
+	__u16 qp[2];
+	if (bpf_skb_load_bytes(skb, q4, qp, sizeof(qp)))
+		return 0;
+	struct flow_key *rkp = &s->rkey;
+	__builtin_memset(rkp, 0, sizeof(*rkp));
+	rkp->saddr = qdaddr;
+	rkp->daddr = qsaddr;
+	rkp->proto = qproto;
+	__u32 qport_off, qcsum_off;
+	if (qproto == IPPROTO_ICMP) {
+		/* The quoted echo request: type, code, checksum, identifier. */
+		__u16 id;
+		if (bpf_skb_load_bytes(skb, q4 + 4, &id, 2) || qp[0] != bpf_htons(ICMP_ECHO << 8))
+			return 0;
+		rkp->sport = id;
+		qport_off = q4 + 4;
+		qcsum_off = q4 + 2;
+	} else if (qproto == IPPROTO_TCP || qproto == IPPROTO_UDP) {
+		rkp->sport = qp[1];
+		rkp->dport = qp[0];
+		qport_off = q4;
+		qcsum_off = q4 + (qproto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+							   : offsetof(struct udphdr, check));
+	} else {
+		return 0;
+	}
+	struct flow *f = bpf_map_lookup_elem(&flows, rkp);
+	if (!f || !(f->flags & FLOW_F_EXTERNAL) || f->nat != NAT_DST)
+		return 0;
+	__u32 vrf = f->reverse.vrf, new_addr = f->nat_addr, old_addr = qsaddr;
+	__u16 new_port = f->nat_port, old_port = qproto == IPPROTO_ICMP ? rkp->sport : rkp->dport;
+	/* Quoted L4 checksum: TCP and UDP cover the pseudo-header and port,
+	 * the quoted echo its identifier only. */
+	__u16 qcsum_old, qcsum_new;
+	if (!bpf_skb_load_bytes(skb, qcsum_off, &qcsum_old, 2) &&
+	    !(qproto == IPPROTO_UDP && qcsum_old == 0)) {
+		__u32 sum = (__u16)~qcsum_old;
+		if (qproto != IPPROTO_ICMP) {
+			sum += (__u16)~(old_addr & 0xffff);
+			sum += (__u16)~(old_addr >> 16);
+			sum += new_addr & 0xffff;
+			sum += new_addr >> 16;
+		}
+		sum += (__u16)~old_port;
+		sum += new_port;
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		qcsum_new = ~sum;
+		if (bpf_skb_store_bytes(skb, qcsum_off, &qcsum_new, 2, 0) ||
+		    bpf_l4_csum_replace(skb, icmp_csum, qcsum_old, qcsum_new, 2))
+			return -1;
+	}
+	/* The quoted IPv4 checksum absorbs the address change, so the ICMP
+	 * checksum sees only the port. */
+	if (bpf_l3_csum_replace(skb, q3 + offsetof(struct iphdr, check), old_addr, new_addr, 4) ||
+	    bpf_skb_store_bytes(skb, q3 + offsetof(struct iphdr, saddr), &new_addr, 4, 0) ||
+	    bpf_skb_store_bytes(skb, qport_off, &new_port, 2, 0) ||
+	    bpf_l4_csum_replace(skb, icmp_csum, old_port, new_port, 2) ||
+	    bpf_l3_csum_replace(skb, l3 + offsetof(struct iphdr, check), daddr, new_addr, 4) ||
+	    bpf_skb_store_bytes(skb, l3 + offsetof(struct iphdr, daddr), &new_addr, 4, 0))
+		return -1;
+	flow_touch(f, 0);
+	*pod = new_addr;
+	return vrf;
+}
+
+/* nat_underlay handles a packet arriving on the underlay that may be the
+ * reply to a source-NATed flow (TCP or UDP to a port of a SNAT range, an
+ * ICMP echo reply or error): it is translated back and delivered to the
+ * pod. It returns the tc verdict, or TC_ACT_UNSPEC (-1) for packets that
+ * are not ours, which it leaves untouched for the caller to go on with. */
+static __noinline int nat_underlay(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct nat_ports *pr = bpf_map_lookup_elem(&nat_range, &zero);
+	if (!pr || !pr->min)
+		return -1; /* no VRF translates */
+	struct nat_scratch *s = bpf_map_lookup_elem(&nat_scratch, &zero);
+	if (!s)
+		return -1;
+	__u32 l3 = sizeof(struct ethhdr);
+	struct iphdr *ip = (void *)s->ip;
+	__u16 proto;
+	if (bpf_skb_load_bytes(skb, offsetof(struct ethhdr, h_proto), &proto, 2) ||
+	    proto != bpf_htons(ETH_P_IP) || bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)) ||
+	    ip->version != 4)
+		return -1;
+	__u32 l4 = l3 + (ip->ihl & 0xf) * 4;
+	__u16 ports[2];
+	__u32 bits = 0, vrf, pod;
+	struct flow *f = 0;
+	if (ip->protocol == IPPROTO_ICMP && !(ip->frag_off & bpf_htons(0x3fff))) {
+		struct icmp_hdr ic;
+		if (bpf_skb_load_bytes(skb, l4, &ic, sizeof(ic)))
+			return -1;
+		if (icmp_is_error(ic.type)) {
+			int v = nat_error_quote(skb, s, l3, l4, ip->daddr, &pod);
+			if (v == 0)
+				return -1;
+			if (v < 0)
+				return TC_ACT_SHOT;
+			vrf = v;
+			goto deliver;
+		}
+	} else if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
+		__u16 dport;
+		if (bpf_skb_load_bytes(skb, l4 + 2, &dport, 2))
+			return -1;
+		__u16 port = bpf_ntohs(dport);
+		if (port < pr->min || port > pr->max)
+			return -1;
+		/* The tunnel's own port stays the tunnel's. */
+		struct tunnel *t = bpf_map_lookup_elem(&tunnel_config, &zero);
+		if (t && ip->protocol == IPPROTO_UDP && dport == t->udp_port && ip->daddr == t->source)
+			return -1;
+	} else {
+		return -1;
+	}
+	if (nat_l4(skb, ip, l4, 0, ports, &bits))
+		return -1;
+	struct flow_key *k = &s->key;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->saddr = ip->saddr;
+	k->daddr = ip->daddr;
+	k->sport = ports[0];
+	k->dport = ports[1];
+	k->proto = ip->protocol;
+	f = bpf_map_lookup_elem(&flows, k);
+	if (!f || !(f->flags & FLOW_F_EXTERNAL) || f->nat != NAT_DST)
+		return -1;
+	flow_touch(f, bits);
+	vrf = f->reverse.vrf;
+	pod = f->nat_addr;
+	if (nat_rewrite_any(skb, l3, l4, ip->protocol, 1, ip->daddr, pod, ports[ip->protocol == IPPROTO_ICMP ? 0 : 1],
+			    f->nat_port)) {
+		count_drop(vrf, DROP_ERROR);
+		return TC_ACT_SHOT;
+	}
+deliver:
+	if (ip->ttl <= 1) {
+		count_drop(vrf, DROP_TTL);
+		return TC_ACT_SHOT;
+	}
+	struct route *r = route_lookup(vrf, pod);
+	if (!r || r->kind != ROUTE_LOCAL) {
+		count_drop(vrf, DROP_NO_ROUTE);
+		return TC_ACT_SHOT;
+	}
+	__u32 slot = r->id;
+	struct iface *dst = bpf_map_lookup_elem(&iface_slots, &slot);
+	if (!dst || !dst->ifindex || dst->vrf != vrf) {
+		count_drop(vrf, DROP_NO_ROUTE);
+		return TC_ACT_SHOT;
+	}
+	if (nat_ttl_decrement(skb, l3, ip->ttl, ip->protocol) ||
+	    bpf_skb_store_bytes(skb, 0, dst->peer_mac, ETH_ALEN, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_ALEN, dst->mac, ETH_ALEN, 0)) {
+		count_drop(vrf, DROP_ERROR);
+		return TC_ACT_SHOT;
+	}
+	nat_count(vrf, NAT_TRANSLATED);
+	count_iface(slot, 1, skb->len);
+	return deliver(dst->ifindex, dst->flags);
+}
+
+#endif

@@ -1,0 +1,57 @@
+package dataplane
+
+import (
+	"net/netip"
+
+	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
+)
+
+// External is a VRF's external connectivity as the forwarder applies it
+// (bpf/nat.h): what a pod's packet to a destination without a VRF route
+// becomes.
+type External struct {
+	VRF string
+	// SNAT: a destination the host forwards to is reached with the source
+	// translated to Addr and a port of PortMin..PortMax.
+	SNAT bool
+	// HostAccess: the node's own addresses go to its stack, and the pods
+	// of the VRF get a host route through their veth.
+	HostAccess bool
+	// Addr is the source of translated packets (an address of the host).
+	Addr netip.Addr
+	// PortMin and PortMax are the VRF's ports (ICMP identifiers); ranges
+	// of two VRFs must not overlap.
+	PortMin, PortMax uint16
+}
+
+// ExternalCounters are a VRF's external traffic counters, summed over
+// CPUs.
+type ExternalCounters struct {
+	Translations  uint64 // packets translated, both directions
+	Flows         uint64 // translated flows created
+	PortExhausted uint64 // first packets without a free port
+	Dropped       uint64 // packets without a route dropped by the external step
+	Host          uint64 // packets passed to the node's stack
+}
+
+// externalsOf is the external connectivity of every L3VRF of d that has
+// SNAT or host access, by VRF name.
+func externalsOf(d *gen.Device) map[string]External {
+	out := map[string]External{}
+	for name, ni := range nos.NetworkInstances(d) {
+		if ni.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
+			continue
+		}
+		s := nos.External(d, ni)
+		if !s.SNAT && !s.HostAccess {
+			continue
+		}
+		e := External{VRF: name, SNAT: s.SNAT, HostAccess: s.HostAccess}
+		if s.SNAT {
+			e.Addr, e.PortMin, e.PortMax = s.Address, s.PortMin, s.PortMax
+		}
+		out[name] = e
+	}
+	return out
+}
