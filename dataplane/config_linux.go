@@ -78,6 +78,9 @@ func (d *Dataplane) AttachInterface(ifc Interface) error {
 	if err := d.setPodXDP(ifc.Index, d.tunnel.MPLSoMPLS); err != nil {
 		return fmt.Errorf("attach interface %s: %w", name, err)
 	}
+	if err := d.lendHeadroom(lnk); err != nil {
+		return fmt.Errorf("attach interface %s: %w", name, err)
+	}
 	return nil
 }
 
@@ -88,6 +91,9 @@ func (d *Dataplane) DetachInterface(ifindex int) error {
 	defer d.mu.Unlock()
 	var errs []error
 	if err := d.detach(linkPod, ifindex); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.returnHeadroom(ifindex); err != nil {
 		errs = append(errs, err)
 	}
 	if err := d.detach(linkPodXDP, ifindex); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Pinned link names: <kind>-<ifindex> under <dir>/links.
@@ -90,3 +91,118 @@ func deliveryFlags(lnk netlink.Link) uint32 {
 
 // ifacePeer must match IFACE_PEER in bpf/types.h.
 const ifacePeer = 1
+
+// Headroom for encapsulation. A pod's UDP socket reserves in front of
+// each packet only what its interface asks for: LL_RESERVED_SPACE of the
+// pod end of its veth, 16 bytes (2 once the Ethernet header is in), so
+// pushing the tunnel headers made the kernel reallocate the head of every
+// such packet. A veth asks for more when either end is given an rx
+// headroom, which it then sets as needed_headroom on both ends; on Linux
+// 6.18 only a bridge (or Open vSwitch) master gives one, the largest
+// forwarding headroom among its ports. So the loader keeps, per host
+// namespace, a bridge that never comes up (headroomBridge) with an idle
+// VXLAN device as its first port (headroomAnchor: its needed_headroom of
+// 64 bytes is what the bridge lends) and makes the host end of every pod
+// veth a port of it. The bridge is down, so its ports are disabled: it
+// never forwards, and what reaches it (a frame pod_ingress leaves to the
+// stack, i.e. ARP, which pods do not need: the gateway is a permanent
+// neighbor) is dropped. tcx ingress runs before the bridge, so forwarding
+// is unchanged. An interface that already has a master is left alone.
+const (
+	headroomBridge = "isthmus-hr"
+	headroomAnchor = "isthmus-hr-vx"
+)
+
+// lendHeadroom makes the host end of a pod veth a port of the headroom
+// bridge, creating the bridge and its anchor first if needed.
+func (d *Dataplane) lendHeadroom(lnk netlink.Link) error {
+	if lnk.Type() != "veth" {
+		return nil
+	}
+	br, err := d.headroomBridge()
+	if err != nil {
+		return err
+	}
+	switch lnk.Attrs().MasterIndex {
+	case br.Attrs().Index:
+		return nil
+	case 0:
+	default:
+		return nil // someone else's port: not ours to move
+	}
+	if err := d.nl.LinkSetMasterByIndex(lnk, br.Attrs().Index); err != nil {
+		return fmt.Errorf("lend headroom to %s: %w", lnk.Attrs().Name, err)
+	}
+	return nil
+}
+
+// headroomBridge returns the headroom bridge, creating it and its anchor.
+func (d *Dataplane) headroomBridge() (netlink.Link, error) {
+	br, err := d.nl.LinkByName(headroomBridge)
+	if err != nil {
+		if !errors.As(err, new(netlink.LinkNotFoundError)) {
+			return nil, fmt.Errorf("find %s: %w", headroomBridge, err)
+		}
+		if err := d.nl.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: headroomBridge}}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("create %s: %w", headroomBridge, err)
+		}
+		if br, err = d.nl.LinkByName(headroomBridge); err != nil {
+			return nil, fmt.Errorf("find %s: %w", headroomBridge, err)
+		}
+	}
+	anchor, err := d.nl.LinkByName(headroomAnchor)
+	if err != nil {
+		if !errors.As(err, new(netlink.LinkNotFoundError)) {
+			return nil, fmt.Errorf("find %s: %w", headroomAnchor, err)
+		}
+		vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: headroomAnchor}, VxlanId: 1, Learning: false}
+		if err := d.nl.LinkAdd(vx); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("create %s: %w", headroomAnchor, err)
+		}
+		if anchor, err = d.nl.LinkByName(headroomAnchor); err != nil {
+			return nil, fmt.Errorf("find %s: %w", headroomAnchor, err)
+		}
+	}
+	if anchor.Attrs().MasterIndex != br.Attrs().Index {
+		if err := d.nl.LinkSetMasterByIndex(anchor, br.Attrs().Index); err != nil {
+			return nil, fmt.Errorf("add %s to %s: %w", headroomAnchor, headroomBridge, err)
+		}
+	}
+	return br, nil
+}
+
+// returnHeadroom takes the interface out of the headroom bridge, so that
+// once detached it passes frames to the stack again.
+func (d *Dataplane) returnHeadroom(ifindex int) error {
+	lnk, err := d.nl.LinkByIndex(ifindex)
+	if err != nil || lnk.Attrs().MasterIndex == 0 {
+		return nil // gone, or no port
+	}
+	br, err := d.nl.LinkByName(headroomBridge)
+	if err != nil || br.Attrs().Index != lnk.Attrs().MasterIndex {
+		return nil
+	}
+	if err := d.nl.LinkSetNoMaster(lnk); err != nil {
+		return fmt.Errorf("take %s out of %s: %w", lnk.Attrs().Name, headroomBridge, err)
+	}
+	return nil
+}
+
+// removeHeadroomBridge deletes the headroom bridge and its anchor (not
+// after Close, which let go of the namespace's netlink handle).
+func (d *Dataplane) removeHeadroomBridge() error {
+	if d.nl == nil {
+		return nil
+	}
+	var errs []error
+	for _, name := range []string{headroomBridge, headroomAnchor} {
+		l, err := d.nl.LinkByName(name)
+		if err != nil {
+			continue
+		}
+		if err := d.nl.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

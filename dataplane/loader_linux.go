@@ -357,6 +357,9 @@ func (d *Dataplane) Destroy() error {
 			errs = append(errs, fmt.Errorf("unpin link %s: %w", name, err))
 		}
 	}
+	if err := d.removeHeadroomBridge(); err != nil {
+		errs = append(errs, err)
+	}
 	d.closeHandles()
 	entries, err := os.ReadDir(d.dir)
 	if err != nil {
