@@ -19,6 +19,7 @@ const (
 	flowRst   = 8
 	flowReply = 0x100
 	natDst    = 1
+	natRelay  = 3 // NAT_RELAY: carried on to the backend's host
 )
 
 // FlowTimeouts are how long a flow may stay idle (no packet either way)
@@ -336,7 +337,7 @@ func (d *Dataplane) AllServiceFlows(limit int) (map[ServiceKey][]ServiceFlow, er
 	per := map[ServiceKey][]listed{}
 	for key, f := range entries {
 		sk, ok := keys[f.Service]
-		if !ok || f.Flags&flowReply != 0 || f.Nat != natDst {
+		if !ok || f.Flags&flowReply != 0 || (f.Nat != natDst && f.Nat != natRelay) {
 			continue
 		}
 		rev := entries[f.Reverse]

@@ -12,6 +12,12 @@ type Service struct {
 	// Affinity hashes only the client's address, so every flow of a client
 	// goes to one backend while the backends do not change.
 	Affinity bool
+	// ExternalAll lets traffic from the tunnel whose sender does not serve
+	// the service itself pick any backend: one of another host is reached
+	// by carrying the packet on, untranslated, to that host (which
+	// translates it to a backend of its own and answers the client).
+	// Without it, tunnel traffic takes local backends only.
+	ExternalAll bool
 	// Backends are the pods behind the service.
 	Backends []Backend
 }

@@ -75,8 +75,9 @@ func servicesOf(d *gen.Device, pods map[string]podIntent) ([]namedService, error
 			})
 			for _, sp := range nos.ServicePorts(svc) {
 				s := namedService{Name: name, Port: sp.Name, TargetPort: sp.TargetPort, Service: Service{
-					ServiceKey: ServiceKey{VRF: vrf, Addr: vip, Proto: TCP, Port: sp.Port},
-					Affinity:   cfg.GetSessionAffinity() == gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_SessionAffinity_CLIENT_IP,
+					ServiceKey:  ServiceKey{VRF: vrf, Addr: vip, Proto: TCP, Port: sp.Port},
+					Affinity:    cfg.GetSessionAffinity() == gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_SessionAffinity_CLIENT_IP,
+					ExternalAll: cfg.GetExternalTrafficScope() == gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_ExternalTrafficScope_ALL,
 				}}
 				if sp.Protocol == gen.IsthmusNetworkInstance_ServiceProtocol_UDP {
 					s.Proto = UDP

@@ -17,6 +17,7 @@ const (
 	maxBackendSlots = 1 << 17 // MAX_BACKENDS
 	flowHints       = 65536   // FLOW_HINTS
 	serviceAffinity = 1       // SERVICE_F_AFFINITY
+	serviceExtAll   = 2       // SERVICE_F_EXT_ALL
 	hintService     = 1       // HINT_SERVICE
 	hintBackend     = 2       // HINT_BACKEND
 )
@@ -39,6 +40,7 @@ type serviceEntry struct {
 	id       uint32
 	vrf      uint32
 	affinity bool
+	extAll   bool
 	backends map[BackendKey]uint32 // → slot
 	applied  []Backend
 }
@@ -69,7 +71,7 @@ func (d *Dataplane) services() (*serviceTable, error) {
 			continue
 		}
 		key := ServiceKey{VRF: name, Addr: addrOf(k.Addr), Proto: Protocol(k.Proto), Port: port16(k.Port)}
-		e := &serviceEntry{id: v.Id, vrf: k.Vrf, affinity: v.Flags&serviceAffinity != 0, backends: map[BackendKey]uint32{}}
+		e := &serviceEntry{id: v.Id, vrf: k.Vrf, affinity: v.Flags&serviceAffinity != 0, extAll: v.Flags&serviceExtAll != 0, backends: map[BackendKey]uint32{}}
 		st.services[key] = e
 		byID[v.Id] = e
 		st.ids.take(v.Id)
@@ -250,7 +252,7 @@ func (d *Dataplane) SetServices(svcs []Service) error {
 			st.services[s.ServiceKey] = e
 			hintIdx = append(hintIdx, st.hint(vrf, s.Addr, 0, 1))
 		}
-		e.affinity = s.Affinity
+		e.affinity, e.extAll = s.Affinity, s.ExternalAll
 		want := map[BackendKey]bool{}
 		for _, b := range s.Backends {
 			a, err := ipv4(b.Addr)
@@ -325,6 +327,9 @@ func (e *serviceEntry) value() forwarderService {
 	v := forwarderService{Id: e.id}
 	if e.affinity {
 		v.Flags |= serviceAffinity
+	}
+	if e.extAll {
+		v.Flags |= serviceExtAll
 	}
 	all := eligible(e.applied)
 	var local []Backend

@@ -170,6 +170,9 @@ func (r *Reconciler) publishService(dp *Dataplane, core *nos.Core, id serviceID,
 		Backends:             ygot.Uint32(uint32(len(el))),
 		LocalBackends:        ygot.Uint32(uint32(local)),
 	}
+	if first.ExternalAll {
+		st.ExternalTrafficScope = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_ExternalTrafficScope_ALL
+	}
 	if first.Affinity {
 		st.SessionAffinity = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_SessionAffinity_CLIENT_IP
 	}

@@ -14,7 +14,13 @@
  * loader, maglev.go) and creates the flow: the forward entry rewrites the
  * destination to the backend, the reply entry rewrites the source back to
  * the service. Packets that arrived over the tunnel use the table of local
- * backends only. ICMP errors about a translated flow are translated too.
+ * backends only, unless the service's external traffic goes to every
+ * backend (SERVICE_F_EXT_ALL): then a packet from a sender that does not
+ * serve the service itself (the data center) may pick a backend of
+ * another host, and is carried on to that host untranslated
+ * (service_relay.h), which translates it to one of its own backends and
+ * answers the client directly. ICMP errors about a translated flow are
+ * translated too.
  *
  * The hot path of packets that no flow can concern stays two array reads:
  * flow_hints marks the (VRF, address) hash buckets of service addresses and
@@ -57,7 +63,16 @@ enum flow_nat {
 	NAT_NONE = 0,
 	NAT_DST = 1, /* destination := nat_addr:nat_port (service → backend) */
 	NAT_SRC = 2, /* source := nat_addr:nat_port (backend → service) */
+	NAT_RELAY = 3, /* untranslated, carried on to the host of backend (service_relay.h) */
 };
+
+/* flow_process_from's return for a packet to carry on to another host
+ * (the backend slot is in *relay). */
+#define FLOW_RELAY -3
+
+/* A sender for flow_process_from: from the tunnel, local backends only
+ * (whoever sent it). */
+#define FLOW_FROM_TUNNEL_LOCAL 0xffffffff
 
 /* Verdicts of a flow entry (policy sets DENY; services create ALLOW). */
 enum flow_verdict {
@@ -101,6 +116,7 @@ struct service_key {
 };
 
 #define SERVICE_F_AFFINITY 1 /* hash the client address only */
+#define SERVICE_F_EXT_ALL 2  /* external traffic may go to any backend (relayed) */
 
 /* service: a service's Maglev tables of backend slots, for pods (every
  * eligible backend) and for tunnel traffic (local ones only). A count of 0
@@ -298,17 +314,31 @@ static __always_inline __u32 tcp_bits(__u8 tcpflags)
 	return bits;
 }
 
+/* Defined in service_relay.h, which needs the route lookup of forwarder.c. */
+static __always_inline int svc_from_server(__u32 vrf, __u32 vip, __u32 epslot);
+static __always_inline int svc_relay_hop(__u32 vrf, __u32 vip, __u32 backend_addr,
+					 struct nexthop *hop);
+
 /* flow_create handles the first packet of a flow to a service: it picks a
- * backend and creates both entries. It returns a drop reason, -1 with *out
- * filled, or -2 when k is no service (the packet goes on untouched). */
-static __always_inline int flow_create(struct flow_key *k, int from_tunnel, __u32 bits,
+ * backend and creates both entries. from is the sending endpoint's slot
+ * for a packet from the tunnel, 0 for one from a pod. Pods pick from
+ * every eligible backend; tunnel traffic from the local ones, or, for a
+ * SERVICE_F_EXT_ALL service and a sender that does not serve the service
+ * itself, from every one: a backend of another host makes a relayed flow
+ * (NAT_RELAY, no rewrite here), or, when no host that serves the service
+ * leads to it, falls back to the local table. It returns a drop reason,
+ * -1 with *out filled, or -2 when k is no service (the packet goes on
+ * untouched). */
+static __always_inline int flow_create(struct flow_key *k, __u32 from, __u32 bits,
 				       struct flow *out)
 {
 	struct service_key sk = {.vrf = k->vrf, .addr = k->daddr, .port = k->dport, .proto = k->proto};
 	struct service *s = bpf_map_lookup_elem(&services, &sk);
 	if (!s)
 		return -2;
-	if (from_tunnel ? !s->local_count : !s->count)
+	int all = !from || (from != FLOW_FROM_TUNNEL_LOCAL && (s->flags & SERVICE_F_EXT_ALL) &&
+			    !svc_from_server(k->vrf, k->daddr, from));
+	if (all ? !s->count : !s->local_count)
 		return DROP_NO_ROUTE;
 	__u32 h;
 	if (s->flags & SERVICE_F_AFFINITY) {
@@ -319,14 +349,32 @@ static __always_inline int flow_create(struct flow_key *k, int from_tunnel, __u3
 		h = mix32(h ^ ((__u32)k->sport << 16 | k->dport));
 		h = mix32(h ^ k->proto);
 	}
-	__u32 idx = h % MAGLEV_M;
+	/* 64 bits, so that the bounded register itself indexes the table. */
+	__u64 idx = h % MAGLEV_M;
 	asm volatile("" : "+r"(idx)); /* keep the bound check for the verifier */
 	if (idx >= MAGLEV_M)
 		return DROP_ERROR;
-	__u32 b = from_tunnel ? s->local[idx] : s->table[idx];
+	__u32 *table = all ? s->table : s->local;
+	__u32 b = table[idx];
 	struct backend *be = bpf_map_lookup_elem(&backends, &b);
 	if (!be || !be->addr)
 		return DROP_NO_ROUTE;
+	__u8 nat = NAT_DST;
+	if (from && all) {
+		struct nexthop hop;
+		int r = svc_relay_hop(k->vrf, k->daddr, be->addr, &hop);
+		if (r > 0) {
+			nat = NAT_RELAY;
+		} else if (r < 0) {
+			/* No serving host leads to it: a local backend instead. */
+			if (!s->local_count)
+				return DROP_NO_ROUTE;
+			b = s->local[idx];
+			be = bpf_map_lookup_elem(&backends, &b);
+			if (!be || !be->addr)
+				return DROP_NO_ROUTE;
+		}
+	}
 	__u64 now = bpf_ktime_get_ns();
 	struct flow rev = {
 		.seen = now,
@@ -352,11 +400,20 @@ static __always_inline int flow_create(struct flow_key *k, int from_tunnel, __u3
 	out->reverse = rk;
 	out->nat_addr = be->addr;
 	out->nat_port = be->port;
-	out->nat = NAT_DST;
+	out->nat = nat;
 	out->verdict = VERDICT_ALLOW;
 	out->flags = FLOW_F_SEEN | bits;
 	out->backend = b;
 	out->service = s->id;
+	if (nat == NAT_RELAY) {
+		/* The reply leaves the backend's host straight to the client:
+		 * the other entry only keeps the pair whole for the collector,
+		 * keyed by the service, and counts as answered. */
+		rk.saddr = k->daddr;
+		rk.sport = k->dport;
+		rev.nat = NAT_NONE;
+		rev.flags |= FLOW_F_SEEN;
+	}
 	if (bpf_map_update_elem(&flows, &rk, &rev, BPF_ANY) ||
 	    bpf_map_update_elem(&flows, k, out, BPF_ANY)) {
 		bpf_map_delete_elem(&flows, &rk);
@@ -479,13 +536,16 @@ static __always_inline int flow_icmp_error(struct __sk_buff *skb, __u32 vrf, __u
 	return -1;
 }
 
-/* flow_process runs the flow table on the IPv4 packet at offset l3 of an
- * skb whose VRF is known: a packet of a known flow is translated as its
- * entry says, the first packet to a service creates the flow. from_tunnel
- * restricts new flows to local backends. It returns -1 to go on with the
- * (possibly rewritten) packet, whose pointers the caller must reload, or a
- * drop reason. */
-static __always_inline int flow_process(struct __sk_buff *skb, __u32 vrf, __u32 l3, int from_tunnel)
+/* flow_process_from runs the flow table on the IPv4 packet at offset l3
+ * of an skb whose VRF is known: a packet of a known flow is translated as
+ * its entry says, the first packet to a service creates the flow. from is
+ * the sending endpoint's slot for a packet from the tunnel (see
+ * flow_create), 0 for one from a pod. It returns -1 to go on with the
+ * (possibly rewritten) packet, whose pointers the caller must reload,
+ * FLOW_RELAY with the backend slot in *relay for a packet to carry on to
+ * another host untranslated, or a drop reason. */
+static __always_inline int flow_process_from(struct __sk_buff *skb, __u32 vrf, __u32 l3,
+					     __u32 from, __u32 *relay)
 {
 	struct iphdr ip;
 	if (bpf_skb_load_bytes(skb, l3, &ip, sizeof(ip)))
@@ -543,7 +603,7 @@ static __always_inline int flow_process(struct __sk_buff *skb, __u32 vrf, __u32 
 	if (!f) {
 		if (!(dh & HINT_SERVICE))
 			return -1;
-		int r = flow_create(&k, from_tunnel, bits, &nf);
+		int r = flow_create(&k, from, bits, &nf);
 		if (r == -2)
 			return -1;
 		if (r >= 0)
@@ -566,7 +626,20 @@ static __always_inline int flow_process(struct __sk_buff *skb, __u32 vrf, __u32 
 		svc_count(&service_counters, service, skb->len);
 		svc_count(&backend_counters, backend, skb->len);
 	}
+	if (nat == NAT_RELAY) {
+		*relay = backend;
+		return FLOW_RELAY;
+	}
 	return -1;
+}
+
+/* flow_process is flow_process_from for a pod's packet (from_tunnel 0) or
+ * a tunnelled one (nonzero) whose new flows take local backends only. */
+static __always_inline int flow_process(struct __sk_buff *skb, __u32 vrf, __u32 l3, int from_tunnel)
+{
+	__u32 relay = 0;
+	int r = flow_process_from(skb, vrf, l3, from_tunnel ? FLOW_FROM_TUNNEL_LOCAL : 0, &relay);
+	return r == FLOW_RELAY ? DROP_NO_ROUTE : r;
 }
 
 /* flow_wanted says whether the flow table can concern a packet of vrf

@@ -382,6 +382,9 @@ static __always_inline int encap_mpls(struct __sk_buff *skb, struct tunnel *t,
 /* External connectivity: host access, SNAT (uses the helpers above). */
 #include "nat.h"
 
+/* Services whose external traffic goes to every backend (uses the helpers above). */
+#include "service_relay.h"
+
 SEC("tc")
 int pod_ingress(struct __sk_buff *skb)
 {
@@ -570,10 +573,17 @@ int underlay_ingress(struct __sk_buff *skb)
 	reason = label_admits(epslot, lse >> 12, &vrf, &lt);
 	if (reason >= 0)
 		goto drop;
-	/* Services and the flow table (flow.h) on the inner packet. */
-	__u32 fvrf;
+	/* Services and the flow table (flow.h) on the inner packet; a flow
+	 * relayed to a backend's host goes back out (service_relay.h). */
+	__u32 fvrf, relay = 0;
 	if (flow_label_wanted(lse >> 12, inner, data_end, &fvrf)) {
-		reason = flow_process(skb, fvrf, (void *)inner - data, 1);
+		reason = flow_process_from(skb, fvrf, (void *)inner - data, epslot, &relay);
+		if (reason == FLOW_RELAY) {
+			reason = svc_relay(skb, t, fvrf, relay, epslot);
+			if (reason >= 0)
+				goto drop;
+			return bpf_redirect(t->ifindex, 0);
+		}
 		if (reason >= 0)
 			goto drop;
 		reason = DROP_MALFORMED;
