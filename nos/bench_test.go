@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,14 +21,16 @@ func BenchmarkSetOneVRF(b *testing.B) {
 		b.Run(fmt.Sprintf("vrfs=%d", n), func(b *testing.B) {
 			c := benchCore(b, n)
 			b.Run("add", func(b *testing.B) {
-				benchSets(b, c, func(i int) *gpb.SetRequest {
-					name := fmt.Sprintf("new%d", i)
-					return &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(b, name, 20000+i)}}
+				benchSets(b, c, func(int) *gpb.SetRequest {
+					// A VRF never added before, also across -count runs.
+					i := int(benchSeq.Add(1))
+					return &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(b, fmt.Sprintf("new%d", i), 20000+i%40000)}}
 				})
 			})
 			b.Run("change", func(b *testing.B) {
-				benchSets(b, c, func(i int) *gpb.SetRequest {
+				benchSets(b, c, func(int) *gpb.SetRequest {
 					// A new import route target on an existing VRF each time.
+					i := int(benchSeq.Add(1))
 					path := fmt.Sprintf("/network-instances/network-instance[name=v%d]/config/import-route-target", i%n)
 					return &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(b, path, fmt.Sprintf(`["65001:%d"]`, i))}}
 				})
@@ -84,6 +87,10 @@ func benchSets(b *testing.B, c *Core, req func(i int) *gpb.SetRequest) {
 	b.ReportMetric(ms(took[len(took)/2]), "p50-ms")
 	b.ReportMetric(ms(took[(len(took)*99)/100]), "p99-ms")
 }
+
+// benchSeq numbers the Sets of the benchmarks, so that none repeats an
+// earlier one (which would change nothing and make no revision).
+var benchSeq atomic.Int64
 
 func vrfUpdate(tb testing.TB, name string, n int) *gpb.Update {
 	js := fmt.Sprintf(`{"config":{"name":%q,"type":"L3VRF","route-distinguisher":"65000:%d","import-route-target":["65000:%d"],"export-route-target":["65000:%d"]},

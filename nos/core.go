@@ -52,7 +52,8 @@ type Core struct {
 	labels *Labels
 	cache  *cache.Cache
 
-	commitMu sync.Mutex // serializes transactions: one candidate at a time
+	commitMu sync.Mutex // serializes transactions: one candidate at a time; guards refs
+	refs     *refIndex  // relations between the running entries, for scoped validation
 
 	// pubMu orders changes of the state tree together with what they send
 	// to the telemetry cache: a state write (check, write, publish) and a
@@ -141,6 +142,7 @@ func (c *Core) Start(ctx context.Context) error {
 	c.pubMu.Lock()
 	c.mu.Lock()
 	c.running, c.applying = cfg, nil
+	c.refs = newRefIndex(cfg)
 	if rec != nil {
 		c.rev = rec.Revision
 	}
@@ -303,6 +305,7 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 	c.running, c.applying = cand, nil
 	c.rev = ci.Revision
 	c.mu.Unlock()
+	c.refs.update(old, cand, ch)
 	err = c.publishConfig(old, cand, ch)
 	c.pubMu.Unlock()
 	if err != nil {
@@ -317,8 +320,9 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 
 // validate runs schema, semantic and reconciler validation.
 // Schema validation covers only the entries the commit changed (the rest
-// was valid when it was committed); semantic validation covers everything,
-// since a change can conflict with an entry it did not touch.
+// was valid when it was committed); semantic validation covers them and
+// every entry a rule relates to them (validate_scope.go), since a change
+// can conflict with an entry it did not touch.
 func (c *Core) validate(old, cand *gen.Device, ch delta) error {
 	touched := ch.partial(cand)
 	// ygot resolves every leafref against the whole tree (quadratic in
@@ -329,7 +333,11 @@ func (c *Core) validate(old, cand *gen.Device, ch delta) error {
 	if err := checkKeys(touched); err != nil {
 		return err
 	}
-	if err := validateSemantics(old, cand); err != nil {
+	var sc *scope
+	if c.refs != nil {
+		sc = c.refs.scope(old, cand, ch)
+	}
+	if err := validateScoped(old, cand, sc); err != nil {
 		return err
 	}
 	for _, r := range c.recs {

@@ -11,16 +11,24 @@ import (
 	"github.com/isthmus-net/isthmus/gen"
 )
 
-// validateSemantics checks the rules the schema cannot express. Errors are
-// PathErrors naming the offending leaf; where two entries conflict, the one
-// the change touched is named (old is the running configuration). Lists are
-// walked in key order so the same candidate always yields the same error.
+// validateSemantics checks the rules the schema cannot express, over
+// every entry of d. Errors are PathErrors naming the offending leaf; where
+// two entries conflict, the one the change touched is named (old is the
+// running configuration). Lists are walked in key order so the same
+// candidate always yields the same error.
 func validateSemantics(old, d *gen.Device) error {
+	return validateScoped(old, d, nil)
+}
+
+// validateScoped is validateSemantics over the entries sc names (nil:
+// all); lookups of referenced entries still see all of d
+// (validate_scope.go).
+func validateScoped(old, d *gen.Device, sc *scope) error {
 	nis := NetworkInstances(d)
 	rds := map[string]string{} // rd → VRF that has it
 	pools := map[string][]netip.Prefix{}
 	defaults := 0
-	for _, name := range sortedKeys(nis) {
+	for _, name := range sc.keys(listNI, d) {
 		ni := nis[name]
 		base := fmt.Sprintf("/network-instances/network-instance[name=%s]", name)
 		cfg := ni.GetConfig()
@@ -86,7 +94,7 @@ func validateSemantics(old, d *gen.Device) error {
 			ps = append(ps, p)
 		}
 		pools[name] = ps
-		if err := validateServices(old, d, base, name, ni, ps); err != nil {
+		if err := validateServices(old, d, sc, base, name, ni, ps); err != nil {
 			return err
 		}
 		for _, key := range sortedKeys(staticRoutes(ni)) {
@@ -116,16 +124,16 @@ func validateSemantics(old, d *gen.Device) error {
 	if defaults > 1 {
 		return invalidf("/network-instances", "more than one DEFAULT instance")
 	}
-	if err := validateInterfaces(d, pools); err != nil {
+	if err := validateInterfaces(d, sc, pools); err != nil {
 		return err
 	}
-	if err := validateExternal(old, d, pools); err != nil {
+	if err := validateExternal(old, d, sc, pools); err != nil {
 		return err
 	}
-	if err := validateACLs(d); err != nil {
+	if err := validateACLs(d, sc); err != nil {
 		return err
 	}
-	if err := validateCNI(d); err != nil {
+	if err := validateCNI(d, sc); err != nil {
 		return err
 	}
 	return validateTunnel(d)
@@ -165,10 +173,10 @@ func validateProtocols(base string, ni *gen.IsthmusNetworkInstance_NetworkInstan
 	return nil
 }
 
-func validateInterfaces(d *gen.Device, pools map[string][]netip.Prefix) error {
+func validateInterfaces(d *gen.Device, sc *scope, pools map[string][]netip.Prefix) error {
 	ifs := Interfaces(d)
 	used := map[string]string{} // vrf|addr → interface
-	for _, name := range sortedKeys(ifs) {
+	for _, name := range sc.keys(listIf, d) {
 		cfg := ifs[name].GetConfig()
 		base := fmt.Sprintf("/interfaces/interface[name=%s]", name)
 		switch cfg.GetType() {

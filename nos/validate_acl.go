@@ -46,15 +46,15 @@ func ParseTagTerm(term string) (key, value, op string) {
 // on 10.0.0.0/24), port ranges in order and only with TCP or UDP, an ICMP
 // type only with ICMP, address groups and tag keys that exist, and
 // attachment points that name existing sets.
-func validateACLs(d *gen.Device) error {
+func validateACLs(d *gen.Device, sc *scope) error {
 	groups := addressGroups(d)
-	for _, name := range sortedKeys(groups) {
+	for _, name := range sc.keys(listAddressGroup, d) {
 		if err := validateAddressGroup(name, groups[name].GetConfig()); err != nil {
 			return err
 		}
 	}
 	keys := tagKeys(d)
-	for _, name := range sortedKeys(aclSets(d)) {
+	for _, name := range sc.keys(listACL, d) {
 		var entries map[uint32]*gen.IsthmusAcl_Acl_AclSets_AclSet_AclEntries_AclEntry
 		if es := aclSets(d)[name].GetAclEntries(); es != nil {
 			entries = es.AclEntry
@@ -71,7 +71,7 @@ func validateACLs(d *gen.Device) error {
 			}
 		}
 	}
-	for _, name := range sortedKeys(NetworkInstances(d)) {
+	for _, name := range sc.keys(listNI, d) {
 		cfg := NetworkInstances(d)[name].GetConfig()
 		path := fmt.Sprintf("/network-instances/network-instance[name=%s]/config/tunnel-ingress-acl-set", name)
 		if err := checkSetNames(d, path, cfg.GetTunnelIngressAclSet()); err != nil {
@@ -82,7 +82,7 @@ func validateACLs(d *gen.Device) error {
 			return invalidf(path, "only an L3VRF receives from the tunnel")
 		}
 	}
-	for _, name := range sortedKeys(Interfaces(d)) {
+	for _, name := range sc.keys(listIf, d) {
 		intf := Interfaces(d)[name]
 		cfg := intf.GetAcl().GetConfig()
 		if cfg == nil {

@@ -8,9 +8,9 @@ import (
 
 // validateCNI checks the namespace to VRF mapping the CNI daemon reads:
 // each entry names an existing L3VRF.
-func validateCNI(d *gen.Device) error {
+func validateCNI(d *gen.Device, sc *scope) error {
 	nss := cniNamespaces(d)
-	for _, name := range sortedKeys(nss) {
+	for _, name := range sc.keys(listCNI, d) {
 		base := fmt.Sprintf("/cni/namespaces/namespace[name=%s]", name)
 		cfg := nss[name].GetConfig()
 		if cfg.GetName() != name {

@@ -59,12 +59,12 @@ type portRange struct {
 // with host access never overlap (the host has one route per address).
 // Of two conflicting VRFs, the one the change touched is named (old is the
 // running configuration). pools are every VRF's pod pools.
-func validateExternal(old, d *gen.Device, pools map[string][]netip.Prefix) error {
+func validateExternal(old, d *gen.Device, sc *scope, pools map[string][]netip.Prefix) error {
 	nis := NetworkInstances(d)
 	var ranges []portRange
 	var hostVRFs []string
 	defaultNet := ""
-	for _, name := range sortedKeys(nis) {
+	for _, name := range sc.keys(listNI, d) {
 		ni := nis[name]
 		if ni.GetExternal() == nil {
 			continue

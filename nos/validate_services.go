@@ -80,7 +80,7 @@ func portPath(path, name string) string {
 // this host. pools are the VRF's address pools; old is the running
 // configuration, so that of two conflicting services the one the change
 // touched is named.
-func validateServices(old, d *gen.Device, base, vrf string, ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance, pools []netip.Prefix) error {
+func validateServices(old, d *gen.Device, sc *scope, base, vrf string, ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance, pools []netip.Prefix) error {
 	svcs := Services(ni)
 	if len(svcs) == 0 {
 		return nil
@@ -96,6 +96,7 @@ func validateServices(old, d *gen.Device, base, vrf string, ni *gen.IsthmusNetwo
 	}
 	oldSvcs := Services(NetworkInstances(old)[vrf])
 	seen := map[serviceKey]string{}
+	var others map[string][]netip.Prefix // pools of the other VRFs, read once
 	for _, name := range sortedKeys(svcs) {
 		path := fmt.Sprintf("%s/services/service[name=%s]", base, name)
 		cfg := svcs[name].GetConfig()
@@ -137,7 +138,10 @@ func validateServices(old, d *gen.Device, base, vrf string, ni *gen.IsthmusNetwo
 			}
 			return invalidf(at, "%s %s:%d is already %s", protocolName(key.proto), vip, key.port, describePort(other))
 		}
-		if err := validateBackends(path, vrf, svcs[name], pools, otherPools(d, vrf)); err != nil {
+		if others == nil {
+			others = sc.otherPools(d, vrf, ni)
+		}
+		if err := validateBackends(path, vrf, svcs[name], pools, others); err != nil {
 			return err
 		}
 	}
