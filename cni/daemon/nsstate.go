@@ -15,7 +15,9 @@ import (
 // NamespaceState is the reconciler behind /cni/namespaces/namespace/state:
 // it reports each namespace mapping as committed, which is the mapping the
 // daemon's next ADD for that namespace uses. The core removes the state of
-// a mapping with its configuration.
+// a mapping with its configuration. It also reports every newly
+// configured address pool's allocated count, so a pool has state before
+// its first ADD.
 type NamespaceState struct {
 	core *nos.Core
 }
@@ -58,6 +60,23 @@ func (r *NamespaceState) Apply(ctx context.Context, old, intended *gen.Device) e
 		path := fmt.Sprintf("/cni/namespaces/namespace[name=%s]/state", name)
 		if err := r.core.UpdateState(path, st); err != nil {
 			errs = append(errs, fmt.Errorf("write state of namespace %s: %w", name, err))
+		}
+	}
+	// A pool appears in state as soon as it is configured, with what the
+	// IPAM has handed out of it (none, for a new pool).
+	for name, ni := range nos.NetworkInstances(intended) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if reflect.DeepEqual(nos.NetworkInstances(old)[name].GetAddressPools(), ni.GetAddressPools()) {
+			continue
+		}
+		pools, err := vrfPools(intended, name)
+		if err != nil {
+			continue // no pools
+		}
+		if err := writePoolState(r.core, r.core.Store().DB(), name, pools); err != nil {
+			errs = append(errs, fmt.Errorf("write pool state of %s: %w", name, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -35,33 +35,40 @@ func (s *Server) publishPoolState(vrfs ...string) error {
 		}); err != nil {
 			continue // the VRF or its pools are gone: nothing to report
 		}
-		var allocated map[netip.Addr]string
-		if err := s.db.View(func(tx *bolt.Tx) (err error) {
-			allocated, err = ipam.Allocated(tx, vrf)
-			return err
-		}); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, p := range pools {
-			var n uint32
-			for a := range allocated {
-				if p.Contains(a) {
-					n++
-				}
-			}
-			path := fmt.Sprintf("/network-instances/network-instance[name=%s]/address-pools/address-pool[prefix=%s]/state", vrf, p)
-			st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_AddressPools_AddressPool_State{
-				Prefix:    ygot.String(p.String()),
-				Allocated: ygot.Uint32(n),
-			}
-			if err := sw.UpdateState(path, st); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		errs = append(errs, writePoolState(sw, s.db, vrf, pools))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("publish pool state: %w", err)
 	}
 	return nil
+}
+
+// writePoolState writes address-pool/state/allocated for each of the
+// pools of vrf, counted from the IPAM records in db.
+func writePoolState(sw stateWriter, db *bolt.DB, vrf string, pools []netip.Prefix) error {
+	var allocated map[netip.Addr]string
+	if err := db.View(func(tx *bolt.Tx) (err error) {
+		allocated, err = ipam.Allocated(tx, vrf)
+		return err
+	}); err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range pools {
+		var n uint32
+		for a := range allocated {
+			if p.Contains(a) {
+				n++
+			}
+		}
+		path := fmt.Sprintf("/network-instances/network-instance[name=%s]/address-pools/address-pool[prefix=%s]/state", vrf, p)
+		st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_AddressPools_AddressPool_State{
+			Prefix:    ygot.String(p.String()),
+			Allocated: ygot.Uint32(n),
+		}
+		if err := sw.UpdateState(path, st); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
