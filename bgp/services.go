@@ -15,11 +15,15 @@ import (
 // label (in either label mode). A packet that arrives with that label is
 // looked up in the VRF, where the forwarder translates it to one of the
 // host's local backends. When the host's last serving backend goes, the
-// route is withdrawn, and remote senders ECMP over the hosts left.
+// route is withdrawn, and remote senders ECMP over the hosts left. A
+// service whose external-traffic-scope is ALL is advertised while any of
+// its backends, on this host or another, takes new flows: the forwarder
+// carries a packet for a backend of another host on to that host.
 
 // serviceRoutes sets, for every VRF of in, the service addresses this
 // host advertises (vrfSpec.services): those with at least one backend that
-// takes new flows and is a pod of this host in the VRF. A backend takes
+// takes new flows and is a pod of this host in the VRF, or, with the ALL
+// external-traffic scope, any backend that takes new flows. A backend takes
 // new flows when it is ready or, while no backend of the service is ready,
 // when it is serving and terminating (as the forwarder chooses).
 func serviceRoutes(in *intent, d *gen.Device) error {
@@ -46,7 +50,8 @@ func serviceRoutes(in *intent, d *gen.Device) error {
 			if err != nil || !vip.Is4() {
 				return invalid(fmt.Sprintf("%s/services/service[name=%s]/config/address", niPath(name), svcName), "not an IPv4 address: %q", svc.GetConfig().GetAddress())
 			}
-			if servesLocally(svc, local[name]) {
+			all := svc.GetConfig().GetExternalTrafficScope() == gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_ExternalTrafficScope_ALL
+			if servesLocally(svc, local[name], all) {
 				v.services = append(v.services, netip.PrefixFrom(vip, 32))
 			}
 		}
@@ -58,13 +63,13 @@ func serviceRoutes(in *intent, d *gen.Device) error {
 }
 
 // servesLocally reports whether a backend that takes new flows is one of
-// the local addresses.
-func servesLocally(svc *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service, local map[netip.Addr]bool) bool {
+// the local addresses, or, with anywhere, whether any backend does.
+func servesLocally(svc *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service, local map[netip.Addr]bool, anywhere bool) bool {
 	anyReady, localReady, localFallback := false, false, false
 	for k, b := range nos.Backends(svc) {
 		c := b.GetConfig()
 		a, err := netip.ParseAddr(k.Address)
-		isLocal := err == nil && local[a]
+		isLocal := anywhere || (err == nil && local[a])
 		switch {
 		case c.GetReady():
 			anyReady = true

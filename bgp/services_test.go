@@ -35,6 +35,10 @@ func backendCfg(d *gen.Device, addr string) *gen.IsthmusNetworkInstance_NetworkI
 	return nos.Backends(nos.Services(nos.NetworkInstances(d)["red"])["web"])[gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Backends_Backend_Key{Address: addr, Port: 8080}].GetOrCreateConfig()
 }
 
+func scopeAll(d *gen.Device) {
+	nos.Services(nos.NetworkInstances(d)["red"])["web"].Config.ExternalTrafficScope = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_ExternalTrafficScope_ALL
+}
+
 func TestServiceRoutes(t *testing.T) {
 	vip := netip.MustParsePrefix("10.96.0.10/32")
 	for _, tc := range []struct {
@@ -60,6 +64,22 @@ func TestServiceRoutes(t *testing.T) {
 		{"the local pod is disabled", func(d *gen.Device) {
 			d.Interfaces.Interface["pa"].Config.Enabled = ygot.Bool(false)
 		}, false},
+		{"external traffic to all backends: only a remote one serves", func(d *gen.Device) {
+			scopeAll(d)
+			delete(nos.Services(nos.NetworkInstances(d)["red"])["web"].Backends.Backend,
+				gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Backends_Backend_Key{Address: "10.1.0.2", Port: 8080})
+		}, true},
+		{"external traffic to all backends: none is ready", func(d *gen.Device) {
+			scopeAll(d)
+			backendCfg(d, "10.1.0.2").Ready = ygot.Bool(false)
+			backendCfg(d, "10.2.0.3").Ready = ygot.Bool(false)
+		}, false},
+		{"external traffic to all backends: a remote terminating one serves while none is ready", func(d *gen.Device) {
+			scopeAll(d)
+			backendCfg(d, "10.1.0.2").Ready = ygot.Bool(false)
+			c := backendCfg(d, "10.2.0.3")
+			c.Ready, c.Terminating = ygot.Bool(false), ygot.Bool(true)
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := serviceTree()

@@ -73,8 +73,7 @@ func portPath(path, name string) string {
 // address outside the VRF's pod pools, at least one port, each with a
 // protocol and a port in 1..65535 (and a target port in 1..65535 when
 // set), no two ports of the VRF's services on one address, protocol and
-// port, the LOCAL external-traffic scope, a VRF that receives MPLSoUDP,
-// and backends with a port in 1..65535 whose address is in the VRF:
+// port, a VRF that receives MPLSoUDP, and backends with a port in 1..65535 whose address is in the VRF:
 // inside one of its pools here, or else (a pod of the VRF on another host,
 // whose pool this host does not hold) inside no pool of another VRF of
 // this host. pools are the VRF's address pools; old is the running
@@ -117,9 +116,6 @@ func validateServices(old, d *gen.Device, sc *scope, base, vrf string, ni *gen.I
 			if p.Contains(vip) {
 				return invalidf(path+"/config/address", "%s is inside pod address pool %s of network instance %q", vip, p, vrf)
 			}
-		}
-		if cfg.GetExternalTrafficScope() == gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_ExternalTrafficScope_ALL {
-			return invalidf(path+"/config/external-traffic-scope", "ALL is not supported: a host cannot carry tunnel traffic on to another host's backend (its reply would leave that host untranslated); use LOCAL")
 		}
 		if err := validateServicePorts(path, svcs[name]); err != nil {
 			return err

@@ -20,11 +20,11 @@ func portJSON(name, proto string, port, target int) *gpb.TypedValue {
 	return ietf(`{"name":"` + name + `","config":{` + cfg + `}}`)
 }
 
-// TestSetServicePorts: named ports are configured over gNMI like anything
-// else; bad ones (a port already taken on the address, a target port 0),
-// the unsupported ALL external-traffic scope, and a VRF with services
-// switched to MPLS_OVER_MPLS are refused with InvalidArgument naming the
-// path, and nothing of the request is applied.
+// TestSetServicePorts: named ports and the external-traffic scope are
+// configured over gNMI like anything else; bad ports (one already taken
+// on the address, a target port 0) and a VRF with services switched to
+// MPLS_OVER_MPLS are refused with InvalidArgument naming the path, and
+// nothing of the request is applied.
 func TestSetServicePorts(t *testing.T) {
 	e := newTestEnv(t)
 	baseConfig(t, e)
@@ -33,6 +33,7 @@ func TestSetServicePorts(t *testing.T) {
 		upd(t, web, svcJSON("web", "10.96.0.10", "80", "10.1.0.5:8080")),
 		upd(t, web+"/ports/port[name=https]", portJSON("https", "TCP", 443, 8443)),
 		upd(t, web+"/ports/port[name=dns]", portJSON("dns", "UDP", 53, 0)),
+		upd(t, web+"/config/external-traffic-scope", str("ALL")),
 	}}); err != nil {
 		t.Fatalf("a service with named ports was refused: %v", err)
 	}
@@ -49,8 +50,6 @@ func TestSetServicePorts(t *testing.T) {
 			[]string{web + "/ports/port[name=alt]/config/target-port", "1..65535"}},
 		{"named port 0", up(web+"/ports/port[name=alt]", portJSON("alt", "TCP", 0, 0)), codes.InvalidArgument,
 			[]string{web + "/ports/port[name=alt]/config/port", "1..65535"}},
-		{"external traffic to all backends", up(web+"/config/external-traffic-scope", str("ALL")), codes.InvalidArgument,
-			[]string{web + "/config/external-traffic-scope", "ALL is not supported"}},
 		{"services over MPLSoMPLS", up(red+"/config/encapsulation", str("MPLS_OVER_MPLS")), codes.InvalidArgument,
 			[]string{red + "/config/encapsulation", "MPLS_OVER_UDP"}},
 	} {
