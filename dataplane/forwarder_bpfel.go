@@ -127,10 +127,13 @@ type forwarderMacKey struct {
 	Pad uint16
 }
 
-type forwarderNatPorts struct {
-	_   structs.HostLayout
-	Min uint16
-	Max uint16
+type forwarderNatGlobal struct {
+	_           structs.HostLayout
+	Min         uint16
+	Max         uint16
+	HostIfindex uint32
+	HostMac     [6]uint8
+	Pad         uint16
 }
 
 type forwarderNatScratch struct {
@@ -249,7 +252,7 @@ const (
 	forwarderMapLabels           = "labels"
 	forwarderMapMacHints         = "mac_hints"
 	forwarderMapNatCounters      = "nat_counters"
-	forwarderMapNatRange         = "nat_range"
+	forwarderMapNatHost          = "nat_host"
 	forwarderMapNatScratch       = "nat_scratch"
 	forwarderMapNatVrfs          = "nat_vrfs"
 	forwarderMapRouteCache       = "route_cache"
@@ -338,7 +341,7 @@ type forwarderMapSpecs struct {
 	Labels           *ebpf.MapSpec `ebpf:"labels"`
 	MacHints         *ebpf.MapSpec `ebpf:"mac_hints"`
 	NatCounters      *ebpf.MapSpec `ebpf:"nat_counters"`
-	NatRange         *ebpf.MapSpec `ebpf:"nat_range"`
+	NatHost          *ebpf.MapSpec `ebpf:"nat_host"`
 	NatScratch       *ebpf.MapSpec `ebpf:"nat_scratch"`
 	NatVrfs          *ebpf.MapSpec `ebpf:"nat_vrfs"`
 	RouteCache       *ebpf.MapSpec `ebpf:"route_cache"`
@@ -397,7 +400,7 @@ type forwarderMaps struct {
 	Labels           *ebpf.Map `ebpf:"labels"`
 	MacHints         *ebpf.Map `ebpf:"mac_hints"`
 	NatCounters      *ebpf.Map `ebpf:"nat_counters"`
-	NatRange         *ebpf.Map `ebpf:"nat_range"`
+	NatHost          *ebpf.Map `ebpf:"nat_host"`
 	NatScratch       *ebpf.Map `ebpf:"nat_scratch"`
 	NatVrfs          *ebpf.Map `ebpf:"nat_vrfs"`
 	RouteCache       *ebpf.Map `ebpf:"route_cache"`
@@ -432,7 +435,7 @@ func (m *forwarderMaps) Close() error {
 		m.Labels,
 		m.MacHints,
 		m.NatCounters,
-		m.NatRange,
+		m.NatHost,
 		m.NatScratch,
 		m.NatVrfs,
 		m.RouteCache,

@@ -3,9 +3,16 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Flags of a VRF's entry in nat_vrfs and of NAT flow entries (bpf/nat.h).
@@ -28,8 +35,17 @@ type natStats struct {
 	Translations, Flows, Exhausted, Dropped, Host uint64
 }
 
-// natPorts mirrors struct nat_ports.
-type natPorts struct{ Min, Max uint16 }
+// natGlobal mirrors struct nat_global.
+type natGlobal struct {
+	Min, Max    uint16
+	HostIfindex uint32
+	HostMAC     [6]byte
+	Pad         uint16
+}
+
+// hostDevice is the device (one end of an idle veth pair) through which
+// packets of host access enter the node's stack (bpf/nat.h).
+const hostDevice = "isthmus-host"
 
 // SetExternal makes exts the whole external configuration: every VRF not
 // in it has neither SNAT nor host access. The translated flows of a VRF
@@ -40,11 +56,13 @@ func (d *Dataplane) SetExternal(exts []External) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	want := make(map[uint32]natVRF, len(exts))
-	var ranges natPorts
+	var g natGlobal
+	hostAccess := false
 	for _, e := range exts {
 		v := natVRF{}
 		if e.HostAccess {
 			v.Flags |= natFlagHost
+			hostAccess = true
 		}
 		if e.SNAT {
 			if !e.Addr.Is4() || e.PortMin == 0 || e.PortMax < e.PortMin {
@@ -52,10 +70,10 @@ func (d *Dataplane) SetExternal(exts []External) error {
 			}
 			v.Flags |= natFlagSNAT
 			v.Addr, v.PortMin, v.PortMax = be32(e.Addr.As4()), e.PortMin, e.PortMax
-			if ranges.Min == 0 || e.PortMin < ranges.Min {
-				ranges.Min = e.PortMin
+			if g.Min == 0 || e.PortMin < g.Min {
+				g.Min = e.PortMin
 			}
-			ranges.Max = max(ranges.Max, e.PortMax)
+			g.Max = max(g.Max, e.PortMax)
 		}
 		id, err := d.vrfID(e.VRF, true)
 		if err != nil {
@@ -81,10 +99,23 @@ func (d *Dataplane) SetExternal(exts []External) error {
 			changed = append(changed, id)
 		}
 	}
+	if hostAccess {
+		lnk, err := d.hostDevice()
+		if err != nil {
+			return err
+		}
+		g.HostIfindex = uint32(lnk.Attrs().Index)
+		copy(g.HostMAC[:], lnk.Attrs().HardwareAddr)
+	}
 	// The union of the ranges goes last, so replies find their VRF's
 	// entry in place.
-	if err := d.maps.NatRange.Put(uint32(0), ranges); err != nil {
+	if err := d.maps.NatHost.Put(uint32(0), g); err != nil {
 		return fmt.Errorf("set external port ranges: %w", err)
+	}
+	if !hostAccess {
+		if err := d.removeHostDevice(); err != nil {
+			return err
+		}
 	}
 	if len(changed) == 0 {
 		return nil
@@ -132,4 +163,190 @@ func (d *Dataplane) ExternalFlows() (map[uint32]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// hostRouteProtocol marks the host routes of host access in the main
+// table ('I'), so that they are told apart from everybody else's.
+const hostRouteProtocol = 0x49
+
+// HostRoute is the host's route to a pod of a VRF with host access.
+type HostRoute struct {
+	Ifindex int              // host end of the pod's veth
+	MAC     net.HardwareAddr // the pod's MAC
+}
+
+// SetHostRoutes makes routes the whole set of host-access routes in the
+// host's main table: a /32 to each pod through its veth (scope link) and a
+// permanent neighbor entry with the pod's MAC (the pod's ARP replies never
+// reach the stack: the veth is a port of the down headroom bridge), so
+// the node's own stack reaches the pod. Routes of ours not in the set are
+// removed with their neighbor entries.
+func (d *Dataplane) SetHostRoutes(want map[netip.Addr]HostRoute) error {
+	routes := make(map[netip.Addr]HostRoute, len(want))
+	for a, r := range want {
+		routes[a] = r
+	}
+	have, err := d.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: hostRouteProtocol, Table: unix.RT_TABLE_MAIN},
+		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("list host routes: %w", err)
+	}
+	var errs []error
+	for _, rt := range have {
+		if rt.Dst == nil {
+			continue
+		}
+		a, _ := netip.AddrFromSlice(rt.Dst.IP)
+		a = a.Unmap()
+		if w, ok := routes[a]; ok && w.Ifindex == rt.LinkIndex {
+			if err := d.setPodNeighbor(a, w); err != nil {
+				errs = append(errs, err)
+			}
+			delete(routes, a)
+			continue
+		}
+		if err := d.nl.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("delete host route %v: %w", rt.Dst, err))
+		}
+		n := &netlink.Neigh{LinkIndex: rt.LinkIndex, Family: netlink.FAMILY_V4, IP: rt.Dst.IP}
+		if err := d.nl.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
+			errs = append(errs, fmt.Errorf("delete neighbor %v: %w", rt.Dst.IP, err))
+		}
+	}
+	for a, w := range routes {
+		if err := d.setPodNeighbor(a, w); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rt := &netlink.Route{
+			Dst:       &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)},
+			LinkIndex: w.Ifindex,
+			Scope:     netlink.SCOPE_LINK,
+			Protocol:  hostRouteProtocol,
+			Table:     unix.RT_TABLE_MAIN,
+		}
+		if err := d.nl.RouteReplace(rt); err != nil {
+			errs = append(errs, fmt.Errorf("add host route %v dev %d: %w", a, w.Ifindex, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Dataplane) setPodNeighbor(a netip.Addr, w HostRoute) error {
+	if len(w.MAC) != 6 {
+		return nil // unknown MAC: the kernel resolves it as it can
+	}
+	n := &netlink.Neigh{LinkIndex: w.Ifindex, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
+		IP: a.AsSlice(), HardwareAddr: w.MAC}
+	if err := d.nl.NeighSet(n); err != nil {
+		return fmt.Errorf("set neighbor %v dev %d: %w", a, w.Ifindex, err)
+	}
+	return nil
+}
+
+// hostDevice returns the host device, creating it (up, reverse-path
+// filter off: the packets it passes come from pods, whose routes go
+// through their veths) if needed. The sysctl is written in the calling
+// thread's namespace, the dataplane's.
+func (d *Dataplane) hostDevice() (netlink.Link, error) {
+	lnk, err := d.nl.LinkByName(hostDevice)
+	if err != nil {
+		if !errors.As(err, new(netlink.LinkNotFoundError)) {
+			return nil, fmt.Errorf("find %s: %w", hostDevice, err)
+		}
+		// A veth pair (this kernel need not have dummy devices); its peer
+		// stays idle.
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostDevice}, PeerName: hostDevice + "-p"}
+		if err := d.nl.LinkAdd(v); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("create %s: %w", hostDevice, err)
+		}
+		if lnk, err = d.nl.LinkByName(hostDevice); err != nil {
+			return nil, fmt.Errorf("find %s: %w", hostDevice, err)
+		}
+	}
+	for _, name := range []string{hostDevice + "-p", hostDevice} {
+		if err := d.nl.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+			return nil, fmt.Errorf("set %s up: %w", name, err)
+		}
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+hostDevice+"/rp_filter", []byte("0"), 0o644); err != nil {
+		return nil, fmt.Errorf("turn off the reverse-path filter of %s: %w", hostDevice, err)
+	}
+	return lnk, nil
+}
+
+// removeHostDevice deletes the host device (and its peer) if it exists.
+func (d *Dataplane) removeHostDevice() error {
+	lnk, err := d.nl.LinkByName(hostDevice)
+	if err != nil {
+		return nil
+	}
+	if err := d.nl.LinkDel(lnk); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", hostDevice, err)
+	}
+	return nil
+}
+
+// reservedPortsFile is the kernel's list of ports its own sockets never
+// pick as ephemeral ports.
+const reservedPortsFile = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+// ReservePorts adds want to the kernel's reserved ports and removes had
+// (the ranges this process reserved before) unless still wanted, keeping
+// every other reservation: the host's own connections then never take a
+// port that a VRF's SNAT uses. It runs in the calling thread's namespace.
+func ReservePorts(had, want [][2]uint16) error {
+	b, err := os.ReadFile(reservedPortsFile)
+	if err != nil {
+		return fmt.Errorf("read reserved ports: %w", err)
+	}
+	set := map[uint16]bool{}
+	for _, f := range strings.FieldsFunc(strings.TrimSpace(string(b)), func(r rune) bool { return r == ',' }) {
+		lo, hi, _ := strings.Cut(f, "-")
+		if hi == "" {
+			hi = lo
+		}
+		l, err1 := strconv.ParseUint(lo, 10, 16)
+		h, err2 := strconv.ParseUint(hi, 10, 16)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("parse reserved ports %q", f)
+		}
+		for p := l; p <= h; p++ {
+			set[uint16(p)] = true
+		}
+	}
+	for _, r := range had {
+		for p := uint32(r[0]); p <= uint32(r[1]); p++ {
+			delete(set, uint16(p))
+		}
+	}
+	for _, r := range want {
+		for p := uint32(r[0]); p <= uint32(r[1]); p++ {
+			set[uint16(p)] = true
+		}
+	}
+	var parts []string
+	for p := uint32(1); p <= 65535; p++ {
+		if !set[uint16(p)] {
+			continue
+		}
+		q := p
+		for q < 65535 && set[uint16(q+1)] {
+			q++
+		}
+		if q == p {
+			parts = append(parts, strconv.Itoa(int(p)))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", p, q))
+		}
+		p = q
+	}
+	out := strings.Join(parts, ",")
+	if out == "" {
+		out = "\n" // an empty write clears the list
+	}
+	if err := os.WriteFile(reservedPortsFile, []byte(out), 0o644); err != nil {
+		return fmt.Errorf("write reserved ports %q: %w", out, err)
+	}
+	return nil
 }

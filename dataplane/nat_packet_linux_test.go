@@ -190,8 +190,8 @@ func TestSNATVRFsDoNotCollide(t *testing.T) {
 
 // TestExternalModes: without external connectivity, or with SNAT off, a
 // destination without a VRF route is dropped as no-route; with host
-// access, one of the node's addresses goes to its stack (and only those:
-// an internet address is still dropped).
+// access, one of the node's addresses goes to its stack through the host
+// device (and only those: an internet address is still dropped).
 func TestExternalModes(t *testing.T) {
 	e := natEnv(t)
 	toHost := eth(loMAC, pod1PeerMAC, 0x0800, tcpPkt(pod1Addr, 40000, hostAddr, 10250, tcpSYN, 64, nil))
@@ -202,15 +202,23 @@ func TestExternalModes(t *testing.T) {
 		host, inet uint32
 	}{
 		{"none", nil, tcShot, tcShot},
-		{"host access", []External{{VRF: "red", HostAccess: true}}, tcUnspec, tcShot},
+		{"host access", []External{{VRF: "red", HostAccess: true}}, tcRedirect, tcShot},
 		{"snat only", []External{{VRF: "red", SNAT: true, Addr: hostAddr, PortMin: 20000, PortMax: 20099}}, tcShot, tcRedirect},
-		{"both", []External{{VRF: "red", SNAT: true, HostAccess: true, Addr: hostAddr, PortMin: 20000, PortMax: 20099}}, tcUnspec, tcRedirect},
+		{"both", []External{{VRF: "red", SNAT: true, HostAccess: true, Addr: hostAddr, PortMin: 20000, PortMax: 20099}}, tcRedirect, tcRedirect},
 	} {
 		must(t, e.d.SetExternal(tc.ext))
 		before, err := e.d.Drops("red")
 		must(t, err)
-		if ret, _ := run(t, e.d.progs.PodIngress, toHost); ret != tc.host {
+		ret, out := run(t, e.d.progs.PodIngress, toHost)
+		if ret != tc.host {
 			t.Errorf("%s: to the node: return %d, want %d", tc.name, ret, tc.host)
+		}
+		if ret == tcRedirect {
+			// Into the node's stack through the host device, untouched but
+			// for the destination MAC.
+			dev, err := netlink.LinkByName(hostDevice)
+			must(t, err)
+			assertBytes(t, tc.name+": to the node", out[:len(toHost)], cat(dev.Attrs().HardwareAddr, toHost[6:]))
 		}
 		if ret, _ := run(t, e.d.progs.PodIngress, toInet); ret != tc.inet {
 			t.Errorf("%s: to the internet: return %d, want %d", tc.name, ret, tc.inet)

@@ -75,6 +75,7 @@ type Reconciler struct {
 	failing    error                        // last programming failure, nil once all is programmed
 	attempts   int                          // programming passes since failing was set
 	services   map[serviceName]namedService // programmed service ports (services_reconciler_linux.go)
+	external   *externalState               // external connectivity (nat_reconciler_linux.go)
 }
 
 var _ nos.Reconciler = (*Reconciler)(nil)
@@ -241,6 +242,9 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 		return err
 	}
 	if err := r.applyServices(intended, want.Pods); err != nil {
+		return err
+	}
+	if err := r.applyExternal(intended); err != nil {
 		return err
 	}
 	r.applied = want

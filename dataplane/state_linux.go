@@ -38,6 +38,9 @@ func (r *Reconciler) publishLoop(ctx context.Context) {
 		if err := r.PublishState(); err != nil {
 			r.log.Warn("publish dataplane state", "err", err)
 		}
+		if err := r.refreshExternal(); err != nil {
+			r.log.Warn("publish external connectivity", "err", err)
+		}
 	}
 }
 

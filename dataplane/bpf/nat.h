@@ -4,7 +4,8 @@
  * packet to a destination without a VRF route becomes.
  *
  *   host access  a destination the host's FIB calls local (one of the
- *                node's addresses) goes to the node's own stack;
+ *                node's addresses) goes to the node's own stack, entering
+ *                it through the host device (isthmus-host);
  *   SNAT         a destination the host's FIB forwards leaves through the
  *                host's interface toward it with the source translated to
  *                the VRF's SNAT address and a port (ICMP echo: identifier)
@@ -64,11 +65,17 @@ struct nat_stats {
 	__u64 host;         /* packets passed to the node's stack */
 };
 
-/* nat_ports: the union of every VRF's range (entry 0), so that the
- * underlay's other traffic pays two compares. */
-struct nat_ports {
+/* nat_global: entry 0 of nat_host. min..max is the union of every VRF's
+ * range, so that the underlay's other traffic pays two compares;
+ * host_ifindex and host_mac are the device through which packets of host
+ * access enter the node's stack (a pod veth cannot pass them up itself: it
+ * is a port of the down headroom bridge, links_linux.go). */
+struct nat_global {
 	__u16 min;
 	__u16 max;
+	__u32 host_ifindex;
+	__u8 host_mac[6];
+	__u16 pad;
 };
 
 struct {
@@ -91,9 +98,9 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct nat_ports);
+	__type(value, struct nat_global);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} nat_range SEC(".maps");
+} nat_host SEC(".maps");
 
 /* nat_scratch: per-CPU room for what the NAT steps would otherwise keep
  * on the stack, which the programs calling them have mostly used up (tc
@@ -303,10 +310,18 @@ static __noinline int nat_no_route(struct __sk_buff *skb, __u32 vrf, int *act)
 	fib->ipv4_dst = ip->daddr;
 	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && (cfg->flags & NAT_F_HOST)) {
-		/* One of the node's addresses: its stack answers, and its reply
-		 * reaches the pod through the pod's host route. */
+		/* One of the node's addresses: its stack answers, through the
+		 * host device, and its reply reaches the pod through the pod's
+		 * host route. */
+		struct nat_global *g = bpf_map_lookup_elem(&nat_host, &zero);
+		if (!g || !g->host_ifindex) {
+			nat_count(vrf, NAT_DROPPED);
+			return DROP_NO_ROUTE;
+		}
+		if (bpf_skb_store_bytes(skb, 0, g->host_mac, ETH_ALEN, 0))
+			return DROP_ERROR;
 		nat_count(vrf, NAT_HOST);
-		*act = TC_ACT_UNSPEC;
+		*act = bpf_redirect(g->host_ifindex, BPF_F_INGRESS);
 		return -1;
 	}
 	if ((rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) ||
@@ -458,7 +473,7 @@ static __always_inline int nat_error_quote(struct __sk_buff *skb, struct nat_scr
 static __noinline int nat_underlay(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
-	struct nat_ports *pr = bpf_map_lookup_elem(&nat_range, &zero);
+	struct nat_global *pr = bpf_map_lookup_elem(&nat_host, &zero);
 	if (!pr || !pr->min)
 		return -1; /* no VRF translates */
 	struct nat_scratch *s = bpf_map_lookup_elem(&nat_scratch, &zero);
