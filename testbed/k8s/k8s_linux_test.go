@@ -1,0 +1,117 @@
+package k8s
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/isthmus-net/isthmus/internal/testenv"
+	"github.com/isthmus-net/isthmus/testbed"
+)
+
+// buildBinaries builds isthmusd, isthmus-cni and gnmic for the testbed,
+// or takes them from $ISTHMUS_TESTBED_BIN when set.
+func buildBinaries(t *testing.T) testbed.Binaries {
+	t.Helper()
+	if dir := os.Getenv("ISTHMUS_TESTBED_BIN"); dir != "" {
+		return testbed.Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni"), Gnmic: filepath.Join(dir, "gnmic")}
+	}
+	dir := t.TempDir()
+	b := testbed.Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni"), Gnmic: filepath.Join(dir, "gnmic")}
+	repo := RepoRoot()
+	for _, c := range []struct{ out, pkg, dir string }{
+		{b.Isthmusd, "./cmd/isthmusd", repo},
+		{b.CNI, "./cmd/isthmus-cni", repo},
+		{b.Gnmic, ".", filepath.Join(repo, "tools", "gnmic")},
+	} {
+		cmd := exec.Command("go", "build", "-o", c.out, c.pkg)
+		cmd.Dir = c.dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v: %s", c.pkg, err, out)
+		}
+	}
+	return b
+}
+
+// clusterUp builds the mission topology with the control-plane node, FRR
+// on dcgw, configured isthmusd on every host, and the cluster on c1 and c2.
+func clusterUp(t *testing.T, ctx context.Context) (*testbed.Testbed, *Cluster) {
+	t.Helper()
+	testenv.Privileged(t, "nsenter", "containerd", "ctr", "runc", "/usr/lib/frr/bgpd")
+	bins, err := BinDir(RepoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckBinaries(bins); err != nil {
+		testenv.Unavailable(t, err.Error())
+	}
+	images := t.TempDir()
+	if err := BuildImages(ctx, RepoRoot(), images); err != nil {
+		t.Fatal(err)
+	}
+	tb := testbed.NewTestbed(t, Topology())
+	if err := tb.SetBinaries(buildBinaries(t)); err != nil {
+		t.Fatal(err)
+	}
+	dcgw, err := tb.StartFRR(ctx, "dcgw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range tb.Topology().NodesWithRole(testbed.RoleHost) {
+		if _, err := tb.StartIsthmusd(ctx, h, testbed.IsthmusdOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.ConfigureHost(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dcgw.WaitEstablished(ctx, "10.10.0.11", "10.10.0.12", "10.20.0.11", "10.20.0.12"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c, err := Up(ctx, tb, Options{Log: testLog(t), Bins: bins, Images: images})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster up in %s", time.Since(start).Round(time.Millisecond))
+	// Registered after NewTestbed's cleanup, so it runs first.
+	t.Cleanup(func() {
+		if err := c.Down(context.Background()); err != nil {
+			t.Errorf("tear down cluster: %v", err)
+		}
+		if left := c.Leftovers(); len(left) > 0 {
+			t.Errorf("left after teardown: %v", left)
+		}
+	})
+	return tb, c
+}
+
+func TestClusterRunsPod(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	_, c := clusterUp(t, ctx)
+	out, err := c.Kubectl(ctx, "get", "nodes", "-o", "wide")
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MapNamespace(ctx, "default", "red"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = c.Kubectl(ctx, "create", "deployment", "web", "--image", PodImage, "--replicas", "2", "--", "/usr/local/bin/podserver", "serve")
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = c.Kubectl(ctx, "wait", "--for=condition=Available", "deployment/web", "--timeout=120s")
+	t.Logf("%s", out)
+	o2, _ := c.Kubectl(ctx, "get", "pods", "-o", "wide")
+	t.Logf("%s", o2)
+	if err != nil {
+		o3, _ := c.Kubectl(ctx, "describe", "pods")
+		t.Fatalf("%v\n%s", err, o3)
+	}
+}
