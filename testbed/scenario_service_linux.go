@@ -19,7 +19,11 @@ import (
 // d1 reaches it, and its connections are spread over the two hosts (d1
 // ECMPs over their routes, each host translates to its local backend).
 // When c1's backend is removed from the service, c1 withdraws its route
-// and every connection lands on c2.
+// and every connection lands on c2. With the service's external traffic
+// then sent to every backend (scope ALL), c1 advertises the address again
+// although it has no backend: it carries its share of d1's connections on
+// to c2's backend, and a gNMI Get of the service's flows on c1, read from
+// the flow table at that moment, lists them with that backend.
 
 const (
 	serviceName = "web"
@@ -62,7 +66,7 @@ func runService(ctx context.Context, tb *Testbed, r *Report) error {
 		}
 	}()
 	for _, h := range hosts {
-		if err := tb.setService(ctx, h, sa, sb); err != nil {
+		if err := tb.setService(ctx, h, "LOCAL", sa, sb); err != nil {
 			return err
 		}
 	}
@@ -101,7 +105,7 @@ func runService(ctx context.Context, tb *Testbed, r *Report) error {
 
 	// c1's backend goes: c1 withdraws, everything lands on c2.
 	for _, h := range hosts {
-		if err := tb.setService(ctx, h, sb); err != nil {
+		if err := tb.setService(ctx, h, "LOCAL", sb); err != nil {
 			return err
 		}
 	}
@@ -122,6 +126,50 @@ func runService(ctx context.Context, tb *Testbed, r *Report) error {
 		return fmt.Errorf("after c1's backend went, connections reached %v, want all %d on %s", seen, serviceProbes, ident(sb))
 	}
 	r.Observe("then %d connections: %s", serviceProbes, countsText(seen))
+	return serviceToEveryBackend(ctx, tb, r, frr, client, sb)
+}
+
+// serviceToEveryBackend is the last part of scenario "service": with the
+// ALL external-traffic scope and the one backend on c2, c1 advertises the
+// address again and carries d1's connections that reach it on to c2.
+func serviceToEveryBackend(ctx context.Context, tb *Testbed, r *Report, frr *FRR, client, sb *Pod) error {
+	for _, h := range []string{"c1", "c2"} {
+		if err := tb.setService(ctx, h, "ALL", sb); err != nil {
+			return err
+		}
+	}
+	rd1, err := tb.TenantRD("c1", "red")
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	vip := serviceVIP.String() + "/32"
+	if _, err := frr.WaitVPNRoute(wctx, rd1, vip); err != nil {
+		return fmt.Errorf("c1 with external traffic to every backend: %w", err)
+	}
+	r.Observe("external traffic to every backend: dcgw holds %s rd %s again (c1 has no backend)", vip, rd1)
+	seen, err := tb.probeService(ctx, r, client)
+	if err != nil {
+		return err
+	}
+	if seen[ident(sb)] != serviceProbes {
+		return fmt.Errorf("with external traffic to every backend, connections reached %v, want all %d on %s", seen, serviceProbes, ident(sb))
+	}
+	out, err := tb.GnmiGet(ctx, "c1", servicePath()+"/state/flows")
+	if err != nil {
+		return fmt.Errorf("get the service's flows on c1: %w", err)
+	}
+	carried := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "backend-address") && strings.HasSuffix(strings.TrimSpace(line), sb.Address.String()) {
+			carried++
+		}
+	}
+	if carried == 0 {
+		return fmt.Errorf("c1's flows of the service (a Get at request time) list none carried on to %s:\n%s", ident(sb), out)
+	}
+	r.Observe("then %d connections: %s; c1 carried %d of them on to c2 (its flows, read on request)", serviceProbes, countsText(seen), carried)
 	return nil
 }
 
@@ -187,9 +235,9 @@ func servicePath() string {
 	return "/network-instances/network-instance[name=red]/services/service[name=" + serviceName + "]"
 }
 
-// setService replaces service web on host with these backends (target
-// port probePort), in one gNMI Set.
-func (tb *Testbed) setService(ctx context.Context, host string, backends ...*Pod) error {
+// setService replaces service web on host with this external-traffic
+// scope and these backends (target port probePort), in one gNMI Set.
+func (tb *Testbed) setService(ctx context.Context, host, scope string, backends ...*Pod) error {
 	gnmic, err := tb.needGnmic()
 	if err != nil {
 		return err
@@ -203,8 +251,9 @@ func (tb *Testbed) setService(ctx context.Context, host string, backends ...*Pod
 		"path":     servicePath(),
 		"encoding": "json_ietf",
 		"value": map[string]any{
-			"name":     serviceName,
-			"config":   map[string]any{"name": serviceName, "address": serviceVIP.String(), "protocol": "TCP", "port": servicePort},
+			"name": serviceName,
+			"config": map[string]any{"name": serviceName, "address": serviceVIP.String(), "protocol": "TCP", "port": servicePort,
+				"external-traffic-scope": scope},
 			"backends": map[string]any{"backend": bes},
 		},
 	}}}
