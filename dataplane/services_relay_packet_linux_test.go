@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // TestServiceExternalAllRelayExact: with external traffic to every
@@ -70,6 +71,16 @@ func TestServiceExternalAllRelayExact(t *testing.T) {
 	}
 	if carried != relay {
 		t.Errorf("%d flows listed with the far backend, want the %d carried on", carried, relay)
+	}
+	// The collector keeps them (each is a whole pair, answered), until
+	// they are idle past the established timeout.
+	gc, err := e.d.collectFlowsAt(FlowTimeouts{}, monotonicNow()+uint64(30*time.Second))
+	must(t, err)
+	if gc.Evicted != 0 || gc.Expired != 0 {
+		t.Errorf("30 s later the collector removed %+v, want nothing", gc)
+	}
+	if flows, err = e.d.ServiceFlows(webKey, 0); err != nil || len(flows) != n {
+		t.Errorf("30 s later %d flows (%v), want %d", len(flows), err, n)
 	}
 	_, per, err := e.d.ServiceStats(webKey)
 	must(t, err)

@@ -411,6 +411,7 @@ static __always_inline int flow_create(struct flow_key *k, __u32 from, __u32 bit
 		 * keyed by the service, and counts as answered. */
 		rk.saddr = k->daddr;
 		rk.sport = k->dport;
+		out->reverse = rk;
 		rev.nat = NAT_NONE;
 		rev.flags |= FLOW_F_SEEN;
 	}
