@@ -60,6 +60,9 @@ type portRange struct {
 // Of two conflicting VRFs, the one the change touched is named (old is the
 // running configuration). pools are every VRF's pod pools.
 func validateExternal(old, d *gen.Device, sc *scope, pools map[string][]netip.Prefix) error {
+	if err := validateFloating(d); err != nil {
+		return err
+	}
 	nis := NetworkInstances(d)
 	var ranges []portRange
 	var hostVRFs []string
@@ -146,4 +149,110 @@ func rangeConflict(old *gen.Device, a, b portRange) error {
 	}
 	return invalidf(fmt.Sprintf("/network-instances/network-instance[name=%s]/external/config/port-min", a.vrf),
 		"ports %d..%d overlap the SNAT ports %d..%d of network instance %q", a.min, a.max, b.min, b.max, b.vrf)
+}
+
+// FloatingIPs returns the floating IP bindings of a network instance by
+// address.
+func FloatingIPs(ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance) map[string]*gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_External_FloatingIps_FloatingIp {
+	if f := ni.GetExternal().GetFloatingIps(); f != nil {
+		return f.FloatingIp
+	}
+	return nil
+}
+
+// floatingPool is one VRF's floating pool, for the overlap checks.
+type floatingPool struct {
+	vrf    string
+	prefix netip.Prefix
+}
+
+// validateFloating checks every VRF's floating pools (network prefixes
+// that overlap no pod pool of any VRF and no other floating pool) and
+// bindings (a floating IP inside a floating pool of its VRF, bound to an
+// address inside a pod pool of the VRF, each pod address bound once).
+// Pools relate every VRF to every other, so it looks at the whole tree,
+// and only if some VRF has floating pools (the rest is a map walk).
+func validateFloating(d *gen.Device) error {
+	nis := NetworkInstances(d)
+	any := false
+	for _, ni := range nis {
+		if len(ni.GetExternal().GetConfig().GetFloatingPool()) > 0 || len(FloatingIPs(ni)) > 0 {
+			any = true
+			break
+		}
+	}
+	if !any {
+		return nil
+	}
+	pools := map[string][]netip.Prefix{}
+	for name, ni := range nis {
+		for key := range addressPools(ni) {
+			if p, err := netip.ParsePrefix(key); err == nil {
+				pools[name] = append(pools[name], p)
+			}
+		}
+	}
+	var all []floatingPool
+	for _, name := range sortedKeys(nis) {
+		base := fmt.Sprintf("/network-instances/network-instance[name=%s]/external", name)
+		for _, s := range nis[name].GetExternal().GetConfig().GetFloatingPool() {
+			p, err := netip.ParsePrefix(s)
+			if err != nil || !p.Addr().Is4() || p != p.Masked() {
+				return invalidf(base+"/config/floating-pool", "%q is not an IPv4 network prefix (host bits must be zero)", s)
+			}
+			for _, vrf := range sortedKeys(pools) {
+				for _, q := range pools[vrf] {
+					if p.Overlaps(q) {
+						return invalidf(base+"/config/floating-pool", "%s overlaps pod pool %s of network instance %q", p, q, vrf)
+					}
+				}
+			}
+			for _, o := range all {
+				if p.Overlaps(o.prefix) {
+					return invalidf(base+"/config/floating-pool", "%s overlaps floating pool %s of network instance %q", p, o.prefix, o.vrf)
+				}
+			}
+			all = append(all, floatingPool{name, p})
+		}
+	}
+	for _, name := range sortedKeys(nis) {
+		ni := nis[name]
+		fips := FloatingIPs(ni)
+		base := fmt.Sprintf("/network-instances/network-instance[name=%s]/external/floating-ips", name)
+		bound := map[netip.Addr]string{}
+		for _, key := range sortedKeys(fips) {
+			path := fmt.Sprintf("%s/floating-ip[address=%s]/config", base, key)
+			cfg := fips[key].GetConfig()
+			if cfg.GetAddress() != key {
+				return invalidf(path+"/address", "%q does not match the key %q", cfg.GetAddress(), key)
+			}
+			a, err := netip.ParseAddr(key)
+			if err != nil || !a.Is4() {
+				return invalidf(path+"/address", "%q is not an IPv4 address", key)
+			}
+			inPool := false
+			for _, o := range all {
+				inPool = inPool || (o.vrf == name && o.prefix.Contains(a))
+			}
+			if !inPool {
+				return invalidf(path+"/address", "%s is outside the floating pools of network instance %q", a, name)
+			}
+			pod, err := netip.ParseAddr(cfg.GetPodAddress())
+			if err != nil || !pod.Is4() {
+				return invalidf(path+"/pod-address", "a floating IP needs the IPv4 address of its pod, have %q", cfg.GetPodAddress())
+			}
+			inPods := false
+			for _, q := range pools[name] {
+				inPods = inPods || q.Contains(pod)
+			}
+			if !inPods {
+				return invalidf(path+"/pod-address", "%s is outside the pod pools of network instance %q", pod, name)
+			}
+			if other, dup := bound[pod]; dup {
+				return invalidf(path+"/pod-address", "%s already has floating IP %s", pod, other)
+			}
+			bound[pod] = key
+		}
+	}
+	return nil
 }

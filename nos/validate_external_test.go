@@ -33,6 +33,11 @@ func extConfig(d *gen.Device, vrf string) *gen.IsthmusNetworkInstance_NetworkIns
 	return d.NetworkInstances.NetworkInstance[vrf].GetOrCreateExternal().GetOrCreateConfig()
 }
 
+func bindFloating(d *gen.Device, vrf, addr, pod string) {
+	c := d.NetworkInstances.NetworkInstance[vrf].GetOrCreateExternal().GetOrCreateFloatingIps().GetOrCreateFloatingIp(addr).GetOrCreateConfig()
+	c.Address, c.PodAddress = ygot.String(addr), ygot.String(pod)
+}
+
 func TestValidateExternal(t *testing.T) {
 	const red = "/network-instances/network-instance[name=red]/external"
 	const blue = "/network-instances/network-instance[name=blue]/external"
@@ -87,6 +92,34 @@ func TestValidateExternal(t *testing.T) {
 			extConfig(d, "blue").HostAccess = ygot.Bool(true)
 			extConfig(d, "red").HostAccess = ygot.Bool(false)
 		}},
+		{name: "floating ip bound", edit: func(d *gen.Device) {
+			extConfig(d, "red").FloatingPool = []string{"198.51.100.0/28"}
+			bindFloating(d, "red", "198.51.100.5", "10.1.0.2")
+		}},
+		{name: "floating ip outside its pool", edit: func(d *gen.Device) {
+			extConfig(d, "red").FloatingPool = []string{"198.51.100.0/28"}
+			bindFloating(d, "red", "198.51.100.20", "10.1.0.2")
+		}, wantPath: red + "/floating-ips/floating-ip[address=198.51.100.20]/config/address", wantText: "outside the floating pools"},
+		{name: "floating ip in another vrf's pool", edit: func(d *gen.Device) {
+			extConfig(d, "blue").FloatingPool = []string{"198.51.100.0/28"}
+			bindFloating(d, "red", "198.51.100.5", "10.1.0.2")
+		}, wantPath: red + "/floating-ips/floating-ip[address=198.51.100.5]/config/address", wantText: `outside the floating pools of network instance "red"`},
+		{name: "floating pool overlapping pod pools", edit: func(d *gen.Device) {
+			extConfig(d, "red").FloatingPool = []string{"10.1.0.0/28"}
+		}, wantPath: red + "/config/floating-pool", wantText: `overlaps pod pool 10.1.0.0/24 of network instance "blue"`},
+		{name: "floating pools overlapping", edit: func(d *gen.Device) {
+			extConfig(d, "red").FloatingPool = []string{"198.51.100.0/28"}
+			extConfig(d, "blue").FloatingPool = []string{"198.51.100.0/24"}
+		}, wantPath: red + "/config/floating-pool", wantText: `overlaps floating pool 198.51.100.0/24 of network instance "blue"`},
+		{name: "floating ip bound outside the pod pools", edit: func(d *gen.Device) {
+			extConfig(d, "red").FloatingPool = []string{"198.51.100.0/28"}
+			bindFloating(d, "red", "198.51.100.5", "10.9.0.2")
+		}, wantPath: red + "/floating-ips/floating-ip[address=198.51.100.5]/config/pod-address", wantText: "outside the pod pools"},
+		{name: "pod with two floating ips", edit: func(d *gen.Device) {
+			extConfig(d, "red").FloatingPool = []string{"198.51.100.0/28"}
+			bindFloating(d, "red", "198.51.100.5", "10.1.0.2")
+			bindFloating(d, "red", "198.51.100.6", "10.1.0.2")
+		}, wantPath: red + "/floating-ips/floating-ip[address=198.51.100.6]/config/pod-address", wantText: "already has floating IP 198.51.100.5"},
 		{name: "external in the default instance", edit: func(d *gen.Device) {
 			ni := d.NetworkInstances.GetOrCreateNetworkInstance("default")
 			ni.GetOrCreateConfig().Name = ygot.String("default")
