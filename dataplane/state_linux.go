@@ -18,8 +18,9 @@ import (
 // (see the YANG descriptions): per pod interface its state; per network
 // instance the config mirror leaves of state, state/forwarding and
 // state/counters (never state/exported nor state/imported, which BGP
-// writes); per tunnel endpoint its state; and tunnel/state with the
-// underlay drop counters.
+// writes); per tunnel endpoint its state; tunnel/state with the
+// underlay drop counters; and per underlay interface its state as the
+// kernel counts it (underlay_state_linux.go).
 
 // publishLoop collects expired flows and publishes counters, services and
 // the flow table as state every StateInterval until ctx is done.
@@ -249,6 +250,7 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 		update(fmt.Sprintf("/tunnel/endpoints/endpoint[address=%s]/state", ep), st)
 	}
 	errs = append(errs, r.forgetEndpoints(core, s.endpoints))
+	errs = append(errs, r.writeUnderlayState(core, dp))
 	if !s.tunnel {
 		errs = append(errs, r.forgetTunnel(core))
 	} else {
