@@ -16,11 +16,11 @@ import (
 
 // The dataplane reconciler is the only writer of these state subtrees
 // (see the YANG descriptions): per pod interface its state; per network
-// instance the config mirror leaves of state, state/forwarding and
-// state/counters (never state/exported nor state/imported, which BGP
-// writes); per tunnel endpoint its state; tunnel/state with the
-// underlay drop counters; and per underlay interface its state as the
-// kernel counts it (underlay_state_linux.go).
+// instance state/forwarding and state/counters (never state/exported nor
+// state/imported, which BGP writes); per tunnel endpoint its state;
+// tunnel/state/counters with the underlay drops; and per underlay
+// interface its state as the kernel counts it (underlay_state_linux.go).
+// The applied config leaves under state are the core's (nos/mirror.go).
 
 // publishLoop collects expired flows and publishes counters, services and
 // the flow table as state every StateInterval until ctx is done.
@@ -58,8 +58,8 @@ type stateSnapshot struct {
 }
 
 // PublishState writes the forwarder's counters into the state tree: per
-// pod interface, per VRF (drops by reason, labels, route counts, the
-// config mirror), per tunnel endpoint, and the underlay's drops before any
+// pod interface, per VRF (drops by reason, labels, route counts), per
+// tunnel endpoint, and the underlay's drops before any
 // VRF is known under tunnel/state/counters. An entry that a commit deleted
 // after the snapshot was taken is refused by the core (nos.ErrNoConfig)
 // and skipped: its state is not brought back, and that is no error.
@@ -189,27 +189,6 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 		}
 		update(fmt.Sprintf("/interfaces/interface[name=%s]/state", name), st)
 	}
-	mirror := map[string]*gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Config{}
-	var tunnelCfg *gen.IsthmusTunnel_Tunnel_Config
-	errs = append(errs, core.Read(func(config, _ *gen.Device) error {
-		for _, name := range s.vrfs {
-			if c := nos.NetworkInstances(config)[name].GetConfig(); c != nil {
-				cp, err := ygot.DeepCopy(c)
-				if err != nil {
-					return fmt.Errorf("copy configuration of %q: %w", name, err)
-				}
-				mirror[name] = cp.(*gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Config)
-			}
-		}
-		if c := config.GetTunnel().GetConfig(); c != nil {
-			cp, err := ygot.DeepCopy(c)
-			if err != nil {
-				return fmt.Errorf("copy tunnel configuration: %w", err)
-			}
-			tunnelCfg = cp.(*gen.IsthmusTunnel_Tunnel_Config)
-		}
-		return nil
-	}))
 	var underlay DropCounters // drops before a VRF is known, and unknown-endpoint everywhere
 	for _, name := range s.vrfs {
 		d, err := dp.Drops(name)
@@ -221,7 +200,7 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 			continue
 		}
 		underlay.UnknownEndpoint += d.UnknownEndpoint
-		st := vrfStateOf(mirror[name])
+		st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{}
 		st.Forwarding = &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State_Forwarding{
 			LocalRoutes: ygot.Uint32(s.local[name]), RemoteRoutes: ygot.Uint32(s.remote[name]),
 			Labels: s.vrfLabels[name],
@@ -258,7 +237,7 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 		if err != nil {
 			errs = append(errs, err)
 		} else {
-			st := tunnelStateOf(tunnelCfg)
+			st := &gen.IsthmusTunnel_Tunnel_State{}
 			st.Counters = &gen.IsthmusTunnel_Tunnel_State_Counters{
 				UnknownEndpoint: ygot.Uint64(d.UnknownEndpoint + underlay.UnknownEndpoint),
 				UnknownLabel:    ygot.Uint64(d.UnknownLabel),
@@ -271,29 +250,4 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// vrfStateOf starts a network instance's state with its config mirror.
-func vrfStateOf(c *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Config) *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State {
-	if c == nil {
-		return &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{}
-	}
-	return &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_State{
-		Name: c.Name, Type: c.Type, Description: c.Description,
-		RouteDistinguisher: c.RouteDistinguisher,
-		ImportRouteTarget:  c.ImportRouteTarget, ExportRouteTarget: c.ExportRouteTarget,
-		LabelAllocationMode: c.LabelAllocationMode, Encapsulation: c.Encapsulation,
-		TunnelIngressAclSet: c.TunnelIngressAclSet, TunnelIngressDefaultAction: c.TunnelIngressDefaultAction,
-	}
-}
-
-// tunnelStateOf starts the tunnel's state with its config mirror.
-func tunnelStateOf(c *gen.IsthmusTunnel_Tunnel_Config) *gen.IsthmusTunnel_Tunnel_State {
-	if c == nil {
-		return &gen.IsthmusTunnel_Tunnel_State{}
-	}
-	return &gen.IsthmusTunnel_Tunnel_State{
-		SourceAddress: c.SourceAddress, UnderlayInterface: c.UnderlayInterface,
-		UdpPort: c.UdpPort, Mtu: c.Mtu, TransportLabel: c.TransportLabel,
-	}
 }
