@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,29 +90,49 @@ func clusterUp(t *testing.T, ctx context.Context) (*testbed.Testbed, *Cluster) {
 	return tb, c
 }
 
-func TestClusterRunsPod(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+// TestKubernetesScenarios runs every Kubernetes scenario on one cluster
+// (as `make demo K8S=1` does), then tears the cluster down and checks that
+// nothing of it is left: mounts, cgroups, pod namespaces, processes, state.
+func TestKubernetesScenarios(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	_, c := clusterUp(t, ctx)
+	tb, c := clusterUp(t, ctx)
 	out, err := c.Kubectl(ctx, "get", "nodes", "-o", "wide")
 	t.Logf("%s", out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.MapNamespace(ctx, "default", "red"); err != nil {
-		t.Fatal(err)
-	}
-	out, err = c.Kubectl(ctx, "create", "deployment", "web", "--image", PodImage, "--replicas", "2", "--", "/usr/local/bin/podserver", "serve")
-	t.Logf("%s", out)
+	var log strings.Builder
+	e, err := NewEnv(ctx, tb, c, &log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err = c.Kubectl(ctx, "wait", "--for=condition=Available", "deployment/web", "--timeout=120s")
-	t.Logf("%s", out)
-	o2, _ := c.Kubectl(ctx, "get", "pods", "-o", "wide")
-	t.Logf("%s", o2)
-	if err != nil {
-		o3, _ := c.Kubectl(ctx, "describe", "pods")
-		t.Fatalf("%v\n%s", err, o3)
+	for _, s := range Scenarios() {
+		ok := t.Run(s.Name, func(t *testing.T) {
+			log.Reset()
+			start := time.Now()
+			err := s.Run(ctx, e)
+			t.Logf("%s (%s)\n%s", s.Title, time.Since(start).Round(100*time.Millisecond), log.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		if !ok {
+			break // the scenarios build on each other
+		}
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Error(err)
+	}
+	// The cleanup tears down again; here the teardown itself is the test.
+	nodeCgroups := c.Nodes["c1"].CgroupRoot
+	if !exists("/sys/fs/cgroup/memory" + nodeCgroups + "/kubepods") {
+		t.Errorf("no kubepods cgroup under %s while the cluster ran", nodeCgroups)
+	}
+	if err := c.Down(ctx); err != nil {
+		t.Fatalf("tear down: %v", err)
+	}
+	if left := c.Leftovers(); len(left) > 0 {
+		t.Fatalf("left after teardown: %v", left)
 	}
 }

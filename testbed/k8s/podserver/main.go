@@ -3,8 +3,10 @@
 //
 //	podserver serve [-listen :8080]   HTTP: / names the pod and the caller,
 //	                                  /healthz answers 200 (503 once /tmp/unready exists),
-//	                                  /dial?addr=HOST:PORT reads a TCP greeting from addr
+//	                                  /dial?addr=HOST:PORT reads a 32-byte TCP greeting from addr
 //	podserver probe URL               exit 0 when GET URL answers 200 (exec probes)
+//	podserver unready                 makes /healthz answer 503 from now on
+//	podserver ready                   makes it answer 200 again
 //
 // The pod's name comes from $POD_NAME (the downward API), else the host name.
 package main
@@ -26,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("podserver: want serve or probe")
+		log.Fatal("podserver: want serve, probe, unready or ready")
 	}
 	var err error
 	switch os.Args[1] {
@@ -34,8 +36,12 @@ func main() {
 		err = serve(os.Args[2:])
 	case "probe":
 		err = probe(os.Args[2:])
+	case "unready":
+		err = os.WriteFile("/tmp/unready", nil, 0o644)
+	case "ready":
+		err = os.Remove("/tmp/unready")
 	default:
-		err = fmt.Errorf("unknown command %q: want serve or probe", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want serve, probe, unready or ready", os.Args[1])
 	}
 	if err != nil {
 		log.Fatalf("podserver: %v", err)
@@ -100,7 +106,12 @@ func serve(args []string) error {
 	}
 }
 
-// dial connects to addr and returns what it sends within two seconds.
+// greeting is how much dial reads: the testbed's identity servers send
+// their name padded to 32 bytes.
+const greeting = 32
+
+// dial connects to addr and returns the first greeting bytes it sends,
+// within two seconds.
 func dial(ctx context.Context, addr string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -114,11 +125,12 @@ func dial(ctx context.Context, addr string) ([]byte, error) {
 	if err := c.SetReadDeadline(dl); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	b, err := io.ReadAll(io.LimitReader(c, 4096))
-	if err != nil && len(b) == 0 {
+	b := make([]byte, greeting)
+	n, err := io.ReadFull(c, b)
+	if err != nil && n == 0 {
 		return nil, fmt.Errorf("read from %s: %w", addr, err)
 	}
-	return b, nil
+	return b[:n], nil
 }
 
 func probe(args []string) error {
