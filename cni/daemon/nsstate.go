@@ -6,18 +6,16 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/openconfig/ygot/ygot"
-
 	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/nos"
 )
 
-// NamespaceState is the reconciler behind /cni/namespaces/namespace/state:
-// it reports each namespace mapping as committed, which is the mapping the
-// daemon's next ADD for that namespace uses. The core removes the state of
-// a mapping with its configuration. It also reports every newly
-// configured address pool's allocated count, so a pool has state before
-// its first ADD.
+// NamespaceState is the CNI daemon's reconciler. The state of a namespace
+// mapping (/cni/namespaces/namespace/state) is the mapping as committed,
+// which the core mirrors from its configuration; the daemon's next ADD for
+// that namespace uses it. The reconciler reports every newly configured
+// address pool's allocated count, so a pool has state before its first
+// ADD.
 type NamespaceState struct {
 	core *nos.Core
 }
@@ -39,36 +37,16 @@ func (*NamespaceState) Validate(*gen.Device) error { return nil }
 // Stop does nothing.
 func (*NamespaceState) Stop(context.Context) error { return nil }
 
-// Apply writes the state of every mapping that is new or changed.
+// Apply writes the allocated count of every pool that is new or changed.
 func (r *NamespaceState) Apply(ctx context.Context, old, intended *gen.Device) error {
 	var errs []error
-	var nss map[string]*gen.IsthmusCni_Cni_Namespaces_Namespace
-	if n := intended.GetCni().GetNamespaces(); n != nil {
-		nss = n.Namespace
-	}
-	for name, ns := range nss {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if reflect.DeepEqual(old.GetCni().GetNamespaces().GetNamespace(name), ns) {
-			continue
-		}
-		st := &gen.IsthmusCni_Cni_Namespaces_Namespace_State{
-			Name:            ygot.String(name),
-			NetworkInstance: ygot.String(ns.GetConfig().GetNetworkInstance()),
-		}
-		path := fmt.Sprintf("/cni/namespaces/namespace[name=%s]/state", name)
-		if err := r.core.UpdateState(path, st); err != nil {
-			errs = append(errs, fmt.Errorf("write state of namespace %s: %w", name, err))
-		}
-	}
 	// A pool appears in state as soon as it is configured, with what the
 	// IPAM has handed out of it (none, for a new pool).
 	for name, ni := range nos.NetworkInstances(intended) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if reflect.DeepEqual(nos.NetworkInstances(old)[name].GetAddressPools(), ni.GetAddressPools()) {
+		if o := nos.NetworkInstances(old)[name]; o == ni || reflect.DeepEqual(o.GetAddressPools(), ni.GetAddressPools()) {
 			continue
 		}
 		pools, err := vrfPools(intended, name)
