@@ -50,6 +50,12 @@ type forwarderEndpointStats struct {
 	RxBytes   uint64
 }
 
+type forwarderFloatingPod struct {
+	_   structs.HostLayout
+	Vrf uint32
+	Pod uint32
+}
+
 type forwarderFlow struct {
 	_       structs.HostLayout
 	Seen    uint64
@@ -133,7 +139,7 @@ type forwarderNatGlobal struct {
 	Max         uint16
 	HostIfindex uint32
 	HostMac     [6]uint8
-	Pad         uint16
+	Floating    uint16
 }
 
 type forwarderNatScratch struct {
@@ -240,6 +246,8 @@ const (
 	forwarderMapEndpointMacs     = "endpoint_macs"
 	forwarderMapEndpointVrfs     = "endpoint_vrfs"
 	forwarderMapEndpoints        = "endpoints"
+	forwarderMapFloatingIn       = "floating_in"
+	forwarderMapFloatingOut      = "floating_out"
 	forwarderMapFlowCounters     = "flow_counters"
 	forwarderMapFlowHints        = "flow_hints"
 	forwarderMapFlows            = "flows"
@@ -329,6 +337,8 @@ type forwarderMapSpecs struct {
 	EndpointMacs     *ebpf.MapSpec `ebpf:"endpoint_macs"`
 	EndpointVrfs     *ebpf.MapSpec `ebpf:"endpoint_vrfs"`
 	Endpoints        *ebpf.MapSpec `ebpf:"endpoints"`
+	FloatingIn       *ebpf.MapSpec `ebpf:"floating_in"`
+	FloatingOut      *ebpf.MapSpec `ebpf:"floating_out"`
 	FlowCounters     *ebpf.MapSpec `ebpf:"flow_counters"`
 	FlowHints        *ebpf.MapSpec `ebpf:"flow_hints"`
 	Flows            *ebpf.MapSpec `ebpf:"flows"`
@@ -388,6 +398,8 @@ type forwarderMaps struct {
 	EndpointMacs     *ebpf.Map `ebpf:"endpoint_macs"`
 	EndpointVrfs     *ebpf.Map `ebpf:"endpoint_vrfs"`
 	Endpoints        *ebpf.Map `ebpf:"endpoints"`
+	FloatingIn       *ebpf.Map `ebpf:"floating_in"`
+	FloatingOut      *ebpf.Map `ebpf:"floating_out"`
 	FlowCounters     *ebpf.Map `ebpf:"flow_counters"`
 	FlowHints        *ebpf.Map `ebpf:"flow_hints"`
 	Flows            *ebpf.Map `ebpf:"flows"`
@@ -423,6 +435,8 @@ func (m *forwarderMaps) Close() error {
 		m.EndpointMacs,
 		m.EndpointVrfs,
 		m.Endpoints,
+		m.FloatingIn,
+		m.FloatingOut,
 		m.FlowCounters,
 		m.FlowHints,
 		m.Flows,

@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -41,36 +40,12 @@ const (
 
 func measureThroughput(b *testing.B) map[string]float64 {
 	o := newOverlay(b, EncapMPLSoUDP)
-	hosts := []*testHost{o.a, o.b}
-	ul := []string{"192.0.2.1", "192.0.2.2"}
-	for i, h := range hosts {
-		other := 1 - i
-		p := h.pods["red"]
-		h.ns.ip(b, "link", "add", "vx0", "type", "vxlan", "id", "42", "local", ul[i], "remote", ul[other], "dstport", "4789", "dev", "ul")
-		h.ns.ip(b, "addr", "add", fmt.Sprintf("192.168.100.%d/24", i+1), "dev", "vx0")
-		h.ns.ip(b, "link", "set", "vx0", "up")
-		if out, err := h.ns.cmd("sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
-			b.Fatalf("enable forwarding: %v: %s", err, out)
-		}
-		// Plain routing: pod eth1 ↔ host "plain" ↔ underlay ↔ other host.
-		vethBetween(b, h.ns, "plain", net.HardwareAddr{0x0a, 0, 1, 0, byte(i), 1}, p.ns, "eth1", net.HardwareAddr{0x0a, 0, 1, 0, byte(i), 2})
-		h.ns.ip(b, "addr", "add", fmt.Sprintf("172.16.%d.1/24", i+1), "dev", "plain")
-		p.ns.ip(b, "addr", "add", fmt.Sprintf("172.16.%d.2/24", i+1), "dev", "eth1")
-		p.ns.ip(b, "route", "add", "172.16.0.0/16", "via", fmt.Sprintf("172.16.%d.1", i+1))
-		h.ns.ip(b, "route", "add", fmt.Sprintf("172.16.%d.0/24", other+1), "via", ul[other])
-		// VXLAN: pod eth2 ↔ host "vxl" ↔ vx0 ↔ other host.
-		vethBetween(b, h.ns, "vxl", net.HardwareAddr{0x0a, 0, 2, 0, byte(i), 1}, p.ns, "eth2", net.HardwareAddr{0x0a, 0, 2, 0, byte(i), 2})
-		p.ns.ip(b, "link", "set", "eth2", "mtu", "1450")
-		h.ns.ip(b, "addr", "add", fmt.Sprintf("172.17.%d.1/24", i+1), "dev", "vxl")
-		p.ns.ip(b, "addr", "add", fmt.Sprintf("172.17.%d.2/24", i+1), "dev", "eth2")
-		p.ns.ip(b, "route", "add", "172.17.0.0/16", "via", fmt.Sprintf("172.17.%d.1", i+1))
-		h.ns.ip(b, "route", "add", fmt.Sprintf("172.17.%d.0/24", other+1), "via", fmt.Sprintf("192.168.100.%d", other+1))
-	}
+	plain, vxlan := addKernelPaths(b, o)
 	from, to := o.a.pods["red"].ns, o.b.pods["red"]
 	dst := map[string]netip.Addr{
 		"overlay": to.addr,
-		"plain":   netip.MustParseAddr("172.16.2.2"),
-		"vxlan":   netip.MustParseAddr("172.17.2.2"),
+		"plain":   plain,
+		"vxlan":   vxlan,
 	}
 	// Rounds alternate the paths so that a burst of other load on the
 	// machine does not favour one of them; the median round counts.

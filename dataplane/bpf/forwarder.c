@@ -305,12 +305,16 @@ static __always_inline int ecn_decapsulate(__u8 outer, struct iphdr *inner)
 
 static __always_inline int encap_udp(struct __sk_buff *skb, struct tunnel *t,
 				     struct endpoint *ep, __u32 endpoint, __u32 label,
-				     __u32 hash, __u8 ttl, __u8 tos, __u16 inner_len)
+				     __u32 hash, __u8 ttl, __u8 tos, __u16 inner_len, int tcp)
 {
-	if (skb->gso_size) {
+	if (skb->gso_size || tcp) {
 		/* GSO: let the kernel know the headers are a UDP tunnel so it can
 		 * segment. FIXED_GSO: the pod MTU already leaves room for the
-		 * headers, so segments keep their size and fit the underlay. */
+		 * headers, so segments keep their size and fit the underlay.
+		 * TCP sends clones of the segments it keeps for retransmission:
+		 * bpf_skb_change_head reallocates a clone's head (skb_cow), while
+		 * bpf_skb_adjust_room only needs its own header (skb_cow_head),
+		 * which TCP's clones have. */
 		__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
 			      BPF_F_ADJ_ROOM_ENCAP_L2(4) | BPF_F_ADJ_ROOM_FIXED_GSO;
 		if (bpf_skb_adjust_room(skb, UDP_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
@@ -501,7 +505,8 @@ int pod_ingress(struct __sk_buff *skb)
 
 	int err;
 	if (encap == ENCAP_MPLS_UDP)
-		err = encap_udp(skb, t, ep, ep->addr, label, hash, ttl, tos, inner_len);
+		err = encap_udp(skb, t, ep, ep->addr, label, hash, ttl, tos, inner_len,
+				ip->protocol == IPPROTO_TCP);
 	else
 		err = encap_mpls(skb, t, ep, label, ttl);
 	if (err) {
