@@ -25,6 +25,28 @@ type External struct {
 	PortMin, PortMax uint16
 }
 
+// Floating is a floating IP bound 1:1 to a pod of a VRF.
+type Floating struct {
+	VRF  string
+	Addr netip.Addr // the floating address
+	Pod  netip.Addr // the pod's address in the VRF
+}
+
+// floatingsOf is every floating IP binding of d.
+func floatingsOf(d *gen.Device) []Floating {
+	var out []Floating
+	for name, ni := range nos.NetworkInstances(d) {
+		for key, f := range nos.FloatingIPs(ni) {
+			a, err1 := netip.ParseAddr(key)
+			p, err2 := netip.ParseAddr(f.GetConfig().GetPodAddress())
+			if err1 == nil && err2 == nil {
+				out = append(out, Floating{VRF: name, Addr: a, Pod: p})
+			}
+		}
+	}
+	return out
+}
+
 // ExternalCounters are a VRF's external traffic counters, summed over
 // CPUs.
 type ExternalCounters struct {

@@ -40,7 +40,13 @@ type natGlobal struct {
 	Min, Max    uint16
 	HostIfindex uint32
 	HostMAC     [6]byte
-	Pad         uint16
+	Floating    uint16
+}
+
+// floatingPod mirrors struct floating_pod.
+type floatingPod struct {
+	VRF uint32
+	Pod uint32 // network byte order
 }
 
 // hostDevice is the device (one end of an idle veth pair) through which
@@ -107,6 +113,11 @@ func (d *Dataplane) SetExternal(exts []External) error {
 		g.HostIfindex = uint32(lnk.Attrs().Index)
 		copy(g.HostMAC[:], lnk.Attrs().HardwareAddr)
 	}
+	var cur natGlobal
+	if err := d.maps.NatHost.Lookup(uint32(0), &cur); err != nil {
+		return fmt.Errorf("read external port ranges: %w", err)
+	}
+	g.Floating = cur.Floating
 	// The union of the ranges goes last, so replies find their VRF's
 	// entry in place.
 	if err := d.maps.NatHost.Put(uint32(0), g); err != nil {
@@ -349,4 +360,83 @@ func ReservePorts(had, want [][2]uint16) error {
 		return fmt.Errorf("write reserved ports %q: %w", out, err)
 	}
 	return nil
+}
+
+// SetFloating makes fs the whole set of floating IP bindings: 1:1
+// translation between each floating address and its pod (bpf/nat.h).
+func (d *Dataplane) SetFloating(fs []Floating) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	wantIn := map[uint32]floatingPod{}
+	wantOut := map[forwarderHostKey]uint32{}
+	for _, f := range fs {
+		if !f.Addr.Is4() || !f.Pod.Is4() {
+			return fmt.Errorf("set floating ip %v → %v: not IPv4 addresses", f.Addr, f.Pod)
+		}
+		id, err := d.vrfID(f.VRF, true)
+		if err != nil {
+			return fmt.Errorf("set floating ip %v: %w", f.Addr, err)
+		}
+		wantIn[be32(f.Addr.As4())] = floatingPod{VRF: id, Pod: be32(f.Pod.As4())}
+		wantOut[forwarderHostKey{Vrf: id, Addr: be32(f.Pod.As4())}] = be32(f.Addr.As4())
+	}
+	var errs []error
+	var k uint32
+	var v floatingPod
+	var stale []uint32
+	it := d.maps.FloatingIn.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := wantIn[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read floating ips: %w", err)
+	}
+	var hk forwarderHostKey
+	var a uint32
+	var staleOut []forwarderHostKey
+	ot := d.maps.FloatingOut.Iterate()
+	for ot.Next(&hk, &a) {
+		if _, ok := wantOut[hk]; !ok {
+			staleOut = append(staleOut, hk)
+		}
+	}
+	if err := ot.Err(); err != nil {
+		return fmt.Errorf("read floating ips: %w", err)
+	}
+	// New bindings first, in both directions, then the flag; stale ones
+	// go last, so a moved binding is never absent.
+	for k, v := range wantIn {
+		if err := d.maps.FloatingIn.Put(k, v); err != nil {
+			errs = append(errs, fmt.Errorf("set floating ip: %w", err))
+		}
+	}
+	for k, v := range wantOut {
+		if err := d.maps.FloatingOut.Put(k, v); err != nil {
+			errs = append(errs, fmt.Errorf("set floating ip: %w", err))
+		}
+	}
+	var g natGlobal
+	if err := d.maps.NatHost.Lookup(uint32(0), &g); err != nil {
+		return fmt.Errorf("read external settings: %w", err)
+	}
+	g.Floating = 0
+	if len(fs) > 0 {
+		g.Floating = 1
+	}
+	if err := d.maps.NatHost.Put(uint32(0), g); err != nil {
+		errs = append(errs, fmt.Errorf("set floating flag: %w", err))
+	}
+	for _, k := range stale {
+		if err := d.maps.FloatingIn.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("delete floating ip: %w", err))
+		}
+	}
+	for _, k := range staleOut {
+		if err := d.maps.FloatingOut.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("delete floating ip: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -236,3 +236,64 @@ func TestExternalModes(t *testing.T) {
 		}
 	}
 }
+
+// TestFloatingExact: a pod bound to floating IP 198.51.100.5 leaves from
+// it 1:1 (ports kept, ahead of the VRF's SNAT), and packets to it from
+// the underlay reach the pod; after the binding moves to pod2 they reach
+// pod2, and pod1 is source-NATed again.
+func TestFloatingExact(t *testing.T) {
+	e := natEnv(t)
+	snatOne(t, e)
+	fip := netip.MustParseAddr("198.51.100.5")
+	must(t, e.d.SetFloating([]Floating{{VRF: "red", Addr: fip, Pod: pod1Addr}}))
+	for _, tc := range []struct {
+		name         string
+		out, wantOut []byte
+		in, wantIn   []byte
+		inTo, inFrom net.HardwareAddr
+	}{
+		{"tcp",
+			tcpPkt(pod1Addr, 40000, inetAddr, 443, tcpSYN, 64, nil), tcpPkt(fip, 40000, inetAddr, 443, tcpSYN, 63, nil),
+			tcpPkt(inetAddr, 443, fip, 40000, tcpSYNACK, 60, []byte("hi")), tcpPkt(inetAddr, 443, pod1Addr, 40000, tcpSYNACK, 59, []byte("hi")),
+			pod1PeerMAC, loMAC},
+		{"udp",
+			udpPkt(pod1Addr, 5353, inetAddr, 53, 64, []byte("q"), true), udpPkt(fip, 5353, inetAddr, 53, 63, []byte("q"), true),
+			udpPkt(inetAddr, 9999, fip, 8080, 60, []byte("new"), true), udpPkt(inetAddr, 9999, pod1Addr, 8080, 59, []byte("new"), true),
+			pod1PeerMAC, loMAC},
+		{"icmp",
+			icmpEcho(pod1Addr, inetAddr, 8, 7, 1, 64), icmpEcho(fip, inetAddr, 8, 7, 1, 63),
+			icmpEcho(inetAddr, fip, 8, 9, 1, 60), icmpEcho(inetAddr, pod1Addr, 8, 9, 1, 59),
+			pod1PeerMAC, loMAC},
+	} {
+		ret, out := run(t, e.d.progs.PodIngress, eth(loMAC, pod1PeerMAC, 0x0800, tc.out))
+		if ret != tcRedirect {
+			t.Fatalf("%s from the pod: return %d, want redirect", tc.name, ret)
+		}
+		assertBytes(t, tc.name+" from the floating ip", out, eth(gwMAC, underlayMAC, 0x0800, tc.wantOut))
+		ret, out = run(t, e.d.progs.UnderlayIngress, eth(underlayMAC, gwMAC, 0x0800, tc.in))
+		if ret != tcRedirect {
+			t.Fatalf("%s to the floating ip: return %d, want redirect", tc.name, ret)
+		}
+		assertBytes(t, tc.name+" to the pod", out, eth(tc.inTo, tc.inFrom, 0x0800, tc.wantIn))
+	}
+	n, err := e.d.ExternalFlows()
+	must(t, err)
+	if len(n) != 0 {
+		t.Errorf("1:1 translation created flows: %v", n)
+	}
+
+	must(t, e.d.SetFloating([]Floating{{VRF: "red", Addr: fip, Pod: pod2Addr}}))
+	ret, out := run(t, e.d.progs.UnderlayIngress, eth(underlayMAC, gwMAC, 0x0800, tcpPkt(inetAddr, 443, fip, 80, tcpSYN, 60, nil)))
+	if ret != tcRedirect {
+		t.Fatalf("after the move: return %d, want redirect", ret)
+	}
+	assertBytes(t, "to pod2 after the move", out, eth(pod2PeerMAC, pod2MAC, 0x0800, tcpPkt(inetAddr, 443, pod2Addr, 80, tcpSYN, 59, nil)))
+	_, out = run(t, e.d.progs.PodIngress, eth(loMAC, pod1PeerMAC, 0x0800, tcpPkt(pod1Addr, 40001, inetAddr, 80, tcpSYN, 64, nil)))
+	assertBytes(t, "pod1 source-NATed again", out, eth(gwMAC, underlayMAC, 0x0800, tcpPkt(hostAddr, 20000, inetAddr, 80, tcpSYN, 63, nil)))
+
+	must(t, e.d.SetFloating(nil))
+	in := eth(underlayMAC, gwMAC, 0x0800, tcpPkt(inetAddr, 443, fip, 80, tcpSYN, 60, nil))
+	if ret, _ := run(t, e.d.progs.UnderlayIngress, in); ret != tcUnspec {
+		t.Fatalf("unbound floating ip: return %d, want the host stack", ret)
+	}
+}

@@ -19,6 +19,7 @@ import (
 type externalState struct {
 	vrfs     map[string]External // applied, by VRF
 	reserved [][2]uint16         // port ranges this process reserved in the kernel
+	floating []Floating          // applied floating IP bindings (sorted)
 }
 
 // applyExternal programs the external connectivity of intended: the
@@ -46,6 +47,14 @@ func (r *Reconciler) applyExternal(intended *gen.Device) error {
 			}
 		}
 		r.external.vrfs, r.external.reserved = want, ranges
+	}
+	fs := floatingsOf(intended)
+	slices.SortFunc(fs, func(a, b Floating) int { return a.Addr.Compare(b.Addr) })
+	if !slices.Equal(fs, r.external.floating) {
+		if err := r.dp.SetFloating(fs); err != nil {
+			return err
+		}
+		r.external.floating = fs
 	}
 	return r.dp.SetHostRoutes(r.hostRoutes())
 }
@@ -81,6 +90,15 @@ func (r *Reconciler) refreshExternal() error {
 	}
 	err := dp.SetHostRoutes(r.hostRoutes())
 	vrfs := maps.Clone(r.external.vrfs)
+	floating := slices.Clone(r.external.floating)
+	local := map[Floating]bool{}
+	for _, f := range floating {
+		for _, p := range r.attached {
+			if p.VRF == f.VRF && p.Prefix.IsValid() && p.Prefix.Addr() == f.Pod {
+				local[f] = true
+			}
+		}
+	}
 	r.mu.Unlock()
 	errs := []error{err}
 	flows, err := dp.ExternalFlows()
@@ -113,6 +131,15 @@ func (r *Reconciler) refreshExternal() error {
 			st.PortMin, st.PortMax = ygot.Uint16(e.PortMin), ygot.Uint16(e.PortMax)
 		}
 		path := fmt.Sprintf("/network-instances/network-instance[name=%s]/external/state", name)
+		if err := core.UpdateState(path, st); err != nil && !errors.Is(err, nos.ErrNoConfig) {
+			errs = append(errs, err)
+		}
+	}
+	for _, f := range floating {
+		path := fmt.Sprintf("/network-instances/network-instance[name=%s]/external/floating-ips/floating-ip[address=%s]/state", f.VRF, f.Addr)
+		st := &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_External_FloatingIps_FloatingIp_State{
+			Address: ygot.String(f.Addr.String()), PodAddress: ygot.String(f.Pod.String()), Local: ygot.Bool(local[f]),
+		}
 		if err := core.UpdateState(path, st); err != nil && !errors.Is(err, nos.ErrNoConfig) {
 			errs = append(errs, err)
 		}

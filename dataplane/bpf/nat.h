@@ -13,6 +13,11 @@
  *                delivered to the pod;
  *   otherwise    dropped (no-route).
  *
+ * A pod bound to a floating IP is translated 1:1 instead: its packets to
+ * destinations without a VRF route leave from the floating address
+ * (ports untouched, no flow state), and packets to the floating address
+ * arriving on the underlay are delivered to it.
+ *
  * Translations live in the shared flow table (flow.h): the forward entry,
  * keyed in the pod's VRF, rewrites the source (NAT_SRC); the reply entry,
  * keyed in VRF 0 (the host) by the remote address and port and the SNAT
@@ -75,8 +80,17 @@ struct nat_global {
 	__u16 max;
 	__u32 host_ifindex;
 	__u8 host_mac[6];
-	__u16 pad;
+	__u16 floating; /* 1 while any floating IP is bound */
 };
+
+/* floating_pod: where a floating IP leads (floating_in, by the floating
+ * address in network byte order). */
+struct floating_pod {
+	__u32 vrf;
+	__u32 pod; /* network byte order */
+};
+
+#define MAX_FLOATING 16384
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -101,6 +115,26 @@ struct {
 	__type(value, struct nat_global);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nat_host SEC(".maps");
+
+/* Floating IPs, 1:1 both ways: floating_in maps a floating address to its
+ * pod, floating_out a pod (VRF id, address) to its floating address. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_FLOATING);
+	__type(key, __u32);
+	__type(value, struct floating_pod);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} floating_in SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_FLOATING);
+	__type(key, struct host_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} floating_out SEC(".maps");
 
 /* nat_scratch: per-CPU room for what the NAT steps would otherwise keep
  * on the stack, which the programs calling them have mostly used up (tc
@@ -172,6 +206,25 @@ static __always_inline int nat_rewrite_any(struct __sk_buff *skb, __u32 l3, __u3
 	if (proto == IPPROTO_ICMP)
 		return nat_icmp_rewrite(skb, l3, l4, dst, old_addr, new_addr, old_port, new_port);
 	return nat_rewrite(skb, l3, l4, proto, dst, old_addr, new_addr, old_port, new_port);
+}
+
+/* nat_floating_rewrite writes addr over the source (dst == 0) or the
+ * destination of the packet at l3: the IPv4 checksum always, the TCP or
+ * UDP checksum (pseudo-header) in a whole packet or first fragment; ports
+ * stay as they are (1:1). */
+static __always_inline int nat_floating_rewrite(struct __sk_buff *skb, struct iphdr *ip, __u32 l3,
+						int dst, __u32 new_addr)
+{
+	__u32 old_addr = dst ? ip->daddr : ip->saddr;
+	__u32 l4 = l3 + (ip->ihl & 0xf) * 4;
+	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&
+	    !(ip->frag_off & bpf_htons(0x1fff)))
+		return nat_rewrite(skb, l3, l4, ip->protocol, dst, old_addr, new_addr, 0, 0);
+	__u32 addr_off = l3 + (dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr));
+	if (bpf_l3_csum_replace(skb, l3 + offsetof(struct iphdr, check), old_addr, new_addr, 4) ||
+	    bpf_skb_store_bytes(skb, addr_off, &new_addr, 4, 0))
+		return -1;
+	return 0;
 }
 
 /* nat_ttl_decrement lowers the TTL of the IPv4 header at l3 (the caller
@@ -290,7 +343,10 @@ static __noinline int nat_no_route(struct __sk_buff *skb, __u32 vrf, int *act)
 {
 	__u32 zero = 0;
 	struct nat_vrf *cfg = bpf_map_lookup_elem(&nat_vrfs, &vrf);
-	if (!cfg || !cfg->flags)
+	struct nat_global *g = bpf_map_lookup_elem(&nat_host, &zero);
+	int floating = g && g->floating;
+	__u32 flags = cfg ? cfg->flags : 0;
+	if (!flags && !floating)
 		return DROP_NO_ROUTE;
 	struct nat_scratch *s = bpf_map_lookup_elem(&nat_scratch, &zero);
 	if (!s)
@@ -299,6 +355,16 @@ static __noinline int nat_no_route(struct __sk_buff *skb, __u32 vrf, int *act)
 	struct iphdr *ip = (void *)s->ip;
 	if (bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)))
 		return DROP_MALFORMED;
+	/* A pod with a floating IP leaves from it, whatever the mode. */
+	__u32 fip = 0;
+	if (floating) {
+		struct host_key hk = {.vrf = vrf, .addr = ip->saddr};
+		__u32 *f = bpf_map_lookup_elem(&floating_out, &hk);
+		if (f)
+			fip = *f;
+	}
+	if (!fip && !flags)
+		return DROP_NO_ROUTE;
 	_Static_assert(sizeof(struct bpf_fib_lookup) == sizeof(s->fib), "fib room");
 	struct bpf_fib_lookup *fib = (void *)s->fib;
 	__builtin_memset(fib, 0, sizeof(*fib));
@@ -306,14 +372,22 @@ static __noinline int nat_no_route(struct __sk_buff *skb, __u32 vrf, int *act)
 	fib->tos = ip->tos;
 	fib->l4_protocol = ip->protocol;
 	fib->ifindex = skb->ifindex;
-	fib->ipv4_src = cfg->addr;
+	fib->ipv4_src = fip ? fip : (cfg ? cfg->addr : 0);
 	fib->ipv4_dst = ip->daddr;
 	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && (cfg->flags & NAT_F_HOST)) {
+	if (fip && (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)) {
+		if (nat_floating_rewrite(skb, ip, l3, 0, fip) ||
+		    nat_ttl_decrement(skb, l3, ip->ttl, ip->protocol))
+			return DROP_ERROR;
+		nat_count(vrf, NAT_TRANSLATED);
+		goto out;
+	}
+	if (!cfg)
+		return DROP_NO_ROUTE;
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && (flags & NAT_F_HOST)) {
 		/* One of the node's addresses: its stack answers, through the
 		 * host device, and its reply reaches the pod through the pod's
 		 * host route. */
-		struct nat_global *g = bpf_map_lookup_elem(&nat_host, &zero);
 		if (!g || !g->host_ifindex) {
 			nat_count(vrf, NAT_DROPPED);
 			return DROP_NO_ROUTE;
@@ -369,6 +443,7 @@ static __noinline int nat_no_route(struct __sk_buff *skb, __u32 vrf, int *act)
 		return DROP_ERROR;
 	}
 	nat_count(vrf, NAT_TRANSLATED);
+out:
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		struct bpf_redir_neigh nh = {.nh_family = AF_INET_, .ipv4_nh = fib->ipv4_dst};
 		*act = bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
@@ -474,7 +549,7 @@ static __noinline int nat_underlay(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
 	struct nat_global *pr = bpf_map_lookup_elem(&nat_host, &zero);
-	if (!pr || !pr->min)
+	if (!pr || (!pr->min && !pr->floating))
 		return -1; /* no VRF translates */
 	struct nat_scratch *s = bpf_map_lookup_elem(&nat_scratch, &zero);
 	if (!s)
@@ -490,6 +565,18 @@ static __noinline int nat_underlay(struct __sk_buff *skb)
 	__u16 ports[2];
 	__u32 bits = 0, vrf, pod;
 	struct flow *f = 0;
+	if (pr->floating) {
+		struct floating_pod *fp = bpf_map_lookup_elem(&floating_in, &ip->daddr);
+		if (fp) {
+			vrf = fp->vrf;
+			pod = fp->pod;
+			if (nat_floating_rewrite(skb, ip, l3, 1, pod)) {
+				count_drop(vrf, DROP_ERROR);
+				return TC_ACT_SHOT;
+			}
+			goto deliver;
+		}
+	}
 	if (ip->protocol == IPPROTO_ICMP && !(ip->frag_off & bpf_htons(0x3fff))) {
 		struct icmp_hdr ic;
 		if (bpf_skb_load_bytes(skb, l4, &ic, sizeof(ic)))
