@@ -161,7 +161,7 @@ var ΓModelData = []*gpb.ModelData{
 	{
 		Name:         "isthmus-bgp",
 		Organization: "Isthmus",
-		Version:      "1.0.0",
+		Version:      "1.1.0",
 	},
 	{
 		Name:         "isthmus-cni",
@@ -186,7 +186,7 @@ var ΓModelData = []*gpb.ModelData{
 	{
 		Name:         "isthmus-system",
 		Organization: "Isthmus",
-		Version:      "1.0.0",
+		Version:      "1.1.0",
 	},
 	{
 		Name:         "isthmus-tunnel",
