@@ -23,7 +23,7 @@ FUZZTIME ?= 15s
 # Image tag of `make images`: the chart's appVersion, the tag it runs.
 VERSION ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' deploy/isthmus/Chart.yaml)
 
-.PHONY: all deps gen build gnmic images kube-bins test test-race test-fuzz vet bench demo clean
+.PHONY: all deps gen build gnmic images kube-bins test test-race test-fuzz vet bench demo demo-k8s clean
 
 all: build
 
@@ -55,7 +55,7 @@ images:
 		isthmus-cni=$(BIN)/static/isthmus-cni \
 		isthmus-controller=$(BIN)/static/isthmus-controller
 
-## kube-bins: build (or reuse) etcd and kube-apiserver v1.37.2 for the controller tests, cached by tools/kube/go.sum
+## kube-bins: build (or reuse) etcd, the Kubernetes v1.37.2 programs and the CNI loopback plugin for the tests, cached by tools/kube/go.sum
 kube-bins:
 	@tools/kube/build.sh >/dev/null
 
@@ -77,9 +77,14 @@ test-fuzz:
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
-## demo: build, bring the testbed up, run the scenarios, show telemetry, tear down (KEEP=1 leaves it up)
+## demo: build, bring the testbed up, run the scenarios, show telemetry, tear down (KEEP=1 leaves it up; K8S=1 then runs demo-k8s)
 demo: deps build
 	$(BIN)/isthmus-testbed demo $(if $(KEEP),--keep)
+	$(if $(K8S),$(MAKE) --no-print-directory demo-k8s)
+
+## demo-k8s: the testbed's cloud VPC as a Kubernetes cluster (kubelet + containerd on c1, c2), the kubectl scenarios, teardown (KEEP=1 leaves it up)
+demo-k8s: deps build kube-bins
+	$(GO) run ./testbed/k8s/demo --bin $(BIN) --gnmic $(GNMIC) $(if $(KEEP),--keep)
 
 clean:
 	rm -rf $(BIN) $(GNMIC)

@@ -112,14 +112,15 @@ func Scenarios() []Scenario {
 const probePatch = `{"spec":{"template":{"spec":{"containers":[{"name":"podserver","readinessProbe":` +
 	`{"exec":{"command":["/usr/local/bin/podserver","probe","http://127.0.0.1:8080/healthz"]},"periodSeconds":1,"failureThreshold":1}}]}}}}`
 
-// createWeb runs `kubectl create deployment web` (2 replicas of podserver)
-// in ns with a readiness probe, exposes it on 8080, and waits for the
-// rollout.
+// createWeb runs `kubectl create deployment web` in ns with no replica,
+// adds a readiness probe, scales it to 2 (so every pod is of the probed
+// template), exposes it on 8080, and waits for the rollout.
 func (e *Env) createWeb(ctx context.Context, ns string) error {
 	c := e.Cluster
 	steps := [][]string{
-		{"-n", ns, "create", "deployment", "web", "--image", PodImage, "--replicas", "2", "--port", "8080", "--", "/usr/local/bin/podserver", "serve"},
+		{"-n", ns, "create", "deployment", "web", "--image", PodImage, "--replicas", "0", "--port", "8080", "--", "/usr/local/bin/podserver", "serve"},
 		{"-n", ns, "patch", "deployment", "web", "-p", probePatch},
+		{"-n", ns, "scale", "deployment", "web", "--replicas", "2"},
 		{"-n", ns, "expose", "deployment", "web", "--port", "8080"},
 		{"-n", ns, "rollout", "status", "deployment/web", "--timeout", "120s"},
 	}
@@ -128,7 +129,11 @@ func (e *Env) createWeb(ctx context.Context, ns string) error {
 		if err != nil {
 			return err
 		}
-		e.say("$ kubectl %s\n    %s", strings.Join(args, " "), strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "\n    "))
+		shown := strings.Join(args, " ")
+		if len(shown) > 100 {
+			shown = shown[:97] + "..."
+		}
+		e.say("$ kubectl %s\n    %s", shown, strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "\n    "))
 	}
 	return nil
 }

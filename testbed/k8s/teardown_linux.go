@@ -156,6 +156,12 @@ func (n *Node) sandboxNetns(ctx context.Context) []string {
 	if n.containerd == nil {
 		return nil
 	}
+	return n.sandboxNetnsAny(ctx)
+}
+
+// sandboxNetnsAny is sandboxNetns for a containerd this program may not
+// have started.
+func (n *Node) sandboxNetnsAny(ctx context.Context) []string {
 	ids, err := n.ctr(ctx, "containers", "ls", "-q")
 	if err != nil {
 		return nil
