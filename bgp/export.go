@@ -25,11 +25,12 @@ type exportRoute struct {
 	rts     []rt
 	encap   nos.Encap
 	nexthop netip.Addr
+	unicast bool // an IPv4 unicast route (a floating IP, floating.go), not VPNv4
 }
 
 func (a exportRoute) equal(b exportRoute) bool {
 	return a.rd == b.rd && a.prefix == b.prefix && a.label == b.label && a.encap == b.encap &&
-		a.nexthop == b.nexthop && slices.Equal(a.rts, b.rts)
+		a.nexthop == b.nexthop && a.unicast == b.unicast && slices.Equal(a.rts, b.rts)
 }
 
 // labelFunc returns the label of a prefix of a VRF in a mode. The reconciler
@@ -45,6 +46,7 @@ func exportRoutes(in *intent, label labelFunc) (map[exportKey]exportRoute, error
 		return out, nil
 	}
 	for _, v := range in.vrfs {
+		floatingExports(out, v, in.endpoint)
 		if v.rd == 0 || len(v.exportRTs) == 0 {
 			continue
 		}
@@ -80,6 +82,9 @@ func exportRoutes(in *intent, label labelFunc) (map[exportKey]exportRoute, error
 // RFC 9012 encapsulation community with tunnel type 13. The next hop is the
 // tunnel source, not the BGP session's address.
 func (r exportRoute) path(withdraw bool) (*apiutil.Path, error) {
+	if r.unicast {
+		return r.unicastPath(withdraw)
+	}
 	nlri, err := bgp.NewLabeledVPNIPAddrPrefix(r.prefix, *bgp.NewMPLSLabelStack(r.label), r.rd.distinguisher())
 	if err != nil {
 		return nil, fmt.Errorf("build nlri %s:%s: %w", r.rd, r.prefix, err)

@@ -171,6 +171,7 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 	if err := serviceRoutes(want, intended); err != nil {
 		return err
 	}
+	floatingRoutes(want, intended)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.core == nil {

@@ -129,4 +129,7 @@ type vrfSpec struct {
 	// services are the service address /32s this host advertises with
 	// the VRF label (services.go), sorted.
 	services []netip.Prefix
+	// floating are the floating IPs of pods of this host in the VRF,
+	// advertised as IPv4 unicast (floating.go).
+	floating []netip.Prefix
 }

@@ -1,0 +1,77 @@
+package bgp
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+
+	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
+)
+
+// Floating IPs (isthmus-external.yang) reach the provider network or the
+// data center as plain IPv4 unicast /32s with this host's tunnel source as
+// the next hop, sent to every neighbor with the IPV4_UNICAST family: the
+// forwarder translates packets to the floating address arriving on the
+// underlay to the pod, 1:1. A host advertises a floating IP only while
+// its pod is attached here, so moving the binding to a pod of another
+// host withdraws it here and advertises it there, each host in one
+// UPDATE.
+
+// floatingRoutes sets, for every VRF of in, the floating IPs whose pod is
+// a pod interface of this host in the VRF (vrfSpec.floating).
+func floatingRoutes(in *intent, d *gen.Device) {
+	local := map[string]map[netip.Addr]bool{}
+	for _, ifc := range nos.Interfaces(d) {
+		c := ifc.GetConfig()
+		if c.GetType() != gen.IsthmusTypes_InterfaceType_POD || c.GetIpv4Address() == "" || (c.Enabled != nil && !*c.Enabled) {
+			continue
+		}
+		p, err := netip.ParsePrefix(c.GetIpv4Address())
+		if err != nil {
+			continue // the pod routes report it
+		}
+		vrf := c.GetNetworkInstance()
+		if local[vrf] == nil {
+			local[vrf] = map[netip.Addr]bool{}
+		}
+		local[vrf][p.Addr()] = true
+	}
+	for name, v := range in.vrfs {
+		v.floating = nil
+		for key, f := range nos.FloatingIPs(nos.NetworkInstances(d)[name]) {
+			a, err1 := netip.ParseAddr(key)
+			pod, err2 := netip.ParseAddr(f.GetConfig().GetPodAddress())
+			if err1 == nil && err2 == nil && a.Is4() && local[name][pod] {
+				v.floating = append(v.floating, netip.PrefixFrom(a, 32))
+			}
+		}
+		slices.SortFunc(v.floating, comparePrefix)
+		in.vrfs[name] = v
+	}
+}
+
+// floatingExports adds the floating IPs of v to out as IPv4 unicast
+// routes with next hop nexthop.
+func floatingExports(out map[exportKey]exportRoute, v vrfSpec, nexthop netip.Addr) {
+	for _, p := range v.floating {
+		out[exportKey{v.name, p}] = exportRoute{prefix: p, nexthop: nexthop, unicast: true}
+	}
+}
+
+// unicastPath is the GoBGP path of an IPv4 unicast route: the prefix, IGP
+// origin and the next hop.
+func (r exportRoute) unicastPath(withdraw bool) (*apiutil.Path, error) {
+	nlri, err := bgp.NewIPAddrPrefix(r.prefix)
+	if err != nil {
+		return nil, err
+	}
+	nh, err := bgp.NewPathAttributeNextHop(r.nexthop)
+	if err != nil {
+		return nil, err
+	}
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP), nh}
+	return &apiutil.Path{Family: bgp.RF_IPv4_UC, Nlri: nlri, Attrs: attrs, Withdrawal: withdraw}, nil
+}
