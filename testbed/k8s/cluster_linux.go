@@ -206,12 +206,13 @@ func makeCgroupRoot(root string) error {
 	return nil
 }
 
-// cgroupHierarchies are the cgroup v1 hierarchies mounted under
-// /sys/fs/cgroup: every controller's and the named systemd one, all of which
-// the kubelet checks for its cgroup root.
+// cgroupHierarchies are the cgroup hierarchies mounted under
+// /sys/fs/cgroup: every v1 controller's and the named systemd one, all of
+// which the kubelet checks for its cgroup root, and the v2 one mounted
+// beside them ("unified", where runc puts every container too).
 func cgroupHierarchies() []string {
 	var hs []string
-	for _, name := range []string{"systemd", "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "net_cls", "net_prio", "perf_event", "pids"} {
+	for _, name := range []string{"unified", "systemd", "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "net_cls", "net_prio", "perf_event", "pids"} {
 		p := filepath.Join("/sys/fs/cgroup", name)
 		real, err := filepath.EvalSymlinks(p)
 		if err != nil || slices.Contains(hs, real) {

@@ -121,7 +121,7 @@ func demo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gnmic strin
 		fmt.Fprintf(out, "\n== kept up; poke at it (as root):\n")
 		fmt.Fprintf(out, "  %s get pods -A -o wide\n", c.KubectlCommand())
 		fmt.Fprintf(out, "  %s -n shop logs deploy/web\n", c.KubectlCommand())
-		fmt.Fprintf(out, "  isthmus-testbed vtysh dcgw 'show bgp ipv4 vpn'\n")
+		fmt.Fprintf(out, "  vtysh --vty_socket %s -c 'show bgp ipv4 vpn'\n", tb.FRRAt("dcgw").Dir)
 		fmt.Fprintf(out, "  ctr --address %s -n k8s.io containers ls\n", c.Nodes["c1"].Socket)
 		fmt.Fprintf(out, "  go run ./testbed/k8s/demo --down %s    # remove it all\n", tb.Dir())
 	}
