@@ -21,11 +21,21 @@ func BenchmarkSetOneVRF(b *testing.B) {
 		b.Run(fmt.Sprintf("vrfs=%d", n), func(b *testing.B) {
 			c := benchCore(b, n)
 			b.Run("add", func(b *testing.B) {
+				var names []string
 				benchSets(b, c, func(int) *gpb.SetRequest {
 					// A VRF never added before, also across -count runs.
 					i := int(benchSeq.Add(1))
-					return &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(b, fmt.Sprintf("new%d", i), 20000+i%40000)}}
+					names = append(names, fmt.Sprintf("new%d", i))
+					return &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(b, names[len(names)-1], 20000+i%40000)}}
 				})
+				// Back to n VRFs for the next run, untimed.
+				req := &gpb.SetRequest{}
+				for _, name := range names {
+					req.Delete = append(req.Delete, mustPath(b, fmt.Sprintf("/network-instances/network-instance[name=%s]", name)))
+				}
+				if _, err := c.Set(context.Background(), "bench", req); err != nil {
+					b.Fatal(err)
+				}
 			})
 			b.Run("change", func(b *testing.B) {
 				benchSets(b, c, func(int) *gpb.SetRequest {
