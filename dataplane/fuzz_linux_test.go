@@ -162,6 +162,15 @@ func FuzzPacketPrograms(f *testing.F) {
 				if bytes.Equal(out, frame) {
 					break
 				}
+				if binary.NativeEndian.Uint32(out) == metaFlowMagic {
+					// Handed to tc for the flow table (service_mpls.h):
+					// popped, the label and the sender in the metadata.
+					label, src := binary.NativeEndian.Uint32(out[4:]), net.HardwareAddr(frame[6:12])
+					if labelVRF[label] != "red" || (!bytes.Equal(src, peer2MAC) && !bytes.Equal(src, peer3MAC)) {
+						fail("handed to tc by label %d from %v", label, src)
+					}
+					break
+				}
 				// Decapsulated: metadata with the target, then the frame.
 				ifindex := binary.NativeEndian.Uint32(out[4:])
 				label := binary.BigEndian.Uint32(frame[14:]) >> 12

@@ -73,7 +73,7 @@ func portPath(path, name string) string {
 // address outside the VRF's pod pools, at least one port, each with a
 // protocol and a port in 1..65535 (and a target port in 1..65535 when
 // set), no two ports of the VRF's services on one address, protocol and
-// port, a VRF that receives MPLSoUDP, and backends with a port in 1..65535 whose address is in the VRF:
+// port, and backends with a port in 1..65535 whose address is in the VRF:
 // inside one of its pools here, or else (a pod of the VRF on another host,
 // whose pool this host does not hold) inside no pool of another VRF of
 // this host. pools are the VRF's address pools; old is the running
@@ -86,12 +86,6 @@ func validateServices(old, d *gen.Device, sc *scope, base, vrf string, ni *gen.I
 	}
 	if ni.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
 		return invalidf(base+"/services", "only an L3VRF has services")
-	}
-	if ni.GetConfig().GetEncapsulation() == gen.IsthmusTypes_Encapsulation_MPLS_OVER_MPLS {
-		// MPLSoMPLS arrives through the XDP decapsulator, which does not
-		// run the flow table: neither tunnel traffic to a service address
-		// nor the replies of a remote backend would be translated.
-		return invalidf(base+"/config/encapsulation", "a network instance with services must receive MPLS_OVER_UDP: MPLS_OVER_MPLS is decapsulated in XDP, where services are not translated")
 	}
 	oldSvcs := Services(NetworkInstances(old)[vrf])
 	seen := map[serviceKey]string{}

@@ -22,9 +22,8 @@ func portJSON(name, proto string, port, target int) *gpb.TypedValue {
 
 // TestSetServicePorts: named ports and the external-traffic scope are
 // configured over gNMI like anything else; bad ports (one already taken
-// on the address, a target port 0) and a VRF with services switched to
-// MPLS_OVER_MPLS are refused with InvalidArgument naming the path, and
-// nothing of the request is applied.
+// on the address, a target port 0) are refused with InvalidArgument
+// naming the path, and nothing of the request is applied.
 func TestSetServicePorts(t *testing.T) {
 	e := newTestEnv(t)
 	baseConfig(t, e)
@@ -50,8 +49,6 @@ func TestSetServicePorts(t *testing.T) {
 			[]string{web + "/ports/port[name=alt]/config/target-port", "1..65535"}},
 		{"named port 0", up(web+"/ports/port[name=alt]", portJSON("alt", "TCP", 0, 0)), codes.InvalidArgument,
 			[]string{web + "/ports/port[name=alt]/config/port", "1..65535"}},
-		{"services over MPLSoMPLS", up(red+"/config/encapsulation", str("MPLS_OVER_MPLS")), codes.InvalidArgument,
-			[]string{red + "/config/encapsulation", "MPLS_OVER_UDP"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.cli.Set(admin(), tc.req(t))

@@ -389,6 +389,9 @@ static __always_inline int encap_mpls(struct __sk_buff *skb, struct tunnel *t,
 /* Services whose external traffic goes to every backend (uses the helpers above). */
 #include "service_relay.h"
 
+/* Services over MPLSoMPLS: the flow table in tc after XDP (uses the helpers above). */
+#include "service_mpls.h"
+
 SEC("tc")
 int pod_ingress(struct __sk_buff *skb)
 {
@@ -529,6 +532,8 @@ int underlay_ingress(struct __sk_buff *skb)
 	struct meta *m = (void *)(long)skb->data_meta;
 	if ((void *)(m + 1) <= data && m->magic == META_MAGIC)
 		return deliver(m->ifindex, m->flags);
+	if ((void *)(m + 1) <= data && m->magic == META_FLOW_MAGIC)
+		return svc_mpls_ingress(skb, m->ifindex);
 	/* Replies to source-NATed flows (nat.h). */
 	int nact = nat_underlay(skb);
 	if (nact != TC_ACT_UNSPEC)
@@ -685,6 +690,31 @@ int underlay_xdp(struct xdp_md *ctx)
 	reason = label_admits(epslot, lse >> 12, &vrf, &lt);
 	if (reason >= 0)
 		goto drop;
+	/* A packet the flow table may concern goes on to tc popped, with its
+	 * label in the metadata (service_mpls.h). */
+	__u32 fvrf;
+	if (flow_label_wanted(lse >> 12, inner, data_end, &fvrf)) {
+		__u32 label = lse >> 12;
+		__u8 emac[2 * ETH_ALEN];
+		__builtin_memcpy(emac, eth, sizeof(emac));
+		count_endpoint(epslot, 1, data_end - data);
+		reason = DROP_ERROR;
+		if (bpf_xdp_adjust_head(ctx, depth * 4) ||
+		    bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct meta)))
+			goto drop;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		struct meta *fm = (void *)(long)ctx->data_meta;
+		eth = data;
+		if ((void *)(eth + 1) > data_end || (void *)(fm + 1) > data)
+			goto drop;
+		__builtin_memcpy(eth, emac, sizeof(emac));
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		fm->magic = META_FLOW_MAGIC;
+		fm->ifindex = label;
+		fm->flags = epslot;
+		return XDP_PASS;
+	}
 	struct iface *dst = 0;
 	reason = label_to_pod(lt, inner, data_end, &dst);
 	if (reason >= 0)
