@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/openconfig/ygot/ygot"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
@@ -292,4 +293,33 @@ func TestPolicyCasesAreDistinct(t *testing.T) {
 			t.Errorf("case %q allows everything", tc.Name)
 		}
 	}
+}
+
+// NetpolExpectedSets renders the ACL sets the controller should hold on
+// a node that runs every pod of the fixture: set name → its JSON.
+func NetpolExpectedSets(f *NetpolFixture, pols []*networkingv1.NetworkPolicy) map[string]string {
+	c := &policyCluster{policies: pols, namespaces: map[string]map[string]string{}}
+	for _, ns := range f.Namespaces {
+		c.namespaces[ns.Name] = ns.Labels
+	}
+	for _, p := range f.Pods {
+		pp := policyPodOf(p)
+		pp.node = "n"
+		c.pods = append(c.pods, pp)
+	}
+	compiled, _ := compilePolicies(c)
+	out := map[string]string{}
+	for name, s := range renderNodePolicy(c, compiled, "n", func(string) string { return "" }).sets {
+		out[name] = ACLSetJSON(s)
+	}
+	return out
+}
+
+// ACLSetJSON is a set's JSON, for comparisons.
+func ACLSetJSON(s *gen.IsthmusAcl_Acl_AclSets_AclSet) string {
+	js, err := ygot.Marshal7951(s)
+	if err != nil {
+		return err.Error()
+	}
+	return string(js)
 }

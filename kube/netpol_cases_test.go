@@ -128,6 +128,17 @@ func (f *NetpolFixture) Expected(pols []*networkingv1.NetworkPolicy) map[string]
 	return out
 }
 
+// Isolation says, for every pod ("namespace/name"), whether policies
+// isolate it for ingress and for egress.
+func (f *NetpolFixture) Isolation(pols []*networkingv1.NetworkPolicy) map[string][2]bool {
+	rc := RefCluster{Policies: pols}
+	out := map[string][2]bool{}
+	for _, p := range f.Pods {
+		out[p.Namespace+"/"+p.Name] = [2]bool{rc.RefIsolated(p, networkingv1.PolicyTypeIngress), rc.RefIsolated(p, networkingv1.PolicyTypeEgress)}
+	}
+	return out
+}
+
 // NetpolKey names one probe of the truth table.
 func NetpolKey(src, dst *corev1.Pod, pr NetpolProbe) string {
 	return fmt.Sprintf("%s/%s→%s/%s %s/%d", src.Namespace, src.Name, dst.Namespace, dst.Name, pr.Proto, pr.Port)

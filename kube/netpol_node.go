@@ -31,8 +31,9 @@ type policyWorker struct {
 
 	wake chan struct{} // buffered 1
 
-	mu   sync.Mutex // guards want
-	want *nodePolicy
+	mu      sync.Mutex // guards want, pending
+	want    *nodePolicy
+	pending bool // the last pass found pods without an interface
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -48,12 +49,17 @@ func newPolicyWorker(name, addr string, cfg *Config, sets *countingSets) *policy
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
+// set hands the worker a new intent. A worker waiting for pod interfaces
+// looks again on every pass of the leader too: the pod events that
+// brought the pass (a pod's status after its CNI ADD) are what it waits
+// for.
 func (w *policyWorker) set(np *nodePolicy) {
 	w.mu.Lock()
 	same := w.want != nil && w.want.equal(np)
 	w.want = np
+	pending := w.pending
 	w.mu.Unlock()
-	if !same {
+	if !same || pending {
 		select {
 		case w.wake <- struct{}{}:
 		default:
@@ -110,6 +116,9 @@ func (w *policyWorker) loop(ctx context.Context, c gpb.GNMIClient) {
 		if ctx.Err() != nil {
 			return
 		}
+		w.mu.Lock()
+		w.pending = errors.Is(err, errPodsPending)
+		w.mu.Unlock()
 		if err == nil {
 			backoff = 0
 			continue
@@ -223,7 +232,7 @@ func readNodePolicy(ctx context.Context, c gpb.GNMIClient) (nodePolicyState, err
 func policySetRequest(have nodePolicyState, want *nodePolicy) (*gpb.SetRequest, int, error) {
 	req := &gpb.SetRequest{}
 	replace := func(p *gpb.Path, s ygot.GoStruct) error {
-		val, err := jsonVal(s)
+		val, err := plainJSONVal(s)
 		if err != nil {
 			return err
 		}
@@ -325,6 +334,18 @@ func sameACL(a, b *gen.IsthmusInterfaces_Interfaces_Interface_Acl_Config) bool {
 	}
 	return slices.Equal(a.IngressAclSet, b.IngressAclSet) && slices.Equal(a.EgressAclSet, b.EgressAclSet) &&
 		a.IngressDefaultAction == b.IngressDefaultAction && a.EgressDefaultAction == b.EgressDefaultAction
+}
+
+// plainJSONVal is s as JSON without module names: the isthmus-acl
+// groupings used under /interfaces make a module-qualified member name
+// ambiguous to the node's schema check, and unqualified members are
+// valid below the top level of a value.
+func plainJSONVal(s ygot.GoStruct) (*gpb.TypedValue, error) {
+	js, err := ygot.Marshal7951(s)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %T: %w", s, err)
+	}
+	return &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: js}}, nil
 }
 
 func tagsTree(tags map[string]string) *ifaceTagsT {

@@ -42,6 +42,19 @@ func (c RefCluster) RefAllows(src, dst RefEndpoint, proto corev1.Protocol, port 
 	return true
 }
 
+// RefIsolated reports whether some policy selects pod for direction dir.
+func (c RefCluster) RefIsolated(pod *corev1.Pod, dir networkingv1.PolicyType) bool {
+	for _, np := range c.Policies {
+		if np.Namespace != pod.Namespace || !refHasType(np, dir) {
+			continue
+		}
+		if sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector); err == nil && sel.Matches(labels.Set(pod.Labels)) {
+			return true
+		}
+	}
+	return false
+}
+
 // allowed: pod's direction dir, peer is the other end, target the
 // destination (named ports are the destination pod's).
 func (c RefCluster) allowed(pod *corev1.Pod, dir networkingv1.PolicyType, peer, target RefEndpoint, proto corev1.Protocol, port int32) bool {
