@@ -59,6 +59,8 @@ type Cluster struct {
 	tokens    map[string]string           // by identity: admin, kube-scheduler, kubelet-<node>, ...
 	procs     map[string]*testbed.Process // the control plane's, by name
 	netns     []string                    // pod sandboxes' network namespaces seen at Down
+	// gnmiPassword is user isthmus's in the chart's Secret (InstallChart).
+	gnmiPassword string
 }
 
 // Up starts the control plane in tb's ControlPlaneNode (the topology must

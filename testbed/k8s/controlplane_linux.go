@@ -73,7 +73,8 @@ func (c *Cluster) controlPlane(ctx context.Context) error {
 	addr := ControlPlaneAddr.String()
 	if err := c.startCP(ctx, "kube-apiserver", bin("kube-apiserver"),
 		"--etcd-servers", etcdURL,
-		"--bind-address", addr, "--advertise-address", addr,
+		// Every address of the node: ControlPlaneAddr and KubernetesServiceIP.
+		"--bind-address", "0.0.0.0", "--advertise-address", addr,
 		"--secure-port", strconv.Itoa(APIServerPort),
 		"--cert-dir", certDir,
 		"--token-auth-file", tokens,

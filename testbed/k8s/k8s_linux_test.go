@@ -107,6 +107,10 @@ func TestKubernetesScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if e.Helm, err = HelmBinary(ctx, RepoRoot()); err != nil {
+		t.Fatal(err)
+	}
+	e.ChartImages = chartImages(t)
 	for _, s := range Scenarios() {
 		ok := t.Run(s.Name, func(t *testing.T) {
 			log.Reset()
@@ -135,4 +139,20 @@ func TestKubernetesScenarios(t *testing.T) {
 	if left := c.Leftovers(); len(left) > 0 {
 		t.Fatalf("left after teardown: %v", left)
 	}
+}
+
+// chartImages runs `make images` into a temporary bin dir (or takes the
+// archives from $ISTHMUS_IMAGES) and returns the directory of the archives.
+func chartImages(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("ISTHMUS_IMAGES"); dir != "" {
+		return dir
+	}
+	bin := t.TempDir()
+	cmd := exec.Command("make", "--no-print-directory", "images", "BIN="+bin)
+	cmd.Dir = RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make images: %v: %s", err, out)
+	}
+	return filepath.Join(bin, "images")
 }

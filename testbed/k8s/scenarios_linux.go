@@ -28,6 +28,9 @@ type Env struct {
 	DC map[string]*testbed.Pod
 	// Out receives each scenario's account.
 	Out io.Writer
+	// Helm is the helm CLI and ChartImages the directory of `make images`'
+	// archives, for the chart scenario.
+	Helm, ChartImages string
 
 	servers []*testbed.PodServer
 }
@@ -105,6 +108,7 @@ func Scenarios() []Scenario {
 		{"probe", "kubelet readiness probes (exec) pass, and a failing one takes the pod out of the Service", probe},
 		{"delete", "deleting a pod withdraws its /32 at the DC gateway", deletePod},
 		{"drain", "draining a node moves its pods, their routes and the traffic to the other node", drain},
+		{"chart", "helm template | kubectl apply: the controller and the route reflector run as pods and configure the reflector", chart},
 	}
 }
 
