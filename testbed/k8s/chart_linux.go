@@ -112,4 +112,3 @@ func exitDetail(err error) error {
 	}
 	return err
 }
-
