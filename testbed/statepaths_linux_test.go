@@ -56,7 +56,6 @@ func TestStatePathsOnConfiguredHost(t *testing.T) {
 	if _, err := tb.PodPing(ctx, a, PingOptions{To: b.Address.String(), Count: 3}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second) // a round of the state loops
 	addr, err := tb.GNMIAddr("c1")
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +97,15 @@ func TestStatePathsOnConfiguredHost(t *testing.T) {
 		cache[key] = out
 		return out
 	}
-	missing, checked := missingState(t, referencePaths(t), get)
+	// State loops publish every few seconds: read again until nothing is
+	// missing, or for half a minute.
+	ref := referencePaths(t)
+	missing, checked := missingState(t, ref, get)
+	for deadline := time.Now().Add(30 * time.Second); len(missing) > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		clear(cache)
+		missing, checked = missingState(t, ref, get)
+	}
 	for _, m := range missing {
 		t.Error(m)
 	}
