@@ -83,8 +83,8 @@ demo: deps build
 	$(if $(K8S),$(MAKE) --no-print-directory demo-k8s)
 
 ## demo-k8s: the testbed's cloud VPC as a Kubernetes cluster (kubelet + containerd on c1, c2), the kubectl scenarios, teardown (KEEP=1 leaves it up)
-demo-k8s: deps build kube-bins
-	$(GO) run ./testbed/k8s/demo --bin $(BIN) --gnmic $(GNMIC) $(if $(KEEP),--keep)
+demo-k8s: deps build kube-bins images
+	$(GO) run ./testbed/k8s/demo --bin $(BIN) --gnmic $(GNMIC) --images $(BIN)/images $(if $(KEEP),--keep)
 
 clean:
 	rm -rf $(BIN) $(GNMIC)

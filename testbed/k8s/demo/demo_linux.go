@@ -22,13 +22,22 @@ type outcome struct {
 	took time.Duration
 }
 
-func demo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gnmic string, keep bool) (err error) {
+func demo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gnmic, chartImages string, keep bool) (err error) {
 	repo := k8s.RepoRoot()
 	bins := testbed.Binaries{Isthmusd: abs(filepath.Join(bin, "isthmusd")), CNI: abs(filepath.Join(bin, "isthmus-cni")), Gnmic: abs(gnmic)}
 	for _, b := range []string{bins.Isthmusd, bins.CNI, bins.Gnmic} {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("%s missing (run `make build`): %w", b, err)
 		}
+	}
+	for _, img := range []string{"isthmusd.tar", "isthmus-controller.tar"} {
+		if _, err := os.Stat(filepath.Join(chartImages, img)); err != nil {
+			return fmt.Errorf("%s missing (run `make images`): %w", img, err)
+		}
+	}
+	helm, err := k8s.HelmBinary(ctx, repo)
+	if err != nil {
+		return err
 	}
 	kubeBins, err := k8s.BinDir(repo)
 	if err != nil {
@@ -96,6 +105,7 @@ func demo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gnmic strin
 	if err != nil {
 		return err
 	}
+	env.Helm, env.ChartImages = helm, abs(chartImages)
 	var outcomes []outcome
 	for _, s := range k8s.Scenarios() {
 		fmt.Fprintf(out, "\n== k8s scenario %s: %s\n", s.Name, s.Title)
@@ -121,6 +131,7 @@ func demo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gnmic strin
 		fmt.Fprintf(out, "\n== kept up; poke at it (as root):\n")
 		fmt.Fprintf(out, "  %s get pods -A -o wide\n", c.KubectlCommand())
 		fmt.Fprintf(out, "  %s -n shop logs deploy/web\n", c.KubectlCommand())
+		fmt.Fprintf(out, "  %s -n %s logs deploy/isthmus-controller\n", c.KubectlCommand(), k8s.ChartNamespace)
 		fmt.Fprintf(out, "  vtysh --vty_socket %s -c 'show bgp ipv4 vpn'\n", tb.FRRAt("dcgw").Dir)
 		fmt.Fprintf(out, "  ctr --address %s -n k8s.io containers ls\n", c.Nodes["c1"].Socket)
 		fmt.Fprintf(out, "  go run ./testbed/k8s/demo --down %s    # remove it all\n", tb.Dir())

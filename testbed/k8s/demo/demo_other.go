@@ -11,6 +11,8 @@ import (
 
 var errLinux = errors.New("the Kubernetes demo needs Linux (network namespaces, cgroups, containerd)")
 
-func demo(context.Context, *slog.Logger, io.Writer, string, string, bool) error { return errLinux }
+func demo(context.Context, *slog.Logger, io.Writer, string, string, string, bool) error {
+	return errLinux
+}
 
 func down(context.Context, *slog.Logger, string) error { return errLinux }

@@ -4,7 +4,7 @@
 // summary, and a complete teardown (--keep leaves it up and prints the
 // commands to poke at it; --down DIR removes a kept one).
 //
-//	go run ./testbed/k8s/demo [--bin DIR] [--gnmic FILE] [--keep]
+//	go run ./testbed/k8s/demo [--bin DIR] [--gnmic FILE] [--images DIR] [--keep]
 //	go run ./testbed/k8s/demo --down /run/isthmus-testbed/ist-XXXXXX
 package main
 
@@ -21,6 +21,7 @@ import (
 func main() {
 	bin := flag.String("bin", "bin", "directory holding isthmusd and isthmus-cni (`make build`)")
 	gnmic := flag.String("gnmic", "tools/gnmic/gnmic", "the gnmic binary")
+	images := flag.String("images", "bin/images", "the archives of `make images` (the chart's images)")
 	keep := flag.Bool("keep", false, "leave the testbed and the cluster up")
 	downDir := flag.String("down", "", "remove the kept run in this directory, cluster included")
 	verbose := flag.Bool("v", false, "log progress")
@@ -36,7 +37,7 @@ func main() {
 	if *downDir != "" {
 		err = down(ctx, log, *downDir)
 	} else {
-		err = demo(ctx, log, os.Stdout, *bin, *gnmic, *keep)
+		err = demo(ctx, log, os.Stdout, *bin, *gnmic, *images, *keep)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
