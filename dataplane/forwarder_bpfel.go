@@ -175,6 +175,193 @@ type forwarderNexthop struct {
 	Label    uint32
 }
 
+type forwarderPolAddrKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Attach    uint32
+	Addr      uint32
+}
+
+type forwarderPolAttachment struct {
+	_             structs.HostLayout
+	Nrules        uint32
+	DefaultAction uint8
+	DefaultReject uint8
+	HasSport      uint8
+	Pad           uint8
+}
+
+type forwarderPolBits struct {
+	_       structs.HostLayout
+	Summary [4]uint64
+	W       [256]uint64
+}
+
+type forwarderPolCounter struct {
+	_       structs.HostLayout
+	Packets uint64
+	Bytes   uint64
+}
+
+type forwarderPolDenied struct {
+	_       structs.HostLayout
+	Ingress uint64
+	Egress  uint64
+}
+
+type forwarderPolIface struct {
+	_       structs.HostLayout
+	Ingress uint32
+	Egress  uint32
+}
+
+type forwarderPolPortKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Attach    uint32
+	Proto     uint8
+	Port      [2]uint8
+	Pad       uint8
+}
+
+type forwarderPolRule struct {
+	_      structs.HostLayout
+	Entry  uint32
+	Action uint8
+	Reject uint8
+	Pad    uint16
+}
+
+type forwarderPolVrf struct {
+	_      structs.HostLayout
+	Tunnel uint32
+	Active uint32
+}
+
+type forwarderPolWork struct {
+	_ structs.HostLayout
+	T struct {
+		_     structs.HostLayout
+		Saddr uint32
+		Daddr uint32
+		Sport uint16
+		Dport uint16
+		Proto uint8
+		_     [3]byte
+	}
+	Ft struct {
+		_     structs.HostLayout
+		Saddr uint32
+		Daddr uint32
+		Sport uint16
+		Dport uint16
+		Proto uint8
+		_     [3]byte
+	}
+	K  forwarderFlowKey
+	Rk forwarderFlowKey
+	Dc struct {
+		_       structs.HostLayout
+		Vrf     uint32
+		Src     uint32
+		Dst     uint32
+		Tunnel  uint32
+		Verdict uint8
+		Reject  uint8
+		Pad     uint16
+		Entry   [2]uint32
+	}
+	_  [4]byte
+	Nf forwarderFlow
+	Rf forwarderFlow
+	Ip struct {
+		_          structs.HostLayout
+		IhlVersion uint8
+		Tos        uint8
+		TotLen     uint16
+		Id         uint16
+		FragOff    uint16
+		Ttl        uint8
+		Protocol   uint8
+		Check      uint16
+		Saddr      uint32
+		Daddr      uint32
+	}
+	Rip struct {
+		_          structs.HostLayout
+		IhlVersion uint8
+		Tos        uint8
+		TotLen     uint16
+		Id         uint16
+		FragOff    uint16
+		Ttl        uint8
+		Protocol   uint8
+		Check      uint16
+		Saddr      uint32
+		Daddr      uint32
+	}
+	Th struct {
+		_      structs.HostLayout
+		Source uint16
+		Dest   uint16
+		Seq    uint32
+		AckSeq uint32
+		Doff   uint8
+		Flags  uint8
+		Window uint16
+		Check  uint16
+		UrgPtr uint16
+	}
+	Rt struct {
+		_      structs.HostLayout
+		Source uint16
+		Dest   uint16
+		Seq    uint32
+		AckSeq uint32
+		Doff   uint8
+		Flags  uint8
+		Window uint16
+		Check  uint16
+		UrgPtr uint16
+	}
+	Ic struct {
+		_        structs.HostLayout
+		Type     uint8
+		Code     uint8
+		Checksum uint16
+		Rest     uint32
+	}
+	Ak         forwarderPolAddrKey
+	Pk         forwarderPolPortKey
+	Quote      [28]uint8
+	Macs       [12]uint8
+	Rmacs      [12]uint8
+	_          [4]byte
+	Sm         [4]uint64
+	Rule       int64
+	Action     uint32
+	Reject     uint32
+	Entry      uint32
+	Point      uint32
+	Index      uint32
+	Step       uint32
+	Vrf        uint32
+	Src        uint32
+	Dst        uint32
+	FromTunnel uint32
+	Gen        uint32
+	Bits       uint32
+	Pp         struct {
+		_          structs.HostLayout
+		Vrf        uint32
+		L3         uint32
+		Saddr      uint32
+		Sport      uint16
+		On         uint8
+		FromTunnel uint8
+	}
+}
+
 type forwarderRoute struct {
 	_    structs.HostLayout
 	Kind uint32
@@ -263,6 +450,19 @@ const (
 	forwarderMapNatHost          = "nat_host"
 	forwarderMapNatScratch       = "nat_scratch"
 	forwarderMapNatVrfs          = "nat_vrfs"
+	forwarderMapPolAttach        = "pol_attach"
+	forwarderMapPolDport         = "pol_dport"
+	forwarderMapPolDst           = "pol_dst"
+	forwarderMapPolEntryCounters = "pol_entry_counters"
+	forwarderMapPolGen           = "pol_gen"
+	forwarderMapPolIfaceDenied   = "pol_iface_denied"
+	forwarderMapPolIfaces        = "pol_ifaces"
+	forwarderMapPolRules         = "pol_rules"
+	forwarderMapPolSport         = "pol_sport"
+	forwarderMapPolSrc           = "pol_src"
+	forwarderMapPolVrfDenied     = "pol_vrf_denied"
+	forwarderMapPolVrfs          = "pol_vrfs"
+	forwarderMapPolWorks         = "pol_works"
 	forwarderMapRouteCache       = "route_cache"
 	forwarderMapRouteGen         = "route_gen"
 	forwarderMapRoutes           = "routes"
@@ -354,6 +554,19 @@ type forwarderMapSpecs struct {
 	NatHost          *ebpf.MapSpec `ebpf:"nat_host"`
 	NatScratch       *ebpf.MapSpec `ebpf:"nat_scratch"`
 	NatVrfs          *ebpf.MapSpec `ebpf:"nat_vrfs"`
+	PolAttach        *ebpf.MapSpec `ebpf:"pol_attach"`
+	PolDport         *ebpf.MapSpec `ebpf:"pol_dport"`
+	PolDst           *ebpf.MapSpec `ebpf:"pol_dst"`
+	PolEntryCounters *ebpf.MapSpec `ebpf:"pol_entry_counters"`
+	PolGen           *ebpf.MapSpec `ebpf:"pol_gen"`
+	PolIfaceDenied   *ebpf.MapSpec `ebpf:"pol_iface_denied"`
+	PolIfaces        *ebpf.MapSpec `ebpf:"pol_ifaces"`
+	PolRules         *ebpf.MapSpec `ebpf:"pol_rules"`
+	PolSport         *ebpf.MapSpec `ebpf:"pol_sport"`
+	PolSrc           *ebpf.MapSpec `ebpf:"pol_src"`
+	PolVrfDenied     *ebpf.MapSpec `ebpf:"pol_vrf_denied"`
+	PolVrfs          *ebpf.MapSpec `ebpf:"pol_vrfs"`
+	PolWorks         *ebpf.MapSpec `ebpf:"pol_works"`
 	RouteCache       *ebpf.MapSpec `ebpf:"route_cache"`
 	RouteGen         *ebpf.MapSpec `ebpf:"route_gen"`
 	Routes           *ebpf.MapSpec `ebpf:"routes"`
@@ -415,6 +628,19 @@ type forwarderMaps struct {
 	NatHost          *ebpf.Map `ebpf:"nat_host"`
 	NatScratch       *ebpf.Map `ebpf:"nat_scratch"`
 	NatVrfs          *ebpf.Map `ebpf:"nat_vrfs"`
+	PolAttach        *ebpf.Map `ebpf:"pol_attach"`
+	PolDport         *ebpf.Map `ebpf:"pol_dport"`
+	PolDst           *ebpf.Map `ebpf:"pol_dst"`
+	PolEntryCounters *ebpf.Map `ebpf:"pol_entry_counters"`
+	PolGen           *ebpf.Map `ebpf:"pol_gen"`
+	PolIfaceDenied   *ebpf.Map `ebpf:"pol_iface_denied"`
+	PolIfaces        *ebpf.Map `ebpf:"pol_ifaces"`
+	PolRules         *ebpf.Map `ebpf:"pol_rules"`
+	PolSport         *ebpf.Map `ebpf:"pol_sport"`
+	PolSrc           *ebpf.Map `ebpf:"pol_src"`
+	PolVrfDenied     *ebpf.Map `ebpf:"pol_vrf_denied"`
+	PolVrfs          *ebpf.Map `ebpf:"pol_vrfs"`
+	PolWorks         *ebpf.Map `ebpf:"pol_works"`
 	RouteCache       *ebpf.Map `ebpf:"route_cache"`
 	RouteGen         *ebpf.Map `ebpf:"route_gen"`
 	Routes           *ebpf.Map `ebpf:"routes"`
@@ -452,6 +678,19 @@ func (m *forwarderMaps) Close() error {
 		m.NatHost,
 		m.NatScratch,
 		m.NatVrfs,
+		m.PolAttach,
+		m.PolDport,
+		m.PolDst,
+		m.PolEntryCounters,
+		m.PolGen,
+		m.PolIfaceDenied,
+		m.PolIfaces,
+		m.PolRules,
+		m.PolSport,
+		m.PolSrc,
+		m.PolVrfDenied,
+		m.PolVrfs,
+		m.PolWorks,
 		m.RouteCache,
 		m.RouteGen,
 		m.Routes,

@@ -56,6 +56,7 @@ type Dataplane struct {
 	withdrawn    map[netip.Addr]bool // deleted endpoints that routes still name
 	adopted      bool
 	svc          *serviceTable // services, backends, flow hints (services_linux.go); nil until first used
+	pol          *policyTable  // ACL policy (policy_linux.go); nil until first used
 }
 
 // Open loads the forwarder, or adopts the one pinned under cfg.BPFFS by an

@@ -76,6 +76,7 @@ type Reconciler struct {
 	attempts   int                          // programming passes since failing was set
 	services   map[serviceName]namedService // programmed service ports (services_reconciler_linux.go)
 	external   *externalState               // external connectivity (nat_reconciler_linux.go)
+	policy     policyIntent                 // ACL policy to program (policy_reconciler_linux.go)
 }
 
 var _ nos.Reconciler = (*Reconciler)(nil)
@@ -201,6 +202,9 @@ func (r *Reconciler) Validate(intended *gen.Device) error {
 	if err != nil {
 		return err
 	}
+	if _, err := policyOf(intended); err != nil {
+		return err
+	}
 	return in.validate()
 }
 
@@ -245,6 +249,9 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 		return err
 	}
 	if err := r.applyExternal(intended); err != nil {
+		return err
+	}
+	if err := r.applyPolicy(intended); err != nil {
 		return err
 	}
 	r.applied = want
@@ -342,7 +349,7 @@ func (r *Reconciler) converge(want intent) error {
 		delete(r.remote, k)
 		delete(r.dirty, k)
 	}
-	errs = append(errs, r.installLabels(wantLabels))
+	errs = append(errs, r.installLabels(wantLabels), r.programPolicy()) // pods attached late get their policy
 	return errors.Join(errs...)
 }
 

@@ -42,6 +42,9 @@ func (r *Reconciler) publishLoop(ctx context.Context) {
 		if err := r.refreshExternal(); err != nil {
 			r.log.Warn("publish external connectivity", "err", err)
 		}
+		if err := r.publishPolicy(); err != nil {
+			r.log.Warn("publish policy state", "err", err)
+		}
 	}
 }
 
@@ -209,6 +212,11 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 			NoRoute: ygot.Uint64(d.NoRoute), TtlExpired: ygot.Uint64(d.TTL),
 			UnknownLabel: ygot.Uint64(d.UnknownLabel), UnknownEndpoint: ygot.Uint64(d.UnknownEndpoint),
 			Malformed: ygot.Uint64(d.Malformed + d.NoNeighbor + d.Error), MtuExceeded: ygot.Uint64(d.MTU),
+		}
+		if all, tunnel, err := dp.VRFPolicyDenied(name); err != nil { // policy.h counts its own
+			errs = append(errs, err)
+		} else {
+			st.Counters.AclDenied, st.Counters.TunnelAclDenied = ygot.Uint64(all), ygot.Uint64(tunnel)
 		}
 		update(fmt.Sprintf("/network-instances/network-instance[name=%s]/state", name), st)
 	}

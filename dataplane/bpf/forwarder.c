@@ -29,6 +29,7 @@
 #include "types.h"
 #include "maps.h"
 #include "flow.h"
+#include "policy.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -432,8 +433,11 @@ int pod_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 
+	policy_reset(); /* policy.h */
+
 	/* Services and the flow table (flow.h): the packet may be rewritten. */
 	if (flow_wanted(vrf, ip)) {
+		policy_pre(skb, vrf, sizeof(struct ethhdr)); /* the source before translation */
 		int freason = flow_process(skb, vrf, sizeof(struct ethhdr), 0);
 		if (freason >= 0) {
 			count_drop(vrf, freason);
@@ -455,6 +459,24 @@ int pod_ingress(struct __sk_buff *skb)
 			return act;
 		count_drop(vrf, nreason);
 		return TC_ACT_SHOT;
+	}
+	/* Policy (policy.h): the source pod's egress, a local destination's
+	 * ingress; drops, rejects and counts itself. */
+	if (policy_active(vrf)) {
+		int pact = policy_check(skb, vrf, sizeof(struct ethhdr), r->kind == ROUTE_LOCAL ? r->id : POL_NONE, 0);
+		if (pact != POLICY_PASS)
+			return pact;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		eth = data;
+		ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			goto malformed;
+		r = route_lookup(vrf, ip->daddr); /* a cache hit: r need not live across the call */
+		if (!r) {
+			count_drop(vrf, DROP_NO_ROUTE);
+			return TC_ACT_SHOT;
+		}
 	}
 
 	if (r->kind == ROUTE_LOCAL) {
@@ -583,10 +605,12 @@ int underlay_ingress(struct __sk_buff *skb)
 	reason = label_admits(epslot, lse >> 12, &vrf, &lt);
 	if (reason >= 0)
 		goto drop;
+	policy_reset(); /* policy.h */
 	/* Services and the flow table (flow.h) on the inner packet; a flow
 	 * relayed to a backend's host goes back out (service_relay.h). */
 	__u32 fvrf, relay = 0;
 	if (flow_label_wanted(lse >> 12, inner, data_end, &fvrf)) {
+		policy_pre(skb, fvrf, (void *)inner - data); /* the source before translation */
 		reason = flow_process_from(skb, fvrf, (void *)inner - data, epslot, &relay);
 		if (reason == FLOW_RELAY) {
 			reason = svc_relay(skb, t, fvrf, relay, epslot);
@@ -633,6 +657,12 @@ int underlay_ingress(struct __sk_buff *skb)
 		goto drop;
 	}
 	set_macs(eth, dmac, smac);
+	/* Policy (policy.h): the VRF's tunnel ingress, the pod's ingress. */
+	if (policy_active(vrf)) {
+		int pact = policy_check(skb, vrf, sizeof(struct ethhdr), slot, 1);
+		if (pact != POLICY_PASS)
+			return pact;
+	}
 	count_endpoint(epslot, 1, outer_bytes);
 	count_iface(slot, 1, skb->len);
 	return deliver(ifindex, flags);

@@ -1,0 +1,910 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Stateful ACL policy of the Isthmus forwarder.
+ *
+ * Attachment points: a pod interface's egress (packets the pod sends) and
+ * ingress (packets delivered to it, also after decapsulation), and a VRF's
+ * tunnel ingress. The loader compiles the ACL sets attached at each point
+ * into an attachment (an id): its rules in evaluation order (rule n is bit
+ * n) and three classifiers, LPM tries keyed by (attachment, prefix) whose
+ * values are bitmaps of the rules that match there: source address,
+ * destination address, and (protocol, destination port or ICMP type), plus
+ * (protocol, source port) when some rule matches source ports. The first
+ * packet of a flow intersects the bitmaps (a summary word per 64 words
+ * skips empty stretches) and takes the lowest rule: a few LPM lookups and
+ * at most a few hundred word ANDs, whatever the number of rules, instead of
+ * a scan.
+ *
+ * Verdicts live in the shared flow table (flow.h), in a key space of their
+ * own (flow_key.pad[0] = FLOW_SPACE_POLICY), so they never collide with the
+ * entries of service translation: the key is the flow between the real
+ * endpoints (the source before any reverse translation, the destination
+ * after any service translation). A flow is two entries; every later packet
+ * either way is one lookup. Policy entries never translate (nat is
+ * NAT_NONE), so they keep their own fields where translation's are:
+ * nat_addr holds the policy generation the verdict was decided under,
+ * nat_port the reject kind, service the two counter slots (pol_store).
+ * An entry is valid while its generation equals pol_gen[0], which the
+ * loader bumps after every policy change: a stale entry is evaluated again
+ * on its next packet (a reply entry by evaluating its forward direction),
+ * so a newly denied flow stops at once.
+ */
+#ifndef ISTHMUS_POLICY_H
+#define ISTHMUS_POLICY_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "types.h"
+#include "flow.h"
+
+#define POL_WORDS 256                 /* bitmap words: rules per attachment / 64 */
+#define POL_SUMMARY (POL_WORDS / 64)  /* summary words */
+#define POL_MAX_RULES (POL_WORDS * 64) /* 16384 rules per attachment */
+#define POL_MAX_ATTACH 16384
+#define POL_MAX_PREFIXES (1 << 18)    /* classifier entries per dimension */
+#define POL_MAX_ENTRIES 65536         /* ACL entries with counters */
+#define POL_NONE 0xffffffff           /* no interface slot */
+#define FLOW_SPACE_POLICY 1           /* flow_key.pad[0] of policy entries */
+#define VERDICT_REJECT 2              /* flow.verdict: denied, and the sender is answered */
+
+/* Actions (rules and defaults). */
+enum pol_action {
+	POL_ACCEPT = 1,
+	POL_DROP = 2,
+	POL_REJECT = 3,
+};
+
+/* How REJECT answers; 0: a TCP reset for TCP, else ICMP. */
+enum pol_reject {
+	POL_REJECT_TCP = 1,
+	POL_REJECT_ICMP = 2,
+};
+
+/* Where a flow was denied (the first counter slot of a denied flow holds
+ * kind << POINT_SHIFT | index). */
+enum pol_point {
+	POINT_EGRESS = 1,  /* index: interface slot */
+	POINT_INGRESS = 2, /* index: interface slot */
+	POINT_TUNNEL = 3,  /* index: VRF */
+};
+#define POINT_SHIFT 14 /* a point is kind << POINT_SHIFT | index (both fit 16 bits) */
+
+struct pol_bits {
+	__u64 summary[POL_SUMMARY]; /* bit i: word i is not zero */
+	__u64 w[POL_WORDS];
+};
+
+/* pol_addr_key: LPM key; prefixlen counts the 32 bits of attach. */
+struct pol_addr_key {
+	__u32 prefixlen;
+	__u32 attach; /* network byte order */
+	__u32 addr;   /* network byte order */
+};
+
+/* pol_port_key: LPM key over (attach, proto, port); prefixlen counts the 32
+ * bits of attach, then 8 of proto, then up to 16 of port. */
+struct pol_port_key {
+	__u32 prefixlen;
+	__u32 attach; /* network byte order */
+	__u8 proto;
+	__u8 port[2]; /* network byte order; ICMP: type, code */
+	__u8 pad;
+};
+
+/* pol_rule: rule n of attachment a is at a * POL_MAX_RULES + n. */
+struct pol_rule {
+	__u32 entry; /* counter slot of the ACL entry */
+	__u8 action; /* enum pol_action */
+	__u8 reject; /* enum pol_reject */
+	__u16 pad;
+};
+
+struct pol_attachment {
+	__u32 nrules;
+	__u8 default_action; /* enum pol_action */
+	__u8 default_reject;
+	__u8 has_sport;      /* some rule matches source ports */
+	__u8 pad;
+};
+
+/* pol_iface: attachments of a pod interface, by slot (0: none). */
+struct pol_iface {
+	__u32 ingress;
+	__u32 egress;
+};
+
+/* pol_vrf: a VRF's tunnel-ingress attachment and whether any attachment
+ * of the VRF exists (else its packets skip policy). */
+struct pol_vrf {
+	__u32 tunnel;
+	__u32 active;
+};
+
+struct pol_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct pol_denied {
+	__u64 ingress; /* interface: ingress; VRF: every point */
+	__u64 egress;  /* interface: egress; VRF: tunnel ingress */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, POL_MAX_PREFIXES);
+	__type(key, struct pol_addr_key);
+	__type(value, struct pol_bits);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_src SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, POL_MAX_PREFIXES);
+	__type(key, struct pol_addr_key);
+	__type(value, struct pol_bits);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_dst SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, POL_MAX_PREFIXES);
+	__type(key, struct pol_port_key);
+	__type(value, struct pol_bits);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_dport SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, POL_MAX_PREFIXES);
+	__type(key, struct pol_port_key);
+	__type(value, struct pol_bits);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_sport SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, POL_MAX_PREFIXES);
+	__type(key, __u32);
+	__type(value, struct pol_rule);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, POL_MAX_ATTACH);
+	__type(key, __u32);
+	__type(value, struct pol_attachment);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_attach SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct pol_iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VRFS);
+	__type(key, __u32);
+	__type(value, struct pol_vrf);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_vrfs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_gen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, POL_MAX_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct pol_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_entry_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct pol_denied);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_iface_denied SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_VRFS);
+	__type(key, __u32);
+	__type(value, struct pol_denied);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_vrf_denied SEC(".maps");
+
+/* pol_pkt: what the policy hooks carry from before the flow table's
+ * translation to after the route lookup. */
+struct pol_pkt {
+	__u32 vrf;
+	__u32 l3;     /* offset of the IPv4 header */
+	__u32 saddr;  /* source before any translation of this packet */
+	__u16 sport;
+	__u8 on;      /* policy is active in the VRF */
+	__u8 from_tunnel;
+};
+
+/* pol_tuple: what a flow is classified on. */
+struct pol_tuple {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport; /* host byte order; 0 without ports */
+	__u16 dport; /* host byte order; ICMP: type << 8 | code */
+	__u8 proto;
+};
+
+/* pol_decision: the outcome of evaluating a flow. */
+struct pol_decision {
+	/* in */
+	__u32 vrf;
+	__u32 src;      /* slot of the source pod, POL_NONE when remote */
+	__u32 dst;      /* slot of the destination pod, POL_NONE when remote */
+	__u32 tunnel;   /* the flow arrived from the tunnel */
+	/* out */
+	__u8 verdict;   /* enum flow_verdict */
+	__u8 reject;    /* enum pol_reject when verdict is VERDICT_REJECT */
+	__u16 pad;
+	__u32 entry[2]; /* allowed: counter slots (egress or tunnel, ingress); denied: point, slot; 16 bits each */
+};
+
+/* pol_store writes decision dc of generation gen into flow entry f. */
+static __always_inline void pol_store(struct flow *f, struct pol_decision *dc, __u32 verdict, __u32 reject, __u32 gen)
+{
+	f->verdict = verdict;
+	f->nat_addr = gen;
+	f->nat_port = reject;
+	f->service = (dc->entry[0] & 0xffff) | dc->entry[1] << 16;
+}
+
+/* pol_load reads a flow entry's decision into dc. */
+static __always_inline void pol_load(struct flow *f, struct pol_decision *dc)
+{
+	dc->verdict = f->verdict;
+	dc->reject = f->nat_port;
+	dc->entry[0] = f->service & 0xffff;
+	dc->entry[1] = f->service >> 16;
+}
+
+#define POLICY_PASS (-1)
+
+/* pol_ctz counts the trailing zeros of x (not 0) without branches (the
+ * population count of the bits below the lowest set one), so each round
+ * of the classification loop is one path for the verifier. */
+static __always_inline __u32 pol_ctz(__u64 x)
+{
+	__u64 v = (x & -x) - 1;
+	v = v - ((v >> 1) & 0x5555555555555555ULL);
+	v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (v * 0x0101010101010101ULL) >> 56;
+}
+
+/* pol_iphdr is the IPv4 header without the kernel's anonymous unions. */
+struct pol_iphdr {
+	__u8 ihl_version;
+	__u8 tos;
+	__u16 tot_len;
+	__u16 id;
+	__u16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__u32 saddr;
+	__u32 daddr;
+};
+
+struct pol_tcphdr {
+	__u16 source;
+	__u16 dest;
+	__u32 seq;
+	__u32 ack_seq;
+	__u8 doff;
+	__u8 flags;
+	__u16 window;
+	__u16 check;
+	__u16 urg_ptr;
+};
+
+/* pol_work: the per-CPU room of a policy check (the stack is spent by the
+ * programs that call it; tc programs do not nest on one CPU). */
+struct pol_work {
+	struct pol_tuple t, ft;
+	struct flow_key k, rk;
+	struct pol_decision dc;
+	struct flow nf, rf;
+	struct pol_iphdr ip, rip;
+	struct pol_tcphdr th, rt;
+	struct icmp_hdr ic;
+	struct pol_addr_key ak;
+	struct pol_port_key pk;
+	__u8 quote[28];
+	__u8 macs[12];
+	__u8 rmacs[12];
+	__u64 sm[POL_SUMMARY]; /* classification: words every bitmap has bits in, not visited yet */
+	__s64 rule;            /* classification: the lowest matching rule, -1 for none */
+	__u32 action, reject, entry, point, index, step;
+	__u32 vrf, src, dst, from_tunnel, gen, bits;
+	struct pol_pkt pp; /* written by policy_pre, read by policy_check */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pol_work);
+} pol_works SEC(".maps");
+
+static __always_inline struct pol_work *pol_work(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&pol_works, &zero);
+}
+
+/* pol_classify sets x->rule to the lowest rule of attachment a that x->t
+ * matches, or -1. A global function: the verifier checks it once, not at
+ * every call. */
+__noinline int pol_classify(struct pol_work *x, __u32 a, __u32 has_sport)
+{
+	if (!x)
+		return 0;
+	x->rule = -1;
+	x->ak.prefixlen = 64;
+	x->ak.attach = bpf_htonl(a);
+	x->ak.addr = x->t.saddr;
+	struct pol_bits *bs = bpf_map_lookup_elem(&pol_src, &x->ak);
+	if (!bs)
+		return 0;
+	x->ak.addr = x->t.daddr;
+	struct pol_bits *bd = bpf_map_lookup_elem(&pol_dst, &x->ak);
+	if (!bd)
+		return 0;
+	x->pk.prefixlen = 56;
+	x->pk.attach = bpf_htonl(a);
+	x->pk.proto = x->t.proto;
+	x->pk.pad = 0;
+	x->pk.port[0] = x->t.dport >> 8;
+	x->pk.port[1] = x->t.dport & 0xff;
+	struct pol_bits *bl = bpf_map_lookup_elem(&pol_dport, &x->pk);
+	if (!bl)
+		return 0;
+	struct pol_bits *bp = bl; /* ANDing a bitmap twice changes nothing */
+	if (has_sport) {
+		x->pk.port[0] = x->t.sport >> 8;
+		x->pk.port[1] = x->t.sport & 0xff;
+		bp = bpf_map_lookup_elem(&pol_sport, &x->pk);
+		if (!bp)
+			return 0;
+	}
+	for (__u32 i = 0; i < POL_SUMMARY; i++)
+		x->sm[i] = bs->summary[i] & bd->summary[i] & bl->summary[i] & bp->summary[i];
+	/* Visit the words every bitmap has bits in, lowest first. */
+	for (__u32 n = 0; n < POL_WORDS; n++) {
+		/* The first summary word with bits left, without branches:
+		 * (v | -v) >> 63 is 1 when v is not 0. */
+		__u64 z0 = 1 - ((x->sm[0] | -x->sm[0]) >> 63);
+		__u64 z1 = 1 - ((x->sm[1] | -x->sm[1]) >> 63);
+		__u64 z2 = 1 - ((x->sm[2] | -x->sm[2]) >> 63);
+		__u32 j = z0 * (1 + z1 * (1 + z2));
+		__u64 sm = x->sm[j & (POL_SUMMARY - 1)];
+		if (!sm)
+			return 0;
+		__u32 k = (j * 64 + pol_ctz(sm)) & (POL_WORDS - 1);
+		x->sm[j & (POL_SUMMARY - 1)] = sm & (sm - 1);
+		__u64 w = bs->w[k] & bd->w[k] & bl->w[k] & bp->w[k];
+		if (w) {
+			x->rule = k * 64 + pol_ctz(w);
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* pol_eval evaluates x->t at attachment a into x->action, x->entry (the
+ * counter slot of the matching entry, 0 for the default) and x->reject.
+ * Attachment 0 accepts everything. */
+static __always_inline void pol_eval(struct pol_work *x, __u32 a)
+{
+	x->entry = 0;
+	x->reject = 0;
+	x->action = POL_ACCEPT;
+	if (!a)
+		return;
+	struct pol_attachment *at = bpf_map_lookup_elem(&pol_attach, &a);
+	if (!at)
+		return;
+	x->action = at->default_action ? at->default_action : POL_DROP;
+	x->reject = at->default_reject;
+	pol_classify(x, a, at->has_sport);
+	__s64 n = x->rule;
+	if (n < 0 || n >= POL_MAX_RULES)
+		return;
+	__u32 rk = a * POL_MAX_RULES + (__u32)n;
+	struct pol_rule *r = bpf_map_lookup_elem(&pol_rules, &rk);
+	if (r) {
+		x->entry = r->entry;
+		x->reject = r->reject;
+		x->action = r->action;
+	}
+}
+
+static __always_inline __u32 pol_iface_attach(__u32 slot, int egress)
+{
+	if (slot == POL_NONE)
+		return 0;
+	struct pol_iface *pi = bpf_map_lookup_elem(&pol_ifaces, &slot);
+	if (!pi)
+		return 0;
+	return egress ? pi->egress : pi->ingress;
+}
+
+static __always_inline __u32 pol_tunnel_attach(__u32 vrf)
+{
+	struct pol_vrf *pv = bpf_map_lookup_elem(&pol_vrfs, &vrf);
+	return pv ? pv->tunnel : 0;
+}
+
+/* pol_decide evaluates the flow x->t in the direction it was opened
+ * (into x->dc, whose vrf, src, dst and tunnel say where): first the
+ * egress of its source pod (src, when local) or the VRF's tunnel ingress
+ * (tunnel), then the ingress of its destination pod (dst, when local). */
+static __noinline int pol_decide(struct pol_work *x)
+{
+	struct pol_decision *dc = &x->dc;
+	dc->entry[0] = 0;
+	dc->entry[1] = 0;
+	for (__u32 step = 0; step < 2; step++) {
+		__u32 a = 0;
+		if (step == 0 && dc->src != POL_NONE) {
+			x->point = POINT_EGRESS;
+			x->index = dc->src;
+			a = pol_iface_attach(dc->src, 1);
+		} else if (step == 0 && dc->tunnel) {
+			x->point = POINT_TUNNEL;
+			x->index = dc->vrf;
+			a = pol_tunnel_attach(dc->vrf);
+		} else if (step == 1) {
+			x->point = POINT_INGRESS;
+			x->index = dc->dst;
+			a = pol_iface_attach(dc->dst, 0);
+		}
+		pol_eval(x, a);
+		if (x->action != POL_ACCEPT) {
+			dc->verdict = x->action == POL_REJECT ? VERDICT_REJECT : VERDICT_DENY;
+			dc->reject = x->reject;
+			dc->entry[0] = x->point << POINT_SHIFT | (x->index & ((1 << POINT_SHIFT) - 1));
+			dc->entry[1] = x->entry;
+			return 0;
+		}
+		dc->entry[step & 1] = x->entry;
+	}
+	dc->verdict = VERDICT_ALLOW;
+	return 0;
+}
+
+static __always_inline void pol_count_entry(__u32 slot, __u64 bytes)
+{
+	if (!slot)
+		return;
+	struct pol_counter *c = bpf_map_lookup_elem(&pol_entry_counters, &slot);
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+/* pol_count_denied counts a refused packet at its attachment point, in the
+ * VRF, and on the entry that refused it. */
+static __always_inline void pol_count_denied(__u32 vrf, __u32 point, __u32 entry, __u64 bytes)
+{
+	__u32 kind = point >> POINT_SHIFT, index = point & ((1 << POINT_SHIFT) - 1);
+	if (kind == POINT_EGRESS || kind == POINT_INGRESS) {
+		struct pol_denied *d = bpf_map_lookup_elem(&pol_iface_denied, &index);
+		if (d) {
+			if (kind == POINT_EGRESS)
+				d->egress++;
+			else
+				d->ingress++;
+		}
+	}
+	struct pol_denied *v = bpf_map_lookup_elem(&pol_vrf_denied, &vrf);
+	if (v) {
+		v->ingress++;
+		if (kind == POINT_TUNNEL)
+			v->egress++;
+	}
+	pol_count_entry(entry, bytes);
+}
+
+/* pol_relevant says whether any attachment concerns a packet between src
+ * and dst (either may be POL_NONE, the other end being remote) in either
+ * direction: only then are flows recorded, so that the replies of a flow
+ * opened by an unprotected pod still pass a protected one. */
+static __always_inline int pol_relevant(__u32 vrf, __u32 src, __u32 dst)
+{
+	if ((src == POL_NONE || dst == POL_NONE) && pol_tunnel_attach(vrf))
+		return 1;
+	if (src != POL_NONE) {
+		struct pol_iface *pi = bpf_map_lookup_elem(&pol_ifaces, &src);
+		if (pi && (pi->ingress | pi->egress))
+			return 1;
+	}
+	if (dst != POL_NONE) {
+		struct pol_iface *pi = bpf_map_lookup_elem(&pol_ifaces, &dst);
+		if (pi && (pi->ingress | pi->egress))
+			return 1;
+	}
+	return 0;
+}
+
+/* policy_note records in this CPU's pol_work the source of the packet at
+ * l3 of vrf, and returns 1 (0 when it cannot be read). A global function:
+ * its stack is not the caller's. */
+__noinline int policy_note(struct __sk_buff *skb, __u32 vrf, __u32 l3)
+{
+	struct pol_work *x = pol_work();
+	if (!x)
+		return 0;
+	struct pol_pkt *pp = &x->pp;
+	pp->on = 0;
+	pp->vrf = vrf;
+	pp->l3 = l3;
+	struct pol_iphdr *ip = &x->ip;
+	if (bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)))
+		return 0;
+	pp->saddr = ip->saddr;
+	pp->sport = 0;
+	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && !(ip->frag_off & bpf_htons(0x3fff)) &&
+	    bpf_skb_load_bytes(skb, l3 + (ip->ihl_version & 0xf) * 4, &pp->sport, 2))
+		return 0;
+	pp->on = 1;
+	return 1;
+}
+
+/* policy_active says whether any attachment exists in vrf. */
+static __always_inline int policy_active(__u32 vrf)
+{
+	struct pol_vrf *pv = bpf_map_lookup_elem(&pol_vrfs, &vrf);
+	return pv && pv->active;
+}
+
+/* policy_reset forgets what policy_pre noted for an earlier packet; every
+ * program that calls policy_check calls it first. */
+static __always_inline void policy_reset(void)
+{
+	struct pol_work *x = pol_work();
+	if (x)
+		x->pp.on = 0;
+}
+
+/* policy_pre notes, before the flow table translates the packet at l3 of
+ * vrf, its source (policy_check reads the packet itself when nothing was
+ * noted: then nothing translated it). */
+static __always_inline void policy_pre(struct __sk_buff *skb, __u32 vrf, __u32 l3)
+{
+	if (policy_active(vrf))
+		policy_note(skb, vrf, l3);
+}
+
+static __always_inline __u16 pol_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+static __always_inline __u32 pol_sum(const void *p, __u32 words)
+{
+	const __u16 *w = p;
+	__u32 sum = 0;
+#pragma unroll
+	for (__u32 i = 0; i < 14; i++)
+		if (i < words)
+			sum += w[i];
+	return sum;
+}
+
+/* pol_reject turns the IPv4 packet at l3 (behind an Ethernet header at 0)
+ * into the answer REJECT sends back to its sender: a TCP RST (kind
+ * POL_REJECT_TCP or unset, for TCP) or an ICMP destination unreachable,
+ * code 13, quoting the packet's header and first 8 bytes. MACs are
+ * swapped. It returns 0, or -1 when nothing is to be sent (an ICMP error,
+ * a RST, a fragment, IP options, a GSO packet). */
+static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u32 l3, __u32 kind)
+{
+	struct pol_iphdr *ip = &x->ip;
+	if (skb->gso_size || bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)) || ip->ihl_version != 0x45 ||
+	    (ip->frag_off & bpf_htons(0x3fff)))
+		return -1;
+	__builtin_memset(x->quote, 0, sizeof(x->quote));
+	__u32 have = bpf_ntohs(ip->tot_len);
+	if (have > skb->len - l3)
+		have = skb->len - l3;
+	if (have >= 28) {
+		if (bpf_skb_load_bytes(skb, l3, x->quote, 28))
+			return -1;
+	} else if (bpf_skb_load_bytes(skb, l3, x->quote, 20)) {
+		return -1;
+	}
+	if (ip->protocol == IPPROTO_ICMP && (have < 21 || icmp_is_error(x->quote[20])))
+		return -1;
+	if (ip->protocol == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, l3 + 20, &x->th, sizeof(x->th)))
+			return -1;
+		if (x->th.flags & 0x04)
+			return -1; /* never answer a reset */
+	}
+	int tcp = ip->protocol == IPPROTO_TCP && kind != POL_REJECT_ICMP;
+	if (bpf_skb_load_bytes(skb, 0, x->macs, 12))
+		return -1;
+	__u32 newlen = tcp ? 40 : 56;
+	if (bpf_skb_change_tail(skb, l3 + newlen, 0))
+		return -1;
+	struct pol_iphdr *rip = &x->rip;
+	__builtin_memset(rip, 0, sizeof(*rip));
+	rip->ihl_version = 0x45;
+	rip->tot_len = bpf_htons(newlen);
+	rip->ttl = 64;
+	rip->protocol = tcp ? IPPROTO_TCP : IPPROTO_ICMP;
+	rip->saddr = ip->daddr;
+	rip->daddr = ip->saddr;
+	rip->check = pol_fold(pol_sum(rip, 10));
+	__builtin_memcpy(x->rmacs, x->macs + 6, 6);
+	__builtin_memcpy(x->rmacs + 6, x->macs, 6);
+	if (bpf_skb_store_bytes(skb, 0, x->rmacs, 12, 0) ||
+	    bpf_skb_store_bytes(skb, l3, rip, sizeof(*rip), 0))
+		return -1;
+	if (tcp) {
+		struct pol_tcphdr *rt = &x->rt;
+		__builtin_memset(rt, 0, sizeof(*rt));
+		rt->source = x->th.dest;
+		rt->dest = x->th.source;
+		rt->doff = 5 << 4;
+		if (x->th.flags & 0x10) { /* ACK: the reset takes its number */
+			rt->seq = x->th.ack_seq;
+			rt->flags = 0x04;
+		} else {
+			__u32 len = bpf_ntohs(ip->tot_len) - 20 - ((x->th.doff >> 4) & 0xf) * 4;
+			len += (x->th.flags & 0x02) ? 1 : 0;
+			len += (x->th.flags & 0x01) ? 1 : 0;
+			rt->ack_seq = bpf_htonl(bpf_ntohl(x->th.seq) + len);
+			rt->flags = 0x14;
+		}
+		__u32 sum = pol_sum(rt, 10);
+		sum += (rip->saddr & 0xffff) + (rip->saddr >> 16) + (rip->daddr & 0xffff) + (rip->daddr >> 16);
+		sum += bpf_htons(IPPROTO_TCP) + bpf_htons(20);
+		rt->check = pol_fold(sum);
+		return bpf_skb_store_bytes(skb, l3 + 20, rt, sizeof(*rt), 0) ? -1 : 0;
+	}
+	struct icmp_hdr *ic = &x->ic;
+	ic->type = 3;
+	ic->code = 13;
+	ic->checksum = 0;
+	ic->rest = 0;
+	ic->checksum = pol_fold(pol_sum(ic, 4) + pol_sum(x->quote, 14));
+	if (bpf_skb_store_bytes(skb, l3 + 20, ic, sizeof(*ic), 0) ||
+	    bpf_skb_store_bytes(skb, l3 + 28, x->quote, 28, 0))
+		return -1;
+	return 0;
+}
+
+/* pol_tuple_of reads into x->t and x->k the tuple of the packet at l3:
+ * the source recorded by policy_pre and the destination as it is now. */
+static __always_inline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, struct pol_pkt *pp)
+{
+	__u32 l3 = pp->l3;
+	struct pol_iphdr *ip = &x->ip;
+	if (bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)))
+		return -1;
+	__u32 l4 = l3 + (ip->ihl_version & 0xf) * 4;
+	struct pol_tuple *t = &x->t;
+	struct flow_key *k = &x->k;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->vrf = pp->vrf;
+	t->saddr = pp->saddr;
+	t->daddr = ip->daddr;
+	t->proto = ip->protocol;
+	t->sport = 0;
+	t->dport = 0;
+	if (!(ip->frag_off & bpf_htons(0x3fff))) {
+		if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
+			__u16 dport;
+			if (bpf_skb_load_bytes(skb, l4 + 2, &dport, 2))
+				return -1;
+			k->sport = pp->sport;
+			k->dport = dport;
+			t->sport = bpf_ntohs(pp->sport);
+			t->dport = bpf_ntohs(dport);
+		} else if (ip->protocol == IPPROTO_ICMP) {
+			if (bpf_skb_load_bytes(skb, l4, &x->ic, sizeof(x->ic)))
+				return -1;
+			t->dport = (__u16)x->ic.type << 8 | x->ic.code;
+			/* Echo: the request's identifier is its source port, the
+			 * reply's its destination, so a reply is the reverse. */
+			__u16 id = x->ic.rest & 0xffff;
+			if (x->ic.type == 8)
+				k->sport = id;
+			else if (x->ic.type == 0)
+				k->dport = id;
+		}
+	}
+	k->saddr = t->saddr;
+	k->daddr = t->daddr;
+	k->proto = t->proto;
+	k->pad[0] = FLOW_SPACE_POLICY;
+	return 0;
+}
+
+/* pol_update writes decision x->dc on flow entry f (and on its reverse
+ * entry, when present) under generation gen. */
+static __always_inline void pol_update(struct pol_work *x, struct flow *f, __u32 gen)
+{
+	struct pol_decision *dc = &x->dc;
+	pol_store(f, dc, dc->verdict, dc->reject, gen);
+	struct flow *r = bpf_map_lookup_elem(&flows, &f->reverse);
+	if (r)
+		pol_store(r, dc, dc->verdict == VERDICT_ALLOW ? VERDICT_ALLOW : VERDICT_DENY, 0, gen);
+}
+
+/* pol_create creates flow x->k and its reverse with decision x->dc. */
+static __always_inline void pol_create(struct pol_work *x, __u32 gen, __u32 bits)
+{
+	struct pol_decision *dc = &x->dc;
+	struct flow_key *k = &x->k, *rk = &x->rk;
+	__u64 now = bpf_ktime_get_ns();
+	__builtin_memset(rk, 0, sizeof(*rk));
+	rk->vrf = k->vrf;
+	rk->saddr = k->daddr;
+	rk->daddr = k->saddr;
+	rk->sport = k->dport;
+	rk->dport = k->sport;
+	rk->proto = k->proto;
+	rk->pad[0] = FLOW_SPACE_POLICY;
+	struct flow *nf = &x->nf, *rf = &x->rf;
+	__builtin_memset(nf, 0, sizeof(*nf));
+	nf->seen = now;
+	nf->created = now;
+	nf->reverse = *rk;
+	nf->flags = FLOW_F_SEEN | bits;
+	pol_store(nf, dc, dc->verdict, dc->reject, gen);
+	*rf = *nf;
+	rf->reverse = *k;
+	rf->flags = FLOW_F_REPLY;
+	pol_store(rf, dc, dc->verdict == VERDICT_ALLOW ? VERDICT_ALLOW : VERDICT_DENY, 0, gen);
+	if (bpf_map_update_elem(&flows, rk, rf, BPF_ANY) ||
+	    bpf_map_update_elem(&flows, k, nf, BPF_ANY)) {
+		bpf_map_delete_elem(&flows, rk);
+		flow_count(FLOW_TABLE_FULL);
+		return;
+	}
+	flow_count(FLOW_CREATED);
+}
+
+/* pol_finish counts the packet of a decided flow and says what becomes of
+ * it: POLICY_PASS, or the tc action to return. */
+static __always_inline int pol_finish(struct __sk_buff *skb, struct pol_work *x, __u32 l3)
+{
+	struct pol_decision *dc = &x->dc;
+	__u64 bytes = skb->len;
+	if (dc->verdict == VERDICT_ALLOW) {
+		pol_count_entry(dc->entry[0], bytes);
+		pol_count_entry(dc->entry[1], bytes);
+		return POLICY_PASS;
+	}
+	pol_count_denied(x->vrf, dc->entry[0], dc->entry[1], bytes);
+	if (dc->verdict == VERDICT_REJECT && !x->from_tunnel && l3 == sizeof(struct ethhdr) &&
+	    !pol_reject(skb, x, l3, dc->reject))
+		return bpf_redirect(skb->ifindex, 0);
+	return TC_ACT_SHOT;
+}
+
+/* policy_check enforces policy on the packet policy_pre noted once its
+ * destination is known: dst is the slot of the local pod it goes to (or
+ * POL_NONE toward the tunnel); the source is what policy_pre noted, and
+ * the pod it comes from the interface it came in by (none from_tunnel). It returns POLICY_PASS, or the tc action to
+ * return (the packet was dropped and counted, or turned into a reject sent
+ * back out of the interface it came in by). */
+__noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 dst, __u32 from_tunnel)
+{
+	struct pol_work *x = pol_work();
+	if (!x)
+		return POLICY_PASS;
+	struct pol_pkt *pp = &x->pp;
+	if (!pp->on || pp->vrf != vrf) {
+		/* Nothing noted: the packet was not translated. */
+		if (policy_note(skb, vrf, l3) != 1)
+			return POLICY_PASS;
+	}
+	pp->l3 = l3; /* where the packet is now (decapsulated since the note) */
+	pp->on = 0;
+	pp->from_tunnel = from_tunnel;
+	__u32 src = POL_NONE;
+	if (!from_tunnel) {
+		__u32 in = skb->ifindex;
+		struct iface *ifc = in < DIRECT_IFINDEX ? bpf_map_lookup_elem(&iface_index, &in)
+							 : bpf_map_lookup_elem(&ifaces, &in);
+		if (!ifc || ifc->ifindex != in)
+			return POLICY_PASS;
+		src = ifc->slot;
+	}
+	if (!pol_relevant(vrf, src, dst) || pol_tuple_of(skb, x, pp))
+		return POLICY_PASS;
+	x->vrf = pp->vrf;
+	x->from_tunnel = pp->from_tunnel;
+	x->src = src;
+	x->dst = dst;
+	__u32 zero = 0;
+	__u32 *genp = bpf_map_lookup_elem(&pol_gen, &zero);
+	x->gen = genp ? *genp : 0;
+	x->bits = 0;
+	if (x->t.proto == IPPROTO_TCP) {
+		__u8 tcpflags = 0;
+		bpf_skb_load_bytes(skb, pp->l3 + (x->ip.ihl_version & 0xf) * 4 + 13, &tcpflags, 1);
+		x->bits = tcp_bits(tcpflags);
+	}
+	struct pol_decision *dc = &x->dc;
+	struct flow *f = bpf_map_lookup_elem(&flows, &x->k);
+	if (f && f->nat_addr == x->gen) {
+		pol_load(f, dc);
+		flow_touch(f, x->bits);
+		return pol_finish(skb, x, pp->l3);
+	}
+	int reply = f && (f->flags & FLOW_F_REPLY);
+	dc->vrf = x->vrf;
+	if (reply) {
+		/* A stale reply: decide its forward direction again. */
+		x->ft = x->t;
+		x->t.saddr = x->ft.daddr;
+		x->t.daddr = x->ft.saddr;
+		x->t.sport = x->ft.dport;
+		x->t.dport = x->ft.sport;
+		if (x->t.proto == IPPROTO_ICMP) {
+			x->t.sport = 0;
+			x->t.dport = 8 << 8;
+		}
+		dc->src = x->dst;
+		dc->dst = x->src;
+		dc->tunnel = x->from_tunnel ? 0 : x->dst == POL_NONE;
+	} else {
+		dc->src = x->src;
+		dc->dst = x->dst;
+		dc->tunnel = x->from_tunnel;
+	}
+	pol_decide(x);
+	f = bpf_map_lookup_elem(&flows, &x->k);
+	if (!f) {
+		pol_create(x, x->gen, x->bits);
+	} else {
+		struct flow *fw = reply ? bpf_map_lookup_elem(&flows, &f->reverse) : f;
+		pol_update(x, fw ? fw : f, x->gen);
+		flow_touch(f, x->bits);
+	}
+	if (reply && dc->verdict != VERDICT_ALLOW)
+		dc->verdict = VERDICT_DENY; /* replies are never answered */
+	return pol_finish(skb, x, pp->l3);
+}
+
+#endif

@@ -1,0 +1,572 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"github.com/cilium/ebpf"
+)
+
+// policyTable is what SetPolicy programmed: compiled attachments by
+// content, the attachment of every point, and the counter slots of ACL
+// entries. Guarded by Dataplane.mu.
+type policyTable struct {
+	byPrint  map[string]*programmedAttachment // fingerprint → attachment
+	ids      map[uint32]bool                  // attachment ids in use
+	ifaces   map[uint32]polIface              // interface slot → attachments
+	vrfs     map[uint32]polVRF                // VRF id → tunnel attachment, active
+	entries  map[string]uint32                // ACL entry ("set/seq") → counter slot
+	slots    map[uint32]bool                  // counter slots in use
+	stale    map[uint32]bool                  // attachment ids an earlier process left in the pinned maps
+	gen      uint32
+	nextID   uint32
+	nextSlot uint32
+}
+
+type polIface struct{ Ingress, Egress uint32 }
+
+type polVRF struct{ Tunnel, Active uint32 }
+
+// programmedAttachment is one compiled attachment in the maps.
+type programmedAttachment struct {
+	id    uint32
+	c     *compiledAttachment
+	rules int
+}
+
+func newPolicyTable() *policyTable {
+	return &policyTable{
+		byPrint: map[string]*programmedAttachment{}, ids: map[uint32]bool{},
+		ifaces: map[uint32]polIface{}, vrfs: map[uint32]polVRF{},
+		entries: map[string]uint32{}, slots: map[uint32]bool{},
+	}
+}
+
+// policy returns the policy table, adopting on first use what an earlier
+// process left in the pinned maps: its generation (so that the next bump
+// invalidates every flow) and its attachment ids (kept out of use until
+// the first SetPolicy has moved every point off them, then removed).
+func (d *Dataplane) policy() (*policyTable, error) {
+	if d.pol != nil {
+		return d.pol, nil
+	}
+	t := newPolicyTable()
+	if err := d.maps.PolGen.Lookup(uint32(0), &t.gen); err != nil {
+		return nil, fmt.Errorf("read policy generation: %w", err)
+	}
+	t.stale = map[uint32]bool{}
+	var id uint32
+	var a polAttachment
+	it := d.maps.PolAttach.Iterate()
+	for it.Next(&id, &a) {
+		if a.Default != 0 {
+			t.stale[id] = true
+			t.ids[id] = true
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read policy attachments: %w", err)
+	}
+	d.pol = t
+	return t, nil
+}
+
+// purgeStale removes the attachments an earlier process left.
+func (d *Dataplane) purgeStale(t *policyTable) error {
+	if len(t.stale) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, m := range []*ebpf.Map{d.maps.PolSrc, d.maps.PolDst, d.maps.PolDport, d.maps.PolSport} {
+		var keys [][]byte
+		k := make([]byte, 12)
+		var v []byte
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			if t.stale[binary.BigEndian.Uint32(k[4:8])] {
+				keys = append(keys, append([]byte(nil), k...))
+			}
+		}
+		errs = append(errs, it.Err())
+		for _, k := range keys {
+			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	var rk uint32
+	var rv polRule
+	var rules []uint32
+	it := d.maps.PolRules.Iterate()
+	for it.Next(&rk, &rv) {
+		if t.stale[rk/PolicyMaxRules] {
+			rules = append(rules, rk)
+		}
+	}
+	errs = append(errs, it.Err())
+	for _, k := range rules {
+		if err := d.maps.PolRules.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	for id := range t.stale {
+		if err := d.maps.PolAttach.Put(id, polAttachment{}); err != nil {
+			errs = append(errs, err)
+		}
+		delete(t.ids, id)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("set policy: remove the policy of an earlier process: %w", err)
+	}
+	t.stale = nil
+	return nil
+}
+
+// SetPolicy programs the whole policy: attachments whose content is new
+// are compiled and written under fresh ids, every point is switched to its
+// attachment, the policy generation is bumped (so every flow is evaluated
+// again on its next packet; not when nothing changed), and attachments no
+// point uses any more are removed. Interfaces that are not attached are an
+// error.
+func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, err := d.policy()
+	if err != nil {
+		return err
+	}
+	want := map[string]*Attachment{}
+	note := func(a *Attachment) {
+		if a != nil {
+			want[a.fingerprint()] = a
+		}
+	}
+	for _, ip := range cfg.Interfaces {
+		note(ip.Ingress)
+		note(ip.Egress)
+	}
+	for _, a := range cfg.Tunnel {
+		note(a)
+	}
+	// Counter slots of the entries the rules name.
+	used := map[string]bool{}
+	for _, a := range want {
+		for _, r := range a.Rules {
+			used[r.Entry] = true
+		}
+	}
+	for e := range used {
+		if _, err := t.entrySlot(d, e); err != nil {
+			return err
+		}
+	}
+	// New attachments.
+	prints := make([]string, 0, len(want))
+	for p := range want {
+		prints = append(prints, p)
+	}
+	sort.Strings(prints)
+	changed := false
+	for _, p := range prints {
+		if t.byPrint[p] != nil {
+			continue
+		}
+		changed = true
+		c, err := compileAttachment(want[p])
+		if err != nil {
+			return err
+		}
+		pa, err := d.writeAttachment(t, c)
+		if err != nil {
+			return err
+		}
+		t.byPrint[p] = pa
+	}
+	idOf := func(a *Attachment) uint32 {
+		if a == nil {
+			return 0
+		}
+		return t.byPrint[a.fingerprint()].id
+	}
+	// Points.
+	ifaces := map[uint32]polIface{}
+	vrfs := map[uint32]polVRF{}
+	for ifindex, ip := range cfg.Interfaces {
+		slot, err := d.ifaceSlot(ifindex)
+		if err != nil {
+			return fmt.Errorf("set policy: %w", err)
+		}
+		pi := polIface{Ingress: idOf(ip.Ingress), Egress: idOf(ip.Egress)}
+		if pi == (polIface{}) {
+			continue
+		}
+		ifaces[slot] = pi
+		var ifc forwarderIface
+		if err := d.maps.IfaceSlots.Lookup(slot, &ifc); err != nil {
+			return fmt.Errorf("set policy: read interface slot %d: %w", slot, err)
+		}
+		v := vrfs[ifc.Vrf]
+		v.Active = 1
+		vrfs[ifc.Vrf] = v
+	}
+	for name, a := range cfg.Tunnel {
+		if a == nil {
+			continue
+		}
+		id, err := d.vrfID(name, true)
+		if err != nil {
+			return fmt.Errorf("set policy: %w", err)
+		}
+		vrfs[id] = polVRF{Tunnel: idOf(a), Active: 1}
+	}
+	changed = changed || len(ifaces) != len(t.ifaces) || len(vrfs) != len(t.vrfs) || len(t.byPrint) != len(want)
+	for slot, pi := range ifaces {
+		if t.ifaces[slot] != pi {
+			changed = true
+			if err := d.maps.PolIfaces.Put(slot, pi); err != nil {
+				return fmt.Errorf("set policy: write interface slot %d: %w", slot, err)
+			}
+		}
+	}
+	for slot := range t.ifaces {
+		if _, ok := ifaces[slot]; !ok {
+			if err := d.maps.PolIfaces.Put(slot, polIface{}); err != nil {
+				return fmt.Errorf("set policy: clear interface slot %d: %w", slot, err)
+			}
+		}
+	}
+	t.ifaces = ifaces
+	for id, v := range vrfs {
+		if t.vrfs[id] != v {
+			changed = true
+			if err := d.maps.PolVrfs.Put(id, v); err != nil {
+				return fmt.Errorf("set policy: write vrf %d: %w", id, err)
+			}
+		}
+	}
+	for id := range t.vrfs {
+		if _, ok := vrfs[id]; !ok {
+			if err := d.maps.PolVrfs.Put(id, polVRF{}); err != nil {
+				return fmt.Errorf("set policy: clear vrf %d: %w", id, err)
+			}
+		}
+	}
+	t.vrfs = vrfs
+	if changed {
+		t.gen++
+		if err := d.maps.PolGen.Put(uint32(0), t.gen); err != nil {
+			return fmt.Errorf("set policy: bump generation: %w", err)
+		}
+	}
+	// Attachments no point uses.
+	for p, pa := range t.byPrint {
+		if want[p] != nil {
+			continue
+		}
+		if err := d.removeAttachment(t, pa); err != nil {
+			return err
+		}
+		delete(t.byPrint, p)
+	}
+	if err := d.purgeStale(t); err != nil {
+		return err
+	}
+	// Counter slots of entries no rule names.
+	for e, slot := range t.entries {
+		if !used[e] {
+			delete(t.entries, e)
+			delete(t.slots, slot)
+		}
+	}
+	return nil
+}
+
+// entrySlot returns the counter slot of an ACL entry, allocating (and
+// zeroing) one for a new entry.
+func (t *policyTable) entrySlot(d *Dataplane, entry string) (uint32, error) {
+	if s, ok := t.entries[entry]; ok {
+		return s, nil
+	}
+	for range polMaxEntries {
+		t.nextSlot = t.nextSlot%(polMaxEntries-1) + 1
+		if t.slots[t.nextSlot] {
+			continue
+		}
+		if err := d.zeroPerCPU(d.maps.PolEntryCounters, t.nextSlot, 16); err != nil {
+			return 0, fmt.Errorf("set policy: zero entry counters: %w", err)
+		}
+		t.slots[t.nextSlot] = true
+		t.entries[entry] = t.nextSlot
+		return t.nextSlot, nil
+	}
+	return 0, fmt.Errorf("set policy: more than %d ACL entries", polMaxEntries-1)
+}
+
+func (d *Dataplane) zeroPerCPU(m *ebpf.Map, key uint32, size int) error {
+	n, err := possibleCPUs()
+	if err != nil {
+		return err
+	}
+	vals := make([][]byte, n)
+	for i := range vals {
+		vals[i] = make([]byte, size)
+	}
+	return m.Put(key, vals)
+}
+
+func (t *policyTable) allocID() (uint32, error) {
+	for range polMaxAttach {
+		t.nextID = t.nextID%(polMaxAttach-1) + 1
+		if !t.ids[t.nextID] {
+			t.ids[t.nextID] = true
+			return t.nextID, nil
+		}
+	}
+	return 0, fmt.Errorf("set policy: all %d attachment ids in use", polMaxAttach-1)
+}
+
+func addrKey(id uint32, k dimKey) []byte {
+	b := make([]byte, 12)
+	binary.LittleEndian.PutUint32(b[0:], 32+uint32(k.bits))
+	binary.BigEndian.PutUint32(b[4:], id)
+	binary.BigEndian.PutUint32(b[8:], k.value)
+	return b
+}
+
+func portKey(id uint32, k dimKey) []byte {
+	b := make([]byte, 12)
+	binary.LittleEndian.PutUint32(b[0:], 32+uint32(k.bits))
+	binary.BigEndian.PutUint32(b[4:], id)
+	b[8] = byte(k.value >> 16)
+	b[9] = byte(k.value >> 8)
+	b[10] = byte(k.value)
+	return b
+}
+
+// polRule is the forwarder's pol_rule.
+type polRule struct {
+	Entry  uint32
+	Action uint8
+	Reject uint8
+	Pad    uint16
+}
+
+// polAttachment is the forwarder's pol_attachment.
+type polAttachment struct {
+	Rules         uint32
+	Default       uint8
+	DefaultReject uint8
+	HasSport      uint8
+	Pad           uint8
+}
+
+func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*programmedAttachment, error) {
+	id, err := t.allocID()
+	if err != nil {
+		return nil, err
+	}
+	pa := &programmedAttachment{id: id, c: c, rules: len(c.rules)}
+	fail := func(err error) (*programmedAttachment, error) {
+		return nil, errors.Join(fmt.Errorf("set policy: write attachment %d: %w", id, err), d.removeAttachment(t, pa))
+	}
+	for i, r := range c.rules {
+		pr := polRule{Entry: t.entries[r.Entry], Action: uint8(r.Action), Reject: uint8(r.Reject)}
+		if err := d.maps.PolRules.Put(id*PolicyMaxRules+uint32(i), pr); err != nil {
+			return fail(err)
+		}
+	}
+	for _, dim := range []struct {
+		m   *ebpf.Map
+		d   *dimension
+		key func(uint32, dimKey) []byte
+	}{{d.maps.PolSrc, c.src, addrKey}, {d.maps.PolDst, c.dst, addrKey}, {d.maps.PolDport, c.dport, portKey}, {d.maps.PolSport, c.sport, portKey}} {
+		for k, b := range dim.d.bits {
+			if err := dim.m.Put(dim.key(id, k), b.marshal()); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	hs := uint8(0)
+	if c.hasSport {
+		hs = 1
+	}
+	if err := d.maps.PolAttach.Put(id, polAttachment{Rules: uint32(len(c.rules)), Default: uint8(c.def), DefaultReject: uint8(c.defReject), HasSport: hs}); err != nil {
+		return fail(err)
+	}
+	return pa, nil
+}
+
+// removeAttachment deletes what writeAttachment wrote (missing entries
+// are fine) and frees the id.
+func (d *Dataplane) removeAttachment(t *policyTable, pa *programmedAttachment) error {
+	var errs []error
+	del := func(m *ebpf.Map, k any) {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := d.maps.PolAttach.Put(pa.id, polAttachment{}); err != nil {
+		errs = append(errs, err)
+	}
+	for i := range pa.rules {
+		del(d.maps.PolRules, pa.id*PolicyMaxRules+uint32(i))
+	}
+	for _, dim := range []struct {
+		m   *ebpf.Map
+		d   *dimension
+		key func(uint32, dimKey) []byte
+	}{{d.maps.PolSrc, pa.c.src, addrKey}, {d.maps.PolDst, pa.c.dst, addrKey}, {d.maps.PolDport, pa.c.dport, portKey}, {d.maps.PolSport, pa.c.sport, portKey}} {
+		for k := range dim.d.bits {
+			del(dim.m, dim.key(pa.id, k))
+		}
+	}
+	delete(t.ids, pa.id)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("set policy: remove attachment %d: %w", pa.id, err)
+	}
+	return nil
+}
+
+// PolicyCounter counts what one ACL entry decided: packets and bytes of
+// the flows it accepted, or the packets it refused.
+type PolicyCounter struct {
+	Packets, Bytes uint64
+}
+
+// PolicyEntryCounters returns the counters of every programmed ACL entry
+// ("set/sequence"), summed over CPUs.
+func (d *Dataplane) PolicyEntryCounters() (map[string]PolicyCounter, error) {
+	d.mu.Lock()
+	entries := map[string]uint32{}
+	if d.pol != nil {
+		for e, s := range d.pol.entries {
+			entries[e] = s
+		}
+	}
+	d.mu.Unlock()
+	out := make(map[string]PolicyCounter, len(entries))
+	for e, slot := range entries {
+		var per [][2]uint64
+		if err := d.maps.PolEntryCounters.Lookup(slot, &per); err != nil {
+			return nil, fmt.Errorf("read entry counters: %w", err)
+		}
+		var c PolicyCounter
+		for _, v := range per {
+			c.Packets += v[0]
+			c.Bytes += v[1]
+		}
+		out[e] = c
+	}
+	return out, nil
+}
+
+// PolicyDenied is what one attachment point refused.
+type PolicyDenied struct {
+	// Interface: ingress and egress. VRF: every point of the VRF (Ingress)
+	// and of those its tunnel ingress (Egress).
+	Ingress, Egress uint64
+}
+
+// InterfacePolicyDenied returns the packets the policy of the pod
+// interface ifindex refused, summed over CPUs.
+func (d *Dataplane) InterfacePolicyDenied(ifindex int) (PolicyDenied, error) {
+	d.mu.Lock()
+	slot, err := d.ifaceSlot(ifindex)
+	d.mu.Unlock()
+	if err != nil {
+		return PolicyDenied{}, err
+	}
+	return sumDenied(d.maps.PolIfaceDenied, slot)
+}
+
+// VRFPolicyDenied returns the packets refused by policy in a VRF: all of
+// them and those refused at its tunnel ingress.
+func (d *Dataplane) VRFPolicyDenied(vrf string) (all, tunnel uint64, err error) {
+	d.mu.Lock()
+	id, err := d.vrfID(vrf, false)
+	d.mu.Unlock()
+	if err != nil {
+		return 0, 0, err
+	}
+	s, err := sumDenied(d.maps.PolVrfDenied, id)
+	return s.Ingress, s.Egress, err
+}
+
+func sumDenied(m *ebpf.Map, key uint32) (PolicyDenied, error) {
+	var per [][2]uint64
+	if err := m.Lookup(key, &per); err != nil {
+		return PolicyDenied{}, fmt.Errorf("read denied counters: %w", err)
+	}
+	var s PolicyDenied
+	for _, v := range per {
+		s.Ingress += v[0]
+		s.Egress += v[1]
+	}
+	return s, nil
+}
+
+// PolicyFlow is one direction of a flow that policy decided.
+type PolicyFlow struct {
+	VRF          string
+	Protocol     uint8
+	Source, Dest netip.AddrPort
+	Verdict      string // "ALLOW", "DENY" or "REJECT"
+	Reply        bool   // the reply direction
+	Stale        bool   // decided under an older policy: evaluated again on its next packet
+}
+
+// PolicyFlows lists the flow entries policy made, with their verdicts.
+func (d *Dataplane) PolicyFlows() ([]PolicyFlow, error) {
+	entries, err := d.readFlows()
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	names := map[uint32]string{}
+	for n, id := range d.vrfs {
+		names[id] = n
+	}
+	gen := uint32(0)
+	if d.pol != nil {
+		gen = d.pol.gen
+	}
+	d.mu.Unlock()
+	var out []PolicyFlow
+	for k, f := range entries {
+		if k.Pad[0] != flowSpacePolicy {
+			continue
+		}
+		out = append(out, PolicyFlow{
+			VRF: names[k.Vrf], Protocol: k.Proto,
+			Source:  netip.AddrPortFrom(addrOf(k.Saddr), be16(k.Sport)),
+			Dest:    netip.AddrPortFrom(addrOf(k.Daddr), be16(k.Dport)),
+			Verdict: verdictName(f.Verdict), Reply: f.Flags&flowReply != 0, Stale: f.NatAddr != gen,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Source != out[j].Source {
+			return out[i].Source.Compare(out[j].Source) < 0
+		}
+		return out[i].Dest.Compare(out[j].Dest) < 0
+	})
+	return out, nil
+}
+
+// flowSpacePolicy is FLOW_SPACE_POLICY of policy.h: flow_key.pad[0] of
+// policy's entries.
+const flowSpacePolicy = 1
+
+func verdictName(v uint8) string {
+	switch v {
+	case 0:
+		return "ALLOW"
+	case 1:
+		return "DENY"
+	case 2:
+		return "REJECT"
+	}
+	return fmt.Sprintf("verdict(%d)", v)
+}
