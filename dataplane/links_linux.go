@@ -155,7 +155,9 @@ func (d *Dataplane) headroomBridge() (netlink.Link, error) {
 		if !errors.As(err, new(netlink.LinkNotFoundError)) {
 			return nil, fmt.Errorf("find %s: %w", headroomAnchor, err)
 		}
-		vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: headroomAnchor}, VxlanId: 1, Learning: false}
+		// The last VNI: the kernel refuses a second device with the same
+		// VNI and port in a namespace (flannel, for one, uses VNI 1).
+		vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: headroomAnchor}, VxlanId: 1<<24 - 1, Learning: false}
 		if err := d.nl.LinkAdd(vx); err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("create %s: %w", headroomAnchor, err)
 		}
