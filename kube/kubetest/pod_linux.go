@@ -163,7 +163,8 @@ func (p *Pod) Probe(ctx context.Context, proto string, dst netip.Addr, port int,
 		return err
 	})
 	if err != nil {
-		if ctx.Err() != nil {
+		var ne net.Error
+		if ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
 			return "", ErrNoAnswer
 		}
 		return "", err
