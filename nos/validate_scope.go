@@ -31,13 +31,58 @@ type entryID struct {
 // they provide (keyed) and look for (probed). It is owned by the commit
 // path (commitMu).
 type refIndex struct {
-	keyed  map[string]map[entryID]struct{}
-	probed map[string]map[entryID]struct{}
+	keyed  map[string]entrySet
+	probed map[string]entrySet
+}
+
+// entrySet is the entries filed under one token. Most tokens (a name, an
+// RD, a /24 pool) have one entry, held without a map of its own: the
+// index stays small beside the configuration it indexes.
+type entrySet struct {
+	one  entryID              // the entry, when more is nil
+	more map[entryID]struct{} // the entries, when there are several
+}
+
+// each calls fn for every entry of the set.
+func (s entrySet) each(fn func(entryID)) {
+	if s.more == nil {
+		fn(s.one)
+		return
+	}
+	for id := range s.more {
+		fn(id)
+	}
+}
+
+// with returns the set with id added.
+func (s entrySet) with(id entryID) entrySet {
+	if s.more == nil {
+		if s.one == id {
+			return s
+		}
+		s.more = map[entryID]struct{}{s.one: {}}
+	}
+	s.more[id] = struct{}{}
+	return s
+}
+
+// without returns the set with id removed, and whether it is empty.
+func (s entrySet) without(id entryID) (entrySet, bool) {
+	if s.more == nil {
+		return s, s.one == id
+	}
+	delete(s.more, id)
+	if len(s.more) == 1 {
+		for last := range s.more {
+			return entrySet{one: last}, false
+		}
+	}
+	return s, len(s.more) == 0
 }
 
 // newRefIndex indexes every entry of d.
 func newRefIndex(d *gen.Device) *refIndex {
-	ix := &refIndex{keyed: map[string]map[entryID]struct{}{}, probed: map[string]map[entryID]struct{}{}}
+	ix := &refIndex{keyed: map[string]entrySet{}, probed: map[string]entrySet{}}
 	for i, l := range topLists {
 		for _, k := range l.keys(d) {
 			ix.file(entryID{i, k}, l.entry(d, k), true)
@@ -50,20 +95,22 @@ func newRefIndex(d *gen.Device) *refIndex {
 func (ix *refIndex) file(id entryID, e ygot.GoStruct, add bool) {
 	keys, probes := entryTokens(id, e)
 	for _, set := range []struct {
-		m      map[string]map[entryID]struct{}
+		m      map[string]entrySet
 		tokens []string
 	}{{ix.keyed, keys}, {ix.probed, probes}} {
 		for _, t := range set.tokens {
-			if add {
-				if set.m[t] == nil {
-					set.m[t] = map[entryID]struct{}{}
+			cur, ok := set.m[t]
+			switch {
+			case add && !ok:
+				set.m[t] = entrySet{one: id}
+			case add:
+				set.m[t] = cur.with(id)
+			case ok:
+				if rest, empty := cur.without(id); empty {
+					delete(set.m, t)
+				} else {
+					set.m[t] = rest
 				}
-				set.m[t][id] = struct{}{}
-				continue
-			}
-			delete(set.m[t], id)
-			if len(set.m[t]) == 0 {
-				delete(set.m, t)
 			}
 		}
 	}
@@ -101,9 +148,9 @@ type scope struct {
 // entry looks for.
 func (ix *refIndex) scope(old, cand *gen.Device, ch delta) *scope {
 	sc := &scope{ix: ix, changed: ch.changed[listNI]}
-	add := func(ids map[entryID]struct{}) {
-		for id := range ids {
-			sc.add(id)
+	add := func(t string, m map[string]entrySet) {
+		if ids, ok := m[t]; ok {
+			ids.each(sc.add)
 		}
 	}
 	for i, l := range topLists {
@@ -117,14 +164,14 @@ func (ix *refIndex) scope(old, cand *gen.Device, ch delta) *scope {
 					}
 					keys, _ := entryTokens(id, e)
 					for _, t := range keys {
-						add(ix.probed[t])
+						add(t, ix.probed)
 					}
 				}
 			}
 		}
 	}
 	if ch.tunnel {
-		add(ix.probed[tunnelKey])
+		add(tunnelKey, ix.probed)
 	}
 	// What the walked entries refer to is walked too (a pod's VRF gives
 	// the pools its address must be in), and so on.
@@ -143,11 +190,13 @@ func (ix *refIndex) scope(old, cand *gen.Device, ch delta) *scope {
 		}
 		_, probes := entryTokens(id, e)
 		for _, t := range probes {
-			for ref := range ix.keyed[t] {
-				if !sc.names[ref.list][ref.name] {
-					sc.add(ref)
-					work = append(work, ref)
-				}
+			if refs, ok := ix.keyed[t]; ok {
+				refs.each(func(ref entryID) {
+					if !sc.names[ref.list][ref.name] {
+						sc.add(ref)
+						work = append(work, ref)
+					}
+				})
 			}
 		}
 	}
@@ -193,10 +242,12 @@ func (sc *scope) otherPools(d *gen.Device, vrf string, ni *gen.IsthmusNetworkIns
 		for k := range Backends(svc) {
 			if a, err := netip.ParseAddr(k.Address); err == nil && a.Is4() {
 				for _, t := range prefixProbes(netip.PrefixFrom(a, 32)) {
-					for id := range sc.ix.keyed[t] {
-						if id.list == listNI {
-							names[id.name] = true
-						}
+					if ids, ok := sc.ix.keyed[t]; ok {
+						ids.each(func(id entryID) {
+							if id.list == listNI {
+								names[id.name] = true
+							}
+						})
 					}
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 
@@ -143,4 +144,53 @@ func TestScopedValidationSeesUntouchedEntries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRefIndexFollowsCommits checks that the index, updated commit by
+// commit with what each changed, always equals one built afresh from the
+// running configuration, so that validation after many commits relates
+// what it should.
+func TestRefIndexFollowsCommits(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCore(t, t.TempDir())
+	flat := func(ix *refIndex) string {
+		var out []string
+		for name, m := range map[string]map[string]entrySet{"keyed": ix.keyed, "probed": ix.probed} {
+			for tok, ids := range m {
+				ids.each(func(id entryID) { out = append(out, fmt.Sprintf("%s %s %d/%s", name, tok, id.list, id.name)) })
+			}
+		}
+		sort.Strings(out)
+		return strings.Join(out, "\n")
+	}
+	check := func(step string) {
+		t.Helper()
+		var fresh *refIndex
+		c.Read(func(cfg, _ *gen.Device) error { fresh = newRefIndex(cfg); return nil })
+		if got, want := flat(c.refs), flat(fresh); got != want {
+			t.Fatalf("%s: index\n%s\nwant\n%s", step, got, want)
+		}
+	}
+	if _, err := c.Commit(ctx, "t", func(cand *gen.Device) error { *cand = *scopeBase(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	check("base")
+	for i, req := range []*gpb.SetRequest{
+		{Update: []*gpb.Update{vrfUpdate(t, "g", 9), vrfUpdate(t, "h", 10)}},
+		{Update: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=g]/config/route-distinguisher", `"65000:99"`)}},
+		{Update: []*gpb.Update{jsonUpdate(t, "/interfaces/interface[name=p2]/config", `{"name":"p2","type":"POD","network-instance":"a","ipv4-address":"10.1.0.6/32"}`)}},
+		{Delete: []*gpb.Path{mustPath(t, "/interfaces/interface[name=p2]"), mustPath(t, "/network-instances/network-instance[name=h]")}},
+		{Replace: []*gpb.Update{jsonUpdate(t, "/network-instances/network-instance[name=g]/address-pools",
+			`{"address-pool":[{"prefix":"10.77.0.0/16","config":{"prefix":"10.77.0.0/16"}}]}`)}},
+		{Delete: []*gpb.Path{mustPath(t, "/cni"), mustPath(t, "/network-instances/network-instance[name=f]")}},
+	} {
+		if _, err := c.Set(ctx, "t", req); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		check(fmt.Sprintf("step %d", i))
+	}
+	if _, err := c.Rollback(ctx, "t", 1); err != nil {
+		t.Fatal(err)
+	}
+	check("rollback")
 }
