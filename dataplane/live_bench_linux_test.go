@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +37,8 @@ import (
 // flows, and TCP request/response latency (1 byte each way, one
 // connection, p50 and p99). For the Isthmus paths the kernel's BPF
 // run-time statistics give the programs' average cost per packet during
-// the UDP run.
+// the UDP run; a further UDP run with an empty program in front of each
+// MPLSoUDP program gives what those statistics cost per packet.
 const (
 	liveSeconds = 3 // per iperf3 measurement
 	liveRRCount = 20000
@@ -51,18 +54,25 @@ func liveRounds() int {
 
 // livePath is one way from the client pod to the server pod.
 type livePath struct {
-	name   string
-	from   *testNS
-	to     *testNS
-	dst    netip.Addr
-	encap  []*ebpf.Program // programs that encapsulate (host a)
-	decap  []*ebpf.Program // programs that decapsulate (host b), summed per packet
-	isthms bool
+	name    string
+	from    *testNS
+	to      *testNS
+	dst     netip.Addr
+	encap   []*ebpf.Program // programs that encapsulate (host a)
+	decap   []*ebpf.Program // programs that decapsulate (host b), summed per packet
+	overlay bool
+	// accounting, when set, attaches an empty tc program in front of the
+	// encapsulating and the decapsulating tc programs for one extra UDP
+	// run: its run time per packet is what the statistics themselves cost.
+	accounting func(b *testing.B) (encap, decap *ebpf.Program, detach func())
 }
 
 // liveFigures is one round's measurement of a path.
 type liveFigures struct {
 	tcp1, tcp4, udpPPS, rrP50, rrP99, encapNS, decapNS float64
+	// baseEncapNS and baseDecapNS: an empty program's run time per packet
+	// in front of each, in a UDP run of its own (0 when not measured).
+	baseEncapNS, baseDecapNS float64
 }
 
 func BenchmarkLive(b *testing.B) {
@@ -80,8 +90,8 @@ func BenchmarkLive(b *testing.B) {
 			for _, p := range paths {
 				f := measurePath(b, p)
 				runs[p.name] = append(runs[p.name], f)
-				b.Logf("round %d %-9s tcp1 %5.2f tcp4 %5.2f Gbit/s  udp %7.0f pkt/s  rr p50 %5.1f p99 %6.1f µs  encap %4.0f decap %4.0f ns  load %s",
-					r, p.name, f.tcp1, f.tcp4, f.udpPPS, f.rrP50, f.rrP99, f.encapNS, f.decapNS, loadAverage())
+				b.Logf("round %d %-9s tcp1 %5.2f tcp4 %5.2f Gbit/s  udp %7.0f pkt/s  rr p50 %5.1f p99 %6.1f µs  encap %4.0f decap %4.0f ns  base %3.0f %3.0f ns  load %s",
+					r, p.name, f.tcp1, f.tcp4, f.udpPPS, f.rrP50, f.rrP99, f.encapNS, f.decapNS, f.baseEncapNS, f.baseDecapNS, loadAverage())
 			}
 		}
 		stats.Close()
@@ -94,9 +104,13 @@ func BenchmarkLive(b *testing.B) {
 			b.ReportMetric(m.udpPPS, p.name+"-udp-pkt/s")
 			b.ReportMetric(m.rrP50, p.name+"-rr-p50-µs")
 			b.ReportMetric(m.rrP99, p.name+"-rr-p99-µs")
-			if p.isthms {
+			if p.overlay {
 				b.ReportMetric(m.encapNS, p.name+"-encap-ns/pkt")
 				b.ReportMetric(m.decapNS, p.name+"-decap-ns/pkt")
+			}
+			if p.accounting != nil {
+				b.ReportMetric(m.baseEncapNS, p.name+"-encap-base-ns/pkt")
+				b.ReportMetric(m.baseDecapNS, p.name+"-decap-base-ns/pkt")
 			}
 		}
 		for _, o := range []string{"mplsoudp", "mplsompls"} {
@@ -126,6 +140,9 @@ func medianFigures(fs []liveFigures) liveFigures {
 		rrP99:   med(func(f liveFigures) float64 { return f.rrP99 }),
 		encapNS: med(func(f liveFigures) float64 { return f.encapNS }),
 		decapNS: med(func(f liveFigures) float64 { return f.decapNS }),
+
+		baseEncapNS: med(func(f liveFigures) float64 { return f.baseEncapNS }),
+		baseDecapNS: med(func(f liveFigures) float64 { return f.baseDecapNS }),
 	}
 }
 
@@ -137,9 +154,10 @@ func livePaths(b *testing.B) []livePath {
 	from, to := udp.a.pods["red"], udp.b.pods["red"]
 	mfrom, mto := mpls.a.pods["red"], mpls.b.pods["red"]
 	return []livePath{
-		{name: "mplsoudp", from: from.ns, to: to.ns, dst: to.addr, isthms: true,
-			encap: []*ebpf.Program{udp.a.d.progs.PodIngress}, decap: []*ebpf.Program{udp.b.d.progs.UnderlayIngress}},
-		{name: "mplsompls", from: mfrom.ns, to: mto.ns, dst: mto.addr, isthms: true,
+		{name: "mplsoudp", from: from.ns, to: to.ns, dst: to.addr, overlay: true,
+			encap: []*ebpf.Program{udp.a.d.progs.PodIngress}, decap: []*ebpf.Program{udp.b.d.progs.UnderlayIngress},
+			accounting: emptyInFront(udp.a.ns, from.hostIf, udp.a.d.progs.PodIngress, udp.b.ns, "ul", udp.b.d.progs.UnderlayIngress)},
+		{name: "mplsompls", from: mfrom.ns, to: mto.ns, dst: mto.addr, overlay: true,
 			encap: []*ebpf.Program{mpls.a.d.progs.PodIngress}, decap: []*ebpf.Program{mpls.b.d.progs.UnderlayXdp, mpls.b.d.progs.UnderlayIngress}},
 		{name: "plain", from: from.ns, to: to.ns, dst: plain},
 		{name: "vxlan", from: from.ns, to: to.ns, dst: vxlan},
@@ -188,12 +206,45 @@ func measurePath(b *testing.B, p livePath) liveFigures {
 	r := iperfRun(b, p, "-u", "-l", "64", "-b", "0", "-P", "4")
 	enc1, dec1 := progStats(b, p.encap), progStats(b, p.decap)
 	f.udpPPS = float64(r.End.Sum.Packets-r.End.Sum.LostPackets) / liveSeconds
-	if p.isthms {
+	if p.overlay {
 		f.encapNS = perPacket(enc0, enc1)
 		f.decapNS = perPacket(dec0, dec1)
 	}
 	f.rrP50, f.rrP99 = requestResponse(b, p)
+	if p.accounting != nil {
+		encap, decap, detach := p.accounting(b)
+		e0, d0 := progStats(b, []*ebpf.Program{encap}), progStats(b, []*ebpf.Program{decap})
+		iperfRun(b, p, "-u", "-l", "64", "-b", "0", "-P", "4")
+		e1, d1 := progStats(b, []*ebpf.Program{encap}), progStats(b, []*ebpf.Program{decap})
+		detach()
+		f.baseEncapNS, f.baseDecapNS = perPacket(e0, e1), perPacket(d0, d1)
+	}
 	return f
+}
+
+// emptyInFront returns an accounting function for livePath: it attaches
+// an empty tc program before prog's tcx link on the interface named
+// ifname in ns, for encap and for decap.
+func emptyInFront(encapNS *testNS, encapIf string, encapProg *ebpf.Program, decapNS *testNS, decapIf string, decapProg *ebpf.Program) func(b *testing.B) (*ebpf.Program, *ebpf.Program, func()) {
+	return func(b *testing.B) (*ebpf.Program, *ebpf.Program, func()) {
+		attach := func(ns *testNS, ifname string, before *ebpf.Program) (*ebpf.Program, link.Link) {
+			empty := emptyProgram(b, ebpf.SchedCLS)
+			var l link.Link
+			must(b, ns.do(func() error {
+				nl, err := netlink.LinkByName(ifname)
+				if err != nil {
+					return err
+				}
+				l, err = link.AttachTCX(link.TCXOptions{Program: empty, Interface: nl.Attrs().Index,
+					Attach: ebpf.AttachTCXIngress, Anchor: link.BeforeProgram(before)})
+				return err
+			}))
+			return empty, l
+		}
+		e, el := attach(encapNS, encapIf, encapProg)
+		d, dl := attach(decapNS, decapIf, decapProg)
+		return e, d, func() { el.Close(); dl.Close() }
+	}
 }
 
 // iperfResult is what the live benchmarks read from iperf3 -J.
