@@ -197,6 +197,17 @@ type forwarderPolBits struct {
 	W       [256]uint64
 }
 
+type forwarderPolCacheEntry struct {
+	_       structs.HostLayout
+	K       forwarderFlowKey
+	Gen     uint32
+	Entries uint32
+	Verdict uint8
+	Reject  uint8
+	Pad     uint16
+	Filled  uint64
+}
+
 type forwarderPolCounter struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -451,6 +462,7 @@ const (
 	forwarderMapNatScratch       = "nat_scratch"
 	forwarderMapNatVrfs          = "nat_vrfs"
 	forwarderMapPolAttach        = "pol_attach"
+	forwarderMapPolCache         = "pol_cache"
 	forwarderMapPolDport         = "pol_dport"
 	forwarderMapPolDst           = "pol_dst"
 	forwarderMapPolEntryCounters = "pol_entry_counters"
@@ -555,6 +567,7 @@ type forwarderMapSpecs struct {
 	NatScratch       *ebpf.MapSpec `ebpf:"nat_scratch"`
 	NatVrfs          *ebpf.MapSpec `ebpf:"nat_vrfs"`
 	PolAttach        *ebpf.MapSpec `ebpf:"pol_attach"`
+	PolCache         *ebpf.MapSpec `ebpf:"pol_cache"`
 	PolDport         *ebpf.MapSpec `ebpf:"pol_dport"`
 	PolDst           *ebpf.MapSpec `ebpf:"pol_dst"`
 	PolEntryCounters *ebpf.MapSpec `ebpf:"pol_entry_counters"`
@@ -629,6 +642,7 @@ type forwarderMaps struct {
 	NatScratch       *ebpf.Map `ebpf:"nat_scratch"`
 	NatVrfs          *ebpf.Map `ebpf:"nat_vrfs"`
 	PolAttach        *ebpf.Map `ebpf:"pol_attach"`
+	PolCache         *ebpf.Map `ebpf:"pol_cache"`
 	PolDport         *ebpf.Map `ebpf:"pol_dport"`
 	PolDst           *ebpf.Map `ebpf:"pol_dst"`
 	PolEntryCounters *ebpf.Map `ebpf:"pol_entry_counters"`
@@ -679,6 +693,7 @@ func (m *forwarderMaps) Close() error {
 		m.NatScratch,
 		m.NatVrfs,
 		m.PolAttach,
+		m.PolCache,
 		m.PolDport,
 		m.PolDst,
 		m.PolEntryCounters,

@@ -358,6 +358,33 @@ struct {
 	__type(value, struct pol_work);
 } pol_works SEC(".maps");
 
+/* pol_cache_entry: a per-CPU, direct-mapped cache of flow verdicts in
+ * front of the flow table (as route_cache is in front of the routes): a
+ * hit is an inlined array access instead of a hash lookup. An entry is
+ * valid while gen equals pol_gen[0] and it was filled less than
+ * POL_CACHE_TOUCH ago, so the flow entry's seen time is still stamped at
+ * least that often (the agent's timeouts are seconds); packets with SYN,
+ * FIN or RST always go to the flow table (its TCP state). */
+struct pol_cache_entry {
+	struct flow_key k;
+	__u32 gen;
+	__u32 entries; /* as flow.service of a policy entry */
+	__u8 verdict;
+	__u8 reject;
+	__u16 pad;
+	__u64 filled; /* bpf_ktime_get_coarse_ns() */
+};
+
+#define POL_CACHE 4096
+#define POL_CACHE_TOUCH 250000000ULL /* 250 ms, as FLOW_SEEN_GRAIN */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, POL_CACHE);
+	__type(key, __u32);
+	__type(value, struct pol_cache_entry);
+} pol_cache SEC(".maps");
+
 static __always_inline struct pol_work *pol_work(void)
 {
 	__u32 zero = 0;
@@ -711,43 +738,56 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	return 0;
 }
 
-/* pol_tuple_of reads into x->t and x->k the tuple of the packet at l3:
- * the source recorded by policy_pre and the destination as it is now. */
-static __always_inline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, struct pol_pkt *pp)
+/* pol_tuple_of reads into x->t and x->k the tuple of the packet at l3
+ * (direct packet access: no helper call), and its TCP flags into
+ * x->bits: the source is what policy_pre noted (noted), else the
+ * packet's own. */
+static __always_inline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, __u32 l3, int noted)
 {
-	__u32 l3 = pp->l3;
-	struct pol_iphdr *ip = &x->ip;
-	if (bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)))
+	if (l3 > 128)
 		return -1;
-	__u32 l4 = l3 + (ip->ihl_version & 0xf) * 4;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct pol_iphdr *ip = data + l3;
+	if ((void *)(ip + 1) > data_end)
+		return -1;
+	__u32 ihl = (ip->ihl_version & 0xf) * 4;
+	__u8 *l4 = (void *)ip + ihl;
 	struct pol_tuple *t = &x->t;
 	struct flow_key *k = &x->k;
 	__builtin_memset(k, 0, sizeof(*k));
-	k->vrf = pp->vrf;
-	t->saddr = pp->saddr;
+	k->vrf = x->vrf;
+	t->saddr = noted ? x->pp.saddr : ip->saddr;
 	t->daddr = ip->daddr;
 	t->proto = ip->protocol;
 	t->sport = 0;
 	t->dport = 0;
+	x->bits = 0;
+	__u8 proto = ip->protocol;
 	if (!(ip->frag_off & bpf_htons(0x3fff))) {
-		if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
-			__u16 dport;
-			if (bpf_skb_load_bytes(skb, l4 + 2, &dport, 2))
-				return -1;
-			k->sport = pp->sport;
+		if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+			if ((void *)(l4 + 14) > data_end) {
+				if (proto == IPPROTO_TCP || (void *)(l4 + 4) > data_end)
+					return -1;
+			} else if (proto == IPPROTO_TCP) {
+				x->bits = tcp_bits(l4[13]);
+			}
+			__u16 sport = *(__u16 *)l4, dport = *(__u16 *)(l4 + 2);
+			k->sport = noted ? x->pp.sport : sport;
 			k->dport = dport;
-			t->sport = bpf_ntohs(pp->sport);
+			t->sport = bpf_ntohs(k->sport);
 			t->dport = bpf_ntohs(dport);
-		} else if (ip->protocol == IPPROTO_ICMP) {
-			if (bpf_skb_load_bytes(skb, l4, &x->ic, sizeof(x->ic)))
+		} else if (proto == IPPROTO_ICMP) {
+			if ((void *)(l4 + 8) > data_end)
 				return -1;
-			t->dport = (__u16)x->ic.type << 8 | x->ic.code;
+			__u8 type = l4[0];
+			t->dport = (__u16)type << 8 | l4[1];
 			/* Echo: the request's identifier is its source port, the
 			 * reply's its destination, so a reply is the reverse. */
-			__u16 id = x->ic.rest & 0xffff;
-			if (x->ic.type == 8)
+			__u16 id = *(__u16 *)(l4 + 4);
+			if (type == 8)
 				k->sport = id;
-			else if (x->ic.type == 0)
+			else if (type == 0)
 				k->dport = id;
 		}
 	}
@@ -832,15 +872,8 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 	struct pol_work *x = pol_work();
 	if (!x)
 		return POLICY_PASS;
-	struct pol_pkt *pp = &x->pp;
-	if (!pp->on || pp->vrf != vrf) {
-		/* Nothing noted: the packet was not translated. */
-		if (policy_note(skb, vrf, l3) != 1)
-			return POLICY_PASS;
-	}
-	pp->l3 = l3; /* where the packet is now (decapsulated since the note) */
-	pp->on = 0;
-	pp->from_tunnel = from_tunnel;
+	int noted = x->pp.on && x->pp.vrf == vrf; /* else nothing translated the packet */
+	x->pp.on = 0;
 	__u32 src = POL_NONE;
 	if (!from_tunnel) {
 		__u32 in = skb->ifindex;
@@ -850,61 +883,86 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 			return POLICY_PASS;
 		src = ifc->slot;
 	}
-	if (!pol_relevant(vrf, src, dst) || pol_tuple_of(skb, x, pp))
+	if (!pol_relevant(vrf, src, dst))
 		return POLICY_PASS;
-	x->vrf = pp->vrf;
-	x->from_tunnel = pp->from_tunnel;
+	x->vrf = vrf;
+	x->from_tunnel = from_tunnel;
 	x->src = src;
 	x->dst = dst;
+	if (pol_tuple_of(skb, x, l3, noted))
+		return POLICY_PASS;
 	__u32 zero = 0;
 	__u32 *genp = bpf_map_lookup_elem(&pol_gen, &zero);
 	x->gen = genp ? *genp : 0;
-	x->bits = 0;
-	if (x->t.proto == IPPROTO_TCP) {
-		__u8 tcpflags = 0;
-		bpf_skb_load_bytes(skb, pp->l3 + (x->ip.ihl_version & 0xf) * 4 + 13, &tcpflags, 1);
-		x->bits = tcp_bits(tcpflags);
-	}
 	struct pol_decision *dc = &x->dc;
+	/* The verdict cache. */
+	__u32 *kw = (__u32 *)&x->k;
+	__u32 h = mix32(kw[0] ^ 0x9e3779b9);
+	h = mix32(h ^ kw[1]);
+	h = mix32(h ^ kw[2]);
+	h = mix32(h ^ kw[3]);
+	h = mix32(h ^ kw[4]) & (POL_CACHE - 1);
+	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (c && c->gen == x->gen && !(x->bits & (FLOW_F_SYN | FLOW_F_FIN | FLOW_F_RST)) &&
+	    now - c->filled < POL_CACHE_TOUCH) {
+		__u32 *cw = (__u32 *)&c->k;
+		if (cw[0] == kw[0] && cw[1] == kw[1] && cw[2] == kw[2] && cw[3] == kw[3] && cw[4] == kw[4]) {
+			dc->verdict = c->verdict;
+			dc->reject = c->reject;
+			dc->entry[0] = c->entries & 0xffff;
+			dc->entry[1] = c->entries >> 16;
+			return pol_finish(skb, x, l3);
+		}
+	}
 	struct flow *f = bpf_map_lookup_elem(&flows, &x->k);
 	if (f && f->nat_addr == x->gen) {
 		pol_load(f, dc);
 		flow_touch(f, x->bits);
-		return pol_finish(skb, x, pp->l3);
-	}
-	int reply = f && (f->flags & FLOW_F_REPLY);
-	dc->vrf = x->vrf;
-	if (reply) {
-		/* A stale reply: decide its forward direction again. */
-		x->ft = x->t;
-		x->t.saddr = x->ft.daddr;
-		x->t.daddr = x->ft.saddr;
-		x->t.sport = x->ft.dport;
-		x->t.dport = x->ft.sport;
-		if (x->t.proto == IPPROTO_ICMP) {
-			x->t.sport = 0;
-			x->t.dport = 8 << 8;
+	} else {
+		int reply = f && (f->flags & FLOW_F_REPLY);
+		dc->vrf = x->vrf;
+		if (reply) {
+			/* A stale reply: decide its forward direction again. */
+			x->ft = x->t;
+			x->t.saddr = x->ft.daddr;
+			x->t.daddr = x->ft.saddr;
+			x->t.sport = x->ft.dport;
+			x->t.dport = x->ft.sport;
+			if (x->t.proto == IPPROTO_ICMP) {
+				x->t.sport = 0;
+				x->t.dport = 8 << 8;
+			}
+			dc->src = x->dst;
+			dc->dst = x->src;
+			dc->tunnel = x->from_tunnel ? 0 : x->dst == POL_NONE;
+		} else {
+			dc->src = x->src;
+			dc->dst = x->dst;
+			dc->tunnel = x->from_tunnel;
 		}
-		dc->src = x->dst;
-		dc->dst = x->src;
-		dc->tunnel = x->from_tunnel ? 0 : x->dst == POL_NONE;
-	} else {
-		dc->src = x->src;
-		dc->dst = x->dst;
-		dc->tunnel = x->from_tunnel;
+		pol_decide(x);
+		f = bpf_map_lookup_elem(&flows, &x->k);
+		if (!f) {
+			pol_create(x, x->gen, x->bits);
+		} else {
+			struct flow *fw = reply ? bpf_map_lookup_elem(&flows, &f->reverse) : f;
+			pol_update(x, fw ? fw : f, x->gen);
+			flow_touch(f, x->bits);
+		}
+		if (reply && dc->verdict != VERDICT_ALLOW)
+			dc->verdict = VERDICT_DENY; /* replies are never answered */
 	}
-	pol_decide(x);
-	f = bpf_map_lookup_elem(&flows, &x->k);
-	if (!f) {
-		pol_create(x, x->gen, x->bits);
-	} else {
-		struct flow *fw = reply ? bpf_map_lookup_elem(&flows, &f->reverse) : f;
-		pol_update(x, fw ? fw : f, x->gen);
-		flow_touch(f, x->bits);
+	c = bpf_map_lookup_elem(&pol_cache, &h);
+	if (c) {
+		c->k = x->k;
+		c->gen = x->gen;
+		c->verdict = dc->verdict;
+		c->reject = dc->reject;
+		c->entries = (dc->entry[0] & 0xffff) | dc->entry[1] << 16;
+		c->filled = now;
 	}
-	if (reply && dc->verdict != VERDICT_ALLOW)
-		dc->verdict = VERDICT_DENY; /* replies are never answered */
-	return pol_finish(skb, x, pp->l3);
+	return pol_finish(skb, x, l3);
 }
 
 #endif
