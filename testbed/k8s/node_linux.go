@@ -31,6 +31,7 @@ type Node struct {
 	IP string
 
 	containerd, kubelet *testbed.Process
+	containerIDs        []string // seen at teardown, for their shim sockets
 }
 
 // hostMounts runs a process in a node's network namespace but the

@@ -3,12 +3,15 @@ package k8s
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +44,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 			}
 		}
 		killCgroup(n.CgroupRoot)
+		n.removeContainers(ctx)
 		if n.containerd != nil {
 			if err := n.containerd.Stop(ctx); err != nil {
 				errs = append(errs, err)
@@ -48,6 +52,11 @@ func (c *Cluster) Down(ctx context.Context) error {
 		}
 		for _, pid := range processesMentioning(n.Socket) {
 			_ = syscall.Kill(pid, syscall.SIGKILL) // a shim of this node; gone already is fine
+		}
+		for _, sock := range n.shimSockets() {
+			if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove shim socket: %w", err))
+			}
 		}
 	}
 	errs = append(errs, unmountUnder(c.Dir))
@@ -92,6 +101,11 @@ func (c *Cluster) Leftovers() []string {
 		}
 		for _, pid := range processesMentioning(n.Socket) {
 			left = append(left, fmt.Sprintf("process %d of %s's containerd", pid, n.Name))
+		}
+		for _, sock := range n.shimSockets() {
+			if exists(sock) {
+				left = append(left, "shim socket "+sock)
+			}
 		}
 	}
 	return left
@@ -334,4 +348,32 @@ func processesMentioning(s string) []int {
 		}
 	}
 	return pids
+}
+
+// removeContainers deletes every task and container of the node's
+// containerd (the kubelet is stopped by then), so that their shims exit
+// and remove their sockets; it remembers the ids for shimSockets.
+func (n *Node) removeContainers(ctx context.Context) {
+	out, err := n.ctr(ctx, "containers", "ls", "-q")
+	if err != nil {
+		return // containerd gone: Down kills the shims by their arguments
+	}
+	for _, id := range strings.Fields(string(out)) {
+		if !slices.Contains(n.containerIDs, id) {
+			n.containerIDs = append(n.containerIDs, id)
+		}
+		_, _ = n.ctr(ctx, "tasks", "delete", "-f", id) // no task is fine
+		_, _ = n.ctr(ctx, "containers", "delete", id)  // reported by Leftovers through its shim socket
+	}
+}
+
+// shimSockets are the sockets containerd 1.6 gives the shims of the node's
+// containers: /run/containerd/s/<sha256(<containerd socket>/k8s.io/<id>)>.
+func (n *Node) shimSockets() []string {
+	var socks []string
+	for _, id := range n.containerIDs {
+		h := sha256.Sum256([]byte(filepath.Join(n.Socket, "k8s.io", id)))
+		socks = append(socks, filepath.Join("/run/containerd/s", hex.EncodeToString(h[:])))
+	}
+	return socks
 }
