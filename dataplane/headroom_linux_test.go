@@ -3,8 +3,13 @@ package dataplane
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"testing"
+	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -88,4 +93,86 @@ func neededHeadroom(t *testing.T, ns *testNS, ifname string) int {
 		return nil
 	}))
 	return hr
+}
+
+// TestEncapsulationWithoutReallocation sends small UDP datagrams and small
+// TCP segments (one-byte requests and responses, which TCP sends as clones)
+// from a pod over MPLSoUDP and checks that the encapsulating program
+// reallocated no packet's head (reallocCounter): the UDP socket's packets
+// have the headroom (TestPodHeadroom), and TCP is encapsulated with
+// bpf_skb_adjust_room, which a clone's own header satisfies.
+func TestEncapsulationWithoutReallocation(t *testing.T) {
+	o := newOverlay(t, EncapMPLSoUDP)
+	from, to := o.a.pods["red"], o.b.pods["red"]
+	rc := newReallocCounter(t, o.a.d.progs.PodIngress)
+	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		t.Fatalf("enable bpf stats: %v", err)
+	}
+	defer stats.Close()
+	s0, err := o.a.d.progs.PodIngress.Stats()
+	must(t, err)
+
+	var rx, tx *net.UDPConn
+	must(t, to.ns.do(func() (err error) {
+		rx, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(to.addr, 7000)))
+		return err
+	}))
+	defer rx.Close()
+	must(t, from.ns.do(func() (err error) {
+		tx, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(to.addr, 7000)))
+		return err
+	}))
+	defer tx.Close()
+	const n = 500
+	payload := make([]byte, 64)
+	buf := make([]byte, 128)
+	rx.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range n {
+		if _, err := tx.Write(payload); err != nil {
+			t.Fatalf("send datagram %d: %v", i, err)
+		}
+		if _, err := rx.Read(buf); err != nil {
+			t.Fatalf("receive datagram %d: %v", i, err)
+		}
+	}
+	var ln net.Listener
+	must(t, to.ns.do(func() (err error) {
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(to.addr, 7001).String())
+		return err
+	}))
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	var c net.Conn
+	must(t, from.ns.do(func() (err error) {
+		c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(to.addr, 7001).String(), 5*time.Second)
+		return err
+	}))
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	for i := range n {
+		if _, err := c.Write(buf[:1]); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(c, buf[:1]); err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+	}
+	s1, err := o.a.d.progs.PodIngress.Stats()
+	must(t, err)
+	got, err := rc.count()
+	must(t, err)
+	if pkts := s1.RunCount - s0.RunCount; pkts < 2*n {
+		t.Fatalf("encapsulating program ran %d times, want at least %d", pkts, 2*n)
+	}
+	if got != 0 {
+		t.Errorf("encapsulation reallocated %d packet heads, want 0", got)
+	}
 }
