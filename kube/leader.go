@@ -35,6 +35,7 @@ type leader struct {
 	workers map[string]*nodeWorker // owned by run's goroutine
 	rr      *reflectorSet          // route reflector workers, owned by run's goroutine
 	pol     *policyDistributor     // policy workers, owned by run's goroutine
+	svc     *serviceDistributor    // services workers, owned by run's goroutine
 	reports chan struct{}          // buffered 1: a worker reported
 
 	mu   sync.Mutex             // guards have, errs
@@ -76,6 +77,7 @@ func (l *leader) run(ctx context.Context) error {
 		}
 		l.stopReflectors()
 		l.stopPolicy()
+		l.stopServices()
 	}()
 	l.w.poke()
 	tick := time.NewTicker(l.cfg.ResyncPeriod)
@@ -144,7 +146,7 @@ func (l *leader) reconcile(ctx context.Context) error {
 	p := render(l.cfg, snap)
 	intents := l.distribute(ctx, snap, p)
 	return errors.Join(l.distributeReflectors(ctx, snap), l.distributePolicy(ctx, snap),
-		l.writeStatus(ctx, snap, p), l.writeNodeConditions(ctx, snap, intents))
+		l.distributeServices(ctx, snap, intents), l.writeStatus(ctx, snap, p), l.writeNodeConditions(ctx, snap, intents))
 }
 
 // snapshot reads the listers.

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 )
@@ -22,6 +23,8 @@ type watcher struct {
 	pods       cache.Indexer
 	networks   cache.GenericLister
 	policies   networkinglisters.NetworkPolicyLister
+	services   corelisters.ServiceLister
+	slices     discoverylisters.EndpointSliceLister
 	changed    chan struct{} // buffered 1
 }
 
@@ -32,8 +35,7 @@ const podsByNamespace = "isthmus-namespace"
 
 // startWatch starts informers on Nodes, Namespaces, Pods, Services,
 // EndpointSlices, NetworkPolicies and VirtualNetworks and waits for their
-// first list. Services and EndpointSlices are watched so their
-// translation has its events; nothing renders them yet.
+// first list.
 func (c *Controller) startWatch(ctx context.Context) (*watcher, error) {
 	f := informers.NewSharedInformerFactory(c.kc, 0)
 	df := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
@@ -53,16 +55,16 @@ func (c *Controller) startWatch(ctx context.Context) (*watcher, error) {
 	policies := f.Networking().V1().NetworkPolicies()
 	w.nodes, w.namespaces, w.pods, w.networks = nodes.Lister(), namespaces.Lister(), pods.GetIndexer(), vns.Lister()
 	w.policies = policies.Lister()
+	services, eps := f.Core().V1().Services(), f.Discovery().V1().EndpointSlices()
+	w.services, w.slices = services.Lister(), eps.Lister()
 	for _, inf := range []cache.SharedIndexInformer{
 		nodes.Informer(), namespaces.Informer(), pods, vns.Informer(), policies.Informer(),
+		services.Informer(), eps.Informer(),
 	} {
 		if _, err := inf.AddEventHandler(poke); err != nil {
 			return nil, fmt.Errorf("watch: %w", err)
 		}
 	}
-	// Watched for the services translation to come.
-	f.Core().V1().Services().Informer()
-	f.Discovery().V1().EndpointSlices().Informer()
 	f.Start(ctx.Done())
 	df.Start(ctx.Done())
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
