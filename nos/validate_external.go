@@ -111,6 +111,9 @@ func validateExternal(old, d *gen.Device, sc *scope, pools map[string][]netip.Pr
 			if !s.Address.IsValid() {
 				return invalidf(base+"/config/snat-address", "source NAT needs an address: set it or /tunnel/config/source-address")
 			}
+			if d.GetTunnel().GetConfig().GetUnderlayInterface() == "" {
+				return invalidf(base+"/config/mode", "source NAT needs /tunnel/config/underlay-interface: replies are translated where they arrive, on the underlay")
+			}
 		}
 		if cfg.PortMin != nil {
 			r := portRange{name, cfg.GetPortMin(), cfg.GetPortMax()}

@@ -26,6 +26,9 @@ func externalDevice() *gen.Device {
 	}
 	d.NetworkInstances.NetworkInstance["red"].External.Config.DefaultPodNetwork = ygot.Bool(true)
 	d.GetOrCreateTunnel().GetOrCreateConfig().SourceAddress = ygot.String("192.0.2.1")
+	d.Tunnel.Config.UnderlayInterface = ygot.String("ul")
+	ul := d.GetOrCreateInterfaces().GetOrCreateInterface("ul").GetOrCreateConfig()
+	ul.Name, ul.Type = ygot.String("ul"), gen.IsthmusTypes_InterfaceType_UNDERLAY
 	return d
 }
 
@@ -73,12 +76,15 @@ func TestValidateExternal(t *testing.T) {
 			c.PortMin, c.PortMax, c.Mode = nil, nil, gen.IsthmusExternal_ExternalMode_DROP
 		}},
 		{name: "snat without any address", edit: func(d *gen.Device) {
-			d.Tunnel = nil
+			d.Tunnel.Config.SourceAddress = nil
 		}, wantPath: red + "/config/snat-address", wantText: "needs an address"},
 		{name: "snat with its own address", edit: func(d *gen.Device) {
-			d.Tunnel = nil
+			d.Tunnel.Config.SourceAddress = nil
 			extConfig(d, "red").SnatAddress = ygot.String("198.51.100.1")
 		}},
+		{name: "snat without an underlay", edit: func(d *gen.Device) {
+			d.Tunnel.Config.UnderlayInterface = nil
+		}, wantPath: red + "/config/mode", wantText: "needs /tunnel/config/underlay-interface"},
 		{name: "snat address not unicast", edit: func(d *gen.Device) {
 			extConfig(d, "red").SnatAddress = ygot.String("224.0.0.1")
 		}, wantPath: red + "/config/snat-address", wantText: "not a unicast IPv4 address"},
