@@ -20,7 +20,7 @@ var (
 // natEnv is packetEnv with the host's underlay routed: 192.0.2.1/24 on
 // ul0, a default route through 192.0.2.254 (MAC 02:00:00:00:00:fe,
 // permanent) and IPv4 forwarding on, as on a node.
-func natEnv(t *testing.T) *packetEnv {
+func natEnv(t testing.TB) *packetEnv {
 	e := newPacketEnv(t)
 	must(t, e.d.SetRoutes([]Route{{RouteKey: RouteKey{VRF: "red", Prefix: netip.PrefixFrom(pod1Addr, 32)}, Interface: 1}}))
 	must(t, os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644))
