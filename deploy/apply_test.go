@@ -124,6 +124,7 @@ func TestChartAppliesToAPIServer(t *testing.T) {
 		{"patch", "", "nodes", "status", "", "node1", true},
 		{"update", "", "nodes", "status", "", "node1", false},
 		{"create", "", "pods", "", "default", "", false},
+		{"create", "", "events", "", "shop", "", true},
 		{"get", "", "secrets", "", "isthmus-system", "isthmus-gnmi", false},
 		{"delete", "", "namespaces", "", "", "default", false},
 	} {
