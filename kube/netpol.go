@@ -90,7 +90,7 @@ type portMatch struct {
 // ports (none: nothing).
 type policyRule struct {
 	policy string // namespace/name, for descriptions
-	peer   peerMatch
+	peer   *peerMatch
 	ports  []portMatch
 }
 
@@ -177,13 +177,29 @@ func hasType(np *networkingv1.NetworkPolicy, t networkingv1.PolicyType) bool {
 	return t == networkingv1.PolicyTypeIngress || len(np.Spec.Egress) > 0
 }
 
-// compiledPolicy is one NetworkPolicy with its selectors converted.
+// compiledPolicy is one NetworkPolicy with its selectors and rules
+// converted.
 type compiledPolicy struct {
-	np      *networkingv1.NetworkPolicy
-	key     string
-	target  selector
-	ingress bool
-	egress  bool
+	np              *networkingv1.NetworkPolicy
+	key             string
+	target          selector
+	ingress, egress bool
+	// ingressRules and egressRules are the rules that could be compiled.
+	ingressRules, egressRules []compiledRule
+}
+
+// compiledRule is one rule, compiled once for every pod the policy
+// selects: only an ingress named port depends on the pod.
+type compiledRule struct {
+	peers []*peerMatch
+	// numbered are the rule's ports that need no pod to resolve them
+	// ({} alone when the rule names no port: everything).
+	numbered []portMatch
+	// named are ingress named ports, resolved on each selected pod.
+	named []portSpec
+	// resolved are the egress rules to named ports, one per number, with
+	// the destination pods that have it.
+	resolved []policyRule
 }
 
 // policyErrors names what could not be translated, by policy.
@@ -197,7 +213,7 @@ type policyErrors map[string]error
 // error never opens more than the valid policies allow.
 func compilePolicies(c *policyCluster) (map[*policyPod]*podPolicy, policyErrors) {
 	errs := policyErrors{}
-	var cps []compiledPolicy
+	var cps []*compiledPolicy
 	for _, np := range c.policies {
 		key := np.Namespace + "/" + np.Name
 		sel, err := selectorOf(&np.Spec.PodSelector)
@@ -205,10 +221,31 @@ func compilePolicies(c *policyCluster) (map[*policyPod]*podPolicy, policyErrors)
 			errs[key] = fmt.Errorf("pod selector: %w", err)
 			continue
 		}
-		cps = append(cps, compiledPolicy{np: np, key: key, target: sel,
-			ingress: hasType(np, networkingv1.PolicyTypeIngress), egress: hasType(np, networkingv1.PolicyTypeEgress)})
+		cp := &compiledPolicy{np: np, key: key, target: sel,
+			ingress: hasType(np, networkingv1.PolicyTypeIngress), egress: hasType(np, networkingv1.PolicyTypeEgress)}
+		if cp.ingress {
+			for i, r := range np.Spec.Ingress {
+				cr, err := compileRule(c, cp, r.From, r.Ports, false)
+				if err != nil {
+					errs[key] = fmt.Errorf("ingress rule %d: %w", i, err)
+					continue
+				}
+				cp.ingressRules = append(cp.ingressRules, cr)
+			}
+		}
+		if cp.egress {
+			for i, r := range np.Spec.Egress {
+				cr, err := compileRule(c, cp, r.To, r.Ports, true)
+				if err != nil {
+					errs[key] = fmt.Errorf("egress rule %d: %w", i, err)
+					continue
+				}
+				cp.egressRules = append(cp.egressRules, cr)
+			}
+		}
+		cps = append(cps, cp)
 	}
-	slices.SortFunc(cps, func(a, b compiledPolicy) int { return cmp.Compare(a.key, b.key) })
+	slices.SortFunc(cps, func(a, b *compiledPolicy) int { return cmp.Compare(a.key, b.key) })
 	out := make(map[*policyPod]*podPolicy, len(c.pods))
 	for _, p := range c.pods {
 		pp := &podPolicy{}
@@ -218,30 +255,40 @@ func compilePolicies(c *policyCluster) (map[*policyPod]*podPolicy, policyErrors)
 			}
 			if cp.ingress {
 				pp.ingressIsolated = true
-				for i, r := range cp.np.Spec.Ingress {
-					rules, err := compileRule(c, cp, p, r.From, r.Ports, false)
-					if err != nil {
-						errs[cp.key] = fmt.Errorf("ingress rule %d: %w", i, err)
-						continue
-					}
-					pp.ingress = append(pp.ingress, rules...)
+				for i := range cp.ingressRules {
+					pp.ingress = append(pp.ingress, cp.ingressRules[i].forPod(cp.key, p)...)
 				}
 			}
 			if cp.egress {
 				pp.egressIsolated = true
-				for i, r := range cp.np.Spec.Egress {
-					rules, err := compileRule(c, cp, p, r.To, r.Ports, true)
-					if err != nil {
-						errs[cp.key] = fmt.Errorf("egress rule %d: %w", i, err)
-						continue
-					}
-					pp.egress = append(pp.egress, rules...)
+				for i := range cp.egressRules {
+					pp.egress = append(pp.egress, cp.egressRules[i].forPod(cp.key, p)...)
 				}
 			}
 		}
 		out[p] = pp
 	}
 	return out, errs
+}
+
+// forPod is the rule as it applies to pod p, which the policy selects.
+func (cr *compiledRule) forPod(policy string, p *policyPod) []policyRule {
+	ports := cr.numbered
+	if len(cr.named) > 0 {
+		ports = slices.Clone(ports)
+		for _, s := range cr.named {
+			if n, ok := p.namedPort(s.name, s.proto); ok {
+				ports = append(ports, portMatch{proto: s.proto, lo: n, hi: n})
+			}
+		}
+	}
+	var rules []policyRule
+	if len(ports) > 0 {
+		for _, m := range cr.peers {
+			rules = append(rules, policyRule{policy: policy, peer: m, ports: ports})
+		}
+	}
+	return append(rules, cr.resolved...)
 }
 
 // portSpec is one NetworkPolicyPort, number or name.
@@ -290,58 +337,49 @@ func portSpecs(ports []networkingv1.NetworkPolicyPort) ([]portSpec, error) {
 	return out, nil
 }
 
-// compileRule compiles one rule of policy cp as it applies to pod p.
-// Ingress named ports are p's own; egress named ports are each
-// destination pod's, so such a rule becomes one rule per destination.
-func compileRule(c *policyCluster, cp compiledPolicy, p *policyPod, peers []networkingv1.NetworkPolicyPeer,
-	ports []networkingv1.NetworkPolicyPort, egress bool) ([]policyRule, error) {
+// compileRule compiles one rule of policy cp. Egress named ports are
+// each destination pod's, so such a port becomes one rule per number.
+func compileRule(c *policyCluster, cp *compiledPolicy, peers []networkingv1.NetworkPolicyPeer,
+	ports []networkingv1.NetworkPolicyPort, egress bool) (compiledRule, error) {
+	var cr compiledRule
 	specs, err := portSpecs(ports)
 	if err != nil {
-		return nil, err
+		return cr, err
 	}
-	matches := []peerMatch{{any: true}}
+	cr.peers = []*peerMatch{{any: true}}
 	if len(peers) > 0 {
-		matches = matches[:0]
+		cr.peers = cr.peers[:0]
 		for i, pr := range peers {
 			m, err := peerOf(cp.np.Namespace, pr)
 			if err != nil {
-				return nil, fmt.Errorf("peer %d: %w", i, err)
+				return cr, fmt.Errorf("peer %d: %w", i, err)
 			}
-			matches = append(matches, m)
+			cr.peers = append(cr.peers, &m)
 		}
 	}
-	var numbered []portMatch
-	var named []portSpec
+	var egressNamed []portSpec
 	for _, s := range specs {
 		switch {
 		case s.all:
-			numbered = append(numbered, portMatch{proto: s.proto})
+			cr.numbered = append(cr.numbered, portMatch{proto: s.proto})
 		case s.name == "":
-			numbered = append(numbered, portMatch{proto: s.proto, lo: s.lo, hi: s.hi})
+			cr.numbered = append(cr.numbered, portMatch{proto: s.proto, lo: s.lo, hi: s.hi})
 		case !egress:
-			if n, ok := p.namedPort(s.name, s.proto); ok {
-				numbered = append(numbered, portMatch{proto: s.proto, lo: n, hi: n})
-			}
+			cr.named = append(cr.named, s)
 		default:
-			named = append(named, s)
+			egressNamed = append(egressNamed, s)
 		}
 	}
 	if len(specs) == 0 {
-		numbered = []portMatch{{}}
-	}
-	var rules []policyRule
-	if len(numbered) > 0 {
-		for _, m := range matches {
-			rules = append(rules, policyRule{policy: cp.key, peer: m, ports: numbered})
-		}
+		cr.numbered = []portMatch{{}}
 	}
 	// Egress to a named port: every pod the peers match that names the
 	// port, at its own number.
-	for _, s := range named {
+	for _, s := range egressNamed {
 		byNumber := map[uint16][]netip.Addr{}
 		for _, dst := range c.pods {
 			n, ok := dst.namedPort(s.name, s.proto)
-			if !ok || !dst.addr.IsValid() || !slices.ContainsFunc(matches, func(m peerMatch) bool { return c.peerHas(m, dst) }) {
+			if !ok || !dst.addr.IsValid() || !slices.ContainsFunc(cr.peers, func(m *peerMatch) bool { return c.peerHas(m, dst) }) {
 				continue
 			}
 			byNumber[n] = append(byNumber[n], dst.addr)
@@ -349,11 +387,11 @@ func compileRule(c *policyCluster, cp compiledPolicy, p *policyPod, peers []netw
 		for _, n := range slices.Sorted(mapsKeys(byNumber)) {
 			addrs := byNumber[n]
 			slices.SortFunc(addrs, netip.Addr.Compare)
-			rules = append(rules, policyRule{policy: cp.key, peer: peerMatch{addrs: slices.Compact(addrs)},
+			cr.resolved = append(cr.resolved, policyRule{policy: cp.key, peer: &peerMatch{addrs: slices.Compact(addrs)},
 				ports: []portMatch{{proto: s.proto, lo: n, hi: n}}})
 		}
 	}
-	return rules, nil
+	return cr, nil
 }
 
 func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
@@ -416,7 +454,7 @@ func peerOf(ns string, pr networkingv1.NetworkPolicyPeer) (peerMatch, error) {
 }
 
 // peerHas reports whether pod dst is one of m's.
-func (c *policyCluster) peerHas(m peerMatch, dst *policyPod) bool {
+func (c *policyCluster) peerHas(m *peerMatch, dst *policyPod) bool {
 	switch {
 	case m.any:
 		return true

@@ -71,6 +71,9 @@ type nodePolicy struct {
 	sets    map[string]*aclSetT
 	groups  map[string]*addrGroupT
 	tagKeys []string
+	// entries caches the rendering of each peer (peers are shared by the
+	// pods a rule applies to).
+	entries map[*peerMatch][]peerEntry
 }
 
 // equal compares two node policies (nil equals empty).
@@ -150,7 +153,7 @@ func aclSetName(p *policyPod, dir string) string {
 func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node string, vrf func(ns string) string) *nodePolicy {
 	out := &nodePolicy{pods: map[string]podAttachment{}, sets: map[string]*aclSetT{}, groups: map[string]*addrGroupT{}}
 	keys := map[string]bool{}
-	var peers []peerMatch
+	peers := map[*peerMatch]bool{}
 	for _, p := range c.pods {
 		if p.node != node {
 			continue
@@ -168,14 +171,23 @@ func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node
 		if pp != nil {
 			for _, r := range slices.Concat(pp.ingress, pp.egress) {
 				if r.peer.selected {
-					peers = append(peers, r.peer)
+					peers[r.peer] = true
 				}
 			}
 		}
 		out.pods[podKey(p.namespace, p.name)] = att
 	}
 	for _, p := range c.pods {
-		if p.node == node || !p.addr.IsValid() || !slices.ContainsFunc(peers, func(m peerMatch) bool { return c.peerHas(m, p) }) {
+		if p.node == node || !p.addr.IsValid() {
+			continue
+		}
+		matched := false
+		for m := range peers {
+			if matched = c.peerHas(m, p); matched {
+				break
+			}
+		}
+		if !matched {
 			continue
 		}
 		out.remotePod(p, podTags(p, c.namespaces[p.namespace]), vrf(p.namespace))
@@ -260,7 +272,20 @@ type peerEntry struct {
 }
 
 // peerMatches renders a peer as entry matches (their union is the peer).
-func (np *nodePolicy) peerMatches(m peerMatch, keys map[string]bool) []peerEntry {
+func (np *nodePolicy) peerMatches(m *peerMatch, keys map[string]bool) []peerEntry {
+	if e, ok := np.entries[m]; ok {
+		return e
+	}
+	if np.entries == nil {
+		np.entries = map[*peerMatch][]peerEntry{}
+	}
+	e := np.renderPeer(m, keys)
+	np.entries[m] = e
+	return e
+}
+
+// renderPeer renders a peer as entry matches.
+func (np *nodePolicy) renderPeer(m *peerMatch, keys map[string]bool) []peerEntry {
 	switch {
 	case m.any:
 		return []peerEntry{{}}
