@@ -122,8 +122,10 @@ func (b *polBits) or(o *polBits) {
 	}
 }
 
-func (b *polBits) marshal() []byte {
-	out := make([]byte, polBitsSize)
+func (b *polBits) marshal() []byte { return b.marshalTo(make([]byte, polBitsSize)) }
+
+// marshalTo encodes b into out (polBitsSize bytes) and returns it.
+func (b *polBits) marshalTo(out []byte) []byte {
 	for i, v := range b.summary {
 		binary.LittleEndian.PutUint64(out[8*i:], v)
 	}
@@ -169,9 +171,21 @@ func mask(bits, width uint8) uint32 {
 // matches in this dimension.
 func (d *dimension) build() {
 	d.bits = make(map[dimKey]*polBits, len(d.rules))
+	// Only the prefix lengths some rule uses can hold a key.
+	var lengths []uint8
+	seen := map[uint8]bool{}
+	for k := range d.rules {
+		if !seen[k.bits] {
+			seen[k.bits] = true
+			lengths = append(lengths, k.bits)
+		}
+	}
 	for k := range d.rules {
 		b := &polBits{}
-		for l := uint8(0); l <= k.bits; l++ {
+		for _, l := range lengths {
+			if l > k.bits {
+				continue
+			}
 			a := dimKey{value: k.value & mask(l, d.width), bits: l}
 			for _, r := range d.rules[a] {
 				b.set(r)

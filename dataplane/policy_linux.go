@@ -21,6 +21,7 @@ type policyTable struct {
 	entries  map[string]uint32                // ACL entry ("set/seq") → counter slot
 	slots    map[uint32]bool                  // counter slots in use
 	stale    map[uint32]bool                  // attachment ids an earlier process left in the pinned maps
+	retired  []*programmedAttachment          // no point uses them any more; PrunePolicy removes them
 	gen      uint32
 	nextID   uint32
 	nextSlot uint32
@@ -128,9 +129,9 @@ func (d *Dataplane) purgeStale(t *policyTable) error {
 // SetPolicy programs the whole policy: attachments whose content is new
 // are compiled and written under fresh ids, every point is switched to its
 // attachment, the policy generation is bumped (so every flow is evaluated
-// again on its next packet; not when nothing changed), and attachments no
-// point uses any more are removed. Interfaces that are not attached are an
-// error.
+// again on its next packet; not when nothing changed). Attachments no
+// point uses any more are removed by PrunePolicy. Interfaces that are not
+// attached are an error.
 func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -261,18 +262,12 @@ func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 			return fmt.Errorf("set policy: bump generation: %w", err)
 		}
 	}
-	// Attachments no point uses.
+	// Attachments no point uses: retired now, removed by PrunePolicy.
 	for p, pa := range t.byPrint {
-		if want[p] != nil {
-			continue
+		if want[p] == nil {
+			t.retired = append(t.retired, pa)
+			delete(t.byPrint, p)
 		}
-		if err := d.removeAttachment(t, pa); err != nil {
-			return err
-		}
-		delete(t.byPrint, p)
-	}
-	if err := d.purgeStale(t); err != nil {
-		return err
 	}
 	// Counter slots of entries no rule names.
 	for e, slot := range t.entries {
@@ -282,6 +277,26 @@ func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 		}
 	}
 	return nil
+}
+
+// PrunePolicy removes what SetPolicy left behind once no point used it:
+// retired attachments and those of an earlier process. It is cleanup, not
+// enforcement (SetPolicy's new policy is in force when it returns), so it
+// runs after.
+func (d *Dataplane) PrunePolicy() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, err := d.policy()
+	if err != nil {
+		return err
+	}
+	for len(t.retired) > 0 {
+		if err := d.removeAttachment(t, t.retired[0]); err != nil {
+			return err
+		}
+		t.retired = t.retired[1:]
+	}
+	return d.purgeStale(t)
 }
 
 // entrySlot returns the counter slot of an ACL entry, allocating (and
@@ -372,9 +387,20 @@ func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*pro
 	fail := func(err error) (*programmedAttachment, error) {
 		return nil, errors.Join(fmt.Errorf("set policy: write attachment %d: %w", id, err), d.removeAttachment(t, pa))
 	}
+	keys := make([]uint32, len(c.rules))
+	vals := make([]polRule, len(c.rules))
 	for i, r := range c.rules {
-		pr := polRule{Entry: t.entries[r.Entry], Action: uint8(r.Action), Reject: uint8(r.Reject)}
-		if err := d.maps.PolRules.Put(id*PolicyMaxRules+uint32(i), pr); err != nil {
+		keys[i] = id*PolicyMaxRules + uint32(i)
+		vals[i] = polRule{Entry: t.entries[r.Entry], Action: uint8(r.Action), Reject: uint8(r.Reject)}
+	}
+	if len(keys) > 0 {
+		if _, err := d.maps.PolRules.BatchUpdate(keys, vals, nil); errors.Is(err, ebpf.ErrNotSupported) {
+			for i := range keys {
+				if err := d.maps.PolRules.Put(keys[i], vals[i]); err != nil {
+					return fail(err)
+				}
+			}
+		} else if err != nil {
 			return fail(err)
 		}
 	}
@@ -383,8 +409,9 @@ func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*pro
 		d   *dimension
 		key func(uint32, dimKey) []byte
 	}{{d.maps.PolSrc, c.src, addrKey}, {d.maps.PolDst, c.dst, addrKey}, {d.maps.PolDport, c.dport, portKey}, {d.maps.PolSport, c.sport, portKey}} {
+		buf := make([]byte, polBitsSize)
 		for k, b := range dim.d.bits {
-			if err := dim.m.Put(dim.key(id, k), b.marshal()); err != nil {
+			if err := dim.m.Put(dim.key(id, k), b.marshalTo(buf)); err != nil {
 				return fail(err)
 			}
 		}

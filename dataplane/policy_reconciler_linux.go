@@ -35,7 +35,10 @@ func (r *Reconciler) programPolicy() error {
 			cfg.Interfaces[i] = ip
 		}
 	}
-	return r.dp.SetPolicy(cfg)
+	if err := r.dp.SetPolicy(cfg); err != nil {
+		return err
+	}
+	return r.dp.PrunePolicy()
 }
 
 // publishPolicy writes the policy counters as state: every ACL entry's
