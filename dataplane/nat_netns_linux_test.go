@@ -194,3 +194,97 @@ func TestExternalNamespaces(t *testing.T) {
 		t.Fatalf("state: %v", err)
 	}
 }
+
+// serveName opens a TCP listener at addr inside ns that answers every
+// connection with name and the address the connection came from.
+func serveName(t *testing.T, ns *testNS, addr, name string) {
+	t.Helper()
+	var ln net.Listener
+	must(t, ns.do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }))
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+			c.Close()
+		}
+	}()
+}
+
+// TestFloatingNamespaces: a data-center client reaches a pod on host A by
+// its floating IP 198.51.100.5 (routed to A, as A's BGP route says), and
+// the pod sees the client's own address; after the binding moves to a pod
+// on host B (and the client's route with it, as B's route replaces A's),
+// the same address reaches B's pod. Each pod's connections leave from the
+// floating IP while it holds it.
+func TestFloatingNamespaces(t *testing.T) {
+	requireRoot(t)
+	dc := newNS(t, "dc")
+	dc.ip(t, "addr", "add", "203.0.113.7/32", "dev", "lo")
+	fip := netip.MustParseAddr("198.51.100.5")
+	type host struct {
+		ns  *testNS
+		pod *testPod
+		d   *Dataplane
+	}
+	var hosts []*host
+	for i, addrs := range [][2]string{{"192.0.2.1", "192.0.2.2"}, {"192.0.2.5", "192.0.2.6"}} {
+		h := &host{ns: newNS(t, fmt.Sprintf("host%d", i))}
+		dcIf := fmt.Sprintf("h%d", i)
+		vethBetween(t, h.ns, "ul", mustMAC(fmt.Sprintf("02:00:00:00:0%d:01", i)), dc, dcIf, mustMAC(fmt.Sprintf("02:00:00:00:0%d:fe", i)))
+		h.ns.ip(t, "addr", "add", addrs[0]+"/30", "dev", "ul")
+		h.ns.ip(t, "route", "add", "default", "via", addrs[1])
+		dc.ip(t, "addr", "add", addrs[1]+"/30", "dev", dcIf)
+		if out, err := h.ns.cmd("sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
+			t.Fatalf("enable forwarding: %v: %s", err, out)
+		}
+		h.pod = addPod(t, h.ns, "pred", byte(i+1), netip.AddrFrom4([4]byte{10, 1, 0, byte(2 + i)}), podMTU)
+		dir := t.TempDir()
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+		err := h.ns.do(func() error {
+			var err error
+			if h.d, err = Open(Config{BPFFS: dir, Logger: quiet}); err != nil {
+				return err
+			}
+			if err := h.d.SetTunnel(Tunnel{Source: netip.MustParseAddr(addrs[0]), Underlay: "ul", MTU: 1500}); err != nil {
+				return err
+			}
+			link, err := h.d.nl.LinkByName("pred")
+			if err != nil {
+				return err
+			}
+			if err := h.d.AttachInterface(Interface{Index: link.Attrs().Index, VRF: "red", PeerMAC: h.pod.mac}); err != nil {
+				return err
+			}
+			return h.d.SetRoutes([]Route{{RouteKey: RouteKey{VRF: "red", Prefix: netip.PrefixFrom(h.pod.addr, 32)}, Interface: link.Attrs().Index}})
+		})
+		if err != nil {
+			t.Fatalf("program host %d: %v", i, err)
+		}
+		t.Cleanup(func() { h.d.Destroy() })
+		serveName(t, h.pod.ns, h.pod.addr.String()+":8080", fmt.Sprintf("pod%d", i))
+		hosts = append(hosts, h)
+	}
+	serveWho(t, dc, "203.0.113.7:80")
+	for i, h := range hosts {
+		if i > 0 {
+			// The move: A lets go, B takes the address, the client's route
+			// follows B's advertisement.
+			must(t, hosts[0].d.SetFloating(nil))
+		}
+		must(t, h.d.SetFloating([]Floating{{VRF: "red", Addr: fip, Pod: h.pod.addr}}))
+		dc.ip(t, "route", "replace", fip.String()+"/32", "via", []string{"192.0.2.1", "192.0.2.5"}[i], "src", "203.0.113.7")
+		said, err := askWho(dc, fip.String()+":8080")
+		want := fmt.Sprintf("pod%d 203.0.113.7:", i)
+		if err != nil || !strings.HasPrefix(said, want) {
+			t.Fatalf("client to the floating IP (bound on host %d): %q, %v; want %q…", i, said, err, want)
+		}
+		said, err = askWho(h.pod.ns, "203.0.113.7:80")
+		if err != nil || !strings.HasPrefix(said, fip.String()+":") {
+			t.Errorf("pod on host %d to the client: the client saw %q (%v), want the floating IP", i, said, err)
+		}
+	}
+}
