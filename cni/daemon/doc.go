@@ -8,7 +8,7 @@
 //	plugin ──ADD──► Server.Add ─► /cni/namespaces, else ChooseVRF
 //	                           ─► ipam.Allocate (bbolt, one tx with the
 //	                              attachment record)
-//	                           ─► Core.Commit(/interfaces/interface[host veth])
+//	                           ─► Core.CommitEntries(/interfaces/interface[host veth])
 //	                                 └► reconcilers: BGP export, dataplane attach
 //	         ◄── address, gateway, MTU
 package daemon

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
 
 	"github.com/isthmus-net/isthmus/gen"
@@ -21,7 +22,7 @@ type slowCore struct {
 	gate    func() // if set, runs before the first commit
 }
 
-func (c *slowCore) Commit(_ context.Context, _ string, edit func(*gen.Device) error) (uint64, error) {
+func (c *slowCore) CommitEntries(_ context.Context, _ string, _ []*gpb.Path, edit func(*gen.Device) error) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gate != nil {
@@ -55,7 +56,7 @@ func commitConcurrently(g *groupCommitter, n, bad int, errBad error) []error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = g.commit(context.Background(), func(d *gen.Device) error {
+			_, errs[i] = g.commit(context.Background(), nil, func(d *gen.Device) error {
 				if i == bad {
 					return errBad
 				}

@@ -11,18 +11,21 @@ import (
 	"slices"
 	"strings"
 
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/isthmus-net/isthmus/cni/api"
 	"github.com/isthmus-net/isthmus/cni/ipam"
 	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
 )
 
 // Core is what the daemon needs from the transactional core (nos.Core
 // implements it).
 type Core interface {
-	// Commit runs one validated, persisted, reconciled transaction.
-	Commit(ctx context.Context, who string, edit func(candidate *gen.Device) error) (uint64, error)
+	// CommitEntries runs one validated, persisted, reconciled transaction
+	// that changes only the entries named by paths; edit sees only those.
+	CommitEntries(ctx context.Context, who string, paths []*gpb.Path, edit func(part *gen.Device) error) (uint64, error)
 	// Read calls fn with the running configuration and state, read-only.
 	Read(fn func(config, state *gen.Device) error) error
 }
@@ -173,7 +176,7 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 	if err != nil {
 		return nil, fmt.Errorf("allocate address for %s: %w", recordKey(req.AttachmentID), err)
 	}
-	rev, err := s.group.commit(ctx, func(d *gen.Device) error { return putAttachment(d, a) })
+	rev, err := s.group.commit(ctx, []*gpb.Path{nos.InterfaceEntry(a.HostIfName)}, func(d *gen.Device) error { return putAttachment(d, a) })
 	if err != nil {
 		err = fmt.Errorf("commit attachment %s: %w", recordKey(a.AttachmentID), err)
 		if rerr := s.undoAllocation(a, prev); rerr != nil {
@@ -244,7 +247,11 @@ func (s *Server) Del(ctx context.Context, req *api.DelRequest) (*api.DelResponse
 // detach removes attachments from the configuration in one commit, then
 // releases their addresses.
 func (s *Server) detach(ctx context.Context, as []api.Attachment) error {
-	_, err := s.group.commit(ctx, func(d *gen.Device) error {
+	entries := make([]*gpb.Path, len(as))
+	for i, a := range as {
+		entries[i] = nos.InterfaceEntry(a.HostIfName)
+	}
+	_, err := s.group.commit(ctx, entries, func(d *gen.Device) error {
 		for _, a := range as {
 			removeAttachment(d, a)
 		}
