@@ -33,6 +33,7 @@ func Scenarios() []Scenario {
 		{Name: "c", Short: "DC gateway routes", Title: "FRR on dcgw holds the pods' /32s by route target; its own prefix reaches the VRF", Run: runDCGateway},
 		{Name: "d", Short: "MPLS over MPLS", Title: "MPLSoMPLS between two hosts on one L2 segment", Run: runMPLSoMPLS},
 		{Name: "service", Short: "service VIP", Title: "a service address with backends on c1 and c2, reached from a DC pod on d1; c1's route goes with its backend", Run: runService},
+		{Name: "external", Short: "source NAT", Title: "pods of red and blue on c1 (overlapping pools) reach an address behind the core router at once through SNAT; vpcgw's uplink shows only c1's address", Run: runExternal},
 		{Name: "policy", Short: "tier policy", Title: "app=web reaches app=db on TCP 5432 and nothing else, enforced across the tunnel both ways (egress at the sender, ingress after decapsulation)", Run: runPolicy},
 		{Name: "e", Short: "daemon restart", Title: "isthmusd on c1 restarted under a 10ms ping flow loses nothing", Run: runRestart},
 		{Name: "f", Short: "server removed", Title: "a data-center server removed: its routes are withdrawn, traffic moves to the survivor; restored, it is reached again", Run: runServerRemoved},
