@@ -585,8 +585,10 @@ static __noinline int nat_underlay(struct __sk_buff *skb)
 			int v = nat_error_quote(skb, s, l3, l4, ip->daddr, &pod);
 			if (v == 0)
 				return -1;
-			if (v < 0)
+			if (v < 0) {
+				count_drop(0, DROP_ERROR); /* half rewritten: the pod's VRF is not known */
 				return TC_ACT_SHOT;
+			}
 			vrf = v;
 			goto deliver;
 		}
