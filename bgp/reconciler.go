@@ -129,6 +129,8 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 	for _, k := range fibKeys(ctx, core.FIB()) {
 		r.stale[k] = true
 	}
+	core.AFT().SetOrigins(r.rib.aftOrigins)
+	core.RefreshOnRequest(ctx, pathsPrefix, r.refreshPaths)
 	r.mu.Unlock()
 	r.wg.Add(3)
 	go func() { defer r.wg.Done(); r.flushLoop(ctx) }()

@@ -146,6 +146,7 @@ func (r *Reconciler) sync(failed ...error) bool {
 		}
 		r.remote[k] = r.fib[k]
 		delete(r.dirty, k)
+		r.aftTouch(k)
 	}
 	for k, err := range r.deleteRoutes(del) {
 		if err != nil {
@@ -154,6 +155,7 @@ func (r *Reconciler) sync(failed ...error) bool {
 		}
 		delete(r.remote, k)
 		delete(r.dirty, k)
+		r.aftTouch(k)
 	}
 	for ep := range r.epDirty {
 		if _, want := r.endpoints[ep]; want {
@@ -171,6 +173,7 @@ func (r *Reconciler) sync(failed ...error) bool {
 		}
 		delete(r.epDirty, ep)
 	}
+	r.aftFlush()
 	return r.settle(errs)
 }
 

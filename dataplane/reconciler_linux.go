@@ -76,6 +76,7 @@ type Reconciler struct {
 	attempts   int                          // programming passes since failing was set
 	services   map[serviceName]namedService // programmed service ports (services_reconciler_linux.go)
 	external   *externalState               // external connectivity (nat_reconciler_linux.go)
+	aft        aftState                     // the forwarding table as programmed (aft_linux.go)
 	policy     policyIntent                 // ACL policy to program (policy_reconciler_linux.go)
 }
 
@@ -149,6 +150,7 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 	r.mu.Unlock()
 	ctx, r.cancel = context.WithCancel(ctx)
 	core.RefreshOnRequest(ctx, "/network-instances/network-instance/services/service/state/flows", r.refreshFlows)
+	core.AFT().SetSource(r)
 	r.wg.Add(5)
 	go func() {
 		defer r.wg.Done()
@@ -192,6 +194,9 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 	defer r.mu.Unlock()
 	if r.dp == nil {
 		return nil
+	}
+	if r.core != nil {
+		r.core.AFT().SetSource(nil)
 	}
 	return r.dp.Close()
 }
@@ -289,6 +294,7 @@ func (r *Reconciler) converge(want intent) error {
 		}
 		delete(r.local, k)
 		r.dirty[k] = struct{}{}
+		r.aftTouch(k)
 	}
 	wantLabels := want.labelTargets()
 	for lt, label := range r.labels {
@@ -348,6 +354,7 @@ func (r *Reconciler) converge(want intent) error {
 		r.local[k] = r.ifindex[wantRoutes[k]]
 		delete(r.remote, k)
 		delete(r.dirty, k)
+		r.aftTouch(k)
 	}
 	errs = append(errs, r.installLabels(wantLabels), r.programPolicy()) // pods attached late get their policy
 	return errors.Join(errs...)

@@ -71,6 +71,7 @@ type Core struct {
 	confirm    confirmer   // the confirmed commit waiting for confirmation (confirm.go)
 	mirrorable sync.Map    // schema path → whether a config leaf has a state twin (mirror.go)
 	onDemand   onDemandSet // state refreshed when a Get asks for it (ondemand.go)
+	aft        AFT         // the programmed forwarding table's readers and producer (aft.go)
 
 	watchMu  sync.Mutex                      // serializes changes of watchers
 	watchers atomic.Pointer[[]*cacheWatcher] // read without a lock by the cache's client

@@ -75,6 +75,14 @@ func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse
 	if t := req.GetPrefix().GetTarget(); t != "" {
 		prefix = &gpb.Path{Target: t}
 	}
+	// The forwarding table is read from the dataplane first, never under
+	// the core's lock (aft_get.go).
+	afts := make([][]*ytypes.TreeNode, len(qs))
+	for i, q := range qs {
+		if afts[i], err = s.aftGet(typ, q); err != nil {
+			return nil, status.Errorf(codes.Internal, "%s: read forwarding table: %v", pathString(q.asked), err)
+		}
+	}
 	ts := time.Now().UnixNano()
 	notifs := make([]*gpb.Notification, 0, len(qs))
 	err = s.core.Read(func(cfg, st *gen.Device) error {
@@ -82,14 +90,15 @@ func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse
 		if err != nil {
 			return err
 		}
-		for _, q := range qs {
+		for i, q := range qs {
 			if err := ctx.Err(); err != nil {
 				return status.FromContextError(err).Err()
 			}
 			nodes, err := s.lookup(tree, q)
-			if err != nil {
+			if err != nil && len(afts[i]) == 0 {
 				return err
 			}
+			nodes = append(nodes, afts[i]...)
 			n := &gpb.Notification{Timestamp: ts, Prefix: prefix}
 			for _, node := range nodes {
 				us, err := encodeNode(node, enc, ts, depth)

@@ -107,6 +107,9 @@ func (s *Server) dumpAll(ctx context.Context, snd *sender, sub *subscription) er
 				return err
 			}
 		}
+		if err := s.aftDump(ctx, snd, e.queries); err != nil { // aft.go
+			return err
+		}
 	}
 	return snd.flush(ctx)
 }
@@ -198,6 +201,14 @@ func (s *Server) poll(ctx context.Context, stream gpb.GNMI_SubscribeServer, snd 
 func (s *Server) streamSub(ctx context.Context, stream gpb.GNMI_SubscribeServer, snd *sender, sub *subscription) error {
 	q := newQueue()
 	f := s.fan
+	// The forwarding table streams from its own queue (aft.go), every mode
+	// as ON_CHANGE; registered before the initial sync.
+	var aftQs []query
+	for _, e := range sub.entries {
+		aftQs = append(aftQs, e.queries...)
+	}
+	aft := s.aftWatch(aftQs)
+	defer aft.close()
 	var samplers []*sampler
 	for _, e := range sub.entries {
 		switch e.mode {
@@ -221,7 +232,13 @@ func (s *Server) streamSub(ctx context.Context, stream gpb.GNMI_SubscribeServer,
 	// sample of the SAMPLE parts.
 	now := time.Now()
 	for _, e := range sub.entries {
-		if e.mode == gpb.SubscriptionMode_SAMPLE || sub.updatesOnly {
+		if sub.updatesOnly {
+			continue
+		}
+		if e.mode == gpb.SubscriptionMode_SAMPLE {
+			if err := s.aftDump(ctx, snd, e.queries); err != nil {
+				return err
+			}
 			continue
 		}
 		if err := s.dumpEntry(ctx, snd, e); err != nil {
@@ -259,6 +276,10 @@ func (s *Server) streamSub(ctx context.Context, stream gpb.GNMI_SubscribeServer,
 			return err
 		case now := <-tick:
 			if err := next.run(ctx, s, snd, now, true); err != nil {
+				return err
+			}
+		case <-aft.ready():
+			if err := s.aftChanges(ctx, snd, aft); err != nil {
 				return err
 			}
 		case <-q.ready:

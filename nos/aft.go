@@ -1,0 +1,298 @@
+package nos
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// The AFT (abstract forwarding table) is the forwarding table as the
+// dataplane programmed it, per VRF: entries (prefix → next-hop group),
+// next-hop groups and next hops. It is not copied into the state tree:
+// the dataplane registers itself as the AFT's source, tells the AFT which
+// items changed, and readers (the gNMI server) look the current values up
+// at request time. Each subscriber has its own coalescing queue of changed
+// keys, so a slow reader never makes the producer wait and never holds
+// more than one pending change per item.
+
+// AFTKind tells entries, next-hop groups and next hops apart.
+type AFTKind uint8
+
+// Kinds of AFT items.
+const (
+	AFTEntry AFTKind = iota + 1
+	AFTGroup
+	AFTNextHop
+)
+
+// AFTOrigin is where an entry comes from.
+type AFTOrigin uint8
+
+// Origins of AFT entries.
+const (
+	AFTOriginBGP AFTOrigin = iota + 1
+	AFTOriginStatic
+	AFTOriginPod
+)
+
+// String returns the YANG name of the origin.
+func (o AFTOrigin) String() string {
+	switch o {
+	case AFTOriginBGP:
+		return "BGP"
+	case AFTOriginStatic:
+		return "STATIC"
+	case AFTOriginPod:
+		return "POD"
+	}
+	return ""
+}
+
+// AFTKey names one AFT item: an entry by its IPv4 prefix (ID holds the
+// address and length, see AFTEntryKey), a group or a next hop by its
+// identifier.
+type AFTKey struct {
+	VRF  string
+	Kind AFTKind
+	ID   uint64
+}
+
+// AFTEntryKey returns the key of the entry for an IPv4 prefix, and false
+// for any other prefix.
+func AFTEntryKey(vrf string, p netip.Prefix) (AFTKey, bool) {
+	k, ok := v4Key(p.Masked())
+	return AFTKey{VRF: vrf, Kind: AFTEntry, ID: k}, ok
+}
+
+// Prefix returns the prefix of an entry's key.
+func (k AFTKey) Prefix() netip.Prefix { return v4Prefix(k.ID) }
+
+// AFTItem is the current value of an AFT item. Present is false for an
+// item that is gone (a delete).
+type AFTItem struct {
+	Key     AFTKey
+	Present bool
+	// Entries.
+	Origin AFTOrigin
+	Group  uint64
+	RDs    []string // BGP entries: route distinguishers of the selected paths
+	RTs    []string // BGP entries: their route targets
+	// Groups: the member next hops.
+	NextHops []uint64
+	// Next hops: a remote one (Hop), or a local pod interface.
+	Hop       NextHop
+	Interface string
+}
+
+// AFTSource is the producer's programmed view (the dataplane reconciler).
+// Both methods may be called from any goroutine.
+type AFTSource interface {
+	// AFTKeys appends the key of every item of the VRFs for which want
+	// returns true.
+	AFTKeys(want func(vrf string) bool, out []AFTKey) []AFTKey
+	// AFTLookup appends the current value of each key, in order.
+	AFTLookup(keys []AFTKey, out []AFTItem) []AFTItem
+}
+
+// AFTOrigins fills in the route distinguishers and route targets of the
+// BGP entries among items (the BGP reconciler's import).
+type AFTOrigins func(items []AFTItem)
+
+// AFT connects the producer of the forwarding table, the BGP origins of
+// its entries and its readers. The zero value is ready to use.
+type AFT struct {
+	mu      sync.Mutex // guards source, origins, subs
+	source  AFTSource
+	origins AFTOrigins
+	subs    map[*AFTSubscription]struct{}
+	nsubs   atomic.Int32 // len(subs), read without mu by Changed
+}
+
+// AFT returns the core's forwarding table view.
+func (c *Core) AFT() *AFT { return &c.aft }
+
+// SetSource registers the programmed view; nil removes it.
+func (a *AFT) SetSource(s AFTSource) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.source = s
+}
+
+// SetOrigins registers the function that names the BGP origins of
+// entries; nil removes it.
+func (a *AFT) SetOrigins(fn AFTOrigins) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.origins = fn
+}
+
+func (a *AFT) parts() (AFTSource, AFTOrigins) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.source, a.origins
+}
+
+// Keys appends the key of every item of the VRFs want accepts (nil: all),
+// or nothing when no source is registered.
+func (a *AFT) Keys(want func(vrf string) bool, out []AFTKey) []AFTKey {
+	src, _ := a.parts()
+	if src == nil {
+		return out
+	}
+	if want == nil {
+		want = func(string) bool { return true }
+	}
+	return src.AFTKeys(want, out)
+}
+
+// Lookup appends the current value of each key, with the BGP origins of
+// entries filled in.
+func (a *AFT) Lookup(keys []AFTKey, out []AFTItem) []AFTItem {
+	src, origins := a.parts()
+	if src == nil {
+		for _, k := range keys {
+			out = append(out, AFTItem{Key: k})
+		}
+		return out
+	}
+	start := len(out)
+	out = src.AFTLookup(keys, out)
+	if origins != nil {
+		origins(out[start:])
+	}
+	return out
+}
+
+// Changed tells every subscriber that the items under keys changed (or
+// went). It never blocks: each subscriber's queue takes a key once until
+// the subscriber reads it. The producer calls it after the maps took the
+// change.
+func (a *AFT) Changed(keys []AFTKey) {
+	if a.nsubs.Load() == 0 || len(keys) == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for s := range a.subs {
+		s.add(keys)
+	}
+}
+
+// Subscribe returns a subscription to the items of the VRFs want accepts
+// (nil: all). With initial it starts with the key of every current item
+// (the initial sync); it receives the keys of items that change from the
+// moment it is made. Close it when done.
+func (a *AFT) Subscribe(want func(vrf string) bool, initial bool) *AFTSubscription {
+	if want == nil {
+		want = func(string) bool { return true }
+	}
+	s := &AFTSubscription{aft: a, want: want, ready: make(chan struct{}, 1), pending: map[AFTKey]struct{}{}}
+	// Registered before the snapshot, so that no change falls between.
+	a.mu.Lock()
+	if a.subs == nil {
+		a.subs = map[*AFTSubscription]struct{}{}
+	}
+	a.subs[s] = struct{}{}
+	a.nsubs.Store(int32(len(a.subs)))
+	a.mu.Unlock()
+	if initial {
+		keys := a.Keys(want, nil)
+		s.mu.Lock()
+		s.initial = keys
+		s.mu.Unlock()
+		s.signal()
+	}
+	return s
+}
+
+// AFTSubscription is one reader's queue of changed AFT keys: the initial
+// keys first, then every key that changed since it was last taken, each
+// at most once (a change to a key already waiting keeps its place). It
+// holds at most one key per item the table has had since the reader last
+// caught up, whatever the rate of changes.
+type AFTSubscription struct {
+	aft   *AFT
+	want  func(vrf string) bool
+	ready chan struct{} // one token: something to take
+
+	mu      sync.Mutex // guards initial, pending, queue, head
+	initial []AFTKey
+	pending map[AFTKey]struct{}
+	queue   []AFTKey // queue[head:] wait, in the order they changed
+	head    int
+}
+
+// Ready is signalled when keys wait to be taken.
+func (s *AFTSubscription) Ready() <-chan struct{} { return s.ready }
+
+func (s *AFTSubscription) signal() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// add queues keys; the AFT's mu is held.
+func (s *AFTSubscription) add(keys []AFTKey) {
+	s.mu.Lock()
+	added := false
+	for _, k := range keys {
+		if !s.want(k.VRF) {
+			continue
+		}
+		if _, ok := s.pending[k]; ok {
+			continue
+		}
+		s.pending[k] = struct{}{}
+		s.queue = append(s.queue, k)
+		added = true
+	}
+	s.mu.Unlock()
+	if added {
+		s.signal()
+	}
+}
+
+// Take appends up to max waiting keys to out: the initial keys first,
+// then changed ones. synced reports whether the initial keys are all
+// taken (the initial sync is complete once they are sent).
+func (s *AFTSubscription) Take(max int, out []AFTKey) (keys []AFTKey, synced bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := min(max, len(s.initial)); n > 0 {
+		out = append(out, s.initial[:n]...)
+		s.initial = s.initial[n:]
+		if len(s.initial) == 0 {
+			s.initial = nil
+		} else {
+			s.signal()
+		}
+		return out, false
+	}
+	n := min(max, len(s.queue)-s.head)
+	for _, k := range s.queue[s.head : s.head+n] {
+		delete(s.pending, k)
+	}
+	out = append(out, s.queue[s.head:s.head+n]...)
+	s.head += n
+	if s.head == len(s.queue) {
+		s.queue, s.head = s.queue[:0], 0
+	} else {
+		if s.head > len(s.queue)/2 {
+			s.queue = slices.Delete(s.queue, 0, s.head)
+			s.head = 0
+		}
+		s.signal()
+	}
+	return out, true
+}
+
+// Close ends the subscription.
+func (s *AFTSubscription) Close() {
+	a := s.aft
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.subs, s)
+	a.nsubs.Store(int32(len(a.subs)))
+}
