@@ -1,6 +1,7 @@
 package nos
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -179,5 +180,54 @@ func TestExternalDefaults(t *testing.T) {
 	extConfig(d, "red").HostAccess = ygot.Bool(false)
 	if red := External(d, d.NetworkInstances.NetworkInstance["red"]); red.SNAT || red.HostAccess {
 		t.Errorf("red configured off: %+v", red)
+	}
+}
+
+// TestValidateExternalScoped: a commit that changes one VRF is checked
+// against the VRFs it now conflicts with, although the commit does not
+// touch them (validation walks only related entries): SNAT ports, the
+// default pod network, host access on overlapping pools, floating pools.
+func TestValidateExternalScoped(t *testing.T) {
+	c := newTestCore(t, t.TempDir())
+	ctx := context.Background()
+	if _, err := c.Commit(ctx, "test", func(d *gen.Device) error {
+		*d = *externalDevice()
+		extConfig(d, "blue").Mode = gen.IsthmusExternal_ExternalMode_DROP
+		// blue's pool moves away from red's, so host access is possible.
+		blue := d.NetworkInstances.NetworkInstance["blue"]
+		blue.AddressPools = nil
+		blue.GetOrCreateAddressPools().GetOrCreateAddressPool("10.2.0.0/24").GetOrCreateConfig().Prefix = ygot.String("10.2.0.0/24")
+		return nil
+	}); err != nil {
+		t.Fatalf("first commit: %v", err)
+	}
+	const blue = "/network-instances/network-instance[name=blue]/external/config"
+	for _, tc := range []struct {
+		name, wantPath, wantText string
+		edit                     func(d *gen.Device)
+	}{
+		{"ports into red's", blue + "/port-min", `of network instance "red"`, func(d *gen.Device) {
+			extConfig(d, "blue").PortMin, extConfig(d, "blue").PortMax = ygot.Uint16(20500), ygot.Uint16(21500)
+		}},
+		{"a second default pod network", blue + "/default-pod-network", `"red" is already`, func(d *gen.Device) {
+			extConfig(d, "blue").DefaultPodNetwork = ygot.Bool(true)
+		}},
+		{"host access on a pool overlapping red's", "/network-instances/network-instance[name=red]/external/config/host-access", "overlaps pool", func(d *gen.Device) {
+			extConfig(d, "blue").HostAccess = ygot.Bool(true)
+			d.NetworkInstances.NetworkInstance["blue"].GetOrCreateAddressPools().GetOrCreateAddressPool("10.1.0.0/25").GetOrCreateConfig().Prefix = ygot.String("10.1.0.0/25")
+		}},
+		{"a floating pool over red's pods", blue + "/floating-pool", `of network instance "red"`, func(d *gen.Device) {
+			extConfig(d, "blue").FloatingPool = []string{"10.1.0.128/28"}
+		}},
+	} {
+		_, err := c.Commit(ctx, "test", func(d *gen.Device) error { tc.edit(d); return nil })
+		var pe *PathError
+		if !errors.As(err, &pe) || !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want an invalid-argument path error", tc.name, err)
+			continue
+		}
+		if pe.Path != tc.wantPath || !strings.Contains(err.Error(), tc.wantText) {
+			t.Errorf("%s: %v; want %s saying %q", tc.name, err, tc.wantPath, tc.wantText)
+		}
 	}
 }
