@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -90,31 +91,21 @@ func (a *nodePolicy) equal(b *nodePolicy) bool {
 			return false
 		}
 	}
-	for k, s := range a.sets {
-		if !sameJSON(s, b.sets[k]) {
-			return false
-		}
+	// Both were rendered by renderNodePolicy, so equal trees are equal
+	// structs (reflection is far cheaper than marshalling them).
+	return reflect.DeepEqual(a.sets, b.sets) && reflect.DeepEqual(a.groups, b.groups)
+}
+
+func jsonString(s ygot.GoStruct) string {
+	js, err := ygot.Marshal7951(s)
+	if err != nil {
+		return "error: " + err.Error()
 	}
-	for k, g := range a.groups {
-		if !sameJSON(g, b.groups[k]) {
-			return false
-		}
-	}
-	return true
+	return string(js)
 }
 
 func (a *nodePolicy) empty() bool {
 	return a == nil || len(a.pods)+len(a.sets)+len(a.groups)+len(a.tagKeys) == 0
-}
-
-// sameJSON compares two generated structs by their JSON.
-func sameJSON(a, b ygot.GoStruct) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	ja, err1 := ygot.Marshal7951(a)
-	jb, err2 := ygot.Marshal7951(b)
-	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
 
 // tagKey maps a label key under a prefix to a tag key, hashing keys too
@@ -193,6 +184,7 @@ func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node
 		out.remotePod(p, podTags(p, c.namespaces[p.namespace]), vrf(p.namespace))
 	}
 	out.tagKeys = slices.Sorted(maps.Keys(keys))
+	out.entries = nil
 	return out
 }
 

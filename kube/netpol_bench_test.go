@@ -12,7 +12,9 @@ import (
 // BenchmarkPolicyPass is the policy half of one leader pass at cluster
 // scale: 20 namespaces of 50 pods (1,000) on 20 nodes, 5 policies per
 // namespace (100: default deny, pod and namespace selectors, ports, named
-// ports both ways, an ipBlock), compiled and rendered for every node.
+// ports both ways, an ipBlock), compiled, rendered for every node and
+// compared with the previous pass's rendering (as each node's worker is
+// handed its intent).
 func BenchmarkPolicyPass(b *testing.B) {
 	c := &policyCluster{namespaces: map[string]map[string]string{}}
 	for n := range 20 {
@@ -36,6 +38,7 @@ func BenchmarkPolicyPass(b *testing.B) {
 		)
 	}
 	vrf := func(string) string { return "pods" }
+	prev := make([]*nodePolicy, 20)
 	b.ResetTimer()
 	for b.Loop() {
 		compiled, errs := compilePolicies(c)
@@ -43,7 +46,11 @@ func BenchmarkPolicyPass(b *testing.B) {
 			b.Fatal(errs)
 		}
 		for n := range 20 {
-			renderNodePolicy(c, compiled, fmt.Sprintf("node%d", n), vrf)
+			np := renderNodePolicy(c, compiled, fmt.Sprintf("node%d", n), vrf)
+			if prev[n] != nil && !prev[n].equal(np) {
+				b.Fatal("a pass over the same cluster rendered something else")
+			}
+			prev[n] = np
 		}
 	}
 }

@@ -250,14 +250,14 @@ func policySetRequest(have nodePolicyState, want *nodePolicy) (*gpb.SetRequest, 
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(want.groups)) {
-		if g := want.groups[name]; !sameJSON(g, have.groups[name]) {
+		if g := want.groups[name]; have.groups[name] == nil || jsonString(g) != jsonString(have.groups[name]) {
 			if err := replace(aclListPath("address-groups", "address-group", "name", name), g); err != nil {
 				return nil, 0, err
 			}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(want.sets)) {
-		if s := want.sets[name]; !sameJSON(s, have.sets[name]) {
+		if s := want.sets[name]; have.sets[name] == nil || jsonString(s) != jsonString(have.sets[name]) {
 			if err := replace(aclListPath("acl-sets", "acl-set", "name", name), s); err != nil {
 				return nil, 0, err
 			}
