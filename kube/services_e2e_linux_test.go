@@ -122,15 +122,17 @@ func spread(t *testing.T, client *kubetest.Pod, vip netip.Addr, n int) map[strin
 	return got
 }
 
-// TestServices: on two real isthmusd nodes, a ClusterIP Service with
-// EndpointSlices (written by the test: no kube-controller-manager runs)
-// becomes a service in the VRF of its namespace's network on each node:
-// the cluster IP, its port with the named target port resolved from the
-// slice, the backends with their conditions. A client pod's connections
-// to ClusterIP:80 are balanced across the backends by the node's eBPF
-// forwarder; with internalTrafficPolicy Local each node holds its own
-// backends only (scope LOCAL), with Cluster every backend (scope ALL);
-// a backend dropped from the slice (scale down) leaves every node; a
+// TestServices: on two real isthmusd nodes that learn each other's pods
+// through a real route reflector, a ClusterIP Service with EndpointSlices
+// (written by the test: no kube-controller-manager runs) becomes a
+// service in the VRF of its namespace's network on each node: the cluster
+// IP, its port with the named target port resolved from the slice, the
+// backends with their conditions. A client pod's connections to
+// ClusterIP:80, on either node, are balanced by its node's eBPF forwarder
+// across the backends of both nodes (scope ALL); a backend dropped from
+// the slice (scale down) leaves every node in one Set and gets no more
+// connections; with internalTrafficPolicy Local each node holds its own
+// backends only (scope LOCAL); a
 // Service without selector takes its hand-written slice; a version of a
 // Service the node refuses gets a Warning Event, the node keeps the last
 // one it accepted, and the other Services are still configured; deleting
@@ -138,7 +140,17 @@ func spread(t *testing.T, client *kubetest.Pod, vip netip.Addr, n int) map[strin
 func TestServices(t *testing.T) {
 	e := newEnv(t, 2)
 	n0, n1 := e.nodes[0], e.nodes[1]
-	ctl, _ := e.runController(e.config("a"))
+	// The nodes exchange their pods' routes through a real route
+	// reflector and reach each other through the host.
+	rr := kubetest.StartReflector(t, "rr-0", testAS)
+	kubetest.Connect(t, n0, n1, rr)
+	n0.UseUnderlay(t)
+	n1.UseUnderlay(t)
+	e.createReflectorPod("rr-0", n0.Name, rr.Addr.String())
+	cfg := e.config("a")
+	cfg.RouteReflectors = []netip.Addr{rr.Addr}
+	cfg.ReflectorSelector, cfg.ReflectorNamespace, cfg.ReflectorGNMIPort = "app=isthmus-rr", "default", kubetest.GNMIPort
+	ctl, _ := e.runController(cfg)
 	e.mustCreateNetwork(network("svc", 302, "65000:302", "10.79.0.0/16"))
 	e.mustCreateNetwork(network("other", 303, "65000:303", "10.80.0.0/16"))
 	e.createNamespace("shop", map[string]string{v1alpha1.NetworkLabel: "svc"})
@@ -158,15 +170,17 @@ func TestServices(t *testing.T) {
 		return p
 	}
 	client0, client1 := e.attachPod(n0, client("client0")), e.attachPod(n1, client("client1"))
-
 	ctx := context.Background()
-	local := corev1.ServiceInternalTrafficPolicyLocal
+	eventually(t, 30*time.Second, func() (bool, string) {
+		answer, err := client0.Probe(ctx, "tcp", b2.Addr, 8080, 300*time.Millisecond)
+		return answer == "shop/b2", fmt.Sprintf("%s to b2 on %s (routes over BGP): %q, %v", client0.Name, n1.Name, answer, err)
+	})
+
 	svc, err := e.c.Client.CoreV1().Services("shop").Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: corev1.ServiceSpec{
-			Selector:              map[string]string{"app": "web"},
-			InternalTrafficPolicy: &local,
-			Ports:                 []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromString("web")}},
+			Selector: map[string]string{"app": "web"},
+			Ports:    []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromString("web")}},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -178,42 +192,66 @@ func TestServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := func(p *kubetest.Pod) string { return p.Addr.String() + ":8080 true/true/false" }
+	be := func(ps ...*kubetest.Pod) string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Addr.String()+":8080 true/true/false")
+		}
+		slices.Sort(out) // as serviceSummary lists them
+		return strings.Join(out, ", ")
+	}
 	head := func(scope string) string { return vip.String() + " " + scope + " NONE, http TCP 80->8080" }
 
-	// internalTrafficPolicy Local: each node its own backends.
-	waitServices(t, "svc", map[*kubetest.Node]map[string]string{
-		n0: {"k8s/shop/web": head("LOCAL") + ", " + be(b0) + ", " + be(b1)},
-		n1: {"k8s/shop/web": head("LOCAL") + ", " + be(b2)},
-	})
-	got := spread(t, client0, vip, 40)
-	if len(got) != 2 || got["shop/b0"] == 0 || got["shop/b1"] == 0 {
-		t.Errorf("40 connections from %s to %s:80 answered by %v, want both shop/b0 and shop/b1", n0.Name, vip, got)
-	}
-	if got := spread(t, client1, vip, 5); got["shop/b2"] != 5 {
-		t.Errorf("connections from %s answered by %v, want shop/b2 only", n1.Name, got)
+	// Cluster (the default): every node holds every backend, and a
+	// client's connections spread over the backends of both nodes.
+	all := head("ALL") + ", " + be(b0, b1, b2)
+	waitServices(t, "svc", map[*kubetest.Node]map[string]string{n0: {"k8s/shop/web": all}, n1: {"k8s/shop/web": all}})
+	for _, c := range []*kubetest.Pod{client0, client1} {
+		got := spread(t, c, vip, 45)
+		if len(got) != 3 || got["shop/b0"] == 0 || got["shop/b1"] == 0 || got["shop/b2"] == 0 {
+			t.Errorf("45 connections from %s to %s:80 answered by %v, want shop/b0, shop/b1 and shop/b2", c.Name, vip, got)
+		}
 	}
 
-	// Scale down: b1 leaves the slice, and every connection goes to b0.
+	// Scale down: b1 leaves the slice, every node and every connection.
+	rev, err := n0.Revision()
+	if err != nil {
+		t.Fatal(err)
+	}
 	es.Endpoints = slices.DeleteFunc(es.Endpoints, func(ep discoveryv1.Endpoint) bool { return ep.Addresses[0] == b1.Addr.String() })
 	if es, err = slicesAPI.Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all = head("ALL") + ", " + be(b0, b2)
+	waitServices(t, "svc", map[*kubetest.Node]map[string]string{n0: {"k8s/shop/web": all}, n1: {"k8s/shop/web": all}})
+	if now, err := n0.Revision(); err != nil || now != rev+1 {
+		t.Errorf("%s: revision %d after the scale down, want %d (one Set): %v", n0.Name, now, rev+1, err)
+	}
+	if got := spread(t, client0, vip, 20); got["shop/b1"] != 0 || got["shop/b0"] == 0 || got["shop/b2"] == 0 {
+		t.Errorf("after scale down, connections from %s answered by %v, want shop/b0 and shop/b2 only", client0.Name, got)
+	}
+
+	// internalTrafficPolicy Local: each node its own backends, scope LOCAL.
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	svc.Spec.InternalTrafficPolicy = &local
+	if svc, err = e.c.Client.CoreV1().Services("shop").Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitServices(t, "svc", map[*kubetest.Node]map[string]string{
 		n0: {"k8s/shop/web": head("LOCAL") + ", " + be(b0)},
 		n1: {"k8s/shop/web": head("LOCAL") + ", " + be(b2)},
 	})
-	if got := spread(t, client0, vip, 10); got["shop/b0"] != 10 {
-		t.Errorf("after scale down, connections from %s answered by %v, want shop/b0 only", n0.Name, got)
+	if got := spread(t, client0, vip, 5); got["shop/b0"] != 5 {
+		t.Errorf("Local: connections from %s answered by %v, want shop/b0 only", client0.Name, got)
 	}
-
-	// internalTrafficPolicy Cluster: every node holds every backend.
+	if got := spread(t, client1, vip, 5); got["shop/b2"] != 5 {
+		t.Errorf("Local: connections from %s answered by %v, want shop/b2 only", client1.Name, got)
+	}
 	cluster := corev1.ServiceInternalTrafficPolicyCluster
 	svc.Spec.InternalTrafficPolicy = &cluster
 	if svc, err = e.c.Client.CoreV1().Services("shop").Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	all := head("ALL") + ", " + be(b0) + ", " + be(b2)
 	waitServices(t, "svc", map[*kubetest.Node]map[string]string{n0: {"k8s/shop/web": all}, n1: {"k8s/shop/web": all}})
 
 	// A Service without selector whose hand-written slice names an
