@@ -371,6 +371,9 @@ type forwarderPolWork struct {
 		On         uint8
 		FromTunnel uint8
 	}
+	CacheSlot uint32
+	_         [4]byte
+	Now       uint64
 }
 
 type forwarderRoute struct {

@@ -19,16 +19,32 @@ import (
 // (stateful); once the selector names another tag the same pings stop
 // (the committed change re-evaluates the flow) and are counted as denied
 // on the interface and in the VRF.
-func TestPolicyNamespaces(t *testing.T) {
-	a, b, addrs := newCoreHosts(t, nil)
+func TestPolicyNamespaces(t *testing.T) { policyNamespaces(t, false) }
+
+// TestPolicyNamespacesMPLSoMPLS is TestPolicyNamespaces over MPLSoMPLS,
+// whose decapsulation happens in XDP before tc delivers.
+func TestPolicyNamespacesMPLSoMPLS(t *testing.T) { policyNamespaces(t, true) }
+
+func policyNamespaces(t *testing.T, mplsOverMPLS bool) {
+	var extra func(int, *gen.Device)
+	encap := nos.EncapMPLSoUDP
+	if mplsOverMPLS {
+		encap = nos.EncapMPLSoMPLS
+		extra = func(i int, d *gen.Device) {
+			d.GetOrCreateNetworkInstances().GetOrCreateNetworkInstance("red").GetOrCreateConfig().Encapsulation = gen.IsthmusTypes_Encapsulation_MPLS_OVER_MPLS
+			other := []string{"192.0.2.1", "192.0.2.2"}[1-i]
+			d.GetOrCreateTunnel().GetOrCreateNeighbors().GetOrCreateNeighbor(other).GetOrCreateConfig().Address = ygot.String(other)
+		}
+	}
+	a, b, addrs := newCoreHosts(t, extra)
 	labelA, err := a.core.Labels().VRF("red")
 	must(t, err)
 	labelB, err := b.core.Labels().Prefix("red", netip.PrefixFrom(b.pod.addr, 32))
 	must(t, err)
 	a.core.FIB().Update([]nos.RouteChange{{Route: nos.Route{RouteKey: nos.RouteKey{VRF: "red", Prefix: netip.MustParsePrefix("10.2.0.2/32")},
-		NextHops: []nos.NextHop{{Endpoint: addrs[1], Label: labelB, Encap: nos.EncapMPLSoUDP}}}}})
+		NextHops: []nos.NextHop{{Endpoint: addrs[1], Label: labelB, Encap: encap}}}}})
 	b.core.FIB().Update([]nos.RouteChange{{Route: nos.Route{RouteKey: nos.RouteKey{VRF: "red", Prefix: netip.MustParsePrefix("10.1.0.0/24")},
-		NextHops: []nos.NextHop{{Endpoint: addrs[0], Label: labelA, Encap: nos.EncapMPLSoUDP}}}}})
+		NextHops: []nos.NextHop{{Endpoint: addrs[0], Label: labelA, Encap: encap}}}}})
 	waitPing(t, a.pod, b.pod.addr, true)
 
 	policy := func(webTag string) func(*gen.Device) error {

@@ -553,7 +553,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct meta *m = (void *)(long)skb->data_meta;
 	if ((void *)(m + 1) <= data && m->magic == META_MAGIC)
-		return deliver(m->ifindex, m->flags);
+		return policy_deliver(skb, m->ifindex, m->flags, 0); /* policy.h, then deliver */
 	if ((void *)(m + 1) <= data && m->magic == META_FLOW_MAGIC)
 		return svc_mpls_ingress(skb, m->ifindex);
 	/* Replies to source-NATed flows (nat.h). */

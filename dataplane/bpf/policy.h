@@ -349,6 +349,8 @@ struct pol_work {
 	__u32 action, reject, entry, point, index, step;
 	__u32 vrf, src, dst, from_tunnel, gen, bits;
 	struct pol_pkt pp; /* written by policy_pre, read by policy_check */
+	__u32 cache_slot;  /* pol_cache_hit → pol_cache_fill */
+	__u64 now;
 };
 
 struct {
@@ -861,6 +863,50 @@ static __always_inline int pol_finish(struct __sk_buff *skb, struct pol_work *x,
 	return TC_ACT_SHOT;
 }
 
+/* pol_cache_hit looks x->k up in this CPU's verdict cache (remembering
+ * the slot and the time in x for pol_cache_fill): on a hit, x->dc holds
+ * the verdict. */
+static __noinline int pol_cache_hit(struct pol_work *x)
+{
+	__u32 *kw = (__u32 *)&x->k;
+	__u32 h = mix32(kw[0] ^ 0x9e3779b9);
+	h = mix32(h ^ kw[1]);
+	h = mix32(h ^ kw[2]);
+	h = mix32(h ^ kw[3]);
+	h = mix32(h ^ kw[4]) & (POL_CACHE - 1);
+	x->cache_slot = h;
+	x->now = bpf_ktime_get_coarse_ns();
+	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
+	if (!c || c->gen != x->gen || (x->bits & (FLOW_F_SYN | FLOW_F_FIN | FLOW_F_RST)) ||
+	    x->now - c->filled >= POL_CACHE_TOUCH)
+		return 0;
+	__u32 *cw = (__u32 *)&c->k;
+	if (cw[0] != kw[0] || cw[1] != kw[1] || cw[2] != kw[2] || cw[3] != kw[3] || cw[4] != kw[4])
+		return 0;
+	x->dc.verdict = c->verdict;
+	x->dc.reject = c->reject;
+	x->dc.entry[0] = c->entries & 0xffff;
+	x->dc.entry[1] = c->entries >> 16;
+	return 1;
+}
+
+/* pol_cache_fill stores the decision x->dc in the slot pol_cache_hit
+ * chose. */
+static __noinline int pol_cache_fill(struct pol_work *x)
+{
+	__u32 h = x->cache_slot;
+	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
+	if (!c)
+		return 0;
+	c->k = x->k;
+	c->gen = x->gen;
+	c->verdict = x->dc.verdict;
+	c->reject = x->dc.reject;
+	c->entries = (x->dc.entry[0] & 0xffff) | x->dc.entry[1] << 16;
+	c->filled = x->now;
+	return 0;
+}
+
 /* policy_check enforces policy on the packet policy_pre noted once its
  * destination is known: dst is the slot of the local pod it goes to (or
  * POL_NONE toward the tunnel); the source is what policy_pre noted, and
@@ -895,26 +941,8 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 	__u32 *genp = bpf_map_lookup_elem(&pol_gen, &zero);
 	x->gen = genp ? *genp : 0;
 	struct pol_decision *dc = &x->dc;
-	/* The verdict cache. */
-	__u32 *kw = (__u32 *)&x->k;
-	__u32 h = mix32(kw[0] ^ 0x9e3779b9);
-	h = mix32(h ^ kw[1]);
-	h = mix32(h ^ kw[2]);
-	h = mix32(h ^ kw[3]);
-	h = mix32(h ^ kw[4]) & (POL_CACHE - 1);
-	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
-	__u64 now = bpf_ktime_get_coarse_ns();
-	if (c && c->gen == x->gen && !(x->bits & (FLOW_F_SYN | FLOW_F_FIN | FLOW_F_RST)) &&
-	    now - c->filled < POL_CACHE_TOUCH) {
-		__u32 *cw = (__u32 *)&c->k;
-		if (cw[0] == kw[0] && cw[1] == kw[1] && cw[2] == kw[2] && cw[3] == kw[3] && cw[4] == kw[4]) {
-			dc->verdict = c->verdict;
-			dc->reject = c->reject;
-			dc->entry[0] = c->entries & 0xffff;
-			dc->entry[1] = c->entries >> 16;
-			return pol_finish(skb, x, l3);
-		}
-	}
+	if (pol_cache_hit(x))
+		return pol_finish(skb, x, l3);
 	struct flow *f = bpf_map_lookup_elem(&flows, &x->k);
 	if (f && f->nat_addr == x->gen) {
 		pol_load(f, dc);
@@ -953,16 +981,30 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 		if (reply && dc->verdict != VERDICT_ALLOW)
 			dc->verdict = VERDICT_DENY; /* replies are never answered */
 	}
-	c = bpf_map_lookup_elem(&pol_cache, &h);
-	if (c) {
-		c->k = x->k;
-		c->gen = x->gen;
-		c->verdict = dc->verdict;
-		c->reject = dc->reject;
-		c->entries = (dc->entry[0] & 0xffff) | dc->entry[1] << 16;
-		c->filled = now;
-	}
+	pol_cache_fill(x);
 	return pol_finish(skb, x, l3);
+}
+
+/* policy_deliver delivers a packet that underlay_xdp decapsulated
+ * (MPLSoMPLS) to the pod interface ifindex, as forwarder.c's deliver
+ * does, once the VRF's tunnel ingress and the pod's ingress let it (noted:
+ * policy_pre ran on the packet before a translation). A global function,
+ * so that the caller keeps nothing across it. */
+__noinline int policy_deliver(struct __sk_buff *skb, __u32 ifindex, __u32 flags, __u32 noted)
+{
+	struct iface *ifc = ifindex < DIRECT_IFINDEX ? bpf_map_lookup_elem(&iface_index, &ifindex)
+						     : bpf_map_lookup_elem(&ifaces, &ifindex);
+	if (ifc && ifc->ifindex == ifindex && policy_active(ifc->vrf)) {
+		__u32 vrf = ifc->vrf, slot = ifc->slot;
+		if (!noted)
+			policy_reset();
+		int pact = policy_check(skb, vrf, sizeof(struct ethhdr), slot, 1);
+		if (pact != POLICY_PASS)
+			return pact;
+	}
+	if (flags & IFACE_PEER)
+		return bpf_redirect_peer(ifindex, 0);
+	return bpf_redirect(ifindex, 0);
 }
 
 #endif

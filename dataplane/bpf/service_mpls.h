@@ -30,6 +30,8 @@ static __always_inline int svc_mpls_ingress(struct __sk_buff *skb, __u32 label)
 		goto drop;
 	vrf = lt->vrf;
 	__u32 relay = 0;
+	policy_reset(); /* policy.h: the source before translation */
+	policy_pre(skb, vrf, sizeof(struct ethhdr));
 	reason = flow_process_from(skb, vrf, sizeof(struct ethhdr), FLOW_FROM_TUNNEL_LOCAL, &relay);
 	if (reason == FLOW_RELAY)
 		reason = DROP_NO_ROUTE; /* cannot happen: local backends only */
@@ -48,7 +50,7 @@ static __always_inline int svc_mpls_ingress(struct __sk_buff *skb, __u32 label)
 		goto drop;
 	set_macs(eth, dst->peer_mac, dst->mac);
 	count_iface(dst->slot, 1, skb->len);
-	return deliver(dst->ifindex, dst->flags);
+	return policy_deliver(skb, dst->ifindex, dst->flags, 1); /* policy.h, then deliver */
 
 drop:
 	count_drop(vrf, reason);
