@@ -60,6 +60,10 @@ type (
 
 // podAttachment is what one pod's interface carries.
 type podAttachment struct {
+	// addr is the pod's status.podIP: set by the kubelet once the pod's
+	// CNI ADD is done, so a pod with one and no interface yet is worth
+	// looking for again.
+	addr netip.Addr
 	tags map[string]string
 	// ingress and egress name the pod's sets; "" when not isolated.
 	ingress, egress string
@@ -87,7 +91,7 @@ func (a *nodePolicy) equal(b *nodePolicy) bool {
 	}
 	for k, p := range a.pods {
 		q, ok := b.pods[k]
-		if !ok || p.ingress != q.ingress || p.egress != q.egress || !maps.Equal(p.tags, q.tags) {
+		if !ok || p.addr != q.addr || p.ingress != q.ingress || p.egress != q.egress || !maps.Equal(p.tags, q.tags) {
 			return false
 		}
 	}
@@ -150,7 +154,7 @@ func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node
 			continue
 		}
 		pp := compiled[p]
-		att := podAttachment{tags: podTags(p, c.namespaces[p.namespace])}
+		att := podAttachment{addr: p.addr, tags: podTags(p, c.namespaces[p.namespace])}
 		if pp != nil && pp.ingressIsolated {
 			att.ingress = aclSetName(p, "ingress")
 			out.sets[att.ingress] = out.aclSet(att.ingress, p, pp.ingress, false, keys)

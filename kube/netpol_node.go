@@ -31,16 +31,15 @@ type policyWorker struct {
 
 	wake chan struct{} // buffered 1
 
-	mu      sync.Mutex // guards want, pending
-	want    *nodePolicy
-	pending bool // the last pass found pods without an interface
+	mu   sync.Mutex // guards want
+	want *nodePolicy
 
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// errPodsPending says pods of the intent have no interface on the node yet
-// (their CNI ADD has not happened): the worker looks again soon.
+// errPodsPending says pods of the intent that have an address have no
+// interface on the node (yet): the worker looks again with backoff.
 var errPodsPending = errors.New("pods without an interface on the node yet")
 
 func newPolicyWorker(name, addr string, cfg *Config, sets *countingSets) *policyWorker {
@@ -49,17 +48,15 @@ func newPolicyWorker(name, addr string, cfg *Config, sets *countingSets) *policy
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// set hands the worker a new intent. A worker waiting for pod interfaces
-// looks again on every pass of the leader too: the pod events that
-// brought the pass (a pod's status after its CNI ADD) are what it waits
-// for.
+// set hands the worker a new intent. A pod's address is part of it, so
+// the pod's status after its CNI ADD (the interface is there by then)
+// wakes the worker.
 func (w *policyWorker) set(np *nodePolicy) {
 	w.mu.Lock()
 	same := w.want != nil && w.want.equal(np)
 	w.want = np
-	pending := w.pending
 	w.mu.Unlock()
-	if !same || pending {
+	if !same {
 		select {
 		case w.wake <- struct{}{}:
 		default:
@@ -116,9 +113,6 @@ func (w *policyWorker) loop(ctx context.Context, c gpb.GNMIClient) {
 		if ctx.Err() != nil {
 			return
 		}
-		w.mu.Lock()
-		w.pending = errors.Is(err, errPodsPending)
-		w.mu.Unlock()
 		if err == nil {
 			backoff = 0
 			continue
@@ -294,9 +288,11 @@ func policySetRequest(have nodePolicyState, want *nodePolicy) (*gpb.SetRequest, 
 			req.Delete = append(req.Delete, aclListPath("address-groups", "address-group", "name", name))
 		}
 	}
+	// Pods without an address have not been through CNI ADD yet: the
+	// address arriving wakes the worker, no need to look for them.
 	pending := 0
-	for k := range want.pods {
-		if !found[k] {
+	for k, att := range want.pods {
+		if !found[k] && att.addr.IsValid() {
 			pending++
 		}
 	}
