@@ -58,6 +58,10 @@ func scopeBase() *gen.Device {
 		c.Name, c.NetworkInstance = ygot.String(ns), ygot.String(vrf)
 	}
 	d.GetOrCreateTunnel().GetOrCreateConfig().SourceAddress = ygot.String("192.0.2.1")
+	// SNAT (VRF e) needs the underlay, where replies arrive.
+	ul := d.GetOrCreateInterfaces().GetOrCreateInterface("ul").GetOrCreateConfig()
+	ul.Name, ul.Type = ygot.String("ul"), gen.IsthmusTypes_InterfaceType_UNDERLAY
+	d.Tunnel.Config.UnderlayInterface = ygot.String("ul")
 	return d
 }
 
