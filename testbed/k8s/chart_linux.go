@@ -13,12 +13,16 @@ import (
 // ChartNamespace is the namespace the chart is installed in.
 const ChartNamespace = "isthmus-system"
 
-// ChartValues are the values the testbed installs deploy/isthmus with:
-// one route reflector on c1 (BGP on 1179: the node's own isthmusd holds
-// 179 there), and the DaemonSet pinned to a label no node has, because
-// each node's isthmusd runs as the node's process (see testbed/README.md,
-// "Kubernetes": two nodes on one host share the chart's host paths).
-const ChartValues = `routeReflector:
+// chartValues are the values the testbed installs deploy/isthmus with.
+// With OwnMounts the DaemonSet runs isthmusd on c1 and c2 (each node's
+// host paths its own), the route reflector on c1 peers with dcgw (iBGP, AS
+// 65000 as the data center), and the controller configures both. Without,
+// each node's isthmusd is the testbed's process, so the DaemonSet is pinned
+// to a label no node has and the reflector takes BGP port 1179 (the node's
+// own isthmusd holds 179); see testbed/README.md, "Kubernetes".
+func (c *Cluster) chartValues() string {
+	if !c.ownMounts {
+		return `routeReflector:
   replicas: 1
   addresses: [10.10.0.11]
   bgpPort: 1179
@@ -27,6 +31,24 @@ node:
 controller:
   logLevel: debug
 `
+	}
+	cniBin, cniConf, data := c.hostView()
+	// network.default is renamed: the chart's default network, "default",
+	// becomes a VRF named "default", which isthmusd refuses (that name is
+	// the DEFAULT instance's), so no node would be configured.
+	return fmt.Sprintf(`bgp: {as: 65000}
+network: {default: pods}
+routeReflector:
+  replicas: 1
+  addresses: [10.10.0.11]
+  gateways: [{address: 10.20.0.1, as: 65000}]
+node:
+  dataDir: %s
+  cni: {binDir: %s, confDir: %s}
+controller:
+  logLevel: debug
+`, data, cniBin, cniConf)
+}
 
 // InstallChart installs Isthmus from its Helm chart the way a user does:
 // the images of `make images` (imagesDir/{isthmusd,isthmus-controller}.tar)
@@ -55,7 +77,7 @@ func (c *Cluster) InstallChart(ctx context.Context, helm, imagesDir string) erro
 	}
 	chart := filepath.Join(RepoRoot(), "deploy", "isthmus")
 	values := filepath.Join(dir, "values.yaml")
-	if err := os.WriteFile(values, []byte(ChartValues), 0o644); err != nil {
+	if err := os.WriteFile(values, []byte(c.chartValues()), 0o644); err != nil {
 		return fmt.Errorf("install chart: %w", err)
 	}
 	crds, err := exec.CommandContext(ctx, helm, "show", "crds", chart).Output()
@@ -82,6 +104,7 @@ func (c *Cluster) InstallChart(ctx context.Context, helm, imagesDir string) erro
 		{"wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"},
 		{"apply", "--server-side", "-f", manifest},
 		{"-n", ChartNamespace, "rollout", "status", "deployment/isthmus-route-reflector", "--timeout=120s"},
+		{"-n", ChartNamespace, "rollout", "status", "daemonset/isthmus-node", "--timeout=120s"},
 		{"-n", ChartNamespace, "rollout", "status", "deployment/isthmus-controller", "--timeout=120s"},
 	}
 	for _, args := range steps {

@@ -30,6 +30,12 @@ type Options struct {
 	Images string
 	// Nodes are the testbed hosts that become nodes; empty means c1 and c2.
 	Nodes []string
+	// OwnMounts gives each node a mount namespace of its own in which the
+	// chart's host paths are the node's (CNI dirs, isthmusd's data dir,
+	// /run/isthmus, a bpffs), so isthmusd can run as the chart's DaemonSet
+	// pod on every node; the node's isthmusd must then not run as a
+	// process, and the CNI plugin is the chart's to install.
+	OwnMounts bool
 }
 
 // Cluster is a Kubernetes cluster in a testbed: its control plane in
@@ -60,12 +66,14 @@ type Cluster struct {
 	procs     map[string]*testbed.Process // the control plane's, by name
 	netns     []string                    // pod sandboxes' network namespaces seen at Down
 	// gnmiPassword is user isthmus's in the chart's Secret (InstallChart).
-	gnmiPassword string
+	gnmiPassword   string
+	ownMounts      bool // Options.OwnMounts
+	madeRunIsthmus bool // /run/isthmus was made for the nodes' mount namespaces
 }
 
 // Up starts the control plane in tb's ControlPlaneNode (the topology must
 // be Topology()) and makes each host a node; it returns once every node is
-// Ready. isthmusd must already run on each host (its CNI socket serves the
+// Ready (registered, with OwnMounts: the chart then makes them Ready). isthmusd must already run on each host (its CNI socket serves the
 // pods). On error it tears down what it started.
 func Up(ctx context.Context, tb *testbed.Testbed, o Options) (*Cluster, error) {
 	if _, ok := tb.Topology().Node(ControlPlaneNode); !ok {
@@ -91,7 +99,7 @@ func Up(ctx context.Context, tb *testbed.Testbed, o Options) (*Cluster, error) {
 		Dir:    filepath.Join(tb.Dir(), "k8s"),
 		Server: "https://" + net.JoinHostPort(ControlPlaneAddr.String(), strconv.Itoa(APIServerPort)),
 		Nodes:  map[string]*Node{}, procs: map[string]*testbed.Process{},
-		tb: tb, log: o.Log, bins: o.Bins, images: o.Images, nodeNames: o.Nodes,
+		tb: tb, log: o.Log, bins: o.Bins, images: o.Images, nodeNames: o.Nodes, ownMounts: o.OwnMounts,
 	}
 	if err := c.up(ctx); err != nil {
 		return nil, errors.Join(err, c.Down(context.WithoutCancel(ctx)))
@@ -124,6 +132,13 @@ func (c *Cluster) up(ctx context.Context) error {
 		}
 	}
 	for _, n := range c.nodeNames {
+		if c.ownMounts {
+			// Not Ready before the chart's DaemonSet installs the CNI plugin.
+			if err := c.waitNodeRegistered(ctx, n, time.Minute); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := c.WaitNodeReady(ctx, n, 2*time.Minute); err != nil {
 			return err
 		}
@@ -166,6 +181,16 @@ func (c *Cluster) WaitNodeReady(ctx context.Context, name string, timeout time.D
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// waitNodeRegistered waits until the kubelet has registered Node name.
+func (c *Cluster) waitNodeRegistered(ctx context.Context, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return poll(ctx, "node "+name+" registered", func() (bool, error) {
+		_, err := c.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		return err == nil, err
+	})
 }
 
 // Kubectl runs kubectl (v1.37.2, from the tools/kube cache) as the admin

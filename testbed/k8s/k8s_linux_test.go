@@ -40,6 +40,12 @@ func buildBinaries(t *testing.T) testbed.Binaries {
 // clusterUp builds the mission topology with the control-plane node, FRR
 // on dcgw, configured isthmusd on every host, and the cluster on c1 and c2.
 func clusterUp(t *testing.T, ctx context.Context) (*testbed.Testbed, *Cluster) {
+	return clusterUpWith(t, ctx, false)
+}
+
+// clusterUpWith is clusterUp; ownMounts leaves isthmusd off c1 and c2 (the
+// chart's DaemonSet runs it there) and gives each node its mount namespace.
+func clusterUpWith(t *testing.T, ctx context.Context, ownMounts bool) (*testbed.Testbed, *Cluster) {
 	t.Helper()
 	testenv.Privileged(t, "nsenter", "containerd", "ctr", "runc", "/usr/lib/frr/bgpd")
 	bins, err := BinDir(RepoRoot())
@@ -61,7 +67,11 @@ func clusterUp(t *testing.T, ctx context.Context) (*testbed.Testbed, *Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range tb.Topology().NodesWithRole(testbed.RoleHost) {
+	hosts, peers := tb.Topology().NodesWithRole(testbed.RoleHost), []string{"10.10.0.11", "10.10.0.12", "10.20.0.11", "10.20.0.12"}
+	if ownMounts {
+		hosts, peers = []string{"d1", "d2"}, peers[2:]
+	}
+	for _, h := range hosts {
 		if _, err := tb.StartIsthmusd(ctx, h, testbed.IsthmusdOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -69,11 +79,11 @@ func clusterUp(t *testing.T, ctx context.Context) (*testbed.Testbed, *Cluster) {
 			t.Fatal(err)
 		}
 	}
-	if err := dcgw.WaitEstablished(ctx, "10.10.0.11", "10.10.0.12", "10.20.0.11", "10.20.0.12"); err != nil {
+	if err := dcgw.WaitEstablished(ctx, peers...); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	c, err := Up(ctx, tb, Options{Log: testLog(t), Bins: bins, Images: images})
+	c, err := Up(ctx, tb, Options{Log: testLog(t), Bins: bins, Images: images, OwnMounts: ownMounts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,4 +165,39 @@ func chartImages(t *testing.T) string {
 		t.Fatalf("make images: %v: %s", err, out)
 	}
 	return filepath.Join(bin, "images")
+}
+
+// TestChartDaemonSet installs Isthmus entirely from its chart: isthmusd as
+// the DaemonSet's pod on c1 and c2 (each node with its own mount
+// namespace, so the chart's host paths are its own), the controller and
+// the route reflector as pods; the mission's first scenario then runs
+// through them, and the cluster is torn down without leftovers.
+func TestChartDaemonSet(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	tb, c := clusterUpWith(t, ctx, true)
+	var log strings.Builder
+	e, err := NewEnv(ctx, tb, c, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Helm, err = HelmBinary(ctx, RepoRoot()); err != nil {
+		t.Fatal(err)
+	}
+	e.ChartImages = chartImages(t)
+	err = DaemonSetMission(ctx, e)
+	t.Logf("%s", log.String())
+	if err != nil {
+		out, _ := c.Kubectl(ctx, "get", "pods", "-A", "-o", "wide")
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Error(err)
+	}
+	if err := c.Down(ctx); err != nil {
+		t.Fatalf("tear down: %v", err)
+	}
+	if left := c.Leftovers(); len(left) > 0 {
+		t.Fatalf("left after teardown: %v", left)
+	}
 }

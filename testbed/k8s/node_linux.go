@@ -31,7 +31,8 @@ type Node struct {
 	IP string
 
 	containerd, kubelet *testbed.Process
-	containerIDs        []string // seen at teardown, for their shim sockets
+	mountNS             *testbed.Process // holds the node's mount namespace (OwnMounts)
+	containerIDs        []string         // seen at teardown, for their shim sockets
 }
 
 // hostMounts runs a process in a node's network namespace but the
@@ -58,14 +59,24 @@ func (c *Cluster) startNode(ctx context.Context, name string) (*Node, error) {
 	if err := makeCgroupRoot(n.CgroupRoot); err != nil {
 		return nil, fmt.Errorf("start node %s: %w", name, err)
 	}
-	if err := n.installCNI(ctx, c); err != nil {
+	cniBin, cniConf := filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "net.d")
+	if c.ownMounts {
+		// The chart's init container installs isthmus-cni and its conflist.
+		if err := c.startMountNS(ctx, n); err != nil {
+			return nil, err
+		}
+		if err := n.installLoopback(c); err != nil {
+			return nil, err
+		}
+		cniBin, cniConf, _ = c.hostView()
+	} else if err := n.installCNI(ctx, c); err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "containerd", "config.toml")
-	if err := os.WriteFile(conf, []byte(n.containerdConfig()), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(n.containerdConfig(cniBin, cniConf)), 0o644); err != nil {
 		return nil, fmt.Errorf("start node %s: %w", name, err)
 	}
-	n.containerd, err = c.tb.StartWith(ctx, name, "containerd", hostMounts, "containerd", "--config", conf)
+	n.containerd, err = c.tb.StartWith(ctx, name, "containerd", hostMounts, n.enter("containerd", "--config", conf)...)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +93,7 @@ func (c *Cluster) startNode(ctx context.Context, name string) (*Node, error) {
 		return nil, fmt.Errorf("start node %s: %w", name, err)
 	}
 	kubeconfigPath := filepath.Join(c.Dir, "control-plane", "kubelet-"+name+".kubeconfig")
-	n.kubelet, err = c.tb.StartWith(ctx, name, "kubelet", hostMounts, filepath.Join(c.bins, "kubelet"),
+	n.kubelet, err = c.tb.StartWith(ctx, name, "kubelet", hostMounts, n.enter(filepath.Join(c.bins, "kubelet"),
 		"--config", kcfg,
 		"--kubeconfig", kubeconfigPath,
 		"--root-dir", filepath.Join(dir, "kubelet", "root"),
@@ -90,7 +101,7 @@ func (c *Cluster) startNode(ctx context.Context, name string) (*Node, error) {
 		"--hostname-override", name,
 		"--node-ip", n.IP,
 		"--node-labels", "isthmus.dev/testbed=true",
-		"--v=1")
+		"--v=1")...)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +136,11 @@ func (n *Node) installCNI(ctx context.Context, c *Cluster) error {
 	if err != nil {
 		return fmt.Errorf("install cni on %s: %w: %s", n.Name, err, out)
 	}
+	return n.installLoopback(c)
+}
+
+// installLoopback puts the CNI loopback plugin in the node's CNI bin dir.
+func (n *Node) installLoopback(c *Cluster) error {
 	lo, err := os.ReadFile(filepath.Join(c.bins, "loopback"))
 	if err != nil {
 		return fmt.Errorf("install cni on %s: %w", n.Name, err)
@@ -138,7 +154,7 @@ func (n *Node) installCNI(ctx context.Context, c *Cluster) error {
 // CNINetwork is the name of the conflist every node gets.
 const CNINetwork = "isthmus"
 
-func (n *Node) containerdConfig() string {
+func (n *Node) containerdConfig(cniBin, cniConf string) string {
 	p := func(s string) string { return filepath.Join(n.Dir, s) }
 	return fmt.Sprintf(`version = 2
 root = %q
@@ -176,7 +192,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         SystemdCgroup = false
         Root = %q
 `, p("containerd/root"), p("containerd/state"), n.Socket, n.Socket+".ttrpc", PauseImage,
-		p("cni/bin"), p("cni/net.d"), p("runc"))
+		cniBin, cniConf, p("runc"))
 }
 
 func (n *Node) kubeletConfig() string {

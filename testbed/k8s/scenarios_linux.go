@@ -43,7 +43,9 @@ const DCPort = 7000
 var Namespaces = map[string]string{"shop": "red", "bank": "blue"}
 
 // NewEnv maps the scenario namespaces to their VRFs on every node, creates
-// them, and starts a data-center pod per tenant on d1.
+// them, and starts a data-center pod per tenant on d1. With the cluster in
+// OwnMounts mode (the chart's isthmusd), it only starts the data-center
+// pods: the controller maps namespaces there.
 func NewEnv(ctx context.Context, tb *testbed.Testbed, c *Cluster, out io.Writer) (*Env, error) {
 	gw := tb.FRRAt("dcgw")
 	if gw == nil {
@@ -51,11 +53,13 @@ func NewEnv(ctx context.Context, tb *testbed.Testbed, c *Cluster, out io.Writer)
 	}
 	e := &Env{TB: tb, Cluster: c, Gateway: gw, DC: map[string]*testbed.Pod{}, Out: out}
 	for _, ns := range sortedKeys(Namespaces) {
-		if err := c.MapNamespace(ctx, ns, Namespaces[ns]); err != nil {
-			return nil, err
-		}
-		if _, err := c.Kubectl(ctx, "create", "namespace", ns); err != nil {
-			return nil, err
+		if !c.ownMounts {
+			if err := c.MapNamespace(ctx, ns, Namespaces[ns]); err != nil {
+				return nil, err
+			}
+			if _, err := c.Kubectl(ctx, "create", "namespace", ns); err != nil {
+				return nil, err
+			}
 		}
 		tenant := Namespaces[ns]
 		p, err := tb.AddPod(ctx, "d1", "dc-"+tenant, tenant)

@@ -58,7 +58,14 @@ func (c *Cluster) Down(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("remove shim socket: %w", err))
 			}
 		}
+		if n.mountNS != nil {
+			// Its mounts (bpffs, binds, the kubelet's volumes) go with it.
+			if err := n.mountNS.Stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
+	errs = append(errs, c.removeHostView())
 	errs = append(errs, unmountUnder(c.Dir))
 	for _, p := range c.netns {
 		_ = syscall.Unmount(p, syscall.MNT_DETACH) // not mounted: containerd removed it
@@ -133,35 +140,44 @@ func (c *Cluster) kubeletsRunning() bool {
 }
 
 // deleteAllPods deletes every pod with a 1 s grace period and waits until
-// the kubelets have confirmed them gone.
+// the kubelets have confirmed them gone: the workloads first, then the
+// chart's (its isthmusd serves the workloads' CNI DEL).
 func (c *Cluster) deleteAllPods(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	grace := int64(1)
 	nss, err := c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("delete pods: %w", err)
 	}
-	for _, ns := range nss.Items {
-		if err := c.Client.CoreV1().Pods(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &grace}, metav1.ListOptions{}); err != nil {
-			return fmt.Errorf("delete pods of %s: %w", ns.Name, err)
-		}
-	}
-	for {
-		pods, err := c.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-		if err == nil && len(pods.Items) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			n := -1
-			if pods != nil {
-				n = len(pods.Items)
+	for _, last := range []bool{false, true} {
+		for _, ns := range nss.Items {
+			if (ns.Name == ChartNamespace) != last {
+				continue
 			}
-			return fmt.Errorf("delete pods: %d left after %s", n, timeout)
-		case <-time.After(250 * time.Millisecond):
+			if err := c.deletePods(ctx, ns.Name); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
+}
+
+// deletePods deletes the pods of ns and waits until they are gone.
+func (c *Cluster) deletePods(ctx context.Context, ns string) error {
+	grace := int64(1)
+	if err := c.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &grace}, metav1.ListOptions{}); err != nil {
+		return fmt.Errorf("delete pods of %s: %w", ns, err)
+	}
+	return poll(ctx, "pods of "+ns+" gone", func() (bool, error) {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		if n := len(pods.Items); n > 0 {
+			return false, fmt.Errorf("%d left", n)
+		}
+		return true, nil
+	})
 }
 
 // sandboxNetns returns the network namespace paths of the node's pod
