@@ -135,8 +135,9 @@ func spread(t *testing.T, client *kubetest.Pod, vip netip.Addr, n int) map[strin
 // backends only (scope LOCAL); a
 // Service without selector takes its hand-written slice; a version of a
 // Service the node refuses gets a Warning Event, the node keeps the last
-// one it accepted, and the other Services are still configured; deleting
-// a Service removes it from every node.
+// one it accepted, and the other Services are still configured; a node
+// restarted empty gets them again; deleting a Service removes it from
+// every node.
 func TestServices(t *testing.T) {
 	e := newEnv(t, 2)
 	n0, n1 := e.nodes[0], e.nodes[1]
@@ -301,6 +302,12 @@ func TestServices(t *testing.T) {
 	badOn1 := bad.Spec.ClusterIP + " ALL NONE, http TCP 80->8080, " + be(stray)
 	waitServices(t, "svc", map[*kubetest.Node]map[string]string{
 		n0: {"k8s/shop/web": all, "k8s/shop/bad": badHead}, n1: {"k8s/shop/web": all, "k8s/shop/bad": badOn1}})
+
+	// A node that comes back empty gets its VRF from its node worker and
+	// then its services again.
+	n1.Stop()
+	n1.Restart(t, true)
+	waitServices(t, "svc", map[*kubetest.Node]map[string]string{n1: {"k8s/shop/web": all, "k8s/shop/bad": badOn1}})
 
 	// Deleting the Services removes them from every node.
 	sets := ctl.SetCount()

@@ -104,21 +104,18 @@ func (l *leader) distributeServices(ctx context.Context, s snapshot, intents map
 	return nil
 }
 
-// reportedVRFs marks the VRFs a node's worker last reported holding: when
-// it replaces one (and its services with it), the mark changes and the
-// services worker reads the node again.
+// reportedVRFs marks what a node's worker last reported: it reports a new
+// nodeConfig whenever it has read the node (after a restart, a lost
+// connection, a resync) or written it, which may have replaced a VRF and
+// its services with it; a new mark makes the services worker read the
+// node again.
 func (l *leader) reportedVRFs(node string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	have := l.have[node]
-	if have == nil {
-		return ""
+	if have := l.have[node]; have != nil {
+		return fmt.Sprintf("%p", have)
 	}
-	var b strings.Builder
-	for _, name := range slices.Sorted(maps.Keys(have.vrfs)) {
-		fmt.Fprintf(&b, "%s=%v;", name, have.vrfs[name])
-	}
-	return b.String()
+	return ""
 }
 
 // stopServices stops every services worker.
