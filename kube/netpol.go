@@ -3,9 +3,9 @@ package kube
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -384,7 +384,7 @@ func compileRule(c *policyCluster, cp *compiledPolicy, peers []networkingv1.Netw
 			}
 			byNumber[n] = append(byNumber[n], dst.addr)
 		}
-		for _, n := range slices.Sorted(mapsKeys(byNumber)) {
+		for _, n := range slices.Sorted(maps.Keys(byNumber)) {
 			addrs := byNumber[n]
 			slices.SortFunc(addrs, netip.Addr.Compare)
 			cr.resolved = append(cr.resolved, policyRule{policy: cp.key, peer: &peerMatch{addrs: slices.Compact(addrs)},
@@ -392,16 +392,6 @@ func compileRule(c *policyCluster, cp *compiledPolicy, peers []networkingv1.Netw
 		}
 	}
 	return cr, nil
-}
-
-func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // namedPort resolves a container port name for a protocol.
@@ -539,11 +529,4 @@ func policyPodOf(p *corev1.Pod) *policyPod {
 		}
 	}
 	return pp
-}
-
-// String is for test failures.
-func (r policyRule) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %+v ports %v", r.policy, r.peer, r.ports)
-	return b.String()
 }
