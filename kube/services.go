@@ -233,12 +233,55 @@ func translateService(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, nod
 // serviceErrors are the Services not translated, by namespace/name.
 type serviceErrors map[string]error
 
+// serviceTranslator translates each Service once per pass: a Service
+// renders the same on every node unless its internalTrafficPolicy is
+// Local. It keeps each tree's JSON too. One pass, one goroutine.
+type serviceTranslator struct {
+	slicesOf func(ns, name string) []*discoveryv1.EndpointSlice
+	shared   map[*corev1.Service]translation
+	json     map[*svcT]string
+}
+
+type translation struct {
+	trees []*svcT
+	err   error
+}
+
+func newServiceTranslator(slicesOf func(ns, name string) []*discoveryv1.EndpointSlice) *serviceTranslator {
+	return &serviceTranslator{slicesOf: slicesOf, shared: map[*corev1.Service]translation{}, json: map[*svcT]string{}}
+}
+
+// translate is translateService for node, computed once for every node
+// when the node does not matter.
+func (st *serviceTranslator) translate(svc *corev1.Service, node string) ([]*svcT, error) {
+	if p := svc.Spec.InternalTrafficPolicy; p != nil && *p == corev1.ServiceInternalTrafficPolicyLocal {
+		return translateService(svc, st.slicesOf(svc.Namespace, svc.Name), node)
+	}
+	t, ok := st.shared[svc]
+	if !ok {
+		t.trees, t.err = translateService(svc, st.slicesOf(svc.Namespace, svc.Name), "")
+		st.shared[svc] = t
+	}
+	return t.trees, t.err
+}
+
+// marshal is a tree's JSON, computed once.
+func (st *serviceTranslator) marshal(s *svcT) (string, error) {
+	if js, ok := st.json[s]; ok {
+		return js, nil
+	}
+	js, err := ygot.Marshal7951(s)
+	if err != nil {
+		return "", fmt.Errorf("marshal service %s: %w", s.GetName(), err)
+	}
+	st.json[s] = string(js)
+	return string(js), nil
+}
+
 // renderNodeServices renders the services of one node: every Service of a
 // namespace whose VRF the node holds (vrfOf: namespace → VRF on this node,
-// "" when none), by VRF and service name. slicesOf returns the
-// EndpointSlices of a Service.
-func renderNodeServices(svcs []*corev1.Service, slicesOf func(ns, name string) []*discoveryv1.EndpointSlice,
-	vrfOf func(ns string) string, node string) (map[string]map[string]*svcT, serviceErrors) {
+// "" when none), by VRF and service name.
+func renderNodeServices(svcs []*corev1.Service, st *serviceTranslator, vrfOf func(ns string) string, node string) (map[string]map[string]*svcT, serviceErrors) {
 	out := map[string]map[string]*svcT{}
 	errs := serviceErrors{}
 	for _, svc := range svcs {
@@ -246,7 +289,7 @@ func renderNodeServices(svcs []*corev1.Service, slicesOf func(ns, name string) [
 		if vrf == "" {
 			continue
 		}
-		trees, err := translateService(svc, slicesOf(svc.Namespace, svc.Name), node)
+		trees, err := st.translate(svc, node)
 		if err != nil {
 			errs[svc.Namespace+"/"+svc.Name] = err
 			continue

@@ -47,7 +47,7 @@ func (l *leader) distributeServices(ctx context.Context, s snapshot, intents map
 			bySvc[es.Namespace+"/"+name] = append(bySvc[es.Namespace+"/"+name], es)
 		}
 	}
-	slicesOf := func(ns, name string) []*discoveryv1.EndpointSlice { return bySvc[ns+"/"+name] }
+	st := newServiceTranslator(func(ns, name string) []*discoveryv1.EndpointSlice { return bySvc[ns+"/"+name] })
 	live := map[string]bool{}
 	var errs serviceErrors
 	for _, nd := range s.nodes {
@@ -78,8 +78,8 @@ func (l *leader) distributeServices(ctx context.Context, s snapshot, intents map
 			return ""
 		}
 		var trees map[string]map[string]*svcT
-		trees, errs = renderNodeServices(svcs, slicesOf, vrfOf, nd.name)
-		want, err := newNodeServices(trees, l.reportedVRFs(nd.name))
+		trees, errs = renderNodeServices(svcs, st, vrfOf, nd.name)
+		want, err := newNodeServices(trees, l.reportedVRFs(nd.name), st.marshal)
 		if err != nil {
 			return err
 		}

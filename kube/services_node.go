@@ -29,16 +29,16 @@ type nodeServices struct {
 	vrfs     string
 }
 
-func newNodeServices(services map[string]map[string]*svcT, vrfs string) (*nodeServices, error) {
+func newNodeServices(services map[string]map[string]*svcT, vrfs string, marshal func(*svcT) (string, error)) (*nodeServices, error) {
 	ns := &nodeServices{services: services, json: map[string]map[string]string{}, vrfs: vrfs}
 	for vrf, m := range services {
 		ns.json[vrf] = map[string]string{}
 		for name, s := range m {
-			js, err := ygot.Marshal7951(s)
+			js, err := marshal(s)
 			if err != nil {
-				return nil, fmt.Errorf("marshal service %s: %w", name, err)
+				return nil, err
 			}
-			ns.json[vrf][name] = string(js)
+			ns.json[vrf][name] = js
 		}
 	}
 	return ns, nil

@@ -253,7 +253,7 @@ func TestRenderNodeServices(t *testing.T) {
 		}
 		return nil
 	}
-	got, errs := renderNodeServices(svcs, slicesOf, func(ns string) string {
+	got, errs := renderNodeServices(svcs, newServiceTranslator(slicesOf), func(ns string) string {
 		if ns == "shop" {
 			return "red"
 		}
@@ -264,6 +264,22 @@ func TestRenderNodeServices(t *testing.T) {
 	}
 	if len(errs) != 1 || errs["shop/v6"] == nil {
 		t.Errorf("errors %v, want shop/v6", errs)
+	}
+
+	// One translation serves every node, except with
+	// internalTrafficPolicy Local, where each node has its own endpoints.
+	st := newServiceTranslator(slicesOf)
+	vrfOf := func(string) string { return "red" }
+	a, _ := renderNodeServices(svcs[:1], st, vrfOf, "n0")
+	b, _ := renderNodeServices(svcs[:1], st, vrfOf, "n1")
+	if a["red"]["k8s/shop/web"] != b["red"]["k8s/shop/web"] {
+		t.Errorf("Cluster: translated once per node")
+	}
+	svcs[0].Spec.InternalTrafficPolicy = valPtr(corev1.ServiceInternalTrafficPolicyLocal)
+	a, _ = renderNodeServices(svcs[:1], st, vrfOf, "n0")
+	b, _ = renderNodeServices(svcs[:1], st, vrfOf, "n1")
+	if na, nb := len(a["red"]["k8s/shop/web"].GetBackends().Backend), b["red"]["k8s/shop/web"].GetBackends(); na != 1 || nb != nil {
+		t.Errorf("Local: n0 has %d backends (want 1), n1 %v (want none)", na, nb)
 	}
 }
 
@@ -286,7 +302,7 @@ func TestServiceSetRequest(t *testing.T) {
 	want, err := newNodeServices(map[string]map[string]*svcT{
 		"red":  {"k8s/shop/web": tree(web, eps), "k8s/shop/api": api},
 		"blue": {"k8s/other/x": api},
-	}, "")
+	}, "", newServiceTranslator(nil).marshal)
 	if err != nil {
 		t.Fatal(err)
 	}
