@@ -13,7 +13,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/kube"
 	"github.com/isthmus-net/isthmus/kube/apis/v1alpha1"
 	"github.com/isthmus-net/isthmus/kube/kubetest"
@@ -29,26 +28,34 @@ const (
 )
 
 // TestNetworkPolicyTruthTable: namespaces x, y and z with pods a, b and c
-// each, attached through the real CNI plugin to a real isthmusd whose
-// eBPF forwarder carries their traffic; for every case of the truth table
-// (kube.NetpolCases: ingress, egress, both, pod and namespace selectors,
-// ipBlock with except, named and numbered ports, port ranges, default
-// deny, allow-all), the controller translates the case's NetworkPolicies
-// and the full matrix of TCP and UDP probes on ports 80 and 81 between
-// every ordered pair of pods matches what the reference evaluator says.
+// each, attached through the real CNI plugin to two real isthmusd nodes
+// (a and b on node-0, c on node-1; the nodes learn each other's pods over
+// BGP through a real route reflector), whose eBPF forwarders carry their
+// traffic, across the tunnel between the nodes too. For every case of the
+// truth table (kube.NetpolCases: ingress, egress, both, pod and namespace
+// selectors, ipBlock with except, named and numbered ports, port ranges,
+// default deny, allow-all), the controller translates the case's
+// NetworkPolicies and the full matrix of TCP and UDP probes on ports 80
+// and 81 between every ordered pair of pods matches what the reference
+// evaluator says.
 func TestNetworkPolicyTruthTable(t *testing.T) {
-	e := newEnv(t, 1)
-	nd := e.nodes[0]
-	e.runController(e.config("a"))
-	e.mustCreateNetwork(network("pol", 300, "65000:300", "10.77.0.0/16"))
+	e := newEnv(t, 2)
+	n0, n1 := e.nodes[0], e.nodes[1]
+	rr := kubetest.StartReflector(t, "rr-0", testAS)
+	kubetest.Connect(t, n0, n1, rr)
+	n0.UseUnderlay(t)
+	n1.UseUnderlay(t)
+	e.createReflectorPod("rr-0", n0.Name, rr.Addr.String())
+	cfg := e.config("a")
+	cfg.RouteReflectors = []netip.Addr{rr.Addr}
+	cfg.ReflectorSelector, cfg.ReflectorNamespace, cfg.ReflectorGNMIPort = "app=isthmus-rr", "default", kubetest.GNMIPort
+	e.runController(cfg)
+	subnet := netip.MustParsePrefix("10.77.0.0/16")
+	e.mustCreateNetwork(network("pol", 300, "65000:300", subnet.String()))
 	for _, ns := range kube.NetpolNamespaces {
 		e.createNamespace(ns, map[string]string{"ns": ns, v1alpha1.NetworkLabel: "pol"})
 	}
-	vrfs := e.waitVRF(e.nodes, "pol", true, 30*time.Second)
-	var block netip.Prefix
-	for p := range vrfs[nd.Name].GetAddressPools().AddressPool {
-		block = netip.MustParsePrefix(p)
-	}
+	e.waitVRF(e.nodes, "pol", true, 30*time.Second)
 	for _, ns := range kube.NetpolNamespaces {
 		e.waitNamespaceMapping(ns, "pol", 20*time.Second)
 	}
@@ -57,6 +64,10 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 	addrs := map[string]netip.Addr{}
 	for _, ns := range kube.NetpolNamespaces {
 		for _, name := range kube.NetpolPods {
+			nd := n0
+			if name == "c" {
+				nd = n1
+			}
 			p := e.attachPod(nd, kube.NetpolPod(ns, name, netip.Addr{}))
 			for _, port := range kube.NetpolPorts {
 				p.Serve(t, int(port))
@@ -64,14 +75,20 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 			pods[ns+"/"+name], addrs[ns+"/"+name] = p, p.Addr
 		}
 	}
-	f := kube.NewNetpolFixture(block, func(ns, name string) netip.Addr { return addrs[ns+"/"+name] })
+	f := kube.NewNetpolFixture(subnet, func(ns, name string) netip.Addr { return addrs[ns+"/"+name] })
+	// Every pod reaches every other, across the nodes too, before any policy.
+	all := f.Expected(nil)
+	eventually(t, 30*time.Second, func() (bool, string) {
+		diff := truthDiff(all, probeMatrix(t, f, pods))
+		return diff == "", "before any policy (routes over BGP):\n" + diff
+	})
 
 	for _, tc := range kube.NetpolCases() {
 		pols := tc.Policies(f)
 		e.replacePolicies(pols)
 		want := f.Expected(pols)
 		start := time.Now()
-		waitPolicyConfig(t, nd, kube.NetpolExpectedSets(f, pols), f.Isolation(pols))
+		waitPolicyConfig(t, e.nodes, kube.NetpolExpectedSets(f, pols), f.Isolation(pols))
 		configured := time.Since(start)
 		var diff string
 		for probing := time.Now(); ; {
@@ -88,7 +105,7 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 			}
 		}
 		if diff != "" {
-			t.Errorf("case %q: the node holds the policy (after %v), but %v later the probes still differ from the truth table:\n%s",
+			t.Errorf("case %q: the nodes hold the policy (after %v), but %v later the probes still differ from the truth table:\n%s",
 				tc.Name, configured.Round(time.Millisecond), probeDeadline, diff)
 			continue
 		}
@@ -97,52 +114,48 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 	}
 }
 
-// waitPolicyConfig waits until the node holds exactly the controller's
-// ACL sets wanted (name → JSON) and its pod interfaces have sets attached
-// as isolation says (pod → ingress, egress).
-func waitPolicyConfig(t *testing.T, nd *kubetest.Node, want map[string]string, isolation map[string][2]bool) {
+// waitPolicyConfig waits until the nodes hold, together, exactly the
+// controller's ACL sets wanted (name → JSON) and their pod interfaces have
+// sets attached as isolation says (pod → ingress, egress).
+func waitPolicyConfig(t *testing.T, nodes []*kubetest.Node, want map[string]string, isolation map[string][2]bool) {
 	t.Helper()
 	eventually(t, 20*time.Second, func() (bool, string) {
-		var acl gen.IsthmusAcl_Acl
-		if err := getNodeConfig(nd, "/acl", &acl); err != nil {
-			return false, err.Error()
-		}
 		have := map[string]string{}
-		if acl.AclSets != nil {
-			for name, s := range acl.AclSets.AclSet {
-				if strings.HasPrefix(name, "k8s/") {
-					have[name] = kube.ACLSetJSON(s)
+		seen := 0
+		for _, nd := range nodes {
+			pc, err := readPolicyConfig(nd)
+			if err != nil {
+				return false, err.Error()
+			}
+			if pc.acl.AclSets != nil {
+				for name, s := range pc.acl.AclSets.AclSet {
+					if strings.HasPrefix(name, "k8s/") {
+						have[name] = kube.ACLSetJSON(s)
+					}
+				}
+			}
+			for key, i := range pc.pods {
+				w, ok := isolation[key]
+				if !ok {
+					continue
+				}
+				seen++
+				cf := i.GetAcl().GetConfig()
+				if got := [2]bool{len(cf.GetIngressAclSet()) > 0, len(cf.GetEgressAclSet()) > 0}; got != w {
+					return false, fmt.Sprintf("interface of %s on %s: isolated (ingress, egress) %v, want %v", key, nd.Name, got, w)
+				}
+				if ns, _, _ := strings.Cut(key, "/"); tagsOf(i.GetTags())["k8s.ns/kubernetes.io/metadata.name"] != ns {
+					return false, fmt.Sprintf("interface of %s on %s: tags %v", key, nd.Name, tagsOf(i.GetTags()))
 				}
 			}
 		}
 		for name, js := range want {
 			if have[name] != js {
-				return false, fmt.Sprintf("set %s on the node:\n%s\nwant:\n%s", name, have[name], js)
+				return false, fmt.Sprintf("set %s on the nodes:\n%s\nwant:\n%s", name, have[name], js)
 			}
 		}
 		if len(have) != len(want) {
-			return false, fmt.Sprintf("node has %d controller sets, want %d", len(have), len(want))
-		}
-		var ifs gen.IsthmusInterfaces_Interfaces
-		if err := getNodeConfig(nd, "/interfaces", &ifs); err != nil {
-			return false, err.Error()
-		}
-		seen := 0
-		for name, i := range ifs.Interface {
-			pod := i.GetConfig().GetPod()
-			key := pod.GetNamespace() + "/" + pod.GetName()
-			w, ok := isolation[key]
-			if !ok {
-				continue
-			}
-			seen++
-			cf := i.GetAcl().GetConfig()
-			if got := [2]bool{len(cf.GetIngressAclSet()) > 0, len(cf.GetEgressAclSet()) > 0}; got != w {
-				return false, fmt.Sprintf("interface %s of %s: isolated (ingress, egress) %v, want %v", name, key, got, w)
-			}
-			if i.GetTags().GetTag("k8s.ns/kubernetes.io/metadata.name").GetConfig().GetValue() != pod.GetNamespace() {
-				return false, fmt.Sprintf("interface %s of %s: tags %v", name, key, i.GetTags())
-			}
+			return false, fmt.Sprintf("nodes have %d controller sets, want %d", len(have), len(want))
 		}
 		return seen == len(isolation), fmt.Sprintf("%d pod interfaces, want %d", seen, len(isolation))
 	})
