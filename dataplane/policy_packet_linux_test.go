@@ -281,3 +281,34 @@ func TestPolicyTenThousandRules(t *testing.T) {
 		t.Errorf("entry counters: 9998 %+v, 4242 %+v, 9999 %+v; want one packet each", c["big/9998"], c["big/4242"], c["big/9999"])
 	}
 }
+
+// TestPolicyEgressWithoutVRFRoute: a destination with no VRF route (what
+// SNAT or host access would take) is still subject to the pod's egress:
+// refused and counted as policy, not as no-route; an accepted one goes on
+// to the no-route step as before.
+func TestPolicyEgressWithoutVRFRoute(t *testing.T) {
+	e := newPacketEnv(t)
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{
+		1: {Egress: &Attachment{Rules: []PolicyRule{{Destinations: pfx("203.0.113.0/24"), Action: PolicyAccept, Entry: "ext/1"}}}},
+	}}))
+	out := fromPod1(udpPkt(pod1Addr, 5000, netip.MustParseAddr("198.51.100.7"), 53, 64, nil, true))
+	if ret, _ := run(t, e.d.progs.PodIngress, out); ret != tcShot {
+		t.Fatalf("refused external destination: return %d, want drop", ret)
+	}
+	d, err := e.d.InterfacePolicyDenied(1)
+	must(t, err)
+	drops, err := e.d.Drops("red")
+	must(t, err)
+	if d.Egress != 1 || drops.NoRoute != 0 {
+		t.Errorf("policy egress denied %d, no-route %d; want 1 and 0", d.Egress, drops.NoRoute)
+	}
+	ok := fromPod1(udpPkt(pod1Addr, 5001, netip.MustParseAddr("203.0.113.9"), 53, 64, nil, true))
+	if ret, _ := run(t, e.d.progs.PodIngress, ok); ret != tcShot {
+		t.Fatalf("accepted external destination without SNAT: return %d, want the no-route drop", ret)
+	}
+	drops, err = e.d.Drops("red")
+	must(t, err)
+	if drops.NoRoute != 1 {
+		t.Errorf("no-route drops %d, want 1 (the accepted packet)", drops.NoRoute)
+	}
+}

@@ -453,7 +453,13 @@ int pod_ingress(struct __sk_buff *skb)
 
 	struct route *r = route_lookup(vrf, ip->daddr);
 	if (!r) {
-		/* No VRF route: host access, SNAT or drop (nat.h). */
+		/* No VRF route: the source pod's egress policy (policy.h),
+		 * then host access, SNAT or drop (nat.h). */
+		if (policy_active(vrf)) {
+			int pact = policy_check(skb, vrf, sizeof(struct ethhdr), POL_NONE, 0);
+			if (pact != POLICY_PASS)
+				return pact;
+		}
 		int act, nreason = nat_no_route(skb, vrf, &act);
 		if (nreason < 0)
 			return act;
