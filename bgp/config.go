@@ -47,6 +47,12 @@ func invalid(path, format string, args ...any) error {
 // intentOf translates a configuration tree into the speaker's intent. It is
 // pure; every error names the offending path.
 func intentOf(d *gen.Device, loc local) (*intent, error) {
+	return intentOfMemo(d, loc, nil)
+}
+
+// intentOfMemo is intentOf, taking the translation of each VRF entry that
+// memo has seen before from memo (nil: none).
+func intentOfMemo(d *gen.Device, loc local, memo *vrfMemo) (*intent, error) {
 	in := &intent{neighbors: map[netip.Addr]neighborSpec{}, vrfs: map[string]vrfSpec{}}
 	if d == nil {
 		return in, nil
@@ -79,7 +85,7 @@ func intentOf(d *gen.Device, loc local) (*intent, error) {
 		if ni.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
 			continue
 		}
-		v, err := vrfOf(name, ni, d)
+		v, err := memo.vrfOf(name, ni, d)
 		if err != nil {
 			return nil, err
 		}

@@ -48,6 +48,10 @@ type Reconciler struct {
 	log *slog.Logger
 	lvl *slog.LevelVar
 	rib *rib // replaced only by Start, before the loops that use it run
+	// memo keeps the translation of the VRF entries of the last
+	// configuration, so Validate and Apply parse only the entries a
+	// commit replaced (config_memo.go).
+	memo vrfMemo
 
 	mu           sync.Mutex // guards core, ctx, sp, applied, exported, restart, peers, eor, stale, synced, counters*; held while state is written
 	core         *nos.Core
@@ -142,7 +146,7 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 // Validate checks what only BGP knows: RD and RT syntax, unique RDs, a
 // tunnel source when routes are to be exported, neighbor leaves.
 func (r *Reconciler) Validate(intended *gen.Device) error {
-	in, err := intentOf(intended, r.local())
+	in, err := r.memo.translate(intended, r.local())
 	if err != nil {
 		return err
 	}
@@ -166,7 +170,7 @@ func (r *Reconciler) Validate(intended *gen.Device) error {
 // what was actually applied (not against old), so a rollback after a
 // partial failure converges too.
 func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error {
-	want, err := intentOf(intended, r.local())
+	want, err := r.memo.translate(intended, r.local())
 	if err != nil {
 		return err
 	}
