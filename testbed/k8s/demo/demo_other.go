@@ -16,3 +16,7 @@ func demo(context.Context, *slog.Logger, io.Writer, string, string, string, bool
 }
 
 func down(context.Context, *slog.Logger, string) error { return errLinux }
+
+func daemonsetDemo(context.Context, *slog.Logger, io.Writer, string, string, string) error {
+	return errLinux
+}

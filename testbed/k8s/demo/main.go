@@ -2,7 +2,9 @@
 // testbed with a control-plane node, FRR on dcgw and isthmusd on every
 // host, c1 and c2 made Kubernetes nodes, every Kubernetes scenario, a
 // summary, and a complete teardown (--keep leaves it up and prints the
-// commands to poke at it; --down DIR removes a kept one).
+// commands to poke at it; --down DIR removes a kept one); then, unless
+// kept, a second testbed where isthmusd runs on c1 and c2 as the chart's
+// DaemonSet pods, with the mission's first scenario through it.
 //
 //	go run ./testbed/k8s/demo [--bin DIR] [--gnmic FILE] [--images DIR] [--keep]
 //	go run ./testbed/k8s/demo --down /run/isthmus-testbed/ist-XXXXXX
@@ -38,6 +40,9 @@ func main() {
 		err = down(ctx, log, *downDir)
 	} else {
 		err = demo(ctx, log, os.Stdout, *bin, *gnmic, *images, *keep)
+		if err == nil && !*keep {
+			err = daemonsetDemo(ctx, log, os.Stdout, *bin, *gnmic, *images)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
