@@ -2,12 +2,16 @@ package dataplane
 
 import (
 	"encoding/json"
+	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/openconfig/ygot/ygot"
 
 	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
 )
 
 // policyDevice builds a configuration from RFC 7951 JSON.
@@ -138,5 +142,23 @@ func TestPortBlocks(t *testing.T) {
 		if covered != int(c.last)-int(c.first)+1 {
 			t.Errorf("%d..%d: blocks cover %d ports", c.first, c.last, covered)
 		}
+	}
+}
+
+// TestPolicyRefusesFloatingIPBypass: a floating IP bound to a pod isolated
+// for ingress is refused (its inbound flows would skip the check).
+func TestPolicyRefusesFloatingIPBypass(t *testing.T) {
+	acl := `{"config":{"ingress-acl-set":["db"]}}`
+	d := policyConfig(t, pod("db1", "10.1.0.10/32", map[string]string{"app": "db"}, acl))
+	fip := d.GetNetworkInstances().GetNetworkInstance("red").GetOrCreateExternal().GetOrCreateFloatingIps().GetOrCreateFloatingIp("198.51.100.10")
+	fip.GetOrCreateConfig().PodAddress = ygot.String("10.1.0.10")
+	_, err := policyOf(d)
+	var pe *nos.PathError
+	if !errors.As(err, &pe) || !errors.Is(err, nos.ErrInvalid) || !strings.HasSuffix(pe.Path, "floating-ip[address=198.51.100.10]/config/pod-address") {
+		t.Fatalf("err = %v, want a refusal naming the floating IP's pod-address", err)
+	}
+	fip.GetOrCreateConfig().PodAddress = ygot.String("10.1.0.11")
+	if _, err := policyOf(d); err != nil {
+		t.Fatalf("floating IP of another pod: %v", err)
 	}
 }
