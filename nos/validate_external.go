@@ -215,6 +215,16 @@ func validateFloating(d *gen.Device) error {
 					return invalidf(base+"/config/floating-pool", "%s overlaps floating pool %s of network instance %q", p, o.prefix, o.vrf)
 				}
 			}
+			// The host's own addresses stay the host's: traffic to them
+			// must never be taken for a pod.
+			if a, err := netip.ParseAddr(d.GetTunnel().GetConfig().GetSourceAddress()); err == nil && p.Contains(a) {
+				return invalidf(base+"/config/floating-pool", "%s holds the tunnel source %s", p, a)
+			}
+			for _, other := range sortedKeys(nis) {
+				if a, err := netip.ParseAddr(nis[other].GetExternal().GetConfig().GetSnatAddress()); err == nil && p.Contains(a) {
+					return invalidf(base+"/config/floating-pool", "%s holds the SNAT address %s of network instance %q", p, a, other)
+				}
+			}
 			all = append(all, floatingPool{name, p})
 		}
 	}

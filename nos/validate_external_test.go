@@ -122,6 +122,13 @@ func TestValidateExternal(t *testing.T) {
 			extConfig(d, "red").FloatingPool = []string{"198.51.100.0/28"}
 			bindFloating(d, "red", "198.51.100.5", "10.9.0.2")
 		}, wantPath: red + "/floating-ips/floating-ip[address=198.51.100.5]/config/pod-address", wantText: "outside the pod pools"},
+		{name: "floating pool holding the tunnel source", edit: func(d *gen.Device) {
+			extConfig(d, "red").FloatingPool = []string{"192.0.2.0/28"}
+		}, wantPath: red + "/config/floating-pool", wantText: "holds the tunnel source 192.0.2.1"},
+		{name: "floating pool holding a SNAT address", edit: func(d *gen.Device) {
+			extConfig(d, "blue").SnatAddress = ygot.String("198.51.100.9")
+			extConfig(d, "red").FloatingPool = []string{"198.51.100.0/28"}
+		}, wantPath: red + "/config/floating-pool", wantText: `holds the SNAT address 198.51.100.9 of network instance "blue"`},
 		{name: "pod with two floating ips", edit: func(d *gen.Device) {
 			extConfig(d, "red").FloatingPool = []string{"198.51.100.0/28"}
 			bindFloating(d, "red", "198.51.100.5", "10.1.0.2")
