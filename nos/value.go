@@ -468,33 +468,46 @@ func valueKind(val *gpb.TypedValue) string {
 	return "such a"
 }
 
-// moduleOf returns the YANG module that defines e ("" when unknown).
+// moduleOf returns the YANG module whose namespace e is in ("" when
+// unknown). A node a grouping brings in belongs to the module that uses the
+// grouping, whatever prefix the grouping's own module gives it, so the answer
+// is kept per schema node, not per prefix.
 func moduleOf(e *yang.Entry) string {
-	if e.Prefix == nil {
-		return ""
-	}
-	return prefixModules()[e.Prefix.Name]
+	return entryModules()[schemaPlace(e)]
 }
 
-// prefixModules maps each module prefix of the schema ("ist-ni") to its
-// module name ("isthmus-network-instance"), read once from the generated
-// structs, whose fields carry both.
-var prefixModules = sync.OnceValue(func() map[string]string {
+// schemaPlace names e by its place in the schema ("/acl/acl-sets/acl-set"),
+// which is the same in every copy of the schema the generated code unzips.
+func schemaPlace(e *yang.Entry) string {
+	var parts []string
+	for ; e != nil && e.Parent != nil; e = e.Parent {
+		parts = append(parts, e.Name)
+	}
+	var b strings.Builder
+	for i := len(parts) - 1; i >= 0; i-- {
+		b.WriteString("/")
+		b.WriteString(parts[i])
+	}
+	return b.String()
+}
+
+// entryModules maps every node of the schema to the module that instantiates
+// it, read once from the generated structs, whose fields carry the module of
+// the node at that place in the tree (RFC 7951 section 4).
+var entryModules = sync.OnceValue(func() map[string]string {
 	out := map[string]string{}
 	s, err := gen.Schema()
 	if err != nil {
 		return out
 	}
-	seen := map[reflect.Type]bool{}
 	var walk func(t reflect.Type, e *yang.Entry)
 	walk = func(t reflect.Type, e *yang.Entry) {
 		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Map || t.Kind() == reflect.Slice {
 			t = t.Elem()
 		}
-		if t.Kind() != reflect.Struct || e == nil || seen[t] {
+		if t.Kind() != reflect.Struct || e == nil {
 			return
 		}
-		seen[t] = true
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
 			path, mod := f.Tag.Get("path"), f.Tag.Get("module")
@@ -505,8 +518,12 @@ var prefixModules = sync.OnceValue(func() map[string]string {
 			if child == nil {
 				continue
 			}
-			if child.Prefix != nil && mod != "" {
-				out[child.Prefix.Name] = mod
+			place := schemaPlace(child)
+			if _, done := out[place]; done {
+				continue
+			}
+			if mod != "" {
+				out[place] = mod
 			}
 			walk(f.Type, child)
 		}

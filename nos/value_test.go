@@ -50,3 +50,32 @@ func TestSetValueChecks(t *testing.T) {
 		t.Fatalf("mtu = %d", got)
 	}
 }
+
+// TestSetModuleQualifiedNames checks RFC 7951 member names where a grouping
+// of one module is used in another: the ACL set's entries are named by
+// isthmus-acl, the pod interface's acl and tags (groupings of isthmus-acl
+// used in isthmus-interfaces) by isthmus-interfaces, and a wrong module is
+// refused naming the member.
+func TestSetModuleQualifiedNames(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCore(t, t.TempDir())
+	set := func(path, js string) error {
+		_, err := c.Set(ctx, "a", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, path, js)}})
+		return err
+	}
+	if err := set("/acl/acl-sets/acl-set[name=web]", `{"name":"web","config":{"name":"web"},
+		"isthmus-acl:acl-entries":{"acl-entry":[{"sequence-id":10,"config":{"sequence-id":10,"protocol":6,"action":"ACCEPT"}}]}}`); err != nil {
+		t.Fatalf("module-qualified acl-entries: %v", err)
+	}
+	if err := set(redPath, redVRF); err != nil {
+		t.Fatal(err)
+	}
+	if err := set("/interfaces/interface[name=pod1]", `{"name":"pod1","config":{"name":"pod1","type":"POD","network-instance":"red","ipv4-address":"10.1.0.5/32"},
+		"isthmus-interfaces:tags":{"tag":[{"key":"app","config":{"key":"app","value":"web"}}]}}`); err != nil {
+		t.Fatalf("module-qualified tags: %v", err)
+	}
+	err := set("/acl/acl-sets/acl-set[name=db]", `{"name":"db","config":{"name":"db"},"isthmus-interfaces:acl-entries":{}}`)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"isthmus-acl"`) {
+		t.Fatalf("acl-entries named by the wrong module: %v, want invalid naming isthmus-acl", err)
+	}
+}
