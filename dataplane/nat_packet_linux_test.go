@@ -297,3 +297,20 @@ func TestFloatingExact(t *testing.T) {
 		t.Fatalf("unbound floating ip: return %d, want the host stack", ret)
 	}
 }
+
+// TestSNATICMPErrorFromPodExact: a pod's port-unreachable about a reply it
+// received through SNAT leaves from the SNAT address, quoting the reply
+// as the remote end sent it (the SNAT address and port), every checksum
+// exact.
+func TestSNATICMPErrorFromPodExact(t *testing.T) {
+	e := natEnv(t)
+	snatOne(t, e)
+	run(t, e.d.progs.PodIngress, eth(loMAC, pod1PeerMAC, 0x0800, udpPkt(pod1Addr, 40000, inetAddr, 53, 64, []byte("q"), true)))
+	reply := udpPkt(inetAddr, 53, pod1Addr, 40000, 59, []byte("late answer"), true) // as the pod got it
+	ret, out := run(t, e.d.progs.PodIngress, eth(loMAC, pod1PeerMAC, 0x0800, icmpUnreachable(pod1Addr, inetAddr, 64, reply)))
+	if ret != tcRedirect {
+		t.Fatalf("error from the pod: return %d, want redirect", ret)
+	}
+	sent := udpPkt(inetAddr, 53, hostAddr, 20000, 59, []byte("late answer"), true) // as the remote end sent it
+	assertBytes(t, "error toward the remote end", out, eth(gwMAC, underlayMAC, 0x0800, icmpUnreachable(hostAddr, inetAddr, 63, sent)))
+}

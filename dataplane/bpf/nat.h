@@ -336,6 +336,70 @@ static __always_inline int nat_create(struct nat_scratch *s, struct nat_vrf *cfg
 	return -1;
 }
 
+/* nat_error_out translates an ICMP error a pod sends about a packet it
+ * received through SNAT (the quoted packet: remote → pod:port, TCP or
+ * UDP): the error's source and the quoted destination become the SNAT
+ * address and port, with the outer IPv4, quoted IPv4, quoted L4 (when
+ * quoted) and ICMP checksums patched. It returns 1 when translated, 0
+ * when the error concerns no flow of ours, -1 on a failed rewrite. */
+static __always_inline int nat_error_out(struct __sk_buff *skb, struct nat_scratch *s, __u32 l3,
+					 __u32 l4, __u32 vrf, __u32 saddr)
+{
+	__u32 icmp_csum = l4 + offsetof(struct icmp_hdr, checksum);
+	__u32 q3 = l4 + sizeof(struct icmp_hdr);
+	struct iphdr *qh = (void *)s->q;
+	if (bpf_skb_load_bytes(skb, q3, qh, sizeof(*qh)) || qh->daddr != saddr ||
+	    (qh->protocol != IPPROTO_TCP && qh->protocol != IPPROTO_UDP))
+		return 0;
+	__u8 qproto = qh->protocol;
+	__u32 remote = qh->saddr;
+	__u32 q4 = q3 + (qh->ihl & 0xf) * 4;
+	__u16 qp[2];
+	if (bpf_skb_load_bytes(skb, q4, qp, sizeof(qp)))
+		return 0;
+	struct flow_key *k = &s->rkey;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->vrf = vrf;
+	k->saddr = saddr;
+	k->daddr = remote;
+	k->sport = qp[1];
+	k->dport = qp[0];
+	k->proto = qproto;
+	struct flow *f = bpf_map_lookup_elem(&flows, k);
+	if (!f || !(f->flags & FLOW_F_EXTERNAL) || f->nat != NAT_SRC)
+		return 0;
+	__u32 new_addr = f->nat_addr, old_addr = saddr;
+	__u16 new_port = f->nat_port, old_port = qp[1];
+	__u32 qcsum_off = q4 + (qproto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+						  : offsetof(struct udphdr, check));
+	__u16 qcsum_old, qcsum_new;
+	if (!bpf_skb_load_bytes(skb, qcsum_off, &qcsum_old, 2) &&
+	    !(qproto == IPPROTO_UDP && qcsum_old == 0)) {
+		__u32 sum = (__u16)~qcsum_old;
+		sum += (__u16)~(old_addr & 0xffff);
+		sum += (__u16)~(old_addr >> 16);
+		sum += new_addr & 0xffff;
+		sum += new_addr >> 16;
+		sum += (__u16)~old_port;
+		sum += new_port;
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		qcsum_new = ~sum;
+		if (bpf_skb_store_bytes(skb, qcsum_off, &qcsum_new, 2, 0) ||
+		    bpf_l4_csum_replace(skb, icmp_csum, qcsum_old, qcsum_new, 2))
+			return -1;
+	}
+	if (bpf_l3_csum_replace(skb, q3 + offsetof(struct iphdr, check), old_addr, new_addr, 4) ||
+	    bpf_skb_store_bytes(skb, q3 + offsetof(struct iphdr, daddr), &new_addr, 4, 0) ||
+	    bpf_skb_store_bytes(skb, q4 + 2, &new_port, 2, 0) ||
+	    bpf_l4_csum_replace(skb, icmp_csum, old_port, new_port, 2) ||
+	    bpf_l3_csum_replace(skb, l3 + offsetof(struct iphdr, check), old_addr, new_addr, 4) ||
+	    bpf_skb_store_bytes(skb, l3 + offsetof(struct iphdr, saddr), &new_addr, 4, 0))
+		return -1;
+	flow_touch(f, 0);
+	return 1;
+}
+
 /* nat_no_route handles a pod's packet whose destination has no route in
  * its VRF (the caller counts a returned drop reason in the VRF). It
  * returns -1 with *act the tc verdict, or a drop reason. */
@@ -406,6 +470,21 @@ static __noinline int nat_no_route(struct __sk_buff *skb, __u32 vrf, int *act)
 	__u32 l4 = l3 + (ip->ihl & 0xf) * 4;
 	__u16 ports[2];
 	__u32 bits;
+	if (ip->protocol == IPPROTO_ICMP && !(ip->frag_off & bpf_htons(0x3fff))) {
+		/* An error about a packet the pod received through SNAT. */
+		struct icmp_hdr ic;
+		if (!bpf_skb_load_bytes(skb, l4, &ic, sizeof(ic)) && icmp_is_error(ic.type)) {
+			int q = nat_error_out(skb, s, l3, l4, vrf, ip->saddr);
+			if (q < 0 || (q > 0 && nat_ttl_decrement(skb, l3, ip->ttl, ip->protocol)))
+				return DROP_ERROR;
+			if (q == 0) {
+				nat_count(vrf, NAT_DROPPED);
+				return DROP_NO_ROUTE;
+			}
+			nat_count(vrf, NAT_TRANSLATED);
+			goto out;
+		}
+	}
 	if (nat_l4(skb, ip, l4, 1, ports, &bits)) {
 		nat_count(vrf, NAT_DROPPED);
 		return DROP_NO_ROUTE;
