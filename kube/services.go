@@ -10,6 +10,7 @@ import (
 	"github.com/openconfig/ygot/ygot"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/isthmus-net/isthmus/gen"
 )
@@ -233,34 +234,69 @@ func translateService(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, nod
 // serviceErrors are the Services not translated, by namespace/name.
 type serviceErrors map[string]error
 
-// serviceTranslator translates each Service once per pass: a Service
-// renders the same on every node unless its internalTrafficPolicy is
-// Local. It keeps each tree's JSON too. One pass, one goroutine.
+// serviceTranslator translates each Service once: a Service renders the
+// same on every node unless its internalTrafficPolicy is Local, and the
+// same in every pass until it or one of its EndpointSlices changes
+// (resource versions). It keeps each tree's JSON too, since marshalling
+// costs most. Owned by one goroutine (the leader's).
 type serviceTranslator struct {
 	slicesOf func(ns, name string) []*discoveryv1.EndpointSlice
-	shared   map[*corev1.Service]translation
+	shared   map[types.UID]translation
 	json     map[*svcT]string
+	used     map[types.UID]bool // this pass's
 }
 
 type translation struct {
+	key   string // resource versions of the Service and its slices
 	trees []*svcT
 	err   error
 }
 
 func newServiceTranslator(slicesOf func(ns, name string) []*discoveryv1.EndpointSlice) *serviceTranslator {
-	return &serviceTranslator{slicesOf: slicesOf, shared: map[*corev1.Service]translation{}, json: map[*svcT]string{}}
+	return &serviceTranslator{slicesOf: slicesOf, shared: map[types.UID]translation{}, json: map[*svcT]string{}, used: map[types.UID]bool{}}
+}
+
+// pass starts a pass with the EndpointSlices of now.
+func (st *serviceTranslator) pass(slicesOf func(ns, name string) []*discoveryv1.EndpointSlice) {
+	st.slicesOf, st.used = slicesOf, map[types.UID]bool{}
+}
+
+// forget drops what the last pass did not use.
+func (st *serviceTranslator) forget() {
+	for uid, t := range st.shared {
+		if !st.used[uid] {
+			for _, s := range t.trees {
+				delete(st.json, s)
+			}
+			delete(st.shared, uid)
+		}
+	}
 }
 
 // translate is translateService for node, computed once for every node
 // when the node does not matter.
 func (st *serviceTranslator) translate(svc *corev1.Service, node string) ([]*svcT, error) {
+	eps := st.slicesOf(svc.Namespace, svc.Name)
 	if p := svc.Spec.InternalTrafficPolicy; p != nil && *p == corev1.ServiceInternalTrafficPolicyLocal {
-		return translateService(svc, st.slicesOf(svc.Namespace, svc.Name), node)
+		return translateService(svc, eps, node)
 	}
-	t, ok := st.shared[svc]
-	if !ok {
-		t.trees, t.err = translateService(svc, st.slicesOf(svc.Namespace, svc.Name), "")
-		st.shared[svc] = t
+	if t, ok := st.shared[svc.UID]; ok && st.used[svc.UID] && svc.UID != "" {
+		return t.trees, t.err // translated for another node in this pass
+	}
+	var key strings.Builder
+	key.WriteString(svc.ResourceVersion)
+	for _, es := range eps {
+		key.WriteString("/" + es.Name + "@" + es.ResourceVersion)
+	}
+	st.used[svc.UID] = true
+	t, ok := st.shared[svc.UID]
+	if !ok || t.key != key.String() || svc.UID == "" {
+		for _, s := range t.trees {
+			delete(st.json, s)
+		}
+		t = translation{key: key.String()}
+		t.trees, t.err = translateService(svc, eps, "")
+		st.shared[svc.UID] = t
 	}
 	return t.trees, t.err
 }

@@ -19,6 +19,8 @@ import (
 // of the VRFs the node holds. Owned by the leader's run goroutine.
 type serviceDistributor struct {
 	workers map[string]*serviceWorker
+	// translator keeps translations from pass to pass.
+	translator *serviceTranslator
 	// reported is the last set of translation errors logged.
 	reported string
 }
@@ -28,7 +30,7 @@ type serviceDistributor struct {
 // to a VRF.
 func (l *leader) distributeServices(ctx context.Context, s snapshot, intents map[string]nodeIntent) error {
 	if l.svc == nil {
-		l.svc = &serviceDistributor{workers: map[string]*serviceWorker{}}
+		l.svc = &serviceDistributor{workers: map[string]*serviceWorker{}, translator: newServiceTranslator(nil)}
 	}
 	svcs, err := l.w.services.List(labels.Everything())
 	if err != nil {
@@ -47,7 +49,12 @@ func (l *leader) distributeServices(ctx context.Context, s snapshot, intents map
 			bySvc[es.Namespace+"/"+name] = append(bySvc[es.Namespace+"/"+name], es)
 		}
 	}
-	st := newServiceTranslator(func(ns, name string) []*discoveryv1.EndpointSlice { return bySvc[ns+"/"+name] })
+	for _, l := range bySvc {
+		slices.SortFunc(l, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	}
+	st := l.svc.translator
+	st.pass(func(ns, name string) []*discoveryv1.EndpointSlice { return bySvc[ns+"/"+name] })
+	defer st.forget()
 	live := map[string]bool{}
 	var errs serviceErrors
 	for _, nd := range s.nodes {

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/isthmus-net/isthmus/gen"
@@ -50,7 +51,7 @@ func describeService(s *svcT) []string {
 
 func testService(name string, mod func(*corev1.Service)) *corev1.Service {
 	s := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, UID: types.UID("uid-" + name), ResourceVersion: "1"},
 		Spec: corev1.ServiceSpec{
 			Type:      corev1.ServiceTypeClusterIP,
 			ClusterIP: "10.96.0.10",
@@ -376,3 +377,75 @@ func TestRefusedService(t *testing.T) {
 }
 
 func valPtr[T any](v T) *T { return &v }
+
+// BenchmarkServicesPass is the translation part of one leader pass: 1,000
+// Services with 10 endpoints each, one of them changed since the last
+// pass, rendered for 20 nodes that all hold the namespace's VRF.
+func BenchmarkServicesPass(b *testing.B) {
+	var svcs []*corev1.Service
+	eps := map[string][]*discoveryv1.EndpointSlice{}
+	for i := range 1000 {
+		name := fmt.Sprintf("svc%d", i)
+		svcs = append(svcs, testService(name, func(s *corev1.Service) {
+			s.Spec.ClusterIP = fmt.Sprintf("10.96.%d.%d", i/250, i%250+1)
+		}))
+		var ends []testEndpoint
+		for j := range 10 {
+			ends = append(ends, testEndpoint{addr: fmt.Sprintf("10.1.%d.%d", j, i%250+1), node: fmt.Sprintf("n%d", j)})
+		}
+		eps[name] = []*discoveryv1.EndpointSlice{testSlice(name+"-a", name, map[string]int32{"http/TCP": 8080, "dns/UDP": 5353}, ends...)}
+	}
+	slicesOf := func(_, name string) []*discoveryv1.EndpointSlice { return eps[name] }
+	vrfOf := func(string) string { return "red" }
+	st := newServiceTranslator(slicesOf)
+	pass := func() {
+		for n := range 20 {
+			trees, _ := renderNodeServices(svcs, st, vrfOf, fmt.Sprintf("n%d", n))
+			if _, err := newNodeServices(trees, "", st.marshal); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	pass() // the first pass translates everything
+	for b.Loop() {
+		st.pass(slicesOf)
+		// One Service changed since the last pass.
+		svcs[0].ResourceVersion += "1"
+		pass()
+		st.forget()
+	}
+}
+
+// TestServiceTranslatorCache: a translation is kept from pass to pass
+// while the Service and its slices keep their resource versions, and made
+// again when one changes; a Service gone is forgotten.
+func TestServiceTranslatorCache(t *testing.T) {
+	svc := testService("web", nil)
+	es := testSlice("a", "web", map[string]int32{"http/TCP": 8080, "dns/UDP": 5353}, testEndpoint{addr: "10.1.0.2", node: "n0"})
+	es.ResourceVersion = "1"
+	st := newServiceTranslator(nil)
+	translate := func() *svcT {
+		st.pass(func(string, string) []*discoveryv1.EndpointSlice { return []*discoveryv1.EndpointSlice{es} })
+		trees, err := st.translate(svc, "n0")
+		if err != nil || len(trees) != 1 {
+			t.Fatalf("translate: %v %v", trees, err)
+		}
+		st.forget()
+		return trees[0]
+	}
+	first := translate()
+	if again := translate(); again != first {
+		t.Errorf("unchanged Service translated again")
+	}
+	es = es.DeepCopy()
+	es.ResourceVersion = "2"
+	es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{"10.1.0.3"}})
+	if changed := translate(); changed == first || len(changed.GetBackends().Backend) != 2 {
+		t.Errorf("slice update: %d backends, want 2 (a new translation)", len(changed.GetBackends().Backend))
+	}
+	st.pass(nil)
+	st.forget()
+	if len(st.shared) != 0 || len(st.json) != 0 {
+		t.Errorf("after a pass without the Service: %d translations, %d JSON kept", len(st.shared), len(st.json))
+	}
+}
