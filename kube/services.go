@@ -115,7 +115,8 @@ func (e errNotTranslated) Error() string { return e.why }
 // ExternalName), and an errNotTranslated for one the model cannot carry
 // (no IPv4 cluster IP, no TCP or UDP port).
 //
-// The mapping: the cluster IP is the address; each TCP or UDP ServicePort
+// The mapping: the cluster IP is the address (the IPv4 one of
+// clusterIPs when the first is IPv6); each TCP or UDP ServicePort
 // is a port (named as in the Service, "<protocol>-<port>" when unnamed)
 // whose target port is the number every backend resolves it to; a port
 // that backends resolve to different numbers (a named targetPort on pods
@@ -130,6 +131,15 @@ func translateService(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, nod
 		return nil, nil
 	}
 	vip, err := netip.ParseAddr(svc.Spec.ClusterIP)
+	if err != nil || !vip.Is4() {
+		// Dual stack with IPv6 first: the IPv4 one of clusterIPs.
+		for _, ip := range svc.Spec.ClusterIPs {
+			if a, perr := netip.ParseAddr(ip); perr == nil && a.Is4() {
+				vip, err = a, nil
+				break
+			}
+		}
+	}
 	if err != nil || !vip.Is4() {
 		return nil, errNotTranslated{fmt.Sprintf("cluster ip %q is not an ipv4 address", svc.Spec.ClusterIP)}
 	}

@@ -203,6 +203,16 @@ func TestTranslateService(t *testing.T) {
 			s.Spec.Type, s.Spec.ClusterIP, s.Spec.ExternalName = corev1.ServiceTypeExternalName, "", "example.com"
 		}),
 	}, {
+		name: "dual stack, IPv6 first: the IPv4 cluster IP",
+		svc: testService("ds", func(s *corev1.Service) {
+			s.Spec.ClusterIP, s.Spec.ClusterIPs = "fd00::10", []string{"fd00::10", "10.96.0.20"}
+			s.Spec.Ports = s.Spec.Ports[1:]
+		}),
+		want: []string{
+			"k8s/shop/ds 10.96.0.20 scope=ALL affinity=NONE",
+			"  port dns UDP 53 -> 5353",
+		},
+	}, {
 		name:    "IPv6 cluster IP",
 		svc:     testService("v6", func(s *corev1.Service) { s.Spec.ClusterIP = "fd00::10" }),
 		wantErr: `cluster ip "fd00::10" is not an ipv4 address`,
