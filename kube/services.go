@@ -103,8 +103,8 @@ func ptrString(s *string) string {
 	return *s
 }
 
-// errNotTranslated says a Service has nothing the model can carry; the
-// wrapped message says why.
+// errNotTranslated says a Service has nothing the model can carry; its
+// message says why.
 type errNotTranslated struct{ why string }
 
 func (e errNotTranslated) Error() string { return e.why }
