@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The per-packet half of ACL policy (policy.h has the model, the maps and
+ * the classification): the tuple of a packet, the verdict cache, the flow
+ * entries, reject, and the checks the programs call (policy_check,
+ * policy_deliver). Included at the end of policy.h.
+ */
+#ifndef ISTHMUS_POLICY_FLOW_H
+#define ISTHMUS_POLICY_FLOW_H
+
+/* pol_cache_entry: a per-CPU, direct-mapped cache of flow verdicts in
+ * front of the flow table (as route_cache is in front of the routes): a
+ * hit is an inlined array access instead of a hash lookup. An entry is
+ * valid while gen equals pol_gen[0] and it was filled less than
+ * POL_CACHE_TOUCH ago, so the flow entry's seen time is still stamped at
+ * least that often (the agent's timeouts are seconds); packets with SYN,
+ * FIN or RST always go to the flow table (its TCP state). */
+struct pol_cache_entry {
+	struct flow_key k;
+	__u32 gen;
+	__u32 entries; /* as flow.service of a policy entry */
+	__u8 verdict;
+	__u8 reject;
+	__u16 pad;
+	__u64 filled; /* bpf_ktime_get_coarse_ns() */
+};
+
+#define POL_CACHE 4096
+#define POL_CACHE_TOUCH 250000000ULL /* 250 ms, as FLOW_SEEN_GRAIN */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, POL_CACHE);
+	__type(key, __u32);
+	__type(value, struct pol_cache_entry);
+} pol_cache SEC(".maps");
+
+static __always_inline __u16 pol_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+static __always_inline __u32 pol_sum(const void *p, __u32 words)
+{
+	const __u16 *w = p;
+	__u32 sum = 0;
+#pragma unroll
+	for (__u32 i = 0; i < 14; i++)
+		if (i < words)
+			sum += w[i];
+	return sum;
+}
+
+/* pol_reject turns the IPv4 packet at l3 (behind an Ethernet header at 0)
+ * into the answer REJECT sends back to its sender: a TCP RST (kind
+ * POL_REJECT_TCP or unset, for TCP) or an ICMP destination unreachable,
+ * code 13, quoting the packet's header and first 8 bytes. MACs are
+ * swapped. It returns 0, or -1 when nothing is to be sent (an ICMP error,
+ * a RST, a fragment, IP options, a GSO packet). */
+static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u32 l3, __u32 kind)
+{
+	struct pol_iphdr *ip = &x->ip;
+	if (skb->gso_size || bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)) || ip->ihl_version != 0x45 ||
+	    (ip->frag_off & bpf_htons(0x3fff)))
+		return -1;
+	__builtin_memset(x->quote, 0, sizeof(x->quote));
+	__u32 have = bpf_ntohs(ip->tot_len);
+	if (have > skb->len - l3)
+		have = skb->len - l3;
+	if (have >= 28) {
+		if (bpf_skb_load_bytes(skb, l3, x->quote, 28))
+			return -1;
+	} else if (bpf_skb_load_bytes(skb, l3, x->quote, 20)) {
+		return -1;
+	}
+	if (ip->protocol == IPPROTO_ICMP && (have < 21 || icmp_is_error(x->quote[20])))
+		return -1;
+	if (ip->protocol == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, l3 + 20, &x->th, sizeof(x->th)))
+			return -1;
+		if (x->th.flags & 0x04)
+			return -1; /* never answer a reset */
+	}
+	int tcp = ip->protocol == IPPROTO_TCP && kind != POL_REJECT_ICMP;
+	if (bpf_skb_load_bytes(skb, 0, x->macs, 12))
+		return -1;
+	__u32 newlen = tcp ? 40 : 56;
+	if (bpf_skb_change_tail(skb, l3 + newlen, 0))
+		return -1;
+	struct pol_iphdr *rip = &x->rip;
+	__builtin_memset(rip, 0, sizeof(*rip));
+	rip->ihl_version = 0x45;
+	rip->tot_len = bpf_htons(newlen);
+	rip->ttl = 64;
+	rip->protocol = tcp ? IPPROTO_TCP : IPPROTO_ICMP;
+	rip->saddr = ip->daddr;
+	rip->daddr = ip->saddr;
+	rip->check = pol_fold(pol_sum(rip, 10));
+	__builtin_memcpy(x->rmacs, x->macs + 6, 6);
+	__builtin_memcpy(x->rmacs + 6, x->macs, 6);
+	if (bpf_skb_store_bytes(skb, 0, x->rmacs, 12, 0) ||
+	    bpf_skb_store_bytes(skb, l3, rip, sizeof(*rip), 0))
+		return -1;
+	if (tcp) {
+		struct pol_tcphdr *rt = &x->rt;
+		__builtin_memset(rt, 0, sizeof(*rt));
+		rt->source = x->th.dest;
+		rt->dest = x->th.source;
+		rt->doff = 5 << 4;
+		if (x->th.flags & 0x10) { /* ACK: the reset takes its number */
+			rt->seq = x->th.ack_seq;
+			rt->flags = 0x04;
+		} else {
+			__u32 len = bpf_ntohs(ip->tot_len) - 20 - ((x->th.doff >> 4) & 0xf) * 4;
+			len += (x->th.flags & 0x02) ? 1 : 0;
+			len += (x->th.flags & 0x01) ? 1 : 0;
+			rt->ack_seq = bpf_htonl(bpf_ntohl(x->th.seq) + len);
+			rt->flags = 0x14;
+		}
+		__u32 sum = pol_sum(rt, 10);
+		sum += (rip->saddr & 0xffff) + (rip->saddr >> 16) + (rip->daddr & 0xffff) + (rip->daddr >> 16);
+		sum += bpf_htons(IPPROTO_TCP) + bpf_htons(20);
+		rt->check = pol_fold(sum);
+		return bpf_skb_store_bytes(skb, l3 + 20, rt, sizeof(*rt), 0) ? -1 : 0;
+	}
+	struct icmp_hdr *ic = &x->ic;
+	ic->type = 3;
+	ic->code = 13;
+	ic->checksum = 0;
+	ic->rest = 0;
+	ic->checksum = pol_fold(pol_sum(ic, 4) + pol_sum(x->quote, 14));
+	if (bpf_skb_store_bytes(skb, l3 + 20, ic, sizeof(*ic), 0) ||
+	    bpf_skb_store_bytes(skb, l3 + 28, x->quote, 28, 0))
+		return -1;
+	return 0;
+}
+
+/* pol_tuple_of reads into x->t and x->k the tuple of the packet at l3
+ * (direct packet access: no helper call), and its TCP flags into
+ * x->bits: the source is what policy_pre noted (noted), else the
+ * packet's own. */
+static __always_inline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, __u32 l3, int noted)
+{
+	if (l3 > 128)
+		return -1;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct pol_iphdr *ip = data + l3;
+	if ((void *)(ip + 1) > data_end)
+		return -1;
+	__u32 ihl = (ip->ihl_version & 0xf) * 4;
+	__u8 *l4 = (void *)ip + ihl;
+	struct pol_tuple *t = &x->t;
+	struct flow_key *k = &x->k;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->vrf = x->vrf;
+	t->saddr = noted ? x->pp.saddr : ip->saddr;
+	t->daddr = ip->daddr;
+	t->proto = ip->protocol;
+	t->sport = 0;
+	t->dport = 0;
+	x->bits = 0;
+	__u8 proto = ip->protocol;
+	if (!(ip->frag_off & bpf_htons(0x3fff))) {
+		if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+			if ((void *)(l4 + 14) > data_end) {
+				if (proto == IPPROTO_TCP || (void *)(l4 + 4) > data_end)
+					return -1;
+			} else if (proto == IPPROTO_TCP) {
+				x->bits = tcp_bits(l4[13]);
+			}
+			__u16 sport = *(__u16 *)l4, dport = *(__u16 *)(l4 + 2);
+			k->sport = noted ? x->pp.sport : sport;
+			k->dport = dport;
+			t->sport = bpf_ntohs(k->sport);
+			t->dport = bpf_ntohs(dport);
+		} else if (proto == IPPROTO_ICMP) {
+			if ((void *)(l4 + 8) > data_end)
+				return -1;
+			__u8 type = l4[0];
+			t->dport = (__u16)type << 8 | l4[1];
+			/* Echo: the request's identifier is its source port, the
+			 * reply's its destination, so a reply is the reverse. */
+			__u16 id = *(__u16 *)(l4 + 4);
+			if (type == 8)
+				k->sport = id;
+			else if (type == 0)
+				k->dport = id;
+		}
+	}
+	k->saddr = t->saddr;
+	k->daddr = t->daddr;
+	k->proto = t->proto;
+	k->pad[0] = FLOW_SPACE_POLICY;
+	return 0;
+}
+
+/* pol_update writes decision x->dc on flow entry f (and on its reverse
+ * entry, when present) under generation gen. */
+static __always_inline void pol_update(struct pol_work *x, struct flow *f, __u32 gen)
+{
+	struct pol_decision *dc = &x->dc;
+	pol_store(f, dc, dc->verdict, dc->reject, gen);
+	struct flow *r = bpf_map_lookup_elem(&flows, &f->reverse);
+	if (r)
+		pol_store(r, dc, dc->verdict == VERDICT_ALLOW ? VERDICT_ALLOW : VERDICT_DENY, 0, gen);
+}
+
+/* pol_create creates flow x->k and its reverse with decision x->dc. */
+static __always_inline void pol_create(struct pol_work *x, __u32 gen, __u32 bits)
+{
+	struct pol_decision *dc = &x->dc;
+	struct flow_key *k = &x->k, *rk = &x->rk;
+	__u64 now = bpf_ktime_get_ns();
+	__builtin_memset(rk, 0, sizeof(*rk));
+	rk->vrf = k->vrf;
+	rk->saddr = k->daddr;
+	rk->daddr = k->saddr;
+	rk->sport = k->dport;
+	rk->dport = k->sport;
+	rk->proto = k->proto;
+	rk->pad[0] = FLOW_SPACE_POLICY;
+	struct flow *nf = &x->nf, *rf = &x->rf;
+	__builtin_memset(nf, 0, sizeof(*nf));
+	nf->seen = now;
+	nf->created = now;
+	nf->reverse = *rk;
+	nf->flags = FLOW_F_SEEN | bits;
+	pol_store(nf, dc, dc->verdict, dc->reject, gen);
+	*rf = *nf;
+	rf->reverse = *k;
+	rf->flags = FLOW_F_REPLY;
+	pol_store(rf, dc, dc->verdict == VERDICT_ALLOW ? VERDICT_ALLOW : VERDICT_DENY, 0, gen);
+	if (bpf_map_update_elem(&flows, rk, rf, BPF_ANY) ||
+	    bpf_map_update_elem(&flows, k, nf, BPF_ANY)) {
+		bpf_map_delete_elem(&flows, rk);
+		flow_count(FLOW_TABLE_FULL);
+		return;
+	}
+	flow_count(FLOW_CREATED);
+}
+
+/* pol_finish counts the packet of a decided flow and says what becomes of
+ * it: POLICY_PASS, or the tc action to return. */
+static __always_inline int pol_finish(struct __sk_buff *skb, struct pol_work *x, __u32 l3)
+{
+	struct pol_decision *dc = &x->dc;
+	__u64 bytes = skb->len;
+	if (dc->verdict == VERDICT_ALLOW) {
+		pol_count_entry(dc->entry[0], bytes);
+		pol_count_entry(dc->entry[1], bytes);
+		return POLICY_PASS;
+	}
+	pol_count_denied(x->vrf, dc->entry[0], dc->entry[1], bytes);
+	if (dc->verdict == VERDICT_REJECT && !x->from_tunnel && l3 == sizeof(struct ethhdr) &&
+	    !pol_reject(skb, x, l3, dc->reject))
+		return bpf_redirect(skb->ifindex, 0);
+	return TC_ACT_SHOT;
+}
+
+/* pol_cache_hit looks x->k up in this CPU's verdict cache (remembering
+ * the slot and the time in x for pol_cache_fill): on a hit, x->dc holds
+ * the verdict. */
+static __noinline int pol_cache_hit(struct pol_work *x)
+{
+	__u32 *kw = (__u32 *)&x->k;
+	__u32 h = mix32(kw[0] ^ 0x9e3779b9);
+	h = mix32(h ^ kw[1]);
+	h = mix32(h ^ kw[2]);
+	h = mix32(h ^ kw[3]);
+	h = mix32(h ^ kw[4]) & (POL_CACHE - 1);
+	x->cache_slot = h;
+	x->now = bpf_ktime_get_coarse_ns();
+	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
+	if (!c || c->gen != x->gen || (x->bits & (FLOW_F_SYN | FLOW_F_FIN | FLOW_F_RST)) ||
+	    x->now - c->filled >= POL_CACHE_TOUCH)
+		return 0;
+	__u32 *cw = (__u32 *)&c->k;
+	if (cw[0] != kw[0] || cw[1] != kw[1] || cw[2] != kw[2] || cw[3] != kw[3] || cw[4] != kw[4])
+		return 0;
+	x->dc.verdict = c->verdict;
+	x->dc.reject = c->reject;
+	x->dc.entry[0] = c->entries & 0xffff;
+	x->dc.entry[1] = c->entries >> 16;
+	return 1;
+}
+
+/* pol_cache_fill stores the decision x->dc in the slot pol_cache_hit
+ * chose. */
+static __noinline int pol_cache_fill(struct pol_work *x)
+{
+	__u32 h = x->cache_slot;
+	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
+	if (!c)
+		return 0;
+	c->k = x->k;
+	c->gen = x->gen;
+	c->verdict = x->dc.verdict;
+	c->reject = x->dc.reject;
+	c->entries = (x->dc.entry[0] & 0xffff) | x->dc.entry[1] << 16;
+	c->filled = x->now;
+	return 0;
+}
+
+/* policy_check enforces policy on the packet policy_pre noted once its
+ * destination is known: dst is the slot of the local pod it goes to (or
+ * POL_NONE toward the tunnel); the source is what policy_pre noted, and
+ * the pod it comes from the interface it came in by (none from_tunnel). It returns POLICY_PASS, or the tc action to
+ * return (the packet was dropped and counted, or turned into a reject sent
+ * back out of the interface it came in by). */
+__noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 dst, __u32 from_tunnel)
+{
+	struct pol_work *x = pol_work();
+	if (!x)
+		return POLICY_PASS;
+	int noted = x->pp.on && x->pp.vrf == vrf; /* else nothing translated the packet */
+	x->pp.on = 0;
+	__u32 src = POL_NONE;
+	if (!from_tunnel) {
+		__u32 in = skb->ifindex;
+		struct iface *ifc = in < DIRECT_IFINDEX ? bpf_map_lookup_elem(&iface_index, &in)
+							 : bpf_map_lookup_elem(&ifaces, &in);
+		if (!ifc || ifc->ifindex != in)
+			return POLICY_PASS;
+		src = ifc->slot;
+	}
+	if (!pol_relevant(vrf, src, dst))
+		return POLICY_PASS;
+	x->vrf = vrf;
+	x->from_tunnel = from_tunnel;
+	x->src = src;
+	x->dst = dst;
+	if (pol_tuple_of(skb, x, l3, noted))
+		return POLICY_PASS;
+	__u32 zero = 0;
+	__u32 *genp = bpf_map_lookup_elem(&pol_gen, &zero);
+	x->gen = genp ? *genp : 0;
+	struct pol_decision *dc = &x->dc;
+	if (pol_cache_hit(x))
+		return pol_finish(skb, x, l3);
+	struct flow *f = bpf_map_lookup_elem(&flows, &x->k);
+	if (f && f->nat_addr == x->gen) {
+		pol_load(f, dc);
+		flow_touch(f, x->bits);
+	} else {
+		int reply = f && (f->flags & FLOW_F_REPLY);
+		dc->vrf = x->vrf;
+		if (reply) {
+			/* A stale reply: decide its forward direction again. */
+			x->ft = x->t;
+			x->t.saddr = x->ft.daddr;
+			x->t.daddr = x->ft.saddr;
+			x->t.sport = x->ft.dport;
+			x->t.dport = x->ft.sport;
+			if (x->t.proto == IPPROTO_ICMP) {
+				x->t.sport = 0;
+				x->t.dport = 8 << 8;
+			}
+			dc->src = x->dst;
+			dc->dst = x->src;
+			dc->tunnel = x->from_tunnel ? 0 : x->dst == POL_NONE;
+		} else {
+			dc->src = x->src;
+			dc->dst = x->dst;
+			dc->tunnel = x->from_tunnel;
+		}
+		pol_decide(x);
+		f = bpf_map_lookup_elem(&flows, &x->k);
+		if (!f) {
+			pol_create(x, x->gen, x->bits);
+		} else {
+			struct flow *fw = reply ? bpf_map_lookup_elem(&flows, &f->reverse) : f;
+			pol_update(x, fw ? fw : f, x->gen);
+			flow_touch(f, x->bits);
+		}
+		if (reply && dc->verdict != VERDICT_ALLOW)
+			dc->verdict = VERDICT_DENY; /* replies are never answered */
+	}
+	pol_cache_fill(x);
+	return pol_finish(skb, x, l3);
+}
+
+/* policy_deliver delivers a packet that underlay_xdp decapsulated
+ * (MPLSoMPLS) to the pod interface ifindex, as forwarder.c's deliver
+ * does, once the VRF's tunnel ingress and the pod's ingress let it (noted:
+ * policy_pre ran on the packet before a translation). A global function,
+ * so that the caller keeps nothing across it. */
+__noinline int policy_deliver(struct __sk_buff *skb, __u32 ifindex, __u32 flags, __u32 noted)
+{
+	struct iface *ifc = ifindex < DIRECT_IFINDEX ? bpf_map_lookup_elem(&iface_index, &ifindex)
+						     : bpf_map_lookup_elem(&ifaces, &ifindex);
+	if (ifc && ifc->ifindex == ifindex && policy_active(ifc->vrf)) {
+		__u32 vrf = ifc->vrf, slot = ifc->slot;
+		if (!noted)
+			policy_reset();
+		int pact = policy_check(skb, vrf, sizeof(struct ethhdr), slot, 1);
+		if (pact != POLICY_PASS)
+			return pact;
+	}
+	if (flags & IFACE_PEER)
+		return bpf_redirect_peer(ifindex, 0);
+	return bpf_redirect(ifindex, 0);
+}
+
+#endif
