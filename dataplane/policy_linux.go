@@ -71,6 +71,30 @@ func (d *Dataplane) policy() (*policyTable, error) {
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read policy attachments: %w", err)
 	}
+	// The points an earlier process set: diffed by the first SetPolicy,
+	// so those it no longer wants are cleared.
+	var slot uint32
+	var pi polIface
+	ii := d.maps.PolIfaces.Iterate()
+	for ii.Next(&slot, &pi) {
+		if pi != (polIface{}) {
+			t.ifaces[slot] = pi
+		}
+	}
+	if err := ii.Err(); err != nil {
+		return nil, fmt.Errorf("read policy interfaces: %w", err)
+	}
+	var vrf uint32
+	var pv polVRF
+	vi := d.maps.PolVrfs.Iterate()
+	for vi.Next(&vrf, &pv) {
+		if pv != (polVRF{}) {
+			t.vrfs[vrf] = pv
+		}
+	}
+	if err := vi.Err(); err != nil {
+		return nil, fmt.Errorf("read policy vrfs: %w", err)
+	}
 	d.pol = t
 	return t, nil
 }

@@ -312,3 +312,36 @@ func TestPolicyEgressWithoutVRFRoute(t *testing.T) {
 		t.Errorf("no-route drops %d, want 1 (the accepted packet)", drops.NoRoute)
 	}
 }
+
+// TestPolicyAdoptedAfterRestart: a new process keeps enforcing the pinned
+// policy until its first SetPolicy, which then replaces it whole: points
+// the new configuration leaves out stop being enforced (they do not fall
+// to a default drop through an attachment that was removed), established
+// flows are evaluated again.
+func TestPolicyAdoptedAfterRestart(t *testing.T) {
+	e := newPacketEnv(t)
+	deny := &Attachment{Rules: []PolicyRule{{Protocol: 17, DestinationPorts: PortRange{53, 53}, Action: PolicyAccept, Entry: "dns/1"}}}
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{e.pod2: {Ingress: deny}}}))
+	toPod2 := func(dport uint16) uint32 {
+		ret, _ := run(t, e.d.progs.PodIngress, fromPod1(udpPkt(pod1Addr, 6000, pod2Addr, dport, 64, nil, true)))
+		return ret
+	}
+	if toPod2(53) != tcRedirect || toPod2(54) != tcShot {
+		t.Fatal("policy before the restart not enforced")
+	}
+	d2, err := Open(Config{BPFFS: e.d.Dir(), Logger: quiet})
+	must(t, err)
+	t.Cleanup(func() { d2.Close() })
+	must(t, e.d.Close())
+	e.d = d2
+	if toPod2(54) != tcShot {
+		t.Error("the pinned policy is not enforced after the restart")
+	}
+	// The new configuration keeps policy in the VRF (pod1's egress accepts
+	// everything) but none on pod2.
+	must(t, d2.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {Egress: &Attachment{Default: PolicyAccept}}}}))
+	must(t, d2.PrunePolicy())
+	if ret := toPod2(54); ret != tcRedirect {
+		t.Errorf("after the new process removed pod2's attachment: return %d, want delivery", ret)
+	}
+}
