@@ -164,9 +164,18 @@ func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 		return err
 	}
 	want := map[string]*Attachment{}
+	prints := map[*Attachment]string{} // points share attachments: one fingerprint each
+	printOf := func(a *Attachment) string {
+		p, ok := prints[a]
+		if !ok {
+			p = a.fingerprint()
+			prints[a] = p
+		}
+		return p
+	}
 	note := func(a *Attachment) {
 		if a != nil {
-			want[a.fingerprint()] = a
+			want[printOf(a)] = a
 		}
 	}
 	for _, ip := range cfg.Interfaces {
@@ -189,13 +198,13 @@ func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 		}
 	}
 	// New attachments.
-	prints := make([]string, 0, len(want))
+	order := make([]string, 0, len(want))
 	for p := range want {
-		prints = append(prints, p)
+		order = append(order, p)
 	}
-	sort.Strings(prints)
+	sort.Strings(order)
 	changed := false
-	for _, p := range prints {
+	for _, p := range order {
 		if t.byPrint[p] != nil {
 			continue
 		}
@@ -214,7 +223,7 @@ func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 		if a == nil {
 			return 0
 		}
-		return t.byPrint[a.fingerprint()].id
+		return t.byPrint[printOf(a)].id
 	}
 	// Points.
 	ifaces := map[uint32]polIface{}
