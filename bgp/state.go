@@ -217,7 +217,6 @@ func (r *Reconciler) snapshot() stateSnapshot {
 	for name := range r.applied.vrfs {
 		s.vrfs = append(s.vrfs, name)
 	}
-	sort.Strings(s.vrfs)
 	for k := range r.exported {
 		s.exported[k.vrf]++
 	}
@@ -249,6 +248,7 @@ func (r *Reconciler) publishState(ctx context.Context) error {
 	if s.core == nil {
 		return nil
 	}
+	sort.Strings(s.vrfs) // not under r.mu, which Apply waits for
 	rc := r.rib.counters()
 	labels := map[string][]uint32{}
 	for lbl, o := range s.core.Labels().All() {
@@ -271,12 +271,18 @@ func (r *Reconciler) publishState(ctx context.Context) error {
 
 // write makes the writes whose entry is still applied, with r.mu held.
 func (r *Reconciler) write(s stateSnapshot, writes []stateWrite) error {
+	if s.core == nil {
+		return nil
+	}
+	// Read before r.mu, which Apply waits for: a VRF deleted and
+	// configured again after this read is applied again by an Apply that
+	// signals another publication, which writes its state.
+	unchanged := unchangedVRFState(s.core, writes)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.core != s.core || r.applied == nil {
 		return nil
 	}
-	unchanged := r.unchangedVRFState(writes)
 	var errs []error
 	for i, w := range writes {
 		switch {
@@ -302,11 +308,10 @@ func (r *Reconciler) write(s stateSnapshot, writes []stateWrite) error {
 // of the schema and a telemetry update; with ten thousand VRFs, a quarter
 // of a second, under r.mu, which Apply waits for). The state is read,
 // not remembered: a VRF deleted and configured again meanwhile has lost
-// its state with its configuration, and gets it written again. r.mu is
-// held.
-func (r *Reconciler) unchangedVRFState(writes []stateWrite) []bool {
+// its state with its configuration, and gets it written again.
+func unchangedVRFState(core *nos.Core, writes []stateWrite) []bool {
 	unchanged := make([]bool, len(writes))
-	err := r.core.Read(func(_, state *gen.Device) error {
+	err := core.Read(func(_, state *gen.Device) error {
 		nis := nos.NetworkInstances(state)
 		for i, w := range writes {
 			if w.vrf == "" {
