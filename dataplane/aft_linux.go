@@ -264,3 +264,15 @@ func (r *Reconciler) ifname(ifindex int) string {
 	}
 	return ""
 }
+
+// AFTEntries returns how many entries the forwarding table holds, in
+// every VRF (what the maps took).
+func (r *Reconciler) AFTEntries() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, v := range r.aft.vrfs {
+		n += len(v.entries)
+	}
+	return n
+}

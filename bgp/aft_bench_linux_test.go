@@ -1,0 +1,260 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/isthmus-net/isthmus/dataplane"
+	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/internal/testenv"
+	"github.com/isthmus-net/isthmus/nos"
+	"github.com/isthmus-net/isthmus/server"
+)
+
+// aftNode is a host with the dataplane and BGP reconcilers and a gNMI
+// server (no TLS, no users: a lab setup on loopback).
+type aftNode struct {
+	core *nos.Core
+	dp   *dataplane.Reconciler
+	cli  gpb.GNMIClient
+	stop func()
+}
+
+// startAFTNode starts the node's core in a network namespace of its own
+// (the dataplane's netlink handle stays there; the goroutine that entered
+// it ends with its thread locked, so the thread is discarded).
+func startAFTNode(b *testing.B, port int) *aftNode {
+	testenv.Privileged(b)
+	pins, dir := b.TempDir(), b.TempDir()
+	quiet := slog.New(slog.DiscardHandler)
+	dp := dataplane.New(dataplane.ReconcilerConfig{Config: dataplane.Config{BPFFS: pins, Logger: quiet},
+		StateInterval: time.Hour, NeighborInterval: time.Hour})
+	st, err := nos.OpenStore(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	core, err := nos.New(st, nos.WithReconcilers(dp, New(Config{Logger: quiet, ListenPort: -1, PeerPort: uint16(port)})), nos.WithLogger(quiet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			started <- err
+			return
+		}
+		started <- core.Start(ctx)
+	}()
+	if err := <-started; err != nil {
+		b.Fatal(err)
+	}
+	srv := server.New(core, server.WithLogger(quiet), server.WithSecurity(server.SecurityConfig{Insecure: true}), server.WithDataDir(dir))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := &aftNode{core: core, dp: dp, cli: gpb.NewGNMIClient(conn)}
+	n.stop = func() {
+		conn.Close()
+		sctx, done := context.WithTimeout(context.Background(), 2*time.Minute)
+		core.Stop(sctx)
+		done()
+		cancel()
+		<-served
+		st.Close()
+		if d, err := dataplane.Open(dataplane.Config{BPFFS: pins, Logger: quiet}); err == nil {
+			d.Destroy()
+		}
+		unix.Unmount(pins, unix.MNT_DETACH)
+	}
+	return n
+}
+
+// aftSubscriber is a STREAM ON_CHANGE subscription to a VRF's AFT that
+// counts the entries it receives.
+type aftSubscriber struct {
+	synced  chan time.Time // when sync_response came
+	entries chan time.Time // when want entries (next-hop-group leaves) came
+	updates int
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func subscribeAFT(b *testing.B, cli gpb.GNMIClient, vrf string, want int) *aftSubscriber {
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := cli.Subscribe(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &gpb.SubscribeRequest{Request: &gpb.SubscribeRequest_Subscribe{Subscribe: &gpb.SubscriptionList{
+		Mode:     gpb.SubscriptionList_STREAM,
+		Encoding: gpb.Encoding_PROTO,
+		Subscription: []*gpb.Subscription{{Mode: gpb.SubscriptionMode_ON_CHANGE, Path: &gpb.Path{Elem: []*gpb.PathElem{
+			{Name: "network-instances"}, {Name: "network-instance", Key: map[string]string{"name": vrf}}, {Name: "afts"}}}}},
+	}}}
+	if err := st.Send(req); err != nil {
+		b.Fatal(err)
+	}
+	s := &aftSubscriber{synced: make(chan time.Time, 1), entries: make(chan time.Time, 1), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		got := 0
+		for {
+			resp, err := st.Recv()
+			if err != nil {
+				return
+			}
+			if resp.GetSyncResponse() {
+				s.synced <- time.Now()
+				continue
+			}
+			for _, u := range resp.GetUpdate().GetUpdate() {
+				s.updates++
+				el := u.GetPath().GetElem()
+				if len(el) > 0 && el[len(el)-1].GetName() == "next-hop-group" {
+					if got++; got == want {
+						s.entries <- time.Now()
+					}
+				}
+			}
+		}
+	}()
+	return s
+}
+
+func (s *aftSubscriber) close() { s.cancel(); <-s.done }
+
+// peakRSS returns the process's peak resident set (VmHWM) in MB.
+func peakRSS() float64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS resets VmHWM (Linux 4.0+).
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// aftReceive receives the routes on a fresh node until the dataplane has
+// programmed all of them (the AFT holds them), with or without a gNMI
+// subscriber to the VRF's AFT attached from the start. Without one, it
+// then measures a subscriber's initial sync of the full table.
+func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) (recv, sync time.Duration, updates int, rss float64) {
+	const peer = "127.100.9.6"
+	fp := newFakePeer(b, peer, port, 65099)
+	defer fp.close()
+	n := startAFTNode(b, port)
+	defer n.stop()
+	h := hostConf{as: 65000, routerID: "10.0.9.5", endpoint: "192.0.2.95",
+		neighbors: []nbrConf{{addr: peer, as: 65099}},
+		vrfs:      []vrfConf{{name: "red", rd: "10.0.9.5:1", imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: "10.99.0.0/24"}}}
+	if _, err := n.core.Commit(context.Background(), "bench", func(d *gen.Device) error { *d = gen.Device{}; h.build(d); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	var sub *aftSubscriber
+	if attached {
+		sub = subscribeAFT(b, n.cli, "red", count)
+		<-sub.synced
+		defer sub.close()
+	}
+	fp.accept()
+	start := time.Now()
+	fp.sendAll(msgs)
+	deadline := time.Now().Add(10 * time.Minute)
+	for n.dp.AFTEntries() < count {
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d routes programmed", n.dp.AFTEntries(), count)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	recv = time.Since(start)
+	if attached {
+		select {
+		case <-sub.entries:
+		case <-time.After(10 * time.Minute):
+			b.Fatal("the subscriber never received every entry")
+		}
+		return recv, 0, 0, 0
+	}
+	runtime.GC()
+	resetPeakRSS()
+	start = time.Now()
+	s := subscribeAFT(b, n.cli, "red", count)
+	select {
+	case end := <-s.synced:
+		sync = end.Sub(start)
+	case <-time.After(10 * time.Minute):
+		b.Fatal("no sync_response")
+	}
+	rss = peakRSS()
+	s.close()
+	return recv, sync, s.updates, rss
+}
+
+// BenchmarkAFT receives N VPNv4 routes (one VRF) from a peer until the
+// dataplane has programmed them, without and with a gNMI STREAM subscriber
+// to the VRF's AFT attached, and measures a subscriber's initial sync of
+// the full table (time until sync_response, updates per second, peak RSS
+// of the process, which holds the node, the peer's encoded UPDATEs and
+// the client). Rounds alternate (AFT_BENCH_ROUNDS, default 3); medians.
+//
+//	go test ./bgp -run '^$' -bench '^BenchmarkAFT$' -benchtime 1x -timeout 60m -v
+//	AFT_BENCH_ROUTES=100000 go test ./bgp -run '^$' -bench '^BenchmarkAFT$' -benchtime 1x -v
+func BenchmarkAFT(b *testing.B) {
+	rounds := 3
+	if v, err := strconv.Atoi(os.Getenv("AFT_BENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	sizes := []int{100_000, 1_000_000}
+	if v, err := strconv.Atoi(os.Getenv("AFT_BENCH_ROUTES")); err == nil && v > 0 {
+		sizes = []int{v}
+	}
+	for i, count := range sizes {
+		b.Run(fmt.Sprintf("routes=%d", count), func(b *testing.B) {
+			msgs := receiveRoutes(b, count)
+			for range b.N {
+				var without, with, syncs, rates, rsss []float64
+				for r := range rounds {
+					port := 2400 + 100*i + 2*r
+					t, s, u, rss := aftReceive(b, msgs, count, port, false)
+					without, syncs, rates, rsss = append(without, t.Seconds()), append(syncs, s.Seconds()), append(rates, float64(u)/s.Seconds()), append(rsss, rss)
+					t, _, _, _ = aftReceive(b, msgs, count, port+1, true)
+					with = append(with, t.Seconds())
+					b.Logf("round %d: receive+program %.2fs, with a subscriber %.2fs; initial sync %.2fs, %d updates (%.0f/s), peak RSS %.0f MB",
+						r, without[r], with[r], s.Seconds(), u, rates[r], rss)
+				}
+				b.ReportMetric(median(without), "receive-s")
+				b.ReportMetric(median(with), "receive-subscribed-s")
+				b.ReportMetric(median(with)/median(without), "ratio")
+				b.ReportMetric(median(syncs), "sync-s")
+				b.ReportMetric(median(rates), "updates/s")
+				b.ReportMetric(median(rsss), "peak-rss-MB")
+			}
+		})
+	}
+}

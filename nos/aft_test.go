@@ -1,0 +1,82 @@
+package nos
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+)
+
+// TestAFTSubscriptionCoalesces: a subscriber that does not read holds one
+// key per changed item however often it changes, in the order items first
+// changed; keys of VRFs it did not ask for never reach it; after Close,
+// changes reach it no more.
+func TestAFTSubscriptionCoalesces(t *testing.T) {
+	var a AFT
+	sub := a.Subscribe(func(vrf string) bool { return vrf == "red" }, false)
+	key := func(vrf, p string) AFTKey {
+		k, ok := AFTEntryKey(vrf, netip.MustParsePrefix(p))
+		if !ok {
+			t.Fatalf("no key for %s", p)
+		}
+		return k
+	}
+	r1, r2, b1 := key("red", "10.0.0.0/24"), key("red", "10.0.1.0/24"), key("blue", "10.0.0.0/24")
+	group := AFTKey{VRF: "red", Kind: AFTGroup, ID: 7}
+	for range 1000 {
+		a.Changed([]AFTKey{group, r1, b1, r2})
+	}
+	select {
+	case <-sub.Ready():
+	default:
+		t.Fatal("no signal after changes")
+	}
+	got, synced := sub.Take(10, nil)
+	if !synced {
+		t.Error("a subscription without initial keys is not synced")
+	}
+	if want := []AFTKey{group, r1, r2}; !slices.Equal(got, want) {
+		t.Fatalf("took %v, want %v", got, want)
+	}
+	if got, _ := sub.Take(10, nil); len(got) != 0 {
+		t.Fatalf("took %v again", got)
+	}
+	if got := r2.Prefix(); got != netip.MustParsePrefix("10.0.1.0/24") {
+		t.Errorf("prefix of the key is %v", got)
+	}
+	// A key taken is queued again by its next change.
+	a.Changed([]AFTKey{r1})
+	if got, _ := sub.Take(10, nil); !slices.Equal(got, []AFTKey{r1}) {
+		t.Fatalf("took %v, want %v", got, []AFTKey{r1})
+	}
+	sub.Close()
+	a.Changed([]AFTKey{r1})
+	if got, _ := sub.Take(10, nil); len(got) != 0 {
+		t.Fatalf("a closed subscription took %v", got)
+	}
+}
+
+// TestAFTSubscriptionTakesInBatches: Take hands out at most max keys and
+// signals again while more wait.
+func TestAFTSubscriptionTakesInBatches(t *testing.T) {
+	var a AFT
+	sub := a.Subscribe(nil, false)
+	defer sub.Close()
+	var keys []AFTKey
+	for i := range 2500 {
+		keys = append(keys, AFTKey{VRF: "red", Kind: AFTNextHop, ID: uint64(i + 1)})
+	}
+	a.Changed(keys)
+	var all []AFTKey
+	for range 3 {
+		<-sub.Ready()
+		all, _ = sub.Take(1000, all)
+	}
+	if !slices.Equal(all, keys) {
+		t.Fatalf("took %d keys, want the %d in order", len(all), len(keys))
+	}
+	select {
+	case <-sub.Ready():
+		t.Fatal("signalled with nothing waiting")
+	default:
+	}
+}
