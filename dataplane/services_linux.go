@@ -232,7 +232,7 @@ func (d *Dataplane) SetServices(svcs []Service) error {
 	var beSlots []uint32
 	var beVals []forwarderBackend
 	var gone []uint32
-	var hintIdx []uint32
+	hintIdx := []uint32{} // not nil: nil asks writeHints for all 65,536 entries
 	for _, s := range svcs {
 		vrf, err := d.vrfID(s.VRF, true)
 		if err != nil {
@@ -370,7 +370,7 @@ func (d *Dataplane) DeleteServices(keys []ServiceKey) error {
 		return err
 	}
 	var gone []uint32
-	var hintIdx []uint32
+	hintIdx := []uint32{} // not nil: nil asks writeHints for all 65,536 entries
 	for _, k := range keys {
 		e := st.services[k]
 		if e == nil {
