@@ -2,10 +2,12 @@ package k8s
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,28 +15,57 @@ import (
 	"github.com/isthmus-net/isthmus/testbed"
 )
 
-// buildBinaries builds isthmusd, isthmus-cni and gnmic for the testbed,
-// or takes them from $ISTHMUS_TESTBED_BIN when set.
+// shared holds what every test of the package builds once: isthmusd,
+// isthmus-cni, gnmic and the chart's image archives; TestMain removes it.
+var shared struct {
+	dir                string
+	binOnce, imageOnce sync.Once
+	bins               testbed.Binaries
+	images             string
+	binErr, imageErr   error
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "isthmus-k8s-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shared.dir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildBinaries builds isthmusd, isthmus-cni and gnmic for the testbed
+// once, or takes them from $ISTHMUS_TESTBED_BIN when set.
 func buildBinaries(t *testing.T) testbed.Binaries {
 	t.Helper()
 	if dir := os.Getenv("ISTHMUS_TESTBED_BIN"); dir != "" {
 		return testbed.Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni"), Gnmic: filepath.Join(dir, "gnmic")}
 	}
-	dir := t.TempDir()
-	b := testbed.Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni"), Gnmic: filepath.Join(dir, "gnmic")}
-	repo := RepoRoot()
-	for _, c := range []struct{ out, pkg, dir string }{
-		{b.Isthmusd, "./cmd/isthmusd", repo},
-		{b.CNI, "./cmd/isthmus-cni", repo},
-		{b.Gnmic, ".", filepath.Join(repo, "tools", "gnmic")},
-	} {
-		cmd := exec.Command("go", "build", "-o", c.out, c.pkg)
-		cmd.Dir = c.dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v: %s", c.pkg, err, out)
+	shared.binOnce.Do(func() {
+		dir := filepath.Join(shared.dir, "bin")
+		b := testbed.Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni"), Gnmic: filepath.Join(dir, "gnmic")}
+		repo := RepoRoot()
+		for _, c := range []struct{ out, pkg, dir string }{
+			{b.Isthmusd, "./cmd/isthmusd", repo},
+			{b.CNI, "./cmd/isthmus-cni", repo},
+			{b.Gnmic, ".", filepath.Join(repo, "tools", "gnmic")},
+		} {
+			cmd := exec.Command("go", "build", "-o", c.out, c.pkg)
+			cmd.Dir = c.dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				shared.binErr = fmt.Errorf("build %s: %w: %s", c.pkg, err, out)
+				return
+			}
 		}
+		shared.bins = b
+	})
+	if shared.binErr != nil {
+		t.Fatal(shared.binErr)
 	}
-	return b
+	return shared.bins
 }
 
 // clusterUp builds the mission topology with the control-plane node, FRR
@@ -151,20 +182,27 @@ func TestKubernetesScenarios(t *testing.T) {
 	}
 }
 
-// chartImages runs `make images` into a temporary bin dir (or takes the
-// archives from $ISTHMUS_IMAGES) and returns the directory of the archives.
+// chartImages runs `make images` once into a bin dir of its own (or takes
+// the archives from $ISTHMUS_IMAGES) and returns the archives' directory.
 func chartImages(t *testing.T) string {
 	t.Helper()
 	if dir := os.Getenv("ISTHMUS_IMAGES"); dir != "" {
 		return dir
 	}
-	bin := t.TempDir()
-	cmd := exec.Command("make", "--no-print-directory", "images", "BIN="+bin)
-	cmd.Dir = RepoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make images: %v: %s", err, out)
+	shared.imageOnce.Do(func() {
+		bin := filepath.Join(shared.dir, "images-bin")
+		cmd := exec.Command("make", "--no-print-directory", "images", "BIN="+bin)
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			shared.imageErr = fmt.Errorf("make images: %w: %s", err, out)
+			return
+		}
+		shared.images = filepath.Join(bin, "images")
+	})
+	if shared.imageErr != nil {
+		t.Fatal(shared.imageErr)
 	}
-	return filepath.Join(bin, "images")
+	return shared.images
 }
 
 // TestChartDaemonSet installs Isthmus entirely from its chart: isthmusd as

@@ -95,6 +95,9 @@ func (c *Cluster) Leftovers() []string {
 	if exists(c.Dir) {
 		left = append(left, "directory "+c.Dir)
 	}
+	if c.madeRunIsthmus && exists(runIsthmus) {
+		left = append(left, "directory "+runIsthmus)
+	}
 	for _, p := range c.netns {
 		if exists(p) {
 			left = append(left, "pod netns "+p)
