@@ -71,7 +71,7 @@ func (s *Server) aftSend(ctx context.Context, snd *sender, qs []query, keys []no
 	ts := time.Now().UnixNano()
 	for _, it := range items {
 		for _, l := range aftLeaves(it) {
-			if !matchesAny(qs, l.cache) {
+			if !l.wanted(qs) {
 				continue
 			}
 			if err := snd.add(ctx, ts, leaf{path: l.path, val: l.val}); err != nil {
@@ -85,6 +85,29 @@ func (s *Server) aftSend(ctx context.Context, snd *sender, qs []query, keys []no
 func matchesAny(qs []query, p []string) bool {
 	for _, q := range qs {
 		if q.matches(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// wanted reports whether a subscription with queries qs takes the leaf:
+// an update when a query matches it, a delete when one matches a leaf
+// below it.
+func (l aftLeaf) wanted(qs []query) bool {
+	if l.val == nil {
+		return overlapsAny(qs, l.cache)
+	}
+	return matchesAny(qs, l.cache)
+}
+
+// overlapsAny reports whether the subtree at p holds leaves one of qs
+// matches: the delete of an item reaches a subscription to any of its
+// leaves.
+func overlapsAny(qs []query, p []string) bool {
+	for _, q := range qs {
+		n := min(len(q), len(p))
+		if slices.EqualFunc(q[:n], p[:n], func(a, b string) bool { return a == "*" || a == b }) {
 			return true
 		}
 	}
