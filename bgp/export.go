@@ -46,7 +46,9 @@ func exportRoutes(in *intent, label labelFunc) (map[exportKey]exportRoute, error
 		return out, nil
 	}
 	for _, v := range in.vrfs {
-		floatingExports(out, v, in.endpoint)
+		if err := floatingExports(out, in, v, label); err != nil {
+			return nil, err
+		}
 		if v.rd == 0 || len(v.exportRTs) == 0 {
 			continue
 		}

@@ -130,6 +130,9 @@ type vrfSpec struct {
 	// the VRF label (services.go), sorted.
 	services []netip.Prefix
 	// floating are the floating IPs of pods of this host in the VRF,
-	// advertised as IPv4 unicast (floating.go).
+	// advertised as IPv4 unicast or VPNv4 (floating.go).
 	floating []netip.Prefix
+	// floatingExt is the external VRF the floating IPs are advertised in
+	// as VPNv4 routes, "" for IPv4 unicast (floating.go).
+	floatingExt string
 }

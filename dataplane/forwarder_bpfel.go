@@ -50,10 +50,17 @@ type forwarderEndpointStats struct {
 	RxBytes   uint64
 }
 
+type forwarderFloatingExt struct {
+	_    structs.HostLayout
+	Ext  uint32
+	Addr uint32
+}
+
 type forwarderFloatingPod struct {
 	_   structs.HostLayout
 	Vrf uint32
 	Pod uint32
+	Ext uint32
 }
 
 type forwarderFlow struct {
@@ -449,6 +456,8 @@ const (
 	forwarderMapEndpoints        = "endpoints"
 	forwarderMapFloatingIn       = "floating_in"
 	forwarderMapFloatingOut      = "floating_out"
+	forwarderMapFloatingTarget   = "floating_target"
+	forwarderMapFloatingVpn      = "floating_vpn"
 	forwarderMapFlowCounters     = "flow_counters"
 	forwarderMapFlowHints        = "flow_hints"
 	forwarderMapFlows            = "flows"
@@ -554,6 +563,8 @@ type forwarderMapSpecs struct {
 	Endpoints        *ebpf.MapSpec `ebpf:"endpoints"`
 	FloatingIn       *ebpf.MapSpec `ebpf:"floating_in"`
 	FloatingOut      *ebpf.MapSpec `ebpf:"floating_out"`
+	FloatingTarget   *ebpf.MapSpec `ebpf:"floating_target"`
+	FloatingVpn      *ebpf.MapSpec `ebpf:"floating_vpn"`
 	FlowCounters     *ebpf.MapSpec `ebpf:"flow_counters"`
 	FlowHints        *ebpf.MapSpec `ebpf:"flow_hints"`
 	Flows            *ebpf.MapSpec `ebpf:"flows"`
@@ -629,6 +640,8 @@ type forwarderMaps struct {
 	Endpoints        *ebpf.Map `ebpf:"endpoints"`
 	FloatingIn       *ebpf.Map `ebpf:"floating_in"`
 	FloatingOut      *ebpf.Map `ebpf:"floating_out"`
+	FloatingTarget   *ebpf.Map `ebpf:"floating_target"`
+	FloatingVpn      *ebpf.Map `ebpf:"floating_vpn"`
 	FlowCounters     *ebpf.Map `ebpf:"flow_counters"`
 	FlowHints        *ebpf.Map `ebpf:"flow_hints"`
 	Flows            *ebpf.Map `ebpf:"flows"`
@@ -680,6 +693,8 @@ func (m *forwarderMaps) Close() error {
 		m.Endpoints,
 		m.FloatingIn,
 		m.FloatingOut,
+		m.FloatingTarget,
+		m.FloatingVpn,
 		m.FlowCounters,
 		m.FlowHints,
 		m.Flows,

@@ -30,17 +30,23 @@ type Floating struct {
 	VRF  string
 	Addr netip.Addr // the floating address
 	Pod  netip.Addr // the pod's address in the VRF
+	// Ext is the external VRF the floating IP is advertised in as VPNv4
+	// (floating-advertise VPNV4), "" for IPv4 unicast: packets to it
+	// arrive with that VRF's label, and the pod's packets to destinations
+	// that VRF routes leave from the floating IP through it.
+	Ext string
 }
 
 // floatingsOf is every floating IP binding of d.
 func floatingsOf(d *gen.Device) []Floating {
 	var out []Floating
 	for name, ni := range nos.NetworkInstances(d) {
+		ext := nos.FloatingVPN(ni)
 		for key, f := range nos.FloatingIPs(ni) {
 			a, err1 := netip.ParseAddr(key)
 			p, err2 := netip.ParseAddr(f.GetConfig().GetPodAddress())
 			if err1 == nil && err2 == nil {
-				out = append(out, Floating{VRF: name, Addr: a, Pod: p})
+				out = append(out, Floating{VRF: name, Addr: a, Pod: p, Ext: ext})
 			}
 		}
 	}

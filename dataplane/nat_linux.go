@@ -47,6 +47,13 @@ type natGlobal struct {
 type floatingPod struct {
 	VRF uint32
 	Pod uint32 // network byte order
+	Ext uint32 // the external VRF of a VPNv4 floating IP, 0 for IPv4 unicast
+}
+
+// floatingExt mirrors struct floating_ext.
+type floatingExt struct {
+	Ext  uint32
+	Addr uint32 // network byte order
 }
 
 // hostDevice is the device (one end of an idle veth pair) through which
@@ -369,6 +376,7 @@ func (d *Dataplane) SetFloating(fs []Floating) error {
 	defer d.mu.Unlock()
 	wantIn := map[uint32]floatingPod{}
 	wantOut := map[forwarderHostKey]uint32{}
+	wantVPN := map[forwarderHostKey]floatingExt{}
 	for _, f := range fs {
 		if !f.Addr.Is4() || !f.Pod.Is4() {
 			return fmt.Errorf("set floating ip %v → %v: not IPv4 addresses", f.Addr, f.Pod)
@@ -377,7 +385,14 @@ func (d *Dataplane) SetFloating(fs []Floating) error {
 		if err != nil {
 			return fmt.Errorf("set floating ip %v: %w", f.Addr, err)
 		}
-		wantIn[be32(f.Addr.As4())] = floatingPod{VRF: id, Pod: be32(f.Pod.As4())}
+		fp := floatingPod{VRF: id, Pod: be32(f.Pod.As4())}
+		if f.Ext != "" {
+			if fp.Ext, err = d.vrfID(f.Ext, true); err != nil {
+				return fmt.Errorf("set floating ip %v: %w", f.Addr, err)
+			}
+			wantVPN[forwarderHostKey{Vrf: id, Addr: be32(f.Pod.As4())}] = floatingExt{Ext: fp.Ext, Addr: be32(f.Addr.As4())}
+		}
+		wantIn[be32(f.Addr.As4())] = fp
 		wantOut[forwarderHostKey{Vrf: id, Addr: be32(f.Pod.As4())}] = be32(f.Addr.As4())
 	}
 	var errs []error
@@ -405,6 +420,17 @@ func (d *Dataplane) SetFloating(fs []Floating) error {
 	if err := ot.Err(); err != nil {
 		return fmt.Errorf("read floating ips: %w", err)
 	}
+	var fe floatingExt
+	var staleVPN []forwarderHostKey
+	vt := d.maps.FloatingVpn.Iterate()
+	for vt.Next(&hk, &fe) {
+		if _, ok := wantVPN[hk]; !ok {
+			staleVPN = append(staleVPN, hk)
+		}
+	}
+	if err := vt.Err(); err != nil {
+		return fmt.Errorf("read floating ips: %w", err)
+	}
 	// New bindings first, in both directions, then the flag; stale ones
 	// go last, so a moved binding is never absent.
 	for k, v := range wantIn {
@@ -414,6 +440,11 @@ func (d *Dataplane) SetFloating(fs []Floating) error {
 	}
 	for k, v := range wantOut {
 		if err := d.maps.FloatingOut.Put(k, v); err != nil {
+			errs = append(errs, fmt.Errorf("set floating ip: %w", err))
+		}
+	}
+	for k, v := range wantVPN {
+		if err := d.maps.FloatingVpn.Put(k, v); err != nil {
 			errs = append(errs, fmt.Errorf("set floating ip: %w", err))
 		}
 	}
@@ -435,6 +466,11 @@ func (d *Dataplane) SetFloating(fs []Floating) error {
 	}
 	for _, k := range staleOut {
 		if err := d.maps.FloatingOut.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("delete floating ip: %w", err))
+		}
+	}
+	for _, k := range staleVPN {
+		if err := d.maps.FloatingVpn.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("delete floating ip: %w", err))
 		}
 	}

@@ -176,6 +176,9 @@ type floatingPool struct {
 // Pools relate every VRF to every other, so it looks at the whole tree,
 // and only if some VRF has floating pools (the rest is a map walk).
 func validateFloating(d *gen.Device) error {
+	if err := validateFloatingAdvertise(d); err != nil {
+		return err
+	}
 	nis := NetworkInstances(d)
 	any := false
 	for _, ni := range nis {

@@ -453,6 +453,27 @@ int pod_ingress(struct __sk_buff *skb)
 
 	struct route *r = route_lookup(vrf, ip->daddr);
 	if (!r) {
+		/* A pod whose floating IP is advertised in an external VRF
+		 * reaches that VRF's routes from the floating IP (nat.h). */
+		int ext = nat_floating_egress(skb, vrf);
+		if (ext < 0) {
+			count_drop(vrf, DROP_ERROR);
+			return TC_ACT_SHOT;
+		}
+		/* The call may have written the packet: pointers into it are
+		 * stale. */
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		eth = data;
+		ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			goto malformed;
+		if (ext > 0) {
+			vrf = ext;
+			r = route_lookup(vrf, ip->daddr);
+		}
+	}
+	if (!r) {
 		/* No VRF route: the source pod's egress policy (policy.h),
 		 * then host access, SNAT or drop (nat.h). */
 		if (policy_active(vrf)) {
@@ -635,6 +656,24 @@ int underlay_ingress(struct __sk_buff *skb)
 		if ((void *)(ip + 1) > data_end)
 			goto drop;
 	}
+	/* A floating IP advertised in the label's VRF: translated to its
+	 * pod, delivered in the pod's VRF (nat.h). */
+	int fvrf2 = nat_floating_decap(skb, (void *)inner - data, vrf);
+	if (fvrf2 != 0) {
+		reason = DROP_ERROR;
+		if (fvrf2 < 0 || !(lt = nat_floating_label(fvrf2)))
+			goto drop;
+		vrf = fvrf2;
+	}
+	/* The call may have written the packet: pointers into it are stale. */
+	reason = DROP_MALFORMED;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = (void *)(eth + 1);
+	inner = data + sizeof(*eth) + ihl + sizeof(*udp) + 4;
+	if ((void *)(ip + 1) > data_end)
+		goto drop;
 	struct iface *dst = 0;
 	reason = label_to_pod(lt, inner, data_end, &dst);
 	if (reason >= 0)

@@ -88,9 +88,19 @@ struct nat_global {
 struct floating_pod {
 	__u32 vrf;
 	__u32 pod; /* network byte order */
+	__u32 ext; /* the external VRF it is advertised in (VPNv4), 0: IPv4 unicast */
 };
 
 #define MAX_FLOATING 16384
+
+/* floating_vpn: a pod (VRF id, address) whose floating IP is advertised
+ * as VPNv4 in an external VRF: its packets to destinations without a
+ * route in its own VRF that the external VRF has a route for leave from
+ * the floating address through that route. */
+struct floating_ext {
+	__u32 ext;  /* the external VRF */
+	__u32 addr; /* the floating address, network byte order */
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -136,6 +146,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } floating_out SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_FLOATING);
+	__type(key, struct host_key);
+	__type(value, struct floating_ext);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} floating_vpn SEC(".maps");
+
 /* nat_scratch: per-CPU room for what the NAT steps would otherwise keep
  * on the stack, which the programs calling them have mostly used up (tc
  * programs do not nest on one CPU, so one entry per CPU is enough). */
@@ -154,6 +173,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct nat_scratch);
 } nat_scratch SEC(".maps");
+
+/* floating_target: per-CPU room for the label target of a packet
+ * translated by nat_floating_decap. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct label_target);
+} floating_target SEC(".maps");
 
 enum nat_event {
 	NAT_TRANSLATED = 0,
@@ -533,6 +561,79 @@ out:
 		return DROP_ERROR;
 	*act = bpf_redirect(fib->ifindex, 0);
 	return -1;
+}
+
+/* nat_floating_egress: a pod's packet whose destination has no route in
+ * its VRF (vrf), from a pod whose floating IP is advertised in an
+ * external VRF that routes the destination, leaves from the floating
+ * address through the external VRF. It returns the external VRF id with
+ * the source rewritten, 0 when this does not apply (nothing is changed),
+ * or -1 when the rewrite failed. */
+static __noinline int nat_floating_egress(struct __sk_buff *skb, __u32 vrf)
+{
+	__u32 zero = 0;
+	struct nat_global *g = bpf_map_lookup_elem(&nat_host, &zero);
+	if (!g || !g->floating)
+		return 0;
+	struct nat_scratch *s = bpf_map_lookup_elem(&nat_scratch, &zero);
+	if (!s)
+		return 0;
+	__u32 l3 = sizeof(struct ethhdr);
+	struct iphdr *ip = (void *)s->ip;
+	if (bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)))
+		return 0;
+	struct host_key hk = {.vrf = vrf, .addr = ip->saddr};
+	struct floating_ext *fe = bpf_map_lookup_elem(&floating_vpn, &hk);
+	if (!fe)
+		return 0;
+	__u32 ext = fe->ext, fip = fe->addr;
+	if (!ext || !route_lookup(ext, ip->daddr))
+		return 0;
+	if (nat_floating_rewrite(skb, ip, l3, 0, fip))
+		return -1;
+	nat_count(vrf, NAT_TRANSLATED);
+	return ext;
+}
+
+/* nat_floating_decap: a packet decapsulated with a label of VRF vrf whose
+ * inner destination (at l3) is a floating IP advertised in that VRF is
+ * translated to its pod. It returns the pod's VRF id with the destination
+ * rewritten, 0 when this does not apply (nothing is changed), or -1 when
+ * the rewrite failed. */
+static __noinline int nat_floating_decap(struct __sk_buff *skb, __u32 l3, __u32 vrf)
+{
+	__u32 zero = 0;
+	struct nat_global *g = bpf_map_lookup_elem(&nat_host, &zero);
+	if (!g || !g->floating)
+		return 0;
+	struct nat_scratch *s = bpf_map_lookup_elem(&nat_scratch, &zero);
+	if (!s)
+		return 0;
+	struct iphdr *ip = (void *)s->ip;
+	if (l3 > 256 || bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)) || ip->version != 4)
+		return 0;
+	struct floating_pod *fp = bpf_map_lookup_elem(&floating_in, &ip->daddr);
+	if (!fp || !fp->ext || fp->ext != vrf)
+		return 0;
+	__u32 pvrf = fp->vrf, pod = fp->pod;
+	if (nat_floating_rewrite(skb, ip, l3, 1, pod))
+		return -1;
+	nat_count(pvrf, NAT_TRANSLATED);
+	return pvrf;
+}
+
+/* nat_floating_label is the label target a packet translated by
+ * nat_floating_decap is delivered by: a per-VRF lookup in the pod's VRF. */
+static __always_inline struct label_target *nat_floating_label(__u32 vrf)
+{
+	__u32 zero = 0;
+	struct label_target *lt = bpf_map_lookup_elem(&floating_target, &zero);
+	if (!lt)
+		return 0;
+	lt->kind = LABEL_VRF;
+	lt->vrf = vrf;
+	lt->slot = 0;
+	return lt;
 }
 
 #include "nat_reply.h"

@@ -120,7 +120,7 @@ static __noinline int nat_underlay(struct __sk_buff *skb)
 	struct flow *f = 0;
 	if (pr->floating) {
 		struct floating_pod *fp = bpf_map_lookup_elem(&floating_in, &ip->daddr);
-		if (fp) {
+		if (fp && !fp->ext) { /* a VPNv4 one arrives encapsulated (nat_floating_decap) */
 			vrf = fp->vrf;
 			pod = fp->pod;
 			if (nat_floating_rewrite(skb, ip, l3, 1, pod)) {
