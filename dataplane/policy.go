@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
+	"strconv"
 )
 
 // PolicyAction is what a rule or a default does with a flow.
@@ -180,8 +180,10 @@ func (d *dimension) build() {
 			lengths = append(lengths, k.bits)
 		}
 	}
+	slab := make([]polBits, len(d.rules))
 	for k := range d.rules {
-		b := &polBits{}
+		b := &slab[0]
+		slab = slab[1:]
 		for _, l := range lengths {
 			if l > k.bits {
 				continue
@@ -294,17 +296,37 @@ func addPrefixes(d *dimension, ps []netip.Prefix, rule int) {
 // fingerprint identifies an attachment's content, so that points with
 // the same policy share one compiled attachment.
 func (a *Attachment) fingerprint() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d/%d;", a.Default, a.DefaultReject)
-	for _, r := range a.Rules {
-		fmt.Fprintf(&b, "%v|%v|%d|%v|%v|%v%d|%d|%d|%s;", r.Sources == nil, r.Sources, r.Protocol, r.SourcePorts,
-			r.DestinationPorts, r.ICMP, r.ICMPType, r.Action, r.Reject, r.Entry)
-		if r.Destinations == nil {
-			b.WriteString("*")
+	b := make([]byte, 0, 64+48*len(a.Rules))
+	b = fmt.Appendf(b, "%d/%d;", a.Default, a.DefaultReject)
+	prefixes := func(ps []netip.Prefix) {
+		if ps == nil {
+			b = append(b, '*')
 		}
-		fmt.Fprintf(&b, "%v;", r.Destinations)
+		b = append(b, '[')
+		for _, p := range ps {
+			b = p.AppendTo(b)
+			b = append(b, ' ')
+		}
+		b = append(b, ']', '|')
 	}
-	return b.String()
+	num := func(v uint64) {
+		b = strconv.AppendUint(b, v, 10)
+		b = append(b, '|')
+	}
+	for _, r := range a.Rules {
+		prefixes(r.Sources)
+		prefixes(r.Destinations)
+		for _, v := range []uint64{uint64(r.Protocol), uint64(r.SourcePorts.First), uint64(r.SourcePorts.Last),
+			uint64(r.DestinationPorts.First), uint64(r.DestinationPorts.Last), uint64(r.ICMPType), uint64(r.Action), uint64(r.Reject)} {
+			num(v)
+		}
+		if r.ICMP {
+			b = append(b, 'i')
+		}
+		b = strconv.AppendQuote(b, r.Entry)
+		b = append(b, ';')
+	}
+	return string(b)
 }
 
 // subtractPrefixes returns the addresses of ps minus those of except, as

@@ -21,7 +21,8 @@ type policyTable struct {
 	entries  map[string]uint32                // ACL entry ("set/seq") → counter slot
 	slots    map[uint32]bool                  // counter slots in use
 	stale    map[uint32]bool                  // attachment ids an earlier process left in the pinned maps
-	retired  []*programmedAttachment          // no point uses them any more; PrunePolicy removes them
+	retired  []*programmedAttachment          // no point uses them any more; PrunePolicy removes them or keeps them as spares
+	spares   []*programmedAttachment          // retired, kept in the maps: writeAttachment rewrites one in place of a new id
 	gen      uint32
 	nextID   uint32
 	nextSlot uint32
@@ -36,6 +37,7 @@ type programmedAttachment struct {
 	id    uint32
 	c     *compiledAttachment
 	rules int
+	vals  []polRule // the rules as written
 }
 
 func newPolicyTable() *policyTable {
@@ -315,7 +317,9 @@ func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 // PrunePolicy removes what SetPolicy left behind once no point used it:
 // retired attachments and those of an earlier process. It is cleanup, not
 // enforcement (SetPolicy's new policy is in force when it returns), so it
-// runs after.
+// runs after. The most recently retired attachments are kept as spares
+// (at most polSpares, with no more rules together than the attachments in
+// use): the next change rewrites only what differs in one of them.
 func (d *Dataplane) PrunePolicy() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -323,11 +327,29 @@ func (d *Dataplane) PrunePolicy() error {
 	if err != nil {
 		return err
 	}
-	for len(t.retired) > 0 {
-		if err := d.removeAttachment(t, t.retired[0]); err != nil {
+	live := 0
+	for _, pa := range t.byPrint {
+		live += pa.rules
+	}
+	// Newest first: the retired of this change, then the older spares.
+	cand := make([]*programmedAttachment, 0, len(t.retired)+len(t.spares))
+	for i := len(t.retired) - 1; i >= 0; i-- {
+		cand = append(cand, t.retired[i])
+	}
+	cand = append(cand, t.spares...)
+	t.retired, t.spares = nil, nil
+	kept := 0
+	for i, pa := range cand {
+		if len(t.spares) < polSpares && kept+pa.rules <= live {
+			kept += pa.rules
+			t.spares = append(t.spares, pa)
+			continue
+		}
+		if err := d.removeAttachment(t, pa); err != nil {
+			// Still to be removed: the next PrunePolicy tries again.
+			t.retired = append(t.retired, cand[i:]...)
 			return err
 		}
-		t.retired = t.retired[1:]
 	}
 	return d.purgeStale(t)
 }
@@ -409,85 +431,6 @@ type polAttachment struct {
 	DefaultReject uint8
 	HasSport      uint8
 	Pad           uint8
-}
-
-func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*programmedAttachment, error) {
-	id, err := t.allocID()
-	if err != nil {
-		return nil, err
-	}
-	pa := &programmedAttachment{id: id, c: c, rules: len(c.rules)}
-	fail := func(err error) (*programmedAttachment, error) {
-		return nil, errors.Join(fmt.Errorf("set policy: write attachment %d: %w", id, err), d.removeAttachment(t, pa))
-	}
-	keys := make([]uint32, len(c.rules))
-	vals := make([]polRule, len(c.rules))
-	for i, r := range c.rules {
-		keys[i] = id*PolicyMaxRules + uint32(i)
-		vals[i] = polRule{Entry: t.entries[r.Entry], Action: uint8(r.Action), Reject: uint8(r.Reject)}
-	}
-	if len(keys) > 0 {
-		if _, err := d.maps.PolRules.BatchUpdate(keys, vals, nil); errors.Is(err, ebpf.ErrNotSupported) {
-			for i := range keys {
-				if err := d.maps.PolRules.Put(keys[i], vals[i]); err != nil {
-					return fail(err)
-				}
-			}
-		} else if err != nil {
-			return fail(err)
-		}
-	}
-	for _, dim := range []struct {
-		m   *ebpf.Map
-		d   *dimension
-		key func(uint32, dimKey) []byte
-	}{{d.maps.PolSrc, c.src, addrKey}, {d.maps.PolDst, c.dst, addrKey}, {d.maps.PolDport, c.dport, portKey}, {d.maps.PolSport, c.sport, portKey}} {
-		buf := make([]byte, polBitsSize)
-		for k, b := range dim.d.bits {
-			if err := dim.m.Put(dim.key(id, k), b.marshalTo(buf)); err != nil {
-				return fail(err)
-			}
-		}
-	}
-	hs := uint8(0)
-	if c.hasSport {
-		hs = 1
-	}
-	if err := d.maps.PolAttach.Put(id, polAttachment{Rules: uint32(len(c.rules)), Default: uint8(c.def), DefaultReject: uint8(c.defReject), HasSport: hs}); err != nil {
-		return fail(err)
-	}
-	return pa, nil
-}
-
-// removeAttachment deletes what writeAttachment wrote (missing entries
-// are fine) and frees the id.
-func (d *Dataplane) removeAttachment(t *policyTable, pa *programmedAttachment) error {
-	var errs []error
-	del := func(m *ebpf.Map, k any) {
-		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	if err := d.maps.PolAttach.Put(pa.id, polAttachment{}); err != nil {
-		errs = append(errs, err)
-	}
-	for i := range pa.rules {
-		del(d.maps.PolRules, pa.id*PolicyMaxRules+uint32(i))
-	}
-	for _, dim := range []struct {
-		m   *ebpf.Map
-		d   *dimension
-		key func(uint32, dimKey) []byte
-	}{{d.maps.PolSrc, pa.c.src, addrKey}, {d.maps.PolDst, pa.c.dst, addrKey}, {d.maps.PolDport, pa.c.dport, portKey}, {d.maps.PolSport, pa.c.sport, portKey}} {
-		for k := range dim.d.bits {
-			del(dim.m, dim.key(pa.id, k))
-		}
-	}
-	delete(t.ids, pa.id)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("set policy: remove attachment %d: %w", pa.id, err)
-	}
-	return nil
 }
 
 // PolicyCounter counts what one ACL entry decided: packets and bytes of

@@ -1,0 +1,215 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// polSpares bounds the retired attachments PrunePolicy keeps for reuse.
+const polSpares = 4
+
+// polLPMKey is a classifier key as the forwarder's LPM tries hold it
+// (addrKey, portKey).
+type polLPMKey [12]byte
+
+// polBitsVal is a marshalled rule bitmap.
+type polBitsVal [polBitsSize]byte
+
+// polDims pairs the classifier maps with the dimensions of c.
+func (d *Dataplane) polDims(c *compiledAttachment) []polDim {
+	return []polDim{
+		{d.maps.PolSrc, c.src, addrKey}, {d.maps.PolDst, c.dst, addrKey},
+		{d.maps.PolDport, c.dport, portKey}, {d.maps.PolSport, c.sport, portKey},
+	}
+}
+
+type polDim struct {
+	m   *ebpf.Map
+	d   *dimension
+	key func(uint32, dimKey) []byte
+}
+
+// writeAttachment writes c into the maps, under the id of a spare (a
+// retired attachment no point uses) when there is one: only the rules and
+// classifier entries that differ from what the spare holds are written or
+// deleted, so that a change of one rule in a large set costs a few map
+// updates, not the whole classifier. No point refers to the id while it
+// is written, so nothing half-written is ever matched.
+func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*programmedAttachment, error) {
+	var base *programmedAttachment
+	if len(t.spares) > 0 {
+		// The spare closest in size: most of its classifier is reused.
+		bi := 0
+		for i, s := range t.spares {
+			if absDiff(len(s.c.rules), len(c.rules)) < absDiff(len(t.spares[bi].c.rules), len(c.rules)) {
+				bi = i
+			}
+		}
+		base = t.spares[bi]
+		t.spares = append(t.spares[:bi], t.spares[bi+1:]...)
+	}
+	var id uint32
+	if base != nil {
+		id = base.id
+	} else {
+		var err error
+		if id, err = t.allocID(); err != nil {
+			return nil, err
+		}
+	}
+	pa := &programmedAttachment{id: id, c: c, rules: len(c.rules)}
+	fail := func(err error) (*programmedAttachment, error) {
+		// What the id holds is now a mix of base and c: remove both.
+		rerr := d.removeAttachment(t, pa)
+		if base != nil {
+			rerr = errors.Join(rerr, d.removeAttachment(t, base))
+		}
+		return nil, errors.Join(fmt.Errorf("set policy: write attachment %d: %w", id, err), rerr)
+	}
+	// Rules.
+	pa.vals = make([]polRule, len(c.rules))
+	var keys []uint32
+	var vals []polRule
+	for i, r := range c.rules {
+		pa.vals[i] = polRule{Entry: t.entries[r.Entry], Action: uint8(r.Action), Reject: uint8(r.Reject)}
+		if base != nil && i < len(base.vals) && base.vals[i] == pa.vals[i] {
+			continue
+		}
+		keys = append(keys, id*PolicyMaxRules+uint32(i))
+		vals = append(vals, pa.vals[i])
+	}
+	if err := polBatchPut(d.maps.PolRules, keys, vals); err != nil {
+		return fail(err)
+	}
+	if base != nil && len(base.vals) > len(c.rules) {
+		var gone []uint32
+		for i := len(c.rules); i < len(base.vals); i++ {
+			gone = append(gone, id*PolicyMaxRules+uint32(i))
+		}
+		if err := polBatchDelete(d.maps.PolRules, gone); err != nil {
+			return fail(err)
+		}
+	}
+	// Classifier entries.
+	var old []polDim
+	if base != nil {
+		old = d.polDims(base.c)
+	}
+	for i, dim := range d.polDims(c) {
+		var keys []polLPMKey
+		var vals []polBitsVal
+		var gone []polLPMKey
+		for k, b := range dim.d.bits {
+			if old != nil {
+				if ob, ok := old[i].d.bits[k]; ok && *ob == *b {
+					continue
+				}
+			}
+			var key polLPMKey
+			copy(key[:], dim.key(id, k))
+			var v polBitsVal
+			b.marshalTo(v[:])
+			keys = append(keys, key)
+			vals = append(vals, v)
+		}
+		if old != nil {
+			for k := range old[i].d.bits {
+				if _, ok := dim.d.bits[k]; !ok {
+					var key polLPMKey
+					copy(key[:], dim.key(id, k))
+					gone = append(gone, key)
+				}
+			}
+		}
+		if err := polBatchPut(dim.m, keys, vals); err != nil {
+			return fail(err)
+		}
+		if err := polBatchDelete(dim.m, gone); err != nil {
+			return fail(err)
+		}
+	}
+	hs := uint8(0)
+	if c.hasSport {
+		hs = 1
+	}
+	if err := d.maps.PolAttach.Put(id, polAttachment{Rules: uint32(len(c.rules)), Default: uint8(c.def), DefaultReject: uint8(c.defReject), HasSport: hs}); err != nil {
+		return fail(err)
+	}
+	return pa, nil
+}
+
+func absDiff(a, b int) int {
+	if a < b {
+		return b - a
+	}
+	return a - b
+}
+
+// polBatchPut writes keys[i] → vals[i] in one BPF_MAP_UPDATE_BATCH, or
+// one by one where the map type has no batch operations (LPM tries).
+func polBatchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) {
+		return err
+	}
+	for i := range keys {
+		if err := m.Put(&keys[i], &vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// polBatchDelete deletes keys (missing ones are fine), batched where the
+// map type allows it.
+func polBatchDelete[K any](m *ebpf.Map, keys []K) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := m.BatchDelete(keys, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	var errs []error
+	for i := range keys {
+		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeAttachment deletes what writeAttachment wrote (missing entries
+// are fine) and frees the id.
+func (d *Dataplane) removeAttachment(t *policyTable, pa *programmedAttachment) error {
+	var errs []error
+	if err := d.maps.PolAttach.Put(pa.id, polAttachment{}); err != nil {
+		errs = append(errs, err)
+	}
+	rules := make([]uint32, max(pa.rules, len(pa.vals)))
+	for i := range rules {
+		rules[i] = pa.id*PolicyMaxRules + uint32(i)
+	}
+	errs = append(errs, polBatchDelete(d.maps.PolRules, rules))
+	for _, dim := range d.polDims(pa.c) {
+		keys := make([]polLPMKey, 0, len(dim.d.bits))
+		for k := range dim.d.bits {
+			var key polLPMKey
+			copy(key[:], dim.key(pa.id, k))
+			keys = append(keys, key)
+		}
+		errs = append(errs, polBatchDelete(dim.m, keys))
+	}
+	delete(t.ids, pa.id)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("set policy: remove attachment %d: %w", pa.id, err)
+	}
+	return nil
+}
