@@ -67,9 +67,13 @@ type Cluster struct {
 	netns     []string                    // pod sandboxes' network namespaces seen at Down
 	// gnmiPassword is user isthmus's in the chart's Secret (InstallChart).
 	gnmiPassword   string
-	ownMounts      bool // Options.OwnMounts
-	madeRunIsthmus bool // /run/isthmus was made for the nodes' mount namespaces
+	ownMounts      bool     // Options.OwnMounts
+	madeRunIsthmus bool     // /run/isthmus was made for the nodes' mount namespaces
+	madeHostDirs   []string // kubeletHostDirs absent before the cluster
 }
+
+// kubeletHostDirs are paths the kubelet uses whatever its root dir is.
+var kubeletHostDirs = []string{"/var/lib/kubelet", "/var/log/containers"}
 
 // Up starts the control plane in tb's ControlPlaneNode (the topology must
 // be Topology()) and makes each host a node; it returns once every node is
@@ -100,6 +104,13 @@ func Up(ctx context.Context, tb *testbed.Testbed, o Options) (*Cluster, error) {
 		Server: "https://" + net.JoinHostPort(ControlPlaneAddr.String(), strconv.Itoa(APIServerPort)),
 		Nodes:  map[string]*Node{}, procs: map[string]*testbed.Process{},
 		tb: tb, log: o.Log, bins: o.Bins, images: o.Images, nodeNames: o.Nodes, ownMounts: o.OwnMounts,
+	}
+	// The kubelet makes these whatever its flags say (device plugin socket,
+	// container log links); Down removes them when they were not there.
+	for _, d := range kubeletHostDirs {
+		if !exists(d) {
+			c.madeHostDirs = append(c.madeHostDirs, d)
+		}
 	}
 	if err := c.up(ctx); err != nil {
 		return nil, errors.Join(err, c.Down(context.WithoutCancel(ctx)))

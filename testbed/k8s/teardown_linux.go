@@ -66,6 +66,11 @@ func (c *Cluster) Down(ctx context.Context) error {
 		}
 	}
 	errs = append(errs, c.removeHostView())
+	for _, d := range c.madeHostDirs {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", d, err))
+		}
+	}
 	errs = append(errs, unmountUnder(c.Dir))
 	for _, p := range c.netns {
 		_ = syscall.Unmount(p, syscall.MNT_DETACH) // not mounted: containerd removed it
@@ -97,6 +102,11 @@ func (c *Cluster) Leftovers() []string {
 	}
 	if c.madeRunIsthmus && exists(runIsthmus) {
 		left = append(left, "directory "+runIsthmus)
+	}
+	for _, d := range c.madeHostDirs {
+		if exists(d) {
+			left = append(left, "directory "+d)
+		}
 	}
 	for _, p := range c.netns {
 		if exists(p) {
