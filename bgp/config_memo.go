@@ -17,6 +17,12 @@ import (
 // The memo holds the entries of the last configuration translated only,
 // so it neither grows nor keeps entries alive.
 type vrfMemo struct {
+	// validated is the intent Validate translated from validatedFrom, for
+	// the Apply of the same candidate that follows it: taken once, so no
+	// intent that Apply changes and keeps is ever handed out again.
+	validated     *intent
+	validatedFrom *gen.Device
+
 	mu   sync.Mutex       // guards seen, next
 	seen map[*niT]vrfSpec // the entries of the last configuration translated
 	next map[*niT]vrfSpec // being filled by the translation under way
@@ -44,14 +50,25 @@ func (m *vrfMemo) vrfOf(name string, ni *niT, d *gen.Device) (vrfSpec, error) {
 }
 
 // translate runs intentOfMemo for d with the memo locked, and keeps
-// what it translated for the next configuration.
-func (m *vrfMemo) translate(d *gen.Device, loc local) (*intent, error) {
+// what it translated for the next configuration. forValidate keeps the
+// intent itself for the Apply of d, which takes it instead of
+// translating d again.
+func (m *vrfMemo) translate(d *gen.Device, loc local, forValidate bool) (*intent, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !forValidate && m.validated != nil && m.validatedFrom == d {
+		in := m.validated
+		m.validated, m.validatedFrom = nil, nil
+		return in, nil
+	}
+	m.validated, m.validatedFrom = nil, nil
 	m.into, m.next = nil, nil
 	in, err := intentOfMemo(d, loc, m)
 	if err == nil {
 		m.seen = m.next
+		if forValidate {
+			m.validated, m.validatedFrom = in, d
+		}
 	}
 	m.into, m.next = nil, nil
 	return in, err

@@ -27,7 +27,7 @@ func TestMemoTranslatesOnlyReplacedEntries(t *testing.T) {
 	loc := local{listenPort: -1}
 	check := func(d *gen.Device) *intent {
 		t.Helper()
-		got, err := memo.translate(d, loc)
+		got, err := memo.translate(d, loc, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,6 +77,17 @@ func TestMemoTranslatesOnlyReplacedEntries(t *testing.T) {
 	}
 	if len(in1.vrfs["green"].routes) != 2 || len(in2.vrfs["green"].routes) != 0 {
 		t.Errorf("green routes %v then %v: want the pod and the static route, then neither", in1.vrfs["green"].routes, in2.vrfs["green"].routes)
+	}
+	// Validate's translation of a candidate serves its Apply, once.
+	v, err := memo.translate(d2, loc, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := memo.translate(d2, loc, false); a != v {
+		t.Error("the Apply after Validate translated the candidate again")
+	}
+	if again, _ := memo.translate(d2, loc, false); again == v {
+		t.Error("Validate's intent was handed out twice")
 	}
 	if len(in2.vrfs["blue"].importRTs) != 2 {
 		t.Errorf("blue, replaced, kept its old route targets: %v", in2.vrfs["blue"].importRTs)

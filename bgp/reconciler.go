@@ -146,7 +146,7 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 // Validate checks what only BGP knows: RD and RT syntax, unique RDs, a
 // tunnel source when routes are to be exported, neighbor leaves.
 func (r *Reconciler) Validate(intended *gen.Device) error {
-	in, err := r.memo.translate(intended, r.local())
+	in, err := r.memo.translate(intended, r.local(), true)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (r *Reconciler) Validate(intended *gen.Device) error {
 // what was actually applied (not against old), so a rollback after a
 // partial failure converges too.
 func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error {
-	want, err := r.memo.translate(intended, r.local())
+	want, err := r.memo.translate(intended, r.local(), false)
 	if err != nil {
 		return err
 	}
