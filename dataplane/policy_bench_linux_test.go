@@ -2,6 +2,9 @@ package dataplane
 
 import (
 	"fmt"
+	"net"
+	"os/exec"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -95,5 +98,75 @@ func BenchmarkPolicyChange(b *testing.B) {
 			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
 		})
+	}
+}
+
+// BenchmarkPolicyThroughput measures iperf3 TCP throughput from host a's
+// red pod to host b's over the MPLSoUDP overlay without policy and with
+// 10,000 rules on a's pod egress and on b's pod ingress (the rule that
+// accepts port 5201 is the last; replies pass as the flow's), in one run:
+// rounds alternate the two, throughputRounds of throughputSeconds each,
+// and the median round counts. Run it with -benchtime=1x.
+func BenchmarkPolicyThroughput(b *testing.B) {
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		b.Skip("iperf3 not installed")
+	}
+	for b.Loop() {
+		o := newOverlay(b, EncapMPLSoUDP)
+		from, to := o.a.pods["red"], o.b.pods["red"]
+		ifindex := func(h *testHost) int {
+			var i int
+			must(b, h.ns.do(func() error {
+				ifc, err := net.InterfaceByName(from.hostIf)
+				if err != nil {
+					return err
+				}
+				i = ifc.Index
+				return nil
+			}))
+			return i
+		}
+		ia, ib := ifindex(o.a), ifindex(o.b)
+		rules := func() *Attachment {
+			a := benchPolicyRules(10000, 5201)
+			a.Rules[len(a.Rules)-1] = PolicyRule{Sources: pfx("10.1.0.0/24"), Destinations: pfx(to.addr.String() + "/32"), Protocol: 6,
+				DestinationPorts: PortRange{5201, 5201}, Action: PolicyAccept, Entry: "bench/last"}
+			return a
+		}
+		runs := map[string][]float64{}
+		for range throughputRounds {
+			for _, name := range []string{"none", "10000-rules"} {
+				pa, pb := PolicyConfig{}, PolicyConfig{}
+				if name != "none" {
+					pa = PolicyConfig{Interfaces: map[int]InterfacePolicy{ia: {Egress: rules()}}}
+					pb = PolicyConfig{Interfaces: map[int]InterfacePolicy{ib: {Ingress: rules()}}}
+				}
+				for _, h := range []struct {
+					d   *Dataplane
+					cfg PolicyConfig
+				}{{o.a.d, pa}, {o.b.d, pb}} {
+					must(b, h.d.SetPolicy(h.cfg))
+					must(b, h.d.PrunePolicy())
+				}
+				g := iperf(b, from.ns, to.ns, to.addr)
+				if name != "none" {
+					// The rules were in force: the accepting one counted the flows.
+					for _, d := range []*Dataplane{o.a.d, o.b.d} {
+						c, err := d.PolicyEntryCounters()
+						must(b, err)
+						if c["bench/last"].Packets == 0 {
+							b.Fatalf("no packet counted on the accepting rule: %+v", c["bench/last"])
+						}
+					}
+				}
+				runs[name] = append(runs[name], g)
+				b.Logf("%s %.2f Gbit/s", name, g)
+			}
+		}
+		med := func(r []float64) float64 { slices.Sort(r); return r[len(r)/2] }
+		none, with := med(runs["none"]), med(runs["10000-rules"])
+		b.ReportMetric(none, "none-Gbit/s")
+		b.ReportMetric(with, "10000-rules-Gbit/s")
+		b.ReportMetric(with/none, "ratio")
 	}
 }
