@@ -34,6 +34,7 @@ func Scenarios() []Scenario {
 		{Name: "d", Short: "MPLS over MPLS", Title: "MPLSoMPLS between two hosts on one L2 segment", Run: runMPLSoMPLS},
 		{Name: "service", Short: "service VIP", Title: "a service address with backends on c1 and c2, reached from a DC pod on d1; c1's route goes with its backend", Run: runService},
 		{Name: "external", Short: "source NAT", Title: "pods of red and blue on c1 (overlapping pools) reach an address behind the core router at once through SNAT; vpcgw's uplink shows only c1's address", Run: runExternal},
+		{Name: "floating", Short: "floating IP", Title: "a DC pod on d1 reaches a pod of blue on c1 by its floating IP, advertised as VPNv4 in an external VRF; the binding moves to a pod on c2 and the same address reaches it", Run: runFloating},
 		{Name: "policy", Short: "tier policy", Title: "app=web reaches app=db on TCP 5432 and nothing else, enforced across the tunnel both ways (egress at the sender, ingress after decapsulation)", Run: runPolicy},
 		{Name: "e", Short: "daemon restart", Title: "isthmusd on c1 restarted under a 10ms ping flow loses nothing", Run: runRestart},
 		{Name: "f", Short: "server removed", Title: "a data-center server removed: its routes are withdrawn, traffic moves to the survivor; restored, it is reached again", Run: runServerRemoved},
