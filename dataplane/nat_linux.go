@@ -393,7 +393,12 @@ func (d *Dataplane) SetFloating(fs []Floating) error {
 			wantVPN[forwarderHostKey{Vrf: id, Addr: be32(f.Pod.As4())}] = floatingExt{Ext: fp.Ext, Addr: be32(f.Addr.As4())}
 		}
 		wantIn[be32(f.Addr.As4())] = fp
-		wantOut[forwarderHostKey{Vrf: id, Addr: be32(f.Pod.As4())}] = be32(f.Addr.As4())
+		if f.Ext == "" {
+			// A VPNv4 floating IP is reached through the external VRF
+			// only: the pod's other traffic is its VRF's (SNAT or drop),
+			// not the underlay's from an address nothing routes back.
+			wantOut[forwarderHostKey{Vrf: id, Addr: be32(f.Pod.As4())}] = be32(f.Addr.As4())
+		}
 	}
 	var errs []error
 	var k uint32

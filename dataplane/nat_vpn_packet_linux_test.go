@@ -12,9 +12,9 @@ import (
 // to the data center (no route in red) leaves from the floating IP over
 // public's route, encapsulated; every checksum exact. After the binding
 // moves to pod2 the label leads to pod2, and once the floating IP is
-// unbound it leads nowhere. Without the advertisement in public, the same
-// IP arriving unencapsulated is translated, but with public's label it is
-// not.
+// unbound it leads nowhere. The floating IP is reached through public
+// only: unencapsulated it is not a way in, and pod1's packets to
+// destinations public does not route do not leave from it.
 func TestFloatingVPNExact(t *testing.T) {
 	e := natEnv(t)
 	fip := netip.MustParseAddr("198.51.100.5")
@@ -43,6 +43,11 @@ func TestFloatingVPNExact(t *testing.T) {
 		packet(udp(sport, 6635, cat(lse(500, true, 63), translated)))
 	assertBytes(t, "reply over public's route", out, eth(peer2MAC, underlayMAC, 0x0800, outer))
 
+	// To a destination public does not route, pod1 does not leave from
+	// the floating IP through the underlay (red has no SNAT: dropped).
+	if ret, out := run(t, e.d.progs.PodIngress, eth(loMAC, pod1PeerMAC, 0x0800, tcpPkt(pod1Addr, 80, inetAddr, 443, tcpSYN, 64, nil))); ret != tcShot {
+		t.Errorf("pod1 to %s outside public's routes: return %d (%x), want a drop", inetAddr, ret, out)
+	}
 	// Unencapsulated, a VPNv4 floating IP is not a way in.
 	if ret, _ := run(t, e.d.progs.UnderlayIngress, eth(underlayMAC, gwMAC, 0x0800, in)); ret == tcRedirect {
 		t.Errorf("an unencapsulated packet to a VPNv4 floating ip reached the pod")
