@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -143,11 +144,12 @@ type dimKey struct {
 }
 
 // dimension is one classifier of an attachment: every prefix a rule names
-// and, once built, the bitmap of the rules that match at each.
+// and the rules that name it. The bitmap of a prefix (bitsOf) is computed
+// when it is written, so that a change computes only those that differ.
 type dimension struct {
-	width uint8
-	rules map[dimKey][]int
-	bits  map[dimKey]*polBits
+	width   uint8
+	rules   map[dimKey][]int
+	lengths []uint8 // the prefix lengths some rule uses, once built
 }
 
 func newDimension(width uint8) *dimension {
@@ -166,35 +168,54 @@ func mask(bits, width uint8) uint32 {
 	return ^uint32(0) << (width - bits) & (^uint32(0) >> (32 - width))
 }
 
-// build computes, for every prefix, the rules of every prefix that holds
-// it: a longest-prefix match on the packet then yields every rule that
-// matches in this dimension.
+// build notes the prefix lengths in use: only those can hold a prefix
+// that holds another.
 func (d *dimension) build() {
-	d.bits = make(map[dimKey]*polBits, len(d.rules))
-	// Only the prefix lengths some rule uses can hold a key.
-	var lengths []uint8
 	seen := map[uint8]bool{}
 	for k := range d.rules {
 		if !seen[k.bits] {
 			seen[k.bits] = true
-			lengths = append(lengths, k.bits)
+			d.lengths = append(d.lengths, k.bits)
 		}
 	}
-	slab := make([]polBits, len(d.rules))
-	for k := range d.rules {
-		b := &slab[0]
-		slab = slab[1:]
+	slices.Sort(d.lengths)
+}
+
+// bitsOf returns the bitmap of prefix k (a prefix some rule names): the
+// rules of every prefix that holds it, so that a longest-prefix match on
+// the packet yields every rule that matches in this dimension.
+func (d *dimension) bitsOf(k dimKey, b *polBits) {
+	*b = polBits{}
+	for _, l := range d.lengths {
+		if l > k.bits {
+			break
+		}
+		for _, r := range d.rules[dimKey{value: k.value & mask(l, d.width), bits: l}] {
+			b.set(r)
+		}
+	}
+}
+
+// differs reports whether prefix k's bitmap in d differs from its bitmap
+// in old (where it may be absent): whether a prefix holding it names
+// other rules in the two.
+func (d *dimension) differs(old *dimension, k dimKey) bool {
+	if _, ok := old.rules[k]; !ok {
+		return true
+	}
+	check := func(lengths []uint8) bool {
 		for _, l := range lengths {
 			if l > k.bits {
-				continue
+				break
 			}
 			a := dimKey{value: k.value & mask(l, d.width), bits: l}
-			for _, r := range d.rules[a] {
-				b.set(r)
+			if !slices.Equal(d.rules[a], old.rules[a]) {
+				return true
 			}
 		}
-		d.bits[k] = b
+		return false
 	}
+	return check(d.lengths) || check(old.lengths)
 }
 
 // compiledAttachment is an Attachment as the forwarder's classifier holds

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"testing"
 )
@@ -60,13 +61,26 @@ func TestPolicyChangeRewritesSpare(t *testing.T) {
 		var v []byte
 		it := dim.m.Iterate()
 		for it.Next(&k, &v) {
-			if binary.BigEndian.Uint32(k[4:8]) == pc.id {
-				n++
+			if binary.BigEndian.Uint32(k[4:8]) != pc.id {
+				continue
+			}
+			n++
+			// The bitmap is the one c's classifier has at that prefix.
+			var dk dimKey
+			if dim.m == e.d.maps.PolSrc || dim.m == e.d.maps.PolDst {
+				dk = dimKey{value: binary.BigEndian.Uint32(k[8:12]), bits: uint8(binary.LittleEndian.Uint32(k[0:4]) - 32)}
+			} else {
+				dk = dimKey{value: uint32(k[8])<<16 | uint32(k[9])<<8 | uint32(k[10]), bits: uint8(binary.LittleEndian.Uint32(k[0:4]) - 32)}
+			}
+			var want polBits
+			dim.d.bitsOf(dk, &want)
+			if !bytes.Equal(v, want.marshal()) {
+				t.Errorf("%s: prefix %+v holds another bitmap than c's", dim.m, dk)
 			}
 		}
 		must(t, it.Err())
-		if n != len(dim.d.bits) {
-			t.Errorf("%s: %d entries under id %d, want %d", dim.m, n, pc.id, len(dim.d.bits))
+		if n != len(dim.d.rules) {
+			t.Errorf("%s: %d entries under id %d, want %d", dim.m, n, pc.id, len(dim.d.rules))
 		}
 	}
 	n := 0

@@ -101,22 +101,22 @@ func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*pro
 		var keys []polLPMKey
 		var vals []polBitsVal
 		var gone []polLPMKey
-		for k, b := range dim.d.bits {
-			if old != nil {
-				if ob, ok := old[i].d.bits[k]; ok && *ob == *b {
-					continue
-				}
+		var b polBits
+		for k := range dim.d.rules {
+			if old != nil && !dim.d.differs(old[i].d, k) {
+				continue
 			}
 			var key polLPMKey
 			copy(key[:], dim.key(id, k))
+			dim.d.bitsOf(k, &b)
 			var v polBitsVal
 			b.marshalTo(v[:])
 			keys = append(keys, key)
 			vals = append(vals, v)
 		}
 		if old != nil {
-			for k := range old[i].d.bits {
-				if _, ok := dim.d.bits[k]; !ok {
+			for k := range old[i].d.rules {
+				if _, ok := dim.d.rules[k]; !ok {
 					var key polLPMKey
 					copy(key[:], dim.key(id, k))
 					gone = append(gone, key)
@@ -199,8 +199,8 @@ func (d *Dataplane) removeAttachment(t *policyTable, pa *programmedAttachment) e
 	}
 	errs = append(errs, polBatchDelete(d.maps.PolRules, rules))
 	for _, dim := range d.polDims(pa.c) {
-		keys := make([]polLPMKey, 0, len(dim.d.bits))
-		for k := range dim.d.bits {
+		keys := make([]polLPMKey, 0, len(dim.d.rules))
+		for k := range dim.d.rules {
 			var key polLPMKey
 			copy(key[:], dim.key(pa.id, k))
 			keys = append(keys, key)
