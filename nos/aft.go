@@ -265,7 +265,10 @@ func (s *AFTSubscription) Take(max int, out []AFTKey) (keys []AFTKey, synced boo
 		s.initial = s.initial[n:]
 		if len(s.initial) == 0 {
 			s.initial = nil
-		} else {
+		}
+		// More initial keys, or changes that came while they were being
+		// taken (their own signal may have been spent on an initial batch).
+		if len(s.initial) > 0 || len(s.queue) > s.head {
 			s.signal()
 		}
 		return out, false

@@ -80,3 +80,61 @@ func TestAFTSubscriptionTakesInBatches(t *testing.T) {
 	default:
 	}
 }
+
+// keysOnly is an AFT source that has keys and no values: enough for the
+// queue, which hands out keys only.
+type keysOnly []AFTKey
+
+func (k keysOnly) AFTKeys(want func(string) bool, out []AFTKey) []AFTKey {
+	for _, key := range k {
+		if want(key.VRF) {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
+func (keysOnly) AFTLookup(keys []AFTKey, out []AFTItem) []AFTItem {
+	for _, key := range keys {
+		out = append(out, AFTItem{Key: key})
+	}
+	return out
+}
+
+// TestAFTChangeDuringInitialSync: a change that arrives while the initial
+// keys are still being taken is signalled once they are all out, so a
+// reader that takes only when signalled never stalls with keys waiting
+// (the way an initial sync of a large table ends while BGP still imports).
+func TestAFTChangeDuringInitialSync(t *testing.T) {
+	var a AFT
+	var table keysOnly
+	for i := range 2500 {
+		table = append(table, AFTKey{VRF: "red", Kind: AFTNextHop, ID: uint64(i + 1)})
+	}
+	a.SetSource(table)
+	sub := a.Subscribe(nil, true)
+	defer sub.Close()
+	changed := AFTKey{VRF: "red", Kind: AFTGroup, ID: 9}
+	var initial []AFTKey
+	for i := 0; ; i++ {
+		select {
+		case <-sub.Ready():
+		default:
+			t.Fatalf("no signal after %d initial keys, with %d of them and a change waiting", len(initial), len(table)-len(initial))
+		}
+		keys, synced := sub.Take(1000, nil)
+		if synced {
+			if !slices.Equal(keys, []AFTKey{changed}) {
+				t.Fatalf("after the initial keys took %v, want the change", keys)
+			}
+			break
+		}
+		initial = append(initial, keys...)
+		if i == 0 {
+			a.Changed([]AFTKey{changed})
+		}
+	}
+	if !slices.Equal(initial, table) {
+		t.Fatalf("initial sync took %d keys, want the table's %d", len(initial), len(table))
+	}
+}
