@@ -160,9 +160,36 @@ func TestChartRequiresPeers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "network.defaultNetwork.subnets is empty") {
 		t.Fatalf("render without the default network's subnets: %v", err)
 	}
+	_, err = runHelm(t, "template", "isthmus", "./isthmus", "-f", testValues, "--set", "network.default=Default")
+	if err == nil || !strings.Contains(err.Error(), `network.default is "default"`) {
+		t.Fatalf("render with the pod network named default: %v", err)
+	}
 	_, err = runHelm(t, "template", "isthmus", "./isthmus", "-f", testValues, "--set", "gnmi.tls.secretName=", "--set", "gnmi.tls.clientSecretName=")
 	if err == nil || !strings.Contains(err.Error(), "skipVerify") {
 		t.Fatalf("render with self-signed certificates and verification on: %v", err)
+	}
+}
+
+// TestChartDefaultNetwork: with the chart's defaults the pod network,
+// and the controller's --default-network, are not named "default" (which
+// would become a VRF isthmusd refuses, so no node would be configured).
+func TestChartDefaultNetwork(t *testing.T) {
+	objs := render(t)
+	var vn object
+	for _, o := range objs {
+		if o.kind() == "VirtualNetwork" {
+			vn = o
+		}
+	}
+	if vn == nil || strings.EqualFold(vn.name(), "default") {
+		t.Fatalf("the chart's default VirtualNetwork is %v, want one not named default", vn.name())
+	}
+	out, err := runHelm(t, "template", "isthmus", "./isthmus", "--namespace", "isthmus-system", "-f", testValues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "--default-network=" + vn.name(); !strings.Contains(out, want) {
+		t.Errorf("the controller is not given %s", want)
 	}
 }
 

@@ -118,11 +118,11 @@ func TestChartControllerRuns(t *testing.T) {
 	}
 	vns := dyn.Resource(schema.GroupVersionResource{Group: "isthmus.dev", Version: "v1alpha1", Resource: "virtualnetworks"})
 	// The chart made the network --default-network names.
-	if _, err := vns.Get(ctx, "default", metav1.GetOptions{}); err != nil {
+	if _, err := vns.Get(ctx, "pods", metav1.GetOptions{}); err != nil {
 		t.Fatalf("get the chart's default VirtualNetwork: %v", err)
 	}
 	waitUntil(t, "isthmus-controller", done, 60*time.Second, "finalizer and status on the VirtualNetwork", func() bool {
-		u, err := vns.Get(ctx, "default", metav1.GetOptions{})
+		u, err := vns.Get(ctx, "pods", metav1.GetOptions{})
 		if err != nil {
 			return false
 		}

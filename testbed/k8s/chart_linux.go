@@ -33,11 +33,7 @@ controller:
 `
 	}
 	cniBin, cniConf, data := c.hostView()
-	// network.default is renamed: the chart's default network, "default",
-	// becomes a VRF named "default", which isthmusd refuses (that name is
-	// the DEFAULT instance's), so no node would be configured.
 	return fmt.Sprintf(`bgp: {as: 65000}
-network: {default: pods}
 routeReflector:
   replicas: 1
   addresses: [10.10.0.11]

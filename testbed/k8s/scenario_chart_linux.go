@@ -72,13 +72,13 @@ func chart(ctx context.Context, e *Env) error {
 		return err
 	}
 	e.say("Lease %s/isthmus-controller held by %s", ChartNamespace, holder)
-	if err := poll(wctx, "VirtualNetwork default Accepted", func() (bool, error) {
-		out, err := c.Kubectl(wctx, "get", "virtualnetwork", "default", "-o", `jsonpath={.status.conditions[?(@.type=="Accepted")].status}`)
+	if err := poll(wctx, "VirtualNetwork pods Accepted", func() (bool, error) {
+		out, err := c.Kubectl(wctx, "get", "virtualnetwork", "pods", "-o", `jsonpath={.status.conditions[?(@.type=="Accepted")].status}`)
 		return strings.TrimSpace(string(out)) == "True", err
 	}); err != nil {
 		return err
 	}
-	e.say("VirtualNetwork default (the chart's): Accepted=True")
+	e.say("VirtualNetwork pods (the chart's default network): Accepted=True")
 	var got string
 	if err := poll(wctx, "the route reflector's clients 10.10.0.11 and 10.10.0.12", func() (bool, error) {
 		out, err := e.gnmiGetTLS(wctx, "c1", "10.10.0.11:9340", "/network-instances/network-instance[name=default]/protocols")
