@@ -113,6 +113,7 @@ func Scenarios() []Scenario {
 		{"delete", "deleting a pod withdraws its /32 at the DC gateway", deletePod},
 		{"drain", "draining a node moves its pods, their routes and the traffic to the other node", drain},
 		{"chart", "helm template | kubectl apply: the controller and the route reflector run as pods and configure the reflector", chart},
+		{"probe-http", "an httpGet readiness probe (kubelet from the node's stack, host access) passes, and goes NotReady when the server fails", probeHTTP},
 	}
 }
 
