@@ -92,7 +92,7 @@ func DaemonSetMission(ctx context.Context, e *Env) error {
 			return err
 		}
 	}
-	return nil
+	return e.clusterIP(ctx, "shop", pods)
 }
 
 // waitNodesConfigured waits until every Node reports IsthmusNetworkReady.
