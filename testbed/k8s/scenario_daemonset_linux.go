@@ -92,7 +92,10 @@ func DaemonSetMission(ctx context.Context, e *Env) error {
 			return err
 		}
 	}
-	return e.clusterIP(ctx, "shop", pods)
+	if err := e.clusterIP(ctx, "shop", pods); err != nil {
+		return err
+	}
+	return e.netpol(ctx, "shop", pods)
 }
 
 // waitNodesConfigured waits until every Node reports IsthmusNetworkReady.
