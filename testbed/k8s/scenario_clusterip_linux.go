@@ -20,7 +20,7 @@ const clusterIPProbes = 24
 // expose`'s Service ns/web into the service k8s/<ns>/web of red on c1 and
 // c2 (its ClusterIP, port 8080, both pods as backends), both nodes
 // advertise the ClusterIP /32 (RD <node>:100, route target 65000:100,
-// which red's VRF on d1 already imports), dcgw holds it, and red's DC pod
+// which red's VRF on d1 imports), dcgw and d1 hold it, and red's DC pod
 // on d1 connects to ClusterIP:8080 and is answered by both backends.
 func (e *Env) clusterIP(ctx context.Context, ns string, pods []corev1.Pod) error {
 	c := e.Cluster
@@ -62,7 +62,10 @@ func (e *Env) clusterIP(ctx context.Context, ns string, pods []corev1.Pod) error
 			return err
 		}
 	}
-	e.say("Service %s/web (ClusterIP %s:8080): the controller wrote service %s on c1 and c2 with backends %v; dcgw holds %s/32 from both nodes (RD <node>:100)", ns, vip, name, podIPs(pods), vip)
+	if err := e.d1HoldsVIP(ctx, vip); err != nil {
+		return err
+	}
+	e.say("Service %s/web (ClusterIP %s:8080): the controller wrote service %s on c1 and c2 with backends %v; dcgw holds %s/32 from both nodes (RD <node>:100), and so does red's VRF on d1, importing %s", ns, vip, name, podIPs(pods), vip, redRT)
 	backends := map[string]string{}
 	for _, p := range pods {
 		backends[p.Name] = p.Status.PodIP
@@ -99,6 +102,44 @@ func (e *Env) clusterIP(ctx context.Context, ns string, pods []corev1.Pod) error
 	sort.Strings(names)
 	e.say("%d connections from d1/red/%s %s to %s: answered by %s (each seeing the DC pod's own address)", clusterIPProbes, dc.Name, dc.Address, url, strings.Join(names, ", "))
 	return nil
+}
+
+// redRT is the route target of the VirtualNetwork red, the data center's
+// red: d1's VRF red imports it from the testbed's own configuration.
+const redRT = "65000:100"
+
+// d1HoldsVIP checks that red's VRF on d1 imports redRT and waits until its
+// forwarding table holds vip/32.
+func (e *Env) d1HoldsVIP(ctx context.Context, vip string) error {
+	cfg, err := e.TB.GnmiFlat(ctx, "d1", "/network-instances/network-instance[name=red]/config")
+	if err != nil {
+		return err
+	}
+	imports := ""
+	for k, v := range cfg {
+		if strings.Contains(k, "import-route-target") {
+			imports += v + " "
+		}
+	}
+	if !strings.Contains(imports, redRT) {
+		return fmt.Errorf("d1's VRF red imports %q, not %s: the Service's VIP cannot reach it", imports, redRT)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var aft map[string]string
+	return poll(wctx, fmt.Sprintf("d1's VRF red holding %s/32", vip), func() (bool, error) {
+		var err error
+		aft, err = e.TB.GnmiFlat(wctx, "d1", "/network-instances/network-instance[name=red]/afts/ipv4-unicast/ipv4-entry[prefix="+vip+"/32]")
+		if err != nil {
+			return false, err
+		}
+		for k, v := range aft {
+			if strings.Contains(k, vip+"/32") || strings.Contains(v, vip+"/32") {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }
 
 // nodeInternalIP returns node's InternalIP address.
