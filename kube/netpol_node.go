@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
-	"google.golang.org/grpc"
 
 	"github.com/isthmus-net/isthmus/gen"
 )
@@ -24,18 +22,11 @@ import (
 // goroutine per node. It reads the node before every change, because pod
 // interfaces come and go with the node's CNI, not with the controller.
 type policyWorker struct {
-	name, addr string
-	cfg        *Config
-	log        *slog.Logger
-	sets       *countingSets
-
-	wake chan struct{} // buffered 1
+	gnmiWorker
+	sets *countingSets
 
 	mu   sync.Mutex // guards want
 	want *nodePolicy
-
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // errPodsPending says pods of the intent that have an address have no
@@ -43,9 +34,11 @@ type policyWorker struct {
 var errPodsPending = errors.New("pods without an interface on the node yet")
 
 func newPolicyWorker(name, addr string, cfg *Config, sets *countingSets) *policyWorker {
-	return &policyWorker{name: name, addr: addr, cfg: cfg, sets: sets,
-		log:  cfg.Logger.With("node", name, "gnmi", addr, "part", "policy"),
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w := &policyWorker{sets: sets}
+	w.gnmiWorker = newGNMIWorker(name, addr, cfg, cfg.Logger.With("node", name, "gnmi", addr, "part", "policy"),
+		"configure node policy", 10*time.Second, errPodsPending)
+	w.pass = w.configure
+	return w
 }
 
 // set hands the worker a new intent. A pod's address is part of it, so
@@ -57,72 +50,21 @@ func (w *policyWorker) set(np *nodePolicy) {
 	w.want = np
 	w.mu.Unlock()
 	if !same {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		w.poke()
 	}
 }
 
-func (w *policyWorker) start(ctx context.Context) error {
-	opts, err := dialOptions(w.cfg.GNMI)
-	if err != nil {
-		return err
+// configure is the worker's pass: it applies the intent on every change
+// and at every resync; failures and pods still without interfaces retry
+// with backoff.
+func (w *policyWorker) configure(ctx context.Context, c gpb.GNMIClient, _ bool) error {
+	w.mu.Lock()
+	want := w.want
+	w.mu.Unlock()
+	if want == nil {
+		return nil
 	}
-	conn, err := grpc.NewClient(w.addr, opts...)
-	if err != nil {
-		return fmt.Errorf("dial node %s at %s: %w", w.name, w.addr, err)
-	}
-	ctx, w.cancel = context.WithCancel(ctx)
-	go func() {
-		defer close(w.done)
-		defer conn.Close()
-		w.loop(ctx, gpb.NewGNMIClient(conn))
-	}()
-	return nil
-}
-
-func (w *policyWorker) stop() {
-	w.cancel()
-	<-w.done
-}
-
-// loop applies the intent on every change and at every resync; failures
-// and pods still without interfaces retry with backoff.
-func (w *policyWorker) loop(ctx context.Context, c gpb.GNMIClient) {
-	backoff := time.Duration(0)
-	resync := time.NewTicker(w.cfg.ResyncPeriod)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.wake:
-		case <-resync.C:
-		case <-retry:
-		}
-		retry = nil
-		w.mu.Lock()
-		want := w.want
-		w.mu.Unlock()
-		if want == nil {
-			continue
-		}
-		err := w.apply(ctx, c, want)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			backoff = 0
-			continue
-		}
-		backoff = min(max(2*backoff, minBackoff), 10*time.Second)
-		if !errors.Is(err, errPodsPending) {
-			w.log.Warn("configure node policy", "err", err, "retry_in", backoff)
-		}
-		retry = time.After(backoff)
-	}
+	return w.apply(ctx, c, want)
 }
 
 // apply reads the node and sends one Set with the difference.

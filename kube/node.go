@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
-	"google.golang.org/grpc"
 )
 
 // Backoff bounds of a node's retries.
@@ -18,14 +16,13 @@ const (
 	maxBackoff = 30 * time.Second
 )
 
-// nodeWorker owns the connection to one node's isthmusd and brings the
-// node to the latest intent it was given: one goroutine per node, so a
-// slow or dead node delays nobody else.
+// nodeWorker brings one node's isthmusd to the latest intent it was given
+// (its VRFs, namespace entries and BGP neighbors) over its own gnmiWorker:
+// one goroutine per node, so a slow or dead node delays nobody else. A
+// subscription to the node's commit revision makes it read the node again
+// after a restart.
 type nodeWorker struct {
-	name string
-	addr string
-	log  *slog.Logger
-	cfg  *Config
+	gnmiWorker
 	// report is called after every attempt with what the node holds (nil
 	// when unknown) and the error, if any.
 	report func(name string, have *nodeConfig, err error)
@@ -35,13 +32,14 @@ type nodeWorker struct {
 	// node). Route reflectors use reflectorSetRequest.
 	diff func(nodeConfig, nodeIntent) (*gpb.SetRequest, nodeConfig, error)
 
-	wake chan struct{} // buffered 1: something changed
+	mu    sync.Mutex // guards want, stale
+	want  nodeIntent
+	stale bool // what the node holds must be read again
 
-	mu     sync.Mutex // guards want, stale
-	want   nodeIntent
-	stale  bool // what the node holds must be read again
-	cancel context.CancelFunc
-	done   chan struct{}
+	// have is what the node holds (nil: unknown) and lastErr the error of
+	// the last pass; owned by the loop goroutine.
+	have    *nodeConfig
+	lastErr error
 }
 
 // countingSets counts Set RPCs across all workers.
@@ -63,11 +61,10 @@ func (c *countingSets) get() int64 {
 }
 
 func newNodeWorker(name, addr string, cfg *Config, sets *countingSets, report func(string, *nodeConfig, error)) *nodeWorker {
-	return &nodeWorker{
-		name: name, addr: addr, cfg: cfg, sets: sets, report: report,
-		log:  cfg.Logger.With("node", name, "gnmi", addr),
-		wake: make(chan struct{}, 1), stale: true, done: make(chan struct{}),
-	}
+	w := &nodeWorker{sets: sets, report: report, stale: true}
+	w.gnmiWorker = newGNMIWorker(name, addr, cfg, cfg.Logger.With("node", name, "gnmi", addr), "configure node", maxBackoff)
+	w.pass, w.watchNode = w.configure, w.watch
+	return w
 }
 
 // set hands the worker a new intent.
@@ -81,13 +78,6 @@ func (w *nodeWorker) set(in nodeIntent) {
 	}
 }
 
-func (w *nodeWorker) poke() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
 func (w *nodeWorker) markStale() {
 	w.mu.Lock()
 	w.stale = true
@@ -95,82 +85,35 @@ func (w *nodeWorker) markStale() {
 	w.poke()
 }
 
-// start runs the worker until stop.
-func (w *nodeWorker) start(ctx context.Context) error {
-	opts, err := dialOptions(w.cfg.GNMI)
-	if err != nil {
-		return err
+// configure is the worker's pass: it applies the latest intent (the node
+// read again when it came back or the resync period passed) and reports
+// news. A node without BGP is not retried: its neighbors wait for the
+// next change.
+func (w *nodeWorker) configure(ctx context.Context, c gpb.GNMIClient, resync bool) error {
+	if resync {
+		w.have = nil
 	}
-	conn, err := grpc.NewClient(w.addr, opts...)
-	if err != nil {
-		return fmt.Errorf("dial node %s at %s: %w", w.name, w.addr, err)
+	w.mu.Lock()
+	want, stale := w.want, w.stale
+	w.stale = false
+	w.mu.Unlock()
+	if stale {
+		w.have = nil
 	}
-	ctx, w.cancel = context.WithCancel(ctx)
-	client := gpb.NewGNMIClient(conn)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); w.watch(ctx, client) }()
-	go func() { defer wg.Done(); w.loop(ctx, client) }()
-	go func() {
-		wg.Wait()
-		conn.Close()
-		close(w.done)
-	}()
-	return nil
-}
-
-// stop ends the worker and waits for it.
-func (w *nodeWorker) stop() {
-	w.cancel()
-	<-w.done
-}
-
-// loop applies the latest intent whenever it changes, the node comes back,
-// or the resync period passes; failures retry with exponential backoff.
-func (w *nodeWorker) loop(ctx context.Context, c gpb.GNMIClient) {
-	var (
-		have    *nodeConfig
-		lastErr error
-	)
-	backoff := time.Duration(0)
-	resync := time.NewTicker(w.cfg.ResyncPeriod)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.wake:
-		case <-resync.C:
-			have = nil
-		case <-retry:
-		}
-		retry = nil
-		w.mu.Lock()
-		want, stale := w.want, w.stale
-		w.stale = false
-		w.mu.Unlock()
-		if stale {
-			have = nil
-		}
-		next, err := w.apply(ctx, c, have, want)
-		if ctx.Err() != nil {
-			return
-		}
-		// Report only news: a pass that changed nothing and failed the
-		// same way as the last one would only wake the leader for nothing.
-		if next != have || errString(err) != errString(lastErr) {
-			w.report(w.name, next, err)
-		}
-		have, lastErr = next, err
-		if err == nil || errors.Is(err, errNoBGP) {
-			backoff = 0
-			continue
-		}
-		backoff = min(max(2*backoff, minBackoff), maxBackoff)
-		w.log.Warn("configure node", "err", err, "retry_in", backoff)
-		retry = time.After(backoff)
+	next, err := w.apply(ctx, c, w.have, want)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
+	// Report only news: a pass that changed nothing and failed the
+	// same way as the last one would only wake the leader for nothing.
+	if next != w.have || errString(err) != errString(w.lastErr) {
+		w.report(w.name, next, err)
+	}
+	w.have, w.lastErr = next, err
+	if errors.Is(err, errNoBGP) {
+		return nil
+	}
+	return err
 }
 
 // apply reads the node if what it holds is unknown, then sends one Set with

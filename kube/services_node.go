@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"regexp"
 	"slices"
@@ -14,7 +13,6 @@ import (
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -55,13 +53,9 @@ func (n *nodeServices) equal(o *nodeServices) bool {
 // node holds it until its translation changes; the rest go in again at
 // once.
 type serviceWorker struct {
-	name, addr string
-	cfg        *Config
-	log        *slog.Logger
-	sets       *countingSets
-	refused    func(service, msg string) // service: k8s/<ns>/<name>[/<port>]
-
-	wake chan struct{} // buffered 1
+	gnmiWorker
+	sets    *countingSets
+	refused func(service, msg string) // service: k8s/<ns>/<name>[/<port>]
 
 	mu      sync.Mutex // guards want, pending
 	want    *nodeServices
@@ -70,9 +64,6 @@ type serviceWorker struct {
 	// rejected holds the JSON of each service the node refused, by
 	// VRF/name; owned by the loop goroutine.
 	rejected map[string]string
-
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // errVRFsPending says VRFs of the intent are not on the node yet (their
@@ -81,9 +72,11 @@ type serviceWorker struct {
 var errVRFsPending = errors.New("vrfs of the node's services not on the node yet")
 
 func newServiceWorker(name, addr string, cfg *Config, sets *countingSets, refused func(service, msg string)) *serviceWorker {
-	return &serviceWorker{name: name, addr: addr, cfg: cfg, sets: sets, refused: refused,
-		log:  cfg.Logger.With("node", name, "gnmi", addr, "part", "services"),
-		wake: make(chan struct{}, 1), done: make(chan struct{}), rejected: map[string]string{}}
+	w := &serviceWorker{sets: sets, refused: refused, rejected: map[string]string{}}
+	w.gnmiWorker = newGNMIWorker(name, addr, cfg, cfg.Logger.With("node", name, "gnmi", addr, "part", "services"),
+		"configure node services", 10*time.Second, errVRFsPending)
+	w.pass = w.configure
+	return w
 }
 
 // set hands the worker a new intent; a worker waiting for VRFs looks again
@@ -95,75 +88,28 @@ func (w *serviceWorker) set(want *nodeServices) {
 	pending := w.pending
 	w.mu.Unlock()
 	if !same || pending {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		w.poke()
 	}
 }
 
-func (w *serviceWorker) start(ctx context.Context) error {
-	opts, err := dialOptions(w.cfg.GNMI)
-	if err != nil {
-		return err
-	}
-	conn, err := grpc.NewClient(w.addr, opts...)
-	if err != nil {
-		return fmt.Errorf("dial node %s at %s: %w", w.name, w.addr, err)
-	}
-	ctx, w.cancel = context.WithCancel(ctx)
-	go func() {
-		defer close(w.done)
-		defer conn.Close()
-		w.loop(ctx, gpb.NewGNMIClient(conn))
-	}()
-	return nil
-}
-
-func (w *serviceWorker) stop() {
-	w.cancel()
-	<-w.done
-}
-
-// loop applies the intent on every change and at every resync; failures
+// configure is the worker's pass: it applies the intent on every change
+// and at every resync, and notes whether VRFs are still pending; failures
 // retry with backoff.
-func (w *serviceWorker) loop(ctx context.Context, c gpb.GNMIClient) {
-	backoff := time.Duration(0)
-	resync := time.NewTicker(w.cfg.ResyncPeriod)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.wake:
-		case <-resync.C:
-		case <-retry:
-		}
-		retry = nil
-		w.mu.Lock()
-		want := w.want
-		w.mu.Unlock()
-		if want == nil {
-			continue
-		}
-		err := w.apply(ctx, c, want)
-		if ctx.Err() != nil {
-			return
-		}
-		w.mu.Lock()
-		w.pending = errors.Is(err, errVRFsPending)
-		w.mu.Unlock()
-		if err == nil {
-			backoff = 0
-			continue
-		}
-		backoff = min(max(2*backoff, minBackoff), 10*time.Second)
-		if !errors.Is(err, errVRFsPending) {
-			w.log.Warn("configure node services", "err", err, "retry_in", backoff)
-		}
-		retry = time.After(backoff)
+func (w *serviceWorker) configure(ctx context.Context, c gpb.GNMIClient, _ bool) error {
+	w.mu.Lock()
+	want := w.want
+	w.mu.Unlock()
+	if want == nil {
+		return nil
 	}
+	err := w.apply(ctx, c, want)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	w.mu.Lock()
+	w.pending = errors.Is(err, errVRFsPending)
+	w.mu.Unlock()
+	return err
 }
 
 // apply reads the node and sends one Set with the difference. A service
