@@ -26,22 +26,7 @@ import (
 // floatingRoutes sets, for every VRF of in, the floating IPs whose pod is
 // a pod interface of this host in the VRF (vrfSpec.floating).
 func floatingRoutes(in *intent, d *gen.Device) {
-	local := map[string]map[netip.Addr]bool{}
-	for _, ifc := range nos.Interfaces(d) {
-		c := ifc.GetConfig()
-		if c.GetType() != gen.IsthmusTypes_InterfaceType_POD || c.GetIpv4Address() == "" || (c.Enabled != nil && !*c.Enabled) {
-			continue
-		}
-		p, err := netip.ParsePrefix(c.GetIpv4Address())
-		if err != nil {
-			continue // the pod routes report it
-		}
-		vrf := c.GetNetworkInstance()
-		if local[vrf] == nil {
-			local[vrf] = map[netip.Addr]bool{}
-		}
-		local[vrf][p.Addr()] = true
-	}
+	local := localPods(d)
 	for name, v := range in.vrfs {
 		v.floating = nil
 		ni := nos.NetworkInstances(d)[name]

@@ -27,22 +27,7 @@ import (
 // new flows when it is ready or, while no backend of the service is ready,
 // when it is serving and terminating (as the forwarder chooses).
 func serviceRoutes(in *intent, d *gen.Device) error {
-	local := map[string]map[netip.Addr]bool{}
-	for _, ifc := range nos.Interfaces(d) {
-		c := ifc.GetConfig()
-		if c.GetType() != gen.IsthmusTypes_InterfaceType_POD || c.GetIpv4Address() == "" || (c.Enabled != nil && !*c.Enabled) {
-			continue
-		}
-		p, err := netip.ParsePrefix(c.GetIpv4Address())
-		if err != nil {
-			continue // the pod routes report it
-		}
-		vrf := c.GetNetworkInstance()
-		if local[vrf] == nil {
-			local[vrf] = map[netip.Addr]bool{}
-		}
-		local[vrf][p.Addr()] = true
-	}
+	local := localPods(d)
 	for name, v := range in.vrfs {
 		v.services = nil
 		for svcName, svc := range nos.Services(nos.NetworkInstances(d)[name]) {
@@ -79,4 +64,27 @@ func servesLocally(svc *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInsta
 		}
 	}
 	return localReady || (!anyReady && localFallback)
+}
+
+// localPods returns, per VRF, the addresses of the enabled pod interfaces
+// attached to this host (those whose services and floating IPs it
+// advertises).
+func localPods(d *gen.Device) map[string]map[netip.Addr]bool {
+	local := map[string]map[netip.Addr]bool{}
+	for _, ifc := range nos.Interfaces(d) {
+		c := ifc.GetConfig()
+		if c.GetType() != gen.IsthmusTypes_InterfaceType_POD || c.GetIpv4Address() == "" || (c.Enabled != nil && !*c.Enabled) {
+			continue
+		}
+		p, err := netip.ParsePrefix(c.GetIpv4Address())
+		if err != nil {
+			continue // the pod routes report it
+		}
+		vrf := c.GetNetworkInstance()
+		if local[vrf] == nil {
+			local[vrf] = map[netip.Addr]bool{}
+		}
+		local[vrf][p.Addr()] = true
+	}
+	return local
 }
