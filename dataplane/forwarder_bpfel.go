@@ -250,6 +250,12 @@ type forwarderPolRule struct {
 	Pad    uint16
 }
 
+type forwarderPolTunnelAnswers struct {
+	_      structs.HostLayout
+	Sent   uint64
+	Unsent uint64
+}
+
 type forwarderPolVrf struct {
 	_      structs.HostLayout
 	Tunnel uint32
@@ -484,6 +490,7 @@ const (
 	forwarderMapPolRules         = "pol_rules"
 	forwarderMapPolSport         = "pol_sport"
 	forwarderMapPolSrc           = "pol_src"
+	forwarderMapPolTunnelAnswers = "pol_tunnel_answers"
 	forwarderMapPolVrfDenied     = "pol_vrf_denied"
 	forwarderMapPolVrfs          = "pol_vrfs"
 	forwarderMapPolWorks         = "pol_works"
@@ -591,6 +598,7 @@ type forwarderMapSpecs struct {
 	PolRules         *ebpf.MapSpec `ebpf:"pol_rules"`
 	PolSport         *ebpf.MapSpec `ebpf:"pol_sport"`
 	PolSrc           *ebpf.MapSpec `ebpf:"pol_src"`
+	PolTunnelAnswers *ebpf.MapSpec `ebpf:"pol_tunnel_answers"`
 	PolVrfDenied     *ebpf.MapSpec `ebpf:"pol_vrf_denied"`
 	PolVrfs          *ebpf.MapSpec `ebpf:"pol_vrfs"`
 	PolWorks         *ebpf.MapSpec `ebpf:"pol_works"`
@@ -668,6 +676,7 @@ type forwarderMaps struct {
 	PolRules         *ebpf.Map `ebpf:"pol_rules"`
 	PolSport         *ebpf.Map `ebpf:"pol_sport"`
 	PolSrc           *ebpf.Map `ebpf:"pol_src"`
+	PolTunnelAnswers *ebpf.Map `ebpf:"pol_tunnel_answers"`
 	PolVrfDenied     *ebpf.Map `ebpf:"pol_vrf_denied"`
 	PolVrfs          *ebpf.Map `ebpf:"pol_vrfs"`
 	PolWorks         *ebpf.Map `ebpf:"pol_works"`
@@ -721,6 +730,7 @@ func (m *forwarderMaps) Close() error {
 		m.PolRules,
 		m.PolSport,
 		m.PolSrc,
+		m.PolTunnelAnswers,
 		m.PolVrfDenied,
 		m.PolVrfs,
 		m.PolWorks,

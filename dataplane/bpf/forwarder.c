@@ -384,6 +384,9 @@ static __always_inline int encap_mpls(struct __sk_buff *skb, struct tunnel *t,
 	return 0;
 }
 
+/* REJECT of tunnelled packets answered over the tunnel (uses the helpers above). */
+#include "policy_reject_tunnel.h"
+
 /* External connectivity: host access, SNAT (uses the helpers above). */
 #include "nat.h"
 
@@ -580,7 +583,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct meta *m = (void *)(long)skb->data_meta;
 	if ((void *)(m + 1) <= data && m->magic == META_MAGIC)
-		return policy_deliver(skb, m->ifindex, m->flags, 0); /* policy.h, then deliver */
+		return policy_reject_tunnel(skb, policy_deliver(skb, m->ifindex, m->flags, 0)); /* policy.h, then deliver */
 	if ((void *)(m + 1) <= data && m->magic == META_FLOW_MAGIC)
 		return svc_mpls_ingress(skb, m->ifindex);
 	/* Replies to source-NATed flows (nat.h). */
@@ -706,7 +709,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	if (policy_active(vrf)) {
 		int pact = policy_check(skb, vrf, sizeof(struct ethhdr), slot, 1);
 		if (pact != POLICY_PASS)
-			return pact;
+			return policy_reject_tunnel(skb, pact); /* a REJECT answered over the tunnel */
 	}
 	count_endpoint(epslot, 1, outer_bytes);
 	count_iface(slot, 1, skb->len);
