@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/kube/netpoltest"
 )
 
 // aclSim evaluates rendered node policies the way isthmus-acl describes
@@ -184,7 +185,7 @@ func protoOf(p corev1.Protocol) uint8 {
 
 // simulateCase compiles and renders a case on two nodes (pods a and b of
 // every namespace on n1, c on n2) and returns the simulated truth table.
-func simulateCase(t *testing.T, f *NetpolFixture, pols []*networkingv1.NetworkPolicy) map[string]bool {
+func simulateCase(t *testing.T, f *netpoltest.Fixture, pols []*networkingv1.NetworkPolicy) map[string]bool {
 	c := &policyCluster{policies: pols, namespaces: map[string]map[string]string{}}
 	for _, ns := range f.Namespaces {
 		c.namespaces[ns.Name] = ns.Labels
@@ -213,17 +214,17 @@ func simulateCase(t *testing.T, f *NetpolFixture, pols []*networkingv1.NetworkPo
 				continue
 			}
 			se, de := sim.end(podKey(src.Namespace, src.Name)), sim.end(podKey(dst.Namespace, dst.Name))
-			for _, pr := range NetpolProbes {
-				got[NetpolKey(src, dst, pr)] = sim.allows(se, de, protoOf(pr.Proto), uint16(pr.Port))
+			for _, pr := range netpoltest.Probes {
+				got[netpoltest.Key(src, dst, pr)] = sim.allows(se, de, protoOf(pr.Proto), uint16(pr.Port))
 			}
 		}
 	}
 	return got
 }
 
-func testFixture() *NetpolFixture {
+func testFixture() *netpoltest.Fixture {
 	i := 0
-	return NewNetpolFixture(netip.MustParsePrefix("10.9.0.0/24"), func(string, string) netip.Addr {
+	return netpoltest.NewFixture(netip.MustParsePrefix("10.9.0.0/24"), func(string, string) netip.Addr {
 		i++
 		return netip.AddrFrom4([4]byte{10, 9, 0, byte(i)})
 	})
@@ -234,7 +235,7 @@ func testFixture() *NetpolFixture {
 // exactly what the reference evaluator of NetworkPolicy does.
 func TestPolicyTranslationTruthTable(t *testing.T) {
 	f := testFixture()
-	for _, tc := range NetpolCases() {
+	for _, tc := range netpoltest.Cases() {
 		t.Run(tc.Name, func(t *testing.T) {
 			pols := tc.Policies(f)
 			want := f.Expected(pols)
@@ -258,48 +259,9 @@ func truthDiff(want, got map[string]bool) string {
 	return strings.Join(lines, "\n")
 }
 
-// TestPolicyCasesAreDistinct keeps the truth table honest: every case but
-// the empty one and the allow-all ones changes reachability, and no two
-// of those have the same truth table.
-func TestPolicyCasesAreDistinct(t *testing.T) {
-	f := testFixture()
-	seen := map[string]string{}
-	for _, tc := range NetpolCases() {
-		want := f.Expected(tc.Policies(f))
-		var b strings.Builder
-		keys := slices.Sorted(func(yield func(string) bool) {
-			for k := range want {
-				if !yield(k) {
-					return
-				}
-			}
-		})
-		allowed := 0
-		for _, k := range keys {
-			if want[k] {
-				allowed++
-				b.WriteString(k + ";")
-			}
-		}
-		if strings.Contains(tc.Name, "allow all") {
-			if allowed != len(want) {
-				t.Errorf("case %q does not allow everything", tc.Name)
-			}
-			continue
-		}
-		if other, dup := seen[b.String()]; dup {
-			t.Errorf("case %q has the truth table of %q", tc.Name, other)
-		}
-		seen[b.String()] = tc.Name
-		if tc.Name != "no policy" && allowed == len(want) {
-			t.Errorf("case %q allows everything", tc.Name)
-		}
-	}
-}
-
 // NetpolExpectedSets renders the ACL sets the controller should hold on
 // a node that runs every pod of the fixture: set name → its JSON.
-func NetpolExpectedSets(f *NetpolFixture, pols []*networkingv1.NetworkPolicy) map[string]string {
+func NetpolExpectedSets(f *netpoltest.Fixture, pols []*networkingv1.NetworkPolicy) map[string]string {
 	c := &policyCluster{policies: pols, namespaces: map[string]map[string]string{}}
 	for _, ns := range f.Namespaces {
 		c.namespaces[ns.Name] = ns.Labels
@@ -364,7 +326,7 @@ func TestPolicyTranslationRandom(t *testing.T) {
 				out = append(out, peer{NamespaceSelector: labelSel("ns"), PodSelector: labelSel("pod", "tier")})
 			default:
 				b := &networkingv1.IPBlock{CIDR: pick("10.9.0.0/24", "10.9.0.0/29", "10.9.0.8/29", "0.0.0.0/0")}
-				ex := f.addr32(pick("x", "y", "z"), pick("a", "b", "c"))
+				ex := f.HostPrefix(pick("x", "y", "z"), pick("a", "b", "c"))
 				if rng.IntN(2) == 0 && netip.MustParsePrefix(b.CIDR).Contains(netip.MustParsePrefix(ex).Addr()) {
 					b.Except = []string{ex}
 				}

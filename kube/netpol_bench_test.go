@@ -7,6 +7,8 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/isthmus-net/isthmus/kube/netpoltest"
 )
 
 // BenchmarkPolicyPass is the policy half of one leader pass at cluster
@@ -21,7 +23,7 @@ func BenchmarkPolicyPass(b *testing.B) {
 		ns := fmt.Sprintf("ns%d", n)
 		c.namespaces[ns] = map[string]string{"team": fmt.Sprintf("t%d", n%4), "kubernetes.io/metadata.name": ns}
 		for i := range 50 {
-			p := policyPodOf(NetpolPod(ns, fmt.Sprintf("p%d", i), netip.AddrFrom4([4]byte{10, byte(n), 0, byte(i + 1)})))
+			p := policyPodOf(netpoltest.NewPod(ns, fmt.Sprintf("p%d", i), netip.AddrFrom4([4]byte{10, byte(n), 0, byte(i + 1)})))
 			p.labels["app"] = fmt.Sprintf("app%d", i%5)
 			p.node = fmt.Sprintf("node%d", (n*50+i)%20)
 			c.pods = append(c.pods, p)

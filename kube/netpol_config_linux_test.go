@@ -20,9 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/isthmus-net/isthmus/gen"
-	"github.com/isthmus-net/isthmus/kube"
 	"github.com/isthmus-net/isthmus/kube/apis/v1alpha1"
 	"github.com/isthmus-net/isthmus/kube/kubetest"
+	"github.com/isthmus-net/isthmus/kube/netpoltest"
 )
 
 // TestNetworkPolicyConfig: on two real isthmusd nodes, the controller
@@ -42,8 +42,8 @@ func TestNetworkPolicyConfig(t *testing.T) {
 	e.waitVRF(e.nodes, "pol", true, 30*time.Second)
 	e.waitNamespaceMapping("x", "pol", 20*time.Second)
 	e.waitNamespaceMapping("y", "pol", 20*time.Second)
-	a := e.attachPod(n0, kube.NetpolPod("x", "a", netip.Addr{}))
-	b := e.attachPod(n1, kube.NetpolPod("y", "b", netip.Addr{}))
+	a := e.attachPod(n0, netpoltest.NewPod("x", "a", netip.Addr{}))
+	b := e.attachPod(n1, netpoltest.NewPod("y", "b", netip.Addr{}))
 
 	tcp := corev1.ProtocolTCP
 	p80 := intstr.FromInt32(80)

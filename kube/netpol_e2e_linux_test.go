@@ -16,6 +16,7 @@ import (
 	"github.com/isthmus-net/isthmus/kube"
 	"github.com/isthmus-net/isthmus/kube/apis/v1alpha1"
 	"github.com/isthmus-net/isthmus/kube/kubetest"
+	"github.com/isthmus-net/isthmus/kube/netpoltest"
 )
 
 // Probe timing: a probe that gets no answer within probeTimeout counts as
@@ -32,7 +33,7 @@ const (
 // (a and b on node-0, c on node-1; the nodes learn each other's pods over
 // BGP through a real route reflector), whose eBPF forwarders carry their
 // traffic, across the tunnel between the nodes too. For every case of the
-// truth table (kube.NetpolCases: ingress, egress, both, pod and namespace
+// truth table (netpoltest.Cases: ingress, egress, both, pod and namespace
 // selectors, ipBlock with except, named and numbered ports, port ranges,
 // default deny, allow-all), the controller translates the case's
 // NetworkPolicies and the full matrix of TCP and UDP probes on ports 80
@@ -52,30 +53,30 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 	e.runController(cfg)
 	subnet := netip.MustParsePrefix("10.77.0.0/16")
 	e.mustCreateNetwork(network("pol", 300, "65000:300", subnet.String()))
-	for _, ns := range kube.NetpolNamespaces {
+	for _, ns := range netpoltest.Namespaces {
 		e.createNamespace(ns, map[string]string{"ns": ns, v1alpha1.NetworkLabel: "pol"})
 	}
 	e.waitVRF(e.nodes, "pol", true, 30*time.Second)
-	for _, ns := range kube.NetpolNamespaces {
+	for _, ns := range netpoltest.Namespaces {
 		e.waitNamespaceMapping(ns, "pol", 20*time.Second)
 	}
 
 	pods := map[string]*kubetest.Pod{}
 	addrs := map[string]netip.Addr{}
-	for _, ns := range kube.NetpolNamespaces {
-		for _, name := range kube.NetpolPods {
+	for _, ns := range netpoltest.Namespaces {
+		for _, name := range netpoltest.Pods {
 			nd := n0
 			if name == "c" {
 				nd = n1
 			}
-			p := e.attachPod(nd, kube.NetpolPod(ns, name, netip.Addr{}))
-			for _, port := range kube.NetpolPorts {
+			p := e.attachPod(nd, netpoltest.NewPod(ns, name, netip.Addr{}))
+			for _, port := range netpoltest.Ports {
 				p.Serve(t, int(port))
 			}
 			pods[ns+"/"+name], addrs[ns+"/"+name] = p, p.Addr
 		}
 	}
-	f := kube.NewNetpolFixture(subnet, func(ns, name string) netip.Addr { return addrs[ns+"/"+name] })
+	f := netpoltest.NewFixture(subnet, func(ns, name string) netip.Addr { return addrs[ns+"/"+name] })
 	// Every pod reaches every other, across the nodes too, before any policy.
 	all := f.Expected(nil)
 	eventually(t, 30*time.Second, func() (bool, string) {
@@ -83,7 +84,7 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 		return diff == "", "before any policy (routes over BGP):\n" + diff
 	})
 
-	for _, tc := range kube.NetpolCases() {
+	for _, tc := range netpoltest.Cases() {
 		pols := tc.Policies(f)
 		e.replacePolicies(pols)
 		want := f.Expected(pols)
@@ -166,7 +167,7 @@ func waitPolicyConfig(t *testing.T, nodes []*kubetest.Node, want map[string]stri
 func (e *env) replacePolicies(pols []*networkingv1.NetworkPolicy) {
 	e.t.Helper()
 	ctx := context.Background()
-	for _, ns := range kube.NetpolNamespaces {
+	for _, ns := range netpoltest.Namespaces {
 		err := e.c.Client.NetworkingV1().NetworkPolicies(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
 		if err != nil {
 			e.t.Fatal(err)
@@ -181,7 +182,7 @@ func (e *env) replacePolicies(pols []*networkingv1.NetworkPolicy) {
 
 // probeMatrix sends every probe of the truth table at once and returns
 // which were answered by the pod they were sent to.
-func probeMatrix(t *testing.T, f *kube.NetpolFixture, pods map[string]*kubetest.Pod) map[string]bool {
+func probeMatrix(t *testing.T, f *netpoltest.Fixture, pods map[string]*kubetest.Pod) map[string]bool {
 	t.Helper()
 	var (
 		mu   sync.Mutex
@@ -194,7 +195,7 @@ func probeMatrix(t *testing.T, f *kube.NetpolFixture, pods map[string]*kubetest.
 			if src == dst {
 				continue
 			}
-			for _, pr := range kube.NetpolProbes {
+			for _, pr := range netpoltest.Probes {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -203,7 +204,7 @@ func probeMatrix(t *testing.T, f *kube.NetpolFixture, pods map[string]*kubetest.
 						netip.MustParseAddr(dst.Status.PodIP), int(pr.Port), probeTimeout)
 					mu.Lock()
 					defer mu.Unlock()
-					key := kube.NetpolKey(src, dst, pr)
+					key := netpoltest.Key(src, dst, pr)
 					switch {
 					case err == kubetest.ErrNoAnswer:
 						got[key] = false

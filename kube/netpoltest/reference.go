@@ -1,4 +1,4 @@
-package kube
+package netpoltest
 
 import (
 	"net/netip"
@@ -11,28 +11,28 @@ import (
 
 // This file is a reference evaluator of Kubernetes NetworkPolicy: it says
 // whether a connection is allowed, straight from the API's definitions,
-// sharing no code with the translation it checks (netpol.go). Tests
-// compare what the translated ACLs do (simulated, or in the kernel) with
-// what it says.
+// sharing no code with the controller's translation (kube/netpol.go) that
+// it checks. Tests compare what the translated ACLs do (simulated, in the
+// kernel, or through a real cluster) with what it says.
 
-// RefEndpoint is one end of a connection: a pod, or an address outside the
+// Endpoint is one end of a connection: a pod, or an address outside the
 // cluster (Pod nil).
-type RefEndpoint struct {
+type Endpoint struct {
 	Pod  *corev1.Pod
 	Addr netip.Addr
 }
 
-// RefCluster is what NetworkPolicy semantics depend on.
-type RefCluster struct {
+// Cluster is what NetworkPolicy semantics depend on.
+type Cluster struct {
 	Policies   []*networkingv1.NetworkPolicy
 	Namespaces map[string]*corev1.Namespace
 }
 
-// RefAllows reports whether the cluster's policies allow a connection from
+// Allows reports whether the cluster's policies allow a connection from
 // src to dst on protocol proto and destination port port: the source's
 // egress (when src is a pod) and the destination's ingress (when dst is a
 // pod) must both allow it.
-func (c RefCluster) RefAllows(src, dst RefEndpoint, proto corev1.Protocol, port int32) bool {
+func (c Cluster) Allows(src, dst Endpoint, proto corev1.Protocol, port int32) bool {
 	if src.Pod != nil && !c.allowed(src.Pod, networkingv1.PolicyTypeEgress, dst, dst, proto, port) {
 		return false
 	}
@@ -42,10 +42,10 @@ func (c RefCluster) RefAllows(src, dst RefEndpoint, proto corev1.Protocol, port 
 	return true
 }
 
-// RefIsolated reports whether some policy selects pod for direction dir.
-func (c RefCluster) RefIsolated(pod *corev1.Pod, dir networkingv1.PolicyType) bool {
+// Isolated reports whether some policy selects pod for direction dir.
+func (c Cluster) Isolated(pod *corev1.Pod, dir networkingv1.PolicyType) bool {
 	for _, np := range c.Policies {
-		if np.Namespace != pod.Namespace || !refHasType(np, dir) {
+		if np.Namespace != pod.Namespace || !hasType(np, dir) {
 			continue
 		}
 		if sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector); err == nil && sel.Matches(labels.Set(pod.Labels)) {
@@ -57,10 +57,10 @@ func (c RefCluster) RefIsolated(pod *corev1.Pod, dir networkingv1.PolicyType) bo
 
 // allowed: pod's direction dir, peer is the other end, target the
 // destination (named ports are the destination pod's).
-func (c RefCluster) allowed(pod *corev1.Pod, dir networkingv1.PolicyType, peer, target RefEndpoint, proto corev1.Protocol, port int32) bool {
+func (c Cluster) allowed(pod *corev1.Pod, dir networkingv1.PolicyType, peer, target Endpoint, proto corev1.Protocol, port int32) bool {
 	isolated := false
 	for _, np := range c.Policies {
-		if np.Namespace != pod.Namespace || !refHasType(np, dir) {
+		if np.Namespace != pod.Namespace || !hasType(np, dir) {
 			continue
 		}
 		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
@@ -70,13 +70,13 @@ func (c RefCluster) allowed(pod *corev1.Pod, dir networkingv1.PolicyType, peer, 
 		isolated = true
 		if dir == networkingv1.PolicyTypeIngress {
 			for _, r := range np.Spec.Ingress {
-				if c.peersMatch(np.Namespace, r.From, peer) && refPortsMatch(r.Ports, target, proto, port) {
+				if c.peersMatch(np.Namespace, r.From, peer) && portsMatch(r.Ports, target, proto, port) {
 					return true
 				}
 			}
 		} else {
 			for _, r := range np.Spec.Egress {
-				if c.peersMatch(np.Namespace, r.To, peer) && refPortsMatch(r.Ports, target, proto, port) {
+				if c.peersMatch(np.Namespace, r.To, peer) && portsMatch(r.Ports, target, proto, port) {
 					return true
 				}
 			}
@@ -85,9 +85,9 @@ func (c RefCluster) allowed(pod *corev1.Pod, dir networkingv1.PolicyType, peer, 
 	return !isolated
 }
 
-// refHasType is the policy's effective policyTypes: as given, or Ingress
+// hasType is the policy's effective policyTypes: as given, or Ingress
 // plus Egress when it has egress rules.
-func refHasType(np *networkingv1.NetworkPolicy, dir networkingv1.PolicyType) bool {
+func hasType(np *networkingv1.NetworkPolicy, dir networkingv1.PolicyType) bool {
 	if len(np.Spec.PolicyTypes) > 0 {
 		for _, t := range np.Spec.PolicyTypes {
 			if t == dir {
@@ -99,7 +99,7 @@ func refHasType(np *networkingv1.NetworkPolicy, dir networkingv1.PolicyType) boo
 	return dir == networkingv1.PolicyTypeIngress || len(np.Spec.Egress) > 0
 }
 
-func (c RefCluster) peersMatch(ns string, peers []networkingv1.NetworkPolicyPeer, ep RefEndpoint) bool {
+func (c Cluster) peersMatch(ns string, peers []networkingv1.NetworkPolicyPeer, ep Endpoint) bool {
 	if len(peers) == 0 {
 		return true
 	}
@@ -143,7 +143,7 @@ func (c RefCluster) peersMatch(ns string, peers []networkingv1.NetworkPolicyPeer
 	return false
 }
 
-func refPortsMatch(ports []networkingv1.NetworkPolicyPort, target RefEndpoint, proto corev1.Protocol, port int32) bool {
+func portsMatch(ports []networkingv1.NetworkPolicyPort, target Endpoint, proto corev1.Protocol, port int32) bool {
 	if len(ports) == 0 {
 		return true
 	}
