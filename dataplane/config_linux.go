@@ -56,6 +56,12 @@ func (d *Dataplane) AttachInterface(ifc Interface) error {
 			d.ifTable.free(slot)
 			return fmt.Errorf("attach interface %s: reset counters: %w", name, err)
 		}
+		// Policy's refusals are the interface's drops too: a reused slot
+		// starts without the previous pod's.
+		if err := d.maps.PolIfaceDenied.Put(slot, make([][2]uint64, n)); err != nil {
+			d.ifTable.free(slot)
+			return fmt.Errorf("attach interface %s: reset policy counters: %w", name, err)
+		}
 		d.ifSlots[ifc.Index] = slot
 	}
 	v := forwarderIface{Vrf: vrf, Slot: slot, Ifindex: uint32(ifc.Index), Flags: deliveryFlags(lnk)}

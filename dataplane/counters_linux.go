@@ -6,6 +6,9 @@ import (
 )
 
 // InterfaceCounters returns a pod interface's counters summed over CPUs.
+// Its drops are the forwarder's (counted by reason in the VRF as well)
+// plus what the interface's policy refused: egress as RxDrops, ingress as
+// TxDrops.
 func (d *Dataplane) InterfaceCounters(ifindex int) (InterfaceCounters, error) {
 	d.mu.Lock()
 	slot, err := d.ifaceSlot(ifindex)
@@ -23,7 +26,15 @@ func (d *Dataplane) InterfaceCounters(ifindex int) (InterfaceCounters, error) {
 		c.RxBytes += p.RxBytes
 		c.TxPackets += p.TxPackets
 		c.TxBytes += p.TxBytes
+		c.RxDrops += p.RxDrops
+		c.TxDrops += p.TxDrops
 	}
+	denied, err := sumDenied(d.maps.PolIfaceDenied, slot)
+	if err != nil {
+		return InterfaceCounters{}, fmt.Errorf("read counters of interface %d: %w", ifindex, err)
+	}
+	c.RxDrops += denied.Egress
+	c.TxDrops += denied.Ingress
 	return c, nil
 }
 

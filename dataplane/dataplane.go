@@ -133,9 +133,14 @@ type LabelTarget struct {
 }
 
 // InterfaceCounters are the packets and bytes of a pod interface, summed
-// over CPUs. Rx is from the pod, Tx is to the pod.
+// over CPUs. Rx is from the pod, Tx is to the pod. RxDrops are packets from
+// the pod that were dropped, whatever the reason (the forwarder's, which
+// also count by reason in the VRF, and the pod's egress policy); TxDrops
+// packets for the pod dropped once the pod was known (TTL, delivery
+// errors, the pod's ingress policy).
 type InterfaceCounters struct {
 	RxPackets, RxBytes, TxPackets, TxBytes uint64
+	RxDrops, TxDrops                       uint64
 }
 
 // EndpointCounters are the packets and bytes exchanged with a remote

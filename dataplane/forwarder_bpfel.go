@@ -125,6 +125,8 @@ type forwarderIfaceStats struct {
 	RxBytes   uint64
 	TxPackets uint64
 	TxBytes   uint64
+	RxDrops   uint64
+	TxDrops   uint64
 }
 
 type forwarderLabelTarget struct {

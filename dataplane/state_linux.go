@@ -185,6 +185,7 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 			Counters: &gen.IsthmusInterfaces_Interfaces_Interface_State_Counters{
 				InPkts: ygot.Uint64(c.RxPackets), InOctets: ygot.Uint64(c.RxBytes),
 				OutPkts: ygot.Uint64(c.TxPackets), OutOctets: ygot.Uint64(c.TxBytes),
+				InDrops: ygot.Uint64(c.RxDrops), OutDrops: ygot.Uint64(c.TxDrops),
 			},
 		}
 		if l, ok := s.ifLabel[name]; ok {

@@ -67,6 +67,27 @@ static __always_inline void count_iface(__u32 slot, int to_pod, __u64 bytes)
 	}
 }
 
+/* count_drop_from counts a drop of a packet from a pod: by reason in vrf
+ * and on the pod's interface (st, its counters, which pod_ingress looked
+ * up once for the packet and the drop). */
+static __always_inline void count_drop_from(struct iface_stats *st, __u32 vrf, __u32 reason)
+{
+	count_drop(vrf, reason);
+	if (st)
+		st->rx_drops++;
+}
+
+/* count_drop_to counts on a pod's interface (by slot) a packet for the pod
+ * that is dropped; the caller counts the reason in the VRF. The callers do
+ * it where they drop: underlay_ingress has no stack left to carry the pod
+ * to a common drop label. */
+static __always_inline void count_drop_to(__u32 slot)
+{
+	struct iface_stats *s = bpf_map_lookup_elem(&iface_counters, &slot);
+	if (s)
+		s->tx_drops++;
+}
+
 static __always_inline void count_endpoint(__u32 slot, int rx, __u64 bytes)
 {
 	struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counters, &slot);
@@ -217,7 +238,7 @@ static __always_inline int endpoint_allowed(__u32 slot, __u32 vrf)
 
 /* deliver_target resolves a local VPN label (looked up by the caller) and
  * the inner destination to the pod interface to deliver to. It returns a
- * drop reason or -1. */
+ * drop reason or -1 with *dst set (*dst is left alone on a drop). */
 static __always_inline int deliver_target(struct label_target *lt, __u32 daddr,
 					  struct iface **dst)
 {
@@ -230,11 +251,12 @@ static __always_inline int deliver_target(struct label_target *lt, __u32 daddr,
 			return DROP_NO_ROUTE;
 		slot = r->id;
 	}
-	*dst = bpf_map_lookup_elem(&iface_slots, &slot);
+	struct iface *d = bpf_map_lookup_elem(&iface_slots, &slot);
 	/* The interface must still be in the label's VRF: a slot that was
 	 * reused by another VRF's pod is not a way into that VRF. */
-	if (!*dst || !(*dst)->ifindex || (*dst)->vrf != lt->vrf)
+	if (!d || !d->ifindex || d->vrf != lt->vrf)
 		return DROP_NO_ROUTE;
+	*dst = d;
 	return -1;
 }
 
@@ -258,15 +280,16 @@ static __always_inline int label_admits(__u32 epslot, __u32 label, __u32 *vrf,
 
 /* label_to_pod is what both decapsulations do with an admitted label:
  * check the inner IPv4 header and its TTL, find the pod interface and
- * decrement the TTL. It returns a drop reason or -1 with *dst set. */
+ * decrement the TTL. It returns a drop reason or -1 with *dst set; *dst is
+ * also set on a TTL drop for a pod that exists, which counts it. */
 static __always_inline int label_to_pod(struct label_target *lt, struct iphdr *inner,
 					void *data_end, struct iface **dst)
 {
 	if ((void *)(inner + 1) > data_end || inner->version != 4 || inner->ihl < 5)
 		return DROP_MALFORMED;
+	int reason = deliver_target(lt, inner->daddr, dst);
 	if (inner->ttl <= 1)
 		return DROP_TTL;
-	int reason = deliver_target(lt, inner->daddr, dst);
 	if (reason >= 0)
 		return reason;
 	ttl_decrement(inner);
@@ -415,6 +438,7 @@ int pod_ingress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC; /* not a pod interface of ours */
 	__u32 vrf = src->vrf;
 	__u64 bytes = skb->len;
+	struct iface_stats *st = bpf_map_lookup_elem(&iface_counters, &src->slot);
 
 	if (skb->data + sizeof(struct ethhdr) + sizeof(struct iphdr) + 8 > skb->data_end)
 		bpf_skb_pull_data(skb, sizeof(struct ethhdr) + sizeof(struct iphdr) + 8);
@@ -430,9 +454,12 @@ int pod_ingress(struct __sk_buff *skb)
 	struct iphdr *ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5)
 		goto malformed;
-	count_iface(src->slot, 0, bytes);
+	if (st) {
+		st->rx_packets++;
+		st->rx_bytes += bytes;
+	}
 	if (ip->ttl <= 1) {
-		count_drop(vrf, DROP_TTL);
+		count_drop_from(st, vrf, DROP_TTL);
 		return TC_ACT_SHOT;
 	}
 
@@ -443,7 +470,7 @@ int pod_ingress(struct __sk_buff *skb)
 		policy_pre(skb, vrf, sizeof(struct ethhdr)); /* the source before translation */
 		int freason = flow_process(skb, vrf, sizeof(struct ethhdr), 0);
 		if (freason >= 0) {
-			count_drop(vrf, freason);
+			count_drop_from(st, vrf, freason);
 			return TC_ACT_SHOT;
 		}
 		data = (void *)(long)skb->data;
@@ -460,7 +487,7 @@ int pod_ingress(struct __sk_buff *skb)
 		 * reaches that VRF's routes from the floating IP (nat.h). */
 		int ext = nat_floating_egress(skb, vrf);
 		if (ext < 0) {
-			count_drop(vrf, DROP_ERROR);
+			count_drop_from(st, vrf, DROP_ERROR);
 			return TC_ACT_SHOT;
 		}
 		/* The call may have written the packet: pointers into it are
@@ -487,7 +514,7 @@ int pod_ingress(struct __sk_buff *skb)
 		int act, nreason = nat_no_route(skb, vrf, &act);
 		if (nreason < 0)
 			return act;
-		count_drop(vrf, nreason);
+		count_drop_from(st, vrf, nreason);
 		return TC_ACT_SHOT;
 	}
 	/* Policy (policy.h): the source pod's egress, a local destination's
@@ -504,7 +531,7 @@ int pod_ingress(struct __sk_buff *skb)
 			goto malformed;
 		r = route_lookup(vrf, ip->daddr); /* a cache hit: r need not live across the call */
 		if (!r) {
-			count_drop(vrf, DROP_NO_ROUTE);
+			count_drop_from(st, vrf, DROP_NO_ROUTE);
 			return TC_ACT_SHOT;
 		}
 	}
@@ -513,7 +540,7 @@ int pod_ingress(struct __sk_buff *skb)
 		__u32 slot = r->id;
 		struct iface *dst = bpf_map_lookup_elem(&iface_slots, &slot);
 		if (!dst || !dst->ifindex || dst->vrf != vrf) {
-			count_drop(vrf, DROP_NO_ROUTE);
+			count_drop_from(st, vrf, DROP_NO_ROUTE);
 			return TC_ACT_SHOT;
 		}
 		ttl_decrement(ip);
@@ -525,7 +552,7 @@ int pod_ingress(struct __sk_buff *skb)
 	__u32 gid = r->id;
 	struct group *g = bpf_map_lookup_elem(&groups, &gid);
 	if (!g || g->count == 0 || g->count > MAX_NEXTHOPS) {
-		count_drop(vrf, DROP_NO_ROUTE);
+		count_drop_from(st, vrf, DROP_NO_ROUTE);
 		return TC_ACT_SHOT;
 	}
 	__u32 hash = flow_hash(ip, data_end);
@@ -540,7 +567,7 @@ int pod_ingress(struct __sk_buff *skb)
 	struct tunnel *t = bpf_map_lookup_elem(&tunnel_config, &zero);
 	if (!ep || !ep->addr || !t || !t->ifindex ||
 	    !(ep->mac[0] | ep->mac[1] | ep->mac[2] | ep->mac[3] | ep->mac[4] | ep->mac[5])) {
-		count_drop(vrf, DROP_NO_NEIGHBOR);
+		count_drop_from(st, vrf, DROP_NO_NEIGHBOR);
 		return TC_ACT_SHOT;
 	}
 	__u32 encap = nh.label >> 24;
@@ -551,7 +578,7 @@ int pod_ingress(struct __sk_buff *skb)
 	 * encapsulation; anything else that does not fit is dropped and counted
 	 * (no ICMP fragmentation-needed is generated). */
 	if (!skb->gso_size && inner_len + overhead > t->mtu) {
-		count_drop(vrf, DROP_MTU);
+		count_drop_from(st, vrf, DROP_MTU);
 		return TC_ACT_SHOT;
 	}
 	ttl_decrement(ip);
@@ -565,14 +592,14 @@ int pod_ingress(struct __sk_buff *skb)
 	else
 		err = encap_mpls(skb, t, ep, label, ttl);
 	if (err) {
-		count_drop(vrf, DROP_ERROR);
+		count_drop_from(st, vrf, DROP_ERROR);
 		return TC_ACT_SHOT;
 	}
 	count_endpoint(nh.endpoint, 0, bytes);
 	return bpf_redirect(t->ifindex, 0);
 
 malformed:
-	count_drop(vrf, DROP_MALFORMED);
+	count_drop_from(st, vrf, DROP_MALFORMED);
 	return TC_ACT_SHOT;
 }
 
@@ -679,11 +706,16 @@ int underlay_ingress(struct __sk_buff *skb)
 		goto drop;
 	struct iface *dst = 0;
 	reason = label_to_pod(lt, inner, data_end, &dst);
-	if (reason >= 0)
+	if (reason >= 0) {
+		if (dst) /* TTL: counted on the pod it was for */
+			count_drop_to(dst->slot);
 		goto drop;
+	}
 	reason = ecn_decapsulate(ip->tos & 3, inner);
-	if (reason >= 0)
+	if (reason >= 0) {
+		count_drop_to(dst->slot);
 		goto drop;
+	}
 	__u32 ifindex = dst->ifindex, slot = dst->slot, flags = dst->flags;
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
@@ -695,6 +727,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	if (bpf_skb_adjust_room(skb, shrink, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_DECAP_L3_IPV4)) {
 		reason = DROP_ERROR;
+		count_drop_to(slot);
 		goto drop;
 	}
 	data = (void *)(long)skb->data;
@@ -702,6 +735,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	eth = data;
 	if ((void *)(eth + 1) > data_end) {
 		reason = DROP_ERROR;
+		count_drop_to(slot);
 		goto drop;
 	}
 	set_macs(eth, dmac, smac);
@@ -795,18 +829,21 @@ int underlay_xdp(struct xdp_md *ctx)
 	}
 	struct iface *dst = 0;
 	reason = label_to_pod(lt, inner, data_end, &dst);
-	if (reason >= 0)
+	if (reason >= 0) {
+		if (dst) /* TTL: counted on the pod it was for */
+			count_drop_to(dst->slot);
 		goto drop;
+	}
 	__u32 ifindex = dst->ifindex, slot = dst->slot, flags = dst->flags;
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
 	__builtin_memcpy(dmac, dst->peer_mac, ETH_ALEN);
 	__builtin_memcpy(smac, dst->mac, ETH_ALEN);
 	__u64 outer_bytes = data_end - data;
 	count_endpoint(epslot, 1, outer_bytes);
-	count_iface(slot, 1, outer_bytes - depth * 4);
 
 	if (bpf_xdp_adjust_head(ctx, depth * 4) || bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct meta))) {
 		reason = DROP_ERROR;
+		count_drop_to(slot);
 		goto drop;
 	}
 	data = (void *)(long)ctx->data;
@@ -815,6 +852,7 @@ int underlay_xdp(struct xdp_md *ctx)
 	eth = data;
 	if ((void *)(eth + 1) > data_end || (void *)(m + 1) > data) {
 		reason = DROP_ERROR;
+		count_drop_to(slot);
 		goto drop;
 	}
 	set_macs(eth, dmac, smac);
@@ -822,6 +860,7 @@ int underlay_xdp(struct xdp_md *ctx)
 	m->magic = META_MAGIC;
 	m->ifindex = ifindex;
 	m->flags = flags;
+	count_iface(slot, 1, outer_bytes - depth * 4);
 	return XDP_PASS;
 
 drop:

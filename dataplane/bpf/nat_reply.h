@@ -199,6 +199,7 @@ deliver:
 	    bpf_skb_store_bytes(skb, 0, dst->peer_mac, ETH_ALEN, 0) ||
 	    bpf_skb_store_bytes(skb, ETH_ALEN, dst->mac, ETH_ALEN, 0)) {
 		count_drop(vrf, DROP_ERROR);
+		count_drop_to(slot); /* forwarder.c */
 		return TC_ACT_SHOT;
 	}
 	nat_count(vrf, NAT_TRANSLATED);

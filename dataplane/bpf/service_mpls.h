@@ -46,8 +46,11 @@ static __always_inline int svc_mpls_ingress(struct __sk_buff *skb, __u32 label)
 		goto drop;
 	struct iface *dst = 0;
 	reason = label_to_pod(lt, inner, data_end, &dst);
-	if (reason >= 0)
+	if (reason >= 0) {
+		if (dst) /* TTL: counted on the pod it was for (forwarder.c) */
+			count_drop_to(dst->slot);
 		goto drop;
+	}
 	set_macs(eth, dst->peer_mac, dst->mac);
 	count_iface(dst->slot, 1, skb->len);
 	return policy_reject_tunnel(skb, policy_deliver(skb, dst->ifindex, dst->flags, 1)); /* policy.h, then deliver */

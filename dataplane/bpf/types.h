@@ -12,7 +12,7 @@
 
 /* ISTHMUS_ABI is stored in the pinned meta map; a loader that finds another
  * value refuses to adopt the pinned maps. */
-#define ISTHMUS_ABI 7
+#define ISTHMUS_ABI 8
 
 #define MAX_NEXTHOPS 16
 #define MAX_VRFS 4096
@@ -183,11 +183,17 @@ struct endpoint_hint {
 	__u32 slot;
 };
 
+/* iface_stats: a pod interface's counters. A drop counts here as well as
+ * by reason in its VRF (drops): rx_drops are packets from the pod that the
+ * forwarder dropped, tx_drops packets for the pod dropped once the pod was
+ * known. Policy counts its own refusals per interface (pol_iface_denied). */
 struct iface_stats {
 	__u64 rx_packets; /* received from the pod */
 	__u64 rx_bytes;
 	__u64 tx_packets; /* sent to the pod */
 	__u64 tx_bytes;
+	__u64 rx_drops;
+	__u64 tx_drops;
 };
 
 struct endpoint_stats {
