@@ -78,11 +78,18 @@ type ribCounters struct {
 	installed map[netip.Addr]int64 // per peer: paths imported into at least one VRF
 	rejected  map[netip.Addr]int64 // per peer: paths rejected since start
 	reasons   map[string]int64
-	vrfRoutes map[string]int // per VRF
+	vrfRoutes map[string]int // per VRF (countersOf: those asked for)
+	routes    int            // in every VRF
 	paths     int
 }
 
-func (r *rib) counters() ribCounters {
+// counters returns every counter, the routes of every VRF included.
+func (r *rib) counters() ribCounters { return r.countersOf(true, nil) }
+
+// countersOf returns the counters with the route counts of the VRFs in
+// also and of those whose count changed since the last call, or of every
+// VRF when all is set.
+func (r *rib) countersOf(all bool, also map[string]bool) ribCounters {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := ribCounters{
@@ -105,7 +112,25 @@ func (r *rib) counters() ribCounters {
 	}
 	for _, v := range r.vrfs {
 		if v.live {
+			c.routes += v.count
+		}
+	}
+	for i := range r.countDirty {
+		if v := r.vrfs[i]; v.live && !all {
 			c.vrfRoutes[v.name] = v.count
+		}
+	}
+	clear(r.countDirty)
+	for name := range also {
+		if i, ok := r.vrfIdx[name]; ok && !all {
+			c.vrfRoutes[name] = r.vrfs[i].count
+		}
+	}
+	if all {
+		for _, v := range r.vrfs {
+			if v.live {
+				c.vrfRoutes[v.name] = v.count
+			}
 		}
 	}
 	return c

@@ -49,34 +49,43 @@ func exportRoutes(in *intent, label labelFunc) (map[exportKey]exportRoute, error
 		if err := floatingExports(out, in, v, label); err != nil {
 			return nil, err
 		}
-		if v.rd == 0 || len(v.exportRTs) == 0 {
-			continue
-		}
-		for _, p := range v.routes {
-			lbl, err := label(v.name, v.labelMode, p)
-			if err != nil {
-				return nil, fmt.Errorf("label for %s in vrf %q: %w", p, v.name, err)
-			}
-			out[exportKey{v.name, p}] = exportRoute{
-				rd:      v.rd,
-				prefix:  p,
-				label:   lbl,
-				rts:     v.exportRTs,
-				encap:   v.encap,
-				nexthop: in.endpoint,
-			}
-		}
-		// Service addresses carry the VRF label whatever the mode: the
-		// receiving forwarder picks a local backend (services.go).
-		for _, p := range v.services {
-			lbl, err := label(v.name, labelPerVRF, p)
-			if err != nil {
-				return nil, fmt.Errorf("label for service %s in vrf %q: %w", p, v.name, err)
-			}
-			out[exportKey{v.name, p}] = exportRoute{rd: v.rd, prefix: p, label: lbl, rts: v.exportRTs, encap: v.encap, nexthop: in.endpoint}
+		if err := vrfExports(out, in, v, label); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// vrfExports adds the routes and service addresses of v to out (its
+// floating IPs are floatingExports').
+func vrfExports(out map[exportKey]exportRoute, in *intent, v vrfSpec, label labelFunc) error {
+	if v.rd == 0 || len(v.exportRTs) == 0 {
+		return nil
+	}
+	for _, p := range v.routes {
+		lbl, err := label(v.name, v.labelMode, p)
+		if err != nil {
+			return fmt.Errorf("label for %s in vrf %q: %w", p, v.name, err)
+		}
+		out[exportKey{v.name, p}] = exportRoute{
+			rd:      v.rd,
+			prefix:  p,
+			label:   lbl,
+			rts:     v.exportRTs,
+			encap:   v.encap,
+			nexthop: in.endpoint,
+		}
+	}
+	// Service addresses carry the VRF label whatever the mode: the
+	// receiving forwarder picks a local backend (services.go).
+	for _, p := range v.services {
+		lbl, err := label(v.name, labelPerVRF, p)
+		if err != nil {
+			return fmt.Errorf("label for service %s in vrf %q: %w", p, v.name, err)
+		}
+		out[exportKey{v.name, p}] = exportRoute{rd: v.rd, prefix: p, label: lbl, rts: v.exportRTs, encap: v.encap, nexthop: in.endpoint}
+	}
+	return nil
 }
 
 // path translates an exported route into a GoBGP path: RD:prefix with the

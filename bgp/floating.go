@@ -28,19 +28,25 @@ import (
 func floatingRoutes(in *intent, d *gen.Device) {
 	local := localPods(d)
 	for name, v := range in.vrfs {
-		v.floating = nil
-		ni := nos.NetworkInstances(d)[name]
-		v.floatingExt = nos.FloatingVPN(ni)
-		for key, f := range nos.FloatingIPs(ni) {
-			a, err1 := netip.ParseAddr(key)
-			pod, err2 := netip.ParseAddr(f.GetConfig().GetPodAddress())
-			if err1 == nil && err2 == nil && a.Is4() && local[name][pod] {
-				v.floating = append(v.floating, netip.PrefixFrom(a, 32))
-			}
-		}
-		slices.SortFunc(v.floating, comparePrefix)
+		v.floating, v.floatingExt = vrfFloating(nos.NetworkInstances(d)[name], local[name])
 		in.vrfs[name] = v
 	}
+}
+
+// vrfFloating returns the floating IPs of ni whose pod is one of this
+// host's pods (local), sorted, and the external VRF they are advertised
+// in ("" for IPv4 unicast).
+func vrfFloating(ni *niT, local map[netip.Addr]bool) ([]netip.Prefix, string) {
+	var out []netip.Prefix
+	for key, f := range nos.FloatingIPs(ni) {
+		a, err1 := netip.ParseAddr(key)
+		pod, err2 := netip.ParseAddr(f.GetConfig().GetPodAddress())
+		if err1 == nil && err2 == nil && a.Is4() && local[pod] {
+			out = append(out, netip.PrefixFrom(a, 32))
+		}
+	}
+	slices.SortFunc(out, comparePrefix)
+	return out, nos.FloatingVPN(ni)
 }
 
 // floatingExports adds the floating IPs of v to out: IPv4 unicast routes

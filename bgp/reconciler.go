@@ -52,6 +52,12 @@ type Reconciler struct {
 	// configuration, so Validate and Apply parse only the entries a
 	// commit replaced (config_memo.go).
 	memo vrfMemo
+	// pending is the patch ValidateDelta made for the candidate the next
+	// ApplyDelta applies (delta.go).
+	pending deltaPending
+	// visits counts the network instances Validate and Apply looked at
+	// (all of them in full, those a commit changes by delta), for tests.
+	visits atomic.Int64
 
 	mu           sync.Mutex // guards core, ctx, sp, applied, exported, restart, peers, eor, stale, synced, counters*; held while state is written
 	core         *nos.Core
@@ -59,7 +65,10 @@ type Reconciler struct {
 	sp           *speaker
 	applied      *intent // what GoBGP runs now
 	exported     map[exportKey]exportRoute
-	restart      bool // this start is a graceful restart
+	view         *view           // the applied configuration, translated and indexed (delta.go)
+	stateDirty   map[string]bool // VRFs whose state may have changed since the last publication
+	stateAll     bool            // every VRF's state may have changed
+	restart      bool            // this start is a graceful restart
 	peers        map[netip.Addr]*peerStatus
 	eor          map[netip.Addr]bool
 	stale        map[nos.RouteKey]bool      // FIB routes from before a restart, not yet confirmed
@@ -104,6 +113,20 @@ func New(cfg Config) *Reconciler {
 		staleTimers: map[netip.Addr]*time.Timer{},
 		flushWake:   make(chan struct{}, 1),
 		stateWake:   make(chan struct{}, 1),
+		stateDirty:  map[string]bool{},
+		stateAll:    true,
+	}
+}
+
+// indexExported indexes the exported routes by VRF in the view, after a
+// full Apply replaced them; r.mu is held.
+func (r *Reconciler) indexExported() {
+	if r.view == nil {
+		return
+	}
+	clear(r.view.exportedIn)
+	for k := range r.exported {
+		addPrefix(r.view.exportedIn, k.vrf, k.prefix)
 	}
 }
 
@@ -128,6 +151,7 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 	r.core, r.ctx, r.cancel = core, ctx, cancel
 	r.rib = newRIB()
 	r.applied, r.exported = &intent{}, map[exportKey]exportRoute{}
+	r.view, r.stateDirty, r.stateAll = nil, map[string]bool{}, true
 	r.peers, r.eor, r.stale, r.synced = map[netip.Addr]*peerStatus{}, map[netip.Addr]bool{}, map[nos.RouteKey]bool{}, false
 	r.restart = restartPending(r.cfg.StateDir)
 	for _, k := range fibKeys(ctx, core.FIB()) {
@@ -146,6 +170,7 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 // Validate checks what only BGP knows: RD and RT syntax, unique RDs, a
 // tunnel source when routes are to be exported, neighbor leaves.
 func (r *Reconciler) Validate(intended *gen.Device) error {
+	r.visits.Add(int64(len(nos.NetworkInstances(intended))))
 	in, err := r.memo.translate(intended, r.local(), true)
 	if err != nil {
 		return err
@@ -170,6 +195,7 @@ func (r *Reconciler) Validate(intended *gen.Device) error {
 // what was actually applied (not against old), so a rollback after a
 // partial failure converges too.
 func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error {
+	r.visits.Add(int64(len(nos.NetworkInstances(intended))))
 	want, err := r.memo.translate(intended, r.local(), false)
 	if err != nil {
 		return err
@@ -185,6 +211,11 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 	}
 	r.rib.setEndpoint(want.endpoint)
 	r.rib.setVRFs(want.vrfs)
+	// The whole configuration is translated: the view the next commits
+	// patch starts from it (delta.go).
+	r.view = newView(intended, want.vrfs, want.endpoint)
+	r.stateAll = true
+	defer r.indexExported()
 	defer r.signalFlush()
 	defer r.signalState()
 

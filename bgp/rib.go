@@ -35,6 +35,15 @@ type rib struct {
 	peerIdx map[netip.Addr]uint32
 	vrfs    []importVRF
 	vrfIdx  map[string]uint32
+	// importers are the live VRFs importing each route target, sorted
+	// (rib_vrfs.go), so matching a route-target set reads only them.
+	importers map[rt][]uint32
+	// rtRtsets are the route-target sets each route target is in, so a
+	// VRF's change recomputes only the sets it can match.
+	rtRtsets map[rt][]uint32
+	// countDirty are the VRFs whose route count changed since the state
+	// last read it (takeVRFCounts).
+	countDirty map[uint32]struct{}
 
 	rtsets   [][]rt
 	rtsetIdx map[string]uint32
@@ -66,14 +75,17 @@ type rib struct {
 
 func newRIB() *rib {
 	return &rib{
-		own:       map[v4]bool{},
-		peerIdx:   map[netip.Addr]uint32{},
-		vrfIdx:    map[string]uint32{},
-		rtsetIdx:  map[string]uint32{},
-		vrfsets:   [][]uint32{nil},
-		vrfsetIdx: map[string]uint32{"": 0},
-		prefixes:  map[prefixKey]uint32{},
-		ignored:   adjIn{paths: map[adjInKey]bool{}},
+		own:        map[v4]bool{},
+		peerIdx:    map[netip.Addr]uint32{},
+		vrfIdx:     map[string]uint32{},
+		importers:  map[rt][]uint32{},
+		rtRtsets:   map[rt][]uint32{},
+		countDirty: map[uint32]struct{}{},
+		rtsetIdx:   map[string]uint32{},
+		vrfsets:    [][]uint32{nil},
+		vrfsetIdx:  map[string]uint32{"": 0},
+		prefixes:   map[prefixKey]uint32{},
+		ignored:    adjIn{paths: map[adjInKey]bool{}},
 	}
 }
 
@@ -167,6 +179,9 @@ func (r *rib) rtset(rts []rt) uint32 {
 	r.rtsets = append(r.rtsets, set)
 	r.rtsetIdx[string(key)] = i
 	r.rtsetVRF = append(r.rtsetVRF, r.vrfset(r.matchVRFs(set)))
+	for _, t := range set {
+		r.rtRtsets[t] = append(r.rtRtsets[t], i)
+	}
 	return i
 }
 
@@ -189,18 +204,11 @@ func (r *rib) vrfset(vrfs []uint32) uint32 {
 // matchVRFs returns the live VRFs importing any of rts, sorted; r.mu is held.
 func (r *rib) matchVRFs(rts []rt) []uint32 {
 	var out []uint32
-	for i, v := range r.vrfs {
-		if !v.live {
-			continue
-		}
-		for _, t := range rts {
-			if _, ok := slices.BinarySearch(v.rts, t); ok {
-				out = append(out, uint32(i))
-				break
-			}
-		}
+	for _, t := range rts {
+		out = append(out, r.importers[t]...)
 	}
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // imports reports whether a path imports into any VRF; r.mu is held.
@@ -278,6 +286,7 @@ func (r *rib) setVRFs(vrfs map[string]vrfSpec) {
 			r.vrfs = append(r.vrfs, importVRF{name: name, rts: slices.Clone(v.importRTs), encap: v.encap, live: true})
 		}
 	}
+	r.rebuildImporters()
 	for i, set := range r.rtsets {
 		r.rtsetVRF[i] = r.vrfset(r.matchVRFs(set))
 	}
@@ -302,6 +311,7 @@ func (r *rib) clearPaths() {
 	for pk, idx := range r.prefixes {
 		for _, v := range r.vrfsets[r.entry(idx).vrfset] {
 			r.vrfs[v].count--
+			r.countDirty[v] = struct{}{}
 			r.deleted = append(r.deleted, vrfPrefix{vrf: v, prefix: pk})
 		}
 	}
@@ -474,12 +484,14 @@ func (r *rib) relink(idx uint32) {
 	for _, v := range oldVRFs {
 		if _, ok := slices.BinarySearch(newVRFs, v); !ok {
 			r.vrfs[v].count--
+			r.countDirty[v] = struct{}{}
 			r.deleted = append(r.deleted, vrfPrefix{vrf: v, prefix: e.prefix})
 		}
 	}
 	for _, v := range newVRFs {
 		if _, ok := slices.BinarySearch(oldVRFs, v); !ok {
 			r.vrfs[v].count++
+			r.countDirty[v] = struct{}{}
 		}
 	}
 	e.vrfset = set

@@ -29,22 +29,32 @@ import (
 func serviceRoutes(in *intent, d *gen.Device) error {
 	local := localPods(d)
 	for name, v := range in.vrfs {
-		v.services = nil
-		for svcName, svc := range nos.Services(nos.NetworkInstances(d)[name]) {
-			vip, err := netip.ParseAddr(svc.GetConfig().GetAddress())
-			if err != nil || !vip.Is4() {
-				return invalid(fmt.Sprintf("%s/services/service[name=%s]/config/address", niPath(name), svcName), "not an IPv4 address: %q", svc.GetConfig().GetAddress())
-			}
-			all := svc.GetConfig().GetExternalTrafficScope() == gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_ExternalTrafficScope_ALL
-			if servesLocally(svc, local[name], all) {
-				v.services = append(v.services, netip.PrefixFrom(vip, 32))
-			}
+		svcs, err := vrfServices(name, nos.NetworkInstances(d)[name], local[name])
+		if err != nil {
+			return err
 		}
-		slices.SortFunc(v.services, comparePrefix)
-		v.services = slices.Compact(v.services)
+		v.services = svcs
 		in.vrfs[name] = v
 	}
 	return nil
+}
+
+// vrfServices returns the service addresses VRF name (ni) advertises,
+// sorted, given the addresses of this host's pods in it.
+func vrfServices(name string, ni *niT, local map[netip.Addr]bool) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for svcName, svc := range nos.Services(ni) {
+		vip, err := netip.ParseAddr(svc.GetConfig().GetAddress())
+		if err != nil || !vip.Is4() {
+			return nil, invalid(fmt.Sprintf("%s/services/service[name=%s]/config/address", niPath(name), svcName), "not an IPv4 address: %q", svc.GetConfig().GetAddress())
+		}
+		all := svc.GetConfig().GetExternalTrafficScope() == gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Services_Service_Config_ExternalTrafficScope_ALL
+		if servesLocally(svc, local, all) {
+			out = append(out, netip.PrefixFrom(vip, 32))
+		}
+	}
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out), nil
 }
 
 // servesLocally reports whether a backend that takes new flows is one of
@@ -72,19 +82,28 @@ func servesLocally(svc *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInsta
 func localPods(d *gen.Device) map[string]map[netip.Addr]bool {
 	local := map[string]map[netip.Addr]bool{}
 	for _, ifc := range nos.Interfaces(d) {
-		c := ifc.GetConfig()
-		if c.GetType() != gen.IsthmusTypes_InterfaceType_POD || c.GetIpv4Address() == "" || (c.Enabled != nil && !*c.Enabled) {
+		vrf, a, ok := localPod(ifc)
+		if !ok {
 			continue
 		}
-		p, err := netip.ParsePrefix(c.GetIpv4Address())
-		if err != nil {
-			continue // the pod routes report it
-		}
-		vrf := c.GetNetworkInstance()
 		if local[vrf] == nil {
 			local[vrf] = map[netip.Addr]bool{}
 		}
-		local[vrf][p.Addr()] = true
+		local[vrf][a] = true
 	}
 	return local
+}
+
+// localPod returns the VRF and address of an enabled pod interface with
+// an address (ok false for any other interface).
+func localPod(ifc *gen.IsthmusInterfaces_Interfaces_Interface) (vrf string, a netip.Addr, ok bool) {
+	c := ifc.GetConfig()
+	if c.GetType() != gen.IsthmusTypes_InterfaceType_POD || c.GetIpv4Address() == "" || (c.Enabled != nil && !*c.Enabled) {
+		return "", netip.Addr{}, false
+	}
+	p, err := netip.ParsePrefix(c.GetIpv4Address())
+	if err != nil {
+		return "", netip.Addr{}, false // the pod routes report it
+	}
+	return c.GetNetworkInstance(), p.Addr(), true
 }

@@ -196,8 +196,10 @@ type stateSnapshot struct {
 	global    globalSpec
 	transit   bool
 	bgpPath   string
-	vrfs      []string
-	exported  map[string]uint32 // exported routes per VRF
+	vrfs      []string          // the VRFs whose state may have changed (all: every VRF)
+	all       bool              // every VRF's state is written
+	exported  map[string]uint32 // exported routes per VRF in vrfs
+	sent      uint32            // exported routes in all
 	peers     map[netip.Addr]peerStatus
 	neighbors map[netip.Addr]neighborSpec
 }
@@ -214,12 +216,26 @@ func (r *Reconciler) snapshot() stateSnapshot {
 		return s
 	}
 	s.global, s.transit, s.bgpPath = r.applied.global, r.applied.transit(), r.applied.bgpPath
-	for name := range r.applied.vrfs {
-		s.vrfs = append(s.vrfs, name)
+	// Only the VRFs a commit touched since the last publication (and, in
+	// publishState, those whose imported routes changed): a commit that
+	// changes one VRF publishes one VRF's state.
+	s.all, s.sent = r.stateAll || r.view == nil, uint32(len(r.exported))
+	if s.all {
+		for name := range r.applied.vrfs {
+			s.vrfs = append(s.vrfs, name)
+		}
+		for k := range r.exported {
+			s.exported[k.vrf]++
+		}
+	} else {
+		for name := range r.stateDirty {
+			if _, ok := r.applied.vrfs[name]; ok {
+				s.vrfs = append(s.vrfs, name)
+				s.exported[name] = uint32(len(r.view.exportedIn[name]))
+			}
+		}
 	}
-	for k := range r.exported {
-		s.exported[k.vrf]++
-	}
+	r.stateAll, r.stateDirty = false, map[string]bool{}
 	for a, p := range r.peers {
 		s.peers[a] = *p
 	}
@@ -248,12 +264,33 @@ func (r *Reconciler) publishState(ctx context.Context) error {
 	if s.core == nil {
 		return nil
 	}
+	also := make(map[string]bool, len(s.vrfs))
+	for _, name := range s.vrfs {
+		also[name] = true
+	}
+	rc := r.rib.countersOf(s.all, also)
+	for name := range rc.vrfRoutes {
+		if !also[name] {
+			// Its imported routes changed: its state is written too.
+			s.vrfs = append(s.vrfs, name)
+			s.exported[name] = r.exportedCount(name)
+		}
+	}
 	sort.Strings(s.vrfs) // not under r.mu, which Apply waits for
-	rc := r.rib.counters()
 	labels := map[string][]uint32{}
-	for lbl, o := range s.core.Labels().All() {
-		if !o.Prefix.IsValid() {
-			labels[o.VRF] = append(labels[o.VRF], lbl)
+	if s.all {
+		for lbl, o := range s.core.Labels().All() {
+			if !o.Prefix.IsValid() {
+				labels[o.VRF] = append(labels[o.VRF], lbl)
+			}
+		}
+	} else {
+		for _, name := range s.vrfs {
+			for lbl, o := range s.core.Labels().OfVRF(name) {
+				if !o.Prefix.IsValid() {
+					labels[name] = append(labels[name], lbl)
+				}
+			}
 		}
 	}
 	writes := vrfWrites(s, rc, labels)
@@ -266,7 +303,31 @@ func (r *Reconciler) publishState(ctx context.Context) error {
 			writes = append(writes, speakerWrites(s, rc, counters, time.Now())...)
 		}
 	}
-	return errors.Join(append(errs, r.write(s, writes))...)
+	err := errors.Join(append(errs, r.write(s, writes))...)
+	if err != nil {
+		// The retry writes every VRF: the ones this publication meant to
+		// write are not remembered.
+		r.mu.Lock()
+		r.stateAll = true
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// exportedCount returns how many routes are exported under vrf's name.
+func (r *Reconciler) exportedCount(vrf string) uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.view != nil {
+		return uint32(len(r.view.exportedIn[vrf]))
+	}
+	n := uint32(0)
+	for k := range r.exported {
+		if k.vrf == vrf {
+			n++
+		}
+	}
+	return n
 }
 
 // write makes the writes whose entry is still applied, with r.mu held.
@@ -369,7 +430,7 @@ func speakerWrites(s stateSnapshot, rc ribCounters, counters map[netip.Addr]peer
 		As:            ygot.Uint32(g.as),
 		RouterId:      ygot.String(g.routerID.String()),
 		TotalPaths:    ygot.Uint32(uint32(rc.paths)),
-		TotalPrefixes: ygot.Uint32(uint32(sumRoutes(rc.vrfRoutes))),
+		TotalPrefixes: ygot.Uint32(uint32(rc.routes)),
 	}}}
 	for addr, n := range s.neighbors {
 		out = append(out, neighborWrites(s, addr, n, counters[addr], rc, now)...)
@@ -417,14 +478,6 @@ func (r *Reconciler) gobgpCounters(ctx context.Context, sp *speaker, transit boo
 	return c, nil
 }
 
-func sumRoutes(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
 // neighborWrites is the state of one neighbor. received and installed
 // are import's own counts, exact at every publication: received is every
 // VPNv4 path the peer announces now (each RD and path identifier, rejected
@@ -469,9 +522,7 @@ func neighborWrites(s stateSnapshot, addr netip.Addr, n neighborSpec, c peerCoun
 		if !s.transit {
 			sent = 0
 			if ps.state == bgp.BGP_FSM_ESTABLISHED {
-				for _, k := range s.exported {
-					sent += k
-				}
+				sent = s.sent
 			}
 		}
 		out = append(out, stateWrite{path: base + "/afi-safis/afi-safi[afi-safi-name=L3VPN_IPV4_UNICAST]/state", neighbor: addr, st: &gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Protocols_Protocol_Bgp_Neighbors_Neighbor_AfiSafis_AfiSafi_State{

@@ -136,7 +136,7 @@ func (c *Core) Start(ctx context.Context) error {
 			return fmt.Errorf("start reconciler %s: %w", r.ID(), err)
 		}
 	}
-	if err := c.applyAll(ctx, &gen.Device{}, cfg); err != nil {
+	if err := c.applyAll(ctx, &gen.Device{}, cfg, nil, nil); err != nil {
 		c.abandon(cfg, &gen.Device{}, computeDelta(cfg, &gen.Device{}))
 		return fmt.Errorf("apply restored configuration: %w", err)
 	}
@@ -284,8 +284,9 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 		return 0, fmt.Errorf("commit: %w", err)
 	}
 	c.setApplying(cand)
-	if err := c.applyAll(ctx, old, cand); err != nil {
-		c.abandon(cand, old, ch.reverse(old))
+	back := ch.reverse(old)
+	if err := c.applyAll(ctx, old, cand, &ch, &back); err != nil {
+		c.abandon(cand, old, back)
 		return 0, err
 	}
 	changes, err := entryChanges(cand, ch)
@@ -295,10 +296,10 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 	}
 	if err != nil {
 		// Put the reconcilers back where they were.
-		if rerr := c.rollbackAll(ctx, len(c.recs), cand, old); rerr != nil {
+		if rerr := c.rollbackAll(ctx, len(c.recs), cand, old, &back); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
-		c.abandon(cand, old, ch.reverse(old))
+		c.abandon(cand, old, back)
 		return 0, fmt.Errorf("persist commit: %w", err)
 	}
 	c.pubMu.Lock()
@@ -342,7 +343,7 @@ func (c *Core) validate(old, cand *gen.Device, ch delta) error {
 		return err
 	}
 	for _, r := range c.recs {
-		if err := guard(r.ID(), func() error { return r.Validate(cand) }); err != nil {
+		if err := guard(r.ID(), func() error { return validateRec(r, cand, &ch) }); err != nil {
 			return fmt.Errorf("%s: %w", r.ID(), err)
 		}
 	}
@@ -362,13 +363,14 @@ func guard(id string, fn func() error) (err error) {
 }
 
 // applyAll applies old → cand on every reconciler, rolling back those that
-// already applied when one fails.
-func (c *Core) applyAll(ctx context.Context, old, cand *gen.Device) error {
+// already applied when one fails. ch is what the commit changes and back
+// its reverse (nil for both when not known: every entry is compared).
+func (c *Core) applyAll(ctx context.Context, old, cand *gen.Device, ch, back *delta) error {
 	for i, r := range c.recs {
-		if err := guard(r.ID(), func() error { return r.Apply(ctx, old, cand) }); err != nil {
+		if err := guard(r.ID(), func() error { return applyRec(ctx, r, old, cand, ch) }); err != nil {
 			err = fmt.Errorf("%w: %s: %w", ErrReconcile, r.ID(), err)
 			// The failing reconciler may have applied part of the change.
-			if rerr := c.rollbackAll(ctx, i+1, cand, old); rerr != nil {
+			if rerr := c.rollbackAll(ctx, i+1, cand, old, back); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
 			return err
@@ -377,16 +379,17 @@ func (c *Core) applyAll(ctx context.Context, old, cand *gen.Device) error {
 	return nil
 }
 
-// rollbackAll applies cand → old on the first n reconcilers, last first.
+// rollbackAll applies cand → old, which differ by back (nil: not known),
+// on the first n reconcilers, last first.
 // The undo runs to the end even when ctx (the client's deadline, which may
 // be what failed the commit) is done: a half-undone commit would leave
 // the reconcilers neither at old nor at cand. ctx keeps only its values.
-func (c *Core) rollbackAll(ctx context.Context, n int, cand, old *gen.Device) error {
+func (c *Core) rollbackAll(ctx context.Context, n int, cand, old *gen.Device, back *delta) error {
 	ctx = context.WithoutCancel(ctx)
 	var errs []error
 	for i := n - 1; i >= 0; i-- {
 		r := c.recs[i]
-		if err := guard(r.ID(), func() error { return r.Apply(ctx, cand, old) }); err != nil {
+		if err := guard(r.ID(), func() error { return applyRec(ctx, r, cand, old, back) }); err != nil {
 			errs = append(errs, fmt.Errorf("roll back %s: %w", r.ID(), err))
 		}
 	}

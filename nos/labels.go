@@ -31,9 +31,10 @@ var ErrLabelsExhausted = errors.New("label range exhausted")
 type Labels struct {
 	db *bolt.DB
 
-	mu    sync.Mutex // guards byOwn, byLbl, next
+	mu    sync.Mutex // guards byOwn, byLbl, byVRF, next
 	byOwn map[string]uint32
 	byLbl map[uint32]string
+	byVRF map[string]map[string]uint32 // VRF → its owners' keys → label
 	next  uint32
 }
 
@@ -68,7 +69,7 @@ func parseOwner(key string) (LabelOwner, error) {
 }
 
 func newLabels(db *bolt.DB) (*Labels, error) {
-	l := &Labels{db: db, byOwn: map[string]uint32{}, byLbl: map[uint32]string{}, next: FirstLabel}
+	l := &Labels{db: db, byOwn: map[string]uint32{}, byLbl: map[uint32]string{}, byVRF: map[string]map[string]uint32{}, next: FirstLabel}
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketLabels)
 		if err != nil {
@@ -81,6 +82,7 @@ func newLabels(db *bolt.DB) (*Labels, error) {
 			lbl := binary.BigEndian.Uint32(v)
 			l.byOwn[string(k)] = lbl
 			l.byLbl[lbl] = string(k)
+			l.index(string(k), lbl)
 			if lbl >= l.next {
 				l.next = lbl + 1
 			}
@@ -125,8 +127,51 @@ func (l *Labels) get(o LabelOwner) (uint32, error) {
 	}
 	l.byOwn[key] = lbl
 	l.byLbl[lbl] = key
+	l.index(key, lbl)
 	l.next = lbl + 1
 	return lbl, nil
+}
+
+// index records the label of key under its VRF; l.mu is held.
+func (l *Labels) index(key string, lbl uint32) {
+	o, err := parseOwner(key)
+	if err != nil {
+		return
+	}
+	m := l.byVRF[o.VRF]
+	if m == nil {
+		m = map[string]uint32{}
+		l.byVRF[o.VRF] = m
+	}
+	m[key] = lbl
+}
+
+// unindex forgets key under its VRF; l.mu is held.
+func (l *Labels) unindex(key string) {
+	o, err := parseOwner(key)
+	if err != nil {
+		return
+	}
+	if m := l.byVRF[o.VRF]; m != nil {
+		delete(m, key)
+		if len(m) == 0 {
+			delete(l.byVRF, o.VRF)
+		}
+	}
+}
+
+// OfVRF returns the labels allocated in vrf (its per-VRF label and its
+// per-prefix labels) and their owners, without looking at other VRFs'.
+func (l *Labels) OfVRF(vrf string) map[uint32]LabelOwner {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[uint32]LabelOwner, len(l.byVRF[vrf]))
+	for k, lbl := range l.byVRF[vrf] {
+		if o, err := parseOwner(k); err == nil {
+			out[lbl] = o
+		}
+	}
+	return out
 }
 
 // free returns an unused label; l.mu is held.
@@ -149,11 +194,11 @@ func (l *Labels) ReleaseVRF(vrf string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var keys []string
-	for k := range l.byOwn {
-		o, err := parseOwner(k)
-		if err == nil && o.VRF == vrf {
-			keys = append(keys, k)
-		}
+	for k := range l.byVRF[vrf] {
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil
 	}
 	return l.release(keys)
 }
@@ -183,6 +228,7 @@ func (l *Labels) release(keys []string) error {
 		if lbl, ok := l.byOwn[k]; ok {
 			delete(l.byLbl, lbl)
 			delete(l.byOwn, k)
+			l.unindex(k)
 		}
 	}
 	return nil

@@ -98,6 +98,30 @@ func (t *timedReconciler) Apply(ctx context.Context, old, intended *gen.Device) 
 	return t.Reconciler.Apply(ctx, old, intended)
 }
 
+// ValidateDelta times the reconciler's ValidateDelta, or its Validate
+// when it works from the whole configuration only.
+func (t *timedReconciler) ValidateDelta(d *gen.Device, ch nos.Delta) error {
+	dr, ok := t.Reconciler.(nos.DeltaReconciler)
+	if !ok {
+		return t.Validate(d)
+	}
+	start := time.Now()
+	defer func() { t.took.Add(int64(time.Since(start))) }()
+	return dr.ValidateDelta(d, ch)
+}
+
+// ApplyDelta times the reconciler's ApplyDelta, or its Apply when it
+// works from the whole configuration only.
+func (t *timedReconciler) ApplyDelta(ctx context.Context, old, intended *gen.Device, ch nos.Delta) error {
+	dr, ok := t.Reconciler.(nos.DeltaReconciler)
+	if !ok {
+		return t.Apply(ctx, old, intended)
+	}
+	start := time.Now()
+	defer func() { t.took.Add(int64(time.Since(start))) }()
+	return dr.ApplyDelta(ctx, old, intended, ch)
+}
+
 // stack is a gNMI server on a core with isthmusd's reconcilers, each
 // timed.
 type stack struct {
