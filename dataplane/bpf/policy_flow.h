@@ -87,7 +87,11 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	if (bpf_skb_load_bytes(skb, 0, x->macs, 12))
 		return -1;
 	__u32 newlen = tcp ? 40 : 56;
-	if (bpf_skb_change_tail(skb, l3 + newlen, 0))
+	/* The kernel refuses change_tail on a packet still marked
+	 * encapsulated (decapsulated MPLSoUDP); room after the IPv4 header
+	 * does as well, since everything after it is rewritten. */
+	if (bpf_skb_change_tail(skb, l3 + newlen, 0) &&
+	    bpf_skb_adjust_room(skb, (__s32)(l3 + newlen) - (__s32)skb->len, BPF_ADJ_ROOM_NET, 0))
 		return -1;
 	struct pol_iphdr *rip = &x->rip;
 	__builtin_memset(rip, 0, sizeof(*rip));
