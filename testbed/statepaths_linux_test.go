@@ -222,11 +222,6 @@ var vrfOnly = []string{"/state/counters/", "/state/forwarding/", "/state/exporte
 
 // notApplicable says why path does not apply to the concrete entry, or "".
 func notApplicable(path, entry string, get func(gpb.GetRequest_DataType, string) map[string]string) string {
-	if strings.HasSuffix(path, "/state/counters/in-drops") || strings.HasSuffix(path, "/state/counters/out-drops") {
-		if strings.Contains(get(gpb.GetRequest_CONFIG, entry+"/config/type")[entry+"/config/type"], "POD") {
-			return "the forwarder counts a pod's drops per VRF (network-instance state/counters), not per interface"
-		}
-	}
 	if strings.HasPrefix(path, "/network-instances/network-instance[name=*]/state/") {
 		for _, sub := range vrfOnly {
 			if strings.Contains(path, sub) && strings.Contains(get(gpb.GetRequest_CONFIG, entry+"/config/type")[entry+"/config/type"], "DEFAULT") {
