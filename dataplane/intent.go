@@ -50,58 +50,23 @@ func intentOf(d *gen.Device) (intent, error) {
 	}
 	mplsOverMPLS := false
 	for name, ni := range nos.NetworkInstances(d) {
-		cfg := ni.GetConfig()
-		if cfg.GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
+		if ni.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
 			continue
 		}
-		v := vrfIntent{
-			PerPrefix: cfg.GetLabelAllocationMode() == gen.IsthmusTypes_LabelAllocationMode_PER_PREFIX,
-			Encap:     EncapMPLSoUDP,
-		}
-		if cfg.GetEncapsulation() == gen.IsthmusTypes_Encapsulation_MPLS_OVER_MPLS {
-			v.Encap = EncapMPLSoMPLS
-			mplsOverMPLS = true
+		v, err := vrfIntentOf(name, ni, in.Statics)
+		if err != nil {
+			return in, err
 		}
 		in.VRFs[name] = v
-		if ni.StaticRoutes == nil {
-			continue
-		}
-		for key, st := range ni.StaticRoutes.Static {
-			p, err := netip.ParsePrefix(key)
-			if err != nil || !p.Addr().Is4() {
-				return in, fmt.Errorf("network-instances/network-instance[name=%s]/static-routes/static[prefix=%s]: not an ipv4 prefix", name, key)
-			}
-			ifname := st.GetConfig().GetInterface()
-			if ifname == "" {
-				continue // routes without an interface are for the control plane
-			}
-			in.Statics[RouteKey{VRF: name, Prefix: p.Masked()}] = ifname
-		}
+		mplsOverMPLS = mplsOverMPLS || v.Encap == EncapMPLSoMPLS
 	}
 	for name, ifc := range nos.Interfaces(d) {
-		cfg := ifc.GetConfig()
-		if cfg.GetType() != gen.IsthmusTypes_InterfaceType_POD {
+		if ifc.GetConfig().GetType() != gen.IsthmusTypes_InterfaceType_POD {
 			continue
 		}
-		path := fmt.Sprintf("interfaces/interface[name=%s]/config", name)
-		p := podIntent{VRF: cfg.GetNetworkInstance(), MTU: int(cfg.GetMtu())}
-		if _, ok := in.VRFs[p.VRF]; !ok {
-			return in, fmt.Errorf("%s/network-instance: %q is not a network instance", path, p.VRF)
-		}
-		if s := cfg.GetPod().GetPeerMacAddress(); s != "" {
-			mac, err := net.ParseMAC(s)
-			if err != nil || len(mac) != 6 {
-				return in, fmt.Errorf("%s/pod/peer-mac-address: %q is not an ethernet address", path, s)
-			}
-			p.PeerMAC = mac.String()
-		}
-		if s := cfg.GetIpv4Address(); s != "" {
-			pfx, err := netip.ParsePrefix(s)
-			if err != nil || !pfx.Addr().Is4() {
-				return in, fmt.Errorf("%s/ipv4-address: %q is not an ipv4 prefix", path, s)
-			}
-			// A pod owns its address, whatever the length it was given with.
-			p.Prefix = netip.PrefixFrom(pfx.Addr(), 32)
+		p, err := podIntentOf(name, ifc, func(vrf string) bool { _, ok := in.VRFs[vrf]; return ok })
+		if err != nil {
+			return in, err
 		}
 		in.Pods[name] = p
 	}
@@ -141,6 +106,61 @@ func intentOf(d *gen.Device) (intent, error) {
 		}
 	}
 	return in, nil
+}
+
+// vrfIntentOf translates one L3VRF and adds its static routes to an
+// interface to statics. Its errors name the offending path.
+func vrfIntentOf(name string, ni *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance, statics map[RouteKey]string) (vrfIntent, error) {
+	cfg := ni.GetConfig()
+	v := vrfIntent{
+		PerPrefix: cfg.GetLabelAllocationMode() == gen.IsthmusTypes_LabelAllocationMode_PER_PREFIX,
+		Encap:     EncapMPLSoUDP,
+	}
+	if cfg.GetEncapsulation() == gen.IsthmusTypes_Encapsulation_MPLS_OVER_MPLS {
+		v.Encap = EncapMPLSoMPLS
+	}
+	if ni.StaticRoutes == nil {
+		return v, nil
+	}
+	for key, st := range ni.StaticRoutes.Static {
+		p, err := netip.ParsePrefix(key)
+		if err != nil || !p.Addr().Is4() {
+			return v, fmt.Errorf("network-instances/network-instance[name=%s]/static-routes/static[prefix=%s]: not an ipv4 prefix", name, key)
+		}
+		ifname := st.GetConfig().GetInterface()
+		if ifname == "" {
+			continue // routes without an interface are for the control plane
+		}
+		statics[RouteKey{VRF: name, Prefix: p.Masked()}] = ifname
+	}
+	return v, nil
+}
+
+// podIntentOf translates one pod interface; isVRF reports whether a name
+// is an L3VRF. Its errors name the offending path.
+func podIntentOf(name string, ifc *gen.IsthmusInterfaces_Interfaces_Interface, isVRF func(string) bool) (podIntent, error) {
+	cfg := ifc.GetConfig()
+	path := fmt.Sprintf("interfaces/interface[name=%s]/config", name)
+	p := podIntent{VRF: cfg.GetNetworkInstance(), MTU: int(cfg.GetMtu())}
+	if !isVRF(p.VRF) {
+		return p, fmt.Errorf("%s/network-instance: %q is not a network instance", path, p.VRF)
+	}
+	if s := cfg.GetPod().GetPeerMacAddress(); s != "" {
+		mac, err := net.ParseMAC(s)
+		if err != nil || len(mac) != 6 {
+			return p, fmt.Errorf("%s/pod/peer-mac-address: %q is not an ethernet address", path, s)
+		}
+		p.PeerMAC = mac.String()
+	}
+	if s := cfg.GetIpv4Address(); s != "" {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil || !pfx.Addr().Is4() {
+			return p, fmt.Errorf("%s/ipv4-address: %q is not an ipv4 prefix", path, s)
+		}
+		// A pod owns its address, whatever the length it was given with.
+		p.Prefix = netip.PrefixFrom(pfx.Addr(), 32)
+	}
+	return p, nil
 }
 
 // validate checks what only the dataplane knows: every pod's MTU leaves

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -53,6 +54,10 @@ type Reconciler struct {
 
 	flowsMu sync.Mutex // serializes writes of services' state/flows (periodic and on request)
 
+	// visits counts the network instances Validate and Apply looked at
+	// (every one in full, those a commit changes by delta), for tests.
+	visits atomic.Int64
+
 	mu         sync.Mutex // guards every field below
 	dp         *Dataplane
 	core       *nos.Core
@@ -78,6 +83,8 @@ type Reconciler struct {
 	external   *externalState               // external connectivity (nat_reconciler_linux.go)
 	aft        aftState                     // the forwarding table as programmed (aft_linux.go)
 	policy     policyIntent                 // ACL policy to program (policy_reconciler_linux.go)
+	vrfPods    map[string]map[string]bool   // applied pods by VRF (reconciler_delta_linux.go)
+	podRoute   map[RouteKey]string          // applied pods by their own route
 }
 
 var _ nos.Reconciler = (*Reconciler)(nil)
@@ -116,6 +123,8 @@ func New(cfg ReconcilerConfig) *Reconciler {
 		allowReady: map[endpointVRF]bool{},
 		allowDirty: map[endpointVRF]struct{}{},
 		known:      map[RouteKey]struct{}{},
+		vrfPods:    map[string]map[string]bool{},
+		podRoute:   map[RouteKey]string{},
 	}
 }
 
@@ -203,6 +212,7 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 
 // Validate implements nos.Reconciler.
 func (r *Reconciler) Validate(intended *gen.Device) error {
+	r.visits.Add(int64(len(nos.NetworkInstances(intended))))
 	in, err := intentOf(intended)
 	if err != nil {
 		return err
@@ -220,6 +230,7 @@ func (r *Reconciler) Validate(intended *gen.Device) error {
 // lead to them, do not fail the commit: they are programmed when the
 // interface appears.
 func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error {
+	r.visits.Add(int64(len(nos.NetworkInstances(intended))))
 	want, err := intentOf(intended)
 	if err != nil {
 		return err
@@ -260,6 +271,7 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 		return err
 	}
 	r.applied = want
+	r.indexPods(want)
 	r.sync() // learnt routes that local ones hid or uncovered
 	return nil
 }
