@@ -71,9 +71,6 @@ func policyOf(d *gen.Device) (policyIntent, error) {
 			in.Interfaces[name] = InterfacePolicy{Ingress: ingress, Egress: egress}
 		}
 	}
-	if err := floatingBypass(d, in); err != nil {
-		return in, err
-	}
 	for _, name := range sortedNames(nos.NetworkInstances(d)) {
 		cfg := nos.NetworkInstances(d)[name].GetConfig()
 		if cfg.GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
@@ -312,40 +309,6 @@ func compactStrings(s []string) []string {
 		}
 	}
 	return out
-}
-
-// floatingBypass refuses a floating IP bound to a pod that has ingress
-// ACL sets: new flows through the floating IP are translated to the pod by
-// the node (nat_reply.h) without the ingress check, so the policy would
-// not be enforced for them.
-func floatingBypass(d *gen.Device, in policyIntent) error {
-	protected := map[string]string{} // "vrf/address" → interface
-	for name, ip := range in.Interfaces {
-		if ip.Ingress == nil {
-			continue
-		}
-		cfg := nos.Interfaces(d)[name].GetConfig()
-		if p, err := netip.ParsePrefix(cfg.GetIpv4Address()); err == nil {
-			protected[cfg.GetNetworkInstance()+"/"+p.Addr().String()] = name
-		}
-	}
-	if len(protected) == 0 {
-		return nil
-	}
-	for _, vrf := range sortedNames(nos.NetworkInstances(d)) {
-		fs := nos.NetworkInstances(d)[vrf].GetExternal().GetFloatingIps()
-		if fs == nil {
-			continue
-		}
-		for _, addr := range sortedNames(fs.FloatingIp) {
-			pod := fs.FloatingIp[addr].GetConfig().GetPodAddress()
-			if ifname, ok := protected[vrf+"/"+pod]; ok {
-				return policyInvalid(fmt.Sprintf("/network-instances/network-instance[name=%s]/external/floating-ips/floating-ip[address=%s]/config/pod-address", vrf, addr),
-					"pod %s (%s) has ingress ACL sets, which flows through a floating IP would bypass (not enforced)", pod, ifname)
-			}
-		}
-	}
-	return nil
 }
 
 // policyInvalid is an InvalidArgument about path.

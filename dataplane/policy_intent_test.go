@@ -2,16 +2,13 @@ package dataplane
 
 import (
 	"encoding/json"
-	"errors"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/openconfig/ygot/ygot"
 
 	"github.com/isthmus-net/isthmus/gen"
-	"github.com/isthmus-net/isthmus/nos"
 )
 
 // policyDevice builds a configuration from RFC 7951 JSON.
@@ -145,20 +142,19 @@ func TestPortBlocks(t *testing.T) {
 	}
 }
 
-// TestPolicyRefusesFloatingIPBypass: a floating IP bound to a pod isolated
-// for ingress is refused (its inbound flows would skip the check).
-func TestPolicyRefusesFloatingIPBypass(t *testing.T) {
+// TestPolicyAcceptsFloatingIPOfIsolatedPod: a floating IP may be bound to
+// a pod isolated for ingress (flows through it pass the pod's ingress,
+// TestPolicyFloatingIngressExact); the pod keeps its attachment.
+func TestPolicyAcceptsFloatingIPOfIsolatedPod(t *testing.T) {
 	acl := `{"config":{"ingress-acl-set":["db"]}}`
 	d := policyConfig(t, pod("db1", "10.1.0.10/32", map[string]string{"app": "db"}, acl))
 	fip := d.GetNetworkInstances().GetNetworkInstance("red").GetOrCreateExternal().GetOrCreateFloatingIps().GetOrCreateFloatingIp("198.51.100.10")
 	fip.GetOrCreateConfig().PodAddress = ygot.String("10.1.0.10")
-	_, err := policyOf(d)
-	var pe *nos.PathError
-	if !errors.As(err, &pe) || !errors.Is(err, nos.ErrInvalid) || !strings.HasSuffix(pe.Path, "floating-ip[address=198.51.100.10]/config/pod-address") {
-		t.Fatalf("err = %v, want a refusal naming the floating IP's pod-address", err)
+	in, err := policyOf(d)
+	if err != nil {
+		t.Fatalf("floating IP of a pod with ingress sets: %v", err)
 	}
-	fip.GetOrCreateConfig().PodAddress = ygot.String("10.1.0.11")
-	if _, err := policyOf(d); err != nil {
-		t.Fatalf("floating IP of another pod: %v", err)
+	if in.Interfaces["db1"].Ingress == nil {
+		t.Errorf("pod db1 lost its ingress attachment: %+v", in.Interfaces)
 	}
 }

@@ -410,6 +410,9 @@ static __always_inline int encap_mpls(struct __sk_buff *skb, struct tunnel *t,
 /* REJECT of tunnelled packets answered over the tunnel (uses the helpers above). */
 #include "policy_reject_tunnel.h"
 
+/* Policy on packets through a floating IP (uses the helpers above). */
+#include "policy_floating.h"
+
 /* External connectivity: host access, SNAT (uses the helpers above). */
 #include "nat.h"
 
@@ -615,6 +618,8 @@ int underlay_ingress(struct __sk_buff *skb)
 		return svc_mpls_ingress(skb, m->ifindex);
 	/* Replies to source-NATed flows (nat.h). */
 	int nact = nat_underlay(skb);
+	if (nact < TC_ACT_UNSPEC) /* through a floating IP */
+		return policy_floating_deliver(skb, nact);
 	if (nact != TC_ACT_UNSPEC)
 		return nact;
 	data = (void *)(long)skb->data;

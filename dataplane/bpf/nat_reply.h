@@ -96,8 +96,10 @@ static __always_inline int nat_error_quote(struct __sk_buff *skb, struct nat_scr
 /* nat_underlay handles a packet arriving on the underlay that may be the
  * reply to a source-NATed flow (TCP or UDP to a port of a SNAT range, an
  * ICMP echo reply or error): it is translated back and delivered to the
- * pod. It returns the tc verdict, or TC_ACT_UNSPEC (-1) for packets that
- * are not ours, which it leaves untouched for the caller to go on with. */
+ * pod. It returns the tc verdict, TC_ACT_UNSPEC (-1) for packets that are
+ * not ours, which it leaves untouched for the caller to go on with, or
+ * NAT_POLICY_DELIVER(slot) for a packet through a floating IP, which the
+ * caller delivers once policy lets it (policy_floating.h). */
 static __noinline int nat_underlay(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
@@ -116,7 +118,7 @@ static __noinline int nat_underlay(struct __sk_buff *skb)
 		return -1;
 	__u32 l4 = l3 + (ip->ihl & 0xf) * 4;
 	__u16 ports[2];
-	__u32 bits = 0, vrf, pod;
+	__u32 bits = 0, vrf, pod, floating = 0;
 	struct flow *f = 0;
 	if (pr->floating) {
 		struct floating_pod *fp = bpf_map_lookup_elem(&floating_in, &ip->daddr);
@@ -127,6 +129,7 @@ static __noinline int nat_underlay(struct __sk_buff *skb)
 				count_drop(vrf, DROP_ERROR);
 				return TC_ACT_SHOT;
 			}
+			floating = 1;
 			goto deliver;
 		}
 	}
@@ -204,6 +207,8 @@ deliver:
 	}
 	nat_count(vrf, NAT_TRANSLATED);
 	count_iface(slot, 1, skb->len);
+	if (floating) /* the pod's ingress policy first (policy_floating.h) */
+		return NAT_POLICY_DELIVER(slot);
 	return deliver(dst->ifindex, dst->flags);
 }
 
