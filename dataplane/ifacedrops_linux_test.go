@@ -30,57 +30,52 @@ func TestInterfaceDropsCounted(t *testing.T) {
 	mplsTo := func(inner []byte) []byte { return eth(underlayMAC, peer3MAC, 0x8847, cat(lse(1000, true, 63), inner)) }
 	ce := ip4{src: remote2, dst: hostAddr, proto: 17, ttl: 64, tos: 3, flags: 0x4000}
 	// expect runs in through prog and checks its return, the drops it adds
-	// to pod1 (in) and pod2 (out) and whether it counts one in red.
-	expect := func(name string, prog *ebpf.Program, in []byte, ret uint32, rx, tx uint64, vrfDrop bool) {
+	// on each side of pod1 and pod2 and whether it counts one in red.
+	expect := func(name string, prog *ebpf.Program, in []byte, ret uint32, want podDrops, vrfDrop bool) {
 		t.Helper()
-		p1, err := e.d.InterfaceCounters(pod1)
-		must(t, err)
-		p2, err := e.d.InterfaceCounters(e.pod2)
-		must(t, err)
+		before := readPodDrops(t, e.d, pod1, e.pod2)
 		red, err := e.d.Drops("red")
 		must(t, err)
 		if got, _ := run(t, prog, in); got != ret {
 			t.Errorf("%s: return %d, want %d", name, got, ret)
 		}
-		p1After, err := e.d.InterfaceCounters(pod1)
-		must(t, err)
-		p2After, err := e.d.InterfaceCounters(e.pod2)
-		must(t, err)
 		redAfter, err := e.d.Drops("red")
 		must(t, err)
-		if gotRx, gotTx := p1After.RxDrops-p1.RxDrops, p2After.TxDrops-p2.TxDrops; gotRx != rx || gotTx != tx {
-			t.Errorf("%s: pod1 in-drops +%d, pod2 out-drops +%d, want +%d, +%d", name, gotRx, gotTx, rx, tx)
-		}
-		if other := p1After.TxDrops - p1.TxDrops + p2After.RxDrops - p2.RxDrops; other != 0 {
-			t.Errorf("%s: %d drops counted on the wrong side", name, other)
+		if got := readPodDrops(t, e.d, pod1, e.pod2).minus(before); got != want {
+			t.Errorf("%s: drops added %+v, want %+v", name, got, want)
 		}
 		if got, want := redAfter.Total()-red.Total(), map[bool]uint64{true: 1}[vrfDrop]; got != want {
 			t.Errorf("%s: red drops +%d, want +%d", name, got, want)
 		}
 	}
 	pod, tunnel, xdp := e.d.progs.PodIngress, e.d.progs.UnderlayIngress, e.d.progs.UnderlayXdp
-	expect("pod1 to pod2, delivered", pod, fromPod1(udpPkt(pod1Addr, 1000, pod2Addr, 53, 64, nil, true)), tcRedirect, 0, 0, false)
-	expect("from pod1: no route", pod, noRoute, tcShot, 1, 0, true)
-	expect("from pod1: ttl 1", pod, ttl1, tcShot, 1, 0, true)
-	expect("from pod1: too big to encapsulate", pod, big, tcShot, 1, 0, true)
-	expect("from pod1: not ipv4", pod, eth(loMAC, pod1PeerMAC, 0x86dd, make([]byte, 40)), tcShot, 1, 0, true)
-	expect("from pod1: its egress policy", pod, fromPod1(udpPkt(pod1Addr, 1001, pod2Addr, 9, 64, nil, true)), tcShot, 1, 0, false)
+	expect("pod1 to pod2, delivered", pod, fromPod1(udpPkt(pod1Addr, 1000, pod2Addr, 53, 64, nil, true)), tcRedirect, podDrops{}, false)
+	expect("from pod1: no route", pod, noRoute, tcShot, podDrops{In1: 1}, true)
+	expect("from pod1: ttl 1", pod, ttl1, tcShot, podDrops{In1: 1}, true)
+	expect("from pod1: too big to encapsulate", pod, big, tcShot, podDrops{In1: 1}, true)
+	expect("from pod1: not ipv4", pod, eth(loMAC, pod1PeerMAC, 0x86dd, make([]byte, 40)), tcShot, podDrops{In1: 1}, true)
+	expect("from pod1: its egress policy", pod, fromPod1(udpPkt(pod1Addr, 1001, pod2Addr, 9, 64, nil, true)), tcShot, podDrops{In1: 1}, false)
 	snatOne(t, e) // one port
-	expect("from pod1: snat", pod, fromPod1(tcpPkt(pod1Addr, 40000, inetAddr, 443, tcpSYN, 64, nil)), tcRedirect, 0, 0, false)
-	expect("from pod1: snat port exhausted", pod, fromPod1(tcpPkt(pod1Addr, 40001, inetAddr, 443, tcpSYN, 64, nil)), tcShot, 1, 0, true)
-	expect("to pod2: its ingress policy", pod, fromPod1(udpPkt(pod1Addr, 1002, pod2Addr, 7, 64, nil, true)), tcShot, 0, 1, false)
-	expect("to pod2 over udp: ttl 1", tunnel, underlayFrame(remote2, 6635, lse(1000, true, 1), remoteInner(pod2Addr, 1)), tcShot, 0, 1, true)
-	expect("to pod2 over udp by its label: ttl 1", tunnel, underlayFrame(remote2, 6635, lse(1001, true, 1), remoteInner(pod2Addr, 1)), tcShot, 0, 1, true)
-	expect("to pod2 over udp: outer CE, inner not ECN-capable", tunnel, outerFrame(ce, lse(1001, true, 63), remoteInner(pod2Addr, 63), nil), tcShot, 0, 1, true)
+	expect("from pod1: snat", pod, fromPod1(tcpPkt(pod1Addr, 40000, inetAddr, 443, tcpSYN, 64, nil)), tcRedirect, podDrops{}, false)
+	expect("from pod1: snat port exhausted", pod, fromPod1(tcpPkt(pod1Addr, 40001, inetAddr, 443, tcpSYN, 64, nil)), tcShot, podDrops{In1: 1}, true)
+	reply := func(ttl uint8) []byte {
+		return eth(underlayMAC, gwMAC, 0x0800, tcpPkt(inetAddr, 443, hostAddr, 20000, tcpSYNACK, ttl, nil))
+	}
+	expect("to pod1 from outside, snat reply: ttl 1", tunnel, reply(1), tcShot, podDrops{Out1: 1}, true)
+	expect("to pod1 from outside, snat reply", tunnel, reply(60), tcRedirect, podDrops{}, false)
+	expect("to pod2: its ingress policy", pod, fromPod1(udpPkt(pod1Addr, 1002, pod2Addr, 7, 64, nil, true)), tcShot, podDrops{Out2: 1}, false)
+	expect("to pod2 over udp: ttl 1", tunnel, underlayFrame(remote2, 6635, lse(1000, true, 1), remoteInner(pod2Addr, 1)), tcShot, podDrops{Out2: 1}, true)
+	expect("to pod2 over udp by its label: ttl 1", tunnel, underlayFrame(remote2, 6635, lse(1001, true, 1), remoteInner(pod2Addr, 1)), tcShot, podDrops{Out2: 1}, true)
+	expect("to pod2 over udp: outer CE, inner not ECN-capable", tunnel, outerFrame(ce, lse(1001, true, 63), remoteInner(pod2Addr, 63), nil), tcShot, podDrops{Out2: 1}, true)
 	expect("to pod2 over udp: its ingress policy", tunnel, underlayFrame(remote2, 6635, lse(1000, true, 63),
-		ip4{src: farAddr, dst: pod2Addr, proto: 17, ttl: 63}.packet(udp(5201, 7, nil))), tcShot, 0, 1, false)
-	expect("to pod2 over mpls: ttl 1", xdp, mplsTo(remoteInner(pod2Addr, 1)), xdpDrop, 0, 1, true)
-	expect("to no pod over udp: ttl 1", tunnel, underlayFrame(remote2, 6635, lse(1000, true, 1), remoteInner(noPod, 1)), tcShot, 0, 0, true)
-	expect("to no pod over mpls", xdp, mplsTo(remoteInner(noPod, 63)), xdpDrop, 0, 0, true)
-	expect("to pod2 over udp, delivered", tunnel, underlayFrame(remote2, 6635, lse(1000, true, 63), remoteInner(pod2Addr, 63)), tcRedirect, 0, 0, false)
+		ip4{src: farAddr, dst: pod2Addr, proto: 17, ttl: 63}.packet(udp(5201, 7, nil))), tcShot, podDrops{Out2: 1}, false)
+	expect("to pod2 over mpls: ttl 1", xdp, mplsTo(remoteInner(pod2Addr, 1)), xdpDrop, podDrops{Out2: 1}, true)
+	expect("to no pod over udp: ttl 1", tunnel, underlayFrame(remote2, 6635, lse(1000, true, 1), remoteInner(noPod, 1)), tcShot, podDrops{}, true)
+	expect("to no pod over mpls", xdp, mplsTo(remoteInner(noPod, 63)), xdpDrop, podDrops{}, true)
+	expect("to pod2 over udp, delivered", tunnel, underlayFrame(remote2, 6635, lse(1000, true, 63), remoteInner(pod2Addr, 63)), tcRedirect, podDrops{}, false)
 	before, err := e.d.InterfaceCounters(e.pod2)
 	must(t, err)
-	expect("to pod2 over mpls, delivered", xdp, mplsTo(remoteInner(pod2Addr, 63)), xdpPass, 0, 0, false)
+	expect("to pod2 over mpls, delivered", xdp, mplsTo(remoteInner(pod2Addr, 63)), xdpPass, podDrops{}, false)
 	after, err := e.d.InterfaceCounters(e.pod2)
 	must(t, err)
 	if after.TxPackets != before.TxPackets+1 {
@@ -116,4 +111,20 @@ func TestInterfaceDropsStartAtZero(t *testing.T) {
 	if c != (InterfaceCounters{}) {
 		t.Errorf("new pod interface counters %+v, want zero", c)
 	}
+}
+
+// podDrops are the drops of pod1 and pod2 (in: from the pod, out: to it).
+type podDrops struct{ In1, Out1, In2, Out2 uint64 }
+
+func readPodDrops(t *testing.T, d *Dataplane, pod1, pod2 int) podDrops {
+	t.Helper()
+	c1, err := d.InterfaceCounters(pod1)
+	must(t, err)
+	c2, err := d.InterfaceCounters(pod2)
+	must(t, err)
+	return podDrops{c1.RxDrops, c1.TxDrops, c2.RxDrops, c2.TxDrops}
+}
+
+func (a podDrops) minus(b podDrops) podDrops {
+	return podDrops{a.In1 - b.In1, a.Out1 - b.Out1, a.In2 - b.In2, a.Out2 - b.Out2}
 }

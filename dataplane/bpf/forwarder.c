@@ -225,6 +225,20 @@ static __always_inline struct route *route_lookup(__u32 vrf, __u32 daddr)
 	return r;
 }
 
+/* count_drop_to_pod counts a packet for addr in vrf on the interface of
+ * the pod of vrf that holds it, if any: for a caller that drops before it
+ * looks the pod up (the reason it counts in the VRF). */
+static __always_inline void count_drop_to_pod(__u32 vrf, __u32 addr)
+{
+	struct route *r = route_lookup(vrf, addr);
+	if (!r || r->kind != ROUTE_LOCAL)
+		return;
+	__u32 slot = r->id;
+	struct iface *dst = bpf_map_lookup_elem(&iface_slots, &slot);
+	if (dst && dst->ifindex && dst->vrf == vrf)
+		count_drop_to(slot);
+}
+
 /* endpoint_allowed says whether the endpoint in slot may send into vrf:
  * whether vrf has routes through it (endpoint_vrfs in maps.h). */
 static __always_inline int endpoint_allowed(__u32 slot, __u32 vrf)

@@ -185,6 +185,7 @@ static __noinline int nat_underlay(struct __sk_buff *skb)
 deliver:
 	if (ip->ttl <= 1) {
 		count_drop(vrf, DROP_TTL);
+		count_drop_to_pod(vrf, pod); /* forwarder.c */
 		return TC_ACT_SHOT;
 	}
 	struct route *r = route_lookup(vrf, pod);
