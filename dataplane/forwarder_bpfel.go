@@ -207,14 +207,17 @@ type forwarderPolBits struct {
 }
 
 type forwarderPolCacheEntry struct {
-	_       structs.HostLayout
-	K       forwarderFlowKey
-	Gen     uint32
-	Entries uint32
-	Verdict uint8
-	Reject  uint8
-	Pad     uint16
-	Filled  uint64
+	_        structs.HostLayout
+	Saddr    uint32
+	Daddr    uint32
+	Ports    uint32
+	VrfProto uint32
+	Gen      uint32
+	Entries  uint32
+	Filled   uint32
+	Verdict  uint8
+	Reject   uint8
+	Pad      uint16
 }
 
 type forwarderPolCounter struct {
@@ -386,9 +389,6 @@ type forwarderPolWork struct {
 		On         uint8
 		FromTunnel uint8
 	}
-	CacheSlot uint32
-	_         [4]byte
-	Now       uint64
 }
 
 type forwarderRoute struct {

@@ -349,8 +349,6 @@ struct pol_work {
 	__u32 action, reject, entry, point, index, step;
 	__u32 vrf, src, dst, from_tunnel, gen, bits;
 	struct pol_pkt pp; /* written by policy_pre, read by policy_check */
-	__u32 cache_slot;  /* pol_cache_hit → pol_cache_fill */
-	__u64 now;
 };
 
 struct {

@@ -12,21 +12,25 @@
  * front of the flow table (as route_cache is in front of the routes): a
  * hit is an inlined array access instead of a hash lookup. An entry is
  * valid while gen equals pol_gen[0] and it was filled less than
- * POL_CACHE_TOUCH ago, so the flow entry's seen time is still stamped at
- * least that often (the agent's timeouts are seconds); packets with SYN,
- * FIN or RST always go to the flow table (its TCP state). */
+ * POL_CACHE_TOUCH jiffies ago, so the flow entry's seen time is still
+ * stamped at least every 250 ms (the agent's timeouts are seconds);
+ * packets with SYN, FIN or RST always go to the flow table (its TCP
+ * state). 32 bytes, two to a cache line. */
 struct pol_cache_entry {
-	struct flow_key k;
+	__u32 saddr;   /* the flow key's */
+	__u32 daddr;
+	__u32 ports;   /* sport, dport as in flow_key */
+	__u32 vrf_proto; /* vrf << 8 | proto */
 	__u32 gen;
 	__u32 entries; /* as flow.service of a policy entry */
+	__u32 filled;  /* bpf_jiffies64(), low 32 bits */
 	__u8 verdict;
 	__u8 reject;
 	__u16 pad;
-	__u64 filled; /* bpf_ktime_get_coarse_ns() */
 };
 
 #define POL_CACHE 4096
-#define POL_CACHE_TOUCH 250000000ULL /* 250 ms, as FLOW_SEEN_GRAIN */
+#define POL_CACHE_TOUCH 25 /* jiffies: at most 250 ms (HZ >= 100) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -264,47 +268,97 @@ static __always_inline int pol_finish(struct __sk_buff *skb, struct pol_work *x,
 	return TC_ACT_SHOT;
 }
 
-/* pol_cache_hit looks x->k up in this CPU's verdict cache (remembering
- * the slot and the time in x for pol_cache_fill): on a hit, x->dc holds
- * the verdict. */
-static __noinline int pol_cache_hit(struct pol_work *x)
+/* pol_slot is the cache slot of a flow key (saddr, daddr, the ports word
+ * sport | dport << 16, vrf << 8 | proto): a multiply-shift hash whose
+ * products are independent (no chain of rounds). */
+static __always_inline __u32 pol_slot(__u32 saddr, __u32 daddr, __u32 ports, __u32 vp)
 {
-	__u32 *kw = (__u32 *)&x->k;
-	__u32 h = mix32(kw[0] ^ 0x9e3779b9);
-	h = mix32(h ^ kw[1]);
-	h = mix32(h ^ kw[2]);
-	h = mix32(h ^ kw[3]);
-	h = mix32(h ^ kw[4]) & (POL_CACHE - 1);
-	x->cache_slot = h;
-	x->now = bpf_ktime_get_coarse_ns();
-	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
-	if (!c || c->gen != x->gen || (x->bits & (FLOW_F_SYN | FLOW_F_FIN | FLOW_F_RST)) ||
-	    x->now - c->filled >= POL_CACHE_TOUCH)
-		return 0;
-	__u32 *cw = (__u32 *)&c->k;
-	if (cw[0] != kw[0] || cw[1] != kw[1] || cw[2] != kw[2] || cw[3] != kw[3] || cw[4] != kw[4])
-		return 0;
-	x->dc.verdict = c->verdict;
-	x->dc.reject = c->reject;
-	x->dc.entry[0] = c->entries & 0xffff;
-	x->dc.entry[1] = c->entries >> 16;
-	return 1;
+	__u64 m = (__u64)saddr * 0x9e3779b97f4a7c15ULL + (__u64)daddr * 0xc2b2ae3d27d4eb4fULL +
+		  (__u64)ports * 0x165667b19e3779f9ULL + (__u64)vp * 0xd6e8feb86659fd93ULL;
+	return (m >> 40) & (POL_CACHE - 1);
 }
 
-/* pol_cache_fill stores the decision x->dc in the slot pol_cache_hit
- * chose. */
+/* pol_fast is the path of an established flow: the packet at l3's flow key
+ * read into registers (as pol_tuple_of would make it), looked up in this
+ * CPU's verdict cache, and an allowed packet counted, without writing the
+ * per-CPU work area. It returns POLICY_PASS for an allowed flow, 0 for a
+ * denied one (x->dc holds its decision) and 1 when the cache cannot say
+ * (a miss, a stale or old entry, TCP SYN, FIN or RST, a packet too short
+ * to read: the flow table decides). bpf_jiffies64 is inlined by the
+ * verifier (a load). */
+static __noinline int pol_fast(struct __sk_buff *skb, struct pol_work *x, __u32 vrf, __u32 l3, __u32 noted)
+{
+	__u32 zero = 0;
+	__u32 *genp = bpf_map_lookup_elem(&pol_gen, &zero);
+	__u32 gen = genp ? *genp : 0;
+	x->gen = gen;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (l3 > 128)
+		return 1;
+	struct pol_iphdr *ip = data + l3;
+	if ((void *)(ip + 1) > data_end)
+		return 1;
+	__u8 *l4 = (void *)ip + (ip->ihl_version & 0xf) * 4;
+	__u8 proto = ip->protocol;
+	__u32 ports = 0;
+	if (!(ip->frag_off & bpf_htons(0x3fff))) {
+		if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+			if ((void *)(l4 + 4) > data_end)
+				return 1;
+			ports = *(__u32 *)l4;
+			if (proto == IPPROTO_TCP && ((void *)(l4 + 14) > data_end || (l4[13] & 0x07)))
+				return 1;
+			if (noted)
+				ports = (ports & 0xffff0000) | x->pp.sport;
+		} else if (proto == IPPROTO_ICMP) {
+			if ((void *)(l4 + 8) > data_end)
+				return 1;
+			__u32 id = *(__u16 *)(l4 + 4);
+			ports = l4[0] == 8 ? id : l4[0] == 0 ? id << 16 : 0;
+		}
+	}
+	__u32 saddr = noted ? x->pp.saddr : ip->saddr;
+	__u32 daddr = ip->daddr;
+	__u32 vp = vrf << 8 | proto;
+	__u32 h = pol_slot(saddr, daddr, ports, vp);
+	__u32 now = bpf_jiffies64();
+	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
+	if (!c || c->gen != gen || c->saddr != saddr || c->daddr != daddr || c->ports != ports ||
+	    c->vrf_proto != vp || now - c->filled >= POL_CACHE_TOUCH)
+		return 1;
+	__u32 entries = c->entries;
+	if (c->verdict != VERDICT_ALLOW) {
+		x->dc.verdict = c->verdict;
+		x->dc.reject = c->reject;
+		x->dc.entry[0] = entries & 0xffff;
+		x->dc.entry[1] = entries >> 16;
+		return 0;
+	}
+	__u64 bytes = skb->len;
+	pol_count_entry(entries & 0xffff, bytes);
+	pol_count_entry(entries >> 16, bytes);
+	return POLICY_PASS;
+}
+
+/* pol_cache_fill stores the decision x->dc on flow x->k in its slot of
+ * this CPU's verdict cache (what pol_fast reads). */
 static __noinline int pol_cache_fill(struct pol_work *x)
 {
-	__u32 h = x->cache_slot;
+	struct flow_key *k = &x->k;
+	__u32 h = pol_slot(k->saddr, k->daddr, k->sport | (__u32)k->dport << 16, k->vrf << 8 | k->proto);
 	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
 	if (!c)
 		return 0;
-	c->k = x->k;
+	c->saddr = k->saddr;
+	c->daddr = k->daddr;
+	c->ports = k->sport | (__u32)k->dport << 16;
+	c->vrf_proto = k->vrf << 8 | k->proto;
 	c->gen = x->gen;
 	c->verdict = x->dc.verdict;
 	c->reject = x->dc.reject;
 	c->entries = (x->dc.entry[0] & 0xffff) | x->dc.entry[1] << 16;
-	c->filled = x->now;
+	c->filled = bpf_jiffies64();
 	return 0;
 }
 
@@ -321,29 +375,39 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 		return POLICY_PASS;
 	int noted = x->pp.on && x->pp.vrf == vrf; /* else nothing translated the packet */
 	x->pp.on = 0;
+	x->vrf = vrf;
+	x->from_tunnel = from_tunnel;
+	/* An established flow: this CPU's cache. Its entries are valid for
+	 * one generation, which every change of an attachment point bumps, so
+	 * a hit needs neither the interface nor the attachments. */
+	int fast = pol_fast(skb, x, vrf, l3, noted);
+	if (fast == POLICY_PASS)
+		return POLICY_PASS;
+	if (fast == 0)
+		return pol_finish(skb, x, l3);
+	if (pol_tuple_of(skb, x, l3, noted))
+		return POLICY_PASS;
 	__u32 src = POL_NONE;
 	if (!from_tunnel) {
 		__u32 in = skb->ifindex;
-		struct iface *ifc = in < DIRECT_IFINDEX ? bpf_map_lookup_elem(&iface_index, &in)
-							 : bpf_map_lookup_elem(&ifaces, &in);
+		struct iface *ifc;
+		if (in < DIRECT_IFINDEX) {
+			ifc = bpf_map_lookup_elem(&iface_index, &in);
+		} else {
+			ifc = bpf_map_lookup_elem(&ifaces, &in);
+			/* Two lookup calls, not one on a selected map: only
+			 * then does the verifier inline the array's. */
+			asm volatile("" : "+r"(ifc));
+		}
 		if (!ifc || ifc->ifindex != in)
 			return POLICY_PASS;
 		src = ifc->slot;
 	}
 	if (!pol_relevant(vrf, src, dst))
 		return POLICY_PASS;
-	x->vrf = vrf;
-	x->from_tunnel = from_tunnel;
 	x->src = src;
 	x->dst = dst;
-	if (pol_tuple_of(skb, x, l3, noted))
-		return POLICY_PASS;
-	__u32 zero = 0;
-	__u32 *genp = bpf_map_lookup_elem(&pol_gen, &zero);
-	x->gen = genp ? *genp : 0;
 	struct pol_decision *dc = &x->dc;
-	if (pol_cache_hit(x))
-		return pol_finish(skb, x, l3);
 	struct flow *f = bpf_map_lookup_elem(&flows, &x->k);
 	if (f && f->nat_addr == x->gen) {
 		pol_load(f, dc);
