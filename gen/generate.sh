@@ -17,7 +17,7 @@ go tool generator \
   ../yang/isthmus-types.yang ../yang/isthmus-acl.yang ../yang/isthmus-bgp.yang \
   ../yang/isthmus-network-instance.yang ../yang/isthmus-interfaces.yang \
   ../yang/isthmus-tunnel.yang ../yang/isthmus-system.yang ../yang/isthmus-cni.yang \
-  ../yang/isthmus-external.yang ../yang/isthmus-aft.yang
+  ../yang/isthmus-external.yang ../yang/isthmus-aft.yang ../yang/isthmus-acl-flows.yang
 # Keep the output independent of where the module cache lives.
 ygot=$(go list -m -f '{{.Dir}}' github.com/openconfig/ygot)
 sed -i "s#${ygot}#github.com/openconfig/ygot@$(go list -m -f '{{.Version}}' github.com/openconfig/ygot)#g" "${out}"
