@@ -284,6 +284,14 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 		return 0, fmt.Errorf("commit: %w", err)
 	}
 	c.setApplying(cand)
+	// Labels the reconcilers allocate for this commit are written in its
+	// transaction (Labels.hold): one wait for the disk, not two.
+	c.labels.hold()
+	defer func() {
+		if err := c.labels.unhold(); err != nil {
+			c.log.Error("persist labels", "err", err)
+		}
+	}()
 	back := ch.reverse(old)
 	if err := c.applyAll(ctx, old, cand, &ch, &back); err != nil {
 		c.abandon(cand, old, back)
@@ -292,7 +300,7 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 	changes, err := entryChanges(cand, ch)
 	var ci CommitInfo
 	if err == nil {
-		ci, err = c.store.commit(who, changes)
+		ci, err = c.store.commit(who, changes, c.labels.persist)
 	}
 	if err != nil {
 		// Put the reconcilers back where they were.

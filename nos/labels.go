@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync"
@@ -31,11 +32,18 @@ var ErrLabelsExhausted = errors.New("label range exhausted")
 type Labels struct {
 	db *bolt.DB
 
-	mu    sync.Mutex // guards byOwn, byLbl, byVRF, next
+	mu    sync.Mutex // guards byOwn, byLbl, byVRF, next, held, pending
 	byOwn map[string]uint32
 	byLbl map[uint32]string
 	byVRF map[string]map[string]uint32 // VRF → its owners' keys → label
 	next  uint32
+	// While a commit is under way (hold), allocations and releases are
+	// kept in pending and written in the commit's own transaction
+	// (persist), so a commit that needs a new label waits for the disk
+	// once, not twice. A commit that fails writes them on its own
+	// (unhold): an allocation stays persistent either way.
+	held    bool
+	pending map[string]uint32 // owner key → label to write, 0 to delete
 }
 
 // LabelOwner describes who a label belongs to.
@@ -69,7 +77,7 @@ func parseOwner(key string) (LabelOwner, error) {
 }
 
 func newLabels(db *bolt.DB) (*Labels, error) {
-	l := &Labels{db: db, byOwn: map[string]uint32{}, byLbl: map[uint32]string{}, byVRF: map[string]map[string]uint32{}, next: FirstLabel}
+	l := &Labels{db: db, byOwn: map[string]uint32{}, byLbl: map[uint32]string{}, byVRF: map[string]map[string]uint32{}, pending: map[string]uint32{}, next: FirstLabel}
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketLabels)
 		if err != nil {
@@ -117,13 +125,22 @@ func (l *Labels) get(o LabelOwner) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("allocate label for %s: %w", key, err)
 	}
-	var v [4]byte
-	binary.BigEndian.PutUint32(v[:], lbl)
-	err = l.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLabels).Put([]byte(key), v[:])
-	})
-	if err != nil {
-		return 0, fmt.Errorf("persist label for %s: %w", key, err)
+	if l.held {
+		l.pending[key] = lbl
+	} else {
+		var snap map[string]uint32
+		err = l.db.Update(func(tx *bolt.Tx) error {
+			if snap, err = l.write(tx); err != nil {
+				return err
+			}
+			var v [4]byte
+			binary.BigEndian.PutUint32(v[:], lbl)
+			return tx.Bucket(bucketLabels).Put([]byte(key), v[:])
+		})
+		if err != nil {
+			return 0, fmt.Errorf("persist label for %s: %w", key, err)
+		}
+		l.forget(snap)
 	}
 	l.byOwn[key] = lbl
 	l.byLbl[lbl] = key
@@ -212,17 +229,31 @@ func (l *Labels) ReleasePrefix(vrf string, p netip.Prefix) error {
 
 // release deletes keys; l.mu is held.
 func (l *Labels) release(keys []string) error {
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLabels)
+	if l.held {
 		for _, k := range keys {
-			if err := b.Delete([]byte(k)); err != nil {
-				return err
+			if _, ok := l.byOwn[k]; ok {
+				l.pending[k] = 0
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("release labels: %w", err)
+	} else {
+		var snap map[string]uint32
+		err := l.db.Update(func(tx *bolt.Tx) error {
+			var err error
+			if snap, err = l.write(tx); err != nil {
+				return err
+			}
+			b := tx.Bucket(bucketLabels)
+			for _, k := range keys {
+				if err := b.Delete([]byte(k)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("release labels: %w", err)
+		}
+		l.forget(snap)
 	}
 	for _, k := range keys {
 		if lbl, ok := l.byOwn[k]; ok {
@@ -257,4 +288,83 @@ func (l *Labels) All() map[uint32]LabelOwner {
 		}
 	}
 	return out
+}
+
+// hold keeps allocations and releases in memory until persist writes
+// them in a commit's transaction, or unhold on its own.
+func (l *Labels) hold() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.held = true
+}
+
+// unhold ends hold, writing in a transaction of its own whatever the
+// commit's did not (the commit failed).
+func (l *Labels) unhold() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.held = false
+	if len(l.pending) == 0 {
+		return nil
+	}
+	var snap map[string]uint32
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		snap, err = l.write(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("persist labels: %w", err)
+	}
+	l.forget(snap)
+	return nil
+}
+
+// persist writes the pending allocations and releases in tx, the commit's
+// transaction; they stop being pending once tx has committed.
+func (l *Labels) persist(tx *bolt.Tx) error {
+	l.mu.Lock()
+	snap, err := l.write(tx)
+	l.mu.Unlock()
+	if err == nil && len(snap) > 0 {
+		tx.OnCommit(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.forget(snap)
+		})
+	}
+	return err
+}
+
+// write writes the pending allocations and releases in tx and returns
+// what it wrote, for forget once tx has committed; l.mu is held.
+func (l *Labels) write(tx *bolt.Tx) (map[string]uint32, error) {
+	if len(l.pending) == 0 {
+		return nil, nil
+	}
+	b := tx.Bucket(bucketLabels)
+	for k, lbl := range l.pending {
+		var err error
+		if lbl == 0 {
+			err = b.Delete([]byte(k))
+		} else {
+			var v [4]byte
+			binary.BigEndian.PutUint32(v[:], lbl)
+			err = b.Put([]byte(k), v[:])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("write label of %s: %w", k, err)
+		}
+	}
+	return maps.Clone(l.pending), nil
+}
+
+// forget drops from pending what snap says was written, unless it
+// changed since; l.mu is held.
+func (l *Labels) forget(snap map[string]uint32) {
+	for k, v := range snap {
+		if cur, ok := l.pending[k]; ok && cur == v {
+			delete(l.pending, k)
+		}
+	}
 }

@@ -79,10 +79,16 @@ func entryChanges(cand *gen.Device, ch delta) ([]entryChange, error) {
 
 // commit persists changes as the next revision and makes it the head: the
 // changed entries are written, the removed ones deleted, and the record
-// keeps each entry's previous value.
-func (s *Store) commit(who string, changes []entryChange) (CommitInfo, error) {
+// keeps each entry's previous value. also writes what else belongs to
+// the commit (the labels it allocated) in the same transaction.
+func (s *Store) commit(who string, changes []entryChange, also func(*bolt.Tx) error) (CommitInfo, error) {
 	var ci CommitInfo
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
+		}
 		cfg := tx.Bucket(bucketConfig)
 		for i := range changes {
 			ch := &changes[i]
