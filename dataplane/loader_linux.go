@@ -20,7 +20,7 @@ import (
 )
 
 // abiVersion must match ISTHMUS_ABI in bpf/types.h.
-const abiVersion = 8
+const abiVersion = 9
 
 // Dataplane is the loaded (or adopted) forwarder. It is safe for concurrent
 // use. Close releases this process's handles and leaves forwarding running;
@@ -41,6 +41,8 @@ type Dataplane struct {
 
 	mu           sync.Mutex // guards every field below
 	vrfs         map[string]uint32
+	vrfNames     map[uint32]string // vrfs by id (routes_linux.go)
+	vrfNext      uint32            // where the search for a free VRF id starts
 	groups       *groupTable
 	routes       map[routeKey]routeEntry // installed routes
 	routeDeletes int                     // deletions since routes was last rebuilt
@@ -93,6 +95,7 @@ func Open(cfg Config) (*Dataplane, error) {
 		log:       log,
 		dir:       dir,
 		vrfs:      make(map[string]uint32),
+		vrfNames:  make(map[uint32]string),
 		groups:    newGroupTable(),
 		routes:    make(map[routeKey]routeEntry),
 		links:     make(map[string]link.Link),

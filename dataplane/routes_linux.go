@@ -14,7 +14,7 @@ import (
 
 // Sizes that must match bpf/types.h.
 const (
-	maxVRFs    = 4096
+	maxVRFs    = 16384
 	maxGroups  = 16384
 	vrfNameLen = 64
 
@@ -86,7 +86,8 @@ func (d *Dataplane) loadVRFs() error {
 	var id uint32
 	it := d.vrfIDs.Iterate()
 	for it.Next(&k, &id) {
-		d.vrfs[string(bytes.TrimRight(k[:], "\x00"))] = id
+		name := string(bytes.TrimRight(k[:], "\x00"))
+		d.vrfs[name], d.vrfNames[id] = id, name
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read vrf ids: %w", err)
@@ -107,18 +108,18 @@ func (d *Dataplane) vrfID(name string, create bool) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	used := make(map[uint32]bool, len(d.vrfs))
-	for _, id := range d.vrfs {
-		used[id] = true
-	}
-	for id := uint32(1); id < maxVRFs; id++ {
-		if used[id] {
+	// The search starts after the id last handed out, so allocating
+	// costs about one lookup however many VRFs there are.
+	for i := uint32(0); i < maxVRFs-1; i++ {
+		id := 1 + (d.vrfNext+i)%(maxVRFs-1)
+		if _, used := d.vrfNames[id]; used {
 			continue
 		}
 		if err := d.vrfIDs.Put(k, id); err != nil {
 			return 0, fmt.Errorf("add vrf %q: %w", name, err)
 		}
-		d.vrfs[name] = id
+		d.vrfs[name], d.vrfNames[id] = id, name
+		d.vrfNext = id
 		return id, nil
 	}
 	return 0, fmt.Errorf("add vrf %q: all %d vrf ids in use", name, maxVRFs-1)
@@ -139,6 +140,7 @@ func (d *Dataplane) DeleteVRF(name string) error {
 	if err := d.vrfIDs.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete vrf %q: %w", name, err)
 	}
+	delete(d.vrfNames, d.vrfs[name])
 	delete(d.vrfs, name)
 	return nil
 }

@@ -12,10 +12,10 @@
 
 /* ISTHMUS_ABI is stored in the pinned meta map; a loader that finds another
  * value refuses to adopt the pinned maps. */
-#define ISTHMUS_ABI 8
+#define ISTHMUS_ABI 9
 
 #define MAX_NEXTHOPS 16
-#define MAX_VRFS 4096
+#define MAX_VRFS 16384
 #define MAX_GROUPS 16384
 #define MAX_ROUTES (1 << 21)
 #define HOST_ROUTES (1 << 18) /* default; the loader sets Config.HostRoutes */
