@@ -438,6 +438,8 @@ static __always_inline void pol_eval(struct pol_work *x, __u32 a)
 		return;
 	x->action = at->default_action ? at->default_action : POL_DROP;
 	x->reject = at->default_reject;
+	if (!at->nrules)
+		return; /* no rule: the default, without a lookup */
 	pol_classify(x, a, at->has_sport);
 	__s64 n = x->rule;
 	if (n < 0 || n >= POL_MAX_RULES)

@@ -434,8 +434,11 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 			dc->dst = x->dst;
 			dc->tunnel = x->from_tunnel;
 		}
+		int found = f != 0;
 		pol_decide(x);
-		f = bpf_map_lookup_elem(&flows, &x->k);
+		/* A new flow is created without a second lookup (BPF_ANY
+		 * overwrites what another CPU may have created meanwhile). */
+		f = found ? bpf_map_lookup_elem(&flows, &x->k) : 0;
 		if (!f) {
 			pol_create(x, x->gen, x->bits);
 		} else {
