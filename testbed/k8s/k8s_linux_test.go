@@ -209,9 +209,10 @@ func chartImages(t *testing.T) string {
 // the DaemonSet's pod on c1 and c2 (each node with its own mount
 // namespace, so the chart's host paths are its own), the controller and
 // the route reflector as pods; the mission's first scenario then runs
-// through them, and the cluster is torn down without leftovers.
+// through them, then the NetworkPolicy truth table (subtest truth-table,
+// NetpolTruthTable), and the cluster is torn down without leftovers.
 func TestChartDaemonSet(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
 	tb, c := clusterUpWith(t, ctx, true)
 	var log strings.Builder
@@ -229,6 +230,16 @@ func TestChartDaemonSet(t *testing.T) {
 		out, _ := c.Kubectl(ctx, "get", "pods", "-A", "-o", "wide")
 		t.Fatalf("%v\n%s", err, out)
 	}
+	t.Run("truth-table", func(t *testing.T) {
+		log.Reset()
+		start := time.Now()
+		err := NetpolTruthTable(ctx, e)
+		t.Logf("NetworkPolicy truth table through the kubelets (%s)\n%s", time.Since(start).Round(100*time.Millisecond), log.String())
+		if err != nil {
+			out, _ := c.Kubectl(ctx, "get", "pods", "-A", "-o", "wide")
+			t.Fatalf("%v\n%s", err, out)
+		}
+	})
 	if err := e.Close(ctx); err != nil {
 		t.Error(err)
 	}

@@ -14,8 +14,9 @@ import (
 )
 
 // daemonsetDemo runs the mission's first scenario with Isthmus on c1 and c2
-// entirely from the chart (k8s.DaemonSetMission): a second testbed whose
-// nodes each have a mount namespace of their own and no isthmusd process.
+// entirely from the chart (k8s.DaemonSetMission), then the NetworkPolicy
+// truth table (k8s.NetpolTruthTable): a second testbed whose nodes each
+// have a mount namespace of their own and no isthmusd process.
 func daemonsetDemo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gnmic, chartImages string) (err error) {
 	repo := k8s.RepoRoot()
 	helm, err := k8s.HelmBinary(ctx, repo)
@@ -76,5 +77,12 @@ func daemonsetDemo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gn
 		return fmt.Errorf("the chart's DaemonSet scenario failed: %w", err)
 	}
 	fmt.Fprintf(out, "  pass (%s from an empty testbed)\n", time.Since(start).Round(100*time.Millisecond))
+	fmt.Fprintf(out, "\n== NetworkPolicy truth table through the kubelets: 9 pods in namespaces x, y, z, every case of kube/netpoltest applied with kubectl, TCP and UDP probed from inside the pods\n")
+	tableStart := time.Now()
+	if err := k8s.NetpolTruthTable(ctx, env); err != nil {
+		fmt.Fprintf(out, "  FAIL: %v\n", err)
+		return fmt.Errorf("the NetworkPolicy truth table failed: %w", err)
+	}
+	fmt.Fprintf(out, "  pass (%s)\n", time.Since(tableStart).Round(100*time.Millisecond))
 	return nil
 }

@@ -4,7 +4,8 @@
 // summary, and a complete teardown (--keep leaves it up and prints the
 // commands to poke at it; --down DIR removes a kept one); then, unless
 // kept, a second testbed where isthmusd runs on c1 and c2 as the chart's
-// DaemonSet pods, with the mission's first scenario through it.
+// DaemonSet pods, with the mission's first scenario through it and then
+// the NetworkPolicy truth table.
 //
 //	go run ./testbed/k8s/demo [--bin DIR] [--gnmic FILE] [--images DIR] [--keep]
 //	go run ./testbed/k8s/demo --down /run/isthmus-testbed/ist-XXXXXX

@@ -1,9 +1,14 @@
 // Command podserver is the workload of the testbed's Kubernetes scenarios,
 // built into the podserver image (nothing can be pulled here).
 //
-//	podserver serve [-listen :8080]   HTTP: / names the pod and the caller,
+//	podserver serve [-listen :8080] [-identity PORTS]
+//	                                  HTTP: / names the pod and the caller,
 //	                                  /healthz answers 200 (503 once /tmp/unready exists),
-//	                                  /dial?addr=HOST:PORT reads a 32-byte TCP greeting from addr
+//	                                  /dial?addr=HOST:PORT reads a 32-byte TCP greeting from addr;
+//	                                  on each of PORTS (comma-separated), TCP and UDP answer
+//	                                  "namespace/name" ($POD_NAMESPACE)
+//	podserver matrix [-timeout 500ms] reads lines of probes (tcp|udp:ADDR:PORT ...) from stdin,
+//	                                  sends each line's at once, writes a line of what answered
 //	podserver probe URL               exit 0 when GET URL answers 200 (exec probes)
 //	podserver unready                 makes /healthz answer 503 from now on
 //	podserver ready                   makes it answer 200 again
@@ -28,12 +33,14 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("podserver: want serve, probe, unready or ready")
+		log.Fatal("podserver: want serve, matrix, probe, unready or ready")
 	}
 	var err error
 	switch os.Args[1] {
 	case "serve":
 		err = serve(os.Args[2:])
+	case "matrix":
+		err = matrixMain(os.Args[2:])
 	case "probe":
 		err = probe(os.Args[2:])
 	case "unready":
@@ -41,7 +48,7 @@ func main() {
 	case "ready":
 		err = os.Remove("/tmp/unready")
 	default:
-		err = fmt.Errorf("unknown command %q: want serve, probe, unready or ready", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want serve, matrix, probe, unready or ready", os.Args[1])
 	}
 	if err != nil {
 		log.Fatalf("podserver: %v", err)
@@ -59,7 +66,12 @@ func podName() string {
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listen := fs.String("listen", ":8080", "HTTP listen address")
+	idPorts := fs.String("identity", "", "comma-separated ports answering the pod's identity over TCP and UDP")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ports, err := parsePorts(*idPorts)
+	if err != nil {
 		return err
 	}
 	name := podName()
@@ -90,12 +102,15 @@ func serve(args []string) error {
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	errc := make(chan error, 1+2*len(ports))
+	if err := serveIdentity(ctx, ports, identity(), errc); err != nil {
+		return err
+	}
+	go func() { errc <- fmt.Errorf("serve http %s: %w", *listen, srv.ListenAndServe()) }()
 	log.Printf("podserver %s serving on %s", name, *listen)
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve %s: %w", *listen, err)
+		return err
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
