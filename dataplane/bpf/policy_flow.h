@@ -221,7 +221,9 @@ static __always_inline void pol_create(struct pol_work *x, __u32 gen, __u32 bits
 {
 	struct pol_decision *dc = &x->dc;
 	struct flow_key *k = &x->k, *rk = &x->rk;
-	__u64 now = bpf_ktime_get_ns();
+	/* CLOCK_MONOTONIC at tick resolution, as the agent's timeouts need:
+	 * cheaper than bpf_ktime_get_ns in a virtual machine. */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	__builtin_memset(rk, 0, sizeof(*rk));
 	rk->vrf = k->vrf;
 	rk->saddr = k->daddr;
