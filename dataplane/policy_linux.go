@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -519,6 +520,16 @@ type PolicyFlow struct {
 	Verdict      string // "ALLOW", "DENY" or "REJECT"
 	Reply        bool   // the reply direction
 	Stale        bool   // decided under an older policy: evaluated again on its next packet
+	// DecidedBy are the ACL entries ("set/sequence") that decided the
+	// flow: those that accepted it at each point it crossed, or the one
+	// that refused it; none where a default action decided.
+	DecidedBy []string
+	// DeniedAt is where a refused flow was refused ("EGRESS", "INGRESS",
+	// "TUNNEL_INGRESS"), and DeniedIfindex the pod interface of the
+	// first two.
+	DeniedAt      string
+	DeniedIfindex int
+	Idle          time.Duration // since the last packet in this direction
 }
 
 // PolicyFlows lists the flow entries policy made, with their verdicts.
@@ -536,7 +547,9 @@ func (d *Dataplane) PolicyFlows() ([]PolicyFlow, error) {
 	if d.pol != nil {
 		gen = d.pol.gen
 	}
+	dn := d.decisionNames() // policy_flows_linux.go
 	d.mu.Unlock()
+	now := monotonicNow()
 	var out []PolicyFlow
 	for k, f := range entries {
 		if k.Pad[0] != flowSpacePolicy {
@@ -548,6 +561,7 @@ func (d *Dataplane) PolicyFlows() ([]PolicyFlow, error) {
 			Dest:    netip.AddrPortFrom(addrOf(k.Daddr), be16(k.Dport)),
 			Verdict: verdictName(f.Verdict), Reply: f.Flags&flowReply != 0, Stale: f.NatAddr != gen,
 		})
+		dn.decode(&out[len(out)-1], f, now)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Source != out[j].Source {

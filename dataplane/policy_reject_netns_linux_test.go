@@ -107,4 +107,33 @@ func rejectOverTunnelNamespaces(t *testing.T, mplsOverMPLS bool) {
 	if r.Sent < 2 || r.Unsent != 0 {
 		t.Errorf("host b tunnel rejects %+v, want at least 2 sent, none unsent", r)
 	}
+
+	// The verdicts through gNMI: a Get of host b's acl-flows reads the
+	// flow table at the request and names the entry that decided and
+	// where.
+	got := getState(t, b.core, "/network-instances/network-instance[name=red]/state/acl-flows")
+	from, to := "source-address="+a.pod.addr.String(), "destination-address="+b.pod.addr.String()
+	for _, c := range []struct {
+		terms            []string
+		verdict, decided string
+		deniedAt, ifname string
+	}{
+		{[]string{"protocol=6", from, to, "destination-port=7"}, "REJECT", "rej-in/10", "INGRESS", b.pod.hostIf},
+		{[]string{"protocol=17", from, to, "destination-port=9"}, "REJECT", "rej-in/20", "INGRESS", b.pod.hostIf},
+		{[]string{"protocol=1", from, to}, "ALLOW", "rej-in/30", "", ""},
+	} {
+		l := aclFlowLeaves(got, c.terms...)
+		want := map[string]string{"verdict": c.verdict, "decided-by": c.decided, "denied-at": c.deniedAt, "interface": c.ifname, "reply": "false"}
+		for leaf, v := range want {
+			if v == "" {
+				if len(l[leaf]) != 0 {
+					t.Errorf("flow %v: %s %v, want none", c.terms, leaf, l[leaf])
+				}
+				continue
+			}
+			if len(l[leaf]) == 0 || l[leaf][0] != v {
+				t.Errorf("flow %v: %s %v, want %s (acl-flows %v)", c.terms, leaf, l[leaf], v, got)
+			}
+		}
+	}
 }

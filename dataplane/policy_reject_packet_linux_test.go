@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 )
@@ -125,6 +126,24 @@ func TestPolicyRejectOverTunnelExact(t *testing.T) {
 	must(t, err)
 	if all != 7 || tunnel != 1 {
 		t.Errorf("red denied %d (tunnel %d), want 7 (1)", all, tunnel)
+	}
+	// The flow table records who refused and where.
+	flows, err := e.d.PolicyFlows()
+	must(t, err)
+	got := map[string]PolicyFlow{}
+	for _, f := range flows {
+		got[fmt.Sprintf("%v>%v", f.Source, f.Dest)] = f
+	}
+	for k, want := range map[string]PolicyFlow{
+		"10.2.0.5:42000>10.1.0.3:22": {Verdict: "REJECT", DeniedAt: "INGRESS", DeniedIfindex: e.pod2},
+		"10.2.0.5:42002>10.1.0.3:23": {Verdict: "REJECT", DeniedAt: "INGRESS", DeniedIfindex: e.pod2, DecidedBy: []string{"in/20"}},
+		"10.3.0.9:42003>10.1.0.3:80": {Verdict: "REJECT", DeniedAt: "TUNNEL_INGRESS", DecidedBy: []string{"tun/10"}},
+		"10.3.0.7:42004>10.1.0.3:80": {Verdict: "ALLOW", DecidedBy: []string{"in/10"}},
+	} {
+		f := got[k]
+		if f.Verdict != want.Verdict || f.DeniedAt != want.DeniedAt || f.DeniedIfindex != want.DeniedIfindex || fmt.Sprint(f.DecidedBy) != fmt.Sprint(want.DecidedBy) {
+			t.Errorf("flow %s: %+v, want verdict %s denied at %q (%d) by %v", k, f, want.Verdict, want.DeniedAt, want.DeniedIfindex, want.DecidedBy)
+		}
 	}
 	ec, err := e.d.EndpointCounters(remote3)
 	must(t, err)

@@ -159,6 +159,7 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 	r.mu.Unlock()
 	ctx, r.cancel = context.WithCancel(ctx)
 	core.RefreshOnRequest(ctx, "/network-instances/network-instance/services/service/state/flows", r.refreshFlows)
+	core.RefreshOnRequest(ctx, "/network-instances/network-instance/state/acl-flows", r.refreshPolicyFlows)
 	core.AFT().SetSource(r)
 	r.wg.Add(5)
 	go func() {
