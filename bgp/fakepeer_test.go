@@ -2,16 +2,21 @@ package bgp
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
 // fakePeer is a minimal BGP speaker for tests and benchmarks: it accepts
@@ -58,14 +63,16 @@ func (f *fakePeer) accept() {
 	}
 	f.conn = conn
 	f.w = bufio.NewWriterSize(conn, 1<<20)
-	if _, err := readMsg(conn); err != nil { // their OPEN
+	theirs, err := readMsg(conn)
+	if err != nil {
 		f.t.Fatal(err)
 	}
+	keepalive := keepaliveInterval(theirs, fakePeerHoldTime)
 	caps := []bgp.ParameterCapabilityInterface{
 		bgp.NewCapMultiProtocol(bgp.RF_IPv4_VPN),
 		bgp.NewCapFourOctetASNumber(f.as),
 	}
-	open, err := bgp.NewBGPOpenMessage(bgp.AS_TRANS, 90, f.id, []bgp.OptionParameterInterface{bgp.NewOptionParameterCapability(caps)})
+	open, err := bgp.NewBGPOpenMessage(bgp.AS_TRANS, fakePeerHoldTime, f.id, []bgp.OptionParameterInterface{bgp.NewOptionParameterCapability(caps)})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -93,7 +100,7 @@ func (f *fakePeer) accept() {
 	go func() {
 		ka, _ := bgp.NewBGPKeepAliveMessage().Serialize()
 		for {
-			time.Sleep(10 * time.Second)
+			time.Sleep(keepalive)
 			f.mu.Lock()
 			_, err := f.w.Write(ka)
 			if err == nil {
@@ -105,6 +112,22 @@ func (f *fakePeer) accept() {
 			}
 		}
 	}()
+}
+
+// fakePeerHoldTime is the hold time the fake peer offers, in seconds.
+const fakePeerHoldTime = 90
+
+// keepaliveInterval is how often to send keepalives on a session opened
+// with their OPEN when we offered ours seconds: a third of the negotiated
+// hold time (the smaller of the two, RFC 4271 4.2), so that the peer's
+// hold timer never expires however long the session stays otherwise
+// silent.
+func keepaliveInterval(their *bgp.BGPMessage, ours uint16) time.Duration {
+	hold := ours
+	if o, ok := their.Body.(*bgp.BGPOpen); ok && o.HoldTime != 0 && o.HoldTime < hold {
+		hold = o.HoldTime
+	}
+	return max(time.Duration(hold)*time.Second/3, 100*time.Millisecond)
 }
 
 func (f *fakePeer) write(m *bgp.BGPMessage) {
@@ -219,4 +242,59 @@ func vpnUpdates(t testing.TB, b vpnBatch) [][]byte {
 		done += n
 	}
 	return out
+}
+
+// TestFakePeerKeepsSessionUp: the fake peer keeps a session up while it
+// sends nothing else, however short the hold time the other side asks
+// for. It used to send keepalives every 10 s whatever was negotiated, so
+// a session configured with a shorter hold time (the tests' 9 s) expired
+// once the routes were sent and every route was withdrawn: in
+// BenchmarkAFT at 1M routes that happened while the AFT subscriber was
+// still catching up, which then saw the entries it had not read yet go
+// and never reached the full table.
+func TestFakePeerKeepsSessionUp(t *testing.T) {
+	const us, peer, port, hold = "127.100.12.1", "127.100.12.2", 1793, 3
+	fp := newFakePeer(t, peer, port, 65099)
+	srv := server.NewBgpServer(server.LoggerOption(gobgpLogger(testLogger(t), nil), nil))
+	go srv.Serve()
+	defer srv.Stop()
+	ctx := context.Background()
+	g := globalSpec{as: 65000, routerID: netip.MustParseAddr("10.0.12.1"), listenPort: -1}
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: globalToAPI(g)}); err != nil {
+		t.Fatal(err)
+	}
+	down := make(chan string, 1)
+	var established atomic.Bool
+	err := srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPeerUpdate: func(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+		if ev.Type != apiutil.PEER_EVENT_STATE {
+			return
+		}
+		if ev.Peer.State.SessionState == bgp.BGP_FSM_ESTABLISHED {
+			established.Store(true)
+			return
+		}
+		if established.Load() {
+			select {
+			case down <- ev.Peer.State.DisconnectMessage:
+			default:
+			}
+		}
+	}}, server.WatchPeer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := neighborSpec{address: netip.MustParseAddr(peer), peerAS: 65099, enabled: true, localAddress: netip.MustParseAddr(us),
+		remotePort: port, timers: timerSpec{connectRetry: 1, holdTime: hold, keepalive: 1}, families: familyVPNv4}
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: neighborToAPI(n, false)}); err != nil {
+		t.Fatal(err)
+	}
+	fp.accept()
+	fp.sendAll(vpnUpdates(t, vpnBatch{rd: "65099:1", rts: []string{"65000:1"}, nexthop: "192.0.2.99", label: 100,
+		first: netip.MustParseAddr("10.12.0.0"), count: 10, peerAS: 65099}))
+	// Two hold times with nothing but keepalives from the peer.
+	select {
+	case reason := <-down:
+		t.Fatalf("session went down (%q): the peer's keepalives did not keep it up", reason)
+	case <-time.After(2 * hold * time.Second):
+	}
 }
