@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/isthmus-net/isthmus/dataplane"
 	"github.com/isthmus-net/isthmus/gen"
@@ -29,7 +33,7 @@ import (
 type aftNode struct {
 	core *nos.Core
 	dp   *dataplane.Reconciler
-	cli  gpb.GNMIClient
+	conn *grpc.ClientConn // to its gNMI server
 	stop func()
 }
 
@@ -74,7 +78,7 @@ func startAFTNode(b *testing.B, port int) *aftNode {
 	if err != nil {
 		b.Fatal(err)
 	}
-	n := &aftNode{core: core, dp: dp, cli: gpb.NewGNMIClient(conn)}
+	n := &aftNode{core: core, dp: dp, conn: conn}
 	n.stop = func() {
 		conn.Close()
 		sctx, done := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -93,18 +97,25 @@ func startAFTNode(b *testing.B, port int) *aftNode {
 }
 
 // aftSubscriber is a STREAM ON_CHANGE subscription to a VRF's AFT that
-// counts the entries it receives.
+// counts the entries it receives. It reads the responses as bytes and
+// counts from the wire (rawSubscribeCodec), as cheaply as it can: a
+// collector runs elsewhere and pays for its own decoding, so the
+// benchmark's client should not make the node's process look busier than
+// isthmusd would be.
 type aftSubscriber struct {
 	synced  chan time.Time // when sync_response came
 	entries chan time.Time // when want entries (next-hop-group leaves) came
-	updates int
+	updates atomic.Int64   // updates received
+	got     atomic.Int64   // entries received
+	deletes atomic.Int64   // deletes received
+	err     error          // why the stream ended; read after done
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
 
-func subscribeAFT(b *testing.B, cli gpb.GNMIClient, vrf string, want int) *aftSubscriber {
+func subscribeAFT(b *testing.B, conn *grpc.ClientConn, vrf string, want int) *aftSubscriber {
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := cli.Subscribe(ctx)
+	st, err := conn.NewStream(ctx, &gpb.GNMI_ServiceDesc.Streams[0], gpb.GNMI_Subscribe_FullMethodName, grpc.ForceCodecV2(rawSubscribeCodec{}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -114,30 +125,30 @@ func subscribeAFT(b *testing.B, cli gpb.GNMIClient, vrf string, want int) *aftSu
 		Subscription: []*gpb.Subscription{{Mode: gpb.SubscriptionMode_ON_CHANGE, Path: &gpb.Path{Elem: []*gpb.PathElem{
 			{Name: "network-instances"}, {Name: "network-instance", Key: map[string]string{"name": vrf}}, {Name: "afts"}}}}},
 	}}}
-	if err := st.Send(req); err != nil {
+	if err := st.SendMsg(req); err != nil {
 		b.Fatal(err)
 	}
 	s := &aftSubscriber{synced: make(chan time.Time, 1), entries: make(chan time.Time, 1), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		got := 0
+		var resp rawResponse
 		for {
-			resp, err := st.Recv()
-			if err != nil {
+			if s.err = st.RecvMsg(&resp); s.err != nil {
 				return
 			}
-			if resp.GetSyncResponse() {
+			c, err := countResponse(resp.b)
+			if err != nil {
+				s.err = err
+				return
+			}
+			if c.sync {
 				s.synced <- time.Now()
 				continue
 			}
-			for _, u := range resp.GetUpdate().GetUpdate() {
-				s.updates++
-				el := u.GetPath().GetElem()
-				if len(el) > 0 && el[len(el)-1].GetName() == "next-hop-group" {
-					if got++; got == want {
-						s.entries <- time.Now()
-					}
-				}
+			s.updates.Add(int64(c.updates))
+			s.deletes.Add(int64(c.deletes))
+			if got := s.got.Add(int64(c.entries)); got >= int64(want) && got-int64(c.entries) < int64(want) {
+				s.entries <- time.Now()
 			}
 		}
 	}()
@@ -145,6 +156,124 @@ func subscribeAFT(b *testing.B, cli gpb.GNMIClient, vrf string, want int) *aftSu
 }
 
 func (s *aftSubscriber) close() { s.cancel(); <-s.done }
+
+// rawResponse is a SubscribeResponse as bytes.
+type rawResponse struct{ b []byte }
+
+// rawSubscribeCodec sends requests as protobuf and receives responses
+// as bytes (into a *rawResponse, reusing its buffer).
+type rawSubscribeCodec struct{}
+
+func (rawSubscribeCodec) Name() string { return "proto" }
+
+func (rawSubscribeCodec) Marshal(v any) (mem.BufferSlice, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("marshal %T: not a protobuf message", v)
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (rawSubscribeCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	r, ok := v.(*rawResponse)
+	if !ok {
+		return fmt.Errorf("unmarshal into %T: want *rawResponse", v)
+	}
+	n := data.Len()
+	if cap(r.b) < n {
+		r.b = make([]byte, n)
+	}
+	r.b = r.b[:n]
+	data.CopyTo(r.b)
+	return nil
+}
+
+// responseCount is what one SubscribeResponse carried.
+type responseCount struct {
+	sync             bool
+	updates, deletes int
+	entries          int // updates of an ipv4-entry's state/next-hop-group
+}
+
+// countResponse counts a SubscribeResponse's updates from its wire form
+// (gnmi.proto field numbers), without building messages.
+func countResponse(b []byte) (responseCount, error) {
+	var c responseCount
+	err := walkFields(b, func(num protowire.Number, v []byte) error {
+		switch num {
+		case 3: // sync_response
+			c.sync = true
+		case 1: // update: a Notification
+			return walkFields(v, func(num protowire.Number, v []byte) error {
+				switch num {
+				case 5: // delete
+					c.deletes++
+				case 4: // update
+					c.updates++
+					return walkFields(v, func(num protowire.Number, v []byte) error {
+						if num == 1 && lastElemIs(v, "next-hop-group") { // path
+							c.entries++
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	return c, err
+}
+
+// lastElemIs reports whether the name of a Path's last PathElem is name.
+func lastElemIs(path []byte, name string) bool {
+	var last []byte
+	walkFields(path, func(num protowire.Number, v []byte) error {
+		if num == 3 { // elem
+			last = v
+		}
+		return nil
+	})
+	is := false
+	walkFields(last, func(num protowire.Number, v []byte) error {
+		if num == 1 { // name
+			is = string(v) == name
+		}
+		return nil
+	})
+	return is
+}
+
+// walkFields calls fn with every length-delimited field of a message (the
+// value of others is nil) and skips nothing silently: a malformed message
+// is an error.
+func walkFields(b []byte, fn func(protowire.Number, []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		var v []byte
+		if typ == protowire.BytesType {
+			v, n = protowire.ConsumeBytes(b)
+		} else {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if err := fn(num, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // peakRSS returns the process's peak resident set (VmHWM) in MB.
 func peakRSS() float64 {
@@ -164,7 +293,10 @@ func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 // aftReceive receives the routes on a fresh node until the dataplane has
 // programmed all of them (the AFT holds them), with or without a gNMI
 // subscriber to the VRF's AFT attached from the start. Without one, it
-// then measures a subscriber's initial sync of the full table.
+// then measures a subscriber's initial sync of the full table. It fails
+// when the table loses routes before the subscriber has them all (the
+// session went down: a stream that converges to a withdrawn table is not
+// a measurement).
 func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) (recv, sync time.Duration, updates int, rss float64) {
 	const peer = "127.100.9.6"
 	fp := newFakePeer(b, peer, port, 65099)
@@ -179,7 +311,7 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) (re
 	}
 	var sub *aftSubscriber
 	if attached {
-		sub = subscribeAFT(b, n.cli, "red", count)
+		sub = subscribeAFT(b, n.conn, "red", count)
 		<-sub.synced
 		defer sub.close()
 	}
@@ -197,24 +329,39 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) (re
 	if attached {
 		select {
 		case <-sub.entries:
+		case <-sub.done:
+			b.Fatalf("the stream ended after %d of %d entries: %v", sub.got.Load(), count, sub.err)
 		case <-time.After(10 * time.Minute):
-			b.Fatal("the subscriber never received every entry")
+			b.Fatalf("the subscriber received %d of %d entries in 10 minutes (and %d deletes); the table holds %d",
+				sub.got.Load(), count, sub.deletes.Load(), n.dp.AFTEntries())
+		}
+		if held := n.dp.AFTEntries(); held != count {
+			b.Fatalf("the table holds %d of %d entries once the subscriber has them: routes were lost (session down?)", held, count)
 		}
 		return recv, 0, 0, 0
 	}
 	runtime.GC()
 	resetPeakRSS()
 	start = time.Now()
-	s := subscribeAFT(b, n.cli, "red", count)
+	s := subscribeAFT(b, n.conn, "red", count)
+	defer s.close()
 	select {
 	case end := <-s.synced:
 		sync = end.Sub(start)
+	case <-s.done:
+		b.Fatalf("the stream ended before sync_response: %v", s.err)
 	case <-time.After(10 * time.Minute):
 		b.Fatal("no sync_response")
 	}
 	rss = peakRSS()
 	s.close()
-	return recv, sync, s.updates, rss
+	if got, dels := s.got.Load(), s.deletes.Load(); got != int64(count) || dels != 0 {
+		b.Fatalf("the initial sync carried %d entries and %d deletes, want %d entries", got, dels, count)
+	}
+	if held := n.dp.AFTEntries(); held != count {
+		b.Fatalf("the table holds %d of %d entries after the initial sync: routes were lost (session down?)", held, count)
+	}
+	return recv, sync, int(s.updates.Load()), rss
 }
 
 // BenchmarkAFT receives N VPNv4 routes (one VRF) from a peer until the
