@@ -102,10 +102,17 @@ func rejectOverTunnelNamespaces(t *testing.T, mplsOverMPLS bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := b.rec.Dataplane().VRFTunnelRejects("red")
-	must(t, err)
-	if r.Sent < 2 || r.Unsent != 0 {
-		t.Errorf("host b tunnel rejects %+v, want at least 2 sent, none unsent", r)
+	must(t, b.rec.PublishState())
+	err = b.core.Read(func(_, state *gen.Device) error {
+		c := nos.NetworkInstances(state)["red"].GetState().GetCounters()
+		if c.GetTunnelRejectsSent() < 2 || c.TunnelRejectsUnsent == nil || c.GetTunnelRejectsUnsent() != 0 {
+			return fmt.Errorf("host b's red counters: tunnel-rejects-sent %d, unsent %v; want at least 2 sent, none unsent",
+				c.GetTunnelRejectsSent(), c.TunnelRejectsUnsent)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 
 	// The verdicts through gNMI: a Get of host b's acl-flows reads the

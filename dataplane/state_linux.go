@@ -219,6 +219,11 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 		} else {
 			st.Counters.AclDenied, st.Counters.TunnelAclDenied = ygot.Uint64(all), ygot.Uint64(tunnel)
 		}
+		if rj, err := dp.VRFTunnelRejects(name); err != nil { // policy_reject_tunnel.h
+			errs = append(errs, err)
+		} else {
+			st.Counters.TunnelRejectsSent, st.Counters.TunnelRejectsUnsent = ygot.Uint64(rj.Sent), ygot.Uint64(rj.Unsent)
+		}
 		update(fmt.Sprintf("/network-instances/network-instance[name=%s]/state", name), st)
 	}
 	for _, ep := range s.endpoints {
