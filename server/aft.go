@@ -4,10 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"strconv"
 	"time"
-
-	gpb "github.com/openconfig/gnmi/proto/gnmi"
 
 	"github.com/isthmus-net/isthmus/nos"
 )
@@ -52,10 +49,10 @@ func aftQueries(qs []query) (out []query, want func(string) bool) {
 	return out, func(v string) bool { return vrfs[v] }
 }
 
-// aftSend looks up keys and sends the leaves of what exists, and deletes
-// of what went, that one of qs matches: new next hops and groups before
-// the entries that use them, gone ones last.
-func (s *Server) aftSend(ctx context.Context, snd *sender, qs []query, keys []nos.AFTKey, items []nos.AFTItem) ([]nos.AFTItem, error) {
+// aftSend looks up keys and sends, with w, the leaves of what exists and
+// the deletes of what went: new next hops and groups before the entries
+// that use them, gone ones last.
+func (s *Server) aftSend(ctx context.Context, w *aftWriter, keys []nos.AFTKey, items []nos.AFTItem) ([]nos.AFTItem, error) {
 	items = s.core.AFT().Lookup(keys, items[:0])
 	rank := func(it nos.AFTItem) int {
 		switch {
@@ -70,16 +67,11 @@ func (s *Server) aftSend(ctx context.Context, snd *sender, qs []query, keys []no
 	slices.SortStableFunc(items, func(a, b nos.AFTItem) int { return cmp.Compare(rank(a), rank(b)) })
 	ts := time.Now().UnixNano()
 	for _, it := range items {
-		for _, l := range aftLeaves(it) {
-			if !l.wanted(qs) {
-				continue
-			}
-			if err := snd.add(ctx, ts, leaf{path: l.path, val: l.val}); err != nil {
-				return items, err
-			}
+		if err := w.write(ctx, ts, it); err != nil {
+			return items, err
 		}
 	}
-	return items, snd.flush(ctx)
+	return items, w.snd.flush(ctx)
 }
 
 func matchesAny(qs []query, p []string) bool {
@@ -89,16 +81,6 @@ func matchesAny(qs []query, p []string) bool {
 		}
 	}
 	return false
-}
-
-// wanted reports whether a subscription with queries qs takes the leaf:
-// an update when a query matches it, a delete when one matches a leaf
-// below it.
-func (l aftLeaf) wanted(qs []query) bool {
-	if l.val == nil {
-		return overlapsAny(qs, l.cache)
-	}
-	return matchesAny(qs, l.cache)
 }
 
 // overlapsAny reports whether the subtree at p holds leaves one of qs
@@ -122,6 +104,7 @@ func (s *Server) aftDump(ctx context.Context, snd *sender, qs []query) error {
 		return nil
 	}
 	keys := s.core.AFT().Keys(want, nil)
+	w := newAFTWriter(snd, qs)
 	var items []nos.AFTItem
 	for len(keys) > 0 {
 		if err := ctx.Err(); err != nil {
@@ -129,7 +112,7 @@ func (s *Server) aftDump(ctx context.Context, snd *sender, qs []query) error {
 		}
 		n := min(aftBatch, len(keys))
 		var err error
-		if items, err = s.aftSend(ctx, snd, qs, keys[:n], items); err != nil {
+		if items, err = s.aftSend(ctx, w, keys[:n], items); err != nil {
 			return err
 		}
 		keys = keys[n:]
@@ -140,6 +123,7 @@ func (s *Server) aftDump(ctx context.Context, snd *sender, qs []query) error {
 // aftStream is the AFT part of one STREAM subscription.
 type aftStream struct {
 	qs    []query
+	w     *aftWriter // created with the stream's sender on first use
 	sub   *nos.AFTSubscription
 	keys  []nos.AFTKey
 	items []nos.AFTItem
@@ -169,116 +153,17 @@ func (a *aftStream) close() {
 	}
 }
 
-// send sends one batch of waiting changes; Ready is signalled again while
-// more wait.
+// aftChanges sends one batch of waiting changes; Ready is signalled
+// again while more wait.
 func (s *Server) aftChanges(ctx context.Context, snd *sender, a *aftStream) error {
 	a.keys, _ = a.sub.Take(aftBatch, a.keys[:0])
 	if len(a.keys) == 0 {
 		return nil
 	}
+	if a.w == nil {
+		a.w = newAFTWriter(snd, a.qs)
+	}
 	var err error
-	a.items, err = s.aftSend(ctx, snd, a.qs, a.keys, a.items)
+	a.items, err = s.aftSend(ctx, a.w, a.keys, a.items)
 	return err
-}
-
-// aftLeaf is one leaf of an AFT item: its gNMI path, its path in cache
-// form (for matching queries) and its value (nil: a delete of the item).
-type aftLeaf struct {
-	path  *gpb.Path
-	cache []string
-	val   *gpb.TypedValue
-}
-
-// aftLeaves renders an item as leaves, or, when it is gone, as the delete
-// of its list entry.
-func aftLeaves(it nos.AFTItem) []aftLeaf {
-	k := it.Key
-	base := []*gpb.PathElem{
-		{Name: "network-instances"},
-		{Name: "network-instance", Key: map[string]string{"name": k.VRF}},
-		{Name: "afts"},
-	}
-	cache := []string{"network-instances", "network-instance", k.VRF, "afts"}
-	var keyName, keyVal string
-	switch k.Kind {
-	case nos.AFTEntry:
-		keyName, keyVal = "prefix", k.Prefix().String()
-		base = append(base, &gpb.PathElem{Name: "ipv4-unicast"}, &gpb.PathElem{Name: "ipv4-entry", Key: map[string]string{keyName: keyVal}})
-		cache = append(cache, "ipv4-unicast", "ipv4-entry", keyVal)
-	case nos.AFTGroup:
-		keyName, keyVal = "id", strconv.FormatUint(k.ID, 10)
-		base = append(base, &gpb.PathElem{Name: "next-hop-groups"}, &gpb.PathElem{Name: "next-hop-group", Key: map[string]string{keyName: keyVal}})
-		cache = append(cache, "next-hop-groups", "next-hop-group", keyVal)
-	default:
-		keyName, keyVal = "index", strconv.FormatUint(k.ID, 10)
-		base = append(base, &gpb.PathElem{Name: "next-hops"}, &gpb.PathElem{Name: "next-hop", Key: map[string]string{keyName: keyVal}})
-		cache = append(cache, "next-hops", "next-hop", keyVal)
-	}
-	if !it.Present {
-		return []aftLeaf{{path: &gpb.Path{Elem: base}, cache: cache}}
-	}
-	var out []aftLeaf
-	add := func(val *gpb.TypedValue, names ...string) {
-		p := slices.Clip(base)
-		c := slices.Clip(cache)
-		for _, n := range names {
-			p = append(p, &gpb.PathElem{Name: n})
-			c = append(c, n)
-		}
-		out = append(out, aftLeaf{path: &gpb.Path{Elem: p}, cache: c, val: val})
-	}
-	str := func(v string) *gpb.TypedValue { return &gpb.TypedValue{Value: &gpb.TypedValue_StringVal{StringVal: v}} }
-	u64 := func(v uint64) *gpb.TypedValue { return &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: v}} }
-	strs := func(vs []string) *gpb.TypedValue {
-		l := &gpb.ScalarArray{}
-		for _, v := range vs {
-			l.Element = append(l.Element, str(v))
-		}
-		return &gpb.TypedValue{Value: &gpb.TypedValue_LeaflistVal{LeaflistVal: l}}
-	}
-	switch k.Kind {
-	case nos.AFTEntry:
-		add(str(keyVal), "prefix")
-		add(str(keyVal), "state", "prefix")
-		add(u64(it.Group), "state", "next-hop-group")
-		add(str(it.Origin.String()), "state", "origin-protocol")
-		if len(it.RDs) > 0 {
-			add(strs(it.RDs), "state", "route-distinguisher")
-		}
-		if len(it.RTs) > 0 {
-			add(strs(it.RTs), "state", "route-target")
-		}
-	case nos.AFTGroup:
-		add(u64(k.ID), "id")
-		add(u64(k.ID), "state", "id")
-		for _, nh := range it.NextHops {
-			id := strconv.FormatUint(nh, 10)
-			p := slices.Clip(base)
-			c := slices.Clip(cache)
-			p = append(p, &gpb.PathElem{Name: "next-hops"}, &gpb.PathElem{Name: "next-hop", Key: map[string]string{"index": id}})
-			c = append(c, "next-hops", "next-hop", id)
-			for _, l := range []struct {
-				names []string
-				val   *gpb.TypedValue
-			}{{[]string{"index"}, u64(nh)}, {[]string{"state", "index"}, u64(nh)}, {[]string{"state", "weight"}, u64(1)}} {
-				lp, lc := slices.Clip(p), slices.Clip(c)
-				for _, n := range l.names {
-					lp = append(lp, &gpb.PathElem{Name: n})
-					lc = append(lc, n)
-				}
-				out = append(out, aftLeaf{path: &gpb.Path{Elem: lp}, cache: lc, val: l.val})
-			}
-		}
-	default:
-		add(u64(k.ID), "index")
-		add(u64(k.ID), "state", "index")
-		if it.Interface != "" {
-			add(str(it.Interface), "interface-ref", "state", "interface")
-			break
-		}
-		add(str(it.Hop.Endpoint.String()), "state", "ip-address")
-		add(str(it.Hop.Encap.String()), "state", "encapsulate-header")
-		add(&gpb.TypedValue{Value: &gpb.TypedValue_LeaflistVal{LeaflistVal: &gpb.ScalarArray{Element: []*gpb.TypedValue{u64(uint64(it.Hop.Label))}}}}, "state", "pushed-mpls-label-stack")
-	}
-	return out
 }

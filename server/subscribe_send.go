@@ -92,6 +92,31 @@ func (s *sender) add(ctx context.Context, ts int64, l leaf) error {
 	return nil
 }
 
+// addEncoded is add for a leaf already in wire form: elems are its
+// path's Path.elem fields, val the body of its TypedValue, already in the
+// subscription's encoding, or nil for a delete. The caller has applied
+// the depth filter.
+func (s *sender) addEncoded(ctx context.Context, ts int64, elems, val []byte) error {
+	if s.count > 0 && (s.ts != ts || s.count >= maxBatchUpdates || len(s.items) >= maxBatchBytes) {
+		if err := s.flush(ctx); err != nil {
+			return err
+		}
+	}
+	s.ts = ts
+	if val == nil {
+		s.items = appendLenHeader(s.items, fieldNotifDelete, len(elems))
+		s.items = append(s.items, elems...)
+	} else {
+		s.items = appendLenHeader(s.items, fieldNotifUpdate, lenField(fieldUpdatePath, len(elems))+lenField(fieldUpdateVal, len(val)))
+		s.items = appendLenHeader(s.items, fieldUpdatePath, len(elems))
+		s.items = append(s.items, elems...)
+		s.items = appendLenHeader(s.items, fieldUpdateVal, len(val))
+		s.items = append(s.items, val...)
+	}
+	s.count++
+	return nil
+}
+
 // addNotification adds every leaf of a cache notification.
 func (s *sender) addNotification(ctx context.Context, ts int64, n *gpb.Notification, buf []leaf) ([]leaf, error) {
 	buf = leaves(n, buf[:0])
