@@ -73,13 +73,36 @@ func TestInterfaceDropsCounted(t *testing.T) {
 	expect("to no pod over udp: ttl 1", tunnel, underlayFrame(remote2, 6635, lse(1000, true, 1), remoteInner(noPod, 1)), tcShot, podDrops{}, true)
 	expect("to no pod over mpls", xdp, mplsTo(remoteInner(noPod, 63)), xdpDrop, podDrops{}, true)
 	expect("to pod2 over udp, delivered", tunnel, underlayFrame(remote2, 6635, lse(1000, true, 63), remoteInner(pod2Addr, 63)), tcRedirect, podDrops{}, false)
-	before, err := e.d.InterfaceCounters(e.pod2)
-	must(t, err)
-	expect("to pod2 over mpls, delivered", xdp, mplsTo(remoteInner(pod2Addr, 63)), xdpPass, podDrops{}, false)
-	after, err := e.d.InterfaceCounters(e.pod2)
-	must(t, err)
-	if after.TxPackets != before.TxPackets+1 {
-		t.Errorf("pod2 out-pkts +%d over mpls, want +1", after.TxPackets-before.TxPackets)
+	expect("to pod2 over mpls, handed to tc", xdp, mplsTo(remoteInner(pod2Addr, 63)), xdpPass, podDrops{}, false)
+}
+
+// TestInterfaceCountersFloatingPolicy: a packet to a floating IP that the
+// pod's ingress policy refuses counts in the pod's out-drops and not in its
+// out-pkts; one it accepts the other way round.
+func TestInterfaceCountersFloatingPolicy(t *testing.T) {
+	e := natEnv(t)
+	fip := netip.MustParseAddr("198.51.100.5")
+	must(t, e.d.SetFloating([]Floating{{VRF: "red", Addr: fip, Pod: pod1Addr}}))
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {
+		Ingress: &Attachment{Rules: []PolicyRule{{Protocol: 6, DestinationPorts: PortRange{80, 80}, Action: PolicyAccept, Entry: "web/10"}}},
+	}}}))
+	for _, c := range []struct {
+		name      string
+		port      uint16
+		ret       uint32
+		pkts, drs uint64
+	}{{"accepted", 80, tcRedirect, 1, 0}, {"refused", 22, tcShot, 0, 1}} {
+		before, err := e.d.InterfaceCounters(1)
+		must(t, err)
+		ret, _ := run(t, e.d.progs.UnderlayIngress, eth(underlayMAC, gwMAC, 0x0800, tcpPkt(inetAddr, 443, fip, c.port, tcpSYN, 60, nil)))
+		after, err := e.d.InterfaceCounters(1)
+		must(t, err)
+		if ret != c.ret {
+			t.Errorf("%s: return %d, want %d", c.name, ret, c.ret)
+		}
+		if pkts, drs := after.TxPackets-before.TxPackets, after.TxDrops-before.TxDrops; pkts != c.pkts || drs != c.drs {
+			t.Errorf("%s: pod1 out-pkts +%d, out-drops +%d, want +%d, +%d", c.name, pkts, drs, c.pkts, c.drs)
+		}
 	}
 }
 

@@ -878,8 +878,7 @@ int underlay_xdp(struct xdp_md *ctx)
 	eth->h_proto = bpf_htons(ETH_P_IP);
 	m->magic = META_MAGIC;
 	m->ifindex = ifindex;
-	m->flags = flags;
-	count_iface(slot, 1, outer_bytes - depth * 4);
+	m->flags = flags; /* counted once delivered (policy_deliver) */
 	return XDP_PASS;
 
 drop:

@@ -207,9 +207,9 @@ deliver:
 		return TC_ACT_SHOT;
 	}
 	nat_count(vrf, NAT_TRANSLATED);
-	count_iface(slot, 1, skb->len);
-	if (floating) /* the pod's ingress policy first (policy_floating.h) */
+	if (floating) /* the pod's ingress policy first (policy_floating.h), which counts it */
 		return NAT_POLICY_DELIVER(slot);
+	count_iface(slot, 1, skb->len);
 	return deliver(dst->ifindex, dst->flags);
 }
 

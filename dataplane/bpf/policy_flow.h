@@ -458,19 +458,28 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 /* policy_deliver delivers a packet that underlay_xdp decapsulated
  * (MPLSoMPLS) to the pod interface ifindex, as forwarder.c's deliver
  * does, once the VRF's tunnel ingress and the pod's ingress let it (noted:
- * policy_pre ran on the packet before a translation). A global function,
- * so that the caller keeps nothing across it. */
+ * policy_pre ran on the packet before a translation), and counts it sent
+ * to the pod (its callers do not: a refused packet is a drop). A global
+ * function, so that the caller keeps nothing across it. */
 __noinline int policy_deliver(struct __sk_buff *skb, __u32 ifindex, __u32 flags, __u32 noted)
 {
 	struct iface *ifc = ifindex < DIRECT_IFINDEX ? bpf_map_lookup_elem(&iface_index, &ifindex)
 						     : bpf_map_lookup_elem(&ifaces, &ifindex);
-	if (ifc && ifc->ifindex == ifindex && policy_active(ifc->vrf)) {
-		__u32 vrf = ifc->vrf, slot = ifc->slot;
-		if (!noted)
-			policy_reset();
-		int pact = policy_check(skb, vrf, sizeof(struct ethhdr), slot, 1);
-		if (pact != POLICY_PASS)
-			return pact;
+	__u32 slot = MAX_IFACES; /* no interface: nothing to count */
+	if (ifc && ifc->ifindex == ifindex) {
+		slot = ifc->slot;
+		if (policy_active(ifc->vrf)) {
+			if (!noted)
+				policy_reset();
+			int pact = policy_check(skb, ifc->vrf, sizeof(struct ethhdr), slot, 1);
+			if (pact != POLICY_PASS)
+				return pact;
+		}
+	}
+	struct iface_stats *st = bpf_map_lookup_elem(&iface_counters, &slot);
+	if (st) {
+		st->tx_packets++;
+		st->tx_bytes += skb->len;
 	}
 	if (flags & IFACE_PEER)
 		return bpf_redirect_peer(ifindex, 0);

@@ -51,8 +51,7 @@ static __always_inline int svc_mpls_ingress(struct __sk_buff *skb, __u32 label)
 			count_drop_to(dst->slot);
 		goto drop;
 	}
-	set_macs(eth, dst->peer_mac, dst->mac);
-	count_iface(dst->slot, 1, skb->len);
+	set_macs(eth, dst->peer_mac, dst->mac); /* counted once delivered (policy_deliver) */
 	return policy_reject_tunnel(skb, policy_deliver(skb, dst->ifindex, dst->flags, 1)); /* policy.h, then deliver */
 
 drop:
