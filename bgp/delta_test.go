@@ -66,6 +66,18 @@ func TestDeltaVisitsOnlyTouchedVRFs(t *testing.T) {
 	commit("a per-prefix VRF becomes per-VRF", func(d *gen.Device) {
 		nis(d)["v11"].Config.LabelAllocationMode = gen.IsthmusTypes_LabelAllocationMode_PER_VRF
 	})
+	commit("give a VRF a service its pod serves", func(d *gen.Device) {
+		svc := nis(d)["v20"].GetOrCreateServices().GetOrCreateService("web")
+		sc := svc.GetOrCreateConfig()
+		sc.Address, sc.Protocol, sc.Port = ygot.String("10.96.0.20"), gen.IsthmusNetworkInstance_ServiceProtocol_TCP, ygot.Uint16(80)
+		svc.GetOrCreateBackends().GetOrCreateBackend("10.7.20.1", 8080)
+	})
+	n.bgp.mu.Lock()
+	_, svcExported := n.bgp.exported[exportKey{"v20", mustPrefix("10.96.0.20/32")}]
+	n.bgp.mu.Unlock()
+	if !svcExported {
+		t.Error("the service address of v20 is not exported")
+	}
 	commit("add a VRF", func(d *gen.Device) {
 		ni := d.NetworkInstances.GetOrCreateNetworkInstance("new")
 		c := ni.GetOrCreateConfig()
