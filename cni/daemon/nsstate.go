@@ -20,7 +20,7 @@ type NamespaceState struct {
 	core *nos.Core
 }
 
-var _ nos.Reconciler = (*NamespaceState)(nil)
+var _ nos.DeltaReconciler = (*NamespaceState)(nil)
 
 // ID names the reconciler.
 func (*NamespaceState) ID() string { return "cni" }
@@ -39,14 +39,34 @@ func (*NamespaceState) Stop(context.Context) error { return nil }
 
 // Apply writes the allocated count of every pool that is new or changed.
 func (r *NamespaceState) Apply(ctx context.Context, old, intended *gen.Device) error {
+	var names []string
+	for name := range nos.NetworkInstances(intended) {
+		names = append(names, name)
+	}
+	return r.applyPools(ctx, old, intended, names)
+}
+
+// ValidateDelta accepts everything, as Validate.
+func (*NamespaceState) ValidateDelta(*gen.Device, nos.Delta) error { return nil }
+
+// ApplyDelta is Apply for the network instances the commit changes only.
+func (r *NamespaceState) ApplyDelta(ctx context.Context, old, intended *gen.Device, d nos.Delta) error {
+	changed, _ := d.NetworkInstances()
+	return r.applyPools(ctx, old, intended, changed)
+}
+
+// applyPools writes the allocated count of every pool of the network
+// instances names that is new or changed.
+func (r *NamespaceState) applyPools(ctx context.Context, old, intended *gen.Device, names []string) error {
 	var errs []error
 	// A pool appears in state as soon as it is configured, with what the
 	// IPAM has handed out of it (none, for a new pool).
-	for name, ni := range nos.NetworkInstances(intended) {
+	for _, name := range names {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if o := nos.NetworkInstances(old)[name]; o == ni || reflect.DeepEqual(o.GetAddressPools(), ni.GetAddressPools()) {
+		ni := nos.NetworkInstances(intended)[name]
+		if o := nos.NetworkInstances(old)[name]; ni == nil || o == ni || reflect.DeepEqual(o.GetAddressPools(), ni.GetAddressPools()) {
 			continue
 		}
 		pools, err := vrfPools(intended, name)
