@@ -620,6 +620,18 @@ malformed:
 	return TC_ACT_SHOT;
 }
 
+/* nat_in_use says whether NAT can concern a packet from the underlay:
+ * whether any VRF translates (floating = 0) or a floating IP is bound
+ * (floating = 1), as nat_underlay and nat_floating_decap would find first
+ * themselves (nat.h). Decapsulation asks before calling them, so that a
+ * host without NAT pays one inlined array read instead of two calls. */
+static __always_inline int nat_in_use(int floating)
+{
+	__u32 zero = 0;
+	struct nat_global *g = bpf_map_lookup_elem(&nat_host, &zero);
+	return g && (g->floating || (!floating && g->min));
+}
+
 SEC("tc")
 int underlay_ingress(struct __sk_buff *skb)
 {
@@ -631,11 +643,13 @@ int underlay_ingress(struct __sk_buff *skb)
 	if ((void *)(m + 1) <= data && m->magic == META_FLOW_MAGIC)
 		return svc_mpls_ingress(skb, m->ifindex);
 	/* Replies to source-NATed flows (nat.h). */
-	int nact = nat_underlay(skb);
-	if (nact < TC_ACT_UNSPEC) /* through a floating IP */
-		return policy_floating_deliver(skb, nact);
-	if (nact != TC_ACT_UNSPEC)
-		return nact;
+	if (nat_in_use(0)) {
+		int nact = nat_underlay(skb);
+		if (nact < TC_ACT_UNSPEC) /* through a floating IP */
+			return policy_floating_deliver(skb, nact);
+		if (nact != TC_ACT_UNSPEC)
+			return nact;
+	}
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 
@@ -681,7 +695,10 @@ int underlay_ingress(struct __sk_buff *skb)
 	reason = label_admits(epslot, lse >> 12, &vrf, &lt);
 	if (reason >= 0)
 		goto drop;
-	policy_reset(); /* policy.h */
+	/* policy.h: forget an earlier packet's note where a check can follow
+	 * (a VRF without policy is never checked, and notes nothing). */
+	if (policy_active(vrf))
+		policy_reset();
 	/* Services and the flow table (flow.h) on the inner packet; a flow
 	 * relayed to a backend's host goes back out (service_relay.h). */
 	__u32 fvrf, relay = 0;
@@ -707,11 +724,13 @@ int underlay_ingress(struct __sk_buff *skb)
 	}
 	/* A floating IP advertised in the label's VRF: translated to its
 	 * pod, delivered in the pod's VRF (nat.h). */
-	int fvrf2 = nat_floating_decap(skb, (void *)inner - data, vrf);
+	int fvrf2 = nat_in_use(1) ? nat_floating_decap(skb, (void *)inner - data, vrf) : 0;
 	if (fvrf2 != 0) {
 		reason = DROP_ERROR;
 		if (fvrf2 < 0 || !(lt = nat_floating_label(fvrf2)))
 			goto drop;
+		if (!policy_active(vrf)) /* nothing was reset above */
+			policy_reset();
 		vrf = fvrf2;
 	}
 	/* The call may have written the packet: pointers into it are stale. */
