@@ -121,6 +121,11 @@ func Open(cfg Config) (*Dataplane, error) {
 	if cfg.FlowEntries > 0 {
 		spec.Maps[forwarderMapFlows].MaxEntries = uint32(cfg.FlowEntries)
 	}
+	if err := checkPinnedABI(dir); err != nil {
+		d.udp.Close()
+		d.nl.Close()
+		return nil, err
+	}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}
 	if err := spec.LoadAndAssign(&d.maps, opts); err != nil {
 		return nil, fmt.Errorf("load maps under %q: %w", dir, err)
@@ -196,6 +201,32 @@ func (d *Dataplane) loadPrograms(spec *ebpf.CollectionSpec, opts *ebpf.Collectio
 	return nil
 }
 
+// checkPinnedABI refuses maps pinned by a forwarder of another ABI before
+// they are loaded: their layouts differ, and loading them would fail with a
+// map-compatibility error that does not say what to do.
+func checkPinnedABI(dir string) error {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "abi"), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open pinned abi map under %q: %w", dir, err)
+	}
+	defer m.Close()
+	var zero, v uint32
+	if err := m.Lookup(&zero, &v); err != nil {
+		return fmt.Errorf("read pinned abi under %q: %w", dir, err)
+	}
+	if v != 0 && v != abiVersion {
+		return abiMismatch(dir, v)
+	}
+	return nil
+}
+
+func abiMismatch(dir string, v uint32) error {
+	return fmt.Errorf("pinned maps under %q have abi %d, want %d: remove that directory first (this interrupts forwarding until the new forwarder is attached)", dir, v, abiVersion)
+}
+
 func (d *Dataplane) checkABI() error {
 	var zero, v uint32
 	if err := d.maps.Abi.Lookup(&zero, &v); err != nil {
@@ -210,7 +241,7 @@ func (d *Dataplane) checkABI() error {
 		}
 		return nil
 	}
-	return fmt.Errorf("pinned maps under %q have abi %d, want %d: destroy them first", d.dir, v, abiVersion)
+	return abiMismatch(d.dir, v)
 }
 
 // adopt rebuilds the Go-side view (VRF ids, next-hop groups, routes, links)
