@@ -128,6 +128,8 @@ func Open(cfg Config) (*Dataplane, error) {
 	}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}
 	if err := spec.LoadAndAssign(&d.maps, opts); err != nil {
+		d.udp.Close()
+		d.nl.Close()
 		return nil, fmt.Errorf("load maps under %q: %w", dir, err)
 	}
 	if err := d.loadPrograms(spec, opts); err != nil {
