@@ -78,3 +78,56 @@ func TestPolicyFloatingIngressExact(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyFloatingVPNExact: a pod whose floating IP is advertised as
+// VPNv4 in an external VRF keeps its policy both ways: a flow from the
+// data center passes its ingress on its own address and its reply leaves
+// through the external VRF byte for byte, while a flow the pod opens
+// toward the external VRF's routes is refused by its egress, decided in
+// the pod's VRF on the pod's address.
+func TestPolicyFloatingVPNExact(t *testing.T) {
+	e := natEnv(t)
+	fip := netip.MustParseAddr("198.51.100.5")
+	dc := netip.MustParseAddr("10.8.0.5")
+	must(t, e.d.SetRoutes([]Route{{RouteKey: RouteKey{VRF: "public", Prefix: netip.MustParsePrefix("10.8.0.0/24")},
+		NextHops: []NextHop{{Endpoint: remote2, Label: 500, Encap: EncapMPLSoUDP}}}}))
+	must(t, e.d.SetLabel(2000, LabelTarget{VRF: "public"}))
+	must(t, e.d.AllowEndpoint(remote2, "public"))
+	must(t, e.d.SetFloating([]Floating{{VRF: "red", Addr: fip, Pod: pod1Addr, Ext: "public"}}))
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {
+		Ingress: &Attachment{Rules: []PolicyRule{{Sources: pfx("10.8.0.0/24"), Protocol: 6, DestinationPorts: PortRange{80, 80}, Action: PolicyAccept, Entry: "web/10"}}},
+		Egress:  &Attachment{Rules: []PolicyRule{{Destinations: pfx(fip.String() + "/32"), Action: PolicyAccept, Entry: "out/10"}}},
+	}}}))
+	fromDC := func(pkt []byte) (uint32, []byte) {
+		return run(t, e.d.progs.UnderlayIngress, underlayFrame(remote2, 6635, lse(2000, true, 63), pkt))
+	}
+
+	ret, out := fromDC(tcpPkt(dc, 40000, fip, 80, tcpSYN, 63, []byte("hi")))
+	if ret != tcRedirect {
+		t.Fatalf("syn from the data center to port 80: return %d, want redirect", ret)
+	}
+	assertBytes(t, "to pod1", out, eth(pod1PeerMAC, loMAC, 0x0800, tcpPkt(dc, 40000, pod1Addr, 80, tcpSYN, 62, []byte("hi"))))
+	ret, out = run(t, e.d.progs.PodIngress, fromPod1(tcpPkt(pod1Addr, 80, dc, 40000, tcpSYNACK, 64, []byte("ho"))))
+	if ret != tcRedirect {
+		t.Fatalf("reply from pod1: return %d, want redirect", ret)
+	}
+	translated := tcpPkt(fip, 80, dc, 40000, tcpSYNACK, 63, []byte("ho"))
+	sport := uint16(49152 | flowHash(translated)&0x3fff)
+	outer := ip4{src: hostAddr, dst: remote2, proto: 17, ttl: 64, flags: 0x4000}.
+		packet(udp(sport, 6635, cat(lse(500, true, 63), translated)))
+	assertBytes(t, "reply over public's route", out, eth(peer2MAC, underlayMAC, 0x0800, outer))
+
+	if ret, _ := fromDC(tcpPkt(dc, 40001, fip, 22, tcpSYN, 63, nil)); ret != tcShot {
+		t.Errorf("syn from the data center to port 22: return %d, want drop", ret)
+	}
+	// The egress rule naming the floating IP never matches: the pod's own
+	// address is what policy sees.
+	if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(tcpPkt(pod1Addr, 41000, dc, 443, tcpSYN, 64, nil))); ret != tcShot {
+		t.Errorf("a flow pod1 opens toward the data center: return %d, want drop (egress)", ret)
+	}
+	d, err := e.d.InterfacePolicyDenied(1)
+	must(t, err)
+	if d.Ingress != 1 || d.Egress != 1 {
+		t.Errorf("pod1 denied %+v, want 1 ingress, 1 egress", d)
+	}
+}

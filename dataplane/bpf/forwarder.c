@@ -500,6 +500,14 @@ int pod_ingress(struct __sk_buff *skb)
 
 	struct route *r = route_lookup(vrf, ip->daddr);
 	if (!r) {
+		/* No VRF route: the source pod's egress policy (policy.h), in
+		 * its own VRF on its own address, before anything below
+		 * translates the packet. */
+		if (policy_active(vrf)) {
+			int pact = policy_check(skb, vrf, sizeof(struct ethhdr), POL_NONE, 0);
+			if (pact != POLICY_PASS)
+				return pact;
+		}
 		/* A pod whose floating IP is advertised in an external VRF
 		 * reaches that VRF's routes from the floating IP (nat.h). */
 		int ext = nat_floating_egress(skb, vrf);
@@ -518,16 +526,12 @@ int pod_ingress(struct __sk_buff *skb)
 		if (ext > 0) {
 			vrf = ext;
 			r = route_lookup(vrf, ip->daddr);
+			if (r && r->kind != ROUTE_LOCAL)
+				goto routed; /* the egress was decided above */
 		}
 	}
 	if (!r) {
-		/* No VRF route: the source pod's egress policy (policy.h),
-		 * then host access, SNAT or drop (nat.h). */
-		if (policy_active(vrf)) {
-			int pact = policy_check(skb, vrf, sizeof(struct ethhdr), POL_NONE, 0);
-			if (pact != POLICY_PASS)
-				return pact;
-		}
+		/* Host access, SNAT or drop (nat.h). */
 		int act, nreason = nat_no_route(skb, vrf, &act);
 		if (nreason < 0)
 			return act;
@@ -552,6 +556,7 @@ int pod_ingress(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		}
 	}
+routed:
 
 	if (r->kind == ROUTE_LOCAL) {
 		__u32 slot = r->id;
