@@ -19,8 +19,9 @@ import (
 )
 
 // getState serves core over gNMI on a unix socket (namespace-free) and
-// returns the leaves a Get of state at path answers, by path.
-func getState(t *testing.T, core *nos.Core, path string) map[string]string {
+// returns the leaves a Get of state at path answers, by path (encoded as
+// PROTO, or JSON_IETF with json: then the one value under the path).
+func getState(t *testing.T, core *nos.Core, path string, json ...bool) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -37,7 +38,11 @@ func getState(t *testing.T, core *nos.Core, path string) map[string]string {
 	defer conn.Close()
 	p, err := ygot.StringToStructuredPath(path)
 	must(t, err)
-	resp, err := gpb.NewGNMIClient(conn).Get(ctx, &gpb.GetRequest{Type: gpb.GetRequest_STATE, Encoding: gpb.Encoding_PROTO, Path: []*gpb.Path{p}})
+	enc := gpb.Encoding_PROTO
+	if len(json) > 0 && json[0] {
+		enc = gpb.Encoding_JSON_IETF
+	}
+	resp, err := gpb.NewGNMIClient(conn).Get(ctx, &gpb.GetRequest{Type: gpb.GetRequest_STATE, Encoding: enc, Path: []*gpb.Path{p}})
 	if err != nil {
 		t.Fatalf("get %s: %v", path, err)
 	}
@@ -81,6 +86,8 @@ func valueString(v *gpb.TypedValue) string {
 		return fmt.Sprint(x.UintVal)
 	case *gpb.TypedValue_IntVal:
 		return fmt.Sprint(x.IntVal)
+	case *gpb.TypedValue_JsonIetfVal:
+		return string(x.JsonIetfVal)
 	case *gpb.TypedValue_BoolVal:
 		return fmt.Sprint(x.BoolVal)
 	case *gpb.TypedValue_LeaflistVal:

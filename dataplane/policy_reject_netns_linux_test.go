@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -113,6 +114,10 @@ func rejectOverTunnelNamespaces(t *testing.T, mplsOverMPLS bool) {
 	})
 	if err != nil {
 		t.Error(err)
+	}
+	counters := getState(t, b.core, "/network-instances/network-instance[name=red]/state/counters", true)
+	if js := fmt.Sprint(counters); !strings.Contains(js, `"isthmus-acl-flows:tunnel-rejects-sent"`) {
+		t.Errorf("JSON_IETF Get of red's counters %s: no isthmus-acl-flows:tunnel-rejects-sent", js)
 	}
 
 	// The verdicts through gNMI: a Get of host b's acl-flows reads the
