@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The AFT (abstract forwarding table) is the forwarding table as the
@@ -15,6 +16,16 @@ import (
 // at request time. Each subscriber has its own coalescing queue of changed
 // keys, so a slow reader never makes the producer wait and never holds
 // more than one pending change per item.
+//
+// The producer calls Changed while it holds its own lock, in the middle
+// of programming a batch of routes, so Changed does no per-key work for a
+// subscriber: it appends the keys to the subscriber's inbox, and the
+// reader sorts them into its queue (VRF filter, one key per item) when it
+// takes them. Only an inbox that grows far beyond what the reader has
+// queued (a reader that has stopped taking) is coalesced by the producer,
+// so that memory stays bounded. Readers also yield the CPU while the
+// table is being programmed (Pace): a subscriber then takes a small share
+// of a CPU and catches up once programming is done.
 
 // AFTKind tells entries, next-hop groups and next hops apart.
 type AFTKind uint8
@@ -102,12 +113,33 @@ type AFTOrigins func(items []AFTItem)
 // AFT connects the producer of the forwarding table, the BGP origins of
 // its entries and its readers. The zero value is ready to use.
 type AFT struct {
-	mu      sync.Mutex // guards source, origins, subs
-	source  AFTSource
-	origins AFTOrigins
-	subs    map[*AFTSubscription]struct{}
-	nsubs   atomic.Int32 // len(subs), read without mu by Changed
+	mu        sync.Mutex // guards source, origins, subs
+	source    AFTSource
+	origins   AFTOrigins
+	subs      map[*AFTSubscription]struct{}
+	nsubs     atomic.Int32 // len(subs), read without mu by Changed
+	changedAt atomic.Int64 // when Changed was last called, in aftClock
 }
+
+// aftEpoch starts the AFT's monotonic clock.
+var aftEpoch = time.Now()
+
+// aftClock returns the nanoseconds since aftEpoch, plus one: 0 is never.
+func aftClock() int64 { return int64(time.Since(aftEpoch)) + 1 }
+
+// Pacing of readers while the table is being programmed.
+const (
+	// aftBusy is how recent a change must be for the producer to count
+	// as programming.
+	aftBusy = 100 * time.Millisecond
+	// aftYield is how long a reader waits, per unit of time it worked,
+	// while the producer programs: it takes at most 1/(aftYield+1) of a
+	// CPU from programming.
+	aftYield = 9
+	// aftYieldMax bounds one wait, so that a reader resumes soon after
+	// programming stops.
+	aftYieldMax = 250 * time.Millisecond
+)
 
 // AFT returns the core's forwarding table view.
 func (c *Core) AFT() *AFT { return &c.aft }
@@ -165,11 +197,15 @@ func (a *AFT) Lookup(keys []AFTKey, out []AFTItem) []AFTItem {
 }
 
 // Changed tells every subscriber that the items under keys changed (or
-// went). It never blocks: each subscriber's queue takes a key once until
-// the subscriber reads it. The producer calls it after the maps took the
-// change.
+// went). It never blocks and does no per-key work for a subscriber: it
+// copies keys into each one's inbox, which the subscriber sorts when it
+// takes them. The producer calls it after the maps took the change.
 func (a *AFT) Changed(keys []AFTKey) {
-	if a.nsubs.Load() == 0 || len(keys) == 0 {
+	if len(keys) == 0 {
+		return
+	}
+	a.changedAt.Store(aftClock())
+	if a.nsubs.Load() == 0 {
 		return
 	}
 	a.mu.Lock()
@@ -177,6 +213,24 @@ func (a *AFT) Changed(keys []AFTKey) {
 	for s := range a.subs {
 		s.add(keys)
 	}
+}
+
+// Pause returns how long a reader that has just worked for worked on a
+// batch should leave the CPU to the producer: while the producer is
+// programming (it changed the table in the last aftBusy), aftYield times
+// that long, at most aftYieldMax; otherwise 0. A reader that pauses so
+// after every batch takes at most 1/(aftYield+1) of a CPU from
+// programming.
+func (a *AFT) Pause(worked time.Duration) time.Duration {
+	return a.pauseAt(worked, aftClock())
+}
+
+func (a *AFT) pauseAt(worked time.Duration, now int64) time.Duration {
+	last := a.changedAt.Load()
+	if last == 0 || time.Duration(now-last) >= aftBusy {
+		return 0
+	}
+	return min(aftYield*worked, aftYieldMax)
 }
 
 // Subscribe returns a subscription to the items of the VRFs want accepts
@@ -210,18 +264,25 @@ func (a *AFT) Subscribe(want func(vrf string) bool, initial bool) *AFTSubscripti
 // keys first, then every key that changed since it was last taken, each
 // at most once (a change to a key already waiting keeps its place). It
 // holds at most one key per item the table has had since the reader last
-// caught up, whatever the rate of changes.
+// caught up, plus an inbox of keys not sorted yet that is bounded by
+// that, whatever the rate of changes.
 type AFTSubscription struct {
 	aft   *AFT
 	want  func(vrf string) bool
 	ready chan struct{} // one token: something to take
 
-	mu      sync.Mutex // guards initial, pending, queue, head
+	mu      sync.Mutex // guards initial, inbox, pending, queue, head
 	initial []AFTKey
+	inbox   []AFTKey // keys as Changed gave them, not sorted into queue yet
 	pending map[AFTKey]struct{}
 	queue   []AFTKey // queue[head:] wait, in the order they changed
 	head    int
 }
+
+// aftInboxMax is how many keys an inbox holds before the producer sorts
+// them itself (when the inbox also holds more than twice the keys
+// queued): only a reader that stopped taking lets it grow that far.
+var aftInboxMax = 1 << 20
 
 // Ready is signalled when keys wait to be taken.
 func (s *AFTSubscription) Ready() <-chan struct{} { return s.ready }
@@ -233,11 +294,21 @@ func (s *AFTSubscription) signal() {
 	}
 }
 
-// add queues keys; the AFT's mu is held.
+// add puts keys in the inbox; the AFT's mu is held.
 func (s *AFTSubscription) add(keys []AFTKey) {
 	s.mu.Lock()
-	added := false
-	for _, k := range keys {
+	s.inbox = append(s.inbox, keys...)
+	if len(s.inbox) > max(aftInboxMax, 2*len(s.pending)) {
+		s.sort()
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// sort moves the inbox's keys into the queue: those of the VRFs wanted,
+// each unless it already waits. s.mu is held.
+func (s *AFTSubscription) sort() {
+	for _, k := range s.inbox {
 		if !s.want(k.VRF) {
 			continue
 		}
@@ -246,13 +317,16 @@ func (s *AFTSubscription) add(keys []AFTKey) {
 		}
 		s.pending[k] = struct{}{}
 		s.queue = append(s.queue, k)
-		added = true
 	}
-	s.mu.Unlock()
-	if added {
-		s.signal()
+	if cap(s.inbox) > 4*aftInboxBatch {
+		s.inbox = nil // a burst is over: give its memory back
+	} else {
+		s.inbox = s.inbox[:0]
 	}
 }
+
+// aftInboxBatch is the inbox capacity kept from one take to the next.
+const aftInboxBatch = 1 << 16
 
 // Take appends up to max waiting keys to out: the initial keys first,
 // then changed ones. synced reports whether the initial keys are all
@@ -268,11 +342,12 @@ func (s *AFTSubscription) Take(max int, out []AFTKey) (keys []AFTKey, synced boo
 		}
 		// More initial keys, or changes that came while they were being
 		// taken (their own signal may have been spent on an initial batch).
-		if len(s.initial) > 0 || len(s.queue) > s.head {
+		if len(s.initial) > 0 || len(s.queue) > s.head || len(s.inbox) > 0 {
 			s.signal()
 		}
 		return out, false
 	}
+	s.sort()
 	n := min(max, len(s.queue)-s.head)
 	for _, k := range s.queue[s.head : s.head+n] {
 		delete(s.pending, k)

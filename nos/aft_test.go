@@ -3,7 +3,9 @@ package nos
 import (
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestAFTSubscriptionCoalesces: a subscriber that does not read holds one
@@ -136,5 +138,80 @@ func TestAFTChangeDuringInitialSync(t *testing.T) {
 	}
 	if !slices.Equal(initial, table) {
 		t.Fatalf("initial sync took %d keys, want the table's %d", len(initial), len(table))
+	}
+}
+
+// TestAFTChangedLeavesWorkToReader: Changed, which the dataplane calls
+// while it holds its lock in the middle of programming routes, neither
+// filters nor coalesces keys for a subscriber (it does not even call the
+// subscriber's VRF filter): the subscriber does that when it takes them,
+// on its own time.
+func TestAFTChangedLeavesWorkToReader(t *testing.T) {
+	var a AFT
+	var calls atomic.Int64
+	sub := a.Subscribe(func(vrf string) bool { calls.Add(1); return vrf == "red" }, false)
+	defer sub.Close()
+	var keys, red []AFTKey
+	for i := range 1000 {
+		r := AFTKey{VRF: "red", Kind: AFTEntry, ID: uint64(i + 1)}
+		keys = append(keys, r, AFTKey{VRF: "blue", Kind: AFTEntry, ID: uint64(i + 1)}, r)
+		red = append(red, r)
+	}
+	a.Changed(keys)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("Changed ran the subscriber's filter on %d keys", n)
+	}
+	<-sub.Ready()
+	if got, _ := sub.Take(5000, nil); !slices.Equal(got, red) {
+		t.Fatalf("took %d keys, want the %d of red once each, in order", len(got), len(red))
+	}
+}
+
+// TestAFTInboxBounded: a subscriber that stops taking holds a bounded
+// number of keys however many changes come: once its inbox passes
+// aftInboxMax, Changed coalesces it.
+func TestAFTInboxBounded(t *testing.T) {
+	old := aftInboxMax
+	aftInboxMax = 100
+	t.Cleanup(func() { aftInboxMax = old })
+	var a AFT
+	sub := a.Subscribe(nil, false)
+	defer sub.Close()
+	var items []AFTKey
+	for i := range 30 {
+		items = append(items, AFTKey{VRF: "red", Kind: AFTNextHop, ID: uint64(i + 1)})
+	}
+	for range 1000 {
+		a.Changed(items)
+	}
+	sub.mu.Lock()
+	held := len(sub.inbox) + len(sub.queue) - sub.head
+	sub.mu.Unlock()
+	if held > aftInboxMax+len(items) {
+		t.Fatalf("a subscriber that never took holds %d keys for %d items", held, len(items))
+	}
+	if got, _ := sub.Take(1000, nil); !slices.Equal(got, items) {
+		t.Fatalf("took %v, want each item once", got)
+	}
+}
+
+// TestAFTPause: a reader pauses aftYield times the time it worked (at
+// most aftYieldMax) while the producer is programming, and not at all
+// before the first change or once changes stop.
+func TestAFTPause(t *testing.T) {
+	var a AFT
+	if d := a.Pause(time.Millisecond); d != 0 {
+		t.Errorf("pause %v before any change", d)
+	}
+	a.Changed([]AFTKey{{VRF: "red", Kind: AFTEntry, ID: 1}})
+	now := aftClock()
+	if d := a.pauseAt(time.Millisecond, now); d != aftYield*time.Millisecond {
+		t.Errorf("pause %v while programming after 1ms of work, want %v", d, aftYield*time.Millisecond)
+	}
+	if d := a.pauseAt(time.Second, now); d != aftYieldMax {
+		t.Errorf("pause %v after 1s of work, want at most %v", d, aftYieldMax)
+	}
+	if d := a.pauseAt(time.Millisecond, now+int64(aftBusy)); d != 0 {
+		t.Errorf("pause %v once programming stopped", d)
 	}
 }
