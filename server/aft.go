@@ -103,30 +103,51 @@ func (s *Server) aftDump(ctx context.Context, snd *sender, qs []query) error {
 	if len(qs) == 0 {
 		return nil
 	}
-	keys := s.core.AFT().Keys(want, nil)
+	aft := s.core.AFT()
+	keys := aft.Keys(want, nil)
 	w := newAFTWriter(snd, qs)
 	var items []nos.AFTItem
 	for len(keys) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+		start := time.Now()
 		n := min(aftBatch, len(keys))
 		var err error
 		if items, err = s.aftSend(ctx, w, keys[:n], items); err != nil {
 			return err
 		}
 		keys = keys[n:]
+		if err := sleep(ctx, aft.Pause(time.Since(start))); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// aftStream is the AFT part of one STREAM subscription.
+// sleep waits for d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// aftStream is the AFT part of one STREAM subscription. After each batch
+// it may pause (nos.AFT.Pause) while the table is being programmed: then
+// it does not take changes until its hold timer fires, and the stream
+// serves its other parts meanwhile.
 type aftStream struct {
 	qs    []query
 	w     *aftWriter // created with the stream's sender on first use
 	sub   *nos.AFTSubscription
 	keys  []nos.AFTKey
 	items []nos.AFTItem
+	hold  *time.Timer // set while paused
 }
 
 // aftWatch subscribes to the AFT changes that qs can match, or returns
@@ -139,23 +160,40 @@ func (s *Server) aftWatch(qs []query) *aftStream {
 	return &aftStream{qs: qs, sub: s.core.AFT().Subscribe(want, false)}
 }
 
-// ready is signalled when changes wait; nil (never) without a watch.
+// ready is signalled when changes wait; nil (never) without a watch or
+// while paused.
 func (a *aftStream) ready() <-chan struct{} {
-	if a == nil {
+	if a == nil || a.hold != nil {
 		return nil
 	}
 	return a.sub.Ready()
 }
 
-func (a *aftStream) close() {
-	if a != nil {
-		a.sub.Close()
+// resumed fires when a pause ends; nil (never) when not paused.
+func (a *aftStream) resumed() <-chan time.Time {
+	if a == nil || a.hold == nil {
+		return nil
 	}
+	return a.hold.C
+}
+
+// resume ends the pause (its timer fired).
+func (a *aftStream) resume() { a.hold = nil }
+
+func (a *aftStream) close() {
+	if a == nil {
+		return
+	}
+	if a.hold != nil {
+		a.hold.Stop()
+	}
+	a.sub.Close()
 }
 
 // aftChanges sends one batch of waiting changes; Ready is signalled
 // again while more wait.
 func (s *Server) aftChanges(ctx context.Context, snd *sender, a *aftStream) error {
+	start := time.Now()
 	a.keys, _ = a.sub.Take(aftBatch, a.keys[:0])
 	if len(a.keys) == 0 {
 		return nil
@@ -164,6 +202,11 @@ func (s *Server) aftChanges(ctx context.Context, snd *sender, a *aftStream) erro
 		a.w = newAFTWriter(snd, a.qs)
 	}
 	var err error
-	a.items, err = s.aftSend(ctx, a.w, a.keys, a.items)
-	return err
+	if a.items, err = s.aftSend(ctx, a.w, a.keys, a.items); err != nil {
+		return err
+	}
+	if d := s.core.AFT().Pause(time.Since(start)); d > 0 {
+		a.hold = time.NewTimer(d)
+	}
+	return nil
 }

@@ -282,6 +282,8 @@ func (s *Server) streamSub(ctx context.Context, stream gpb.GNMI_SubscribeServer,
 			if err := s.aftChanges(ctx, snd, aft); err != nil {
 				return err
 			}
+		case <-aft.resumed():
+			aft.resume()
 		case <-q.ready:
 			var overflow bool
 			batch, overflow = q.take(batch)
