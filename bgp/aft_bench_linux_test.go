@@ -275,16 +275,26 @@ func walkFields(b []byte, fn func(protowire.Number, []byte) error) error {
 	return nil
 }
 
-// peakRSS returns the process's peak resident set (VmHWM) in MB.
-func peakRSS() float64 {
+// rss returns a line of /proc/self/status (VmRSS: resident now, VmHWM:
+// its peak) in MB.
+func rss(field string) float64 {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field+":" {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}
 	}
 	return 0
+}
+
+// cpuTime returns the CPU time (user and system) the process used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // resetPeakRSS resets VmHWM (Linux 4.0+).
@@ -297,7 +307,18 @@ func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 // when the table loses routes before the subscriber has them all (the
 // session went down: a stream that converges to a withdrawn table is not
 // a measurement).
-func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) (recv, sync time.Duration, updates int, rss float64) {
+// aftResult is what one aftReceive measured.
+type aftResult struct {
+	recv    time.Duration // first UPDATE written → every route programmed
+	cpu     time.Duration // CPU time the process used meanwhile
+	lag     time.Duration // attached: every route programmed → the subscriber has every entry
+	sync    time.Duration // not attached: subscription → sync_response
+	updates int           // updates of the initial sync
+	rss     float64       // MB: resident before the initial sync (after a GC)
+	peak    float64       // MB: peak resident during it
+}
+
+func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) aftResult {
 	const peer = "127.100.9.6"
 	fp := newFakePeer(b, peer, port, 65099)
 	defer fp.close()
@@ -316,7 +337,7 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) (re
 		defer sub.close()
 	}
 	fp.accept()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime(b)
 	fp.sendAll(msgs)
 	deadline := time.Now().Add(10 * time.Minute)
 	for n.dp.AFTEntries() < count {
@@ -325,10 +346,13 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) (re
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	recv = time.Since(start)
+	var res aftResult
+	programmed := time.Now()
+	res.recv, res.cpu = programmed.Sub(start), cpuTime(b)-cpu0
 	if attached {
 		select {
-		case <-sub.entries:
+		case at := <-sub.entries:
+			res.lag = max(0, at.Sub(programmed))
 		case <-sub.done:
 			b.Fatalf("the stream ended after %d of %d entries: %v", sub.got.Load(), count, sub.err)
 		case <-time.After(10 * time.Minute):
@@ -338,22 +362,23 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) (re
 		if held := n.dp.AFTEntries(); held != count {
 			b.Fatalf("the table holds %d of %d entries once the subscriber has them: routes were lost (session down?)", held, count)
 		}
-		return recv, 0, 0, 0
+		return res
 	}
 	runtime.GC()
+	res.rss = rss("VmRSS")
 	resetPeakRSS()
 	start = time.Now()
 	s := subscribeAFT(b, n.conn, "red", count)
 	defer s.close()
 	select {
 	case end := <-s.synced:
-		sync = end.Sub(start)
+		res.sync = end.Sub(start)
 	case <-s.done:
 		b.Fatalf("the stream ended before sync_response: %v", s.err)
 	case <-time.After(10 * time.Minute):
 		b.Fatal("no sync_response")
 	}
-	rss = peakRSS()
+	res.peak = rss("VmHWM")
 	s.close()
 	if got, dels := s.got.Load(), s.deletes.Load(); got != int64(count) || dels != 0 {
 		b.Fatalf("the initial sync carried %d entries and %d deletes, want %d entries", got, dels, count)
@@ -361,15 +386,21 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) (re
 	if held := n.dp.AFTEntries(); held != count {
 		b.Fatalf("the table holds %d of %d entries after the initial sync: routes were lost (session down?)", held, count)
 	}
-	return recv, sync, int(s.updates.Load()), rss
+	res.updates = int(s.updates.Load())
+	return res
 }
 
 // BenchmarkAFT receives N VPNv4 routes (one VRF) from a peer until the
 // dataplane has programmed them, without and with a gNMI STREAM subscriber
-// to the VRF's AFT attached, and measures a subscriber's initial sync of
-// the full table (time until sync_response, updates per second, peak RSS
-// of the process, which holds the node, the peer's encoded UPDATEs and
-// the client). Rounds alternate (AFT_BENCH_ROUNDS, default 3); medians.
+// to the VRF's AFT attached (ratio: with / without, per round; cpu-ratio:
+// the same for the CPU time the process used meanwhile, which a busy
+// machine disturbs less; and how long after programming the subscriber
+// had every entry), and measures a
+// subscriber's initial sync of the full table (time until sync_response,
+// updates per second, resident memory of the process before it and its
+// peak during it; the process holds the node, the peer's encoded UPDATEs
+// and the client). Each round runs both, one after the other
+// (AFT_BENCH_ROUNDS, default 3); medians over rounds.
 //
 //	go test ./bgp -run '^$' -bench '^BenchmarkAFT$' -benchtime 1x -timeout 60m -v
 //	AFT_BENCH_ROUTES=100000 go test ./bgp -run '^$' -bench '^BenchmarkAFT$' -benchtime 1x -v
@@ -386,22 +417,28 @@ func BenchmarkAFT(b *testing.B) {
 		b.Run(fmt.Sprintf("routes=%d", count), func(b *testing.B) {
 			msgs := receiveRoutes(b, count)
 			for range b.N {
-				var without, with, syncs, rates, rsss []float64
+				var without, with, ratios, cpus, lags, syncs, rates, rsss, peaks []float64
 				for r := range rounds {
 					port := 2400 + 100*i + 2*r
-					t, s, u, rss := aftReceive(b, msgs, count, port, false)
-					without, syncs, rates, rsss = append(without, t.Seconds()), append(syncs, s.Seconds()), append(rates, float64(u)/s.Seconds()), append(rsss, rss)
-					t, _, _, _ = aftReceive(b, msgs, count, port+1, true)
-					with = append(with, t.Seconds())
-					b.Logf("round %d: receive+program %.2fs, with a subscriber %.2fs; initial sync %.2fs, %d updates (%.0f/s), peak RSS %.0f MB",
-						r, without[r], with[r], s.Seconds(), u, rates[r], rss)
+					a := aftReceive(b, msgs, count, port, false)
+					w := aftReceive(b, msgs, count, port+1, true)
+					rate := float64(a.updates) / a.sync.Seconds()
+					without, with, ratios = append(without, a.recv.Seconds()), append(with, w.recv.Seconds()), append(ratios, w.recv.Seconds()/a.recv.Seconds())
+					cpus = append(cpus, w.cpu.Seconds()/a.cpu.Seconds())
+					lags, syncs, rates = append(lags, w.lag.Seconds()), append(syncs, a.sync.Seconds()), append(rates, rate)
+					rsss, peaks = append(rsss, a.rss), append(peaks, a.peak)
+					b.Logf("round %d: receive+program %.2fs (CPU %.2fs), with a subscriber %.2fs (CPU %.2fs): %.2f×, the subscriber complete %.2fs later; initial sync %.2fs, %d updates (%.0f/s), RSS %.0f MB before, peak %.0f MB",
+						r, a.recv.Seconds(), a.cpu.Seconds(), w.recv.Seconds(), w.cpu.Seconds(), ratios[r], w.lag.Seconds(), a.sync.Seconds(), a.updates, rate, a.rss, a.peak)
 				}
 				b.ReportMetric(median(without), "receive-s")
 				b.ReportMetric(median(with), "receive-subscribed-s")
-				b.ReportMetric(median(with)/median(without), "ratio")
+				b.ReportMetric(median(ratios), "ratio")
+				b.ReportMetric(median(cpus), "cpu-ratio")
+				b.ReportMetric(median(lags), "subscriber-lag-s")
 				b.ReportMetric(median(syncs), "sync-s")
 				b.ReportMetric(median(rates), "updates/s")
-				b.ReportMetric(median(rsss), "peak-rss-MB")
+				b.ReportMetric(median(rsss), "rss-before-sync-MB")
+				b.ReportMetric(median(peaks), "peak-rss-MB")
 			}
 		})
 	}
