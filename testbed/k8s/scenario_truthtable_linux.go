@@ -29,6 +29,9 @@ const (
 	truthSettle       = 10 * time.Second
 )
 
+// maxShownMismatches is how many differing probes a failed case lists.
+const maxShownMismatches = 16
+
 // truthBlock is red's subnet (redNetwork), which holds every pod address
 // of the table: the cases' ipBlocks are written against it.
 var truthBlock = netip.MustParsePrefix("10.1.1.0/24")
@@ -259,8 +262,12 @@ func (e *Env) settleTruth(ctx context.Context, probers []*prober, plan [][]truth
 			return rounds, nil
 		}
 		if time.Now().After(deadline) {
+			shown := diff
+			if len(shown) > maxShownMismatches {
+				shown = append(shown[:maxShownMismatches:maxShownMismatches], fmt.Sprintf("(and %d more)", len(diff)-maxShownMismatches))
+			}
 			return rounds, fmt.Errorf("%d probes differ from the truth table after %d rounds over %s:\n  %s",
-				len(diff), rounds, settle, strings.Join(diff, "\n  "))
+				len(diff), rounds, settle, strings.Join(shown, "\n  "))
 		}
 		select {
 		case <-ctx.Done():
