@@ -119,8 +119,9 @@ func NetpolTruthTable(ctx context.Context, e *Env) (err error) {
 				allowed++
 			}
 		}
-		e.say("case %q: %d policies, on both nodes in %s; %d probes (%d allowed) match in %d round(s), %s in all",
-			tc.Name, len(pols), landed.Round(100*time.Millisecond), probes, allowed, rounds, time.Since(caseStart).Round(100*time.Millisecond))
+		e.say("case %q: %s, on both nodes in %s; %d probes (%d allowed) match in %s, %s in all",
+			tc.Name, count(len(pols), "policy", "policies"), landed.Round(100*time.Millisecond), probes, allowed,
+			count(rounds, "round", "rounds"), time.Since(caseStart).Round(100*time.Millisecond))
 	}
 	if had {
 		if _, err := c.Kubectl(ctx, "delete", "networkpolicy", "-A", "-l", truthLabel); err != nil {
@@ -395,4 +396,12 @@ func (e *Env) waitNamespacesMapped(ctx context.Context, namespaces []string, vrf
 		}
 		return true, nil
 	})
+}
+
+// count is n and the noun in the number n asks for.
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
