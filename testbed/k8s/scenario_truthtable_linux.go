@@ -96,6 +96,9 @@ func NetpolTruthTable(ctx context.Context, e *Env) (err error) {
 	var failed []string
 	policies, had := 0, false
 	for _, tc := range netpoltest.Cases() {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("truth table at case %q: %w", tc.Name, err)
+		}
 		pols := tc.Policies(f)
 		caseStart := time.Now()
 		if err := e.applyTruthCase(ctx, pols, had); err != nil {
