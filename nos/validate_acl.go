@@ -44,12 +44,13 @@ func ParseTagTerm(term string) (key, value, op string) {
 // validateACLs checks ACL sets, address groups and every reference to
 // them: prefixes without host bits (10.0.0.1/24 is a mistake, not a match
 // on 10.0.0.0/24), port ranges in order and only with TCP or UDP, an ICMP
-// type only with ICMP, address groups and tag keys that exist, and
+// type only with ICMP, reject-with only with REJECT, address groups and
+// tag keys that exist, address groups scoped to existing L3VRFs, and
 // attachment points that name existing sets.
 func validateACLs(d *gen.Device, sc *scope) error {
 	groups := addressGroups(d)
 	for _, name := range sc.keys(listAddressGroup, d) {
-		if err := validateAddressGroup(name, groups[name].GetConfig()); err != nil {
+		if err := validateAddressGroup(d, name, groups[name].GetConfig()); err != nil {
 			return err
 		}
 	}
@@ -112,8 +113,20 @@ func checkSetNames(d *gen.Device, path string, names []string) error {
 	return nil
 }
 
-func validateAddressGroup(name string, cfg *gen.IsthmusAcl_Acl_AddressGroups_AddressGroup_Config) error {
+// validateAddressGroup checks one group: its prefixes and except
+// prefixes, and the L3VRF its tags are scoped to (a group scoped to a VRF
+// that is missing, or is not an L3VRF, would select nothing by its tags).
+func validateAddressGroup(d *gen.Device, name string, cfg *gen.IsthmusAcl_Acl_AddressGroups_AddressGroup_Config) error {
 	base := fmt.Sprintf("/acl/address-groups/address-group[name=%s]/config", name)
+	if cfg.GetNetworkInstance() != "" {
+		ni := NetworkInstances(d)[cfg.GetNetworkInstance()]
+		if ni == nil {
+			return invalidf(base+"/network-instance", "network instance %q does not exist", cfg.GetNetworkInstance())
+		}
+		if ni.GetConfig().GetType() != gen.IsthmusTypes_NetworkInstanceType_L3VRF {
+			return invalidf(base+"/network-instance", "network instance %q is not an L3VRF (tags select pod addresses in an L3VRF only)", cfg.GetNetworkInstance())
+		}
+	}
 	var prefixes []netip.Prefix
 	for _, s := range cfg.GetPrefix() {
 		p, err := netip.ParsePrefix(s)
@@ -189,6 +202,9 @@ func validateACLEntry(base string, cfg *gen.IsthmusAcl_Acl_AclSets_AclSet_AclEnt
 	}
 	if cfg.GetAction() == gen.IsthmusAcl_AclAction_UNSET {
 		return invalidf(base+"/action", "action is required (ACCEPT, DROP or REJECT)")
+	}
+	if cfg.RejectWith != gen.IsthmusAcl_RejectKind_UNSET && cfg.GetAction() != gen.IsthmusAcl_AclAction_REJECT {
+		return invalidf(base+"/reject-with", "reject-with needs action REJECT (the action is %s)", cfg.GetAction())
 	}
 	return nil
 }

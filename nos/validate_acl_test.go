@@ -9,8 +9,9 @@ import (
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 )
 
-// aclBase is a VRF with a pod, a declared tag key, an address group and a
-// set, which the cases below build on.
+// aclBase is a VRF with a pod, the DEFAULT instance, a declared tag key,
+// an address group scoped to the VRF and a set, which the cases below
+// build on.
 func aclBase(t *testing.T) (*Core, context.Context) {
 	t.Helper()
 	ctx := context.Background()
@@ -20,7 +21,8 @@ func aclBase(t *testing.T) (*Core, context.Context) {
 		jsonUpdate(t, "/interfaces/interface[name=p1]", `{"config":{"name":"p1","type":"POD","network-instance":"red","ipv4-address":"10.1.0.5/32"},
 			"tags":{"tag":[{"key":"app","config":{"key":"app","value":"web"}}]}}`),
 		jsonUpdate(t, "/acl/tag-keys/tag-key[name=app]", `{"config":{"name":"app"}}`),
-		jsonUpdate(t, "/acl/address-groups/address-group[name=dc]", `{"config":{"name":"dc","prefix":["10.9.0.0/16"],"except":["10.9.1.0/24"]},
+		jsonUpdate(t, "/network-instances/network-instance[name=default]", `{"config":{"name":"default","type":"DEFAULT"}}`),
+		jsonUpdate(t, "/acl/address-groups/address-group[name=dc]", `{"config":{"name":"dc","prefix":["10.9.0.0/16"],"except":["10.9.1.0/24"],"network-instance":"red"},
 			"tags":{"tag":[{"key":"app","config":{"key":"app","value":"db"}}]}}`),
 		jsonUpdate(t, "/acl/acl-sets/acl-set[name=web]", `{"config":{"name":"web"},"acl-entries":{"acl-entry":[
 			{"sequence-id":10,"config":{"sequence-id":10,"source-tag-selector":["app=web"],"protocol":6,"destination-port":5432,"destination-port-end":5440,"action":"ACCEPT"}},
@@ -57,6 +59,14 @@ func TestACLValidation(t *testing.T) {
 			entry + "/config/destination-address-group", `"nosuch" does not exist`},
 		{"entry without action", entry, `{"config":{"sequence-id":30,"protocol":6}}`,
 			entry + "/config/action", "required"},
+		{"reject-with on ACCEPT", entry, `{"config":{"sequence-id":30,"protocol":6,"action":"ACCEPT","reject-with":"TCP_RESET"}}`,
+			entry + "/config/reject-with", "needs action REJECT (the action is ACCEPT)"},
+		{"reject-with on DROP", entry, `{"config":{"sequence-id":30,"action":"DROP","reject-with":"ICMP_UNREACHABLE"}}`,
+			entry + "/config/reject-with", "needs action REJECT (the action is DROP)"},
+		{"group scoped to a missing VRF", "/acl/address-groups/address-group[name=dc]/config/network-instance", `"blue"`,
+			"/acl/address-groups/address-group[name=dc]/config/network-instance", `network instance "blue" does not exist`},
+		{"group scoped to the DEFAULT instance", "/acl/address-groups/address-group[name=dc]/config/network-instance", `"default"`,
+			"/acl/address-groups/address-group[name=dc]/config/network-instance", `"default" is not an L3VRF`},
 		{"missing ingress set", "/interfaces/interface[name=p1]/acl/config/ingress-acl-set", `["web","nosuch"]`,
 			"/interfaces/interface[name=p1]/acl/config/ingress-acl-set", `"nosuch" does not exist`},
 		{"missing egress set", "/interfaces/interface[name=p1]/acl/config/egress-acl-set", `["nosuch"]`,

@@ -374,7 +374,11 @@ func entryTokens(id entryID, e ygot.GoStruct) (keys, probes []string) {
 			}
 		}
 	case listAddressGroup:
+		g, _ := e.(*gen.IsthmusAcl_Acl_AddressGroups_AddressGroup)
 		keys = append(keys, "ag:"+id.name)
+		if vrf := g.GetConfig().GetNetworkInstance(); vrf != "" {
+			probes = append(probes, "ni:"+vrf)
+		}
 	case listTagKey:
 		keys = append(keys, "tk:"+id.name)
 	case listCNI:

@@ -20,7 +20,8 @@ import (
 // address group dc) and CNI namespace shop; VRF b with a service whose
 // backend 10.3.0.7 lies outside every pool; VRF e, the default pod
 // network (SNAT ports 20000..20999 from the tunnel source, host access,
-// pool 10.5.0.0/24); VRF f with CNI namespace shop2.
+// pool 10.5.0.0/24); VRF f with CNI namespace shop2; VRF g, which only
+// address group remote is scoped to.
 func scopeBase() *gen.Device {
 	d := &gen.Device{}
 	vrf := func(name, rd, pool string) *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance {
@@ -40,6 +41,7 @@ func scopeBase() *gen.Device {
 	ec := e.GetOrCreateExternal().GetOrCreateConfig()
 	ec.DefaultPodNetwork, ec.PortMin, ec.PortMax = ygot.Bool(true), ygot.Uint16(20000), ygot.Uint16(20999)
 	vrf("f", "65000:6", "10.6.0.0/24")
+	vrf("g", "65000:8", "10.8.0.0/24")
 
 	p1 := d.GetOrCreateInterfaces().GetOrCreateInterface("p1")
 	pc := p1.GetOrCreateConfig()
@@ -48,6 +50,8 @@ func scopeBase() *gen.Device {
 
 	g := d.GetOrCreateAcl().GetOrCreateAddressGroups().GetOrCreateAddressGroup("dc").GetOrCreateConfig()
 	g.Name, g.Prefix = ygot.String("dc"), []string{"10.9.0.0/16"}
+	rg := d.GetOrCreateAcl().GetOrCreateAddressGroups().GetOrCreateAddressGroup("remote").GetOrCreateConfig()
+	rg.Name, rg.Prefix, rg.NetworkInstance = ygot.String("remote"), []string{"10.8.9.0/24"}, ygot.String("g")
 	set := d.GetOrCreateAcl().GetOrCreateAclSets().GetOrCreateAclSet("web")
 	set.GetOrCreateConfig().Name = ygot.String("web")
 	ac := set.GetOrCreateAclEntries().GetOrCreateAclEntry(10).GetOrCreateConfig()
@@ -112,6 +116,8 @@ func TestScopedValidationSeesUntouchedEntries(t *testing.T) {
 			ni + "[name=a]/static-routes/static[prefix=10.9.0.0/24]/config/interface", `"pod9" is not in network instance "a"`},
 		{"ACL set a pod attaches deleted", del("/acl/acl-sets/acl-set[name=web]"),
 			"/interfaces/interface[name=p1]/acl/config/ingress-acl-set", `ACL set "web" does not exist`},
+		{"VRF an address group is scoped to deleted", del(ni + "[name=g]"),
+			"/acl/address-groups/address-group[name=remote]/config/network-instance", `network instance "g" does not exist`},
 		{"address group an ACL entry uses deleted", del("/acl/address-groups/address-group[name=dc]"),
 			"/acl/acl-sets/acl-set[name=web]/acl-entries/acl-entry[sequence-id=10]/config/source-address-group", `"dc" does not exist`},
 		{"pool around another VRF's backend", upd(newVRF("c", "65000:7", "10.3.0.0/24", "")),

@@ -39,6 +39,9 @@ const (
 	bgp     = "/network-instances/network-instance[name=default]/protocols/protocol[identifier=BGP][name=bgp]/bgp"
 	nbr     = bgp + "/neighbors/neighbor[neighbor-address=192.0.2.2]"
 	tunnelC = "/tunnel/config"
+	// aclEntry is an entry of an ACL set the base configuration lacks: a
+	// Set of it alone creates the set.
+	aclEntry = "/acl/acl-sets/acl-set[name=web]/acl-entries/acl-entry[sequence-id=10]"
 )
 
 type invalidCase struct {
@@ -175,6 +178,14 @@ var invalidCases = []invalidCase{
 	{"tunnel over a pod interface", up(tunnelC+"/underlay-interface", str("pod1")), codes.InvalidArgument, []string{"/tunnel/config/underlay-interface", "UNDERLAY"}},
 	{"tunnel over a missing interface", up(tunnelC+"/underlay-interface", str("nosuch0")), codes.InvalidArgument, []string{"/tunnel/config/underlay-interface", "nosuch0", "does not exist"}},
 	{"vrf bound to a missing acl set", up(red+"/config/tunnel-ingress-acl-set", ietf(`["nosuch-acl"]`)), codes.InvalidArgument, []string{red + "/config/tunnel-ingress-acl-set", "nosuch-acl"}},
+	{"acl port range reversed", up(aclEntry, ietf(`{"sequence-id":10,"config":{"sequence-id":10,"protocol":6,"destination-port":443,"destination-port-end":80,"action":"ACCEPT"}}`)),
+		codes.InvalidArgument, []string{aclEntry + "/config/destination-port-end", "443..80 is reversed"}},
+	{"acl tag selector on an unknown key", up(aclEntry, ietf(`{"sequence-id":10,"config":{"sequence-id":10,"source-tag-selector":["tier=db"],"action":"ACCEPT"}}`)),
+		codes.InvalidArgument, []string{aclEntry + "/config/source-tag-selector", `"tier" is not declared in /acl/tag-keys`}},
+	{"acl reject-with on accept", up(aclEntry, ietf(`{"sequence-id":10,"config":{"sequence-id":10,"action":"ACCEPT","reject-with":"TCP_RESET"}}`)),
+		codes.InvalidArgument, []string{aclEntry + "/config/reject-with", "needs action REJECT"}},
+	{"address group scoped to a missing vrf", up("/acl/address-groups/address-group[name=dc]/config", ietf(`{"name":"dc","prefix":["10.9.0.0/16"],"network-instance":"nosuch"}`)),
+		codes.InvalidArgument, []string{"/acl/address-groups/address-group[name=dc]/config/network-instance", `"nosuch" does not exist`}},
 
 	// BGP.
 	{"bgp in a vrf", up(red+"/protocols/protocol[identifier=BGP][name=bgp]", ietf(bgpJSON("bgp"))), codes.InvalidArgument, []string{red + "/protocols/protocol[identifier=BGP][name=bgp]", "DEFAULT"}},
