@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/openconfig/ygot/ygot"
 
 	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
 )
 
 // TestDeltaVisitsOnlyTouchedVRFs: with a hundred VRFs configured, a
@@ -142,5 +144,79 @@ func (n *node) checkAgainstFull(t *testing.T, what string) {
 		if !ok || (o.Prefix.IsValid() && (v.labelMode != labelPerPrefix || !hasRoute(v, o.Prefix))) {
 			t.Errorf("%s: label of %+v kept, no route needs it", what, o)
 		}
+	}
+}
+
+// failAfter is a reconciler registered after BGP that fails the commits
+// it is told to, so the core undoes BGP's Apply of them.
+type failAfter struct{ fail bool }
+
+func (f *failAfter) ID() string                             { return "fail-after" }
+func (f *failAfter) Start(context.Context, *nos.Core) error { return nil }
+func (f *failAfter) Validate(*gen.Device) error             { return nil }
+func (f *failAfter) Stop(context.Context) error             { return nil }
+func (f *failAfter) Apply(_ context.Context, _, _ *gen.Device) error {
+	if f.fail {
+		return errors.New("refused")
+	}
+	return nil
+}
+
+// TestDeltaUndone: when a reconciler after BGP fails a commit, the core
+// undoes BGP's Apply by the reverse delta, and BGP is back where a
+// translation of the running configuration puts it: the VRF the commit
+// added is not exported, the one it removed is again, the one it changed
+// exports as before.
+func TestDeltaUndone(t *testing.T) {
+	store, err := nos.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg := Config{ListenPort: -1, PeerPort: 1797, Logger: testLogger(t)}
+	r, f := New(cfg), &failAfter{}
+	core, err := nos.New(store, nos.WithReconcilers(r, f), nos.WithLogger(cfg.Logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { core.Stop(context.Background()); cancel() })
+	if err := core.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, core: core, bgp: r, cfg: cfg}
+	h := hostConf{as: 65000, routerID: "10.0.6.1", endpoint: "192.0.2.61"}
+	for i := range 10 {
+		h.vrfs = append(h.vrfs, vrfConf{name: fmt.Sprintf("v%d", i), rd: fmt.Sprintf("10.0.6.1:%d", i),
+			imp: []string{fmt.Sprintf("65000:%d", i)}, exp: []string{fmt.Sprintf("65000:%d", i)},
+			pool: fmt.Sprintf("10.6.%d.0/24", i), pods: []string{fmt.Sprintf("10.6.%d.1", i)}, perPrefix: i%2 == 1})
+	}
+	n.commit(h)
+	n.checkAgainstFull(t, "start")
+	f.fail = true
+	_, err = core.Commit(ctx, "test", func(d *gen.Device) error {
+		nis := d.NetworkInstances.NetworkInstance
+		c := d.NetworkInstances.GetOrCreateNetworkInstance("new").GetOrCreateConfig()
+		c.Name, c.Type, c.RouteDistinguisher = ygot.String("new"), gen.IsthmusTypes_NetworkInstanceType_L3VRF, ygot.String("10.0.6.1:99")
+		c.ExportRouteTarget = []string{"65000:99"}
+		p := d.Interfaces.GetOrCreateInterface("new-pod").GetOrCreateConfig()
+		p.Name, p.Type, p.NetworkInstance, p.Ipv4Address = ygot.String("new-pod"), gen.IsthmusTypes_InterfaceType_POD, ygot.String("new"), ygot.String("10.6.99.1/32")
+		delete(nis, "v3")
+		delete(d.Interfaces.Interface, "v3-pod0")
+		nis["v4"].Config.ExportRouteTarget = []string{"65001:4"}
+		d.Interfaces.Interface["v5-pod0"].Config.NetworkInstance = ygot.String("v6")
+		d.Interfaces.Interface["v5-pod0"].Config.Ipv4Address = ygot.String("10.6.6.9/32")
+		return nil
+	})
+	if err == nil {
+		t.Fatal("the commit succeeded although a reconciler refused it")
+	}
+	n.checkAgainstFull(t, "after the undo")
+	n.bgp.mu.Lock()
+	_, v3 := n.bgp.exported[exportKey{"v3", mustPrefix("10.6.3.1/32")}]
+	_, added := n.bgp.exported[exportKey{"new", mustPrefix("10.6.99.1/32")}]
+	n.bgp.mu.Unlock()
+	if !v3 || added {
+		t.Errorf("after the undo: v3's pod exported %t (want true), new's %t (want false)", v3, added)
 	}
 }
