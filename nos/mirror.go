@@ -20,10 +20,15 @@ import (
 
 // mirrorConfig writes the changes of n, a commit's configuration diff,
 // into the state tree under the state siblings of their config
-// containers, and adds them to n for telemetry. pubMu is held.
+// containers, and adds them to n for telemetry. A leaf that cannot be
+// written or removed there is logged at warning level with its path and
+// counted in /system/state/mirror-failures, which the first call (the
+// start) publishes as zero and every call with a failure publishes
+// again. pubMu is held.
 func (c *Core) mirrorConfig(n *gpb.Notification) {
 	var ups []*gpb.Update
 	var dels []*gpb.Path
+	failed := uint64(0)
 	c.mu.Lock()
 	for _, u := range n.GetUpdate() {
 		sp := c.statePathOf(u.GetPath())
@@ -31,7 +36,8 @@ func (c *Core) mirrorConfig(n *gpb.Notification) {
 			continue
 		}
 		if err := ytypes.SetNode(c.schema, c.state, sp, u.GetVal(), &ytypes.InitMissingElements{}); err != nil {
-			c.log.Debug("mirror config leaf to state", "path", pathString(sp), "err", err)
+			c.log.Warn("mirror config leaf to state", "path", pathString(sp), "err", err)
+			failed++
 			continue
 		}
 		ups = append(ups, &gpb.Update{Path: sp, Val: u.GetVal()})
@@ -42,14 +48,34 @@ func (c *Core) mirrorConfig(n *gpb.Notification) {
 			continue
 		}
 		if err := ytypes.DeleteNode(c.schema, c.state, sp); err != nil {
-			c.log.Debug("remove mirrored state leaf", "path", pathString(sp), "err", err)
+			c.log.Warn("remove mirrored state leaf", "path", pathString(sp), "err", err)
+			failed++
 			continue
 		}
 		dels = append(dels, sp)
 	}
+	if up := c.countMirrorFailures(failed); up != nil {
+		ups = append(ups, up)
+	}
 	c.mu.Unlock()
 	n.Update = append(n.Update, ups...)
 	n.Delete = append(n.Delete, dels...)
+}
+
+// mirrorFailuresPath is where the state tree counts mirror failures.
+var mirrorFailuresPath = &gpb.Path{Elem: []*gpb.PathElem{{Name: "system"}, {Name: "state"}, {Name: "mirror-failures"}}}
+
+// countMirrorFailures adds failed to /system/state/mirror-failures and
+// returns its telemetry update, or nil when the counter is already
+// published and nothing failed. mu is held.
+func (c *Core) countMirrorFailures(failed uint64) *gpb.Update {
+	st := c.state.GetOrCreateSystem().GetOrCreateState()
+	if st.MirrorFailures != nil && failed == 0 {
+		return nil
+	}
+	total := st.GetMirrorFailures() + failed
+	st.MirrorFailures = &total
+	return &gpb.Update{Path: mirrorFailuresPath, Val: &gpb.TypedValue{Value: &gpb.TypedValue_UintVal{UintVal: total}}}
 }
 
 // statePathOf returns the state path that mirrors the configuration

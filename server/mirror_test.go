@@ -179,6 +179,9 @@ func TestStateMirrorsConfig(t *testing.T) {
 			t.Errorf("%s is exempt (%s) but set: drop the exemption", p, why)
 		}
 	}
+	if got := getLeaves(t, e, gpb.GetRequest_STATE, "/system/state/mirror-failures"); got["/system/state/mirror-failures"] != uint64(0) {
+		t.Errorf("/system/state/mirror-failures = %v, want 0", got)
+	}
 	t.Logf("%d config/state pairs, %d exempt, leaves checked by top-level container: %v", len(pairs), len(mirrorExempt), checked)
 	for _, top := range []string{"network-instances", "interfaces", "tunnel", "acl", "cni"} {
 		if checked[top] == 0 {
