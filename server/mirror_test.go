@@ -228,6 +228,15 @@ func TestStateMirrorsConfig(t *testing.T) {
 		t.Errorf("subscribe once /tunnel/state: %v", got)
 	}
 
+	// A changed leaf-list is mirrored whole, not merged with what was there.
+	sel := "/acl/acl-sets/acl-set[name=web]/acl-entries/acl-entry[sequence-id=10]/config/source-tag-selector"
+	for _, terms := range []string{`["app=client","!app"]`, `["!app"]`} {
+		if _, err := e.cli.Set(admin(), &gpb.SetRequest{Update: []*gpb.Update{upd(t, sel, ietf(terms))}}); err != nil {
+			t.Fatalf("set %s %s: %v", sel, terms, err)
+		}
+		compareMirror(t, e, map[string]string{sel: strings.Replace(sel, "/config/", "/state/", 1)})
+	}
+
 	// Deleting or replacing a subtree takes every mirrored leaf under it
 	// from state: containers (external, the interface's acl, the tunnel,
 	// timers), list entries (a service, an ACL entry, tags), a leaf-list,
