@@ -165,6 +165,9 @@ func (r *Reconciler) ValidateDelta(intended *gen.Device, d nos.Delta) error {
 		}
 	}
 	r.mu.Unlock()
+	if err := r.checkPodMACs(intended, chIf, false); err != nil {
+		return err
+	}
 	return intent{Tunnel: tunnel, Pods: pods, VRFs: vrfs}.validate()
 }
 

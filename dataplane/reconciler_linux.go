@@ -221,6 +221,9 @@ func (r *Reconciler) Validate(intended *gen.Device) error {
 	if _, err := policyOf(intended); err != nil {
 		return err
 	}
+	if err := r.checkPodMACs(intended, nil, true); err != nil {
+		return err
+	}
 	return in.validate()
 }
 

@@ -179,6 +179,15 @@ func validateInterfaces(d *gen.Device, sc *scope, pools map[string][]netip.Prefi
 	for _, name := range sc.keys(listIf, d) {
 		cfg := ifs[name].GetConfig()
 		base := fmt.Sprintf("/interfaces/interface[name=%s]", name)
+		// Nothing takes an interface out of forwarding but removing it.
+		if cfg.Enabled != nil && !*cfg.Enabled {
+			return invalidf(base+"/config/enabled", "an interface cannot be disabled: it forwards while it is configured (delete it, or its pod, to stop it)")
+		}
+		// mac-address records the host end of a pod's veth; an underlay
+		// interface forwards with its link's own address.
+		if cfg.MacAddress != nil && cfg.GetType() != gen.IsthmusTypes_InterfaceType_POD {
+			return invalidf(base+"/config/mac-address", "only a POD interface records a MAC address (the host end of its veth)")
+		}
 		switch cfg.GetType() {
 		case gen.IsthmusTypes_InterfaceType_POD:
 			vrf := cfg.GetNetworkInstance()
