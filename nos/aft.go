@@ -262,10 +262,11 @@ func (a *AFT) Subscribe(want func(vrf string) bool, initial bool) *AFTSubscripti
 
 // AFTSubscription is one reader's queue of changed AFT keys: the initial
 // keys first, then every key that changed since it was last taken, each
-// at most once (a change to a key already waiting keeps its place). It
-// holds at most one key per item the table has had since the reader last
-// caught up, plus an inbox of keys not sorted yet that is bounded by
-// that, whatever the rate of changes.
+// at most once while it waits (a change to a key already waiting keeps
+// its place). Changes arrive in an inbox, in the order they came, and are
+// sorted into the queue as the reader takes them; a bound on the inbox
+// keeps what a subscription holds in proportion to the table whatever
+// the rate of changes.
 type AFTSubscription struct {
 	aft   *AFT
 	want  func(vrf string) bool
@@ -280,9 +281,10 @@ type AFTSubscription struct {
 }
 
 // aftInboxMax is how many keys an inbox holds before the producer sorts
-// them itself (when the inbox also holds more than twice the keys
-// queued): only a reader that stopped taking lets it grow that far.
-var aftInboxMax = 1 << 20
+// it itself (when it also holds more than twice the keys queued): a
+// burst of N new routes puts N keys there while the reader works through
+// them, so only a reader that stopped taking lets it grow that far.
+var aftInboxMax = 1 << 22
 
 // Ready is signalled when keys wait to be taken.
 func (s *AFTSubscription) Ready() <-chan struct{} { return s.ready }
@@ -299,16 +301,21 @@ func (s *AFTSubscription) add(keys []AFTKey) {
 	s.mu.Lock()
 	s.inbox = append(s.inbox, keys...)
 	if len(s.inbox) > max(aftInboxMax, 2*len(s.pending)) {
-		s.sort()
+		s.sort(-1)
 	}
 	s.mu.Unlock()
 	s.signal()
 }
 
-// sort moves the inbox's keys into the queue: those of the VRFs wanted,
-// each unless it already waits. s.mu is held.
-func (s *AFTSubscription) sort() {
-	for _, k := range s.inbox {
+// sort moves keys from the front of the inbox into the queue until need
+// keys wait there (need < 0: the whole inbox): those of the VRFs wanted,
+// each unless it already waits. Sorting only what is about to be taken
+// keeps the set of waiting keys, and its cost, small while a reader
+// works through a burst. s.mu is held.
+func (s *AFTSubscription) sort(need int) {
+	i := 0
+	for ; i < len(s.inbox) && (need < 0 || len(s.queue)-s.head < need); i++ {
+		k := s.inbox[i]
 		if !s.want(k.VRF) {
 			continue
 		}
@@ -318,15 +325,19 @@ func (s *AFTSubscription) sort() {
 		s.pending[k] = struct{}{}
 		s.queue = append(s.queue, k)
 	}
-	if cap(s.inbox) > 4*aftInboxBatch {
+	switch {
+	case i < len(s.inbox):
+		s.inbox = s.inbox[i:]
+	case cap(s.inbox) > aftInboxKeep:
 		s.inbox = nil // a burst is over: give its memory back
-	} else {
+	default:
 		s.inbox = s.inbox[:0]
 	}
 }
 
-// aftInboxBatch is the inbox capacity kept from one take to the next.
-const aftInboxBatch = 1 << 16
+// aftInboxKeep is the most inbox or queue capacity kept once a reader
+// has caught up.
+const aftInboxKeep = 1 << 16
 
 // Take appends up to max waiting keys to out: the initial keys first,
 // then changed ones. synced reports whether the initial keys are all
@@ -347,7 +358,7 @@ func (s *AFTSubscription) Take(max int, out []AFTKey) (keys []AFTKey, synced boo
 		}
 		return out, false
 	}
-	s.sort()
+	s.sort(max)
 	n := min(max, len(s.queue)-s.head)
 	for _, k := range s.queue[s.head : s.head+n] {
 		delete(s.pending, k)
@@ -356,11 +367,16 @@ func (s *AFTSubscription) Take(max int, out []AFTKey) (keys []AFTKey, synced boo
 	s.head += n
 	if s.head == len(s.queue) {
 		s.queue, s.head = s.queue[:0], 0
-	} else {
-		if s.head > len(s.queue)/2 {
-			s.queue = slices.Delete(s.queue, 0, s.head)
-			s.head = 0
+		if cap(s.queue) > aftInboxKeep {
+			// Caught up after a reader fell behind: give back the queue
+			// and the map's buckets (a map never shrinks).
+			s.queue, s.pending = nil, map[AFTKey]struct{}{}
 		}
+	} else if s.head > len(s.queue)/2 {
+		s.queue = slices.Delete(s.queue, 0, s.head)
+		s.head = 0
+	}
+	if len(s.queue) > s.head || len(s.inbox) > 0 {
 		s.signal()
 	}
 	return out, true

@@ -215,3 +215,32 @@ func TestAFTPause(t *testing.T) {
 		t.Errorf("pause %v once programming stopped", d)
 	}
 }
+
+// TestAFTSortsOnlyWhatIsTaken: while a reader works through a burst of
+// changes in batches, only the keys of the batch it takes are sorted out
+// of the inbox (the set of waiting keys stays the size of a batch, not of
+// the burst), and every key still comes out once, in order.
+func TestAFTSortsOnlyWhatIsTaken(t *testing.T) {
+	var a AFT
+	sub := a.Subscribe(nil, false)
+	defer sub.Close()
+	var keys []AFTKey
+	for i := range 10000 {
+		keys = append(keys, AFTKey{VRF: "red", Kind: AFTEntry, ID: uint64(i + 1)})
+	}
+	a.Changed(keys)
+	var all []AFTKey
+	for len(all) < len(keys) {
+		<-sub.Ready()
+		all, _ = sub.Take(100, all)
+		sub.mu.Lock()
+		waiting := len(sub.pending)
+		sub.mu.Unlock()
+		if waiting != 0 {
+			t.Fatalf("%d keys sorted and waiting after a take of 100 from a burst of %d", waiting, len(keys))
+		}
+	}
+	if !slices.Equal(all, keys) {
+		t.Fatalf("took %d keys, want the %d in order", len(all), len(keys))
+	}
+}
