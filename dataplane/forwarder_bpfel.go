@@ -380,6 +380,7 @@ type forwarderPolWork struct {
 	FromTunnel uint32
 	Gen        uint32
 	Bits       uint32
+	Malformed  uint32
 	Pp         struct {
 		_          structs.HostLayout
 		Vrf        uint32
@@ -389,6 +390,7 @@ type forwarderPolWork struct {
 		On         uint8
 		FromTunnel uint8
 	}
+	_ [4]byte
 }
 
 type forwarderRoute struct {

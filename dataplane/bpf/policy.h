@@ -348,6 +348,7 @@ struct pol_work {
 	__s64 rule;            /* classification: the lowest matching rule, -1 for none */
 	__u32 action, reject, entry, point, index, step;
 	__u32 vrf, src, dst, from_tunnel, gen, bits;
+	__u32 malformed;       /* pol_tuple_of: the L4 header cannot be read */
 	struct pol_pkt pp; /* written by policy_pre, read by policy_check */
 };
 
@@ -579,7 +580,7 @@ __noinline int policy_note(struct __sk_buff *skb, __u32 vrf, __u32 l3)
 		return 0;
 	pp->saddr = ip->saddr;
 	pp->sport = 0;
-	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && !(ip->frag_off & bpf_htons(0x3fff)) &&
+	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && !(ip->frag_off & bpf_htons(0x1fff)) &&
 	    bpf_skb_load_bytes(skb, l3 + (ip->ihl_version & 0xf) * 4, &pp->sport, 2))
 		return 0;
 	pp->on = 1;

@@ -145,12 +145,33 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	return 0;
 }
 
-/* pol_tuple_of reads into x->t and x->k the tuple of the packet at l3
- * (direct packet access: no helper call), and its TCP flags into
- * x->bits: the source is what policy_pre noted (noted), else the
- * packet's own. */
-static __always_inline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, __u32 l3, int noted)
+/* pol_l4_load reads the first bytes of the L4 header at off (ports, or
+ * ICMP type, code and identifier) into x->quote when they are not in the
+ * packet's linear data: 0, or -1 when the packet is too short. */
+static __always_inline int pol_l4_load(struct __sk_buff *skb, struct pol_work *x, __u32 off, __u8 proto)
 {
+	if (proto == IPPROTO_TCP)
+		return bpf_skb_load_bytes(skb, off, x->quote, 14) ? -1 : 0;
+	if (proto == IPPROTO_UDP)
+		return bpf_skb_load_bytes(skb, off, x->quote, 4) ? -1 : 0;
+	return bpf_skb_load_bytes(skb, off, x->quote, 8) ? -1 : 0;
+}
+
+/* pol_tuple_of reads into x->t and x->k the tuple of the packet at l3
+ * (direct packet access, a helper call only when the L4 header is not in
+ * the linear data), and its TCP flags into x->bits: the source is what
+ * policy_pre noted (noted), else the packet's own. A packet that is not a
+ * fragment after the first is classified on its ports (ICMP: type and
+ * code); one whose L4 header cannot be read (a TCP, UDP or ICMP packet
+ * too short for it, a header length under 20) is malformed (x->malformed:
+ * the caller drops it), so that it never passes a rule on ports it does
+ * not carry. A fragment after the first has no L4 header: it is
+ * classified without ports. It returns -1 when the IPv4 header itself
+ * cannot be read. Not inlined: policy_check's frame is on the stack of
+ * every program that calls it. */
+static __noinline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, __u32 l3, int noted)
+{
+	x->malformed = 1;
 	if (l3 > 128)
 		return -1;
 	void *data = (void *)(long)skb->data;
@@ -170,39 +191,116 @@ static __always_inline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *
 	t->sport = 0;
 	t->dport = 0;
 	x->bits = 0;
+	x->malformed = 0;
 	__u8 proto = ip->protocol;
-	if (!(ip->frag_off & bpf_htons(0x3fff))) {
+	if (!(ip->frag_off & bpf_htons(0x1fff)) &&
+	    (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP)) {
+		/* The first bytes of the L4 header, as scalars: w0 the ports
+		 * (ICMP: type, code, checksum), w1 ICMP's identifier and
+		 * sequence, fl the TCP flags. */
+		__u32 w0, w1 = 0;
+		__u8 fl = 0;
+		if (ihl < 20) {
+			x->malformed = 1;
+			goto done;
+		}
+		if ((void *)(l4 + 14) <= data_end) {
+			w0 = *(__u32 *)l4;
+			w1 = *(__u32 *)(l4 + 4);
+			fl = l4[13];
+		} else if (!pol_l4_load(skb, x, l3 + ihl, proto)) {
+			w0 = *(__u32 *)x->quote;
+			w1 = *(__u32 *)(x->quote + 4);
+			fl = x->quote[13];
+		} else {
+			x->malformed = 1;
+			goto done;
+		}
 		if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
-			if ((void *)(l4 + 14) > data_end) {
-				if (proto == IPPROTO_TCP || (void *)(l4 + 4) > data_end)
-					return -1;
-			} else if (proto == IPPROTO_TCP) {
-				x->bits = tcp_bits(l4[13]);
-			}
-			__u16 sport = *(__u16 *)l4, dport = *(__u16 *)(l4 + 2);
+			if (proto == IPPROTO_TCP)
+				x->bits = tcp_bits(fl);
+			__u16 sport = w0 & 0xffff, dport = w0 >> 16;
 			k->sport = noted ? x->pp.sport : sport;
 			k->dport = dport;
 			t->sport = bpf_ntohs(k->sport);
 			t->dport = bpf_ntohs(dport);
-		} else if (proto == IPPROTO_ICMP) {
-			if ((void *)(l4 + 8) > data_end)
-				return -1;
-			__u8 type = l4[0];
-			t->dport = (__u16)type << 8 | l4[1];
+		} else {
+			__u8 type = w0 & 0xff;
+			t->dport = (__u16)type << 8 | ((w0 >> 8) & 0xff);
 			/* Echo: the request's identifier is its source port, the
 			 * reply's its destination, so a reply is the reverse. */
-			__u16 id = *(__u16 *)(l4 + 4);
+			__u16 id = w1 & 0xffff;
 			if (type == 8)
 				k->sport = id;
 			else if (type == 0)
 				k->dport = id;
 		}
 	}
+done:
 	k->saddr = t->saddr;
 	k->daddr = t->daddr;
 	k->proto = t->proto;
 	k->pad[0] = FLOW_SPACE_POLICY;
 	return 0;
+}
+
+/* pol_related says whether the ICMP error at l3 (destination
+ * unreachable, source quench, time exceeded, parameter problem) concerns
+ * a flow policy allowed: the packet it quotes, reversed (the direction
+ * the error travels), is a flow entry of the current generation whose
+ * verdict is ALLOW, and the error goes to that packet's source. Such an
+ * error passes as related to the flow, as in a connection tracker (PMTU
+ * discovery needs it). A global function: the verifier checks it once. */
+__noinline int pol_related(struct __sk_buff *skb, struct pol_work *x, __u32 l3)
+{
+	if (!x || l3 > 128)
+		return 0;
+	struct pol_iphdr *ip = &x->ip, *in = &x->rip;
+	if (bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)))
+		return 0;
+	__u32 q = l3 + (ip->ihl_version & 0xf) * 4 + sizeof(struct icmp_hdr);
+	if (bpf_skb_load_bytes(skb, q, in, sizeof(*in)))
+		return 0;
+	__u32 ihl = (in->ihl_version & 0xf) * 4;
+	if ((in->ihl_version >> 4) != 4 || ihl < 20 || in->saddr != ip->daddr || (in->frag_off & bpf_htons(0x1fff)))
+		return 0;
+	if (bpf_skb_load_bytes(skb, q + ihl, x->quote, 8))
+		return 0;
+	__u16 sport = *(__u16 *)x->quote, dport = *(__u16 *)(x->quote + 2);
+	if (in->protocol == IPPROTO_ICMP) {
+		/* An echo: its identifier is a port, as in pol_tuple_of. */
+		__u8 type = x->quote[0];
+		__u16 id = *(__u16 *)(x->quote + 4);
+		if (type != 8 && type != 0)
+			return 0;
+		sport = type == 8 ? id : 0;
+		dport = type == 0 ? id : 0;
+	} else if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP) {
+		return 0;
+	}
+	struct flow_key *rk = &x->rk;
+	__builtin_memset(rk, 0, sizeof(*rk));
+	rk->vrf = x->vrf;
+	rk->saddr = in->daddr;
+	rk->daddr = in->saddr;
+	rk->sport = dport;
+	rk->dport = sport;
+	rk->proto = in->protocol;
+	rk->pad[0] = FLOW_SPACE_POLICY;
+	struct flow *f = bpf_map_lookup_elem(&flows, rk);
+	return f && f->nat_addr == x->gen && f->verdict == VERDICT_ALLOW;
+}
+
+/* pol_malformed drops a packet policy cannot classify (pol_tuple_of),
+ * counted as malformed in vrf. */
+static __always_inline int pol_malformed(__u32 vrf)
+{
+	if (vrf >= MAX_VRFS)
+		vrf = 0;
+	struct drops *d = bpf_map_lookup_elem(&vrf_drops, &vrf);
+	if (d)
+		d->reason[DROP_MALFORMED]++;
+	return TC_ACT_SHOT;
 }
 
 /* pol_update writes decision x->dc on flow entry f (and on its reverse
@@ -285,8 +383,8 @@ static __always_inline __u32 pol_slot(__u32 saddr, __u32 daddr, __u32 ports, __u
  * CPU's verdict cache, and an allowed packet counted, without writing the
  * per-CPU work area. It returns POLICY_PASS for an allowed flow, 0 for a
  * denied one (x->dc holds its decision) and 1 when the cache cannot say
- * (a miss, a stale or old entry, TCP SYN, FIN or RST, a packet too short
- * to read: the flow table decides). bpf_jiffies64 is inlined by the
+ * (a miss, a stale or old entry, TCP SYN, FIN or RST, an ICMP error, a
+ * packet too short to read: the flow table decides). bpf_jiffies64 is inlined by the
  * verifier (a load). */
 static __noinline int pol_fast(struct __sk_buff *skb, struct pol_work *x, __u32 vrf, __u32 l3, __u32 noted)
 {
@@ -304,7 +402,7 @@ static __noinline int pol_fast(struct __sk_buff *skb, struct pol_work *x, __u32 
 	__u8 *l4 = (void *)ip + (ip->ihl_version & 0xf) * 4;
 	__u8 proto = ip->protocol;
 	__u32 ports = 0;
-	if (!(ip->frag_off & bpf_htons(0x3fff))) {
+	if (!(ip->frag_off & bpf_htons(0x1fff))) {
 		if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
 			if ((void *)(l4 + 4) > data_end)
 				return 1;
@@ -314,8 +412,8 @@ static __noinline int pol_fast(struct __sk_buff *skb, struct pol_work *x, __u32 
 			if (noted)
 				ports = (ports & 0xffff0000) | x->pp.sport;
 		} else if (proto == IPPROTO_ICMP) {
-			if ((void *)(l4 + 8) > data_end)
-				return 1;
+			if ((void *)(l4 + 8) > data_end || icmp_is_error(l4[0]))
+				return 1; /* an error may be related to a flow (pol_related) */
 			__u32 id = *(__u16 *)(l4 + 4);
 			ports = l4[0] == 8 ? id : l4[0] == 0 ? id << 16 : 0;
 		}
@@ -388,7 +486,7 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 	if (fast == 0)
 		return pol_finish(skb, x, l3);
 	if (pol_tuple_of(skb, x, l3, noted))
-		return POLICY_PASS;
+		return pol_malformed(vrf); /* the programs read the IPv4 header before */
 	__u32 src = POL_NONE;
 	if (!from_tunnel) {
 		__u32 in = skb->ifindex;
@@ -406,6 +504,11 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 		src = ifc->slot;
 	}
 	if (!pol_relevant(vrf, src, dst))
+		return POLICY_PASS;
+	if (x->malformed)
+		return pol_malformed(vrf);
+	/* An ICMP error about an allowed flow passes as related to it. */
+	if (x->t.proto == IPPROTO_ICMP && icmp_is_error(x->t.dport >> 8) && pol_related(skb, x, l3))
 		return POLICY_PASS;
 	x->src = src;
 	x->dst = dst;
