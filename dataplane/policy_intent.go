@@ -151,6 +151,28 @@ func (c *policyCompiler) attachment(path, vrf string, sets []string, def gen.E_I
 	return a, nil
 }
 
+// selectsByTags reports whether some ACL entry of d has a source or
+// destination tag selector: then the addresses policy resolves can change
+// with any pod, tagged or not.
+func selectsByTags(d *gen.Device) bool {
+	sets := d.GetAcl().GetAclSets()
+	if sets == nil {
+		return false
+	}
+	for _, set := range sets.AclSet {
+		if set.GetAclEntries() == nil {
+			continue
+		}
+		for _, e := range set.GetAclEntries().AclEntry {
+			c := e.GetConfig()
+			if len(c.GetSourceTagSelector()) > 0 || len(c.GetDestinationTagSelector()) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (c *policyCompiler) rule(vrf string, e *gen.IsthmusAcl_Acl_AclSets_AclSet_AclEntries_AclEntry_Config) (PolicyRule, error) {
 	r := PolicyRule{Protocol: e.GetProtocol(), Action: policyAction(e.GetAction())}
 	switch e.GetRejectWith() {

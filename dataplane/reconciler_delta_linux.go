@@ -42,13 +42,17 @@ func niByDelta(ni *niT) bool {
 }
 
 // ifByDelta reports whether an interface entry (nil: absent) can be
-// applied by delta: no ACLs, no tags (policy selects pods by them), and
-// its VRF in d can be applied by delta too.
+// applied by delta: no ACLs, no tags (policy selects pods by them), not a
+// pod while some ACL entry of d selects by tags (`!key` and `key!=v` match
+// an untagged pod too), and its VRF in d can be applied by delta too.
 func ifByDelta(ifc *ifT, d *gen.Device) bool {
 	if ifc == nil {
 		return true
 	}
 	if ifc.GetAcl() != nil || (ifc.GetTags() != nil && len(ifc.GetTags().Tag) > 0) {
+		return false
+	}
+	if isPod(ifc) && selectsByTags(d) {
 		return false
 	}
 	vrf := ifc.GetConfig().GetNetworkInstance()
