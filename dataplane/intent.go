@@ -37,6 +37,10 @@ type podIntent struct {
 	PeerMAC string // canonical form, "" when unknown
 	Prefix  netip.Prefix
 	MTU     int // 0: not configured
+	// Down: the interface is disabled (config enabled=false). It is
+	// detached like a pod not plugged yet (PeerMAC ""), so no route or
+	// label leads to it, and its host link is set down (podlink_linux.go).
+	Down bool
 }
 
 // intentOf translates a configuration tree. Its errors name the offending
@@ -151,6 +155,9 @@ func podIntentOf(name string, ifc *gen.IsthmusInterfaces_Interfaces_Interface, i
 			return p, fmt.Errorf("%s/pod/peer-mac-address: %q is not an ethernet address", path, s)
 		}
 		p.PeerMAC = mac.String()
+	}
+	if cfg.Enabled != nil && !*cfg.Enabled {
+		p.Down, p.PeerMAC = true, ""
 	}
 	if s := cfg.GetIpv4Address(); s != "" {
 		pfx, err := netip.ParsePrefix(s)

@@ -348,6 +348,9 @@ func (r *Reconciler) wantsLabel(want intent, lt labelTarget) bool {
 // convergeScope is converge for the routes, labels and pod interfaces of
 // sc only. r.mu is held.
 func (r *Reconciler) convergeScope(want intent, sc scope) error {
+	if err := r.podLinks(want, sc.ifaces, false); err != nil {
+		return err
+	}
 	var detach []string
 	for ifname := range sc.ifaces {
 		p, ok := r.attached[ifname]
@@ -457,6 +460,6 @@ func (r *Reconciler) convergeScope(want intent, sc scope) error {
 			labels[lt] = struct{}{}
 		}
 	}
-	errs = append(errs, r.installLabels(labels))
+	errs = append(errs, r.installLabels(labels), r.podLinks(want, sc.ifaces, true))
 	return errors.Join(errs...)
 }

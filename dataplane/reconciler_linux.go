@@ -85,6 +85,7 @@ type Reconciler struct {
 	policy     policyIntent                 // ACL policy to program (policy_reconciler_linux.go)
 	vrfPods    map[string]map[string]bool   // applied pods by VRF (reconciler_delta_linux.go)
 	podRoute   map[RouteKey]string          // applied pods by their own route
+	down       map[string]bool              // pod interfaces whose host link was set down (podlink_linux.go)
 }
 
 var _ nos.Reconciler = (*Reconciler)(nil)
@@ -284,6 +285,10 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 // Pods that are configured with a MAC but have no interface yet wait in
 // r.waiting; the retry loop calls converge again for them. r.mu is held.
 func (r *Reconciler) converge(want intent) error {
+	// A disabled pod's link goes down before its program goes.
+	if err := r.podLinks(want, nil, false); err != nil {
+		return err
+	}
 	// Pods that go, or change VRF or MAC, are detached after everything
 	// that leads to them is gone.
 	var detach []string
@@ -372,7 +377,8 @@ func (r *Reconciler) converge(want intent) error {
 		delete(r.dirty, k)
 		r.aftTouch(k)
 	}
-	errs = append(errs, r.installLabels(wantLabels), r.programPolicy()) // pods attached late get their policy
+	errs = append(errs, r.installLabels(wantLabels), r.programPolicy(), // pods attached late get their policy
+		r.podLinks(want, nil, true)) // an enabled pod's link comes up once it is attached
 	return errors.Join(errs...)
 }
 

@@ -51,6 +51,7 @@ func (r *Reconciler) publishLoop(ctx context.Context) {
 // stateSnapshot is what PublishState writes, copied under r.mu.
 type stateSnapshot struct {
 	ifaces    map[string]int    // attached pod interface → ifindex
+	down      []string          // disabled pod interfaces
 	ifLabel   map[string]uint32 // pod interface → its per-prefix label
 	vrfLabels map[string][]uint32
 	local     map[string]uint32
@@ -133,6 +134,11 @@ func (r *Reconciler) snapshot() (stateSnapshot, bool) {
 	for n, i := range r.ifindex {
 		s.ifaces[n] = i
 	}
+	for n, p := range r.applied.Pods {
+		if p.Down {
+			s.down = append(s.down, n)
+		}
+	}
 	for lt, l := range r.labels {
 		s.vrfLabels[lt.VRF] = append(s.vrfLabels[lt.VRF], l)
 		if lt.Interface != "" {
@@ -192,6 +198,10 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 			st.Label = ygot.Uint32(l)
 		}
 		update(fmt.Sprintf("/interfaces/interface[name=%s]/state", name), st)
+	}
+	for _, name := range s.down { // detached: no counters of its own
+		update(fmt.Sprintf("/interfaces/interface[name=%s]/state", name),
+			&gen.IsthmusInterfaces_Interfaces_Interface_State{OperStatus: gen.IsthmusTypes_OperStatus_DOWN})
 	}
 	var underlay DropCounters // drops before a VRF is known, and unknown-endpoint everywhere
 	for _, name := range s.vrfs {

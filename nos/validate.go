@@ -179,9 +179,11 @@ func validateInterfaces(d *gen.Device, sc *scope, pools map[string][]netip.Prefi
 	for _, name := range sc.keys(listIf, d) {
 		cfg := ifs[name].GetConfig()
 		base := fmt.Sprintf("/interfaces/interface[name=%s]", name)
-		// Nothing takes an interface out of forwarding but removing it.
-		if cfg.Enabled != nil && !*cfg.Enabled {
-			return invalidf(base+"/config/enabled", "an interface cannot be disabled: it forwards while it is configured (delete it, or its pod, to stop it)")
+		// A disabled pod interface is taken out of forwarding (the
+		// dataplane detaches it and sets its link down, BGP withdraws its
+		// address); nothing would stop an underlay interface.
+		if cfg.Enabled != nil && !*cfg.Enabled && cfg.GetType() != gen.IsthmusTypes_InterfaceType_POD {
+			return invalidf(base+"/config/enabled", "only a POD interface can be disabled (the tunnel would still use an underlay interface)")
 		}
 		// mac-address records the host end of a pod's veth; an underlay
 		// interface forwards with its link's own address.

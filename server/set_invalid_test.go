@@ -170,7 +170,7 @@ var invalidCases = []invalidCase{
 	{"pod address outside pools", up(pod2, podJSON("pod2", "red", "10.9.0.6/32")), codes.InvalidArgument, []string{pod2 + "/config/ipv4-address", "no address pool"}},
 	{"pod address taken", up(pod2, podJSON("pod2", "red", "10.1.0.5/32")), codes.InvalidArgument, []string{pod2 + "/config/ipv4-address", "already used"}},
 	{"interface without type", up(pod2, ietf(`{"config":{"name":"pod2"}}`)), codes.InvalidArgument, []string{pod2 + "/config/type", "type is required"}},
-	{"pod disabled", up(pod1+"/config/enabled", boolv(false)), codes.InvalidArgument, []string{pod1 + "/config/enabled", "cannot be disabled"}},
+	{"underlay disabled", up("/interfaces/interface[name=eth0]/config/enabled", boolv(false)), codes.InvalidArgument, []string{"/interfaces/interface[name=eth0]/config/enabled", "only a POD interface"}},
 	{"mac address on an underlay", up("/interfaces/interface[name=eth0]/config/mac-address", str("02:00:00:00:00:09")), codes.InvalidArgument, []string{"/interfaces/interface[name=eth0]/config/mac-address", "only a POD interface"}},
 	{"underlay in a vrf", up("/interfaces/interface[name=eth0]/config/network-instance", str("red")), codes.InvalidArgument, []string{"/interfaces/interface[name=eth0]/config/network-instance", "UNDERLAY"}},
 	{"delete a vrf a pod uses", del(red), codes.InvalidArgument, []string{"red"}},
