@@ -265,7 +265,11 @@ func TestFakePeerKeepsSessionUp(t *testing.T) {
 	}
 	down := make(chan string, 1)
 	var established atomic.Bool
-	err := srv.WatchEvent(ctx, server.WatchEventMessageCallbacks{OnPeerUpdate: func(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+	// The watch ends with its context, not with srv.Stop: a watcher left
+	// running would count as GoBGP's for the next test that checks none is.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: func(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
 		if ev.Type != apiutil.PEER_EVENT_STATE {
 			return
 		}
