@@ -112,6 +112,9 @@ func Up(ctx context.Context, tb *testbed.Testbed, o Options) (*Cluster, error) {
 			c.madeHostDirs = append(c.madeHostDirs, d)
 		}
 	}
+	if err := c.saveMadeDirs(); err != nil {
+		return nil, err
+	}
 	if err := c.up(ctx); err != nil {
 		return nil, errors.Join(err, c.Down(context.WithoutCancel(ctx)))
 	}

@@ -45,6 +45,9 @@ func (c *Cluster) startMountNS(ctx context.Context, n *Node) error {
 			return fmt.Errorf("start node %s: %w", n.Name, err)
 		}
 		c.madeRunIsthmus = true
+		if err := c.saveMadeDirs(); err != nil {
+			return err
+		}
 	}
 	own := func(s string) string { return filepath.Join(n.Dir, s) }
 	for _, d := range []string{"cni/bin", "cni/net.d", "isthmus-data", "run-isthmus"} {

@@ -17,13 +17,17 @@ import (
 // --keep`), from the testbed run in dir: it stops the kubelets, then does
 // what Cluster.Down does without the API (every container process killed
 // through the node's cgroups, containerd and its shims, mounts, pod
-// namespaces, cgroups), then takes the testbed down and removes dir.
+// namespaces, cgroups, the host directories the cluster made, as recorded
+// in its Dir), then takes the testbed down and removes dir.
 func DownKept(ctx context.Context, log *slog.Logger, dir string) error {
 	tb, err := testbed.Open(dir, log)
 	if err != nil {
 		return err
 	}
 	c := &Cluster{Dir: filepath.Join(dir, "k8s"), Nodes: map[string]*Node{}, tb: tb, log: log, procs: map[string]*testbed.Process{}}
+	if err := c.loadMadeDirs(); err != nil {
+		return err
+	}
 	ents, err := os.ReadDir(filepath.Join(c.Dir, "nodes"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read nodes of %s: %w", c.Dir, err)

@@ -65,7 +65,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 			}
 		}
 	}
-	errs = append(errs, c.removeHostView())
+	errs = append(errs, c.removeHostView(), c.removeContainerLogLinks())
 	for _, d := range c.madeHostDirs {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", d, err))
@@ -89,9 +89,10 @@ func (c *Cluster) Down(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Leftovers lists what of the cluster is still on the machine: mounts
-// under Dir, Dir itself, pod network namespaces, cgroups and processes of
-// its nodes. Empty after Down.
+// Leftovers lists what of the cluster is still on the machine by what it
+// recorded: mounts under Dir, Dir itself, pod network namespaces, cgroups
+// and processes of its nodes, host directories it made. Empty after Down.
+// MachineSnapshot compares the machine itself.
 func (c *Cluster) Leftovers() []string {
 	var left []string
 	for _, m := range mountsUnder(c.Dir) {
