@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -70,13 +71,17 @@ func buildBinaries(t *testing.T) testbed.Binaries {
 
 // clusterUp builds the mission topology with the control-plane node, FRR
 // on dcgw, configured isthmusd on every host, and the cluster on c1 and c2.
-func clusterUp(t *testing.T, ctx context.Context) (*testbed.Testbed, *Cluster) {
+func clusterUp(t *testing.T, ctx context.Context) (*testbed.Testbed, *Cluster, *MachineSnapshot) {
 	return clusterUpWith(t, ctx, false)
 }
 
 // clusterUpWith is clusterUp; ownMounts leaves isthmusd off c1 and c2 (the
 // chart's DaemonSet runs it there) and gives each node its mount namespace.
-func clusterUpWith(t *testing.T, ctx context.Context, ownMounts bool) (*testbed.Testbed, *Cluster) {
+// It snapshots the machine first and, when the test ends, after the
+// cluster and the testbed are down, fails the test on anything of the run
+// left (MachineSnapshot.LeftSince); the snapshot is returned for checks
+// within the test.
+func clusterUpWith(t *testing.T, ctx context.Context, ownMounts bool) (*testbed.Testbed, *Cluster, *MachineSnapshot) {
 	t.Helper()
 	testenv.Privileged(t, "nsenter", "containerd", "ctr", "runc", "/usr/lib/frr/bgpd")
 	bins, err := BinDir(RepoRoot())
@@ -90,7 +95,19 @@ func clusterUpWith(t *testing.T, ctx context.Context, ownMounts bool) (*testbed.
 	if err := BuildImages(ctx, RepoRoot(), images); err != nil {
 		t.Fatal(err)
 	}
+	before := SnapshotMachine()
+	var prefix string
+	// Registered before NewTestbed's cleanup, so it runs after it.
+	t.Cleanup(func() {
+		if prefix == "" {
+			return
+		}
+		if left := before.LeftSince(prefix); len(left) > 0 {
+			t.Errorf("left on the machine after teardown:\n%s", strings.Join(left, "\n"))
+		}
+	})
 	tb := testbed.NewTestbed(t, Topology())
+	prefix = tb.Prefix()
 	if err := tb.SetBinaries(buildBinaries(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -121,23 +138,28 @@ func clusterUpWith(t *testing.T, ctx context.Context, ownMounts bool) (*testbed.
 	t.Logf("cluster up in %s", time.Since(start).Round(time.Millisecond))
 	// Registered after NewTestbed's cleanup, so it runs first.
 	t.Cleanup(func() {
-		if err := c.Down(context.Background()); err != nil {
-			t.Errorf("tear down cluster: %v", err)
+		if exists(c.Dir) { // else DownKept removed it all
+			if err := c.Down(context.Background()); err != nil {
+				t.Errorf("tear down cluster: %v", err)
+			}
 		}
 		if left := c.Leftovers(); len(left) > 0 {
 			t.Errorf("left after teardown: %v", left)
 		}
 	})
-	return tb, c
+	return tb, c, before
 }
 
 // TestKubernetesScenarios runs every Kubernetes scenario on one cluster
-// (as `make demo K8S=1` does), then tears the cluster down and checks that
-// nothing of it is left: mounts, cgroups, pod namespaces, processes, state.
+// (as `make demo K8S=1` does), then treats it as a kept cluster: kubectl
+// through a shell with the command line the demo prints for `--keep`
+// (KubectlCommand), and the teardown from the run directory alone
+// (DownKept, as `demo --down`); nothing of the run may be left on the
+// machine: mounts, cgroups, namespaces, processes, containerd state.
 func TestKubernetesScenarios(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	tb, c := clusterUp(t, ctx)
+	tb, c, before := clusterUp(t, ctx)
 	out, err := c.Kubectl(ctx, "get", "nodes", "-o", "wide")
 	t.Logf("%s", out)
 	if err != nil {
@@ -174,11 +196,22 @@ func TestKubernetesScenarios(t *testing.T) {
 	if !exists("/sys/fs/cgroup/memory" + nodeCgroups + "/kubepods") {
 		t.Errorf("no kubepods cgroup under %s while the cluster ran", nodeCgroups)
 	}
-	if err := c.Down(ctx); err != nil {
-		t.Fatalf("tear down: %v", err)
+	kubectl := c.KubectlCommand() + " get nodes -o name"
+	out, err = exec.CommandContext(ctx, "sh", "-c", kubectl).CombinedOutput()
+	t.Logf("$ %s\n%s", kubectl, out)
+	if err != nil {
+		t.Fatalf("run the kept cluster's kubectl: %v", err)
 	}
-	if left := c.Leftovers(); len(left) > 0 {
-		t.Fatalf("left after teardown: %v", left)
+	if got := strings.Fields(string(out)); !slices.Equal(got, []string{"node/c1", "node/c2"}) {
+		t.Errorf("kubectl get nodes through the printed command: got %q, want node/c1 and node/c2", got)
+	}
+	start := time.Now()
+	if err := DownKept(ctx, testLog(t), tb.Dir()); err != nil {
+		t.Fatalf("tear down the kept cluster: %v", err)
+	}
+	t.Logf("kept cluster torn down in %s", time.Since(start).Round(100*time.Millisecond))
+	if left := before.LeftSince(tb.Prefix()); len(left) > 0 {
+		t.Fatalf("left on the machine after DownKept:\n%s", strings.Join(left, "\n"))
 	}
 }
 
@@ -214,7 +247,7 @@ func chartImages(t *testing.T) string {
 func TestChartDaemonSet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
-	tb, c := clusterUpWith(t, ctx, true)
+	tb, c, before := clusterUpWith(t, ctx, true)
 	var log strings.Builder
 	e, err := NewEnv(ctx, tb, c, &log)
 	if err != nil {
@@ -248,5 +281,11 @@ func TestChartDaemonSet(t *testing.T) {
 	}
 	if left := c.Leftovers(); len(left) > 0 {
 		t.Fatalf("left after teardown: %v", left)
+	}
+	if err := tb.Down(ctx); err != nil {
+		t.Fatalf("tear down testbed: %v", err)
+	}
+	if left := before.LeftSince(tb.Prefix()); len(left) > 0 {
+		t.Fatalf("left on the machine after teardown:\n%s", strings.Join(left, "\n"))
 	}
 }
