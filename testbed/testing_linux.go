@@ -66,8 +66,9 @@ func (n *NS) Exec(ctx context.Context, argv ...string) ([]byte, error) {
 	return out, nil
 }
 
-// NewTestbed builds topo for a test and tears it down when the test ends.
-// The run directory, with the daemons' logs, is kept when the test failed.
+// NewTestbed builds topo for a test and tears it down when the test ends,
+// failing the test when namespaces, processes or mounts of its prefix are
+// left (FindLeftovers). The run directory, with the daemons' logs, is kept when the test failed.
 func NewTestbed(t testing.TB, topo *Topology) *Testbed {
 	t.Helper()
 	RequirePrivileges(t)
@@ -79,6 +80,11 @@ func NewTestbed(t testing.TB, topo *Topology) *Testbed {
 	t.Cleanup(func() {
 		if err := tb.Down(context.Background()); err != nil {
 			t.Errorf("tear down topology: %v", err)
+		}
+		if left, err := FindLeftovers(tb.Prefix()); err != nil {
+			t.Errorf("check teardown: %v", err)
+		} else if !left.Empty() {
+			t.Errorf("left after teardown: namespaces %v, processes %v, mounts %v", left.Namespaces, left.PIDs, left.Mounts)
 		}
 		if t.Failed() {
 			t.Logf("run directory kept: %s", tb.Dir())
