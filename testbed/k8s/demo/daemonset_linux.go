@@ -29,6 +29,7 @@ func daemonsetDemo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gn
 	}
 	start := time.Now()
 	fmt.Fprintf(out, "\n== Isthmus entirely from its chart: isthmusd as the DaemonSet's pod on c1 and c2 (a mount namespace per node)\n")
+	before := k8s.SnapshotMachine() // teardown compares the machine with it
 	tb, err := testbed.Up(ctx, k8s.Topology(), testbed.Options{Log: log})
 	if err != nil {
 		return err
@@ -37,7 +38,7 @@ func daemonsetDemo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gn
 	var env *k8s.Env
 	defer func() {
 		t := time.Now()
-		err = errors.Join(err, teardown(context.WithoutCancel(ctx), out, tb, c, env))
+		err = errors.Join(err, teardown(context.WithoutCancel(ctx), out, tb, c, env, before))
 		fmt.Fprintf(out, "  torn down in %s\n", time.Since(t).Round(100*time.Millisecond))
 	}()
 	bins := testbed.Binaries{Isthmusd: abs(filepath.Join(bin, "isthmusd")), CNI: abs(filepath.Join(bin, "isthmus-cni")), Gnmic: abs(gnmic)}

@@ -49,6 +49,7 @@ func demo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gnmic, char
 	times := map[string]time.Duration{}
 	start := time.Now()
 	fmt.Fprintf(out, "== bringing the testbed up (mission topology + control-plane node %s at %s)\n", k8s.ControlPlaneNode, k8s.ControlPlaneAddr)
+	before := k8s.SnapshotMachine() // teardown compares the machine with it
 	tb, err := testbed.Up(ctx, k8s.Topology(), testbed.Options{Log: log})
 	if err != nil {
 		return err
@@ -59,7 +60,7 @@ func demo(ctx context.Context, log *slog.Logger, out io.Writer, bin, gnmic, char
 		defer func() {
 			fmt.Fprintf(out, "\n== tearing down\n")
 			t := time.Now()
-			err = errors.Join(err, teardown(context.WithoutCancel(ctx), out, tb, c, env))
+			err = errors.Join(err, teardown(context.WithoutCancel(ctx), out, tb, c, env, before))
 			fmt.Fprintf(out, "  torn down in %s\n", time.Since(t).Round(100*time.Millisecond))
 		}()
 	}
@@ -168,20 +169,25 @@ func summary(out io.Writer, outcomes []outcome, times map[string]time.Duration) 
 	return tw.Flush()
 }
 
-func teardown(ctx context.Context, out io.Writer, tb *testbed.Testbed, c *k8s.Cluster, env *k8s.Env) error {
+// teardown takes the cluster and the testbed down, then checks both what
+// the cluster recorded (Leftovers) and the machine against before.
+func teardown(ctx context.Context, out io.Writer, tb *testbed.Testbed, c *k8s.Cluster, env *k8s.Env, before *k8s.MachineSnapshot) error {
 	var errs []error
 	if env != nil {
 		errs = append(errs, env.Close(ctx))
 	}
+	var left []string
 	if c != nil {
 		errs = append(errs, c.Down(ctx))
-		if left := c.Leftovers(); len(left) > 0 {
-			errs = append(errs, fmt.Errorf("left after teardown: %v", left))
-		} else {
-			fmt.Fprintf(out, "  no cgroup, mount, pod namespace, process or containerd state of the cluster left\n")
-		}
+		left = c.Leftovers()
 	}
 	errs = append(errs, tb.Down(ctx))
+	left = append(left, before.LeftSince(tb.Prefix())...)
+	if len(left) > 0 {
+		errs = append(errs, fmt.Errorf("left after teardown: %s", strings.Join(left, "; ")))
+	} else if c != nil {
+		fmt.Fprintf(out, "  no cgroup, mount, pod namespace, process or containerd state of the cluster left\n")
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
