@@ -7,9 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -26,6 +24,15 @@ import (
 // flow between the cloud (c1, c2) and the data center (d1, d2) crosses the
 // tunnel, so egress policy is enforced at the sending host and ingress
 // policy after decapsulation at the receiving one, in both directions.
+//
+// Every ordered pair of pods is probed with TCP and UDP to 5432 and 7000
+// and an ICMP echo, each bounded by policyProbeTimeout and all at once: a
+// TCP probe passes only when the server's identity and the checksum of
+// what was sent come back, so an allowed web → db connection also shows
+// its replies passing db's egress and web's ingress, both DROP by default.
+// One more round under the policy is then checked against the denied
+// counters of the four attachment points and the hosts' acl-flows, read
+// over gNMI.
 
 const (
 	// policyPort is the port web may reach db on.
@@ -70,17 +77,23 @@ func runPolicy(ctx context.Context, tb *Testbed, r *Report) error {
 				return err
 			}
 			defer srv.Close()
+			usrv, err := servePolicyUDP(p, port)
+			if err != nil {
+				return err
+			}
+			defer usrv.Close()
 		}
 	}
 	if err := tb.waitPodRoutes(ctx, pods...); err != nil {
 		return err
 	}
-	// Before any policy every pod reaches every other on both ports.
-	open, err := policyMatrix(ctx, tb, pps, func(*policyPod, *policyPod, int) bool { return true }, 20*time.Second)
+	// Before any policy every pod reaches every other with every probe.
+	all := func(*policyPod, *policyPod, policyProbe) bool { return true }
+	open, err := policyMatrix(ctx, tb, pps, all, 20*time.Second)
 	if err != nil {
 		return fmt.Errorf("before policy: %w", err)
 	}
-	r.Observe("without policy: %d TCP probes between 6 pods on 4 hosts, all answered", open)
+	r.Observe("without policy: %d probes (TCP and UDP to %d and %d, ICMP echo) between 6 pods on 4 hosts, all answered", open, policyPort, probePort)
 
 	removed := false
 	defer func() {
@@ -99,34 +112,20 @@ func runPolicy(ctx context.Context, tb *Testbed, r *Report) error {
 			return err
 		}
 	}
-	want := func(src, dst *policyPod, port int) bool {
+	want := func(src, dst *policyPod, pr policyProbe) bool {
 		if src.app == "other" && dst.app == "other" {
 			return true
 		}
-		return src.app == "web" && dst.app == "db" && port == policyPort
+		return src.app == "web" && dst.app == "db" && pr == policyProbe{"tcp", policyPort}
 	}
 	n, err := policyMatrix(ctx, tb, pps, want, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("with policy: %w", err)
 	}
-	r.Observe("tier policy set on 4 hosts; within %s all %d probes follow it: web → db on %d crosses the tunnel both ways (c1 → d2, d1 → c2), nothing else reaches web or db, web and db reach nothing else",
-		time.Since(start).Round(time.Millisecond), n, policyPort)
-	for _, pp := range pps {
-		if pp.app == "other" {
-			continue
-		}
-		dir := "ingress"
-		if pp.app == "web" {
-			dir = "egress"
-		}
-		denied, err := tb.aclDenied(ctx, pp.pod, dir)
-		if err != nil {
-			return err
-		}
-		if denied == 0 {
-			return fmt.Errorf("%s (%s): %s-denied-packets is 0 after probes its policy refused", ident(pp.pod), pp.app, dir)
-		}
-		r.Observe("%s (app=%s): %s-denied-packets %d", ident(pp.pod), pp.app, dir, denied)
+	r.Observe("tier policy set on 4 hosts; within %s all %d probes follow it: web → db tcp/%d connects and its replies pass across the tunnel both ways (c1 → d2, d1 → c2); web → db udp/%d, udp/%d, tcp/%d and icmp echo are refused, db opens nothing to web (c2 → d1, d2 → c1), nothing else reaches web or db",
+		time.Since(start).Round(time.Millisecond), n, policyPort, policyPort, probePort, probePort)
+	if err := policyCounted(ctx, tb, r, pps, want); err != nil {
+		return err
 	}
 	// Removed, the policy stops: every probe is answered again.
 	removed = true
@@ -135,68 +134,133 @@ func runPolicy(ctx context.Context, tb *Testbed, r *Report) error {
 			return err
 		}
 	}
-	if _, err := policyMatrix(ctx, tb, pps, func(*policyPod, *policyPod, int) bool { return true }, 10*time.Second); err != nil {
+	if _, err := policyMatrix(ctx, tb, pps, all, 10*time.Second); err != nil {
 		return fmt.Errorf("after the policy was removed: %w", err)
 	}
 	r.Observe("policy removed from the 4 hosts: all %d probes answered again", open)
 	for _, pp := range pps {
 		for _, dst := range pps {
-			if pp.pod.Host[0] != dst.pod.Host[0] && want(pp, dst, policyPort) && pp.app == "web" {
+			if pp.pod.Host[0] != dst.pod.Host[0] && pp.app == "web" && dst.app == "db" {
 				r.AddFlow(Flow{From: PodEndpoint(pp.pod), To: PodEndpoint(dst.pod), VRF: "red", Encap: tenantEncap(tb.topo, "red"),
-					Note: fmt.Sprintf("tcp/%d allowed by the tier policy, tcp/%d refused", policyPort, probePort)})
+					Note: fmt.Sprintf("tcp/%d allowed, replies pass; tcp/%d, udp and icmp refused, both ways", policyPort, probePort)})
 			}
 		}
 	}
 	return nil
 }
 
-// policyMatrix probes TCP on policyPort and probePort between every
-// ordered pair of pods until the outcome is want for all of them, or
-// within fails naming the probes that differ. It returns how many probes
-// one round sends.
-func policyMatrix(ctx context.Context, tb *Testbed, pps []*policyPod, want func(src, dst *policyPod, port int) bool, within time.Duration) (int, error) {
-	deadline := time.Now().Add(within)
-	for {
-		var (
-			mu    sync.Mutex
-			wg    sync.WaitGroup
-			wrong []string
-			n     int
-		)
-		for _, src := range pps {
-			for _, dst := range pps {
-				if src == dst {
-					continue
-				}
-				for _, port := range []int{policyPort, probePort} {
-					n++
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						pctx, cancel := context.WithTimeout(ctx, policyProbeTimeout)
-						res, err := tb.TCPExchange(pctx, src.pod, dst.pod.Address.String(), port, 64)
-						cancel()
-						got := err == nil && res.Identity == ident(dst.pod)
-						if got != want(src, dst, port) {
-							mu.Lock()
-							wrong = append(wrong, fmt.Sprintf("%s (%s) → %s (%s) tcp/%d: answered %v, want %v",
-								ident(src.pod), src.app, ident(dst.pod), dst.app, port, got, !got))
-							mu.Unlock()
-						}
-					}()
+// policyCounted sends one more round under the tier policy and shows its
+// refusals where they happened: each attachment point's denied counter
+// rises by at least the probes refused there, read over gNMI before and
+// after; and each host's acl-flows hold every probe refused there, with
+// its verdict and attachment point, and the allowed flows, both
+// directions, with the entries that accepted them.
+func policyCounted(ctx context.Context, tb *Testbed, r *Report, pps []*policyPod, want policyWant) error {
+	var guarded []*policyPod // the pods policy attaches to
+	for _, pp := range pps {
+		if pp.app != "other" {
+			guarded = append(guarded, pp)
+		}
+	}
+	readAll := func() (map[*policyPod]map[string]uint64, error) {
+		got := map[*policyPod]map[string]uint64{}
+		for _, pp := range guarded {
+			c, err := tb.aclDenied(ctx, pp.pod)
+			if err != nil {
+				return nil, err
+			}
+			got[pp] = c
+		}
+		return got, nil
+	}
+	before, err := readAll()
+	if err != nil {
+		return err
+	}
+	n, wrong := policyRound(ctx, tb, pps, want)
+	if len(wrong) > 0 {
+		return fmt.Errorf("counted round: %d of %d probes differ from the policy:\n  %s", len(wrong), n, strings.Join(wrong, "\n  "))
+	}
+	after, err := readAll()
+	if err != nil {
+		return err
+	}
+	refused := map[*policyPod]map[string]int{}
+	for _, pp := range guarded {
+		refused[pp] = map[string]int{}
+	}
+	for _, src := range pps {
+		for _, dst := range pps {
+			for _, pr := range policyProbes {
+				if src != dst && !want(src, dst, pr) {
+					at, dir := policyRefuser(src, dst)
+					refused[at][dir]++
 				}
 			}
 		}
-		wg.Wait()
-		if len(wrong) == 0 {
-			return n, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			slices.Sort(wrong)
-			return n, fmt.Errorf("%d of %d probes differ from the policy:\n  %s", len(wrong), n, strings.Join(wrong, "\n  "))
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
+	for _, pp := range guarded {
+		var parts []string
+		for _, dir := range []string{"egress", "ingress"} {
+			d := after[pp][dir] - before[pp][dir]
+			if d < uint64(refused[pp][dir]) {
+				return fmt.Errorf("%s (app=%s): %s-denied-packets rose by %d in a round that refused %d probes there",
+					ident(pp.pod), pp.app, dir, d, refused[pp][dir])
+			}
+			parts = append(parts, fmt.Sprintf("%s-denied-packets +%d (%d probes refused)", dir, d, refused[pp][dir]))
+		}
+		r.Observe("%s (app=%s), one round: %s", ident(pp.pod), pp.app, strings.Join(parts, ", "))
+	}
+	flows := map[string][]aclFlow{}
+	for _, h := range []string{"c1", "c2", "d1", "d2"} {
+		f, err := tb.aclFlows(ctx, h, "red")
+		if err != nil {
+			return err
+		}
+		flows[h] = f
+	}
+	var missing []string
+	nDenied, nAllowed := 0, 0
+	for _, src := range pps {
+		for _, dst := range pps {
+			for _, pr := range policyProbes {
+				if src == dst || (src.app == "other" && dst.app == "other") {
+					continue
+				}
+				line := fmt.Sprintf("%s (%s) → %s (%s) %s", ident(src.pod), src.app, ident(dst.pod), dst.app, pr)
+				if !want(src, dst, pr) {
+					at, dir := policyRefuser(src, dst)
+					denied := func(f aclFlow) bool {
+						return (f.verdict == "DENY" || f.verdict == "REJECT") && strings.EqualFold(f.deniedAt, dir) && f.iface == podIfName(at.pod)
+					}
+					if !findFlow(flows[at.pod.Host], src.pod, dst.pod, pr, false, denied) {
+						missing = append(missing, fmt.Sprintf("%s: no refused flow at %s's %s on %s", line, ident(at.pod), dir, at.pod.Host))
+					}
+					nDenied++
+					continue
+				}
+				for _, side := range []struct {
+					host, entry string
+				}{{src.pod.Host, "tier-web-egress/10"}, {dst.pod.Host, "tier-db-ingress/10"}} {
+					allowed := func(f aclFlow) bool { return f.verdict == "ALLOW" && strings.Contains(f.decidedBy, side.entry) }
+					if !findFlow(flows[side.host], src.pod, dst.pod, pr, false, allowed) {
+						missing = append(missing, fmt.Sprintf("%s: no flow on %s allowed by %s", line, side.host, side.entry))
+					}
+					if !findFlow(flows[side.host], dst.pod, src.pod, pr, true, func(f aclFlow) bool { return f.verdict == "ALLOW" }) {
+						missing = append(missing, fmt.Sprintf("%s: no allowed reply flow on %s", line, side.host))
+					}
+				}
+				nAllowed++
+			}
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("acl-flows of red on c1, c2, d1, d2 lack %d flows:\n  %s", len(missing), strings.Join(missing, "\n  "))
+	}
+	r.Observe("acl-flows of red on the 4 hosts: all %d refused probes as DENY at the pod and attachment point that refused them (egress of web or db, ingress of web or db after decapsulation); the %d web → db tcp/%d flows ALLOW by tier-web-egress/10 at the sender and tier-db-ingress/10 at the receiver, their replies ALLOW on both",
+		nDenied, nAllowed, policyPort)
+	return nil
 }
 
 // podIfName is the host end of a pod's veth, as isthmus-cni named it.
@@ -304,23 +368,4 @@ func (tb *Testbed) gnmicRequest(ctx context.Context, host, file string, req []by
 		return fmt.Errorf("gnmi set %s on %s: %w", file, host, err)
 	}
 	return nil
-}
-
-// aclDenied reads a pod interface's ingress- or egress-denied-packets.
-func (tb *Testbed) aclDenied(ctx context.Context, p *Pod, dir string) (uint64, error) {
-	leaf := dir + "-denied-packets"
-	out, err := tb.GnmiGet(ctx, p.Host, "/interfaces/interface[name="+podIfName(p)+"]/acl/state/"+leaf)
-	if err != nil {
-		return 0, fmt.Errorf("read %s of %s: %w", leaf, ident(p), err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(strings.TrimSpace(k), leaf) {
-			n, err := strconv.ParseUint(strings.Trim(strings.TrimSpace(v), `"`), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("read %s of %s: %q: %w", leaf, ident(p), v, err)
-			}
-			return n, nil
-		}
-	}
-	return 0, nil
 }
