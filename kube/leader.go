@@ -145,7 +145,7 @@ func (l *leader) reconcile(ctx context.Context) error {
 	}
 	p := render(l.cfg, snap)
 	intents := l.distribute(ctx, snap, p)
-	return errors.Join(l.distributeReflectors(ctx, snap), l.distributePolicy(ctx, snap),
+	return errors.Join(l.distributeReflectors(ctx, snap), l.distributePolicy(ctx, snap, p),
 		l.distributeServices(ctx, snap, intents), l.writeStatus(ctx, snap, p), l.writeNodeConditions(ctx, snap, intents))
 }
 

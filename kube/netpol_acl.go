@@ -142,10 +142,13 @@ func aclSetName(p *policyPod, dir string) string {
 }
 
 // renderNodePolicy renders the policy of the pods on node. vrf names the
-// VRF of a namespace's pods ("" when unknown). Pods of other nodes that
-// the node's selectors match become tagged address groups, so the node
-// resolves them as it resolves its own pods' interfaces.
-func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node string, vrf func(ns string) string) *nodePolicy {
+// VRF of a namespace's pods on node ("" when the namespace joins no
+// network), and says false when that network is not on node: no packet of
+// those pods can reach node in their VRF, and a group scoped to a VRF the
+// node lacks would be refused. Pods of other nodes that the node's
+// selectors match become tagged address groups, so the node resolves them
+// as it resolves its own pods' interfaces.
+func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node string, vrf func(ns string) (string, bool)) *nodePolicy {
 	out := &nodePolicy{pods: map[string]podAttachment{}, sets: map[string]*aclSetT{}, groups: map[string]*addrGroupT{}}
 	keys := map[string]bool{}
 	peers := map[*peerMatch]bool{}
@@ -185,7 +188,11 @@ func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node
 		if !matched {
 			continue
 		}
-		out.remotePod(p, podTags(p, c.namespaces[p.namespace]), vrf(p.namespace))
+		v, ok := vrf(p.namespace)
+		if !ok {
+			continue
+		}
+		out.remotePod(p, podTags(p, c.namespaces[p.namespace]), v)
 	}
 	out.tagKeys = slices.Sorted(maps.Keys(keys))
 	out.entries = nil

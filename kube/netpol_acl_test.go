@@ -205,7 +205,7 @@ func simulateCase(t *testing.T, f *netpoltest.Fixture, pols []*networkingv1.Netw
 		t.Fatalf("compile: %v", errs)
 	}
 	for _, n := range []string{"n1", "n2"} {
-		sim.nodes[n] = renderNodePolicy(c, compiled, n, func(string) string { return "pods" })
+		sim.nodes[n] = renderNodePolicy(c, compiled, n, func(string) (string, bool) { return "pods", true })
 	}
 	got := map[string]bool{}
 	for _, src := range f.Pods {
@@ -273,7 +273,7 @@ func NetpolExpectedSets(f *netpoltest.Fixture, pols []*networkingv1.NetworkPolic
 	}
 	compiled, _ := compilePolicies(c)
 	out := map[string]string{}
-	for name, s := range renderNodePolicy(c, compiled, "n", func(string) string { return "" }).sets {
+	for name, s := range renderNodePolicy(c, compiled, "n", func(string) (string, bool) { return "", true }).sets {
 		out[name] = ACLSetJSON(s)
 	}
 	return out
@@ -374,4 +374,70 @@ func TestPolicyTranslationRandom(t *testing.T) {
 			t.Fatalf("random case %d differs from the reference:\n%s\npolicies: %+v", i, diff, pols)
 		}
 	}
+}
+
+// TestRemotePodsOfNetworkOffNode: pods of a network the node does not
+// hold give it no address group (a group scoped to a VRF the node lacks
+// is refused, and would hold up every other policy change of the node),
+// while pods of its networks still do.
+func TestRemotePodsOfNetworkOffNode(t *testing.T) {
+	f := testFixture()
+	c := &policyCluster{namespaces: map[string]map[string]string{}}
+	for _, ns := range f.Namespaces {
+		c.namespaces[ns.Name] = ns.Labels
+	}
+	for _, p := range f.Pods {
+		pp := policyPodOf(p)
+		pp.node = "n1"
+		if p.Name == "c" {
+			pp.node = "n2"
+		}
+		c.pods = append(c.pods, pp)
+	}
+	groupsByNS := func(np *nodePolicy) map[string]int {
+		out := map[string]int{}
+		for name := range np.groups {
+			rest, ok := strings.CutPrefix(name, groupPrefix+"pod/")
+			if !ok {
+				continue
+			}
+			ns, _, _ := strings.Cut(rest, "/")
+			out[ns]++
+		}
+		return out
+	}
+	for _, tc := range netpoltest.Cases() {
+		c.policies = tc.Policies(f)
+		compiled, errs := compilePolicies(c)
+		if len(errs) > 0 {
+			continue
+		}
+		all := groupsByNS(renderNodePolicy(c, compiled, "n1", func(string) (string, bool) { return "pods", true }))
+		if len(all) < 2 {
+			continue
+		}
+		off := f.Namespaces[0].Name
+		if all[off] == 0 {
+			for ns := range all {
+				off = ns
+				break
+			}
+		}
+		got := groupsByNS(renderNodePolicy(c, compiled, "n1", func(ns string) (string, bool) {
+			if ns == off {
+				return "", false
+			}
+			return "pods", true
+		}))
+		if got[off] != 0 {
+			t.Fatalf("case %s: %d groups for pods of namespace %s, whose network is not on the node", tc.Name, got[off], off)
+		}
+		for ns, n := range all {
+			if ns != off && got[ns] != n {
+				t.Fatalf("case %s: namespace %s has %d groups, want %d", tc.Name, ns, got[ns], n)
+			}
+		}
+		return
+	}
+	t.Fatal("no case gives a node groups of pods in two namespaces")
 }

@@ -39,7 +39,7 @@ func BenchmarkPolicyPass(b *testing.B) {
 			np(ns, "dns", metav1.LabelSelector{}, egressOnly, nil, []egRule{{Ports: npPorts{port(udp, 53)}}}),
 		)
 	}
-	vrf := func(string) string { return "pods" }
+	vrf := func(string) (string, bool) { return "pods", true }
 	prev := make([]*nodePolicy, 20)
 	b.ResetTimer()
 	for b.Loop() {

@@ -22,7 +22,7 @@ type policyDistributor struct {
 
 // distributePolicy compiles the cluster's NetworkPolicies and gives every
 // node with a gNMI address its policy configuration.
-func (l *leader) distributePolicy(ctx context.Context, s snapshot) error {
+func (l *leader) distributePolicy(ctx context.Context, s snapshot, p plan) error {
 	if l.pol == nil {
 		l.pol = &policyDistributor{workers: map[string]*policyWorker{}}
 	}
@@ -41,7 +41,6 @@ func (l *leader) distributePolicy(ctx context.Context, s snapshot) error {
 	for _, ns := range s.namespaces {
 		network[ns.name] = networkOf(l.cfg, ns)
 	}
-	vrf := func(ns string) string { return network[ns] }
 	live := map[string]bool{}
 	for _, nd := range s.nodes {
 		if nd.gnmi == "" {
@@ -60,6 +59,14 @@ func (l *leader) distributePolicy(ctx context.Context, s snapshot) error {
 				continue
 			}
 			l.pol.workers[nd.name] = wk
+		}
+		onNode := p.nodes[nd.name].namespaces
+		vrf := func(ns string) (string, bool) {
+			if network[ns] == "" {
+				return "", true
+			}
+			v, ok := onNode[ns]
+			return v, ok
 		}
 		wk.set(renderNodePolicy(c, compiled, nd.name, vrf))
 	}
