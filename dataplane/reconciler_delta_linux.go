@@ -255,6 +255,14 @@ func (r *Reconciler) patchVRF(want *intent, sc *scope, name string, o, n *niT) {
 // held.
 func (r *Reconciler) patchPod(want *intent, sc *scope, name string, ifc *ifT, isVRF func(string) bool) error {
 	sc.ifaces[name] = struct{}{}
+	// Static routes through the interface follow it: they are programmed
+	// once it is attached and go when it is detached.
+	for k, ifname := range want.Statics {
+		if ifname == name {
+			sc.keys[k] = struct{}{}
+			sc.labels[labelTarget{VRF: k.VRF, Prefix: k.Prefix, Interface: name}] = struct{}{}
+		}
+	}
 	if p, ok := want.Pods[name]; ok {
 		r.unindexPod(name, p)
 		delete(want.Pods, name)
