@@ -178,3 +178,28 @@ func TestPolicyRelatedICMPFromTunnel(t *testing.T) {
 		t.Errorf("time exceeded about pod1's echo: return %d, want redirect", ret)
 	}
 }
+
+// TestPolicyShortL4HeaderFromTunnel: after decapsulation too, a TCP
+// header cut short (the inner IPv4 header says 40 bytes, 22 arrive) is
+// dropped as malformed by pod2's isolated ingress, not delivered.
+func TestPolicyShortL4HeaderFromTunnel(t *testing.T) {
+	e := newPacketEnv(t)
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{e.pod2: {
+		Ingress: &Attachment{Rules: []PolicyRule{{Protocol: 6, DestinationPorts: PortRange{80, 80}, Action: PolicyAccept, Entry: "in/1"}}},
+	}}}))
+	before, err := e.d.Drops("red")
+	must(t, err)
+	short := tcpPkt(farAddr, 46000, pod2Addr, 80, tcpSYN, 63, nil)[:22]
+	if ret, _ := run(t, e.d.progs.UnderlayIngress, underlayFrame(remote2, 6635, lse(1000, true, 63), short)); ret != tcShot {
+		t.Errorf("short tcp from the tunnel: return %d, want drop", ret)
+	}
+	after, err := e.d.Drops("red")
+	must(t, err)
+	if got := after.Malformed - before.Malformed; got != 1 {
+		t.Errorf("malformed drops %d, want 1", got)
+	}
+	whole := tcpPkt(farAddr, 46001, pod2Addr, 80, tcpSYN, 63, nil)
+	if ret, _ := run(t, e.d.progs.UnderlayIngress, underlayFrame(remote2, 6635, lse(1000, true, 63), whole)); ret != tcRedirect {
+		t.Errorf("whole syn from the tunnel: return %d, want redirect", ret)
+	}
+}
