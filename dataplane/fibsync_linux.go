@@ -173,6 +173,9 @@ func (r *Reconciler) sync(failed ...error) bool {
 		}
 		delete(r.epDirty, ep)
 	}
+	if err := r.releaseVRFs(); err != nil { // VRFs gone from the config, once nothing leads to them
+		errs = append(errs, err)
+	}
 	r.aftFlush()
 	return r.settle(errs)
 }
@@ -335,5 +338,6 @@ func (r *Reconciler) sweep() error {
 			}
 		}
 	}
+	errs = append(errs, r.releaseVRFs()) // VRFs whose stale routes held their ids
 	return errors.Join(errs...)
 }

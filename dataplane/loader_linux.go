@@ -43,6 +43,7 @@ type Dataplane struct {
 	vrfs         map[string]uint32
 	vrfNames     map[uint32]string // vrfs by id (routes_linux.go)
 	vrfNext      uint32            // where the search for a free VRF id starts
+	vrfSpace     uint32            // ids are 1..vrfSpace-1; 0 means maxVRFs (smaller in tests)
 	groups       *groupTable
 	routes       map[routeKey]routeEntry // installed routes
 	routeDeletes int                     // deletions since routes was last rebuilt

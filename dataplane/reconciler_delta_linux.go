@@ -210,7 +210,8 @@ func (r *Reconciler) ApplyDelta(ctx context.Context, old, intended *gen.Device, 
 	}
 	r.applied = want
 	err := r.convergeScope(want, sc)
-	r.sync() // learnt routes that local ones hid or uncovered
+	r.releaseRemoved(intended, changed, removed) // their ids are released in sync
+	r.sync()                                     // learnt routes that local ones hid or uncovered
 	return err
 }
 

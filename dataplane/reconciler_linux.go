@@ -86,6 +86,7 @@ type Reconciler struct {
 	vrfPods    map[string]map[string]bool   // applied pods by VRF (reconciler_delta_linux.go)
 	podRoute   map[RouteKey]string          // applied pods by their own route
 	down       map[string]bool              // pod interfaces whose host link was set down (podlink_linux.go)
+	releasing  map[string]struct{}          // VRFs gone from the config whose ids wait to be released (vrfrelease_linux.go)
 }
 
 var _ nos.Reconciler = (*Reconciler)(nil)
@@ -277,7 +278,8 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 	}
 	r.applied = want
 	r.indexPods(want)
-	r.sync() // learnt routes that local ones hid or uncovered
+	r.releaseUnconfigured(intended) // their ids are released in sync
+	r.sync()                        // learnt routes that local ones hid or uncovered
 	return nil
 }
 

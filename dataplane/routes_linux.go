@@ -110,8 +110,12 @@ func (d *Dataplane) vrfID(name string, create bool) (uint32, error) {
 	}
 	// The search starts after the id last handed out, so allocating
 	// costs about one lookup however many VRFs there are.
-	for i := uint32(0); i < maxVRFs-1; i++ {
-		id := 1 + (d.vrfNext+i)%(maxVRFs-1)
+	space := d.vrfSpace
+	if space == 0 {
+		space = maxVRFs
+	}
+	for i := uint32(0); i < space-1; i++ {
+		id := 1 + (d.vrfNext+i)%(space-1)
 		if _, used := d.vrfNames[id]; used {
 			continue
 		}
@@ -122,26 +126,19 @@ func (d *Dataplane) vrfID(name string, create bool) (uint32, error) {
 		d.vrfNext = id
 		return id, nil
 	}
-	return 0, fmt.Errorf("add vrf %q: all %d vrf ids in use", name, maxVRFs-1)
+	return 0, fmt.Errorf("add vrf %q: all %d vrf ids in use", name, space-1)
 }
 
-// DeleteVRF forgets a VRF's id. Its routes, labels and interfaces must be
-// removed first.
+// DeleteVRF releases a VRF's id (vrfrelease_linux.go). Its routes, pod
+// interfaces and services must be removed first (else ErrVRFInUse).
 func (d *Dataplane) DeleteVRF(name string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.vrfs[name]; !ok {
-		return nil
-	}
-	k, err := vrfKey(name)
+	gone, err := d.ReleaseVRFs([]string{name})
 	if err != nil {
-		return err
-	}
-	if err := d.vrfIDs.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete vrf %q: %w", name, err)
 	}
-	delete(d.vrfNames, d.vrfs[name])
-	delete(d.vrfs, name)
+	if len(gone) == 0 {
+		return fmt.Errorf("delete vrf %q: %w", name, ErrVRFInUse)
+	}
 	return nil
 }
 
