@@ -337,6 +337,7 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) aft
 		defer sub.close()
 	}
 	fp.accept()
+	runtime.GC() // the previous node's garbage is not this one's cost
 	start, cpu0 := time.Now(), cpuTime(b)
 	fp.sendAll(msgs)
 	deadline := time.Now().Add(10 * time.Minute)
@@ -399,8 +400,8 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) aft
 // subscriber's initial sync of the full table (time until sync_response,
 // updates per second, resident memory of the process before it and its
 // peak during it; the process holds the node, the peer's encoded UPDATEs
-// and the client). Each round runs both, one after the other
-// (AFT_BENCH_ROUNDS, default 3); medians over rounds.
+// and the client). Each round runs both, one after the other, in
+// alternating order (AFT_BENCH_ROUNDS, default 3); medians over rounds.
 //
 //	go test ./bgp -run '^$' -bench '^BenchmarkAFT$' -benchtime 1x -timeout 60m -v
 //	AFT_BENCH_ROUTES=100000 go test ./bgp -run '^$' -bench '^BenchmarkAFT$' -benchtime 1x -v
@@ -420,8 +421,14 @@ func BenchmarkAFT(b *testing.B) {
 				var without, with, ratios, cpus, lags, syncs, rates, rsss, peaks []float64
 				for r := range rounds {
 					port := 2400 + 100*i + 2*r
-					a := aftReceive(b, msgs, count, port, false)
-					w := aftReceive(b, msgs, count, port+1, true)
+					// Alternate which goes first: the one that follows a
+					// node's teardown (a few GB to collect) pays for it.
+					var a, w aftResult
+					if r%2 == 0 {
+						a, w = aftReceive(b, msgs, count, port, false), aftReceive(b, msgs, count, port+1, true)
+					} else {
+						w, a = aftReceive(b, msgs, count, port+1, true), aftReceive(b, msgs, count, port, false)
+					}
 					rate := float64(a.updates) / a.sync.Seconds()
 					without, with, ratios = append(without, a.recv.Seconds()), append(with, w.recv.Seconds()), append(ratios, w.recv.Seconds()/a.recv.Seconds())
 					cpus = append(cpus, w.cpu.Seconds()/a.cpu.Seconds())
