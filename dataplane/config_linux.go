@@ -342,7 +342,11 @@ func (d *Dataplane) SetLabel(label uint32, target LabelTarget) error {
 	if err != nil {
 		return fmt.Errorf("set label %d: %w", label, err)
 	}
-	v := forwarderLabelTarget{Kind: labelVRF, Vrf: vrf}
+	flags, err := d.labelFlags(vrf)
+	if err != nil {
+		return fmt.Errorf("set label %d: %w", label, err)
+	}
+	v := forwarderLabelTarget{Kind: labelVRF, Flags: flags, Vrf: vrf}
 	if target.Interface != 0 {
 		slot, err := d.ifaceSlot(target.Interface)
 		if err != nil {

@@ -130,10 +130,12 @@ type forwarderIfaceStats struct {
 }
 
 type forwarderLabelTarget struct {
-	_    structs.HostLayout
-	Kind uint32
-	Vrf  uint32
-	Slot uint32
+	_     structs.HostLayout
+	Kind  uint8
+	Flags uint8
+	Pad   uint16
+	Vrf   uint32
+	Slot  uint32
 }
 
 type forwarderMacKey struct {

@@ -34,6 +34,7 @@ type serviceTable struct {
 	slots    *slotAllocator // backend slots
 	services map[ServiceKey]*serviceEntry
 	hints    map[uint32][2]int // hint index → services, backends hashing there
+	perVRF   map[uint32]int    // VRF → services (labels' LABEL_F_NO_SERVICES)
 }
 
 type serviceEntry struct {
@@ -56,6 +57,7 @@ func (d *Dataplane) services() (*serviceTable, error) {
 		slots:    newSlotAllocator(maxBackendSlots),
 		services: map[ServiceKey]*serviceEntry{},
 		hints:    map[uint32][2]int{},
+		perVRF:   map[uint32]int{},
 	}
 	names := map[uint32]string{}
 	for name, id := range d.vrfs {
@@ -73,6 +75,7 @@ func (d *Dataplane) services() (*serviceTable, error) {
 		key := ServiceKey{VRF: name, Addr: addrOf(k.Addr), Proto: Protocol(k.Proto), Port: port16(k.Port)}
 		e := &serviceEntry{id: v.Id, vrf: k.Vrf, affinity: v.Flags&serviceAffinity != 0, extAll: v.Flags&serviceExtAll != 0, backends: map[BackendKey]uint32{}}
 		st.services[key] = e
+		st.perVRF[k.Vrf]++
 		byID[v.Id] = e
 		st.ids.take(v.Id)
 		st.hint(k.Vrf, key.Addr, 0, 1)
@@ -227,6 +230,7 @@ func (d *Dataplane) SetServices(svcs []Service) error {
 			}
 		}
 	}
+	before := st.serviceVRFs()
 	var keys []forwarderServiceKey
 	var entries []*serviceEntry
 	var beSlots []uint32
@@ -250,6 +254,7 @@ func (d *Dataplane) SetServices(svcs []Service) error {
 			}
 			e = &serviceEntry{id: id, vrf: vrf, backends: map[BackendKey]uint32{}}
 			st.services[s.ServiceKey] = e
+			st.perVRF[vrf]++
 			hintIdx = append(hintIdx, st.hint(vrf, s.Addr, 0, 1))
 		}
 		e.affinity, e.extAll = s.Affinity, s.ExternalAll
@@ -286,6 +291,9 @@ func (d *Dataplane) SetServices(svcs []Service) error {
 		entries = append(entries, e)
 	}
 	vals := serviceValues(entries)
+	if err := d.relabelServiceVRFs(serviceVRFChanges(before, st.serviceVRFs())); err != nil {
+		return err
+	}
 	if len(beSlots) > 0 {
 		if _, err := d.maps.Backends.BatchUpdate(beSlots, beVals, nil); err != nil {
 			return fmt.Errorf("write backends: %w", err)
@@ -369,6 +377,7 @@ func (d *Dataplane) DeleteServices(keys []ServiceKey) error {
 	if err != nil {
 		return err
 	}
+	before := st.serviceVRFs()
 	var gone []uint32
 	hintIdx := []uint32{} // not nil: nil asks writeHints for all 65,536 entries
 	for _, k := range keys {
@@ -389,6 +398,9 @@ func (d *Dataplane) DeleteServices(keys []ServiceKey) error {
 		}
 		hintIdx = append(hintIdx, st.hint(e.vrf, k.Addr, 0, -1))
 		delete(st.services, k)
+		if st.perVRF[e.vrf]--; st.perVRF[e.vrf] <= 0 {
+			delete(st.perVRF, e.vrf)
+		}
 		if err := d.resetServiceCounters(e.id); err != nil {
 			return err
 		}
@@ -397,7 +409,10 @@ func (d *Dataplane) DeleteServices(keys []ServiceKey) error {
 	if err := d.writeHints(st, hintIdx); err != nil {
 		return err
 	}
-	return d.dropBackends(st, gone)
+	if err := d.dropBackends(st, gone); err != nil {
+		return err
+	}
+	return d.relabelServiceVRFs(serviceVRFChanges(before, st.serviceVRFs()))
 }
 
 // dropBackends deletes the flows of backends that are no longer in their

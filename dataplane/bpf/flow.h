@@ -658,18 +658,19 @@ static __always_inline int flow_wanted(__u32 vrf, struct iphdr *ip)
 }
 
 /* flow_label_wanted is flow_wanted for the inner packet of a tunnelled
- * frame, in the VRF its label leads to (stored in *vrf): a packet to a
- * service is translated to a local backend before the label decides where
- * it goes, a reply from a remote backend back to the service. Unknown
- * labels and short packets are left to the label step, which drops and
- * counts them. */
-static __always_inline int flow_label_wanted(__u32 label, struct iphdr *inner, void *data_end,
-					     __u32 *vrf)
+ * frame, in the VRF of its admitted label lt (stored in *vrf): a packet to
+ * a service is translated to a local backend before the label decides
+ * where it goes, a reply from a remote backend back to the service. A
+ * label whose VRF has no service (LABEL_F_NO_SERVICES, in the entry the
+ * label step has just read) skips the hints: no service or backend can
+ * concern its packets. Short packets are left to the label step, which
+ * drops and counts them. */
+static __always_inline int flow_label_wanted(struct label_target *lt, struct iphdr *inner,
+					     void *data_end, __u32 *vrf)
 {
-	if ((void *)(inner + 1) > data_end)
+	if (lt->flags & LABEL_F_NO_SERVICES)
 		return 0;
-	struct label_target *lt = bpf_map_lookup_elem(&labels, &label);
-	if (!lt || !lt->kind)
+	if ((void *)(inner + 1) > data_end)
 		return 0;
 	*vrf = lt->vrf;
 	return flow_wanted(lt->vrf, inner);

@@ -707,7 +707,7 @@ int underlay_ingress(struct __sk_buff *skb)
 	/* Services and the flow table (flow.h) on the inner packet; a flow
 	 * relayed to a backend's host goes back out (service_relay.h). */
 	__u32 fvrf, relay = 0;
-	if (flow_label_wanted(lse >> 12, inner, data_end, &fvrf)) {
+	if (flow_label_wanted(lt, inner, data_end, &fvrf)) {
 		policy_pre(skb, fvrf, (void *)inner - data); /* the source before translation */
 		reason = flow_process_from(skb, fvrf, (void *)inner - data, epslot, &relay);
 		if (reason == FLOW_RELAY) {
@@ -848,7 +848,7 @@ int underlay_xdp(struct xdp_md *ctx)
 	/* A packet the flow table may concern goes on to tc popped, with its
 	 * label in the metadata (service_mpls.h). */
 	__u32 fvrf;
-	if (flow_label_wanted(lse >> 12, inner, data_end, &fvrf)) {
+	if (flow_label_wanted(lt, inner, data_end, &fvrf)) {
 		__u32 label = lse >> 12;
 		__u8 emac[2 * ETH_ALEN];
 		__builtin_memcpy(emac, eth, sizeof(emac));

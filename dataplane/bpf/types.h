@@ -153,12 +153,20 @@ struct endpoint {
 };
 
 /* label_target: where a local VPN label leads (index: label value; kind 0
- * means no such label). */
+ * means no such label). flags carries what decapsulation needs to know of
+ * the label's VRF without another lookup; the loader rewrites it in every
+ * label of a VRF when that changes. 0 (an entry an older object wrote)
+ * asks for every check. */
 struct label_target {
-	__u32 kind; /* enum label_kind */
+	__u8 kind;  /* enum label_kind */
+	__u8 flags; /* LABEL_F_* */
+	__u16 pad;
 	__u32 vrf;
 	__u32 slot; /* interface slot, LABEL_IFACE only */
 };
+
+/* label_target.flags. */
+#define LABEL_F_NO_SERVICES 1 /* the VRF has no service: the flow table concerns none of its tunnelled packets (flow.h) */
 
 /* mac_key: key of the endpoint_macs map (source MACs of MPLSoMPLS peers). */
 struct mac_key {
