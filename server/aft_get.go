@@ -1,11 +1,17 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ytypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/nos"
@@ -33,13 +39,35 @@ type (
 	genAftIfRefSt = gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_Afts_NextHops_NextHop_InterfaceRef_State
 )
 
+// aftNode is one AFT data node of a Get and how many path elements it
+// lies below the node the request named: the Depth extension counts from
+// the latter (a Get of a network instance finds its AFT one level down,
+// at .../afts; a Get of the root, three).
+type aftNode struct {
+	*ytypes.TreeNode
+	below int
+}
+
+// depth returns the depth level to encode the node with for a request at
+// level (0: no limit), and false when all of it lies deeper.
+func (n aftNode) depth(level uint32) (uint32, bool) {
+	switch {
+	case level == 0 || n.below <= 0:
+		return level, true
+	case n.below >= int(level):
+		return 0, false
+	}
+	return level - uint32(n.below), true
+}
+
 // aftGet returns the AFT data nodes that q's paths match, sorted by path.
-func (s *Server) aftGet(typ gpb.GetRequest_DataType, q getQuery) ([]*ytypes.TreeNode, error) {
+// A malformed key of an entry, group or next hop is InvalidArgument.
+func (s *Server) aftGet(typ gpb.GetRequest_DataType, q getQuery) ([]aftNode, error) {
 	if typ == gpb.GetRequest_CONFIG {
 		return nil, nil
 	}
 	schema := s.core.SchemaRoot().Dir["network-instances"].Dir["network-instance"].Dir["afts"]
-	var out []*ytypes.TreeNode
+	var out []aftNode
 	for _, p := range q.paths {
 		el := p.GetElem()
 		names := []string{"network-instances", "network-instance", "afts"}
@@ -64,13 +92,17 @@ func (s *Server) aftGet(typ gpb.GetRequest_DataType, q getQuery) ([]*ytypes.Tree
 			rel = el[3:]
 		}
 		afts, err := s.aftRead(vrf, rel)
+		var bad aftKeyError
+		if errors.As(err, &bad) {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", pathString(q.asked), bad)
+		}
 		if err != nil {
 			return nil, err
 		}
 		for name, a := range afts {
 			at := []*gpb.PathElem{{Name: "network-instances"}, {Name: "network-instance", Key: map[string]string{"name": name}}, {Name: "afts"}}
 			if len(rel) == 0 {
-				out = append(out, &ytypes.TreeNode{Schema: schema, Data: a, Path: &gpb.Path{Elem: at}})
+				out = append(out, aftNode{&ytypes.TreeNode{Schema: schema, Data: a, Path: &gpb.Path{Elem: at}}, len(at) - len(el)})
 				continue
 			}
 			nodes, err := ytypes.GetNode(schema, a, &gpb.Path{Elem: rel}, &ytypes.GetHandleWildcards{}, &ytypes.GetPartialKeyMatch{}, &ytypes.GetTolerateNil{})
@@ -82,14 +114,32 @@ func (s *Server) aftGet(typ gpb.GetRequest_DataType, q getQuery) ([]*ytypes.Tree
 					continue
 				}
 				nd.Path = &gpb.Path{Elem: append(append([]*gpb.PathElem{}, at...), nd.Path.GetElem()...)}
-				out = append(out, nd)
+				out = append(out, aftNode{nd, len(nd.Path.GetElem()) - len(el)})
 			}
 		}
 	}
 	if len(out) > 1 {
-		sortNodes(out)
+		keys := make(map[*ytypes.TreeNode]string, len(out))
+		for _, n := range out {
+			keys[n.TreeNode] = pathString(n.Path)
+		}
+		slices.SortStableFunc(out, func(a, b aftNode) int { return strings.Compare(keys[a.TreeNode], keys[b.TreeNode]) })
 	}
 	return out, nil
+}
+
+// aftKeyError says that a key of an AFT list entry in a path is not of
+// the key's type.
+type aftKeyError string
+
+func (e aftKeyError) Error() string { return string(e) }
+
+// clipKey cuts a key value for a message to about 100 bytes.
+func clipKey(v string) string {
+	if len(v) > 100 {
+		return v[:100] + "…"
+	}
+	return v
 }
 
 // aftRead looks up what rel (a path below afts) can name in vrf ("*":
@@ -105,12 +155,9 @@ func (s *Server) aftRead(vrf string, rel []*gpb.PathElem) (map[string]*genAfts, 
 			if len(rel) > 1 {
 				if v, ok := rel[1].GetKey()["prefix"]; ok && v != "*" {
 					p, err := netip.ParsePrefix(v)
-					if err != nil {
-						return nil, nil // no such entry
-					}
-					k, ok := nos.AFTEntryKey(vrf, p)
-					if !ok {
-						return nil, nil
+					k, ok := nos.AFTEntryKey(vrf, p) // false for an invalid prefix
+					if err != nil || !ok {
+						return nil, aftKeyError(fmt.Sprintf("key prefix %q of %s is not an IPv4 prefix", clipKey(v), rel[1].GetName()))
 					}
 					rel[1] = &gpb.PathElem{Name: rel[1].GetName(), Key: map[string]string{"prefix": p.Masked().String()}}
 					one = &k
@@ -125,7 +172,7 @@ func (s *Server) aftRead(vrf string, rel []*gpb.PathElem) (map[string]*genAfts, 
 				if v, ok := rel[1].GetKey()[key]; ok && v != "*" {
 					id, err := strconv.ParseUint(v, 10, 64)
 					if err != nil {
-						return nil, nil
+						return nil, aftKeyError(fmt.Sprintf("key %s %q of %s is not an unsigned integer", key, clipKey(v), rel[1].GetName()))
 					}
 					one = &nos.AFTKey{VRF: vrf, Kind: kind, ID: id}
 				}

@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
@@ -217,5 +219,30 @@ func TestAFTLeavesReachSubscriptions(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"/prefix"}) {
 		t.Errorf("depth 1 sent %v, want only /prefix", got)
+	}
+}
+
+// TestAFTGetMalformedKey: a Get naming an AFT entry, group or next hop by
+// a key that is not of its type is InvalidArgument naming the key and the
+// path, not an answer without data.
+func TestAFTGetMalformedKey(t *testing.T) {
+	e := newSubEnv(t)
+	afts := vrfPath("red") + "/afts"
+	for _, c := range []struct{ path, key string }{
+		{afts + "/ipv4-unicast/ipv4-entry[prefix=10.1.1/33]/state", `prefix "10.1.1/33"`},
+		{afts + "/ipv4-unicast/ipv4-entry[prefix=2001:db8::/32]", `prefix "2001:db8::/32"`},
+		{"/network-instances/network-instance[name=*]/afts/ipv4-unicast/ipv4-entry[prefix=red]", `prefix "red"`},
+		{afts + "/next-hop-groups/next-hop-group[id=one]", `id "one"`},
+		{afts + "/next-hops/next-hop[index=-1]/state", `index "-1"`},
+	} {
+		for _, typ := range []gpb.GetRequest_DataType{gpb.GetRequest_STATE, gpb.GetRequest_ALL} {
+			_, err := e.client.Get(context.Background(), &gpb.GetRequest{
+				Path: []*gpb.Path{subPath(t, c.path)}, Type: typ, Encoding: gpb.Encoding_JSON_IETF,
+			})
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.key) ||
+				!strings.Contains(err.Error(), pathString(subPath(t, c.path))) {
+				t.Errorf("get %s %s: %v, want InvalidArgument naming %s and the path", typ, c.path, err, c.key)
+			}
+		}
 	}
 }

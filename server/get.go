@@ -77,9 +77,12 @@ func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse
 	}
 	// The forwarding table is read from the dataplane first, never under
 	// the core's lock (aft_get.go).
-	afts := make([][]*ytypes.TreeNode, len(qs))
+	afts := make([][]aftNode, len(qs))
 	for i, q := range qs {
 		if afts[i], err = s.aftGet(typ, q); err != nil {
+			if _, ok := status.FromError(err); ok {
+				return nil, err
+			}
 			return nil, status.Errorf(codes.Internal, "%s: read forwarding table: %v", pathString(q.asked), err)
 		}
 	}
@@ -98,14 +101,28 @@ func (s *Server) Get(ctx context.Context, req *gpb.GetRequest) (*gpb.GetResponse
 			if err != nil && len(afts[i]) == 0 {
 				return err
 			}
-			nodes = append(nodes, afts[i]...)
 			n := &gpb.Notification{Timestamp: ts, Prefix: prefix}
-			for _, node := range nodes {
+			add := func(node *ytypes.TreeNode, depth uint32) error {
 				us, err := encodeNode(node, enc, ts, depth)
 				if err != nil {
 					return status.Errorf(codes.Internal, "%s: encode: %v", pathString(node.Path), err)
 				}
 				n.Update = append(n.Update, us...)
+				return nil
+			}
+			for _, node := range nodes {
+				if err := add(node, depth); err != nil {
+					return err
+				}
+			}
+			// AFT nodes may lie below the requested node (at .../afts):
+			// depth counts from the latter.
+			for _, a := range afts[i] {
+				if level, ok := a.depth(depth); ok {
+					if err := add(a.TreeNode, level); err != nil {
+						return err
+					}
+				}
 			}
 			notifs = append(notifs, n)
 		}
