@@ -177,7 +177,7 @@ func newAFTEnv(t *testing.T, port int) *aftEnv {
 		hostA: aftHost{as: 65000, routerID: "10.0.0.1", endpoint: "192.0.2.1", neighbor: "127.100.7.2", local: "127.100.7.1",
 			rd: "10.0.0.1:1", pool: "10.1.0.0/24", pods: []string{"10.1.0.5"}},
 		hostB: aftHost{as: 65000, routerID: "10.0.0.2", endpoint: "192.0.2.2", neighbor: "127.100.7.1", local: "127.100.7.2", passive: true,
-			rd: "10.0.0.2:1", pool: "10.1.1.0/24", pods: []string{"10.1.1.7"}},
+			rd: "10.0.0.2:1", pool: "10.1.1.0/24"}, // no pods: each test gives b the routes it announces
 	}
 	e.commit = func(core *nos.Core, h aftHost) {
 		t.Helper()
@@ -238,7 +238,9 @@ func waitForAfter(t *testing.T, out *lockedBuffer, mark int, subs ...string) {
 // with its next hop (b's endpoint, b's label, MPLS over UDP) and its BGP
 // origin (b's RD, the route target); when b's endpoint changes the stream
 // shows the new next hop, and when b withdraws it the stream deletes the
-// entry. The paths a received from and advertised to b are read with Get.
+// entry. Each of the three happens after the subscription's initial sync,
+// so each is a live update. The paths a received from and advertised to b
+// are read with Get; a subscription to the neighbor does not stream them.
 func TestGnmicAFT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds gnmic")
@@ -247,14 +249,26 @@ func TestGnmicAFT(t *testing.T) {
 	g := newGnmic(t, e.testEnv)
 	red := "/network-instances/network-instance[name=red]/afts"
 	entry := red + "/ipv4-unicast/ipv4-entry[prefix=10.1.1.7/32]"
+	nbr := "/network-instances/network-instance[name=default]/protocols/protocol[identifier=BGP][name=bgp]/bgp/neighbors/neighbor[neighbor-address=127.100.7.2]"
 
 	out := g.start(t, "subscribe", "--format", "prototext", "--mode", "stream", "--stream-mode", "on-change", "--path", red)
+	nbrOut := g.start(t, "subscribe", "--format", "prototext", "--mode", "stream", "--stream-mode", "on-change", "--path", nbr)
 	waitFor(t, out, "sync_response:")
-	// The route is learnt while gnmic starts: it comes in the initial sync
-	// or as an update after it, whichever the session's timing gives (a
-	// loaded machine starts gnmic later); the change and the withdrawal
-	// below are the ON_CHANGE checks.
-	waitForAfter(t, out, 0, `"10.1.1.7/32"`, `192.0.2.2`, `MPLS_OVER_UDP`, `\"BGP\"`, `10.0.0.2:1`)
+	waitFor(t, nbrOut, "sync_response:")
+	// b announces its pod only now: the route's add is an update after
+	// the initial sync.
+	mark := len(out.String())
+	e.hostB.pods = []string{"10.1.1.7"}
+	e.commit(e.b, e.hostB)
+	waitForAfter(t, out, mark, `"10.1.1.7/32"`, `192.0.2.2`, `MPLS_OVER_UDP`, `\"BGP\"`, `10.0.0.2:1`)
+	if strings.Contains(out.String()[:mark], "10.1.1.7") {
+		t.Fatalf("the route was in the initial sync, before b announced it:\n%s", out.String()[:mark])
+	}
+	// The neighbor's stream carries its state, not the paths it sent.
+	waitFor(t, nbrOut, "session-state")
+	if strings.Contains(nbrOut.String(), "10.1.1.7/32") {
+		t.Fatalf("a subscription to the neighbor streams its received paths:\n%s", nbrOut.String())
+	}
 
 	got := g.mustRun(t, []string{`"origin-protocol": "BGP"`, `"10.0.0.2:1"`, `"65000:1"`, `"next-hop-group"`},
 		"get", "--type", "state", "--encoding", "json_ietf", "--path", entry)
@@ -265,15 +279,15 @@ func TestGnmicAFT(t *testing.T) {
 	g.mustRun(t, []string{`"ip-address": "192.0.2.2"`, `"encapsulate-header": "MPLS_OVER_UDP"`, `"pushed-mpls-label-stack"`},
 		"get", "--type", "state", "--encoding", "json_ietf", "--path", red+"/next-hops")
 
-	nbr := "/network-instances/network-instance[name=default]/protocols/protocol[identifier=BGP][name=bgp]/bgp/neighbors/neighbor[neighbor-address=127.100.7.2]/afi-safis/afi-safi[afi-safi-name=L3VPN_IPV4_UNICAST]/paths"
+	paths := nbr + "/afi-safis/afi-safi[afi-safi-name=L3VPN_IPV4_UNICAST]/paths"
 	g.mustRun(t, []string{`"10.0.0.2:1:10.1.1.7/32"`, `"next-hop": "192.0.2.2"`, `"route-target"`},
-		"get", "--type", "state", "--encoding", "json_ietf", "--path", nbr+"/received")
+		"get", "--type", "state", "--encoding", "json_ietf", "--path", paths+"/received")
 	g.mustRun(t, []string{`"10.0.0.1:1:10.1.0.5/32"`, `"next-hop": "192.0.2.1"`},
-		"get", "--type", "state", "--encoding", "json_ietf", "--path", nbr+"/advertised")
+		"get", "--type", "state", "--encoding", "json_ietf", "--path", paths+"/advertised")
 
 	// b moves to another endpoint: the entry takes a new group whose next
 	// hop is the new endpoint.
-	mark := len(out.String())
+	mark = len(out.String())
 	e.hostB.endpoint = "192.0.2.3"
 	e.commit(e.b, e.hostB)
 	waitForAfter(t, out, mark, `192.0.2.3`, `"10.1.1.7/32"`, `"next-hop-group"`)
