@@ -13,6 +13,8 @@ import (
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	"github.com/openconfig/ygot/ygot"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	bgpr "github.com/isthmus-net/isthmus/bgp"
@@ -33,6 +35,8 @@ type aftHost struct {
 	passive  bool
 	rd, pool string
 	pods     []string
+	macs     []string          // the pods' peer MACs, when plugged
+	statics  map[string]string // static routes: prefix → interface
 }
 
 func (h aftHost) build(d *gen.Device) {
@@ -67,6 +71,13 @@ func (h aftHost) build(d *gen.Device) {
 		ifc := d.GetOrCreateInterfaces().GetOrCreateInterface(name).GetOrCreateConfig()
 		ifc.Name, ifc.Type, ifc.NetworkInstance = ygot.String(name), gen.IsthmusTypes_InterfaceType_POD, ygot.String("red")
 		ifc.Ipv4Address = ygot.String(a + "/32")
+		if i < len(h.macs) {
+			ifc.GetOrCreatePod().PeerMacAddress = ygot.String(h.macs[i])
+		}
+	}
+	for prefix, ifname := range h.statics {
+		c := ni.GetOrCreateStaticRoutes().GetOrCreateStatic(prefix).GetOrCreateConfig()
+		c.Prefix, c.Interface = ygot.String(prefix), ygot.String(ifname)
 	}
 }
 
@@ -101,10 +112,12 @@ func startCore(t testing.TB, dir string, recs ...nos.Reconciler) (*nos.Core, err
 // dataplane's netlink handle, its neighbor solicitations and its retry
 // loop stay there. The goroutine that entered it keeps its thread locked
 // and ends, so the thread is discarded; everything else (the gNMI server,
-// BGP's sockets, gnmic) stays in the test's namespace.
-func startIsolated(t testing.TB, dir string, recs ...nos.Reconciler) (*nos.Core, error) {
+// BGP's sockets, gnmic) stays in the test's namespace. The namespace's
+// handle is returned (closed at cleanup), for links the test puts there.
+func startIsolated(t testing.TB, dir string, recs ...nos.Reconciler) (*nos.Core, netns.NsHandle, error) {
 	type result struct {
 		core *nos.Core
+		ns   netns.NsHandle
 		err  error
 	}
 	ch := make(chan result, 1)
@@ -114,11 +127,17 @@ func startIsolated(t testing.TB, dir string, recs ...nos.Reconciler) (*nos.Core,
 			ch <- result{err: fmt.Errorf("unshare netns: %w", err)}
 			return
 		}
+		ns, err := netns.Get()
+		if err != nil {
+			ch <- result{err: fmt.Errorf("open netns: %w", err)}
+			return
+		}
+		t.Cleanup(func() { ns.Close() })
 		c, err := startCore(t, dir, recs...)
-		ch <- result{c, err}
+		ch <- result{c, ns, err}
 	}()
 	r := <-ch
-	return r.core, r.err
+	return r.core, r.ns, r.err
 }
 
 // aftEnv is host a (core with the dataplane and BGP reconcilers, and a
@@ -126,6 +145,7 @@ func startIsolated(t testing.TB, dir string, recs ...nos.Reconciler) (*nos.Core,
 type aftEnv struct {
 	*testEnv
 	a, b   *nos.Core
+	nsA    netns.NsHandle // host a's network namespace
 	hostA  aftHost
 	hostB  aftHost
 	commit func(core *nos.Core, h aftHost)
@@ -149,7 +169,7 @@ func newAFTEnv(t *testing.T, port int) *aftEnv {
 		return bgpr.Config{Logger: slog.New(slog.DiscardHandler), ListenPort: int32(port), ListenAddresses: []string{addr}, PeerPort: uint16(port)}
 	}
 	dirA := t.TempDir()
-	a, err := startIsolated(t, dirA, dp, bgpr.New(cfgOf("127.100.7.1")))
+	a, nsA, err := startIsolated(t, dirA, dp, bgpr.New(cfgOf("127.100.7.1")))
 	if err != nil {
 		t.Fatalf("start host a: %v", err)
 	}
@@ -173,7 +193,7 @@ func newAFTEnv(t *testing.T, port int) *aftEnv {
 	})
 	te.conn = te.dial(t, nil)
 	te.cli = gpb.NewGNMIClient(te.conn)
-	e := &aftEnv{testEnv: te, a: a, b: b,
+	e := &aftEnv{testEnv: te, a: a, b: b, nsA: nsA,
 		hostA: aftHost{as: 65000, routerID: "10.0.0.1", endpoint: "192.0.2.1", neighbor: "127.100.7.2", local: "127.100.7.1",
 			rd: "10.0.0.1:1", pool: "10.1.0.0/24", pods: []string{"10.1.0.5"}},
 		hostB: aftHost{as: 65000, routerID: "10.0.0.2", endpoint: "192.0.2.2", neighbor: "127.100.7.1", local: "127.100.7.2", passive: true,
@@ -188,6 +208,29 @@ func newAFTEnv(t *testing.T, port int) *aftEnv {
 	e.commit(b, e.hostB)
 	e.commit(a, e.hostA)
 	return e
+}
+
+// addPodLink adds, in host a's namespace, a veth pair whose host end is
+// ifname, and returns the MAC of its other (the pod's) end.
+func (e *aftEnv) addPodLink(t *testing.T, ifname string) string {
+	t.Helper()
+	h, err := netlink.NewHandleAt(e.nsA)
+	if err != nil {
+		t.Fatalf("netlink in host a: %v", err)
+	}
+	defer h.Close()
+	peer := ifname + "p"
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ifname}, PeerName: peer}); err != nil {
+		t.Fatalf("add veth %s: %v", ifname, err)
+	}
+	l, err := h.LinkByName(peer)
+	if err != nil {
+		t.Fatalf("find %s: %v", peer, err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatalf("set %s up: %v", peer, err)
+	}
+	return l.Attrs().HardwareAddr.String()
 }
 
 // freeBGPPort returns a TCP port free on every one of addrs (tests of
@@ -241,6 +284,7 @@ func waitForAfter(t *testing.T, out *lockedBuffer, mark int, subs ...string) {
 // entry. Each of the three happens after the subscription's initial sync,
 // so each is a live update. The paths a received from and advertised to b
 // are read with Get; a subscription to the neighbor does not stream them.
+// a's own pod and static route appear with their origins.
 func TestGnmicAFT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds gnmic")
@@ -300,4 +344,16 @@ func TestGnmicAFT(t *testing.T) {
 	if _, err := g.run(t, adminUser, adminPass, "get", "--type", "state", "--path", entry); err == nil {
 		t.Fatal("a Get of the withdrawn prefix succeeded")
 	}
+
+	// a's own routes: a pod, once plugged, with its interface as the next
+	// hop (origin POD), and a static route through it (STATIC).
+	mark = len(out.String())
+	e.hostA.macs = []string{e.addPodLink(t, "pod0")}
+	e.hostA.statics = map[string]string{"10.5.0.0/24": "pod0"}
+	e.commit(e.a, e.hostA)
+	waitForAfter(t, out, mark, `"10.1.0.5/32"`, `\"POD\"`, `"10.5.0.0/24"`, `\"STATIC\"`, `\"pod0\"`)
+	g.mustRun(t, []string{`"origin-protocol": "POD"`},
+		"get", "--type", "state", "--encoding", "json_ietf", "--path", red+"/ipv4-unicast/ipv4-entry[prefix=10.1.0.5/32]")
+	g.mustRun(t, []string{`"origin-protocol": "STATIC"`},
+		"get", "--type", "state", "--encoding", "json_ietf", "--path", red+"/ipv4-unicast/ipv4-entry[prefix=10.5.0.0/24]")
 }
