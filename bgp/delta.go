@@ -23,6 +23,10 @@ var _ nos.DeltaReconciler = (*Reconciler)(nil)
 type view struct {
 	vrfs     map[string]vrfSpec // the L3VRFs, as r.applied.vrfs
 	endpoint netip.Addr
+	// enabled says BGP is configured (as and router-id): without it
+	// nothing is exported and no tunnel source is needed. It lives in
+	// the default instance, whose changes are applied in full.
+	enabled bool
 	// others are the network instances that are not L3VRFs (the default
 	// one, which holds BGP itself): a commit that changes one is applied
 	// in full.
@@ -43,10 +47,10 @@ type view struct {
 	exportedIn map[string]map[netip.Prefix]bool
 }
 
-// newView indexes configuration d, whose VRFs translate to vrfs.
-func newView(d *gen.Device, vrfs map[string]vrfSpec, endpoint netip.Addr) *view {
+// newView indexes configuration d, which translates to in.
+func newView(d *gen.Device, in *intent) *view {
 	v := &view{
-		vrfs: vrfs, endpoint: endpoint,
+		vrfs: in.vrfs, endpoint: in.endpoint, enabled: in.enabled(),
 		others: map[string]bool{}, ifVRF: map[string]string{}, ifs: map[string]map[string]bool{},
 		rds: map[rd]map[string]bool{}, floatInto: map[string]map[string]bool{},
 		exportedIn: map[string]map[netip.Prefix]bool{},
@@ -59,7 +63,7 @@ func newView(d *gen.Device, vrfs map[string]vrfSpec, endpoint netip.Addr) *view 
 	for name, ifc := range nos.Interfaces(d) {
 		v.moveInterface(name, ifc.GetConfig().GetNetworkInstance())
 	}
-	for name, s := range vrfs {
+	for name, s := range in.vrfs {
 		v.index(name, s)
 	}
 	return v
@@ -165,12 +169,12 @@ func (r *Reconciler) ValidateDelta(intended *gen.Device, d nos.Delta) error {
 		return r.Validate(intended)
 	}
 	p, err := r.patchOf(intended, d)
-	endpoint := r.view.endpoint
+	endpoint, enabled := r.view.endpoint, r.view.enabled
 	r.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if !endpoint.IsValid() {
+	if enabled && !endpoint.IsValid() {
 		for _, name := range slices.Sorted(mapsKeys(p.set)) {
 			if v := p.set[name]; len(v.exportRTs) > 0 && len(v.routes) > 0 {
 				return invalid("/tunnel/config/source-address", "required to export the routes of vrf %q", name)

@@ -132,7 +132,7 @@ func (n *node) checkAgainstFull(t *testing.T, what string) {
 	if diff := cmp.Diff(wantExp, n.bgp.exported, append(cmpOpts, cmp.AllowUnexported(exportKey{}))...); diff != "" {
 		t.Errorf("%s: exports differ from a full translation (-want +got):\n%s", what, diff)
 	}
-	fresh := newView(cfg, want.vrfs, want.endpoint)
+	fresh := newView(cfg, want)
 	for k := range n.bgp.exported {
 		addPrefix(fresh.exportedIn, k.vrf, k.prefix)
 	}
@@ -218,5 +218,23 @@ func TestDeltaUndone(t *testing.T) {
 	n.bgp.mu.Unlock()
 	if !v3 || added {
 		t.Errorf("after the undo: v3's pod exported %t (want true), new's %t (want false)", v3, added)
+	}
+}
+
+// TestDeltaWithoutBGP: with BGP not configured, nothing is exported, so a
+// pod added by delta to a VRF with export route targets needs no tunnel
+// source, as a full validation of the same configuration says.
+func TestDeltaWithoutBGP(t *testing.T) {
+	n := startNode(t, Config{ListenPort: -1, PeerPort: 1799})
+	n.commit(hostConf{vrfs: []vrfConf{{name: "red", rd: "10.0.8.1:1", imp: []string{"65000:1"}, exp: []string{"65000:1"},
+		pool: "10.8.0.0/24", pods: []string{"10.8.0.1"}}}})
+	_, err := n.core.Commit(context.Background(), "test", func(d *gen.Device) error {
+		c := d.GetOrCreateInterfaces().GetOrCreateInterface("red-pody").GetOrCreateConfig()
+		c.Name, c.Type, c.NetworkInstance = ygot.String("red-pody"), gen.IsthmusTypes_InterfaceType_POD, ygot.String("red")
+		c.Ipv4Address = ygot.String("10.8.0.2/32")
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("add a pod without BGP configured: %v", err)
 	}
 }

@@ -213,7 +213,7 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 	r.rib.setVRFs(want.vrfs)
 	// The whole configuration is translated: the view the next commits
 	// patch starts from it (delta.go).
-	r.view = newView(intended, want.vrfs, want.endpoint)
+	r.view = newView(intended, want)
 	r.stateAll = true
 	defer r.indexExported()
 	defer r.signalFlush()
