@@ -14,6 +14,7 @@ import (
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"github.com/openconfig/ygot/ygot"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -43,7 +44,8 @@ type aftNode struct {
 func startAFTNode(b *testing.B, port int) *aftNode {
 	testenv.Privileged(b)
 	pins, dir := b.TempDir(), b.TempDir()
-	quiet := slog.New(slog.DiscardHandler)
+	// Warnings only (a session that goes down says why).
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dp := dataplane.New(dataplane.ReconcilerConfig{Config: dataplane.Config{BPFFS: pins, Logger: quiet},
 		StateInterval: time.Hour, NeighborInterval: time.Hour})
 	st, err := nos.OpenStore(dir)
@@ -327,7 +329,19 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) aft
 	h := hostConf{as: 65000, routerID: "10.0.9.5", endpoint: "192.0.2.95",
 		neighbors: []nbrConf{{addr: peer, as: 65099}},
 		vrfs:      []vrfConf{{name: "red", rd: "10.0.9.5:1", imp: []string{"65000:1"}, exp: []string{"65000:1"}, pool: "10.99.0.0/24"}}}
-	if _, err := n.core.Commit(context.Background(), "bench", func(d *gen.Device) error { *d = gen.Device{}; h.build(d); return nil }); err != nil {
+	commit := func(d *gen.Device) error {
+		*d = gen.Device{}
+		h.build(d)
+		// The default hold time (the tests' 9 s detects failures fast):
+		// GoBGP processes each UPDATE on the goroutine that reads the
+		// session, and a loaded machine programming 1M routes can keep it
+		// from reading for longer than 9 s.
+		t := d.GetNetworkInstances().GetNetworkInstance("default").GetProtocols().
+			GetProtocol(gen.IsthmusTypes_ProtocolType_BGP, "bgp").GetBgp().GetNeighbors().GetNeighbor(peer).GetTimers().GetConfig()
+		t.HoldTime, t.KeepaliveInterval = ygot.Uint16(90), ygot.Uint16(30)
+		return nil
+	}
+	if _, err := n.core.Commit(context.Background(), "bench", commit); err != nil {
 		b.Fatal(err)
 	}
 	var sub *aftSubscriber
