@@ -44,15 +44,15 @@ type aftNode struct {
 func startAFTNode(b *testing.B, port int) *aftNode {
 	testenv.Privileged(b)
 	pins, dir := b.TempDir(), b.TempDir()
-	// Warnings only (a session that goes down says why).
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// BGP's warnings only (a session that goes down says why).
+	quiet, warn := slog.New(slog.DiscardHandler), slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dp := dataplane.New(dataplane.ReconcilerConfig{Config: dataplane.Config{BPFFS: pins, Logger: quiet},
 		StateInterval: time.Hour, NeighborInterval: time.Hour})
 	st, err := nos.OpenStore(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	core, err := nos.New(st, nos.WithReconcilers(dp, New(Config{Logger: quiet, ListenPort: -1, PeerPort: uint16(port)})), nos.WithLogger(quiet))
+	core, err := nos.New(st, nos.WithReconcilers(dp, New(Config{Logger: warn, ListenPort: -1, PeerPort: uint16(port)})), nos.WithLogger(quiet))
 	if err != nil {
 		b.Fatal(err)
 	}
