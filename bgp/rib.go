@@ -290,6 +290,13 @@ func (r *rib) setVRFs(vrfs map[string]vrfSpec) {
 	for i, set := range r.rtsets {
 		r.rtsetVRF[i] = r.vrfset(r.matchVRFs(set))
 	}
+	r.relinkAll()
+}
+
+// relinkAll links every stored path again to the VRFs it imports into
+// and marks every prefix dirty (a VRF's encapsulation may have changed).
+// r.mu is held.
+func (r *rib) relinkAll() {
 	clear(r.installed)
 	for _, idx := range r.prefixes {
 		e := r.entry(idx)
@@ -299,7 +306,7 @@ func (r *rib) setVRFs(vrfs map[string]vrfSpec) {
 			}
 		}
 		r.relink(idx)
-		r.markDirty(idx) // a VRF's encapsulation may have changed
+		r.markDirty(idx)
 	}
 }
 

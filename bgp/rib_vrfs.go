@@ -86,17 +86,7 @@ func (r *rib) patchVRFs(set map[string]vrfSpec, del []string) int {
 	}
 	// Some stored paths import elsewhere now: every entry is linked again
 	// (as setVRFs does).
-	clear(r.installed)
-	for _, idx := range r.prefixes {
-		e := r.entry(idx)
-		for i := range e.len() {
-			if p := e.at(i); r.imports(p.learned) {
-				r.installed[p.peer]++
-			}
-		}
-		r.relink(idx)
-		r.markDirty(idx)
-	}
+	r.relinkAll()
 	return visited
 }
 

@@ -412,12 +412,8 @@ func (r *Reconciler) convergeScope(want intent, sc scope) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, ifname := range detach {
-		if err := r.dp.DetachInterface(r.ifindex[ifname]); err != nil {
-			return err
-		}
-		delete(r.ifindex, ifname)
-		delete(r.attached, ifname)
+	if err := r.detach(detach); err != nil {
+		return err
 	}
 	for ifname := range sc.ifaces {
 		delete(r.waiting, ifname)
@@ -471,4 +467,17 @@ func (r *Reconciler) convergeScope(want intent, sc scope) error {
 	}
 	errs = append(errs, r.installLabels(labels), r.podLinks(want, sc.ifaces, true))
 	return errors.Join(errs...)
+}
+
+// detach takes the pod interfaces named off the forwarder and forgets
+// them. r.mu is held.
+func (r *Reconciler) detach(names []string) error {
+	for _, ifname := range names {
+		if err := r.dp.DetachInterface(r.ifindex[ifname]); err != nil {
+			return err
+		}
+		delete(r.ifindex, ifname)
+		delete(r.attached, ifname)
+	}
+	return nil
 }

@@ -333,12 +333,8 @@ func (r *Reconciler) converge(want intent) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, ifname := range detach {
-		if err := r.dp.DetachInterface(r.ifindex[ifname]); err != nil {
-			return err
-		}
-		delete(r.ifindex, ifname)
-		delete(r.attached, ifname)
+	if err := r.detach(detach); err != nil {
+		return err
 	}
 	clear(r.waiting)
 	for ifname, p := range want.Pods {
