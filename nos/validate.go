@@ -182,12 +182,12 @@ func validateInterfaces(d *gen.Device, sc *scope, pools map[string][]netip.Prefi
 		// A disabled pod interface is taken out of forwarding (the
 		// dataplane detaches it and sets its link down, BGP withdraws its
 		// address); nothing would stop an underlay interface.
-		if cfg.Enabled != nil && !*cfg.Enabled && cfg.GetType() != gen.IsthmusTypes_InterfaceType_POD {
+		if cfg != nil && cfg.Enabled != nil && !*cfg.Enabled && cfg.GetType() != gen.IsthmusTypes_InterfaceType_POD {
 			return invalidf(base+"/config/enabled", "only a POD interface can be disabled (the tunnel would still use an underlay interface)")
 		}
 		// mac-address records the host end of a pod's veth; an underlay
 		// interface forwards with its link's own address.
-		if cfg.MacAddress != nil && cfg.GetType() != gen.IsthmusTypes_InterfaceType_POD {
+		if cfg != nil && cfg.MacAddress != nil && cfg.GetType() != gen.IsthmusTypes_InterfaceType_POD {
 			return invalidf(base+"/config/mac-address", "only a POD interface records a MAC address (the host end of its veth)")
 		}
 		switch cfg.GetType() {
