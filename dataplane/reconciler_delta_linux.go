@@ -421,19 +421,9 @@ func (r *Reconciler) convergeScope(want intent, sc scope) error {
 		if !ok || p.PeerMAC == "" {
 			continue
 		}
-		if _, ok := r.attached[ifname]; ok {
-			continue
-		}
-		i, err := r.dp.LinkIndex(ifname)
-		if err != nil {
-			r.waiting[ifname] = struct{}{} // attached when it appears
-			continue
-		}
-		mac, _ := net.ParseMAC(p.PeerMAC)
-		if err := r.dp.AttachInterface(Interface{Index: i, VRF: p.VRF, PeerMAC: mac}); err != nil {
+		if err := r.attachPod(ifname, p); err != nil {
 			return err
 		}
-		r.ifindex[ifname], r.attached[ifname] = i, p
 	}
 	var routes []Route
 	for k := range sc.keys {
@@ -479,5 +469,25 @@ func (r *Reconciler) detach(names []string) error {
 		delete(r.ifindex, ifname)
 		delete(r.attached, ifname)
 	}
+	return nil
+}
+
+// attachPod attaches pod interface ifname as p asks, unless it is
+// attached already; an interface not there yet waits in r.waiting and is
+// attached when it appears. r.mu is held.
+func (r *Reconciler) attachPod(ifname string, p podIntent) error {
+	if _, ok := r.attached[ifname]; ok {
+		return nil
+	}
+	i, err := r.dp.LinkIndex(ifname)
+	if err != nil {
+		r.waiting[ifname] = struct{}{}
+		return nil
+	}
+	mac, _ := net.ParseMAC(p.PeerMAC)
+	if err := r.dp.AttachInterface(Interface{Index: i, VRF: p.VRF, PeerMAC: mac}); err != nil {
+		return err
+	}
+	r.ifindex[ifname], r.attached[ifname] = i, p
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -341,19 +340,9 @@ func (r *Reconciler) converge(want intent) error {
 		if p.PeerMAC == "" {
 			continue // not plugged yet: a later commit brings the MAC
 		}
-		if _, ok := r.attached[ifname]; ok {
-			continue
-		}
-		i, err := r.dp.LinkIndex(ifname)
-		if err != nil {
-			r.waiting[ifname] = struct{}{} // attached when it appears
-			continue
-		}
-		mac, _ := net.ParseMAC(p.PeerMAC)
-		if err := r.dp.AttachInterface(Interface{Index: i, VRF: p.VRF, PeerMAC: mac}); err != nil {
+		if err := r.attachPod(ifname, p); err != nil {
 			return err
 		}
-		r.ifindex[ifname], r.attached[ifname] = i, p
 	}
 	// Routes to pods that are attached; the others wait for their pod.
 	var routes []Route
