@@ -100,16 +100,7 @@ func TestExternalNamespaces(t *testing.T) {
 	pod := netip.MustParseAddr("10.1.0.2")
 	red := addPod(t, h.ns, "pred", 1, pod, podMTU)
 	blue := addPod(t, h.ns, "pblue", 2, pod, podMTU)
-	h.dir, h.store = t.TempDir(), t.TempDir()
-	dir := h.dir
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	h.start(t)
-	t.Cleanup(func() {
-		h.cancel()
-		if d, err := Open(Config{BPFFS: dir, Logger: quiet}); err == nil {
-			d.Destroy()
-		}
-	})
+	h.startFresh(t)
 	h.commit(t, edits(
 		func(d *gen.Device) {
 			ifs := d.GetOrCreateInterfaces()

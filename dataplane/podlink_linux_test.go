@@ -23,16 +23,7 @@ func TestPodDisabledLeavesForwarding(t *testing.T) {
 	h := &coreHost{ns: newNS(t, "host")}
 	a := addPod(t, h.ns, "pa", 1, netip.MustParseAddr("10.1.0.2"), podMTU)
 	b := addPod(t, h.ns, "pb", 2, netip.MustParseAddr("10.1.0.3"), podMTU)
-	h.dir, h.store = t.TempDir(), t.TempDir()
-	dir := h.dir
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	h.start(t)
-	t.Cleanup(func() {
-		h.cancel()
-		if d, err := Open(Config{BPFFS: dir, Logger: quiet}); err == nil {
-			d.Destroy()
-		}
-	})
+	h.startFresh(t)
 	h.commit(t, func(d *gen.Device) error {
 		ni := d.GetOrCreateNetworkInstances().GetOrCreateNetworkInstance("red")
 		c := ni.GetOrCreateConfig()

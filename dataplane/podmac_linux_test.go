@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/openconfig/ygot/ygot"
-	"golang.org/x/sys/unix"
 
 	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/nos"
@@ -22,16 +21,7 @@ func TestPodMACMatchesLink(t *testing.T) {
 	requireRoot(t)
 	h := &coreHost{ns: newNS(t, "host")}
 	h.pod = addPod(t, h.ns, "pmac", 1, netip.MustParseAddr("10.1.0.2"), podMTU)
-	h.dir, h.store = t.TempDir(), t.TempDir()
-	dir := h.dir
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	h.start(t)
-	t.Cleanup(func() {
-		h.cancel()
-		if d, err := Open(Config{BPFFS: dir, Logger: quiet}); err == nil {
-			d.Destroy()
-		}
-	})
+	h.startFresh(t)
 	const hostMAC = "0a:00:00:00:01:01" // addPod's host end
 	pod := func(d *gen.Device, name, addr, mac string) {
 		c := d.GetOrCreateInterfaces().GetOrCreateInterface(name).GetOrCreateConfig()

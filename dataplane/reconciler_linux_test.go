@@ -30,6 +30,22 @@ type coreHost struct {
 	pod    *testPod
 }
 
+// startFresh starts h on a new bpffs and store directory, and at the end
+// of the test stops it and destroys the forwarder it pinned.
+func (h *coreHost) startFresh(t *testing.T) {
+	t.Helper()
+	h.dir, h.store = t.TempDir(), t.TempDir()
+	dir := h.dir
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	h.start(t)
+	t.Cleanup(func() {
+		h.cancel()
+		if d, err := Open(Config{BPFFS: dir, Logger: quiet}); err == nil {
+			d.Destroy()
+		}
+	})
+}
+
 func (h *coreHost) start(t *testing.T) {
 	t.Helper()
 	err := h.ns.do(func() error {
@@ -131,16 +147,7 @@ func newCoreHosts(t *testing.T, extra func(i int, d *gen.Device)) (a, b *coreHos
 	for i, h := range hosts {
 		h.ns.ip(t, "addr", "add", addrs[i].String()+"/24", "dev", "ul")
 		h.pod = addPod(t, h.ns, "pred", byte(i+1), netip.MustParseAddr(strings.TrimSuffix(pools[i], "0/24")+"2"), podMTU)
-		h.dir, h.store = t.TempDir(), t.TempDir()
-		dir := h.dir
-		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-		h.start(t)
-		t.Cleanup(func() {
-			h.cancel()
-			if d, err := Open(Config{BPFFS: dir, Logger: quiet}); err == nil {
-				d.Destroy()
-			}
-		})
+		h.startFresh(t)
 		// Host a labels per VRF, host b per prefix.
 		edit := hostEdit(addrs[i], pools[i], h.pod, i == 1)
 		h.commit(t, func(d *gen.Device) error {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/openconfig/ygot/ygot"
-	"golang.org/x/sys/unix"
 
 	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/nos"
@@ -41,16 +40,7 @@ func newSpoofHost(t *testing.T) *spoofHost {
 	podAddr := netip.MustParseAddr("10.1.0.2")
 	h.pod = addPod(t, h.ns, "pred", 1, podAddr, podMTU)
 	h.blue = addPod(t, h.ns, "pblue", 2, podAddr, podMTU)
-	h.dir, h.store = t.TempDir(), t.TempDir()
-	dir := h.dir
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	h.start(t)
-	t.Cleanup(func() {
-		h.cancel()
-		if d, err := Open(Config{BPFFS: dir, Logger: quiet}); err == nil {
-			d.Destroy()
-		}
-	})
+	h.startFresh(t)
 	red := hostEdit(spoofHostAddr, "10.1.0.0/24", h.pod, false)
 	h.commit(t, func(d *gen.Device) error {
 		if err := red(d); err != nil {
