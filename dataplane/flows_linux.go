@@ -18,8 +18,15 @@ const (
 	flowFin   = 4
 	flowRst   = 8
 	flowReply = 0x100
-	natDst    = 1
-	natRelay  = 3 // NAT_RELAY: carried on to the backend's host
+	// flowBoth (FLOW_F_BOTH, bpf/policy.h): policy's one entry for both
+	// ways of a flow, its key the canonical direction; flowSwapped: the
+	// flow's first packet went against the key; the reply way's bits are
+	// shifted by polReplyShift.
+	flowBoth      = 0x200
+	flowSwapped   = 0x400
+	polReplyShift = 4
+	natDst        = 1
+	natRelay      = 3 // NAT_RELAY: carried on to the backend's host
 )
 
 // FlowTimeouts are how long a flow may stay idle (no packet either way)
@@ -149,7 +156,19 @@ func (d *Dataplane) collectFlowsAt(t FlowTimeouts, now uint64) (FlowGC, error) {
 	gc := FlowGC{Entries: len(entries)}
 	var del []forwarderFlowKey
 	for k, f := range entries {
+		if f.Flags&flowBoth != 0 {
+			// One entry for both ways (policy): no other half.
+			fwd, rev := f.Flags&0xf, f.Flags>>polReplyShift&0xf
+			if now > f.Seen && time.Duration(now-f.Seen) > t.of(k.Proto, flowState(k.Proto, fwd, rev)) {
+				del = append(del, k)
+				gc.Expired++
+			}
+			continue
+		}
 		rev, ok := entries[f.Reverse]
+		if ok && rev.Flags&flowBoth != 0 {
+			ok = false // the flow has its one entry now (an upgrade): this half is left over
+		}
 		if !ok {
 			if now > f.Created+orphanGrace {
 				del = append(del, k)

@@ -304,7 +304,6 @@ type forwarderPolWork struct {
 	}
 	_  [4]byte
 	Nf forwarderFlow
-	Rf forwarderFlow
 	Ip struct {
 		_          structs.HostLayout
 		IhlVersion uint8

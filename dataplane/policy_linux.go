@@ -555,13 +555,31 @@ func (d *Dataplane) PolicyFlows() ([]PolicyFlow, error) {
 		if k.Pad[0] != flowSpacePolicy {
 			continue
 		}
-		out = append(out, PolicyFlow{
-			VRF: names[k.Vrf], Protocol: k.Proto,
-			Source:  netip.AddrPortFrom(addrOf(k.Saddr), be16(k.Sport)),
-			Dest:    netip.AddrPortFrom(addrOf(k.Daddr), be16(k.Dport)),
-			Verdict: verdictName(f.Verdict), Reply: f.Flags&flowReply != 0, Stale: f.NatAddr != gen,
-		})
-		dn.decode(&out[len(out)-1], f, now)
+		src, dst := netip.AddrPortFrom(addrOf(k.Saddr), be16(k.Sport)), netip.AddrPortFrom(addrOf(k.Daddr), be16(k.Dport))
+		if f.Flags&flowBoth == 0 { // the two-entry layout, before an upgrade
+			out = append(out, PolicyFlow{VRF: names[k.Vrf], Protocol: k.Proto, Source: src, Dest: dst,
+				Verdict: verdictName(f.Verdict), Reply: f.Flags&flowReply != 0, Stale: f.NatAddr != gen})
+			dn.decode(&out[len(out)-1], f, now)
+			continue
+		}
+		// One entry for both ways: the first packet's way as decided, the
+		// reply allowed when that way is (never answered).
+		if f.Flags&flowSwapped != 0 {
+			src, dst = dst, src
+		}
+		reply := f
+		if reply.Verdict != verdictAllow {
+			reply.Verdict = verdictDeny
+		}
+		for _, e := range []struct {
+			src, dst netip.AddrPort
+			f        forwarderFlow
+			reply    bool
+		}{{src, dst, f, false}, {dst, src, reply, true}} {
+			out = append(out, PolicyFlow{VRF: names[k.Vrf], Protocol: k.Proto, Source: e.src, Dest: e.dst,
+				Verdict: verdictName(e.f.Verdict), Reply: e.reply, Stale: f.NatAddr != gen})
+			dn.decode(&out[len(out)-1], e.f, now)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Source != out[j].Source {
@@ -576,13 +594,20 @@ func (d *Dataplane) PolicyFlows() ([]PolicyFlow, error) {
 // policy's entries.
 const flowSpacePolicy = 1
 
+// Verdicts of a flow entry (enum flow_verdict, VERDICT_REJECT).
+const (
+	verdictAllow  = 0
+	verdictDeny   = 1
+	verdictReject = 2
+)
+
 func verdictName(v uint8) string {
 	switch v {
-	case 0:
+	case verdictAllow:
 		return "ALLOW"
-	case 1:
+	case verdictDeny:
 		return "DENY"
-	case 2:
+	case verdictReject:
 		return "REJECT"
 	}
 	return fmt.Sprintf("verdict(%d)", v)

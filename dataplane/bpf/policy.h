@@ -19,15 +19,22 @@
  * own (flow_key.pad[0] = FLOW_SPACE_POLICY), so they never collide with the
  * entries of service translation: the key is the flow between the real
  * endpoints (the source before any reverse translation, the destination
- * after any service translation). A flow is two entries; every later packet
- * either way is one lookup. Policy entries never translate (nat is
+ * after any service translation). A flow is one entry, under the
+ * canonical direction of its key (pol_canon: the lower address and port
+ * first), which says which way the first packet went (FLOW_F_SWAPPED) and
+ * keeps the TCP flags of each way (the reply's shifted by
+ * POL_REPLY_SHIFT); every later packet either way is one lookup, and a
+ * first packet writes one entry (a second insert into the large LRU table
+ * was about 40% of a first packet's cost). Policy entries never translate (nat is
  * NAT_NONE), so they keep their own fields where translation's are:
  * nat_addr holds the policy generation the verdict was decided under,
  * nat_port the reject kind, service the two counter slots (pol_store).
  * An entry is valid while its generation equals pol_gen[0], which the
  * loader bumps after every policy change: a stale entry is evaluated again
- * on its next packet (a reply entry by evaluating its forward direction),
- * so a newly denied flow stops at once.
+ * on its next packet (a reply by evaluating its flow's first way), so a
+ * newly denied flow stops at once. Entries of the earlier two-entry layout
+ * (FLOW_F_BOTH unset) found after an upgrade are decided again and
+ * replaced by one entry; the agent's collector removes their other half.
  */
 #ifndef ISTHMUS_POLICY_H
 #define ISTHMUS_POLICY_H
@@ -52,6 +59,9 @@
 #define POL_NONE 0xffffffff           /* no interface slot */
 #define FLOW_SPACE_POLICY 1           /* flow_key.pad[0] of policy entries */
 #define VERDICT_REJECT 2              /* flow.verdict: denied, and the sender is answered */
+#define FLOW_F_BOTH 0x200    /* flow.flags: policy's one entry for both ways, under the canonical key */
+#define FLOW_F_SWAPPED 0x400 /* with FLOW_F_BOTH: the flow's first packet went against the key */
+#define POL_REPLY_SHIFT 4    /* with FLOW_F_BOTH: FLOW_F_SEEN..FLOW_F_RST of the reply way, shifted */
 
 /* Actions (rules and defaults). */
 enum pol_action {
@@ -271,6 +281,23 @@ struct pol_decision {
 	__u32 entry[2]; /* allowed: counter slots (egress or tunnel, ingress); denied: point, slot; 16 bits each */
 };
 
+/* pol_canon turns flow key k into the canonical key of its flow (the
+ * same for both ways: the lower of (address, port) of the two ends as
+ * the source) and says whether it swapped the ends. */
+static __always_inline int pol_canon(struct flow_key *k)
+{
+	__u64 a = (__u64)k->saddr << 16 | k->sport, b = (__u64)k->daddr << 16 | k->dport;
+	if (a <= b)
+		return 0;
+	__u32 addr = k->saddr;
+	__u16 port = k->sport;
+	k->saddr = k->daddr;
+	k->daddr = addr;
+	k->sport = k->dport;
+	k->dport = port;
+	return 1;
+}
+
 /* pol_store writes decision dc of generation gen into flow entry f. */
 static __always_inline void pol_store(struct flow *f, struct pol_decision *dc, __u32 verdict, __u32 reject, __u32 gen)
 {
@@ -335,7 +362,7 @@ struct pol_work {
 	struct pol_tuple t, ft;
 	struct flow_key k, rk;
 	struct pol_decision dc;
-	struct flow nf, rf;
+	struct flow nf;
 	struct pol_iphdr ip, rip;
 	struct pol_tcphdr th, rt;
 	struct icmp_hdr ic;

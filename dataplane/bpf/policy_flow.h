@@ -246,9 +246,9 @@ done:
 
 /* pol_related says whether the ICMP error at l3 (destination
  * unreachable, source quench, time exceeded, parameter problem) concerns
- * a flow policy allowed: the packet it quotes, reversed (the direction
- * the error travels), is a flow entry of the current generation whose
- * verdict is ALLOW, and the error goes to that packet's source. Such an
+ * a flow policy allowed: the flow of the packet it quotes has an entry of
+ * the current generation whose verdict is ALLOW, and the error goes to
+ * that packet's source. Such an
  * error passes as related to the flow, as in a connection tracker (PMTU
  * discovery needs it). A global function: the verifier checks it once. */
 __noinline int pol_related(struct __sk_buff *skb, struct pol_work *x, __u32 l3)
@@ -287,6 +287,7 @@ __noinline int pol_related(struct __sk_buff *skb, struct pol_work *x, __u32 l3)
 	rk->dport = sport;
 	rk->proto = in->protocol;
 	rk->pad[0] = FLOW_SPACE_POLICY;
+	pol_canon(rk); /* either direction: the flow's one entry */
 	struct flow *f = bpf_map_lookup_elem(&flows, rk);
 	return f && f->nat_addr == x->gen && f->verdict == VERDICT_ALLOW;
 }
@@ -303,47 +304,33 @@ static __always_inline int pol_malformed(__u32 vrf)
 	return TC_ACT_SHOT;
 }
 
-/* pol_update writes decision x->dc on flow entry f (and on its reverse
- * entry, when present) under generation gen. */
-static __always_inline void pol_update(struct pol_work *x, struct flow *f, __u32 gen)
+/* pol_dir_bits is what a packet with TCP flags bits records on its
+ * flow's entry: the bits as they are for the way of the flow's first
+ * packet, shifted by POL_REPLY_SHIFT for the reply (flow_touch adds
+ * FLOW_F_SEEN of the first way, which such an entry always has). */
+static __always_inline __u32 pol_dir_bits(__u32 bits, int reply)
 {
-	struct pol_decision *dc = &x->dc;
-	pol_store(f, dc, dc->verdict, dc->reject, gen);
-	struct flow *r = bpf_map_lookup_elem(&flows, &f->reverse);
-	if (r)
-		pol_store(r, dc, dc->verdict == VERDICT_ALLOW ? VERDICT_ALLOW : VERDICT_DENY, 0, gen);
+	return reply ? (bits | FLOW_F_SEEN) << POL_REPLY_SHIFT : bits;
 }
 
-/* pol_create creates flow x->k and its reverse with decision x->dc. */
-static __always_inline void pol_create(struct pol_work *x, __u32 gen, __u32 bits)
+/* pol_create creates the one entry of flow x->k under its canonical key
+ * x->rk with decision x->dc (the decision of the flow's first way):
+ * swapped says the first way is the reverse of x->rk, reply that this
+ * packet goes the other way. */
+static __always_inline void pol_create(struct pol_work *x, __u32 gen, __u32 bits, int swapped, int reply)
 {
 	struct pol_decision *dc = &x->dc;
-	struct flow_key *k = &x->k, *rk = &x->rk;
 	/* CLOCK_MONOTONIC at tick resolution, as the agent's timeouts need:
 	 * cheaper than bpf_ktime_get_ns in a virtual machine. */
 	__u64 now = bpf_ktime_get_coarse_ns();
-	__builtin_memset(rk, 0, sizeof(*rk));
-	rk->vrf = k->vrf;
-	rk->saddr = k->daddr;
-	rk->daddr = k->saddr;
-	rk->sport = k->dport;
-	rk->dport = k->sport;
-	rk->proto = k->proto;
-	rk->pad[0] = FLOW_SPACE_POLICY;
-	struct flow *nf = &x->nf, *rf = &x->rf;
+	struct flow *nf = &x->nf;
 	__builtin_memset(nf, 0, sizeof(*nf));
 	nf->seen = now;
 	nf->created = now;
-	nf->reverse = *rk;
-	nf->flags = FLOW_F_SEEN | bits;
+	nf->reverse = x->rk; /* the entry is its own other direction */
+	nf->flags = FLOW_F_BOTH | (swapped ? FLOW_F_SWAPPED : 0) | FLOW_F_SEEN | pol_dir_bits(bits, reply);
 	pol_store(nf, dc, dc->verdict, dc->reject, gen);
-	*rf = *nf;
-	rf->reverse = *k;
-	rf->flags = FLOW_F_REPLY;
-	pol_store(rf, dc, dc->verdict == VERDICT_ALLOW ? VERDICT_ALLOW : VERDICT_DENY, 0, gen);
-	if (bpf_map_update_elem(&flows, rk, rf, BPF_ANY) ||
-	    bpf_map_update_elem(&flows, k, nf, BPF_ANY)) {
-		bpf_map_delete_elem(&flows, rk);
+	if (bpf_map_update_elem(&flows, &x->rk, nf, BPF_ANY)) {
 		flow_count(FLOW_TABLE_FULL);
 		return;
 	}
@@ -513,47 +500,61 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 	x->src = src;
 	x->dst = dst;
 	struct pol_decision *dc = &x->dc;
-	struct flow *f = bpf_map_lookup_elem(&flows, &x->k);
-	if (f && f->nat_addr == x->gen) {
-		pol_load(f, dc);
-		flow_touch(f, x->bits);
-	} else {
-		int reply = f && (f->flags & FLOW_F_REPLY);
-		dc->vrf = x->vrf;
-		if (reply) {
-			/* A stale reply: decide its forward direction again. */
-			x->ft = x->t;
-			x->t.saddr = x->ft.daddr;
-			x->t.daddr = x->ft.saddr;
-			x->t.sport = x->ft.dport;
-			x->t.dport = x->ft.sport;
-			if (x->t.proto == IPPROTO_ICMP) {
-				x->t.sport = 0;
-				x->t.dport = 8 << 8;
-			}
-			dc->src = x->dst;
-			dc->dst = x->src;
-			dc->tunnel = x->from_tunnel ? 0 : x->dst == POL_NONE;
-		} else {
-			dc->src = x->src;
-			dc->dst = x->dst;
-			dc->tunnel = x->from_tunnel;
+	/* One entry for both ways, under the canonical key: one lookup finds
+	 * it from either side. */
+	x->rk = x->k;
+	int swapped = pol_canon(&x->rk);
+	struct flow *f = bpf_map_lookup_elem(&flows, &x->rk);
+	int reply = 0;
+	if (f && (f->flags & FLOW_F_BOTH)) {
+		/* This packet goes the first packet's way when it and the first
+		 * packet both went along the key or both against it. */
+		reply = !(f->flags & FLOW_F_SWAPPED) != !swapped;
+		if (f->nat_addr == x->gen) {
+			pol_load(f, dc);
+			flow_touch(f, pol_dir_bits(x->bits, reply));
+			goto decided;
 		}
-		int found = f != 0;
-		pol_decide(x);
+	} else if (f) {
+		/* An entry of the two-entry layout, written before an upgrade:
+		 * the flow's first way is that of the entry without
+		 * FLOW_F_REPLY. The flow is decided again and gets its one
+		 * entry in place of this one (the other is collected). */
+		reply = !(f->flags & FLOW_F_REPLY) != !swapped;
+		f = 0;
+	}
+	dc->vrf = x->vrf;
+	if (reply) {
+		/* A stale reply: decide its forward direction again. */
+		x->ft = x->t;
+		x->t.saddr = x->ft.daddr;
+		x->t.daddr = x->ft.saddr;
+		x->t.sport = x->ft.dport;
+		x->t.dport = x->ft.sport;
+		if (x->t.proto == IPPROTO_ICMP) {
+			x->t.sport = 0;
+			x->t.dport = 8 << 8;
+		}
+		dc->src = x->dst;
+		dc->dst = x->src;
+		dc->tunnel = x->from_tunnel ? 0 : x->dst == POL_NONE;
+	} else {
+		dc->src = x->src;
+		dc->dst = x->dst;
+		dc->tunnel = x->from_tunnel;
+	}
+	pol_decide(x);
+	if (f) {
+		pol_store(f, dc, dc->verdict, dc->reject, x->gen);
+		flow_touch(f, pol_dir_bits(x->bits, reply));
+	} else {
 		/* A new flow is created without a second lookup (BPF_ANY
 		 * overwrites what another CPU may have created meanwhile). */
-		f = found ? bpf_map_lookup_elem(&flows, &x->k) : 0;
-		if (!f) {
-			pol_create(x, x->gen, x->bits);
-		} else {
-			struct flow *fw = reply ? bpf_map_lookup_elem(&flows, &f->reverse) : f;
-			pol_update(x, fw ? fw : f, x->gen);
-			flow_touch(f, x->bits);
-		}
-		if (reply && dc->verdict != VERDICT_ALLOW)
-			dc->verdict = VERDICT_DENY; /* replies are never answered */
+		pol_create(x, x->gen, x->bits, swapped ^ reply, reply);
 	}
+decided:
+	if (reply && dc->verdict != VERDICT_ALLOW)
+		dc->verdict = VERDICT_DENY; /* replies are never answered */
 	pol_cache_fill(x);
 	return pol_finish(skb, x, l3);
 }
