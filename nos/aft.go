@@ -80,7 +80,8 @@ func AFTEntryKey(vrf string, p netip.Prefix) (AFTKey, bool) {
 func (k AFTKey) Prefix() netip.Prefix { return v4Prefix(k.ID) }
 
 // AFTItem is the current value of an AFT item. Present is false for an
-// item that is gone (a delete).
+// item that is gone (a delete). Its slices (RDs, RTs, NextHops) may be
+// shared with other items and with the source: readers never change them.
 type AFTItem struct {
 	Key     AFTKey
 	Present bool
@@ -97,7 +98,8 @@ type AFTItem struct {
 }
 
 // AFTSource is the producer's programmed view (the dataplane reconciler).
-// Both methods may be called from any goroutine.
+// Both methods may be called from any goroutine, and should not hold up
+// the producer's programming while they run.
 type AFTSource interface {
 	// AFTKeys appends the key of every item of the VRFs for which want
 	// returns true.
@@ -107,18 +109,24 @@ type AFTSource interface {
 }
 
 // AFTOrigins fills in the route distinguishers and route targets of the
-// BGP entries among items (the BGP reconciler's import).
+// BGP entries among items (the BGP reconciler's import). It may be called
+// from any goroutine.
 type AFTOrigins func(items []AFTItem)
 
 // AFT connects the producer of the forwarding table, the BGP origins of
 // its entries and its readers. The zero value is ready to use.
 type AFT struct {
-	mu        sync.Mutex // guards source, origins, subs
-	source    AFTSource
-	origins   AFTOrigins
+	parts     atomic.Pointer[aftParts] // read by readers without mu
+	mu        sync.Mutex               // guards subs, and writes of parts
 	subs      map[*AFTSubscription]struct{}
 	nsubs     atomic.Int32 // len(subs), read without mu by Changed
 	changedAt atomic.Int64 // when Changed was last called, in aftClock
+}
+
+// aftParts are the AFT's source and origins, replaced as a whole.
+type aftParts struct {
+	source  AFTSource
+	origins AFTOrigins
 }
 
 // aftEpoch starts the AFT's monotonic clock.
@@ -148,7 +156,9 @@ func (c *Core) AFT() *AFT { return &c.aft }
 func (a *AFT) SetSource(s AFTSource) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.source = s
+	p := a.current()
+	p.source = s
+	a.parts.Store(&p)
 }
 
 // SetOrigins registers the function that names the BGP origins of
@@ -156,19 +166,24 @@ func (a *AFT) SetSource(s AFTSource) {
 func (a *AFT) SetOrigins(fn AFTOrigins) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.origins = fn
+	p := a.current()
+	p.origins = fn
+	a.parts.Store(&p)
 }
 
-func (a *AFT) parts() (AFTSource, AFTOrigins) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.source, a.origins
+// current returns the source and origins, without a lock: a reader never
+// waits for Changed, which holds mu while it fills the inboxes.
+func (a *AFT) current() aftParts {
+	if p := a.parts.Load(); p != nil {
+		return *p
+	}
+	return aftParts{}
 }
 
 // Keys appends the key of every item of the VRFs want accepts (nil: all),
 // or nothing when no source is registered.
 func (a *AFT) Keys(want func(vrf string) bool, out []AFTKey) []AFTKey {
-	src, _ := a.parts()
+	src := a.current().source
 	if src == nil {
 		return out
 	}
@@ -181,7 +196,8 @@ func (a *AFT) Keys(want func(vrf string) bool, out []AFTKey) []AFTKey {
 // Lookup appends the current value of each key, with the BGP origins of
 // entries filled in.
 func (a *AFT) Lookup(keys []AFTKey, out []AFTItem) []AFTItem {
-	src, origins := a.parts()
+	p := a.current()
+	src, origins := p.source, p.origins
 	if src == nil {
 		for _, k := range keys {
 			out = append(out, AFTItem{Key: k})
