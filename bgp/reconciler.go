@@ -157,7 +157,7 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 	for _, k := range fibKeys(ctx, core.FIB()) {
 		r.stale[k] = true
 	}
-	core.AFT().SetOrigins(r.rib.aftOrigins)
+	core.AFT().SetOrigins(newAFTOrigins(r.rib).fill)
 	core.RefreshOnRequest(ctx, pathsPrefix, r.refreshPaths)
 	r.mu.Unlock()
 	r.wg.Add(3)

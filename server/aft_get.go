@@ -213,7 +213,8 @@ func addAFTItem(a *genAfts, it nos.AFTItem) error {
 	switch k.Kind {
 	case nos.AFTEntry:
 		p := k.Prefix().String()
-		st := &genAftEntrySt{Prefix: &p, NextHopGroup: ptrTo(it.Group), RouteDistinguisher: it.RDs, RouteTarget: it.RTs}
+		// The item's slices are shared (nos.AFTItem): the tree gets copies.
+		st := &genAftEntrySt{Prefix: &p, NextHopGroup: ptrTo(it.Group), RouteDistinguisher: slices.Clone(it.RDs), RouteTarget: slices.Clone(it.RTs)}
 		switch it.Origin {
 		case nos.AFTOriginBGP:
 			st.OriginProtocol = gen.IsthmusAft_OriginProtocol_BGP
