@@ -24,6 +24,7 @@ type touched struct {
 	lists  [numLists]bool            // any entry of the list may have changed
 	keys   [numLists]map[string]bool // these entries of the list may have changed
 	tunnel bool                      // the tunnel container may have changed
+	acl    aclTouched                // per ACL set, the entries that may have changed (acl_grain.go)
 }
 
 // cloneMap copies the map of a top-level list (its pointers, not its
@@ -73,7 +74,11 @@ func unshare(cand *gen.Device, p *gpb.Path, t *touched) {
 		if !ok || len(keys) != 1 {
 			break // the whole list: copy it whole below
 		}
-		unshareEntry(cand, l, name)
+		if i == listACL {
+			unshareACLSet(cand, name, elems[len(l.path):], t) // one entry of a set, not the set (acl_grain.go)
+		} else {
+			unshareEntry(cand, l, name)
+		}
 		if t.keys[i] == nil {
 			t.keys[i] = map[string]bool{}
 		}

@@ -20,6 +20,10 @@ type delta struct {
 	changed [numLists][]string // per list: keys of entries added or changed, sorted
 	removed [numLists][]string // per list: keys of entries removed, sorted
 	tunnel  bool               // the tunnel container changed
+	// acl holds, for the ACL sets in changed that both configurations
+	// have, which of their entries changed (acl_grain.go); a changed set
+	// missing here (one added) is handled whole.
+	acl map[string]*aclChange
 }
 
 // computeDelta compares every entry of old and cand; a Set knows what it
@@ -27,6 +31,10 @@ type delta struct {
 func computeDelta(old, cand *gen.Device) delta {
 	var d delta
 	for i, l := range topLists {
+		if i == listACL {
+			d.aclSets(old, cand, nil, nil)
+			continue
+		}
 		d.changed[i], d.removed[i] = listDelta(l, old, cand)
 	}
 	d.tunnel = !reflect.DeepEqual(old.GetTunnel(), cand.GetTunnel())
@@ -65,6 +73,15 @@ func touchedDelta(old, cand *gen.Device, t *touched) delta {
 	}
 	var d delta
 	for i, l := range topLists {
+		if i == listACL {
+			switch {
+			case t.lists[i]:
+				d.aclSets(old, cand, nil, nil)
+			case len(t.keys[i]) > 0:
+				d.aclSets(old, cand, t.keys[i], t.acl)
+			}
+			continue
+		}
 		if t.lists[i] {
 			d.changed[i], d.removed[i] = listDelta(l, old, cand)
 			continue
@@ -110,11 +127,19 @@ func (d delta) reverse(old *gen.Device) delta {
 		r.changed[i] = append(r.changed[i], d.removed[i]...)
 		sort.Strings(r.changed[i])
 	}
+	for k, g := range d.acl {
+		if r.acl == nil {
+			r.acl = make(map[string]*aclChange, len(d.acl))
+		}
+		o, _ := topLists[listACL].entry(old, k).(*aclSetT)
+		r.acl[k] = g.reverse(o)
+	}
 	return r
 }
 
 // partial returns a device holding only the changed entries of cand (shared,
-// not copied), for schema validation of what the commit touches.
+// not copied), for schema validation of what the commit touches; of an
+// ACL set changed entry by entry, only the entries that changed.
 func (d delta) partial(cand *gen.Device) *gen.Device {
 	p := &gen.Device{}
 	for i, l := range topLists {
@@ -136,7 +161,12 @@ func (d delta) partial(cand *gen.Device) *gen.Device {
 		}
 		src := l.entries(cand)
 		for _, k := range d.changed[i] {
-			m.SetMapIndex(reflect.ValueOf(k), src.MapIndex(reflect.ValueOf(k)))
+			e := src.MapIndex(reflect.ValueOf(k))
+			if g := d.acl[k]; i == listACL && g != nil {
+				// Only the entries the commit changed (acl_grain.go).
+				e = reflect.ValueOf(partialACLSet(e.Interface().(*aclSetT), g))
+			}
+			m.SetMapIndex(reflect.ValueOf(k), e)
 		}
 	}
 	if d.tunnel {

@@ -36,7 +36,7 @@ func configDiff(old, cand *gen.Device, ch delta) (*gpb.Notification, error) {
 		}
 	}
 	for i, l := range topLists {
-		diffEntries(l, old, cand, ch.changed[i], ch.removed[i], out, add)
+		diffEntries(l, old, cand, ch.changed[i], ch.removed[i], ch.acl, out, add)
 	}
 	if ch.tunnel {
 		a, b := old.GetTunnel(), cand.GetTunnel()
@@ -52,8 +52,9 @@ func configDiff(old, cand *gen.Device, ch delta) (*gpb.Notification, error) {
 }
 
 // diffEntries diffs the changed entries of one top-level list and
-// deletes the removed ones.
-func diffEntries(l topList, old, cand *gen.Device, changed, removed []string, out *gpb.Notification, add func([]*gpb.PathElem, ygot.GoStruct, ygot.GoStruct)) {
+// deletes the removed ones; of an ACL set that acl says changed entry by
+// entry, only those entries.
+func diffEntries(l topList, old, cand *gen.Device, changed, removed []string, acl map[string]*aclChange, out *gpb.Notification, add func([]*gpb.PathElem, ygot.GoStruct, ygot.GoStruct)) {
 	entryPath := func(k string) []*gpb.PathElem {
 		var elems []*gpb.PathElem
 		for _, name := range l.path[:len(l.path)-1] {
@@ -67,7 +68,7 @@ func diffEntries(l topList, old, cand *gen.Device, changed, removed []string, ou
 			base = l.newEntry()
 		}
 		if a, ok := base.(*gen.IsthmusAcl_Acl_AclSets_AclSet); ok {
-			diffACLSet(entryPath(k), a, l.entry(cand, k).(*gen.IsthmusAcl_Acl_AclSets_AclSet), add)
+			diffACLSet(entryPath(k), a, l.entry(cand, k).(*gen.IsthmusAcl_Acl_AclSets_AclSet), acl[k], add)
 			continue
 		}
 		add(entryPath(k), base, l.entry(cand, k))
@@ -82,35 +83,46 @@ type aclEntryT = gen.IsthmusAcl_Acl_AclSets_AclSet_AclEntries_AclEntry
 // diffACLSet diffs two versions of an ACL set entry by entry, with the
 // same result as ygot.Diff of the whole set: ygot.Diff walks every entry
 // of a set by reflection (seconds at 10,000 entries), and a change to a
-// set usually touches a few of them.
-func diffACLSet(prefix []*gpb.PathElem, a, b *gen.IsthmusAcl_Acl_AclSets_AclSet, add func([]*gpb.PathElem, ygot.GoStruct, ygot.GoStruct)) {
-	sa, sb := *a, *b
-	sa.AclEntries, sb.AclEntries = nil, nil
-	add(prefix, &sa, &sb)
-	var ea, eb map[uint32]*aclEntryT
-	if a.AclEntries != nil {
-		ea = a.AclEntries.AclEntry
+// set usually touches a few of them. With g (what the commit changed in
+// the set, acl_grain.go) only those entries are looked at; without it,
+// every entry is compared (those shared by both versions at the cost of
+// a pointer comparison).
+func diffACLSet(prefix []*gpb.PathElem, a, b *gen.IsthmusAcl_Acl_AclSets_AclSet, g *aclChange, add func([]*gpb.PathElem, ygot.GoStruct, ygot.GoStruct)) {
+	if g == nil || g.set {
+		add(prefix, withoutEntries(a), withoutEntries(b))
 	}
-	if b.AclEntries != nil {
-		eb = b.AclEntries.AclEntry
-	}
+	ea, eb := aclEntryMap(a), aclEntryMap(b)
 	entry := func(seq uint32) []*gpb.PathElem {
 		return append(clonePrefix(prefix), &gpb.PathElem{Name: "acl-entries"},
 			&gpb.PathElem{Name: "acl-entry", Key: map[string]string{"sequence-id": strconv.FormatUint(uint64(seq), 10)}})
 	}
-	for seq, y := range eb {
-		x := ea[seq]
-		if x == y || (x != nil && reflect.DeepEqual(x, y)) {
-			continue
-		}
-		if x == nil {
-			x = &aclEntryT{}
-		}
-		add(entry(seq), x, y)
-	}
-	for seq, x := range ea {
-		if _, ok := eb[seq]; !ok {
+	one := func(seq uint32) {
+		x, y := ea[seq], eb[seq]
+		switch {
+		case y == nil && x != nil:
 			add(entry(seq), x, &aclEntryT{})
+		case y == nil, x == y, x != nil && reflect.DeepEqual(x, y):
+		case x == nil:
+			add(entry(seq), &aclEntryT{}, y)
+		default:
+			add(entry(seq), x, y)
+		}
+	}
+	if g != nil {
+		for _, seq := range g.changed {
+			one(seq)
+		}
+		for _, seq := range g.removed {
+			one(seq)
+		}
+		return
+	}
+	for seq := range eb {
+		one(seq)
+	}
+	for seq := range ea {
+		if _, ok := eb[seq]; !ok {
+			one(seq)
 		}
 	}
 }

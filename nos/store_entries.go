@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,9 +28,10 @@ import (
 // into bucketConfig once (migrate), and those revisions stay readable.
 
 var (
-	bucketConfig = []byte("config")  // entry key → RFC 7951 JSON of the running entry
-	formatKey    = []byte("format")  // in bucketMeta: the layout of the store
-	formatCur    = []byte("entries") // one key per entry, revisions as changes
+	bucketConfig  = []byte("config")                 // entry key → RFC 7951 JSON of the running entry
+	formatKey     = []byte("format")                 // in bucketMeta: the layout of the store
+	formatEntries = []byte("entries")                // one key per entry, revisions as changes
+	formatCur     = []byte("entries/acl-entry-keys") // the same, and one key per ACL entry (store_acl.go)
 )
 
 // storedRecord is a revision as stored: who and when, and either the
@@ -45,6 +48,9 @@ type entryChange struct {
 	Key string          `json:"key"`
 	Old json.RawMessage `json:"old,omitempty"` // absent: the revision added the entry
 	New json.RawMessage `json:"new,omitempty"` // absent: the revision removed it
+	// wholeSet marks an ACL set written whole or removed: the store
+	// removes every entry of it that changes does not name.
+	wholeSet bool
 }
 
 // entryChanges encodes the entries of cand that ch says changed, and
@@ -52,6 +58,19 @@ type entryChange struct {
 func entryChanges(cand *gen.Device, ch delta) ([]entryChange, error) {
 	var out []entryChange
 	for i, l := range topLists {
+		if i == listACL {
+			for _, k := range ch.changed[i] {
+				cs, err := aclSetChanges(l.entry(cand, k).(*aclSetT), k, ch.acl[k])
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, cs...)
+			}
+			for _, k := range ch.removed[i] {
+				out = append(out, entryChange{Key: l.kind + "/" + k, wholeSet: true})
+			}
+			continue
+		}
 		for _, k := range ch.changed[i] {
 			b, err := encodeEntry(l.entry(cand, k))
 			if err != nil {
@@ -77,6 +96,38 @@ func entryChanges(cand *gen.Device, ch delta) ([]entryChange, error) {
 	return out, nil
 }
 
+// aclSetChanges encodes what changed in ACL set name (s, as it is now):
+// its own leaves and each entry under keys of their own (store_acl.go);
+// with g, only what g names, else the whole set.
+func aclSetChanges(s *aclSetT, name string, g *aclChange) ([]entryChange, error) {
+	var out []entryChange
+	if g == nil || g.set {
+		b, err := encodeEntry(withoutEntries(s))
+		if err != nil {
+			return nil, fmt.Errorf("encode acl-set %q: %w", name, err)
+		}
+		out = append(out, entryChange{Key: topLists[listACL].kind + "/" + name, New: b, wholeSet: g == nil})
+	}
+	entries := aclEntryMap(s)
+	seqs := slices.Sorted(maps.Keys(entries))
+	if g != nil {
+		seqs = g.changed
+	}
+	for _, seq := range seqs {
+		b, err := encodeEntry(entries[seq])
+		if err != nil {
+			return nil, fmt.Errorf("encode acl-entry %d of acl-set %q: %w", seq, name, err)
+		}
+		out = append(out, entryChange{Key: aclEntryKey(name, seq), New: b})
+	}
+	if g != nil {
+		for _, seq := range g.removed {
+			out = append(out, entryChange{Key: aclEntryKey(name, seq)})
+		}
+	}
+	return out, nil
+}
+
 // commit persists changes as the next revision and makes it the head: the
 // changed entries are written, the removed ones deleted, and the record
 // keeps each entry's previous value. also writes what else belongs to
@@ -90,6 +141,7 @@ func (s *Store) commit(who string, changes []entryChange, also func(*bolt.Tx) er
 			}
 		}
 		cfg := tx.Bucket(bucketConfig)
+		changes = withStaleEntries(cfg, changes)
 		for i := range changes {
 			ch := &changes[i]
 			if old := cfg.Get([]byte(ch.Key)); old != nil {
@@ -185,10 +237,8 @@ func rebuild(tx *bolt.Tx, rev uint64) (*commitRecord, error) {
 			return nil, fmt.Errorf("undo revision %d: it holds a whole configuration, not changes", r)
 		}
 		for _, ch := range later.Changes {
-			if ch.Old == nil {
-				delete(entries, ch.Key)
-			} else {
-				entries[ch.Key] = ch.Old
+			if err := undoChange(entries, ch); err != nil {
+				return nil, fmt.Errorf("undo revision %d: %w", r, err)
 			}
 		}
 	}
@@ -222,6 +272,10 @@ func binaryRev(b []byte) uint64 {
 // assembleConfig puts entries (store key → RFC 7951 JSON) together into
 // one RFC 7951 document of the whole configuration.
 func assembleConfig(entries map[string][]byte) ([]byte, error) {
+	entries, err := attachACLEntries(entries)
+	if err != nil {
+		return nil, err
+	}
 	keys := make([]string, 0, len(entries))
 	for k := range entries {
 		keys = append(keys, k)
@@ -280,18 +334,25 @@ func listByKind(kind string) (topList, bool) {
 
 // migrate brings a store written before the per-entry format to it: the
 // head revision's configuration is written one key per entry. Older
-// revisions keep their whole configuration and stay readable.
+// revisions keep their whole configuration and stay readable. A store
+// of the per-entry format from before ACL entries had keys of their own
+// has its ACL sets split (store_acl.go); its revisions stay readable too.
 func (s *Store) migrate() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		if bytes.Equal(meta.Get(formatKey), formatCur) {
+		format := meta.Get(formatKey)
+		if bytes.Equal(format, formatCur) {
 			return nil
 		}
 		cfgBucket, err := tx.CreateBucketIfNotExists(bucketConfig)
 		if err != nil {
 			return err
 		}
-		if h := meta.Get([]byte("head")); h != nil {
+		if bytes.Equal(format, formatEntries) {
+			if err := splitStoredSets(cfgBucket); err != nil {
+				return fmt.Errorf("split ACL sets into entries: %w", err)
+			}
+		} else if h := meta.Get([]byte("head")); h != nil {
 			r, err := readStored(tx, binaryRev(h))
 			if err != nil {
 				return fmt.Errorf("read head revision: %w", err)

@@ -3,7 +3,6 @@ package nos
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
 
 	"github.com/isthmus-net/isthmus/gen"
@@ -56,16 +55,9 @@ func validateACLs(d *gen.Device, sc *scope) error {
 	}
 	keys := tagKeys(d)
 	for _, name := range sc.keys(listACL, d) {
-		var entries map[uint32]*gen.IsthmusAcl_Acl_AclSets_AclSet_AclEntries_AclEntry
-		if es := aclSets(d)[name].GetAclEntries(); es != nil {
-			entries = es.AclEntry
-		}
-		seqs := make([]uint32, 0, len(entries))
-		for seq := range entries {
-			seqs = append(seqs, seq)
-		}
-		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-		for _, seq := range seqs {
+		set := aclSets(d)[name]
+		entries := aclEntryMap(set)
+		for _, seq := range sc.aclEntries(name, set) {
 			base := fmt.Sprintf("/acl/acl-sets/acl-set[name=%s]/acl-entries/acl-entry[sequence-id=%d]/config", name, seq)
 			if err := validateACLEntry(base, entries[seq].GetConfig(), groups, keys); err != nil {
 				return err

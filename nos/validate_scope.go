@@ -138,6 +138,7 @@ type scope struct {
 	names   [numLists]map[string]bool
 	ix      *refIndex // the running configuration's index
 	changed []string  // VRFs the commit added or changed
+	acl     aclScope  // which entries of the walked ACL sets are walked (acl_grain.go)
 }
 
 // scope returns the entries validation of the commit from old to cand
@@ -150,7 +151,13 @@ func (ix *refIndex) scope(old, cand *gen.Device, ch delta) *scope {
 	sc := &scope{ix: ix, changed: ch.changed[listNI]}
 	add := func(t string, m map[string]entrySet) {
 		if ids, ok := m[t]; ok {
-			ids.each(sc.add)
+			ids.each(func(id entryID) {
+				sc.add(id)
+				if id.list == listACL {
+					// It looks for what changed: all its entries.
+					sc.acl.addAll(id.name)
+				}
+			})
 		}
 	}
 	for i, l := range topLists {
@@ -158,6 +165,13 @@ func (ix *refIndex) scope(old, cand *gen.Device, ch delta) *scope {
 			for _, k := range list {
 				id := entryID{i, k}
 				sc.add(id)
+				if i == listACL {
+					if g := ch.acl[k]; g != nil {
+						sc.acl.addSeqs(k, g.changed)
+					} else {
+						sc.acl.addAll(k)
+					}
+				}
 				for _, e := range []ygot.GoStruct{l.entry(old, k), l.entry(cand, k)} {
 					if e == nil {
 						continue
