@@ -28,7 +28,7 @@ type aftOrigins struct {
 }
 
 // aftOriginsChunk is how many items are read under one hold of rib.mu.
-const aftOriginsChunk = 128
+const aftOriginsChunk = 64
 
 // aftOriginsCacheMax bounds the names of RDs kept (route-target sets are
 // as many as the RIB holds).
@@ -137,6 +137,13 @@ func (r *rib) selectedOrigins(items []nos.AFTItem, start, end int, out []aftOrig
 // from e: the best local preference, then the shortest AS path. r.mu is
 // held.
 func (r *rib) selected(item int, vrf uint32, e *entry, out []aftOrigin) []aftOrigin {
+	if e.len() == 1 { // nearly every prefix
+		p := e.at(0)
+		if r.importsInto(p.learned, vrf) {
+			out = append(out, aftOrigin{item: item, rd: p.rd, rtset: p.rtset, rts: r.rtsets[p.rtset]})
+		}
+		return out
+	}
 	var best learned
 	n := 0
 	for i := range e.len() {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/isthmus-net/isthmus/nos"
@@ -53,6 +54,19 @@ func aftQueries(qs []query) (out []query, want func(string) bool) {
 // the deletes of what went: new next hops and groups before the entries
 // that use them, gone ones last.
 func (s *Server) aftSend(ctx context.Context, w *aftWriter, keys []nos.AFTKey, items []nos.AFTItem) ([]nos.AFTItem, error) {
+	// Keys come in the order the dataplane's map gave them; sorted, the
+	// lookups (BGP's RIB above all, whose slots follow the order routes
+	// arrived in) read memory close to the last one instead of anywhere,
+	// and a batch's entries go out in prefix order.
+	slices.SortFunc(keys, func(a, b nos.AFTKey) int {
+		if c := strings.Compare(a.VRF, b.VRF); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Kind, b.Kind); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
 	items = s.core.AFT().Lookup(keys, items[:0])
 	rank := func(it nos.AFTItem) int {
 		switch {
