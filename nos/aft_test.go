@@ -244,3 +244,29 @@ func TestAFTSortsOnlyWhatIsTaken(t *testing.T) {
 		t.Fatalf("took %d keys, want the %d in order", len(all), len(keys))
 	}
 }
+
+// TestAFTLookupDoesNotWaitForChanged: a reader's lookup does not take the
+// lock Changed holds while it fills every subscriber's inbox (the
+// producer calls Changed in the middle of programming).
+func TestAFTLookupDoesNotWaitForChanged(t *testing.T) {
+	var a AFT
+	key := AFTKey{VRF: "red", Kind: AFTNextHop, ID: 1}
+	a.SetSource(keysOnly{key})
+	a.SetOrigins(func(items []AFTItem) {
+		for i := range items {
+			items[i].Interface = "named"
+		}
+	})
+	a.mu.Lock() // as Changed holds it
+	defer a.mu.Unlock()
+	got := make(chan []AFTItem, 1)
+	go func() { got <- a.Lookup(a.Keys(nil, nil), nil) }()
+	select {
+	case items := <-got:
+		if len(items) != 1 || items[0].Key != key || items[0].Interface != "named" {
+			t.Fatalf("looked up %+v, want %v named by the origins", items, key)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a lookup waited for the lock Changed holds")
+	}
+}
