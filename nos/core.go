@@ -52,8 +52,9 @@ type Core struct {
 	labels *Labels
 	cache  *cache.Cache
 
-	commitMu sync.Mutex // serializes transactions: one candidate at a time; guards refs
+	commitMu sync.Mutex // serializes transactions: one candidate at a time; guards refs, reuse
 	refs     *refIndex  // relations between the running entries, for scoped validation
+	reuse    mapReuse   // spare list maps for the next Set's candidate (cow_reuse.go)
 
 	// pubMu orders changes of the state tree together with what they send
 	// to the telemetry cache: a state write (check, write, publish) and a

@@ -16,7 +16,10 @@ import (
 // way to the edited top-level entry (shallow copies), the list's map (a
 // copy of its pointers) and the entry itself (a deep copy). Entries the
 // Set does not name are never copied, walked or compared, so a Set that
-// changes one VRF costs one VRF with ten or ten thousand configured.
+// changes one VRF costs one VRF with ten or ten thousand configured. Nor
+// is the list's map copied after the first Set: the map of the
+// configuration before the running one is brought up to date with the
+// entries the last commit changed and taken instead (cow_reuse.go).
 
 // touched records what the edits of one Set may have changed.
 type touched struct {
@@ -24,6 +27,7 @@ type touched struct {
 	lists  [numLists]bool            // any entry of the list may have changed
 	keys   [numLists]map[string]bool // these entries of the list may have changed
 	tunnel bool                      // the tunnel container may have changed
+	maps   listMaps                  // the list maps cand owns, and where they came from (cow_reuse.go)
 	acl    aclTouched                // per ACL set, the entries that may have changed (acl_grain.go)
 }
 
@@ -77,7 +81,7 @@ func unshare(cand *gen.Device, p *gpb.Path, t *touched) {
 		if i == listACL {
 			unshareACLSet(cand, name, elems[len(l.path):], t) // one entry of a set, not the set (acl_grain.go)
 		} else {
-			unshareEntry(cand, l, name)
+			ownEntry(cand, i, name, t)
 		}
 		if t.keys[i] == nil {
 			t.keys[i] = map[string]bool{}
@@ -122,8 +126,19 @@ func onPath(elems []*gpb.PathElem, path []string) bool {
 // copy of the list's map and a deep copy of the entry name. Containers
 // or a map that do not exist yet are created by the edit itself.
 func unshareEntry(cand *gen.Device, l topList, name string) {
+	for i := range topLists {
+		if topLists[i].kind == l.kind {
+			ownEntry(cand, i, name, nil)
+			return
+		}
+	}
+}
+
+// ownEntry is unshareEntry for the list topLists[list], whose map, when t
+// has a spare one to offer, is not copied (t.ownMap, cow_reuse.go).
+func ownEntry(cand *gen.Device, list int, name string, t *touched) {
 	v := reflect.ValueOf(cand)
-	for _, seg := range l.path {
+	for _, seg := range topLists[list].path {
 		f := fieldByPath(v, seg)
 		switch f.Kind() {
 		case reflect.Pointer:
@@ -138,7 +153,7 @@ func unshareEntry(cand *gen.Device, l topList, name string) {
 			if f.IsNil() {
 				return
 			}
-			m := cloneMap(f)
+			m := t.ownMap(list, f)
 			f.Set(m)
 			key := reflect.ValueOf(name)
 			if e := m.MapIndex(key); e.IsValid() && !e.IsNil() {

@@ -31,7 +31,13 @@ func (c *Core) Set(ctx context.Context, who string, req *gpb.SetRequest) (uint64
 	c.mu.RUnlock()
 	cand := &gen.Device{}
 	*cand = *old
-	var t touched
+	t := touched{maps: listMaps{reuse: &c.reuse}}
+	defer func() {
+		c.mu.RLock()
+		running := c.running
+		c.mu.RUnlock()
+		c.reuse.settle(old, cand, running, &t)
+	}()
 	if err := c.editShared(cand, req, &t); err != nil {
 		return 0, err
 	}
