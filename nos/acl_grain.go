@@ -123,6 +123,30 @@ func partialACLSet(s *aclSetT, g *aclChange) *aclSetT {
 	return p
 }
 
+// sameTokens reports whether set name looks for the same address groups
+// and tag keys in cand as in old (validate_scope.go), which differ by g:
+// neither version of an entry g names looks for any. A nil g knows
+// nothing and answers false.
+func (g *aclChange) sameTokens(old, cand *gen.Device, name string) bool {
+	if g == nil {
+		return false
+	}
+	before, after := aclEntryMap(aclSets(old)[name]), aclEntryMap(aclSets(cand)[name])
+	looks := func(e *aclEntryT) bool {
+		c := e.GetConfig()
+		return c != nil && (c.SourceAddressGroup != nil || c.DestinationAddressGroup != nil ||
+			len(c.SourceTagSelector) > 0 || len(c.DestinationTagSelector) > 0)
+	}
+	for _, seqs := range [][]uint32{g.changed, g.removed} {
+		for _, seq := range seqs {
+			if looks(before[seq]) || looks(after[seq]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // aclEdit is the grain at which an edit below an ACL set works.
 type aclEdit int
 

@@ -109,9 +109,11 @@ func aclSetChanges(s *aclSetT, name string, g *aclChange) ([]entryChange, error)
 		out = append(out, entryChange{Key: topLists[listACL].kind + "/" + name, New: b, wholeSet: g == nil})
 	}
 	entries := aclEntryMap(s)
-	seqs := slices.Sorted(maps.Keys(entries))
+	var seqs []uint32
 	if g != nil {
 		seqs = g.changed
+	} else {
+		seqs = slices.Sorted(maps.Keys(entries))
 	}
 	for _, seq := range seqs {
 		b, err := encodeEntry(entries[seq])

@@ -122,6 +122,9 @@ func (ix *refIndex) update(old, cand *gen.Device, ch delta) {
 	for i, l := range topLists {
 		for _, list := range [][]string{ch.changed[i], ch.removed[i]} {
 			for _, k := range list {
+				if i == listACL && ch.acl[k].sameTokens(old, cand, k) {
+					continue // its entries look for what they looked for (acl_grain.go)
+				}
 				if o := l.entry(old, k); o != nil {
 					ix.file(entryID{i, k}, o, false)
 				}
@@ -176,7 +179,10 @@ func (ix *refIndex) scope(old, cand *gen.Device, ch delta) *scope {
 					if e == nil {
 						continue
 					}
-					keys, _ := entryTokens(id, e)
+					keys := []string{"acl:" + k} // an ACL set provides its name only
+					if i != listACL {
+						keys, _ = entryTokens(id, e)
+					}
 					for _, t := range keys {
 						add(t, ix.probed)
 					}
