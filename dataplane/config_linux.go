@@ -62,6 +62,10 @@ func (d *Dataplane) AttachInterface(ifc Interface) error {
 			d.ifTable.free(slot)
 			return fmt.Errorf("attach interface %s: reset policy counters: %w", name, err)
 		}
+		if err := d.resetNodePassed(slot, n); err != nil {
+			d.ifTable.free(slot)
+			return fmt.Errorf("attach interface %s: %w", name, err)
+		}
 		d.ifSlots[ifc.Index] = slot
 	}
 	v := forwarderIface{Vrf: vrf, Slot: slot, Ifindex: uint32(ifc.Index), Flags: deliveryFlags(lnk)}

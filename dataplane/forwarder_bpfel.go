@@ -492,6 +492,7 @@ const (
 	forwarderMapPolGen           = "pol_gen"
 	forwarderMapPolIfaceDenied   = "pol_iface_denied"
 	forwarderMapPolIfaces        = "pol_ifaces"
+	forwarderMapPolNodePassed    = "pol_node_passed"
 	forwarderMapPolRules         = "pol_rules"
 	forwarderMapPolSport         = "pol_sport"
 	forwarderMapPolSrc           = "pol_src"
@@ -600,6 +601,7 @@ type forwarderMapSpecs struct {
 	PolGen           *ebpf.MapSpec `ebpf:"pol_gen"`
 	PolIfaceDenied   *ebpf.MapSpec `ebpf:"pol_iface_denied"`
 	PolIfaces        *ebpf.MapSpec `ebpf:"pol_ifaces"`
+	PolNodePassed    *ebpf.MapSpec `ebpf:"pol_node_passed"`
 	PolRules         *ebpf.MapSpec `ebpf:"pol_rules"`
 	PolSport         *ebpf.MapSpec `ebpf:"pol_sport"`
 	PolSrc           *ebpf.MapSpec `ebpf:"pol_src"`
@@ -678,6 +680,7 @@ type forwarderMaps struct {
 	PolGen           *ebpf.Map `ebpf:"pol_gen"`
 	PolIfaceDenied   *ebpf.Map `ebpf:"pol_iface_denied"`
 	PolIfaces        *ebpf.Map `ebpf:"pol_ifaces"`
+	PolNodePassed    *ebpf.Map `ebpf:"pol_node_passed"`
 	PolRules         *ebpf.Map `ebpf:"pol_rules"`
 	PolSport         *ebpf.Map `ebpf:"pol_sport"`
 	PolSrc           *ebpf.Map `ebpf:"pol_src"`
@@ -732,6 +735,7 @@ func (m *forwarderMaps) Close() error {
 		m.PolGen,
 		m.PolIfaceDenied,
 		m.PolIfaces,
+		m.PolNodePassed,
 		m.PolRules,
 		m.PolSport,
 		m.PolSrc,

@@ -86,9 +86,15 @@ func (r *Reconciler) publishPolicy() error {
 			errs = append(errs, err)
 			continue
 		}
+		node, err := dp.InterfaceNodePassed(i)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		update(fmt.Sprintf("/interfaces/interface[name=%s]/acl/state", name),
 			&gen.IsthmusInterfaces_Interfaces_Interface_Acl_State{
 				IngressDeniedPackets: ygot.Uint64(d.Ingress), EgressDeniedPackets: ygot.Uint64(d.Egress),
+				EgressNodePackets: ygot.Uint64(node),
 			})
 	}
 	return errors.Join(errs...)

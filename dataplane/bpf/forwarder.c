@@ -430,6 +430,9 @@ static __always_inline int encap_mpls(struct __sk_buff *skb, struct tunnel *t,
 /* External connectivity: host access, SNAT (uses the helpers above). */
 #include "nat.h"
 
+/* A pod's own node reaches it whatever its egress policy (uses nat.h). */
+#include "policy_node.h"
+
 /* Services whose external traffic goes to every backend (uses the helpers above). */
 #include "service_relay.h"
 
@@ -502,8 +505,9 @@ int pod_ingress(struct __sk_buff *skb)
 	if (!r) {
 		/* No VRF route: the source pod's egress policy (policy.h), in
 		 * its own VRF on its own address, before anything below
-		 * translates the packet. */
-		if (policy_active(vrf)) {
+		 * translates the packet. Its answers to its own node pass
+		 * (policy_node.h). */
+		if (policy_active(vrf) && !policy_to_node(skb, vrf)) {
 			int pact = policy_check(skb, vrf, sizeof(struct ethhdr), POL_NONE, 0);
 			if (pact != POLICY_PASS)
 				return pact;

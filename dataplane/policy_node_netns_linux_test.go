@@ -1,0 +1,99 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/openconfig/ygot/ygot"
+
+	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/nos"
+)
+
+// TestPolicyNodeNamespaces: a pod isolated for egress (it may send UDP to
+// port 53, nothing else) in a VRF with host access and SNAT still answers
+// its own node's TCP connection (the kubelet's probe: the node's packets to
+// the pod create no flow entry, so the pod's SYN-ACK is a first packet of
+// its egress) and reaches the node itself; it reaches neither another pod
+// of its VRF nor another host through SNAT, and the state counts both the
+// node's packets and the refused ones.
+func TestPolicyNodeNamespaces(t *testing.T) {
+	requireRoot(t)
+	h := &coreHost{ns: newNS(t, "host")}
+	other := newNS(t, "other")
+	vethBetween(t, h.ns, "ul", mustMAC("02:00:00:00:00:01"), other, "ul", mustMAC("02:00:00:00:00:fe"))
+	h.ns.ip(t, "addr", "add", "192.0.2.1/24", "dev", "ul")
+	h.ns.ip(t, "route", "add", "default", "via", "192.0.2.254")
+	if out, err := h.ns.cmd("sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
+		t.Fatalf("enable forwarding: %v: %s", err, out)
+	}
+	other.ip(t, "addr", "add", "192.0.2.254/24", "dev", "ul")
+	isolated := addPod(t, h.ns, "pred", 1, netip.MustParseAddr("10.1.0.2"), podMTU)
+	peer := addPod(t, h.ns, "pred2", 2, netip.MustParseAddr("10.1.0.3"), podMTU)
+	h.startFresh(t)
+	h.commit(t, edits(
+		func(d *gen.Device) {
+			ul := d.GetOrCreateInterfaces().GetOrCreateInterface("ul").GetOrCreateConfig()
+			ul.Name, ul.Type = ygot.String("ul"), gen.IsthmusTypes_InterfaceType_UNDERLAY
+			tc := d.GetOrCreateTunnel().GetOrCreateConfig()
+			tc.SourceAddress, tc.UnderlayInterface = ygot.String("192.0.2.1"), ygot.String("ul")
+			pc := d.GetOrCreateInterfaces().GetOrCreateInterface("pred2").GetOrCreateConfig()
+			pc.Name, pc.Type, pc.NetworkInstance = ygot.String("pred2"), gen.IsthmusTypes_InterfaceType_POD, ygot.String("red")
+			pc.Ipv4Address, pc.Mtu = ygot.String("10.1.0.3/32"), ygot.Uint16(podMTU)
+			pc.GetOrCreatePod().PeerMacAddress = ygot.String(peer.mac.String())
+		},
+		extVRF("red", "65000:1", "pred", isolated, func(c *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_External_Config) {
+			c.DefaultPodNetwork, c.PortMin, c.PortMax = ygot.Bool(true), ygot.Uint16(20000), ygot.Uint16(20999)
+		}),
+	))
+	serveWho(t, isolated.ns, "10.1.0.2:8080")
+	serveWho(t, peer.ns, "10.1.0.3:8080")
+	serveWho(t, other, "192.0.2.254:80")
+	serveWho(t, h.ns, "192.0.2.1:10250")
+	// Without policy every path is open.
+	for _, to := range []string{"192.0.2.254:80", "10.1.0.3:8080", "192.0.2.1:10250"} {
+		if _, err := askWho(isolated.ns, to); err != nil {
+			t.Fatalf("pod to %s before any policy: %v", to, err)
+		}
+	}
+
+	h.commit(t, func(d *gen.Device) error {
+		set := d.GetOrCreateAcl().GetOrCreateAclSets().GetOrCreateAclSet("dns-only")
+		set.GetOrCreateConfig().Name = ygot.String("dns-only")
+		e := set.GetOrCreateAclEntries().GetOrCreateAclEntry(10).GetOrCreateConfig()
+		e.SequenceId, e.Protocol, e.DestinationPort = ygot.Uint32(10), ygot.Uint8(17), ygot.Uint16(53)
+		e.Action = gen.IsthmusAcl_AclAction_ACCEPT
+		acl := d.GetOrCreateInterfaces().GetOrCreateInterface("pred").GetOrCreateAcl().GetOrCreateConfig()
+		acl.EgressAclSet, acl.EgressDefaultAction = []string{"dns-only"}, gen.IsthmusAcl_AclAction_DROP
+		return nil
+	})
+
+	// The node reaches the pod (the probe), and the pod the node.
+	if said, err := askWho(h.ns, "10.1.0.2:8080"); err != nil || !strings.HasPrefix(said, "192.0.2.1:") {
+		t.Errorf("node to the isolated pod: %q, %v; want a connection from 192.0.2.1", said, err)
+	}
+	if said, err := askWho(isolated.ns, "192.0.2.1:10250"); err != nil || !strings.HasPrefix(said, "10.1.0.2:") {
+		t.Errorf("isolated pod to its node: %q, %v; want a connection from 10.1.0.2", said, err)
+	}
+	// Nothing else: not another host (through SNAT), not another pod.
+	for _, to := range []string{"192.0.2.254:80", "10.1.0.3:8080"} {
+		if said, err := askWho(isolated.ns, to); err == nil {
+			t.Errorf("isolated pod reached %s (it saw %q)", to, said)
+		}
+	}
+
+	must(t, h.rec.PublishState())
+	must(t, h.rec.publishPolicy())
+	err := h.core.Read(func(_, state *gen.Device) error {
+		st := nos.Interfaces(state)["pred"].GetAcl().GetState()
+		if st.GetEgressNodePackets() == 0 || st.GetEgressDeniedPackets() == 0 {
+			return fmt.Errorf("interface acl state: %d packets to the node, %d denied; want both counted", st.GetEgressNodePackets(), st.GetEgressDeniedPackets())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("state: %v", err)
+	}
+}
