@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 
 	"github.com/isthmus-net/isthmus/gen"
 	"github.com/isthmus-net/isthmus/nos"
@@ -104,7 +103,9 @@ func (c *policyCompiler) attachment(path, vrf string, sets []string, def gen.E_I
 	names := append([]string(nil), sets...)
 	sort.Strings(names)
 	names = compactStrings(names)
-	key := fmt.Sprintf("%s|%s|%d", vrf, strings.Join(names, ","), def)
+	// Quoted: set names are free text, so no separator could keep "a,b"
+	// apart from "a" and "b".
+	key := fmt.Sprintf("%q %q %d", vrf, names, def)
 	if a, ok := c.cache[key]; ok {
 		return a, nil
 	}
