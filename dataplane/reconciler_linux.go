@@ -219,7 +219,11 @@ func (r *Reconciler) Validate(intended *gen.Device) error {
 	if err != nil {
 		return err
 	}
-	if _, err := policyOf(intended); err != nil {
+	p, err := policyOf(intended)
+	if err != nil {
+		return err
+	}
+	if err := p.checkLimits(); err != nil {
 		return err
 	}
 	if err := r.checkPodMACs(intended, nil, true); err != nil {
