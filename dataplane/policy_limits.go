@@ -35,11 +35,11 @@ func (in policyIntent) checkLimits() error {
 	for _, name := range sortedNames(in.Tunnel) {
 		points = append(points, point{fmt.Sprintf("/network-instances/network-instance[name=%s]/config/tunnel-ingress-acl-set", name), in.Tunnel[name]})
 	}
+	// Distinct attachments, in path order, with the point that first
+	// uses each.
+	var distinct []point
 	seen := map[*Attachment]bool{}
 	prints := map[string]bool{}
-	entries := map[string]bool{}
-	rules := 0
-	var prefixes [4]int
 	for _, p := range points {
 		if seen[p.a] {
 			continue
@@ -50,11 +50,21 @@ func (in policyIntent) checkLimits() error {
 			continue
 		}
 		prints[fp] = true
-		if len(prints) > polMaxAttach-1 {
-			return policyInvalid(p.path, "%d distinct attachments on this node, at most %d", len(prints), polMaxAttach-1)
+		distinct = append(distinct, p)
+	}
+	entries := map[string]bool{}
+	rules := 0
+	var bound [4]int // more prefixes per dimension than compiling gives
+	for i, p := range distinct {
+		if i+1 > polMaxAttach-1 {
+			return policyInvalid(p.path, "%d distinct attachments on this node, at most %d", i+1, polMaxAttach-1)
 		}
 		for _, r := range p.a.Rules {
 			entries[r.Entry] = true
+			bound[0] += max(1, len(r.Sources))
+			bound[1] += max(1, len(r.Destinations))
+			bound[2] += portBound(r.DestinationPorts)
+			bound[3] += portBound(r.SourcePorts)
 		}
 		if len(entries) > polMaxEntries-1 {
 			return policyInvalid(p.path, "%d attached ACL entries on this node, at most %d", len(entries), polMaxEntries-1)
@@ -62,6 +72,12 @@ func (in policyIntent) checkLimits() error {
 		if rules += len(p.a.Rules); rules > polMaxPrefixes {
 			return policyInvalid(p.path, "%d rules in the distinct attachments of this node, at most %d", rules, polMaxPrefixes)
 		}
+	}
+	if max(bound[0], bound[1], bound[2], bound[3]) <= polMaxPrefixes {
+		return nil // compiling would find no more: spare the commit its cost
+	}
+	var prefixes [4]int
+	for _, p := range distinct {
 		c, err := compileAttachment(p.a)
 		if err != nil {
 			return policyInvalid(p.path, "%v", err)
@@ -74,4 +90,13 @@ func (in policyIntent) checkLimits() error {
 		}
 	}
 	return nil
+}
+
+// portBound is at least the number of classifier prefixes a port range
+// becomes (an aligned split of the 16-bit space has at most 30 blocks).
+func portBound(r PortRange) int {
+	if r.Any() || r.Last <= r.First {
+		return 1
+	}
+	return 30
 }
