@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -18,7 +19,9 @@ import (
 // the pod create no flow entry, so the pod's SYN-ACK is a first packet of
 // its egress) and reaches the node itself; it reaches neither another pod
 // of its VRF nor another host through SNAT, and the state counts both the
-// node's packets and the refused ones.
+// node's packets and the refused ones. The set is named as the kube
+// controller names its sets (with slashes): its entry's counter is
+// published too.
 func TestPolicyNodeNamespaces(t *testing.T) {
 	requireRoot(t)
 	h := &coreHost{ns: newNS(t, "host")}
@@ -59,14 +62,17 @@ func TestPolicyNodeNamespaces(t *testing.T) {
 		}
 	}
 
+	// Named as the kube controller names its sets: entry counters of a
+	// set whose name holds slashes are published too.
+	const setName = "k8s/red/pred/egress"
 	h.commit(t, func(d *gen.Device) error {
-		set := d.GetOrCreateAcl().GetOrCreateAclSets().GetOrCreateAclSet("dns-only")
-		set.GetOrCreateConfig().Name = ygot.String("dns-only")
+		set := d.GetOrCreateAcl().GetOrCreateAclSets().GetOrCreateAclSet(setName)
+		set.GetOrCreateConfig().Name = ygot.String(setName)
 		e := set.GetOrCreateAclEntries().GetOrCreateAclEntry(10).GetOrCreateConfig()
 		e.SequenceId, e.Protocol, e.DestinationPort = ygot.Uint32(10), ygot.Uint8(17), ygot.Uint16(53)
 		e.Action = gen.IsthmusAcl_AclAction_ACCEPT
 		acl := d.GetOrCreateInterfaces().GetOrCreateInterface("pred").GetOrCreateAcl().GetOrCreateConfig()
-		acl.EgressAclSet, acl.EgressDefaultAction = []string{"dns-only"}, gen.IsthmusAcl_AclAction_DROP
+		acl.EgressAclSet, acl.EgressDefaultAction = []string{setName}, gen.IsthmusAcl_AclAction_DROP
 		return nil
 	})
 
@@ -84,12 +90,26 @@ func TestPolicyNodeNamespaces(t *testing.T) {
 		}
 	}
 
+	// What the set allows passes and is counted on its entry.
+	must(t, isolated.ns.do(func() error {
+		c, err := net.Dial("udp4", "192.0.2.254:53")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("query"))
+		return err
+	}))
+
 	must(t, h.rec.PublishState())
 	must(t, h.rec.publishPolicy())
 	err := h.core.Read(func(_, state *gen.Device) error {
 		st := nos.Interfaces(state)["pred"].GetAcl().GetState()
 		if st.GetEgressNodePackets() == 0 || st.GetEgressDeniedPackets() == 0 {
 			return fmt.Errorf("interface acl state: %d packets to the node, %d denied; want both counted", st.GetEgressNodePackets(), st.GetEgressDeniedPackets())
+		}
+		if es := state.GetAcl().GetAclSets().GetAclSet(setName).GetAclEntries().GetAclEntry(10).GetState(); es.GetMatchedPackets() == 0 {
+			return fmt.Errorf("entry %s/10: matched-packets %d, want the DNS query counted", setName, es.GetMatchedPackets())
 		}
 		return nil
 	})

@@ -67,9 +67,13 @@ func (r *Reconciler) publishPolicy() error {
 		return err
 	}
 	for entry, c := range counters {
-		set, seq, ok := strings.Cut(entry, "/")
+		i := strings.LastIndexByte(entry, '/') // set names may hold slashes
+		if i < 0 {
+			continue
+		}
+		set, seq := entry[:i], entry[i+1:]
 		n, err := strconv.ParseUint(seq, 10, 32)
-		if !ok || err != nil {
+		if err != nil {
 			continue
 		}
 		update(fmt.Sprintf("/acl/acl-sets/acl-set[name=%s]/acl-entries/acl-entry[sequence-id=%d]/state", set, n),
