@@ -133,6 +133,9 @@ func validateScoped(old, d *gen.Device, sc *scope) error {
 	if err := validateACLs(d, sc); err != nil {
 		return err
 	}
+	if err := validateEnforced(d, sc); err != nil {
+		return err
+	}
 	if err := validateCNI(d, sc); err != nil {
 		return err
 	}
