@@ -17,41 +17,55 @@ const polMaxPrefixes = 1 << 18
 // written before the old ones go) and the spares PrunePolicy keeps are
 // not counted: they only make room for the next change.
 func (in policyIntent) checkLimits() error {
-	type point struct {
-		path string
-		a    *Attachment
-	}
-	var points []point
+	var points []limitPoint
 	for _, name := range sortedNames(in.Interfaces) {
 		ip := in.Interfaces[name]
 		base := fmt.Sprintf("/interfaces/interface[name=%s]/acl/config", name)
 		if ip.Ingress != nil {
-			points = append(points, point{base + "/ingress-acl-set", ip.Ingress})
+			points = append(points, limitPoint{base + "/ingress-acl-set", ip.Ingress})
 		}
 		if ip.Egress != nil {
-			points = append(points, point{base + "/egress-acl-set", ip.Egress})
+			points = append(points, limitPoint{base + "/egress-acl-set", ip.Egress})
 		}
 	}
 	for _, name := range sortedNames(in.Tunnel) {
-		points = append(points, point{fmt.Sprintf("/network-instances/network-instance[name=%s]/config/tunnel-ingress-acl-set", name), in.Tunnel[name]})
+		points = append(points, limitPoint{fmt.Sprintf("/network-instances/network-instance[name=%s]/config/tunnel-ingress-acl-set", name), in.Tunnel[name]})
 	}
-	// Distinct attachments, in path order, with the point that first
-	// uses each.
-	var distinct []point
+	// Attachments distinct by pointer first (points share the compiler's
+	// attachments): never fewer than those distinct by content, which
+	// SetPolicy writes, and far cheaper to find. Only a policy over a
+	// limit that way is counted again by content.
+	var byPointer []limitPoint
 	seen := map[*Attachment]bool{}
-	prints := map[string]bool{}
 	for _, p := range points {
-		if seen[p.a] {
-			continue
+		if !seen[p.a] {
+			seen[p.a] = true
+			byPointer = append(byPointer, p)
 		}
-		seen[p.a] = true
-		fp := p.a.fingerprint()
-		if prints[fp] {
-			continue
-		}
-		prints[fp] = true
-		distinct = append(distinct, p)
 	}
+	if countLimits(byPointer) == nil {
+		return nil
+	}
+	var byContent []limitPoint
+	prints := map[string]bool{}
+	for _, p := range byPointer {
+		if fp := p.a.fingerprint(); !prints[fp] {
+			prints[fp] = true
+			byContent = append(byContent, p)
+		}
+	}
+	return countLimits(byContent)
+}
+
+// limitPoint is an attachment point: its path and its attachment.
+type limitPoint struct {
+	path string
+	a    *Attachment
+}
+
+// countLimits checks distinct (attachments, each with the first point
+// that uses it, in path order) against the node-wide limits.
+func countLimits(distinct []limitPoint) error {
 	entries := map[string]bool{}
 	rules := 0
 	var bound [4]int // more prefixes per dimension than compiling gives
