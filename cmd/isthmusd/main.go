@@ -60,6 +60,10 @@ dir on first start. ${NAME} in the file is the environment variable NAME.
 startup-config leaves win over gNMI-set values at each start; every other
 leaf is gNMI's. Flags override the file.
 
+The garbage collector lets the heap grow to up to five times the live heap
+(never less than twice) within GOMEMLIMIT, or 1 GiB when that is unset; a
+GOGC in the environment turns this off.
+
 Flags:
 `
 
@@ -162,6 +166,9 @@ func serve(ctx context.Context, cfg config, startup []byte, log *slog.Logger) er
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	gcDone := make(chan struct{})
+	go func() { defer close(gcDone); tuneGC(runCtx, log) }() // gc.go
+	defer func() { cancel(); <-gcDone }()
 	if err := core.Start(runCtx); err != nil {
 		return err
 	}
