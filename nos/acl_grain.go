@@ -303,3 +303,27 @@ func (sc *scope) aclEntries(name string, s *aclSetT) []uint32 {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// ACLSets returns the names of the ACL sets the commit adds or changes
+// and of those it removes, each sorted.
+func (d Delta) ACLSets() (changed, removed []string) {
+	return d.list(listACL)
+}
+
+// ACLEntries tells what the commit changed in ACL set name, when it is
+// known entry by entry (ok: the set is in both configurations and
+// changed): the sequence ids of the entries added or changed and of
+// those removed, each sorted, and whether the set's own leaves (its
+// name, its config) changed. The other entries are the very same
+// objects in both configurations. A set added, removed or unchanged
+// gives ok false.
+func (d Delta) ACLEntries(name string) (changed, removed []uint32, own, ok bool) {
+	if d.d == nil {
+		return nil, nil, false, false
+	}
+	g := d.d.acl[name]
+	if g == nil {
+		return nil, nil, false, false
+	}
+	return slices.Clone(g.changed), slices.Clone(g.removed), g.set, true
+}

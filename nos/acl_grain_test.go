@@ -391,3 +391,59 @@ func TestConfirmedACLEntryChangeRollsBack(t *testing.T) {
 		t.Fatal("the cancelled commit is back after a restart")
 	}
 }
+
+// deltaRecorder is a delta reconciler that keeps the last Delta it was
+// given to apply.
+type deltaRecorder struct {
+	mu   sync.Mutex
+	last Delta
+}
+
+func (r *deltaRecorder) ID() string                                            { return "recorder" }
+func (r *deltaRecorder) Start(context.Context, *Core) error                    { return nil }
+func (r *deltaRecorder) Stop(context.Context) error                            { return nil }
+func (r *deltaRecorder) Validate(*gen.Device) error                            { return nil }
+func (r *deltaRecorder) Apply(context.Context, *gen.Device, *gen.Device) error { return nil }
+func (r *deltaRecorder) ValidateDelta(*gen.Device, Delta) error                { return nil }
+func (r *deltaRecorder) ApplyDelta(_ context.Context, _, _ *gen.Device, d Delta) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last = d
+	return nil
+}
+
+// TestDeltaNamesACLEntries: a delta reconciler learns which entries of a
+// set a commit changed, so it can work on those.
+func TestDeltaNamesACLEntries(t *testing.T) {
+	ctx := context.Background()
+	rec := &deltaRecorder{}
+	c := newTestCore(t, t.TempDir(), rec)
+	if _, err := c.Commit(ctx, "t", func(d *gen.Device) error { grainConfig(d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, ok := rec.last.ACLEntries("bench"); ok {
+		t.Error("a set the commit added is named entry by entry")
+	}
+	for _, tc := range []struct {
+		name             string
+		req              *gpb.SetRequest
+		changed, removed []uint32
+		own              bool
+	}{
+		{"flip", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, grainEntry(30)+"/config/action", `"DROP"`)}}, []uint32{30}, nil, false},
+		{"remove and describe", &gpb.SetRequest{Delete: []*gpb.Path{mustPath(t, grainEntry(40))},
+			Update: []*gpb.Update{jsonUpdate(t, grainSet+"/config/description", `"d"`)}}, nil, []uint32{40}, true},
+		{"add", &gpb.SetRequest{Update: []*gpb.Update{jsonUpdate(t, grainEntry(45), `{"sequence-id":45,"config":{"sequence-id":45,"action":"DROP"}}`)}}, []uint32{45}, nil, false},
+	} {
+		if _, err := c.Set(ctx, "t", tc.req); err != nil {
+			t.Fatal(err)
+		}
+		rec.mu.Lock()
+		d := rec.last
+		rec.mu.Unlock()
+		changed, removed, own, ok := d.ACLEntries("bench")
+		if sets, _ := d.ACLSets(); !ok || !slices.Equal(sets, []string{"bench"}) || !slices.Equal(changed, tc.changed) || !slices.Equal(removed, tc.removed) || own != tc.own {
+			t.Errorf("%s: sets %v, entries changed %v removed %v own %v (known %v), want [bench] %v %v %v", tc.name, sets, changed, removed, own, ok, tc.changed, tc.removed, tc.own)
+		}
+	}
+}
