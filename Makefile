@@ -40,9 +40,9 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 	$(MAKE) --no-print-directory gnmic
 
-gnmic: $(GNMIC)
-$(GNMIC): tools/gnmic/go.mod tools/gnmic/main.go
-	cd tools/gnmic && $(GO) build -o gnmic .
+## gnmic: build (or reuse) the pinned gnmic in a cache keyed by tools/gnmic's files and link tools/gnmic/gnmic to it
+gnmic:
+	bin=$$(tools/gnmic/build.sh) && ln -sfn "$$bin" $(GNMIC)
 
 vet:
 	$(GO) vet ./...

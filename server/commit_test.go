@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,41 +79,6 @@ func (d *daemon) stop() {
 	}
 }
 
-// commitFile writes a SetRequest in prototext carrying the commit
-// extension with action (its body included, e.g. "confirm {}") and the
-// given updates, for gnmic's --proto-file.
-func commitFile(t *testing.T, id, action string, updates ...*gpb.Update) string {
-	t.Helper()
-	var b strings.Builder
-	for _, u := range updates {
-		b.WriteString("update { path {")
-		for _, e := range u.GetPath().GetElem() {
-			b.WriteString(" elem { name: " + strconv.Quote(e.GetName()))
-			for k, v := range e.GetKey() {
-				b.WriteString(" key { key: " + strconv.Quote(k) + " value: " + strconv.Quote(v) + " }")
-			}
-			b.WriteString(" }")
-		}
-		b.WriteString(" } val { ")
-		if js := u.GetVal().GetJsonIetfVal(); js != nil {
-			b.WriteString("json_ietf_val: " + strconv.Quote(string(js)))
-		} else {
-			b.WriteString("string_val: " + strconv.Quote(u.GetVal().GetStringVal()))
-		}
-		b.WriteString(" } }\n")
-	}
-	b.WriteString("extension { commit { id: " + strconv.Quote(id) + " " + action + " } }\n")
-	f := filepath.Join(t.TempDir(), "set.txt")
-	if err := os.WriteFile(f, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-func rollbackIn(d time.Duration) string {
-	return "commit { rollback_duration { seconds: " + strconv.Itoa(int(d/time.Second)) + " } }"
-}
-
 // refused runs gnmic as user and fails unless it fails with code.
 func (g *gnmicRunner) refused(t *testing.T, user, pass, code string, args ...string) {
 	t.Helper()
@@ -139,13 +103,38 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestCommitConfirmedGnmic drives the commit confirmed extension from the
-// real gnmic: a confirmed commit is kept, an unconfirmed one rolled back
-// (keeping a commit made meanwhile by another client of the core), a
-// cancelled one rolled back at once, and a pending one survives a restart
-// (its timer resumes; one that expired while the daemon was down is
-// rolled back at start). Viewers cannot confirm; a second confirmed commit
-// and a plain Set wait.
+// commitRequest is gnmic's Set of red's description to value as a
+// confirmed commit with the given id and rollback duration (none: gnmic
+// sends a zero duration, which means the default).
+func commitRequest(id, value string, rollback time.Duration) []string {
+	args := []string{"set", "--update-path", vrfPath("red") + "/config/description", "--update-value", value,
+		"--commit-id", id, "--commit-request"}
+	if rollback > 0 {
+		args = append(args, "--rollback-duration", rollback.String())
+	}
+	return args
+}
+
+// commitAction is gnmic's Set that carries only the commit extension:
+// --commit-confirm, --commit-cancel, or, with action "", a new rollback
+// duration in the extra arguments.
+func commitAction(id, action string, extra ...string) []string {
+	args := []string{"set", "--commit-id", id}
+	if action != "" {
+		args = append(args, action)
+	}
+	return append(args, extra...)
+}
+
+// TestCommitConfirmedGnmic drives the commit confirmed extension with
+// gnmic's own flags (--commit-id with --commit-request, --commit-confirm,
+// --commit-cancel, --rollback-duration): a confirmed commit is kept, an
+// unconfirmed one rolled back (keeping a commit made meanwhile by another
+// client of the core), a cancelled one rolled back at once, a new rollback
+// duration moves the deadline, and a pending one survives a restart (its
+// timer resumes; one that expired while the daemon was down is rolled back
+// at start). Viewers cannot confirm or cancel; a second confirmed commit
+// and a plain Set wait; a confirm with another id is refused.
 func TestCommitConfirmedGnmic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds gnmic")
@@ -158,29 +147,39 @@ func TestCommitConfirmedGnmic(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := newGnmic(t, e)
-	set := func(f string) { g.mustRun(t, nil, "set", "--proto-file", f) }
-	change := func(v string) *gpb.Update { return upd(t, descr, str(v)) }
 
 	// Confirmed: kept after its deadline.
-	set(commitFile(t, "c1", rollbackIn(2*time.Second), change("c1")))
+	g.mustRun(t, nil, commitRequest("c1", "c1", 2*time.Second)...)
 	if got := description(e); got != "c1" {
 		t.Fatalf("after commit c1: description %q", got)
 	}
 	g.refused(t, adminUser, adminPass, "FailedPrecondition", "set", "--update-path", descr, "--update-value", "plain")
-	g.refused(t, adminUser, adminPass, "FailedPrecondition", "set", "--proto-file", commitFile(t, "c2", rollbackIn(time.Minute), change("c2")))
-	g.refused(t, viewerUser, viewerPass, "PermissionDenied", "set", "--proto-file", commitFile(t, "c1", "confirm {}"))
-	g.refused(t, adminUser, adminPass, "InvalidArgument", "set", "--proto-file", commitFile(t, "other", "confirm {}"))
-	set(commitFile(t, "c1", "confirm {}"))
-	g.refused(t, adminUser, adminPass, "FailedPrecondition", "set", "--proto-file", commitFile(t, "c1", "confirm {}"))
+	g.refused(t, adminUser, adminPass, "FailedPrecondition", commitRequest("c2", "c2", time.Minute)...)
+	g.refused(t, viewerUser, viewerPass, "PermissionDenied", commitAction("c1", "--commit-confirm")...)
+	g.refused(t, adminUser, adminPass, "InvalidArgument", commitAction("other", "--commit-confirm")...)
+	g.mustRun(t, nil, commitAction("c1", "--commit-confirm")...)
+	g.refused(t, adminUser, adminPass, "FailedPrecondition", commitAction("c1", "--commit-confirm")...)
 	time.Sleep(2500 * time.Millisecond)
 	if got := description(e); got != "c1" {
 		t.Fatalf("confirmed commit c1 was rolled back: description %q", got)
 	}
 
-	// Expired: its own changes are rolled back, a commit made meanwhile
-	// through the core (as the CNI daemon's attach does) stays.
-	blue := upd(t, vrfPath("blue"), ietf(vrfJSON("blue", "65000:2", "10.2.0.0/24")))
-	set(commitFile(t, "c3", rollbackIn(time.Second), change("c3"), blue))
+	// Expired: its own changes (two updates, from files) are rolled back, a
+	// commit made meanwhile through the core (as the CNI daemon's attach
+	// does) stays.
+	dir := t.TempDir()
+	descrFile, blueFile := filepath.Join(dir, "descr.json"), filepath.Join(dir, "blue.json")
+	for f, js := range map[string]string{descrFile: `"c3"`, blueFile: vrfJSON("blue", "65000:2", "10.2.0.0/24")} {
+		if err := os.WriteFile(f, []byte(js), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.mustRun(t, nil, "set", "--encoding", "json_ietf",
+		"--update-path", descr, "--update-file", descrFile, "--update-path", vrfPath("blue"), "--update-file", blueFile,
+		"--commit-id", "c3", "--commit-request", "--rollback-duration", "3s")
+	if got := description(e); got != "c3" {
+		t.Fatalf("after commit c3: description %q", got)
+	}
 	if _, err := e.core.Commit(context.Background(), "cni", func(cand *gen.Device) error {
 		return gen.Unmarshal([]byte(`{"isthmus-network-instance:network-instances":{"network-instance":[`+
 			`{"name":"green","config":{"name":"green","type":"L3VRF","route-distinguisher":"65000:3"}}]}}`), cand)
@@ -195,23 +194,31 @@ func TestCommitConfirmedGnmic(t *testing.T) {
 	g.mustRun(t, []string{`"isthmus-system:user": "rollback of commit c3"`}, "get", "--type", "state", "--encoding", "json_ietf", "--path", "/system/state")
 	g.mustRun(t, nil, "set", "--update-path", descr, "--update-value", "plain") // no commit waits any more
 
-	// Cancelled: rolled back at once; a new duration works on a pending one.
-	set(commitFile(t, "c4", rollbackIn(time.Hour), change("c4")))
+	// Cancelled: rolled back at once. Without --rollback-duration gnmic
+	// sends a zero duration: the default applies.
+	g.mustRun(t, nil, commitRequest("c4", "c4", 0)...)
+	if p, ok := e.core.PendingCommit(); !ok || time.Until(p.Deadline) < nos.DefaultRollbackDuration-time.Minute {
+		t.Fatalf("commit c4 without a rollback duration: pending %v, deadline in %s, want about %s", ok, time.Until(p.Deadline), nos.DefaultRollbackDuration)
+	}
 	g.mustRun(t, []string{`"c4"`, `"alice"`, "rollback-revision"}, "get", "--type", "state", "--path", "/system/confirmed-commit/state")
-	g.refused(t, viewerUser, viewerPass, "PermissionDenied", "set", "--proto-file", commitFile(t, "c4", "cancel {}"))
-	set(commitFile(t, "c4", "cancel {}"))
+	g.refused(t, viewerUser, viewerPass, "PermissionDenied", commitAction("c4", "--commit-cancel")...)
+	g.mustRun(t, nil, commitAction("c4", "--commit-cancel")...)
 	if got := description(e); got != "plain" {
 		t.Fatalf("after cancel of c4: description %q", got)
 	}
 	if out, err := g.run(t, adminUser, adminPass, "get", "--type", "state", "--path", "/system/confirmed-commit"); err == nil && strings.Contains(out, "c4") {
 		t.Fatalf("after cancel of c4, /system/confirmed-commit still shows it:\n%s", out)
 	}
-	set(commitFile(t, "c5", rollbackIn(time.Hour), change("c5")))
-	set(commitFile(t, "c5", "set_rollback_duration { rollback_duration { seconds: 1 } }"))
+
+	// A new rollback duration (--commit-id with --rollback-duration alone)
+	// moves the deadline of a pending commit.
+	g.mustRun(t, nil, commitRequest("c5", "c5", time.Hour)...)
+	g.refused(t, adminUser, adminPass, "InvalidArgument", commitAction("other", "", "--rollback-duration", "1s")...)
+	g.mustRun(t, nil, commitAction("c5", "", "--rollback-duration", "1s")...)
 	eventually(t, "rollback of c5 after its new duration", func() bool { return description(e) == "plain" })
 
 	// Restart in the middle: the timer resumes.
-	set(commitFile(t, "c6", rollbackIn(3*time.Second), change("c6")))
+	g.mustRun(t, nil, commitRequest("c6", "c6", 5*time.Second)...)
 	d.stop()
 	d.start(t)
 	e, g = d.env, newGnmic(t, d.env)
@@ -222,7 +229,7 @@ func TestCommitConfirmedGnmic(t *testing.T) {
 	eventually(t, "rollback of c6 after the restart", func() bool { return description(e) == "plain" })
 
 	// Expired while down: rolled back at start.
-	set(commitFile(t, "c7", rollbackIn(time.Second), change("c7")))
+	g.mustRun(t, nil, commitRequest("c7", "c7", time.Second)...)
 	d.stop()
 	time.Sleep(1500 * time.Millisecond)
 	d.start(t)

@@ -15,27 +15,24 @@ import (
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 )
 
-// gnmicBinary returns the path of the pinned gnmic, building it into
-// tools/gnmic/gnmic (ignored by git) when it is not there yet. The first
-// build compiles gnmic's many dependencies and takes minutes; set
-// ISTHMUS_GNMIC to use a binary built elsewhere.
+// gnmicBinary returns the path of the pinned gnmic, built by
+// tools/gnmic/build.sh into a cache outside the clone keyed by that
+// module's files (a stale binary is never used). The first build compiles
+// gnmic's many dependencies and takes minutes; set ISTHMUS_GNMIC to use a
+// binary built elsewhere.
 var gnmicBinary = sync.OnceValues(func() (string, error) {
 	if p := os.Getenv("ISTHMUS_GNMIC"); p != "" {
 		return p, nil
 	}
 	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "tools", "gnmic")
-	bin := filepath.Join(dir, "gnmic")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
+	cmd := exec.Command("bash", filepath.Join(filepath.Dir(file), "..", "tools", "gnmic", "build.sh"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", &buildError{out: stderr.Bytes(), err: err}
 	}
-	cmd := exec.Command("go", "build", "-o", "gnmic", ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", &buildError{out: out, err: err}
-	}
-	return bin, nil
+	return strings.TrimSpace(string(out)), nil
 })
 
 type buildError struct {
