@@ -37,16 +37,23 @@ struct {
  * that the caller keeps nothing across the call. */
 static __noinline int policy_to_node(struct __sk_buff *skb, __u32 vrf)
 {
+	struct nat_vrf *cfg = bpf_map_lookup_elem(&nat_vrfs, &vrf);
+	if (!cfg || !(cfg->flags & NAT_F_HOST))
+		return 0;
 	__u32 in = skb->ifindex;
-	struct iface *ifc = in < DIRECT_IFINDEX ? bpf_map_lookup_elem(&iface_index, &in)
-					       : bpf_map_lookup_elem(&ifaces, &in);
+	struct iface *ifc;
+	if (in < DIRECT_IFINDEX) {
+		ifc = bpf_map_lookup_elem(&iface_index, &in);
+	} else {
+		ifc = bpf_map_lookup_elem(&ifaces, &in);
+		/* Two lookup calls, not one on a selected map: only then does
+		 * the verifier inline the array's. */
+		asm volatile("" : "+r"(ifc));
+	}
 	if (!ifc || ifc->ifindex != in)
 		return 0;
 	__u32 slot = ifc->slot;
 	if (!pol_iface_attach(slot, 1))
-		return 0;
-	struct nat_vrf *cfg = bpf_map_lookup_elem(&nat_vrfs, &vrf);
-	if (!cfg || !(cfg->flags & NAT_F_HOST))
 		return 0;
 	__u32 zero = 0;
 	struct nat_scratch *s = bpf_map_lookup_elem(&nat_scratch, &zero);
@@ -78,7 +85,8 @@ static __noinline int policy_to_node(struct __sk_buff *skb, __u32 vrf)
 	fib->ifindex = skb->ifindex;
 	fib->ipv4_src = src;
 	fib->ipv4_dst = ip->daddr;
-	if (bpf_fib_lookup(skb, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_NOT_FWDED)
+	/* Only whether the FIB forwards matters: no neighbour lookup. */
+	if (bpf_fib_lookup(skb, fib, sizeof(*fib), BPF_FIB_LOOKUP_SKIP_NEIGH) != BPF_FIB_LKUP_RET_NOT_FWDED)
 		return 0;
 	__u64 *n = bpf_map_lookup_elem(&pol_node_passed, &slot);
 	if (n)
