@@ -123,7 +123,14 @@ func (c *Core) CommitEntries(ctx context.Context, who string, paths []*gpb.Path,
 	}
 	cand := &gen.Device{}
 	*cand = *old
-	var t touched
+	// The list maps come from the core's spares, as in Set (cow_reuse.go).
+	t := touched{maps: listMaps{reuse: &c.reuse}}
+	defer func() {
+		c.mu.RLock()
+		running := c.running
+		c.mu.RUnlock()
+		c.reuse.settle(old, cand, running, &t)
+	}()
 	for _, r := range refs {
 		if r.list < 0 {
 			cand.Tunnel, part.Tunnel = part.Tunnel, nil
@@ -136,7 +143,7 @@ func (c *Core) CommitEntries(ctx context.Context, who string, paths []*gpb.Path,
 			m.SetMapIndex(reflect.ValueOf(r.name), reflect.Value{})
 		}
 		if e != nil || l.entry(old, r.name) != nil {
-			putEntry(cand, l, r.name, e)
+			putEntry(cand, r.list, r.name, e, &t)
 		}
 		if t.keys[r.list] == nil {
 			t.keys[r.list] = map[string]bool{}
@@ -187,20 +194,21 @@ func makeListMap(d *gen.Device, l topList) reflect.Value {
 	panic("nos: list " + l.kind + " ends in no map")
 }
 
-// putEntry sets entry name of list l in cand to e (nil: removes it).
-// cand shares its containers with the running configuration: those on
-// the way to the list are copied (shallow) and so is the list's map (its
-// pointers), never another entry.
-func putEntry(cand *gen.Device, l topList, name string, e ygot.GoStruct) {
+// putEntry sets entry name of list topLists[list] in cand to e (nil:
+// removes it). cand shares its containers with the running
+// configuration: those on the way to the list are copied (shallow), and
+// the list's map is cand's own (t.ownMap: a spare brought up to date, or
+// a copy of its pointers), never another entry.
+func putEntry(cand *gen.Device, list int, name string, e ygot.GoStruct, t *touched) {
 	v := reflect.ValueOf(cand)
-	for _, seg := range l.path {
+	for _, seg := range topLists[list].path {
 		f := fieldByPath(v, seg)
 		if f.Kind() == reflect.Map {
 			var m reflect.Value
 			if f.IsNil() {
 				m = reflect.MakeMap(f.Type())
 			} else {
-				m = cloneMap(f)
+				m = t.ownMap(list, f)
 			}
 			if e == nil {
 				m.SetMapIndex(reflect.ValueOf(name), reflect.Value{})

@@ -52,13 +52,16 @@ type PendingCommit struct {
 	Deadline time.Time `json:"deadline"`
 }
 
-// pendingRecord is how a pending commit is stored: with the configuration
-// before and after it, so its rollback needs no revision of the history
-// (which is pruned).
+// pendingRecord is how a pending commit is stored: with the entries the
+// commit changed, each with its value before and after (confirm_entries.go),
+// so its rollback needs no revision of the history (which is pruned) and
+// costs what the commit changed. Records written before hold the whole
+// configurations before and after the commit instead.
 type pendingRecord struct {
 	PendingCommit
-	BeforeConfig json.RawMessage `json:"before-config"`
-	AfterConfig  json.RawMessage `json:"after-config"`
+	Changes      []entryChange   `json:"changes,omitempty"`
+	BeforeConfig json.RawMessage `json:"before-config,omitempty"`
+	AfterConfig  json.RawMessage `json:"after-config,omitempty"`
 }
 
 // confirmer is the core's commit-confirmed state.
@@ -106,27 +109,24 @@ func (c *Core) SetConfirmed(ctx context.Context, who, id string, rollback time.D
 	if p := cf.pending; p != nil {
 		return 0, fmt.Errorf("confirmed commit %q: %w: commit %q waits for confirmation until %s", id, ErrPrecondition, p.ID, p.Deadline.Format(time.RFC3339))
 	}
-	var before uint64
-	rev, err := c.Commit(ctx, who, func(cand *gen.Device) error {
-		// Inside the transaction: no other commit runs, so this is the
-		// revision the candidate starts from.
-		before = c.Revision()
-		return c.edit(cand, req)
-	})
+	// The pending record is written in the commit's own transaction, so
+	// no crash can leave the commit applied without it.
+	rec := &pendingRecord{PendingCommit: PendingCommit{ID: id, User: who, Deadline: time.Now().Add(rollback).UTC()}}
+	hook := func(tx *bolt.Tx, ci CommitInfo, changes []entryChange) error {
+		rec.Revision, rec.Before = ci.Revision, c.Revision()
+		rec.Changes = withOwnSets(tx.Bucket(bucketConfig), changes)
+		return putPending(tx, rec)
+	}
+	rev, err := c.Set(withCommitTxHook(ctx, hook), who, req)
 	if err != nil {
 		return 0, err
 	}
-	rec := &pendingRecord{PendingCommit: PendingCommit{ID: id, User: who, Revision: rev, Before: before, Deadline: time.Now().Add(rollback).UTC()}}
-	if err = c.fillConfigs(rec); err == nil {
-		err = c.storePending(rec)
-	}
-	if err != nil {
-		// Not recorded, it could not be rolled back after a restart: take
-		// it back now.
-		if rerr := c.undo(context.WithoutCancel(ctx), rec); rerr != nil {
-			err = errors.Join(err, rerr)
+	if rec.Revision == 0 {
+		// The Set changed nothing: no revision, nothing to roll back.
+		rec.Revision, rec.Before = rev, rev
+		if err := c.storePending(rec); err != nil {
+			return 0, fmt.Errorf("confirmed commit %q: %w", id, err)
 		}
-		return 0, fmt.Errorf("confirmed commit %q: %w", id, err)
 	}
 	cf.arm(c, rec)
 	c.log.Info("confirmed commit waits for confirmation", "id", id, "revision", rev, "deadline", rec.Deadline)
@@ -157,11 +157,14 @@ func (c *Core) CancelCommit(ctx context.Context, who, id string) (uint64, error)
 	if err := cf.check("cancel", id); err != nil {
 		return 0, err
 	}
-	rev, err := c.finish(ctx, cf.pending)
+	rev, kept, err := c.finish(ctx, cf.pending)
 	if err != nil {
 		return 0, fmt.Errorf("cancel commit %q: %w", id, err)
 	}
 	c.log.Info("confirmed commit cancelled", "id", id, "user", who, "revision", rev)
+	if len(kept) > 0 {
+		return rev, fmt.Errorf("cancel commit %q: %w", id, keptError(kept))
+	}
 	return rev, nil
 }
 
@@ -241,33 +244,47 @@ func (c *Core) expire(epoch uint64) {
 		return
 	}
 	rec := cf.pending
-	rev, err := c.finish(ctx, rec)
+	rev, kept, err := c.finish(ctx, rec)
 	if err != nil {
 		c.log.Error("roll back unconfirmed commit", "id", rec.ID, "retry-in", confirmRetry, "err", err)
 		cf.timer = time.AfterFunc(confirmRetry, func() { c.expire(epoch) })
 		return
 	}
+	if len(kept) > 0 {
+		c.log.Error("unconfirmed commit rolled back in part", "id", rec.ID, "revision", rev, "err", keptError(kept))
+		return
+	}
 	c.log.Warn("unconfirmed commit rolled back", "id", rec.ID, "revision", rev)
 }
 
-// finish rolls back rec, then forgets it. mu is held.
-func (c *Core) finish(ctx context.Context, rec *pendingRecord) (uint64, error) {
-	rev, err := c.revert(ctx, rec)
-	if err != nil {
-		return 0, err
+// finish rolls back rec, then forgets it; it returns the entries the
+// rollback left as they were (revertEntries). mu is held.
+func (c *Core) finish(ctx context.Context, rec *pendingRecord) (uint64, []notReverted, error) {
+	var (
+		rev  uint64
+		kept []notReverted
+		err  error
+	)
+	if rec.BeforeConfig != nil {
+		// A record written before records held the changed entries.
+		if rev, err = c.revertWhole(ctx, rec); err == nil {
+			err = c.deletePending()
+		}
+	} else {
+		rev, kept, err = c.revertEntries(ctx, rec)
 	}
-	if err := c.deletePending(); err != nil {
-		return 0, err
+	if err != nil {
+		return 0, nil, err
 	}
 	c.confirm.disarm(c)
-	return rev, nil
+	return rev, kept, nil
 }
 
-// revert commits the rollback of rec: the changes it made are undone,
-// leaf by leaf, on the running configuration, so commits made since (a
-// pod attached meanwhile) stay; when what remains does not validate, the
+// revertWhole commits the rollback of rec as stored before records held
+// the changed entries: the changes it made are undone, leaf by leaf, on
+// the running configuration; when what remains does not validate, the
 // configuration from before rec is committed again as it was.
-func (c *Core) revert(ctx context.Context, rec *pendingRecord) (uint64, error) {
+func (c *Core) revertWhole(ctx context.Context, rec *pendingRecord) (uint64, error) {
 	who := "rollback of commit " + rec.ID
 	before, err := decodeConfig(rec.BeforeConfig)
 	if err != nil {
@@ -292,46 +309,6 @@ func (c *Core) revert(ctx context.Context, rec *pendingRecord) (uint64, error) {
 		*cand = *before
 		return nil
 	})
-}
-
-// undo takes back the commit of rec, whose configurations may be missing.
-func (c *Core) undo(ctx context.Context, rec *pendingRecord) error {
-	var err error
-	switch {
-	case rec.Revision == rec.Before:
-		// It changed nothing.
-	case rec.AfterConfig != nil:
-		_, err = c.revert(ctx, rec)
-	case rec.Before > 0:
-		_, err = c.Rollback(ctx, "rollback of commit "+rec.ID, rec.Before)
-	default:
-		_, err = c.Commit(ctx, "rollback of commit "+rec.ID, func(cand *gen.Device) error {
-			*cand = gen.Device{}
-			return nil
-		})
-	}
-	return err
-}
-
-// fillConfigs reads the configurations before and after rec's commit from
-// the history.
-func (c *Core) fillConfigs(rec *pendingRecord) error {
-	at := func(rev uint64) (json.RawMessage, error) {
-		if rev == 0 {
-			return encodeConfig(&gen.Device{})
-		}
-		r, err := c.store.revision(rev)
-		if err != nil {
-			return nil, fmt.Errorf("read revision %d: %w", rev, err)
-		}
-		return r.Config, nil
-	}
-	var err error
-	if rec.BeforeConfig, err = at(rec.Before); err != nil {
-		return err
-	}
-	rec.AfterConfig, err = at(rec.Revision)
-	return err
 }
 
 // storePending persists rec as the pending commit.

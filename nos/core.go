@@ -301,7 +301,7 @@ func (c *Core) commitLocked(ctx context.Context, who string, old, cand *gen.Devi
 	changes, err := entryChanges(cand, ch)
 	var ci CommitInfo
 	if err == nil {
-		ci, err = c.store.commit(who, changes, c.labels.persist)
+		ci, err = c.store.commit(who, changes, c.labels.persist, commitTxHookFrom(ctx))
 	}
 	if err != nil {
 		// Put the reconcilers back where they were.

@@ -133,8 +133,10 @@ func aclSetChanges(s *aclSetT, name string, g *aclChange) ([]entryChange, error)
 // commit persists changes as the next revision and makes it the head: the
 // changed entries are written, the removed ones deleted, and the record
 // keeps each entry's previous value. also writes what else belongs to
-// the commit (the labels it allocated) in the same transaction.
-func (s *Store) commit(who string, changes []entryChange, also func(*bolt.Tx) error) (CommitInfo, error) {
+// the commit (the labels it allocated) in the same transaction, and so
+// does after, once the revision is written (a confirmed commit's pending
+// record, confirm_entries.go); either's error aborts the commit.
+func (s *Store) commit(who string, changes []entryChange, also func(*bolt.Tx) error, after commitTxHook) (CommitInfo, error) {
 	var ci CommitInfo
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if also != nil {
@@ -177,7 +179,13 @@ func (s *Store) commit(who string, changes []entryChange, also func(*bolt.Tx) er
 				return err
 			}
 		}
-		return tx.Bucket(bucketMeta).Put([]byte("head"), revKey(rev))
+		if err := tx.Bucket(bucketMeta).Put([]byte("head"), revKey(rev)); err != nil {
+			return err
+		}
+		if after != nil {
+			return after(tx, ci, changes)
+		}
+		return nil
 	})
 	if err != nil {
 		return CommitInfo{}, fmt.Errorf("store revision: %w", err)

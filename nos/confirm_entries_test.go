@@ -1,0 +1,153 @@
+package nos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/openconfig/gnmi/ctree"
+	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	bolt "go.etcd.io/bbolt"
+)
+
+func descrUpdate(t testing.TB, vrf, descr string) *gpb.Update {
+	return jsonUpdate(t, fmt.Sprintf("/network-instances/network-instance[name=%s]/config/description", vrf), fmt.Sprintf("%q", descr))
+}
+
+// TestConfirmedCommitCrashWindow: a copy of the store taken the moment
+// a confirmed commit's configuration is published (its transaction is
+// over, SetConfirmed has not returned: what a crash there leaves) holds
+// the commit only together with its pending record and deadline.
+func TestConfirmedCommitCrashWindow(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCore(t, t.TempDir())
+	if _, err := c.Set(ctx, "t", &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(t, "red", 1), descrUpdate(t, "red", "a")}}); err != nil {
+		t.Fatal(err)
+	}
+	snapDir := t.TempDir()
+	var (
+		once    sync.Once
+		armed   atomic.Bool
+		snapErr = errors.New("no snapshot taken")
+	)
+	// The first leaf published after the commit's transaction.
+	remove := c.WatchCache(func(*ctree.Leaf) {
+		if !armed.Load() {
+			return
+		}
+		once.Do(func() {
+			snapErr = c.store.db.View(func(tx *bolt.Tx) error {
+				return tx.CopyFile(filepath.Join(snapDir, "isthmus.db"), 0o600)
+			})
+		})
+	})
+	armed.Store(true)
+	if _, err := c.SetConfirmed(ctx, "t", "c1", time.Hour, &gpb.SetRequest{Update: []*gpb.Update{descrUpdate(t, "red", "b")}}); err != nil {
+		t.Fatal(err)
+	}
+	remove()
+	if snapErr != nil {
+		t.Fatal(snapErr)
+	}
+	after := newTestCore(t, snapDir)
+	got := after.Config().GetNetworkInstances().GetNetworkInstance("red").GetConfig().GetDescription()
+	p, pending := after.PendingCommit()
+	switch {
+	case got == "a":
+		// Not applied: fine.
+	case got != "b":
+		t.Fatalf("description %q after the crash, want a or b", got)
+	case !pending || p.ID != "c1" || p.Deadline.IsZero():
+		t.Fatalf("the confirmed commit is applied after the crash without its pending record (pending %v: %+v)", pending, p)
+	}
+}
+
+// TestConfirmedRollbackKeepsLaterEntries: the rollback of a confirmed
+// commit reverts what it changed and nothing else; a VRF it added that
+// a pod attached since uses stays (its removal does not validate), is
+// named in the cancel's error, and the pod stays too.
+func TestConfirmedRollbackKeepsLaterEntries(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c, stop := restartCore(t, dir)
+	if _, err := c.Set(ctx, "t", &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(t, "red", 1), descrUpdate(t, "red", "a")}}); err != nil {
+		t.Fatal(err)
+	}
+	req := &gpb.SetRequest{Update: []*gpb.Update{descrUpdate(t, "red", "b"), vrfUpdate(t, "green", 7)}}
+	if _, err := c.SetConfirmed(ctx, "t", "c1", time.Hour, req); err != nil {
+		t.Fatal(err)
+	}
+	pod := jsonUpdate(t, "/interfaces/interface[name=pod1]/config", `{"name":"pod1","type":"POD","network-instance":"green","ipv4-address":"10.0.7.2/32"}`)
+	if _, err := c.Set(ctx, "cni", &gpb.SetRequest{Update: []*gpb.Update{pod}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.CancelCommit(ctx, "t", "c1")
+	if !errors.Is(err, ErrPrecondition) || !strings.Contains(err.Error(), "ni/green") {
+		t.Fatalf("cancel: want a precondition error naming ni/green, got %v", err)
+	}
+	check := func(c *Core) {
+		t.Helper()
+		cfg := c.Config()
+		if d := cfg.GetNetworkInstances().GetNetworkInstance("red").GetConfig().GetDescription(); d != "a" {
+			t.Errorf("red's description is %q, want it reverted to a", d)
+		}
+		if cfg.GetNetworkInstances().GetNetworkInstance("green") == nil || cfg.GetInterfaces().GetInterface("pod1") == nil {
+			t.Errorf("green or the pod attached to it since the commit is gone")
+		}
+		if p, ok := c.PendingCommit(); ok {
+			t.Errorf("commit %q still pending", p.ID)
+		}
+	}
+	check(c)
+	stop()
+	c, stop = restartCore(t, dir)
+	defer stop()
+	check(c)
+}
+
+// TestConfirmedCommitGarbageIndependentOfVRFs: a confirmed Set of one
+// VRF and its rollback allocate about the same with many VRFs as with
+// ten: neither copies, encodes nor walks the untouched entries.
+func TestConfirmedCommitGarbageIndependentOfVRFs(t *testing.T) {
+	const manyVRFs = 2000
+	perRound := func(n int) uint64 {
+		ctx := context.Background()
+		c := newTestCore(t, t.TempDir())
+		ups := make([]*gpb.Update, 0, n)
+		for i := 0; i < n; i++ {
+			ups = append(ups, vrfUpdate(t, fmt.Sprintf("v%d", i), i))
+		}
+		if _, err := c.Set(ctx, "t", &gpb.SetRequest{Update: ups}); err != nil {
+			t.Fatal(err)
+		}
+		var sizes []uint64
+		for i := 0; i < 9; i++ {
+			req := &gpb.SetRequest{Update: []*gpb.Update{descrUpdate(t, fmt.Sprintf("v%d", i%n), fmt.Sprint(i))}}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if _, err := c.SetConfirmed(ctx, "t", "c", time.Hour, req); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.CancelCommit(ctx, "t", "c"); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			sizes = append(sizes, after.TotalAlloc-before.TotalAlloc)
+		}
+		sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
+		return sizes[len(sizes)/2]
+	}
+	small, large := perRound(10), perRound(manyVRFs)
+	if bound := small + 64<<10; large > bound {
+		t.Fatalf("a confirmed Set and its rollback allocate %d bytes with %d VRFs, %d with 10 (bound %d)", large, manyVRFs, small, bound)
+	}
+	t.Logf("a confirmed Set and its rollback allocate %d bytes with %d VRFs, %d with 10", large, manyVRFs, small)
+}
