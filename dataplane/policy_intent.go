@@ -28,6 +28,13 @@ type policyPod struct {
 // sets, merged in evaluation order, with address groups and tag selectors
 // resolved into prefixes of the point's VRF. Its errors name the path.
 func policyOf(d *gen.Device) (policyIntent, error) {
+	c := &policyCompiler{}
+	return c.compile(d)
+}
+
+// compile is policyOf with c's rule cache: an entry c.reusable finds is
+// taken from c.prev instead of being compiled again.
+func (c *policyCompiler) compile(d *gen.Device) (policyIntent, error) {
 	in := policyIntent{Interfaces: map[string]InterfacePolicy{}, Tunnel: map[string]*Attachment{}}
 	var pods []policyPod
 	for _, name := range sortedNames(nos.Interfaces(d)) {
@@ -49,7 +56,7 @@ func policyOf(d *gen.Device) (policyIntent, error) {
 		}
 		pods = append(pods, p)
 	}
-	c := &policyCompiler{d: d, pods: pods, cache: map[string]*Attachment{}}
+	c.d, c.pods, c.cache, c.next = d, pods, map[string]*Attachment{}, map[ruleKey]cachedRule{}
 	for _, name := range sortedNames(nos.Interfaces(d)) {
 		intf := nos.Interfaces(d)[name]
 		acl := intf.GetAcl().GetConfig()
@@ -91,6 +98,13 @@ type policyCompiler struct {
 	d     *gen.Device
 	pods  []policyPod
 	cache map[string]*Attachment // VRF, sets, default → attachment
+	// The rule cache (policy_compile_cache.go): prev is what an earlier compile
+	// left, next what this one leaves; delta, when known, is what the
+	// commit changes from the running configuration.
+	prev, next map[ruleKey]cachedRule
+	delta      *nos.Delta
+	scopes     map[string]entryScope // ACL set → what delta changes in it
+	compiled   int                   // entries compiled, not taken from prev
 }
 
 // attachment merges the entries of sets (ascending sequence, then set
@@ -140,12 +154,12 @@ func (c *policyCompiler) attachment(path, vrf string, sets []string, def gen.E_I
 	if def == gen.IsthmusAcl_AclAction_UNSET {
 		a.Default = PolicyDrop
 	}
+	a.Rules = make([]PolicyRule, 0, len(refs))
 	for _, r := range refs {
-		rule, err := c.rule(vrf, r.e)
+		rule, err := c.entryRule(vrf, r.set, r.seq, r.e)
 		if err != nil {
 			return nil, fmt.Errorf("/acl/acl-sets/acl-set[name=%s]/acl-entries/acl-entry[sequence-id=%d]: %w", r.set, r.seq, err)
 		}
-		rule.Entry = fmt.Sprintf("%s/%d", r.set, r.seq)
 		a.Rules = append(a.Rules, rule)
 	}
 	c.cache[key] = a

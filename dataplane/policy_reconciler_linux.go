@@ -12,9 +12,10 @@ import (
 	"github.com/isthmus-net/isthmus/nos"
 )
 
-// applyPolicy programs the ACL policy of intended. r.mu is held.
-func (r *Reconciler) applyPolicy(intended *gen.Device) error {
-	p, err := policyOf(intended)
+// applyPolicy programs the ACL policy of intended, which differs from
+// the running configuration by d (nil: not known). r.mu is held.
+func (r *Reconciler) applyPolicy(intended *gen.Device, d *nos.Delta) error {
+	p, err := r.pcache.compile(intended, d, false)
 	if err != nil {
 		return err
 	}

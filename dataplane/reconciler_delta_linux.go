@@ -115,7 +115,7 @@ func isPod(ifc *ifT) bool {
 // changes as Validate checks the whole configuration.
 func (r *Reconciler) ValidateDelta(intended *gen.Device, d nos.Delta) error {
 	if !r.byDelta(nil, intended, d) {
-		return r.Validate(intended)
+		return r.validate(intended, &d)
 	}
 	r.mu.Lock()
 	tunnel := r.applied.Tunnel
@@ -179,7 +179,7 @@ func (r *Reconciler) ValidateDelta(intended *gen.Device, d nos.Delta) error {
 // intent with the entries d changes and programs only those.
 func (r *Reconciler) ApplyDelta(ctx context.Context, old, intended *gen.Device, d nos.Delta) error {
 	if !r.byDelta(old, intended, d) {
-		return r.Apply(ctx, old, intended)
+		return r.apply(ctx, old, intended, &d)
 	}
 	r.mu.Lock()
 	if r.applied.VRFs == nil {

@@ -82,6 +82,7 @@ type Reconciler struct {
 	external   *externalState               // external connectivity (nat_reconciler_linux.go)
 	aft        aftState                     // the forwarding table as programmed (aft_linux.go)
 	policy     policyIntent                 // ACL policy to program (policy_reconciler_linux.go)
+	pcache     policyCompileCache           // compiled ACL entries (policy_compile_cache.go)
 	vrfPods    map[string]map[string]bool   // applied pods by VRF (reconciler_delta_linux.go)
 	podRoute   map[RouteKey]string          // applied pods by their own route
 	down       map[string]bool              // pod interfaces whose host link was set down (podlink_linux.go)
@@ -214,12 +215,18 @@ func (r *Reconciler) Stop(ctx context.Context) error {
 
 // Validate implements nos.Reconciler.
 func (r *Reconciler) Validate(intended *gen.Device) error {
+	return r.validate(intended, nil)
+}
+
+// validate is Validate for a candidate that differs from the running
+// configuration by d (nil: not known).
+func (r *Reconciler) validate(intended *gen.Device, d *nos.Delta) error {
 	r.visits.Add(int64(len(nos.NetworkInstances(intended))))
 	in, err := intentOf(intended)
 	if err != nil {
 		return err
 	}
-	p, err := policyOf(intended)
+	p, err := r.pcache.compile(intended, d, true)
 	if err != nil {
 		return err
 	}
@@ -239,6 +246,11 @@ func (r *Reconciler) Validate(intended *gen.Device) error {
 // lead to them, do not fail the commit: they are programmed when the
 // interface appears.
 func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error {
+	return r.apply(ctx, old, intended, nil)
+}
+
+// apply is Apply for old → intended, which differ by d (nil: not known).
+func (r *Reconciler) apply(ctx context.Context, old, intended *gen.Device, d *nos.Delta) error {
 	r.visits.Add(int64(len(nos.NetworkInstances(intended))))
 	want, err := intentOf(intended)
 	if err != nil {
@@ -276,7 +288,7 @@ func (r *Reconciler) Apply(ctx context.Context, old, intended *gen.Device) error
 	if err := r.applyExternal(intended); err != nil {
 		return err
 	}
-	if err := r.applyPolicy(intended); err != nil {
+	if err := r.applyPolicy(intended, d); err != nil {
 		return err
 	}
 	r.applied = want
