@@ -70,6 +70,10 @@ type livePath struct {
 // liveFigures is one round's measurement of a path.
 type liveFigures struct {
 	tcp1, tcp4, udpPPS, rrP50, rrP99, encapNS, decapNS float64
+	// udpSentPPS is what the client sent per second in the UDP run:
+	// against udpPPS it tells a path that forwards fewer packets from one
+	// whose receiver, sharing the CPUs with the forwarding, drops more.
+	udpSentPPS float64
 	// baseEncapNS and baseDecapNS: an empty program's run time per packet
 	// in front of each, in a UDP run of its own (0 when not measured).
 	baseEncapNS, baseDecapNS float64
@@ -90,8 +94,8 @@ func BenchmarkLive(b *testing.B) {
 			for _, p := range paths {
 				f := measurePath(b, p)
 				runs[p.name] = append(runs[p.name], f)
-				b.Logf("round %d %-9s tcp1 %5.2f tcp4 %5.2f Gbit/s  udp %7.0f pkt/s  rr p50 %5.1f p99 %6.1f µs  encap %4.0f decap %4.0f ns  base %3.0f %3.0f ns  load %s",
-					r, p.name, f.tcp1, f.tcp4, f.udpPPS, f.rrP50, f.rrP99, f.encapNS, f.decapNS, f.baseEncapNS, f.baseDecapNS, loadAverage())
+				b.Logf("round %d %-9s tcp1 %5.2f tcp4 %5.2f Gbit/s  udp %7.0f pkt/s (sent %7.0f)  rr p50 %5.1f p99 %6.1f µs  encap %4.0f decap %4.0f ns  base %3.0f %3.0f ns  load %s",
+					r, p.name, f.tcp1, f.tcp4, f.udpPPS, f.udpSentPPS, f.rrP50, f.rrP99, f.encapNS, f.decapNS, f.baseEncapNS, f.baseDecapNS, loadAverage())
 			}
 		}
 		stats.Close()
@@ -102,6 +106,7 @@ func BenchmarkLive(b *testing.B) {
 			b.ReportMetric(m.tcp1, p.name+"-tcp1-Gbit/s")
 			b.ReportMetric(m.tcp4, p.name+"-tcp4-Gbit/s")
 			b.ReportMetric(m.udpPPS, p.name+"-udp-pkt/s")
+			b.ReportMetric(m.udpSentPPS, p.name+"-udp-sent-pkt/s")
 			b.ReportMetric(m.rrP50, p.name+"-rr-p50-µs")
 			b.ReportMetric(m.rrP99, p.name+"-rr-p99-µs")
 			if p.overlay {
@@ -133,13 +138,14 @@ func medianFigures(fs []liveFigures) liveFigures {
 		return v[len(v)/2]
 	}
 	return liveFigures{
-		tcp1:    med(func(f liveFigures) float64 { return f.tcp1 }),
-		tcp4:    med(func(f liveFigures) float64 { return f.tcp4 }),
-		udpPPS:  med(func(f liveFigures) float64 { return f.udpPPS }),
-		rrP50:   med(func(f liveFigures) float64 { return f.rrP50 }),
-		rrP99:   med(func(f liveFigures) float64 { return f.rrP99 }),
-		encapNS: med(func(f liveFigures) float64 { return f.encapNS }),
-		decapNS: med(func(f liveFigures) float64 { return f.decapNS }),
+		tcp1:       med(func(f liveFigures) float64 { return f.tcp1 }),
+		tcp4:       med(func(f liveFigures) float64 { return f.tcp4 }),
+		udpPPS:     med(func(f liveFigures) float64 { return f.udpPPS }),
+		udpSentPPS: med(func(f liveFigures) float64 { return f.udpSentPPS }),
+		rrP50:      med(func(f liveFigures) float64 { return f.rrP50 }),
+		rrP99:      med(func(f liveFigures) float64 { return f.rrP99 }),
+		encapNS:    med(func(f liveFigures) float64 { return f.encapNS }),
+		decapNS:    med(func(f liveFigures) float64 { return f.decapNS }),
 
 		baseEncapNS: med(func(f liveFigures) float64 { return f.baseEncapNS }),
 		baseDecapNS: med(func(f liveFigures) float64 { return f.baseDecapNS }),
@@ -206,6 +212,7 @@ func measurePath(b *testing.B, p livePath) liveFigures {
 	r := iperfRun(b, p, "-u", "-l", "64", "-b", "0", "-P", "4")
 	enc1, dec1 := progStats(b, p.encap), progStats(b, p.decap)
 	f.udpPPS = float64(r.End.Sum.Packets-r.End.Sum.LostPackets) / liveSeconds
+	f.udpSentPPS = float64(r.End.Sum.Packets) / liveSeconds
 	if p.overlay {
 		f.encapNS = perPacket(enc0, enc1)
 		f.decapNS = perPacket(dec0, dec1)
