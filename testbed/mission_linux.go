@@ -71,7 +71,8 @@ func (tb *Testbed) TenantRD(host, tenant string) (string, error) {
 }
 
 // GnmiFlat reads path from isthmusd on host and returns leaf → value, with
-// module prefixes dropped from the leaf paths.
+// module prefixes and the leading slash (gnmic writes one from v0.45 on)
+// dropped from the leaf paths.
 func (tb *Testbed) GnmiFlat(ctx context.Context, host, path string) (map[string]string, error) {
 	out, err := tb.GnmiGet(ctx, host, path)
 	if err != nil {
@@ -84,7 +85,7 @@ func (tb *Testbed) GnmiFlat(ctx context.Context, host, path string) (map[string]
 		if !ok {
 			continue
 		}
-		elems := strings.Split(k, "/")
+		elems := strings.Split(strings.TrimPrefix(k, "/"), "/")
 		for i, e := range elems {
 			if j := strings.IndexByte(e, ':'); j >= 0 && (strings.IndexByte(e, '[') < 0 || j < strings.IndexByte(e, '[')) {
 				elems[i] = e[j+1:]
