@@ -54,6 +54,7 @@ type stateSnapshot struct {
 	down      []string          // disabled pod interfaces
 	ifLabel   map[string]uint32 // pod interface → its per-prefix label
 	vrfLabels map[string][]uint32
+	statics   map[RouteKey]uint32 // static route → the label it is advertised with
 	local     map[string]uint32
 	remote    map[string]uint32
 	vrfs      []string
@@ -127,6 +128,7 @@ func (r *Reconciler) snapshot() (stateSnapshot, bool) {
 		ifaces:    make(map[string]int, len(r.ifindex)),
 		ifLabel:   map[string]uint32{},
 		vrfLabels: map[string][]uint32{},
+		statics:   map[RouteKey]uint32{},
 		local:     map[string]uint32{},
 		remote:    map[string]uint32{},
 		tunnel:    r.applied.Tunnel != nil,
@@ -143,6 +145,13 @@ func (r *Reconciler) snapshot() (stateSnapshot, bool) {
 		s.vrfLabels[lt.VRF] = append(s.vrfLabels[lt.VRF], l)
 		if lt.Interface != "" {
 			s.ifLabel[lt.Interface] = l
+		}
+	}
+	for k, ifname := range r.applied.Statics { // its own label per prefix, else the VRF's
+		if l, ok := r.labels[labelTarget{VRF: k.VRF, Prefix: k.Prefix, Interface: ifname}]; ok {
+			s.statics[k] = l
+		} else if l, ok := r.labels[labelTarget{VRF: k.VRF}]; ok {
+			s.statics[k] = l
 		}
 	}
 	for _, l := range s.vrfLabels {
@@ -198,6 +207,10 @@ func (r *Reconciler) writeState(s stateSnapshot) error {
 			st.Label = ygot.Uint32(l)
 		}
 		update(fmt.Sprintf("/interfaces/interface[name=%s]/state", name), st)
+	}
+	for k, l := range s.statics {
+		update(fmt.Sprintf("/network-instances/network-instance[name=%s]/static-routes/static[prefix=%s]/state", k.VRF, k.Prefix),
+			&gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_StaticRoutes_Static_State{Label: ygot.Uint32(l)})
 	}
 	for _, name := range s.down { // detached: no counters of its own
 		update(fmt.Sprintf("/interfaces/interface[name=%s]/state", name),
