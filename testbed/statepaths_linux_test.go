@@ -3,8 +3,10 @@ package testbed
 import (
 	"bufio"
 	"context"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -18,40 +20,86 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// stateExempt are state leaves that legitimately hold no data on a
-// configured host, each with the reason.
+// stateExempt are state leaves that hold no data on the configured c1,
+// each with the reason.
 var stateExempt = map[string]string{
-	"/network-instances/network-instance[name=*]/afts/ipv4-unicast/ipv4-entry[prefix=*]/state/route-distinguisher":                                                                                                                           "BGP entries only (a local pod's entry has no RD)",
-	"/network-instances/network-instance[name=*]/afts/ipv4-unicast/ipv4-entry[prefix=*]/state/route-target":                                                                                                                                  "BGP entries only (a local pod's entry has no RT)",
-	"/network-instances/network-instance[name=*]/afts/next-hops/next-hop[index=*]/interface-ref/state/interface":                                                                                                                             "next hops to a local pod only",
-	"/network-instances/network-instance[name=*]/afts/next-hops/next-hop[index=*]/state/ip-address":                                                                                                                                          "remote next hops only",
-	"/network-instances/network-instance[name=*]/afts/next-hops/next-hop[index=*]/state/encapsulate-header":                                                                                                                                  "remote next hops only",
-	"/network-instances/network-instance[name=*]/afts/next-hops/next-hop[index=*]/state/pushed-mpls-label-stack":                                                                                                                             "remote next hops only",
-	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/afi-safis/afi-safi[afi-safi-name=*]/paths/received/path[nlri=*][path-id=*]/state/local-pref":            "paths that carry LOCAL_PREF only (iBGP)",
-	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/afi-safis/afi-safi[afi-safi-name=*]/paths/received/path[nlri=*][path-id=*]/state/label":                 "L3VPN_IPV4_UNICAST paths only",
-	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/afi-safis/afi-safi[afi-safi-name=*]/paths/received/path[nlri=*][path-id=*]/state/route-distinguisher":   "L3VPN_IPV4_UNICAST paths only",
-	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/afi-safis/afi-safi[afi-safi-name=*]/paths/received/path[nlri=*][path-id=*]/state/route-target":          "paths that carry route targets only",
-	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/afi-safis/afi-safi[afi-safi-name=*]/paths/advertised/path[nlri=*][path-id=*]/state/local-pref":          "paths that carry LOCAL_PREF only (iBGP)",
-	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/afi-safis/afi-safi[afi-safi-name=*]/paths/advertised/path[nlri=*][path-id=*]/state/label":               "L3VPN_IPV4_UNICAST paths only",
-	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/afi-safis/afi-safi[afi-safi-name=*]/paths/advertised/path[nlri=*][path-id=*]/state/route-distinguisher": "L3VPN_IPV4_UNICAST paths only",
-	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/afi-safis/afi-safi[afi-safi-name=*]/paths/advertised/path[nlri=*][path-id=*]/state/route-target":        "paths that carry route targets only",
-	"/interfaces/interface[name=*]/state/label":                                    "per-prefix label mode only; the mission's VRFs allocate per VRF",
-	"/network-instances/network-instance[name=*]/state/counters/tunnel-acl-denied": "tunnel ingress ACLs only",
-	"/network-instances/network-instance[name=*]/state/counters/acl-denied":        "ACLs only",
-	"/system/confirmed-commit/state/id":                                            "while a confirmed commit waits only",
-	"/system/confirmed-commit/state/user":                                          "while a confirmed commit waits only",
-	"/system/confirmed-commit/state/revision":                                      "while a confirmed commit waits only",
-	"/system/confirmed-commit/state/rollback-revision":                             "while a confirmed commit waits only",
-	"/system/confirmed-commit/state/deadline":                                      "while a confirmed commit waits only",
-	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/graceful-restart/state/peer-restart-time": "only when the peer advertises graceful restart",
+	"/interfaces/interface[name=*]/state/label": "per-prefix label mode only; the mission's VRFs allocate per VRF",
+}
+
+// stateUnconfigured are operational state leaves of a container c1 does
+// not configure, so the walk finds no entry for them.
+var stateUnconfigured = map[string]string{
+	"/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/graceful-restart/state/peer-restart-time": "c1's neighbor does not configure graceful restart",
+}
+
+// isMirror reports whether state leaf p mirrors a configuration leaf.
+func isMirror(ref map[string]string, p string) bool {
+	i := strings.LastIndex(p, "/state/")
+	return i >= 0 && ref[p[:i]+"/config/"+p[i+len("/state/"):]] == "rw"
+}
+
+// stateWhen are state leaves that apply to some entries of their list
+// only: given the value of another leaf of the same entry (a path
+// relative to the entry), each says why the leaf does not apply to that
+// entry, or "".
+var stateWhen = map[string]func(leaf func(string) string) string{
+	aftEntry + "/state/route-distinguisher": bgpEntryOnly,
+	aftEntry + "/state/route-target":        bgpEntryOnly,
+	aftNextHop + "/interface-ref/state/interface": func(leaf func(string) string) string {
+		if leaf("state/ip-address") != "" {
+			return "a remote next hop leaves by the tunnel, not by an interface"
+		}
+		return ""
+	},
+	aftNextHop + "/state/ip-address":              localNextHopNot,
+	aftNextHop + "/state/encapsulate-header":      localNextHopNot,
+	aftNextHop + "/state/pushed-mpls-label-stack": localNextHopNot,
+	aclFlowPath + "/denied-at":                    refusedFlowOnly,
+	aclFlowPath + "/interface":                    refusedFlowOnly,
+}
+
+const (
+	aftEntry    = "/network-instances/network-instance[name=*]/afts/ipv4-unicast/ipv4-entry[prefix=*]"
+	aftNextHop  = "/network-instances/network-instance[name=*]/afts/next-hops/next-hop[index=*]"
+	aclFlowPath = "/network-instances/network-instance[name=*]/state/acl-flows/flow[protocol=*][source-address=*][source-port=*][destination-address=*][destination-port=*]"
+)
+
+// bgpEntryOnly: route distinguishers and targets come with BGP paths; a
+// static route or a pod's address has none.
+func bgpEntryOnly(leaf func(string) string) string {
+	if o := leaf("state/origin-protocol"); !strings.Contains(o, "BGP") {
+		return "an entry of origin " + o + " has no BGP path"
+	}
+	return ""
+}
+
+// localNextHopNot: a next hop through a local interface has no remote
+// endpoint, encapsulation or VPN label.
+func localNextHopNot(leaf func(string) string) string {
+	if leaf("interface-ref/state/interface") != "" {
+		return "a next hop through a local interface"
+	}
+	return ""
+}
+
+// refusedFlowOnly: where and at which interface a flow was refused says
+// nothing about an allowed flow.
+func refusedFlowOnly(leaf func(string) string) string {
+	if v := leaf("verdict"); strings.Contains(v, "ALLOW") {
+		return "an allowed flow"
+	}
+	return ""
 }
 
 // TestStatePathsOnConfiguredHost walks every state path of docs/paths.md
 // against c1 of the mission, configured, with a pod that has talked to a
-// pod on d1: wherever the thing a path describes exists (its list entry,
-// or its top container), the path returns data, for each such entry; a
-// state leaf mirroring a configuration leaf does wherever that leaf is
-// configured.
+// pod on d1, an ACL set on that pod, a service, a static route, source
+// NAT and a floating IP, and a confirmed commit waiting
+// (configureStateObjects, startConfirmedCommit): wherever the thing a
+// path describes exists (its list entry, or its top container), the path
+// returns data, for each such entry; a state leaf mirroring a
+// configuration leaf does wherever that leaf is configured; and every
+// operational path applies to at least one entry.
 func TestStatePathsOnConfiguredHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -70,6 +118,8 @@ func TestStatePathsOnConfiguredHost(t *testing.T) {
 	if _, err := tb.PodPing(ctx, a, PingOptions{To: b.Address.String(), Count: 3}); err != nil {
 		t.Fatal(err)
 	}
+	defer configureStateObjects(t, ctx, tb, a, b)()
+	defer startConfirmedCommit(t, ctx, tb)()
 	addr, err := tb.GNMIAddr("c1")
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +173,18 @@ func TestStatePathsOnConfiguredHost(t *testing.T) {
 	for _, m := range missing {
 		t.Error(m)
 	}
-	t.Logf("%d state paths checked on c1", checked)
+	// The walk proves nothing of a path no entry applied to: every
+	// operational path (one that mirrors no configuration leaf) applied
+	// at least once, unless it is exempt or its container is not
+	// configured on c1 (stateUnconfigured).
+	n := 0
+	for _, p := range slices.Sorted(maps.Keys(ref)) {
+		n += checked[p]
+		if ref[p] == "ro" && stateExempt[p] == "" && !strings.HasSuffix(p, "]") && checked[p] == 0 && !isMirror(ref, p) && stateUnconfigured[p] == "" {
+			t.Errorf("%s: no entry on c1 to check it on", p)
+		}
+	}
+	t.Logf("%d state leaves of %d paths checked on c1", n, len(checked))
 }
 
 // referencePaths reads docs/paths.md: path → "rw" or "ro".
@@ -150,11 +211,11 @@ func referencePaths(t *testing.T) map[string]string {
 
 // missingState applies the rule of TestStatePathsOnConfiguredHost with
 // get (data type, wildcard path → concrete leaf paths) and returns what
-// is missing and how many state paths applied.
-func missingState(t *testing.T, ref map[string]string, get func(gpb.GetRequest_DataType, string) map[string]string) ([]string, int) {
+// is missing and, per reference path, how many entries it applied to.
+func missingState(t *testing.T, ref map[string]string, get func(gpb.GetRequest_DataType, string) map[string]string) ([]string, map[string]int) {
 	t.Helper()
 	var missing []string
-	checked := 0
+	checked := map[string]int{}
 	paths := make([]string, 0, len(ref))
 	for p := range ref {
 		paths = append(paths, p)
@@ -166,11 +227,11 @@ func missingState(t *testing.T, ref map[string]string, get func(gpb.GetRequest_D
 		}
 		state := get(gpb.GetRequest_STATE, p)
 		i := strings.LastIndex(p, "/state/")
-		if i >= 0 && ref[p[:i]+"/config/"+p[i+len("/state/"):]] == "rw" {
+		if isMirror(ref, p) {
 			// A mirror: present wherever its configuration leaf is.
 			for c := range get(gpb.GetRequest_CONFIG, p[:i]+"/config/"+p[i+len("/state/"):]) {
 				j := strings.LastIndex(c, "/config/")
-				checked++
+				checked[p]++
 				if s := c[:j] + "/state/" + c[j+len("/config/"):]; state[s] == "" {
 					missing = append(missing, s+": configured, not in state")
 				}
@@ -188,7 +249,7 @@ func missingState(t *testing.T, ref map[string]string, get func(gpb.GetRequest_D
 			if why := notApplicable(p, e, get); why != "" {
 				continue
 			}
-			checked++
+			checked[p]++
 			found := false
 			for s := range state {
 				if strings.HasPrefix(s, e+"/") {
@@ -222,6 +283,12 @@ var vrfOnly = []string{"/state/counters/", "/state/forwarding/", "/state/exporte
 
 // notApplicable says why path does not apply to the concrete entry, or "".
 func notApplicable(path, entry string, get func(gpb.GetRequest_DataType, string) map[string]string) string {
+	if when := stateWhen[path]; when != nil {
+		wild := entryOf(path)
+		if why := when(func(rel string) string { return get(gpb.GetRequest_STATE, wild+"/"+rel)[entry+"/"+rel] }); why != "" {
+			return why
+		}
+	}
 	if strings.HasPrefix(path, "/network-instances/network-instance[name=*]/state/") {
 		for _, sub := range vrfOnly {
 			if strings.Contains(path, sub) && strings.Contains(get(gpb.GetRequest_CONFIG, entry+"/config/type")[entry+"/config/type"], "DEFAULT") {
