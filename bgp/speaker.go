@@ -18,6 +18,7 @@ import (
 // when BGP is configured and replaced when the AS or router ID changes.
 type speaker struct {
 	srv      *server.BgpServer
+	ctx      context.Context    // the event watch's, done once the speaker stops; set once started
 	cancel   context.CancelFunc // ends the event watch
 	grpcAddr string             // GoBGP's gRPC API, empty for none
 	// stopped is set once GoBGP's BGP side has stopped (see stop).
@@ -62,7 +63,7 @@ func startSpeaker(ctx context.Context, log *slog.Logger, lvl *slog.LevelVar, g g
 		return nil, errors.Join(err, sp.stop(false))
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	sp.cancel = cancel
+	sp.ctx, sp.cancel = wctx, cancel
 	err := srv.WatchEvent(wctx, cb, server.WatchUpdate(true, "", ""), server.WatchAdjInWithdraw(), server.WatchPeer(), server.WatchEor(true))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("watch bgp events: %w", err), sp.stop(false))
@@ -126,6 +127,16 @@ func (sp *speaker) updatePeer(ctx context.Context, n neighborSpec) error {
 func (sp *speaker) deletePeer(ctx context.Context, addr netip.Addr) error {
 	if err := sp.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
 		return fmt.Errorf("delete neighbor %s: %w", addr, err)
+	}
+	return nil
+}
+
+// resendTo sends our table to one peer again (a soft reset out of that
+// session only).
+func (sp *speaker) resendTo(ctx context.Context, addr netip.Addr) error {
+	err := sp.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr.String(), Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT})
+	if err != nil {
+		return fmt.Errorf("soft reset out neighbor %s: %w", addr, err)
 	}
 	return nil
 }

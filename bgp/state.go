@@ -59,10 +59,14 @@ func (r *Reconciler) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Tim
 		r.peers[addr] = ps
 	}
 	st := ev.Peer.State.SessionState
+	var resend *speaker
 	if st == bgp.BGP_FSM_ESTABLISHED && ps.state != bgp.BGP_FSM_ESTABLISHED {
 		ps.establishedAt = at
 		ps.transitions++
 		r.log.Info("bgp session established", "neighbor", addr)
+		if !r.restart {
+			resend = r.sp
+		}
 	}
 	if st != bgp.BGP_FSM_ESTABLISHED && ps.state == bgp.BGP_FSM_ESTABLISHED {
 		r.log.Info("bgp session down", "neighbor", addr, "reason", ev.Peer.State.DisconnectMessage)
@@ -75,7 +79,11 @@ func (r *Reconciler) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, at time.Tim
 	ps.state = st
 	ps.localAddress = ev.Peer.Transport.LocalAddress
 	ps.localPort, ps.remotePort = ev.Peer.Transport.LocalPort, ev.Peer.Transport.RemotePort
+	transitions := ps.transitions
 	r.mu.Unlock()
+	if resend != nil {
+		go r.resendAfterUp(resend, addr, transitions)
+	}
 	r.signalState()
 }
 
