@@ -1,7 +1,12 @@
 package bgp
 
 import (
+	"context"
+	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,7 +114,17 @@ func TestTwoDomains(t *testing.T) {
 	check := func(at, prefix, endpoint string, label uint32) {
 		t.Helper()
 		n := nodes[at]
-		eventually(t, 30*time.Second, prefix+" at "+at, func() bool { _, ok := n.route("red", prefix); return ok })
+		const wait = 30 * time.Second
+		deadline := time.Now().Add(wait)
+		for {
+			if _, ok := n.route("red", prefix); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out after %s waiting for %s at %s; the domains now:\n%s", wait, prefix, at, describeNodes(nodes))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		got, _ := n.route("red", prefix)
 		want := []nos.NextHop{{Endpoint: netip.MustParseAddr(endpoint), Label: label, Encap: nos.EncapMPLSoUDP}}
 		if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
@@ -121,6 +136,47 @@ func TestTwoDomains(t *testing.T) {
 	check(b1, "10.1.2.5/32", "192.0.2.12", lblA2)
 	check(a1, "10.2.2.7/32", "192.0.2.22", lblB2)
 	check(a1, "10.1.2.5/32", "192.0.2.12", lblA2)
+}
+
+// describeNodes says, for each node, what finding a route that went
+// missing between them needs: each session's state and how often it came
+// up, GoBGP's per-peer counts and the routes in the node's FIB. GoBGP's
+// sent is what its export policy passes to the peer now, not what went
+// out: a sent count above the peer's received count from us is a route
+// lost on the way.
+func describeNodes(nodes map[string]*node) string {
+	var b strings.Builder
+	for _, addr := range slices.Sorted(maps.Keys(nodes)) {
+		r := nodes[addr].bgp
+		fmt.Fprintf(&b, "%s:\n", addr)
+		r.mu.Lock()
+		sp := r.sp
+		for _, a := range slices.SortedFunc(maps.Keys(r.peers), netip.Addr.Compare) {
+			ps := r.peers[a]
+			fmt.Fprintf(&b, "  neighbor %s %s, established %d times\n", a, sessionState(ps.state), ps.transitions)
+		}
+		r.mu.Unlock()
+		if sp != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			counts, err := sp.counters(ctx, true)
+			cancel()
+			if err != nil {
+				fmt.Fprintf(&b, "  gobgp counters: %v\n", err)
+			}
+			for _, a := range slices.SortedFunc(maps.Keys(counts), netip.Addr.Compare) {
+				c := counts[a]
+				fmt.Fprintf(&b, "  gobgp %s: received %d, accepted %d, sent %d\n", a, c.received, c.accepted, c.sent)
+			}
+		}
+		var routes []string
+		for _, k := range fibKeys(context.Background(), nodes[addr].core.FIB()) {
+			nh, _ := nodes[addr].core.FIB().Lookup(k)
+			routes = append(routes, fmt.Sprintf("%s %s %v", k.VRF, k.Prefix, nh))
+		}
+		slices.Sort(routes)
+		fmt.Fprintf(&b, "  fib: %s\n", strings.Join(routes, "; "))
+	}
+	return b.String()
 }
 
 // TestHostAnnouncesOnlyOwnRoutes: a host without route-reflector clients
