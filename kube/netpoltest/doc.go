@@ -7,7 +7,10 @@
 // ports, port ranges, default deny and allow-all (Cases); and a reference
 // evaluator that says from the API's definitions alone which connections
 // a set of policies allows (Cluster), sharing no code with the
-// controller's translation.
+// controller's translation. Some cases also have a matrix written by hand
+// from the API's definitions (handwritten_test.go) that the reference
+// evaluator must reproduce exactly, so that the evaluator is not its own
+// only judge.
 //
 //	f := netpoltest.NewFixture(block, addrOf)
 //	for _, tc := range netpoltest.Cases() {
