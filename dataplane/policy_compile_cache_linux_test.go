@@ -16,7 +16,8 @@ import (
 // TestPolicyOneEntryChangeCompilesOneEntry: a gNMI Set that flips one
 // entry of a 500-entry set attached to a pod compiles that entry once
 // (plus the tag-selector entry, always compiled), not the set once in
-// validation and again in apply; a Set that changes an address group
+// validation and again in apply; removing an entry and writing it back
+// compile no more; a Set that changes an address group
 // compiles the entries that name it again. After each, the policy the
 // reconciler programs is the one a full compile of the running
 // configuration gives.
@@ -64,6 +65,9 @@ func TestPolicyOneEntryChangeCompilesOneEntry(t *testing.T) {
 			t.Fatal(err)
 		}
 		req := &gpb.SetRequest{Update: []*gpb.Update{{Path: p, Val: &gpb.TypedValue{Value: &gpb.TypedValue_JsonIetfVal{JsonIetfVal: []byte(js)}}}}}
+		if js == "" {
+			req = &gpb.SetRequest{Delete: []*gpb.Path{p}}
+		}
 		before := h.rec.pcache.entriesCompiled()
 		if err := h.ns.do(func() error {
 			_, err := h.core.Set(context.Background(), "test", req)
@@ -106,6 +110,18 @@ func TestPolicyOneEntryChangeCompilesOneEntry(t *testing.T) {
 	if r := rule(matchesFull("the flip"), "big/2500"); r.Action != PolicyDrop {
 		t.Errorf("entry big/2500 has action %v after the flip, want drop", r.Action)
 	}
+
+	// The entry removed (only the tag-selector entry compiled), then
+	// written back (it and the tag-selector entry).
+	const entry = "/acl/acl-sets/acl-set[name=big]/acl-entries/acl-entry[sequence-id=2500]"
+	if n := set(entry, ""); n != 1 {
+		t.Errorf("removing one entry compiled %d entries, want 1 (the tag-selector entry)", n)
+	}
+	matchesFull("the removal")
+	if n := set(entry, `{"sequence-id":2500,"config":{"sequence-id":2500,"protocol":6,"destination-port":1249,"action":"ACCEPT"}}`); n != 2 {
+		t.Errorf("adding one entry compiled %d entries, want 2 (it and the tag-selector entry)", n)
+	}
+	matchesFull("the entry written back")
 
 	// The address group: the entry naming it and the tag-selector entry.
 	n = set("/acl/address-groups/address-group[name=g]/config/prefix", `["10.8.0.0/16"]`)

@@ -56,7 +56,7 @@ func (c *policyCompiler) compile(d *gen.Device) (policyIntent, error) {
 		}
 		pods = append(pods, p)
 	}
-	c.d, c.pods, c.cache, c.next = d, pods, map[string]*Attachment{}, map[ruleKey]cachedRule{}
+	c.d, c.pods, c.cache, c.next = d, pods, map[string]*Attachment{}, map[string]cachedAttachment{}
 	for _, name := range sortedNames(nos.Interfaces(d)) {
 		intf := nos.Interfaces(d)[name]
 		acl := intf.GetAcl().GetConfig()
@@ -101,7 +101,8 @@ type policyCompiler struct {
 	// The rule cache (policy_compile_cache.go): prev is what an earlier compile
 	// left, next what this one leaves; delta, when known, is what the
 	// commit changes from the running configuration.
-	prev, next map[ruleKey]cachedRule
+	prev, next map[string]cachedAttachment // by attachment key
+	prevIndex  map[string]map[setSeq]int   // attachment key → its prev refs by entry
 	delta      *nos.Delta
 	scopes     map[string]entryScope // ACL set → what delta changes in it
 	compiled   int                   // entries compiled, not taken from prev
@@ -123,12 +124,13 @@ func (c *policyCompiler) attachment(path, vrf string, sets []string, def gen.E_I
 	if a, ok := c.cache[key]; ok {
 		return a, nil
 	}
-	type ref struct {
-		set string
-		seq uint32
-		e   *gen.IsthmusAcl_Acl_AclSets_AclSet_AclEntries_AclEntry_Config
+	if a, ok, err := c.patch(key, vrf, names); err != nil {
+		return nil, err
+	} else if ok {
+		c.cache[key] = a
+		return a, nil
 	}
-	var refs []ref
+	var refs []entryRef
 	for _, s := range names {
 		set := c.d.GetAcl().GetAclSets().GetAclSet(s)
 		if set == nil {
@@ -138,7 +140,7 @@ func (c *policyCompiler) attachment(path, vrf string, sets []string, def gen.E_I
 			continue
 		}
 		for seq, e := range set.GetAclEntries().AclEntry {
-			refs = append(refs, ref{set: s, seq: seq, e: e.GetConfig()})
+			refs = append(refs, entryRef{set: s, seq: seq, e: e.GetConfig()})
 		}
 	}
 	if len(refs) > PolicyMaxRules {
@@ -155,15 +157,21 @@ func (c *policyCompiler) attachment(path, vrf string, sets []string, def gen.E_I
 		a.Default = PolicyDrop
 	}
 	a.Rules = make([]PolicyRule, 0, len(refs))
-	for _, r := range refs {
-		rule, err := c.entryRule(vrf, r.set, r.seq, r.e)
+	for i := range refs {
+		rule, err := c.entryRule(key, vrf, &refs[i])
 		if err != nil {
-			return nil, fmt.Errorf("/acl/acl-sets/acl-set[name=%s]/acl-entries/acl-entry[sequence-id=%d]: %w", r.set, r.seq, err)
+			return nil, entryError(refs[i], err)
 		}
 		a.Rules = append(a.Rules, rule)
 	}
 	c.cache[key] = a
+	c.next[key] = cachedAttachment{refs: refs, a: a}
 	return a, nil
+}
+
+// entryError names the entry r in err.
+func entryError(r entryRef, err error) error {
+	return fmt.Errorf("/acl/acl-sets/acl-set[name=%s]/acl-entries/acl-entry[sequence-id=%d]: %w", r.set, r.seq, err)
 }
 
 // selectsByTags reports whether some ACL entry of d has a source or
