@@ -85,7 +85,7 @@ func (w *policyWorker) apply(ctx context.Context, c gpb.GNMIClient, want *nodePo
 		cancel()
 		w.sets.add()
 		if err != nil {
-			return fmt.Errorf("set node %s policy: %w", w.name, err)
+			return setError(w.name, "policy", err)
 		}
 		w.log.Debug("configured node policy", "deleted", len(req.Delete), "replaced", len(req.Replace))
 	}

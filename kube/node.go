@@ -8,13 +8,39 @@ import (
 	"time"
 
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Backoff bounds of a node's retries.
 const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 30 * time.Second
+	// commitWaitBackoff bounds the wait before a Set refused because a
+	// confirmed commit waits on the node is sent again.
+	commitWaitBackoff = 5 * time.Second
 )
+
+// errCommitWaiting marks a Set a node refused because a confirmed commit
+// waits for its confirmation there: while one does, isthmusd answers
+// every Set without the commit extension FailedPrecondition, as the gNMI
+// commit confirmed specification says. Nothing was applied; the worker
+// sends the change again, with backoff, until the commit is confirmed,
+// cancelled or rolled back, and the node's condition says which commit
+// holds it up.
+var errCommitWaiting = errors.New("a confirmed commit waits for confirmation on the node")
+
+// setError wraps the error of a Set of what ("" for the node's
+// configuration, "policy", "services") to node.
+func setError(node, what string, err error) error {
+	if what != "" {
+		what = " " + what
+	}
+	if status.Code(err) == codes.FailedPrecondition {
+		return fmt.Errorf("set node %s%s: %w (%s)", node, what, errCommitWaiting, status.Convert(err).Message())
+	}
+	return fmt.Errorf("set node %s%s: %w", node, what, err)
+}
 
 // nodeWorker brings one node's isthmusd to the latest intent it was given
 // (its VRFs, namespace entries and BGP neighbors) over its own gnmiWorker:
@@ -146,8 +172,13 @@ func (w *nodeWorker) apply(ctx context.Context, c gpb.GNMIClient, have *nodeConf
 		w.sets.add()
 		if err != nil {
 			// A failed Set changed nothing (one transaction), but a
-			// timeout leaves it unknown: read again next time.
-			return nil, fmt.Errorf("set node %s: %w", w.name, err)
+			// timeout leaves it unknown: read again next time. One
+			// refused while a confirmed commit waits leaves it known.
+			err = setError(w.name, "", err)
+			if errors.Is(err, errCommitWaiting) {
+				return have, err
+			}
+			return nil, err
 		}
 		w.log.Debug("configured node", "deleted", len(req.Delete), "replaced", len(req.Replace))
 		have = &next

@@ -22,6 +22,11 @@ const (
 	NodeReasonUnreachable = "Unreachable"
 	NodeReasonNoBGP       = "NoBGP"
 	NodeReasonNoAddress   = "NoAddress"
+	// NodeReasonCommitWaiting: the node refuses the controller's changes
+	// while a confirmed commit made there waits for its confirmation
+	// (the message names it); they are sent again until it is confirmed,
+	// cancelled or rolled back.
+	NodeReasonCommitWaiting = "ConfirmedCommitWaiting"
 )
 
 // nodeCondition is the condition's status, reason and message for one node.
@@ -54,6 +59,8 @@ func nodeConditionOf(nd nodeInfo, want nodeIntent, have *nodeConfig, err error) 
 		}
 	}
 	switch {
+	case errors.Is(err, errCommitWaiting):
+		return nodeCondition{corev1.ConditionFalse, NodeReasonCommitWaiting, fmt.Sprintf("%d VRFs to configure, %d to remove: %v", missing, extra, err)}
 	case missing > 0 || extra > 0:
 		msg := fmt.Sprintf("%d VRFs to configure, %d to remove", missing, extra)
 		if err != nil {

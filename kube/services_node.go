@@ -152,7 +152,7 @@ func (w *serviceWorker) apply(ctx context.Context, c gpb.GNMIClient, want *nodeS
 		}
 		vrf, name := refusedService(err)
 		if status.Code(err) != codes.InvalidArgument || name == "" || want.json[vrf][name] == "" || w.rejected[vrf+"/"+name] != "" {
-			return fmt.Errorf("set node %s services: %w", w.name, err)
+			return setError(w.name, "services", err)
 		}
 		w.rejected[vrf+"/"+name] = want.json[vrf][name]
 		w.log.Warn("node refused service", "vrf", vrf, "service", name, "err", status.Convert(err).Message())

@@ -119,7 +119,13 @@ func (w *gnmiWorker) loop(ctx context.Context, c gpb.GNMIClient) {
 			backoff = 0
 			continue
 		}
-		backoff = min(max(2*backoff, minBackoff), w.backoffLimit)
+		limit := w.backoffLimit
+		if errors.Is(err, errCommitWaiting) {
+			// Nothing tells the worker when the commit is confirmed:
+			// try again soon, so the change follows within seconds.
+			limit = min(limit, commitWaitBackoff)
+		}
+		backoff = min(max(2*backoff, minBackoff), limit)
 		if !slices.ContainsFunc(w.quiet, func(q error) bool { return errors.Is(err, q) }) {
 			w.log.Warn(w.what, "err", err, "retry_in", backoff)
 		}
