@@ -35,7 +35,8 @@ spec:
 // of dcgw) come up, a VirtualNetwork and a labelled namespace make the
 // controller configure both nodes over gNMI, and a Deployment's pods get
 // the network's addresses, are announced to dcgw through the reflector
-// and reach red's data-center pod on d1 both ways.
+// and reach red's data-center pod on d1 both ways; a pod with httpGet and
+// tcpSocket probes under a deny-all NetworkPolicy is Ready (probeDeny).
 func DaemonSetMission(ctx context.Context, e *Env) error {
 	c := e.Cluster
 	start := time.Now()
@@ -95,7 +96,10 @@ func DaemonSetMission(ctx context.Context, e *Env) error {
 	if err := e.clusterIP(ctx, "shop", pods); err != nil {
 		return err
 	}
-	return e.netpol(ctx, "shop", pods)
+	if err := e.netpol(ctx, "shop", pods); err != nil {
+		return err
+	}
+	return e.probeDeny(ctx, "shop", pods[1])
 }
 
 // waitNodesConfigured waits until every Node reports IsthmusNetworkReady.

@@ -117,7 +117,8 @@ func probeHTTP(ctx context.Context, e *Env) error {
 }
 
 // setHostAccess sets (on) or deletes (off) host-access of vrf on every
-// node over gNMI.
+// node over gNMI (TLS with the chart's credentials when the chart runs
+// isthmusd).
 func (e *Env) setHostAccess(ctx context.Context, vrf string, on bool) error {
 	c := e.Cluster
 	gnmic := e.TB.Binaries().Gnmic
@@ -135,13 +136,27 @@ func (e *Env) setHostAccess(ctx context.Context, vrf string, on bool) error {
 		return fmt.Errorf("set host access of %s: %w", vrf, err)
 	}
 	for _, n := range c.nodeNames {
-		target, err := e.TB.GNMIAddr(n)
-		if err != nil {
-			return err
-		}
 		args := []string{"set", "--request-file", file}
 		if !on {
 			args = []string{"set", "--delete", path}
+		}
+		if c.ownMounts {
+			// The chart's isthmusd: TLS with its credentials, on the
+			// node's address.
+			node, err := c.Client.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("get node %s: %w", n, err)
+			}
+			args = append([]string{gnmic, "-a", nodeInternalIP(node) + ":9339", "--skip-verify", "-u", "isthmus", "-p", c.GNMIPassword(),
+				"--timeout", "5s", "-e", "json_ietf"}, args...)
+			if _, err := e.TB.Exec(ctx, n, args...); err != nil {
+				return fmt.Errorf("set host access of %s on %s to %v: %w", vrf, n, on, err)
+			}
+			continue
+		}
+		target, err := e.TB.GNMIAddr(n)
+		if err != nil {
+			return err
 		}
 		if _, err := e.TB.Gnmic(ctx, gnmic, n, target, args...); err != nil {
 			return fmt.Errorf("set host access of %s on %s to %v: %w", vrf, n, on, err)
