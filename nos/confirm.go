@@ -225,7 +225,7 @@ func (cf *confirmer) disarm(c *Core) {
 		cf.timer.Stop()
 	}
 	if cf.pending != nil {
-		if err := c.DeleteState(confirmPath); err != nil {
+		if err := c.DeleteState(confirmPath + "/state"); err != nil {
 			c.log.Error("remove pending commit from state", "id", cf.pending.ID, "err", err)
 		}
 	}
@@ -277,6 +277,7 @@ func (c *Core) finish(ctx context.Context, rec *pendingRecord) (uint64, []notRev
 		return 0, nil, err
 	}
 	c.confirm.disarm(c)
+	c.showRollback(rec.ID, rev, kept)
 	return rev, kept, nil
 }
 

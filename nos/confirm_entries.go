@@ -166,10 +166,30 @@ func assembleDevice(entries map[string][]byte) (*gen.Device, error) {
 	return decodeConfig(doc)
 }
 
+// showRollback shows, under confirmPath/last-rollback, the rollback of a
+// confirmed commit that left entries as they were (kept); one that left
+// none removes what an earlier one showed.
+func (c *Core) showRollback(id string, rev uint64, kept []notReverted) {
+	const at = confirmPath + "/last-rollback"
+	if len(kept) == 0 {
+		if err := c.DeleteState(at); err != nil {
+			c.log.Error("remove rollback of confirmed commit from state", "err", err)
+		}
+		return
+	}
+	st := &gen.IsthmusSystem_System_ConfirmedCommit_LastRollback_State{Id: &id, Revision: &rev}
+	for _, k := range kept {
+		st.NotReverted = append(st.NotReverted, k.Entry)
+	}
+	if err := c.UpdateState(at+"/state", st); err != nil {
+		c.log.Error("show rollback of confirmed commit", "id", id, "err", err)
+	}
+}
+
 // notReverted is an entry the rollback of a confirmed commit left as it
 // is, because its revert did not validate with what was committed since.
 type notReverted struct {
-	Entry string
+	Entry string // its path
 	Err   error
 }
 
@@ -228,7 +248,7 @@ func (c *Core) revertEntries(ctx context.Context, rec *pendingRecord) (uint64, [
 	}
 	if errors.Is(err, ErrInvalid) {
 		// The one entry there was could not be reverted.
-		kept = []notReverted{{Entry: groups[0].name, Err: err}}
+		kept = []notReverted{{Entry: pathString(groups[0].path), Err: err}}
 		rev, stored = c.Revision(), false
 	}
 	if !stored || len(kept) > 0 {
@@ -271,7 +291,7 @@ func (c *Core) revertOneByOne(groups []entryGroup, commit func(todo, rest []entr
 	}
 	kept := make([]notReverted, 0, len(left))
 	for _, g := range left {
-		kept = append(kept, notReverted{Entry: g.name, Err: failed[g.name]})
+		kept = append(kept, notReverted{Entry: pathString(g.path), Err: failed[g.name]})
 	}
 	return rev, stored, kept, nil
 }

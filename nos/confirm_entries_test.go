@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"github.com/openconfig/gnmi/ctree"
 	gpb "github.com/openconfig/gnmi/proto/gnmi"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/isthmus-net/isthmus/gen"
 )
 
 func descrUpdate(t testing.TB, vrf, descr string) *gpb.Update {
@@ -90,8 +93,17 @@ func TestConfirmedRollbackKeepsLaterEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.CancelCommit(ctx, "t", "c1")
-	if !errors.Is(err, ErrPrecondition) || !strings.Contains(err.Error(), "ni/green") {
-		t.Fatalf("cancel: want a precondition error naming ni/green, got %v", err)
+	const green = "/network-instances/network-instance[name=green]"
+	if !errors.Is(err, ErrPrecondition) || !strings.Contains(err.Error(), green) {
+		t.Fatalf("cancel: want a precondition error naming %s, got %v", green, err)
+	}
+	var shown []string
+	err = c.Read(func(_, state *gen.Device) error {
+		shown = state.GetSystem().GetConfirmedCommit().GetLastRollback().GetState().GetNotReverted()
+		return nil
+	})
+	if err != nil || !slices.Equal(shown, []string{green}) {
+		t.Fatalf("last-rollback/state/not-reverted: %v (%v), want [%s]", shown, err, green)
 	}
 	check := func(c *Core) {
 		t.Helper()
