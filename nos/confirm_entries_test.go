@@ -25,52 +25,72 @@ func descrUpdate(t testing.TB, vrf, descr string) *gpb.Update {
 	return jsonUpdate(t, fmt.Sprintf("/network-instances/network-instance[name=%s]/config/description", vrf), fmt.Sprintf("%q", descr))
 }
 
-// TestConfirmedCommitCrashWindow: a copy of the store taken the moment
-// a confirmed commit's configuration is published (its transaction is
-// over, SetConfirmed has not returned: what a crash there leaves) holds
-// the commit only together with its pending record and deadline.
-func TestConfirmedCommitCrashWindow(t *testing.T) {
-	ctx := context.Background()
-	c := newTestCore(t, t.TempDir())
-	if _, err := c.Set(ctx, "t", &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(t, "red", 1), descrUpdate(t, "red", "a")}}); err != nil {
-		t.Fatal(err)
-	}
-	snapDir := t.TempDir()
+// crashCopy runs action on c and returns a core opened on a copy of c's
+// store taken when the first leaf is published during it: after the
+// action's transaction, before it returns, where a crash leaves what
+// the copy holds.
+func crashCopy(t *testing.T, c *Core, action func() error) *Core {
+	t.Helper()
+	dir := t.TempDir()
 	var (
 		once    sync.Once
 		armed   atomic.Bool
-		snapErr = errors.New("no snapshot taken")
+		snapErr = errors.New("no copy taken")
 	)
-	// The first leaf published after the commit's transaction.
 	remove := c.WatchCache(func(*ctree.Leaf) {
 		if !armed.Load() {
 			return
 		}
 		once.Do(func() {
 			snapErr = c.store.db.View(func(tx *bolt.Tx) error {
-				return tx.CopyFile(filepath.Join(snapDir, "isthmus.db"), 0o600)
+				return tx.CopyFile(filepath.Join(dir, "isthmus.db"), 0o600)
 			})
 		})
 	})
 	armed.Store(true)
-	if _, err := c.SetConfirmed(ctx, "t", "c1", time.Hour, &gpb.SetRequest{Update: []*gpb.Update{descrUpdate(t, "red", "b")}}); err != nil {
+	err := action()
+	remove()
+	if err != nil {
 		t.Fatal(err)
 	}
-	remove()
 	if snapErr != nil {
 		t.Fatal(snapErr)
 	}
-	after := newTestCore(t, snapDir)
-	got := after.Config().GetNetworkInstances().GetNetworkInstance("red").GetConfig().GetDescription()
-	p, pending := after.PendingCommit()
-	switch {
-	case got == "a":
-		// Not applied: fine.
-	case got != "b":
-		t.Fatalf("description %q after the crash, want a or b", got)
-	case !pending || p.ID != "c1" || p.Deadline.IsZero():
-		t.Fatalf("the confirmed commit is applied after the crash without its pending record (pending %v: %+v)", pending, p)
+	return newTestCore(t, dir)
+}
+
+// TestConfirmedCommitCrashWindow: a crash right after the transaction of
+// a confirmed commit leaves it applied only together with its pending
+// record and deadline; one right after the transaction of its rollback
+// leaves it pending only if not rolled back (a record left beside the
+// rollback would roll back again, later, whatever was set since).
+func TestConfirmedCommitCrashWindow(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCore(t, t.TempDir())
+	if _, err := c.Set(ctx, "t", &gpb.SetRequest{Update: []*gpb.Update{vrfUpdate(t, "red", 1), descrUpdate(t, "red", "a")}}); err != nil {
+		t.Fatal(err)
 	}
+	check := func(after *Core, when string) {
+		t.Helper()
+		got := after.Config().GetNetworkInstances().GetNetworkInstance("red").GetConfig().GetDescription()
+		p, pending := after.PendingCommit()
+		switch {
+		case got != "a" && got != "b":
+			t.Fatalf("%s: description %q after the crash, want a or b", when, got)
+		case got == "b" && (!pending || p.ID != "c1" || p.Deadline.IsZero()):
+			t.Fatalf("%s: the confirmed commit is applied after the crash without its pending record (pending %v: %+v)", when, pending, p)
+		case got == "a" && pending:
+			t.Fatalf("%s: the confirmed commit is not applied after the crash, yet pending (%+v)", when, p)
+		}
+	}
+	check(crashCopy(t, c, func() error {
+		_, err := c.SetConfirmed(ctx, "t", "c1", time.Hour, &gpb.SetRequest{Update: []*gpb.Update{descrUpdate(t, "red", "b")}})
+		return err
+	}), "commit")
+	check(crashCopy(t, c, func() error {
+		_, err := c.CancelCommit(ctx, "t", "c1")
+		return err
+	}), "cancel")
 }
 
 // TestConfirmedRollbackKeepsLaterEntries: the rollback of a confirmed
