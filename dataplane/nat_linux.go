@@ -198,7 +198,10 @@ type HostRoute struct {
 // permanent neighbor entry with the pod's MAC (the pod's ARP replies never
 // reach the stack: the veth is a port of the down headroom bridge), so
 // the node's own stack reaches the pod. Routes of ours not in the set are
-// removed with their neighbor entries.
+// removed with their neighbor entries. A pod whose host link is not up
+// yet gets its route from the first call after it is (the reconciler
+// refreshes the set every state interval); the kernel refuses a route
+// through a down link and removes those of a link that goes down.
 func (d *Dataplane) SetHostRoutes(want map[netip.Addr]HostRoute) error {
 	routes := make(map[netip.Addr]HostRoute, len(want))
 	for a, r := range want {
@@ -243,7 +246,12 @@ func (d *Dataplane) SetHostRoutes(want map[netip.Addr]HostRoute) error {
 			Protocol:  hostRouteProtocol,
 			Table:     unix.RT_TABLE_MAIN,
 		}
-		if err := d.nl.RouteReplace(rt); err != nil {
+		switch err := d.nl.RouteReplace(rt); {
+		case errors.Is(err, unix.ENETDOWN):
+			// The pod's host link is not up yet (a CNI ADD commits the
+			// attachment before it brings the link up): the route comes
+			// with the next refresh once the link is up.
+		case err != nil:
 			errs = append(errs, fmt.Errorf("add host route %v dev %d: %w", a, w.Ifindex, err))
 		}
 	}
