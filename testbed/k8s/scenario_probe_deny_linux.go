@@ -49,6 +49,23 @@ func (e *Env) probeDeny(ctx context.Context, ns string, web corev1.Pod) error {
 	defer func() {
 		_, _ = c.Kubectl(context.WithoutCancel(ctx), "delete", "-f", pol, "--wait=false")
 	}()
+	// Host access before the pod exists: its CNI ADD commits the
+	// attachment before the pod's link is up, and the host route follows
+	// once it is (a pod in a VRF that already had host access could not
+	// start before 6934ece).
+	restore, err := e.forwarding(ctx)
+	if err != nil {
+		return err
+	}
+	defer restore()
+	if err := e.setHostAccess(ctx, hostAccessVRF, true); err != nil {
+		return err
+	}
+	defer func() {
+		if err := e.setHostAccess(context.WithoutCancel(ctx), hostAccessVRF, false); err != nil {
+			e.say("remove host access: %v", err)
+		}
+	}()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "probed", Labels: map[string]string{"app": "probed"}},
 		Spec: corev1.PodSpec{
@@ -64,7 +81,7 @@ func (e *Env) probeDeny(ctx context.Context, ns string, web corev1.Pod) error {
 					TimeoutSeconds:   1,
 					FailureThreshold: 1,
 				},
-				// From 4 s on: host access comes after the pod starts.
+				// From 4 s on: the host route follows the pod's link up.
 				LivenessProbe: &corev1.Probe{
 					ProbeHandler:        corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}},
 					InitialDelaySeconds: 4,
@@ -91,22 +108,6 @@ func (e *Env) probeDeny(ctx context.Context, ns string, web corev1.Pod) error {
 	}); err != nil {
 		return err
 	}
-	// Host access after the pod is attached, as in probeHTTP: a pod
-	// attached while its VRF has host access fails its CNI ADD ("add host
-	// route ...: network is down", the pod's link not up yet).
-	restore, err := e.forwarding(ctx)
-	if err != nil {
-		return err
-	}
-	defer restore()
-	if err := e.setHostAccess(ctx, hostAccessVRF, true); err != nil {
-		return err
-	}
-	defer func() {
-		if err := e.setHostAccess(context.WithoutCancel(ctx), hostAccessVRF, false); err != nil {
-			e.say("remove host access: %v", err)
-		}
-	}()
 	if err := poll(wctx, fmt.Sprintf("%s isolating %s/probed for ingress and egress", p.Spec.NodeName, ns), func() (bool, error) {
 		iso, err := e.podIsolation(wctx, p.Spec.NodeName)
 		return err == nil && iso[ns+"/probed"] == [2]bool{true, true}, err
