@@ -118,12 +118,18 @@ func TestConfirmedRollbackKeepsLaterEntries(t *testing.T) {
 		t.Fatalf("cancel: want a precondition error naming %s, got %v", green, err)
 	}
 	var shown []string
+	var id string
+	var rev *uint64
 	err = c.Read(func(_, state *gen.Device) error {
-		shown = state.GetSystem().GetConfirmedCommit().GetLastRollback().GetState().GetNotReverted()
+		st := state.GetSystem().GetConfirmedCommit().GetLastRollback().GetState()
+		shown, id, rev = st.GetNotReverted(), st.GetId(), st.Revision
 		return nil
 	})
 	if err != nil || !slices.Equal(shown, []string{green}) {
 		t.Fatalf("last-rollback/state/not-reverted: %v (%v), want [%s]", shown, err, green)
+	}
+	if id != "c1" || rev == nil || *rev == 0 {
+		t.Fatalf("last-rollback/state: id %q, revision %v; want c1 and the rollback's revision", id, rev)
 	}
 	check := func(c *Core) {
 		t.Helper()
