@@ -17,7 +17,9 @@ import (
 // adds one or adds a pod interface allocates about as much with
 // manyVRFs VRFs configured as with 10: nothing of it, such as a copy of
 // the network-instance list's map, grows with the list. It counts bytes
-// (the median of 15 Sets of each kind), not time.
+// (the least of 15 Sets of each kind: the process's other goroutines only
+// add to a Set's count, and a copy that grows with the list would be in
+// every Set), not time.
 func TestSetGarbageIndependentOfVRFs(t *testing.T) {
 	const manyVRFs = 2000 // enough for a copy of the map to stand out (about 60 kB), small enough to build in a second
 	kinds := []string{"change", "add", "interface"}
@@ -56,7 +58,7 @@ func TestSetGarbageIndependentOfVRFs(t *testing.T) {
 				sizes = append(sizes, after.TotalAlloc-before.TotalAlloc)
 			}
 			sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
-			out[kind] = sizes[len(sizes)/2]
+			out[kind] = sizes[0]
 		}
 		// What the Sets left running is what the store holds.
 		checkRunningIsStored(t, c)
