@@ -318,6 +318,8 @@ type aftResult struct {
 	updates int           // updates of the initial sync
 	rss     float64       // MB: resident before the initial sync (after a GC)
 	peak    float64       // MB: peak resident during it
+	get50   time.Duration // not attached: a Get of one entry, median
+	get99   time.Duration // and 99th percentile
 }
 
 func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) aftResult {
@@ -402,6 +404,7 @@ func aftReceive(b *testing.B, msgs [][]byte, count, port int, attached bool) aft
 		b.Fatalf("the table holds %d of %d entries after the initial sync: routes were lost (session down?)", held, count)
 	}
 	res.updates = int(s.updates.Load())
+	res.get50, res.get99 = aftGets(b, n.conn, count, 200)
 	return res
 }
 
@@ -432,7 +435,7 @@ func BenchmarkAFT(b *testing.B) {
 		b.Run(fmt.Sprintf("routes=%d", count), func(b *testing.B) {
 			msgs := receiveRoutes(b, count)
 			for range b.N {
-				var without, with, ratios, cpus, lags, syncs, rates, rsss, peaks []float64
+				var without, with, ratios, cpus, lags, syncs, rates, rsss, peaks, gets50, gets99 []float64
 				for r := range rounds {
 					port := 2400 + 100*i + 2*r
 					// Alternate which goes first: the one that follows a
@@ -448,8 +451,9 @@ func BenchmarkAFT(b *testing.B) {
 					cpus = append(cpus, w.cpu.Seconds()/a.cpu.Seconds())
 					lags, syncs, rates = append(lags, w.lag.Seconds()), append(syncs, a.sync.Seconds()), append(rates, rate)
 					rsss, peaks = append(rsss, a.rss), append(peaks, a.peak)
-					b.Logf("round %d: receive+program %.2fs (CPU %.2fs), with a subscriber %.2fs (CPU %.2fs): %.2f×, the subscriber complete %.2fs later; initial sync %.2fs, %d updates (%.0f/s), RSS %.0f MB before, peak %.0f MB",
-						r, a.recv.Seconds(), a.cpu.Seconds(), w.recv.Seconds(), w.cpu.Seconds(), ratios[r], w.lag.Seconds(), a.sync.Seconds(), a.updates, rate, a.rss, a.peak)
+					gets50, gets99 = append(gets50, float64(a.get50.Microseconds())), append(gets99, float64(a.get99.Microseconds()))
+					b.Logf("round %d: receive+program %.2fs (CPU %.2fs), with a subscriber %.2fs (CPU %.2fs): %.2f×, the subscriber complete %.2fs later; initial sync %.2fs, %d updates (%.0f/s), RSS %.0f MB before, peak %.0f MB; a Get of one entry p50 %v, p99 %v",
+						r, a.recv.Seconds(), a.cpu.Seconds(), w.recv.Seconds(), w.cpu.Seconds(), ratios[r], w.lag.Seconds(), a.sync.Seconds(), a.updates, rate, a.rss, a.peak, a.get50, a.get99)
 				}
 				b.ReportMetric(median(without), "receive-s")
 				b.ReportMetric(median(with), "receive-subscribed-s")
@@ -460,6 +464,8 @@ func BenchmarkAFT(b *testing.B) {
 				b.ReportMetric(median(rates), "updates/s")
 				b.ReportMetric(median(rsss), "rss-before-sync-MB")
 				b.ReportMetric(median(peaks), "peak-rss-MB")
+				b.ReportMetric(median(gets50), "get-one-p50-µs")
+				b.ReportMetric(median(gets99), "get-one-p99-µs")
 			}
 		})
 	}
