@@ -18,24 +18,11 @@ import (
 // the route and the host reaches the pod.
 func TestHostRouteWaitsForPodLink(t *testing.T) {
 	requireRoot(t)
-	h := &coreHost{ns: newNS(t, "host")}
-	gw := newNS(t, "gw")
-	vethBetween(t, h.ns, "ul", mustMAC("02:00:00:00:00:01"), gw, "ul", mustMAC("02:00:00:00:00:fe"))
-	h.ns.ip(t, "addr", "add", "192.0.2.1/24", "dev", "ul")
-	h.ns.ip(t, "route", "add", "default", "via", "192.0.2.254")
-	if out, err := h.ns.cmd("sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
-		t.Fatalf("enable forwarding: %v: %s", err, out)
-	}
-	gw.ip(t, "addr", "add", "192.0.2.254/24", "dev", "ul")
+	h, _ := gatewayHost(t)
 	red := addPod(t, h.ns, "pred", 1, netip.MustParseAddr("10.1.0.2"), podMTU)
 	h.startFresh(t)
 	h.commit(t, edits(
-		func(d *gen.Device) {
-			ul := d.GetOrCreateInterfaces().GetOrCreateInterface("ul").GetOrCreateConfig()
-			ul.Name, ul.Type = ygot.String("ul"), gen.IsthmusTypes_InterfaceType_UNDERLAY
-			tc := d.GetOrCreateTunnel().GetOrCreateConfig()
-			tc.SourceAddress, tc.UnderlayInterface = ygot.String("192.0.2.1"), ygot.String("ul")
-		},
+		gatewayUnderlay,
 		extVRF("red", "65000:1", "pred", red, func(c *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_External_Config) {
 			c.DefaultPodNetwork, c.PortMin, c.PortMax = ygot.Bool(true), ygot.Uint16(20000), ygot.Uint16(20999)
 		}),
@@ -49,13 +36,7 @@ func TestHostRouteWaitsForPodLink(t *testing.T) {
 	// A second pod arrives with its host link down.
 	late := addPod(t, h.ns, "plate", 2, netip.MustParseAddr("10.1.0.3"), podMTU)
 	h.ns.ip(t, "link", "set", "plate", "down")
-	h.commit(t, func(d *gen.Device) error {
-		pc := d.GetOrCreateInterfaces().GetOrCreateInterface("plate").GetOrCreateConfig()
-		pc.Name, pc.Type, pc.NetworkInstance = ygot.String("plate"), gen.IsthmusTypes_InterfaceType_POD, ygot.String("red")
-		pc.Ipv4Address, pc.Mtu = ygot.String("10.1.0.3/32"), ygot.Uint16(podMTU)
-		pc.GetOrCreatePod().PeerMacAddress = ygot.String(late.mac.String())
-		return nil
-	})
+	h.commit(t, edits(func(d *gen.Device) { podInterface(d, "plate", "red", "10.1.0.3/32", late) }))
 	if out := routeShow(t, h.ns, "10.1.0.3/32"); strings.TrimSpace(out) != "" {
 		t.Fatalf("a route through a down link: %q", out)
 	}

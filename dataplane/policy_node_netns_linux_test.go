@@ -24,29 +24,13 @@ import (
 // published too.
 func TestPolicyNodeNamespaces(t *testing.T) {
 	requireRoot(t)
-	h := &coreHost{ns: newNS(t, "host")}
-	other := newNS(t, "other")
-	vethBetween(t, h.ns, "ul", mustMAC("02:00:00:00:00:01"), other, "ul", mustMAC("02:00:00:00:00:fe"))
-	h.ns.ip(t, "addr", "add", "192.0.2.1/24", "dev", "ul")
-	h.ns.ip(t, "route", "add", "default", "via", "192.0.2.254")
-	if out, err := h.ns.cmd("sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
-		t.Fatalf("enable forwarding: %v: %s", err, out)
-	}
-	other.ip(t, "addr", "add", "192.0.2.254/24", "dev", "ul")
+	h, other := gatewayHost(t)
 	isolated := addPod(t, h.ns, "pred", 1, netip.MustParseAddr("10.1.0.2"), podMTU)
 	peer := addPod(t, h.ns, "pred2", 2, netip.MustParseAddr("10.1.0.3"), podMTU)
 	h.startFresh(t)
 	h.commit(t, edits(
-		func(d *gen.Device) {
-			ul := d.GetOrCreateInterfaces().GetOrCreateInterface("ul").GetOrCreateConfig()
-			ul.Name, ul.Type = ygot.String("ul"), gen.IsthmusTypes_InterfaceType_UNDERLAY
-			tc := d.GetOrCreateTunnel().GetOrCreateConfig()
-			tc.SourceAddress, tc.UnderlayInterface = ygot.String("192.0.2.1"), ygot.String("ul")
-			pc := d.GetOrCreateInterfaces().GetOrCreateInterface("pred2").GetOrCreateConfig()
-			pc.Name, pc.Type, pc.NetworkInstance = ygot.String("pred2"), gen.IsthmusTypes_InterfaceType_POD, ygot.String("red")
-			pc.Ipv4Address, pc.Mtu = ygot.String("10.1.0.3/32"), ygot.Uint16(podMTU)
-			pc.GetOrCreatePod().PeerMacAddress = ygot.String(peer.mac.String())
-		},
+		gatewayUnderlay,
+		func(d *gen.Device) { podInterface(d, "pred2", "red", "10.1.0.3/32", peer) },
 		extVRF("red", "65000:1", "pred", isolated, func(c *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_External_Config) {
 			c.DefaultPodNetwork, c.PortMin, c.PortMax = ygot.Bool(true), ygot.Uint16(20000), ygot.Uint16(20999)
 		}),
