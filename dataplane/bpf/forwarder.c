@@ -465,17 +465,7 @@ SEC("tc")
 int pod_ingress(struct __sk_buff *skb)
 {
 	__u32 in = skb->ifindex;
-	struct iface *src;
-	if (in < DIRECT_IFINDEX) {
-		src = bpf_map_lookup_elem(&iface_index, &in);
-	} else {
-		src = bpf_map_lookup_elem(&ifaces, &in);
-		/* Keeps clang from sinking the two lookups into one call on a
-		 * selected map: the verifier inlines an array lookup only when
-		 * the call always sees the same map, and a real helper call
-		 * costs about 35 ns here. */
-		asm volatile("" : "+r"(src));
-	}
+	struct iface *src = iface_at(in);
 	if (!src || src->ifindex != in)
 		return TC_ACT_UNSPEC; /* not a pod interface of ours */
 	__u32 vrf = src->vrf;

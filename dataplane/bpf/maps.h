@@ -174,4 +174,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } vrf_drops SEC(".maps");
 
+/* iface_at returns the interface entry of ifindex in, or NULL: from
+ * the array below DIRECT_IFINDEX, else from the hash. The caller checks
+ * the entry's ifindex. The empty asm keeps clang from sinking the two
+ * lookups into one call on a selected map: the verifier inlines an array
+ * lookup only when the call always sees the same map, and a real helper
+ * call costs about 35 ns. */
+static __always_inline struct iface *iface_at(__u32 in)
+{
+	struct iface *ifc;
+	if (in < DIRECT_IFINDEX) {
+		ifc = bpf_map_lookup_elem(&iface_index, &in);
+	} else {
+		ifc = bpf_map_lookup_elem(&ifaces, &in);
+		asm volatile("" : "+r"(ifc));
+	}
+	return ifc;
+}
+
 #endif

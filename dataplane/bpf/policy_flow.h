@@ -477,15 +477,7 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 	__u32 src = POL_NONE;
 	if (!from_tunnel) {
 		__u32 in = skb->ifindex;
-		struct iface *ifc;
-		if (in < DIRECT_IFINDEX) {
-			ifc = bpf_map_lookup_elem(&iface_index, &in);
-		} else {
-			ifc = bpf_map_lookup_elem(&ifaces, &in);
-			/* Two lookup calls, not one on a selected map: only
-			 * then does the verifier inline the array's. */
-			asm volatile("" : "+r"(ifc));
-		}
+		struct iface *ifc = iface_at(in);
 		if (!ifc || ifc->ifindex != in)
 			return POLICY_PASS;
 		src = ifc->slot;

@@ -41,15 +41,7 @@ static __noinline int policy_to_node(struct __sk_buff *skb, __u32 vrf)
 	if (!cfg || !(cfg->flags & NAT_F_HOST))
 		return 0;
 	__u32 in = skb->ifindex;
-	struct iface *ifc;
-	if (in < DIRECT_IFINDEX) {
-		ifc = bpf_map_lookup_elem(&iface_index, &in);
-	} else {
-		ifc = bpf_map_lookup_elem(&ifaces, &in);
-		/* Two lookup calls, not one on a selected map: only then does
-		 * the verifier inline the array's. */
-		asm volatile("" : "+r"(ifc));
-	}
+	struct iface *ifc = iface_at(in);
 	if (!ifc || ifc->ifindex != in)
 		return 0;
 	__u32 slot = ifc->slot;
