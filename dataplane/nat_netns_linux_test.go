@@ -87,28 +87,14 @@ func askWho(ns *testNS, addr string) (string, error) {
 // the translations.
 func TestExternalNamespaces(t *testing.T) {
 	requireRoot(t)
-	h := &coreHost{ns: newNS(t, "host")}
-	inet := newNS(t, "inet")
-	vethBetween(t, h.ns, "ul", mustMAC("02:00:00:00:00:01"), inet, "ul", mustMAC("02:00:00:00:00:fe"))
-	h.ns.ip(t, "addr", "add", "192.0.2.1/24", "dev", "ul")
-	h.ns.ip(t, "route", "add", "default", "via", "192.0.2.254")
-	if out, err := h.ns.cmd("sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
-		t.Fatalf("enable forwarding: %v: %s", err, out)
-	}
-	inet.ip(t, "addr", "add", "192.0.2.254/24", "dev", "ul")
+	h, inet := gatewayHost(t)
 	inet.ip(t, "addr", "add", "203.0.113.7/32", "dev", "lo")
 	pod := netip.MustParseAddr("10.1.0.2")
 	red := addPod(t, h.ns, "pred", 1, pod, podMTU)
 	blue := addPod(t, h.ns, "pblue", 2, pod, podMTU)
 	h.startFresh(t)
 	h.commit(t, edits(
-		func(d *gen.Device) {
-			ifs := d.GetOrCreateInterfaces()
-			ul := ifs.GetOrCreateInterface("ul").GetOrCreateConfig()
-			ul.Name, ul.Type = ygot.String("ul"), gen.IsthmusTypes_InterfaceType_UNDERLAY
-			tc := d.GetOrCreateTunnel().GetOrCreateConfig()
-			tc.SourceAddress, tc.UnderlayInterface = ygot.String("192.0.2.1"), ygot.String("ul")
-		},
+		gatewayUnderlay,
 		extVRF("red", "65000:1", "pred", red, func(c *gen.IsthmusNetworkInstance_NetworkInstances_NetworkInstance_External_Config) {
 			c.DefaultPodNetwork, c.PortMin, c.PortMax = ygot.Bool(true), ygot.Uint16(20000), ygot.Uint16(20999)
 		}),
