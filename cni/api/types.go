@@ -65,6 +65,11 @@ type Attachment struct {
 	Gateway netip.Addr `json:"gateway"`
 	// MTU is the pod interface MTU, leaving room for encapsulation.
 	MTU int `json:"mtu"`
+	// Underlay is the interface the tunnel leaves through. The plugin
+	// gives both ends of the pod's veth its IPv4 GSO maximum size when
+	// that is above 64 KiB (BIG TCP), so the pod's TCP builds packets the
+	// underlay still sends whole.
+	Underlay string `json:"underlay,omitempty"`
 }
 
 // AddResponse returns the committed attachment.

@@ -124,6 +124,7 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 	var vrf string
 	var pools []netip.Prefix
 	var mtu int
+	var underlay string
 	err := s.core.Read(func(cfg, _ *gen.Device) error {
 		if err := checkHostIfName(cfg, *req); err != nil {
 			return err
@@ -133,6 +134,7 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 			return err
 		}
 		mtu = podMTU(s.cfg, cfg)
+		underlay = underlayName(cfg)
 		pools, err = vrfPools(cfg, vrf)
 		return err
 	})
@@ -150,6 +152,7 @@ func (s *Server) Add(ctx context.Context, req *api.AddRequest) (*api.AddResponse
 		PodMAC:       req.PodMAC,
 		Gateway:      s.gw,
 		MTU:          mtu,
+		Underlay:     underlay,
 	}
 	var prev *api.Attachment // the record of an earlier ADD of the same attachment
 	err = s.db.Update(func(tx *bolt.Tx) error {

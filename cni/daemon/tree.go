@@ -64,6 +64,30 @@ func podMTU(c Config, d *gen.Device) int {
 	return underlayMTU(d) - c.EncapOverhead
 }
 
+// underlayName is the interface the tunnel leaves through: the tunnel's
+// underlay-interface, else the first UNDERLAY interface by name ("" when
+// there is none).
+func underlayName(d *gen.Device) string {
+	if name := d.GetTunnel().GetConfig().GetUnderlayInterface(); name != "" {
+		return name
+	}
+	var ifs map[string]*gen.IsthmusInterfaces_Interfaces_Interface
+	if d.Interfaces != nil {
+		ifs = d.Interfaces.Interface
+	}
+	names := make([]string, 0, len(ifs))
+	for n := range ifs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if ifs[n].GetConfig().GetType() == gen.IsthmusTypes_InterfaceType_UNDERLAY {
+			return n
+		}
+	}
+	return ""
+}
+
 func underlayMTU(d *gen.Device) int {
 	// Read the leaves, not the getters: they return YANG defaults.
 	tun := d.GetTunnel().GetConfig()

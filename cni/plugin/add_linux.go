@@ -91,7 +91,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if conf.MTU > 0 {
 		mtu = conf.MTU
 	}
-	if err = configure(pair, podNS, att.Address, att.Gateway, mtu); err != nil {
+	if err = configure(pair, podNS, att.Address, att.Gateway, mtu, att.Underlay); err != nil {
 		return types.NewError(types.ErrInternal, "configure pod interface", err.Error())
 	}
 
@@ -163,13 +163,23 @@ func inspectVeth(hostName, podName string, podNS ns.NetNS) (*veth, error) {
 	}, nil
 }
 
-// configure sets both ends' MTU and brings the host end up, then gives the
-// pod end its /32, a route to the gateway on the link, the default route via
-// the gateway and a permanent neighbor entry that resolves the gateway to
-// the host end's MAC, so the pod never ARPs for it.
-func configure(pair *veth, podNS ns.NetNS, addr netip.Prefix, gw netip.Addr, mtu int) error {
+// configure sets both ends' MTU (and BIG TCP, see underlayGSO) and brings
+// the host end up, then gives the pod end its /32, a route to the gateway
+// on the link, the default route via the gateway and a permanent neighbor
+// entry that resolves the gateway to the host end's MAC, so the pod never
+// ARPs for it.
+func configure(pair *veth, podNS ns.NetNS, addr netip.Prefix, gw netip.Addr, mtu int, underlay string) error {
 	if err := netlink.LinkSetMTU(pair.host, mtu); err != nil {
 		return fmt.Errorf("set mtu of %s: %w", pair.host.Attrs().Name, err)
+	}
+	gso, err := underlayGSO(underlay)
+	if err != nil {
+		return err
+	}
+	if gso > 0 {
+		if err := setIPv4GSO(nil, pair.host, gso); err != nil {
+			return err
+		}
 	}
 	if err := disableIPv6(pair.host.Attrs().Name); err != nil {
 		return err
@@ -189,6 +199,11 @@ func configure(pair *veth, podNS ns.NetNS, addr netip.Prefix, gw netip.Addr, mtu
 	name := link.Attrs().Name
 	if err := h.LinkSetMTU(link, mtu); err != nil {
 		return fmt.Errorf("set mtu of %s: %w", name, err)
+	}
+	if gso > 0 {
+		if err := setIPv4GSO(h, link, gso); err != nil {
+			return err
+		}
 	}
 	if err := h.AddrAdd(link, &netlink.Addr{IPNet: ipNet(addr)}); err != nil {
 		return fmt.Errorf("add %s to %s: %w", addr, name, err)
