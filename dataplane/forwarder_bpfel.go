@@ -202,12 +202,6 @@ type forwarderPolAttachment struct {
 	Pad           uint8
 }
 
-type forwarderPolBits struct {
-	_       structs.HostLayout
-	Summary [4]uint64
-	W       [256]uint64
-}
-
 type forwarderPolCacheEntry struct {
 	_        structs.HostLayout
 	Saddr    uint32
@@ -247,6 +241,12 @@ type forwarderPolPortKey struct {
 	Proto     uint8
 	Port      [2]uint8
 	Pad       uint8
+}
+
+type forwarderPolRef struct {
+	_       structs.HostLayout
+	Summary [4]uint64
+	Base    [4]uint32
 }
 
 type forwarderPolRule struct {
@@ -381,6 +381,11 @@ type forwarderPolWork struct {
 	FromTunnel uint32
 	Gen        uint32
 	Bits       uint32
+	Ref        [4]forwarderPolRef
+	Below      uint64
+	W          uint64
+	Widx       uint32
+	J          uint32
 	Malformed  uint32
 	Pp         struct {
 		_          structs.HostLayout
@@ -499,6 +504,7 @@ const (
 	forwarderMapPolTunnelAnswers = "pol_tunnel_answers"
 	forwarderMapPolVrfDenied     = "pol_vrf_denied"
 	forwarderMapPolVrfs          = "pol_vrfs"
+	forwarderMapPolWords         = "pol_words"
 	forwarderMapPolWorks         = "pol_works"
 	forwarderMapRouteCache       = "route_cache"
 	forwarderMapRouteGen         = "route_gen"
@@ -608,6 +614,7 @@ type forwarderMapSpecs struct {
 	PolTunnelAnswers *ebpf.MapSpec `ebpf:"pol_tunnel_answers"`
 	PolVrfDenied     *ebpf.MapSpec `ebpf:"pol_vrf_denied"`
 	PolVrfs          *ebpf.MapSpec `ebpf:"pol_vrfs"`
+	PolWords         *ebpf.MapSpec `ebpf:"pol_words"`
 	PolWorks         *ebpf.MapSpec `ebpf:"pol_works"`
 	RouteCache       *ebpf.MapSpec `ebpf:"route_cache"`
 	RouteGen         *ebpf.MapSpec `ebpf:"route_gen"`
@@ -687,6 +694,7 @@ type forwarderMaps struct {
 	PolTunnelAnswers *ebpf.Map `ebpf:"pol_tunnel_answers"`
 	PolVrfDenied     *ebpf.Map `ebpf:"pol_vrf_denied"`
 	PolVrfs          *ebpf.Map `ebpf:"pol_vrfs"`
+	PolWords         *ebpf.Map `ebpf:"pol_words"`
 	PolWorks         *ebpf.Map `ebpf:"pol_works"`
 	RouteCache       *ebpf.Map `ebpf:"route_cache"`
 	RouteGen         *ebpf.Map `ebpf:"route_gen"`
@@ -742,6 +750,7 @@ func (m *forwarderMaps) Close() error {
 		m.PolTunnelAnswers,
 		m.PolVrfDenied,
 		m.PolVrfs,
+		m.PolWords,
 		m.PolWorks,
 		m.RouteCache,
 		m.RouteGen,

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"sort"
@@ -100,10 +101,11 @@ const (
 	PolicyMaxRules = polWords * 64 // rules per attachment
 	polMaxAttach   = 16384
 	polMaxEntries  = 65536
-	polBitsSize    = 8 * (polSummary + polWords)
+	polMaxWords    = 1 << 21 // POL_MAX_WORDS: non-zero bitmap words of every classifier entry
 )
 
-// polBits is a rule bitmap as the forwarder reads it.
+// polBits is a rule bitmap, dense, as the compiler computes it; the
+// forwarder stores its non-zero words only (polRef).
 type polBits struct {
 	summary [polSummary]uint64
 	w       [polWords]uint64
@@ -123,17 +125,64 @@ func (b *polBits) or(o *polBits) {
 	}
 }
 
-func (b *polBits) marshal() []byte { return b.marshalTo(make([]byte, polBitsSize)) }
+// stored returns how many words of b are not zero: the room it takes in
+// pol_words.
+func (b *polBits) stored() uint32 {
+	n := 0
+	for _, s := range b.summary {
+		n += bits.OnesCount64(s)
+	}
+	return uint32(n)
+}
 
-// marshalTo encodes b into out (polBitsSize bytes) and returns it.
-func (b *polBits) marshalTo(out []byte) []byte {
-	for i, v := range b.summary {
-		binary.LittleEndian.PutUint64(out[8*i:], v)
+// ref returns the classifier value of b with its non-zero words stored
+// from index off of pol_words on, and appends those words to words.
+func (b *polBits) ref(off uint32, words []uint64) (polRef, []uint64) {
+	r := polRef{Summary: b.summary}
+	for j, s := range b.summary {
+		r.Base[j] = off
+		off += uint32(bits.OnesCount64(s))
 	}
-	for i, v := range b.w {
-		binary.LittleEndian.PutUint64(out[8*(polSummary+i):], v)
+	for _, w := range b.w {
+		if w != 0 {
+			words = append(words, w)
+		}
 	}
-	return out
+	return r, words
+}
+
+// polRef is the forwarder's pol_ref: a classifier entry's summary and
+// where its non-zero words are in pol_words (the first of each 64).
+type polRef struct {
+	Summary [polSummary]uint64
+	Base    [polSummary]uint32
+}
+
+// words is the range of pol_words r's bitmap takes.
+func (r *polRef) words() wordRange {
+	n := 0
+	for _, s := range r.Summary {
+		n += bits.OnesCount64(s)
+	}
+	return wordRange{off: r.Base[0], n: uint32(n)}
+}
+
+// bits reads r's bitmap back from the words of pol_words it names.
+func (r *polRef) bits(word func(uint32) (uint64, error)) (polBits, error) {
+	var b polBits
+	b.summary = r.Summary
+	for k := range b.w {
+		j, bit := k/64, uint(k%64)
+		if r.Summary[j]&(1<<bit) == 0 {
+			continue
+		}
+		w, err := word(r.Base[j] + uint32(bits.OnesCount64(r.Summary[j]&(1<<bit-1))))
+		if err != nil {
+			return b, err
+		}
+		b.w[k] = w
+	}
+	return b, nil
 }
 
 // dimKey is a prefix of one classifier dimension: the top bits bits of

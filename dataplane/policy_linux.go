@@ -22,6 +22,7 @@ type policyTable struct {
 	entries  map[string]uint32                // ACL entry ("set/seq") → counter slot
 	slots    map[uint32]bool                  // counter slots in use
 	stale    map[uint32]bool                  // attachment ids an earlier process left in the pinned maps
+	words    *wordSpace                       // pol_words in use
 	retired  []*programmedAttachment          // no point uses them any more; PrunePolicy removes them or keeps them as spares
 	spares   []*programmedAttachment          // retired, kept in the maps: writeAttachment rewrites one in place of a new id
 	gen      uint32
@@ -39,6 +40,12 @@ type programmedAttachment struct {
 	c     *compiledAttachment
 	rules int
 	vals  []polRule // the rules as written
+	// runs: the pol_words of each classifier entry, by dimension (as
+	// polDims orders them) and prefix.
+	runs [4]map[dimKey]wordRange
+	// freed: runs of entries a rewrite replaced or dropped, freed once
+	// the rewrite is written (or the attachment removed).
+	freed []wordRange
 }
 
 func newPolicyTable() *policyTable {
@@ -46,6 +53,7 @@ func newPolicyTable() *policyTable {
 		byPrint: map[string]*programmedAttachment{}, ids: map[uint32]bool{},
 		ifaces: map[uint32]polIface{}, vrfs: map[uint32]polVRF{},
 		entries: map[string]uint32{}, slots: map[uint32]bool{},
+		words: newWordSpace(polMaxWords),
 	}
 }
 
@@ -73,6 +81,19 @@ func (d *Dataplane) policy() (*policyTable, error) {
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read policy attachments: %w", err)
+	}
+	// The words the classifier entries an earlier process left refer to
+	// stay in use until purgeStale removes those entries.
+	for _, m := range []*ebpf.Map{d.maps.PolSrc, d.maps.PolDst, d.maps.PolDport, d.maps.PolSport} {
+		var k polLPMKey
+		var r polRef
+		ci := m.Iterate()
+		for ci.Next(&k, &r) {
+			t.words.mark(r.words(), true)
+		}
+		if err := ci.Err(); err != nil {
+			return nil, fmt.Errorf("read policy classifier %s: %w", m, err)
+		}
 	}
 	// The points an earlier process set: diffed by the first SetPolicy,
 	// so those it no longer wants are cleared.
@@ -109,20 +130,24 @@ func (d *Dataplane) purgeStale(t *policyTable) error {
 	}
 	var errs []error
 	for _, m := range []*ebpf.Map{d.maps.PolSrc, d.maps.PolDst, d.maps.PolDport, d.maps.PolSport} {
-		var keys [][]byte
-		k := make([]byte, 12)
-		var v []byte
+		var keys []polLPMKey
+		var runs []wordRange
+		var k polLPMKey
+		var v polRef
 		it := m.Iterate()
 		for it.Next(&k, &v) {
 			if t.stale[binary.BigEndian.Uint32(k[4:8])] {
-				keys = append(keys, append([]byte(nil), k...))
+				keys = append(keys, k)
+				runs = append(runs, v.words())
 			}
 		}
 		errs = append(errs, it.Err())
-		for _, k := range keys {
-			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		for i := range keys {
+			if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 				errs = append(errs, err)
+				continue
 			}
+			t.words.mark(runs[i], false)
 		}
 	}
 	var rk uint32

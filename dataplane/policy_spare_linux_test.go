@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"bytes"
 	"encoding/binary"
 	"testing"
 )
@@ -57,8 +56,8 @@ func TestPolicyChangeRewritesSpare(t *testing.T) {
 	// The maps hold exactly c's classifier under the id.
 	for _, dim := range e.d.polDims(pc.c) {
 		n := 0
-		k := make([]byte, 12)
-		var v []byte
+		var k polLPMKey
+		var v polRef
 		it := dim.m.Iterate()
 		for it.Next(&k, &v) {
 			if binary.BigEndian.Uint32(k[4:8]) != pc.id {
@@ -74,7 +73,12 @@ func TestPolicyChangeRewritesSpare(t *testing.T) {
 			}
 			var want polBits
 			dim.d.bitsOf(dk, &want)
-			if !bytes.Equal(v, want.marshal()) {
+			got, err := v.bits(func(i uint32) (uint64, error) {
+				var w uint64
+				return w, e.d.maps.PolWords.Lookup(i, &w)
+			})
+			must(t, err)
+			if got != want {
 				t.Errorf("%s: prefix %+v holds another bitmap than c's", dim.m, dk)
 			}
 		}

@@ -14,9 +14,6 @@ const polSpares = 4
 // (addrKey, portKey).
 type polLPMKey [12]byte
 
-// polBitsVal is a marshalled rule bitmap.
-type polBitsVal [polBitsSize]byte
-
 // polDims pairs the classifier maps with the dimensions of c.
 func (d *Dataplane) polDims(c *compiledAttachment) []polDim {
 	return []polDim{
@@ -92,27 +89,49 @@ func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*pro
 			return fail(err)
 		}
 	}
-	// Classifier entries.
+	// Classifier entries: the words of each entry whose bitmap differs
+	// (in a run of pol_words of its own), then the entries. pa takes
+	// over the spare's runs; those of its entries that were rewritten or
+	// are gone are freed once nothing refers to them.
 	var old []polDim
 	if base != nil {
 		old = d.polDims(base.c)
+		pa.runs, base.runs = base.runs, [4]map[dimKey]wordRange{}
 	}
 	for i, dim := range d.polDims(c) {
+		if pa.runs[i] == nil {
+			pa.runs[i] = make(map[dimKey]wordRange, len(dim.d.rules))
+		}
+		runs := pa.runs[i]
 		var keys []polLPMKey
-		var vals []polBitsVal
+		var refs []polRef
+		var wkeys []uint32
+		var words []uint64
 		var gone []polLPMKey
 		var b polBits
 		for k := range dim.d.rules {
 			if old != nil && !dim.d.differs(old[i].d, k) {
-				continue
+				continue // the spare's entry, as it is
 			}
 			var key polLPMKey
 			copy(key[:], dim.key(id, k))
 			dim.d.bitsOf(k, &b)
-			var v polBitsVal
-			b.marshalTo(v[:])
+			r, err := t.words.alloc(b.stored())
+			if err != nil {
+				return fail(err)
+			}
+			if o, ok := runs[k]; ok {
+				pa.freed = append(pa.freed, o)
+			}
+			runs[k] = r
+			n := len(words)
+			ref, ws := b.ref(r.off, words)
+			words = ws
+			for j := range words[n:] {
+				wkeys = append(wkeys, r.off+uint32(j))
+			}
 			keys = append(keys, key)
-			vals = append(vals, v)
+			refs = append(refs, ref)
 		}
 		if old != nil {
 			for k := range old[i].d.rules {
@@ -120,16 +139,25 @@ func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*pro
 					var key polLPMKey
 					copy(key[:], dim.key(id, k))
 					gone = append(gone, key)
+					pa.freed = append(pa.freed, runs[k])
+					delete(runs, k)
 				}
 			}
 		}
-		if err := polBatchPut(dim.m, keys, vals); err != nil {
+		if err := polBatchPut(d.maps.PolWords, wkeys, words); err != nil {
+			return fail(err)
+		}
+		if err := polBatchPut(dim.m, keys, refs); err != nil {
 			return fail(err)
 		}
 		if err := polBatchDelete(dim.m, gone); err != nil {
 			return fail(err)
 		}
 	}
+	for _, r := range pa.freed {
+		t.words.mark(r, false)
+	}
+	pa.freed = nil
 	hs := uint8(0)
 	if c.hasSport {
 		hs = 1
@@ -198,14 +226,27 @@ func (d *Dataplane) removeAttachment(t *policyTable, pa *programmedAttachment) e
 		rules[i] = pa.id*PolicyMaxRules + uint32(i)
 	}
 	errs = append(errs, polBatchDelete(d.maps.PolRules, rules))
-	for _, dim := range d.polDims(pa.c) {
+	for i, dim := range d.polDims(pa.c) {
 		keys := make([]polLPMKey, 0, len(dim.d.rules))
 		for k := range dim.d.rules {
 			var key polLPMKey
 			copy(key[:], dim.key(pa.id, k))
 			keys = append(keys, key)
 		}
-		errs = append(errs, polBatchDelete(dim.m, keys))
+		err := polBatchDelete(dim.m, keys)
+		errs = append(errs, err)
+		if err == nil {
+			// No entry refers to the words any more.
+			for _, r := range pa.runs[i] {
+				t.words.mark(r, false)
+			}
+		}
+	}
+	if errors.Join(errs...) == nil {
+		// Runs of entries a failed rewrite had replaced or dropped.
+		for _, r := range pa.freed {
+			t.words.mark(r, false)
+		}
 	}
 	delete(t.ids, pa.id)
 	if err := errors.Join(errs...); err != nil {

@@ -7,13 +7,17 @@
  * tunnel ingress. The loader compiles the ACL sets attached at each point
  * into an attachment (an id): its rules in evaluation order (rule n is bit
  * n) and three classifiers, LPM tries keyed by (attachment, prefix) whose
- * values are bitmaps of the rules that match there: source address,
- * destination address, and (protocol, destination port or ICMP type), plus
- * (protocol, source port) when some rule matches source ports. The first
- * packet of a flow intersects the bitmaps (a summary word per 64 words
- * skips empty stretches) and takes the lowest rule: a few LPM lookups and
- * at most a few hundred word ANDs, whatever the number of rules, instead of
- * a scan.
+ * values say which rules match there: source address, destination
+ * address, and (protocol, destination port or ICMP type), plus (protocol,
+ * source port) when some rule matches source ports. A trie value is small
+ * (struct pol_ref: the bitmap's summary, a bit per 64-rule word that is
+ * not zero, and where its non-zero words are in pol_words, one array of
+ * words for every bitmap), so the trie's nodes are small allocations a
+ * lookup walks densely, and a bitmap takes room for its non-zero words
+ * only. The first packet of a flow intersects the summaries, then the
+ * words they have in common, lowest first, and takes the lowest rule: a
+ * few LPM lookups and at most a few hundred word ANDs, whatever the
+ * number of rules, instead of a scan.
  *
  * Verdicts live in the shared flow table (flow.h), in a key space of their
  * own (flow_key.pad[0] = FLOW_SPACE_POLICY), so they never collide with the
@@ -56,6 +60,7 @@
 #define POL_MAX_ATTACH 16384
 #define POL_MAX_PREFIXES (1 << 18)    /* classifier entries per dimension */
 #define POL_MAX_ENTRIES 65536         /* ACL entries with counters */
+#define POL_MAX_WORDS (1 << 21)       /* non-zero bitmap words of every classifier entry (16 MiB) */
 #define POL_NONE 0xffffffff           /* no interface slot */
 #define FLOW_SPACE_POLICY 1           /* flow_key.pad[0] of policy entries */
 #define VERDICT_REJECT 2              /* flow.verdict: denied, and the sender is answered */
@@ -85,9 +90,14 @@ enum pol_point {
 };
 #define POINT_SHIFT 14 /* a point is kind << POINT_SHIFT | index (both fit 16 bits) */
 
-struct pol_bits {
+/* pol_ref: the value of a classifier entry, a rule bitmap of POL_WORDS
+ * words of which only the non-zero ones are stored, in order, in
+ * pol_words: word k (bit k % 64 of summary[k / 64] set) is at
+ * base[k / 64] plus the number of summary bits of summary[k / 64] below
+ * it. */
+struct pol_ref {
 	__u64 summary[POL_SUMMARY]; /* bit i: word i is not zero */
-	__u64 w[POL_WORDS];
+	__u32 base[POL_SUMMARY];    /* pol_words index of the first stored word of each 64 */
 };
 
 /* pol_addr_key: LPM key; prefixlen counts the 32 bits of attach. */
@@ -150,7 +160,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, POL_MAX_PREFIXES);
 	__type(key, struct pol_addr_key);
-	__type(value, struct pol_bits);
+	__type(value, struct pol_ref);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pol_src SEC(".maps");
@@ -159,7 +169,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, POL_MAX_PREFIXES);
 	__type(key, struct pol_addr_key);
-	__type(value, struct pol_bits);
+	__type(value, struct pol_ref);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pol_dst SEC(".maps");
@@ -168,7 +178,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, POL_MAX_PREFIXES);
 	__type(key, struct pol_port_key);
-	__type(value, struct pol_bits);
+	__type(value, struct pol_ref);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pol_dport SEC(".maps");
@@ -177,10 +187,18 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, POL_MAX_PREFIXES);
 	__type(key, struct pol_port_key);
-	__type(value, struct pol_bits);
+	__type(value, struct pol_ref);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pol_sport SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, POL_MAX_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pol_words SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -318,16 +336,21 @@ static __always_inline void pol_load(struct flow *f, struct pol_decision *dc)
 
 #define POLICY_PASS (-1)
 
+/* pol_popcnt counts the bits set in x, without branches. */
+static __always_inline __u32 pol_popcnt(__u64 v)
+{
+	v = v - ((v >> 1) & 0x5555555555555555ULL);
+	v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (v * 0x0101010101010101ULL) >> 56;
+}
+
 /* pol_ctz counts the trailing zeros of x (not 0) without branches (the
  * population count of the bits below the lowest set one), so each round
  * of the classification loop is one path for the verifier. */
 static __always_inline __u32 pol_ctz(__u64 x)
 {
-	__u64 v = (x & -x) - 1;
-	v = v - ((v >> 1) & 0x5555555555555555ULL);
-	v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
-	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
-	return (v * 0x0101010101010101ULL) >> 56;
+	return pol_popcnt((x & -x) - 1);
 }
 
 /* pol_iphdr is the IPv4 header without the kernel's anonymous unions. */
@@ -375,6 +398,9 @@ struct pol_work {
 	__s64 rule;            /* classification: the lowest matching rule, -1 for none */
 	__u32 action, reject, entry, point, index, step;
 	__u32 vrf, src, dst, from_tunnel, gen, bits;
+	struct pol_ref ref[4]; /* classification: the entries of the four dimensions */
+	__u64 below, w;        /* classification: the word visited */
+	__u32 widx, j;         /* classification: the pol_words index looked up; the summary word */
 	__u32 malformed;       /* pol_tuple_of: the L4 header cannot be read */
 	struct pol_pkt pp; /* written by policy_pre, read by policy_check */
 };
@@ -392,6 +418,17 @@ static __always_inline struct pol_work *pol_work(void)
 	return bpf_map_lookup_elem(&pol_works, &zero);
 }
 
+/* pol_word looks up word k of bitmap r of x->ref (a word its summary
+ * says is not zero; j = k / 64, below: the bits of summary[j] under
+ * bit k % 64). */
+static __always_inline __u64 *pol_word(struct pol_work *x, __u32 r, __u32 j, __u64 below)
+{
+	r &= 3;
+	j &= POL_SUMMARY - 1; /* bounds the verifier can see */
+	x->widx = x->ref[r].base[j] + pol_popcnt(x->ref[r].summary[j] & below);
+	return bpf_map_lookup_elem(&pol_words, &x->widx);
+}
+
 /* pol_classify sets x->rule to the lowest rule of attachment a that x->t
  * matches, or -1. A global function: the verifier checks it once, not at
  * every call. */
@@ -403,32 +440,38 @@ __noinline int pol_classify(struct pol_work *x, __u32 a, __u32 has_sport)
 	x->ak.prefixlen = 64;
 	x->ak.attach = bpf_htonl(a);
 	x->ak.addr = x->t.saddr;
-	struct pol_bits *bs = bpf_map_lookup_elem(&pol_src, &x->ak);
-	if (!bs)
+	struct pol_ref *r = bpf_map_lookup_elem(&pol_src, &x->ak);
+	if (!r)
 		return 0;
+	x->ref[0] = *r;
 	x->ak.addr = x->t.daddr;
-	struct pol_bits *bd = bpf_map_lookup_elem(&pol_dst, &x->ak);
-	if (!bd)
+	r = bpf_map_lookup_elem(&pol_dst, &x->ak);
+	if (!r)
 		return 0;
+	x->ref[1] = *r;
 	x->pk.prefixlen = 56;
 	x->pk.attach = bpf_htonl(a);
 	x->pk.proto = x->t.proto;
 	x->pk.pad = 0;
 	x->pk.port[0] = x->t.dport >> 8;
 	x->pk.port[1] = x->t.dport & 0xff;
-	struct pol_bits *bl = bpf_map_lookup_elem(&pol_dport, &x->pk);
-	if (!bl)
+	r = bpf_map_lookup_elem(&pol_dport, &x->pk);
+	if (!r)
 		return 0;
-	struct pol_bits *bp = bl; /* ANDing a bitmap twice changes nothing */
+	x->ref[2] = *r;
 	if (has_sport) {
 		x->pk.port[0] = x->t.sport >> 8;
 		x->pk.port[1] = x->t.sport & 0xff;
-		bp = bpf_map_lookup_elem(&pol_sport, &x->pk);
-		if (!bp)
+		r = bpf_map_lookup_elem(&pol_sport, &x->pk);
+		if (!r)
 			return 0;
 	}
+	x->ref[3] = *r; /* without source ports the destination port's again: ANDing it twice changes nothing */
+	/* The refs are copied into the work area, so that what the loop
+	 * keeps across its lookups is x (no spill to the stack, which the
+	 * programs that call this have spent). */
 	for (__u32 i = 0; i < POL_SUMMARY; i++)
-		x->sm[i] = bs->summary[i] & bd->summary[i] & bl->summary[i] & bp->summary[i];
+		x->sm[i] = x->ref[0].summary[i] & x->ref[1].summary[i] & x->ref[2].summary[i] & x->ref[3].summary[i];
 	/* Visit the words every bitmap has bits in, lowest first. */
 	for (__u32 n = 0; n < POL_WORDS; n++) {
 		/* The first summary word with bits left, without branches:
@@ -437,14 +480,28 @@ __noinline int pol_classify(struct pol_work *x, __u32 a, __u32 has_sport)
 		__u64 z1 = 1 - ((x->sm[1] | -x->sm[1]) >> 63);
 		__u64 z2 = 1 - ((x->sm[2] | -x->sm[2]) >> 63);
 		__u32 j = z0 * (1 + z1 * (1 + z2));
-		__u64 sm = x->sm[j & (POL_SUMMARY - 1)];
+		j &= POL_SUMMARY - 1;
+		__u64 sm = x->sm[j];
 		if (!sm)
 			return 0;
-		__u32 k = (j * 64 + pol_ctz(sm)) & (POL_WORDS - 1);
-		x->sm[j & (POL_SUMMARY - 1)] = sm & (sm - 1);
-		__u64 w = bs->w[k] & bd->w[k] & bl->w[k] & bp->w[k];
-		if (w) {
-			x->rule = k * 64 + pol_ctz(w);
+		x->sm[j] = sm & (sm - 1);
+		x->below = (sm & -sm) - 1;
+		x->j = j;
+		/* A word that is not there ends the classification at once
+		 * (never, as the loader writes them): no path of the
+		 * verifier's goes on from it. */
+		__u64 *w = pol_word(x, 0, x->j, x->below);
+		if (!w)
+			return 0;
+		x->w = *w;
+		for (__u32 d = 1; d < 4; d++) {
+			w = pol_word(x, d, x->j, x->below);
+			if (!w)
+				return 0;
+			x->w &= *w;
+		}
+		if (x->w) {
+			x->rule = (x->j * 64 + pol_popcnt(x->below)) * 64 + pol_ctz(x->w);
 			return 0;
 		}
 	}
