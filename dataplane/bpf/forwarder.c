@@ -398,7 +398,11 @@ static __always_inline int encap_udp(struct __sk_buff *skb, struct tunnel *t,
 	ip->version = 4;
 	ip->ihl = 5;
 	ip->tos = tos;
-	ip->tot_len = bpf_htons(inner_len + UDP_OVERHEAD);
+	/* BIG TCP: a GSO packet over 64 KiB has tot_len 0 (the stack takes
+	 * its length from the skb); so do the outer headers, which the
+	 * kernel rewrites per segment if the underlay segments it. */
+	__u16 outer_len = inner_len ? inner_len + UDP_OVERHEAD : 0;
+	ip->tot_len = bpf_htons(outer_len);
 	ip->id = 0;
 	ip->frag_off = bpf_htons(0x4000); /* DF: the underlay never fragments */
 	ip->ttl = OUTER_TTL;
@@ -409,7 +413,7 @@ static __always_inline int encap_udp(struct __sk_buff *skb, struct tunnel *t,
 	ip->check = ipv4_csum(ip);
 	udp->source = bpf_htons(UDP_SPORT_BASE | (hash & 0x3fff));
 	udp->dest = t->udp_port;
-	udp->len = bpf_htons(inner_len + sizeof(*udp) + 4);
+	udp->len = bpf_htons(inner_len ? inner_len + sizeof(*udp) + 4 : 0);
 	udp->check = 0; /* RFC 7510 allows a zero checksum over IPv4 */
 	*mpls = bpf_htonl((label << 12) | MPLS_BOS | ttl);
 	return 0;
@@ -611,6 +615,9 @@ routed:
 	__u32 encap = nh.label >> 24;
 	__u32 label = nh.label & 0xfffff;
 	__u16 inner_len = bpf_ntohs(ip->tot_len);
+	/* tot_len 0 is a BIG TCP packet (over 64 KiB, GSO) and nothing else. */
+	if (!inner_len && (!skb->gso_size || skb->len <= 0xffff + sizeof(struct ethhdr)))
+		goto malformed;
 	__u32 overhead = encap == ENCAP_MPLS_UDP ? UDP_OVERHEAD : (ep->transport_label ? 8 : 4);
 	/* GSO packets are segmented to the pod MTU, which leaves room for the
 	 * encapsulation; anything else that does not fit is dropped and counted
@@ -696,9 +703,18 @@ int underlay_ingress(struct __sk_buff *skb)
 	__u32 vrf = 0;
 	int reason = DROP_MALFORMED;
 	__u32 tot = bpf_ntohs(ip->tot_len);
+	/* BIG TCP: a GSO packet over 64 KiB carries tot_len 0 and a UDP
+	 * length of 0 (or, from a kernel's GRO, the length's low 16 bits);
+	 * its length is the skb's. A GSO packet has no trailing bytes: its
+	 * length must be exactly what the header says. */
+	int big = !tot && skb->gso_size && skb->len > 0xffff + sizeof(*eth);
+	if (big)
+		tot = skb->len - sizeof(*eth);
 	if (ihl != sizeof(*ip) || ip->version != 4 || (ip->frag_off & bpf_htons(0x3fff)) ||
 	    tot < sizeof(*ip) + sizeof(*udp) + 4 || tot > skb->len - sizeof(*eth) ||
-	    bpf_ntohs(udp->len) != tot - sizeof(*ip))
+	    (skb->gso_size && tot != skb->len - sizeof(*eth)) ||
+	    (!big && bpf_ntohs(udp->len) != tot - sizeof(*ip)) ||
+	    (big && udp->len && bpf_ntohs(udp->len) != ((tot - sizeof(*ip)) & 0xffff)))
 		goto drop;
 	__u32 epslot = endpoint_by_addr(ip->saddr);
 	if (!epslot) {
