@@ -55,7 +55,11 @@ type Config struct {
 	// IsolationPrefix starts the names of per-namespace networks (and so of
 	// their VRFs); it must match isthmusd's cni.vrf-prefix.
 	IsolationPrefix string
-	// ExcludedNamespaces never join any network (host-network system pods).
+	// ExcludedNamespaces never join any network and are never attached
+	// to: no NetworkPolicy isolates their pods (a policy there gets a
+	// Warning Event instead). Their pods that do have an interface on a
+	// node (CoreDNS is not host-network) remain peers that other
+	// namespaces' policies select.
 	ExcludedNamespaces []string
 
 	// ResyncPeriod is how often every node is compared with its intent

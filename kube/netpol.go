@@ -47,6 +47,10 @@ type policyCluster struct {
 	// namespaces holds each namespace's labels.
 	namespaces map[string]map[string]string
 	pods       []*policyPod
+	// excluded are the namespaces never attached to (the controller's
+	// ExcludedNamespaces): their pods are peers of other namespaces'
+	// policies, but no policy isolates them, their own included.
+	excluded map[string]bool
 }
 
 // selectorTerm is one requirement on a label: op is In, NotIn, Exists or
@@ -210,11 +214,16 @@ type policyErrors map[string]error
 // the union of those policies' rules for it. A policy that cannot be
 // translated (bad selector, CIDR or port) is left out and reported, and
 // the pods it selects are isolated with nothing allowed by it, so an
-// error never opens more than the valid policies allow.
+// error never opens more than the valid policies allow. A policy of an
+// excluded namespace is not applied (policyNotices reports it), so pods
+// there are never isolated; they stay peers of the other policies.
 func compilePolicies(c *policyCluster) (map[*policyPod]*podPolicy, policyErrors) {
 	errs := policyErrors{}
 	var cps []*compiledPolicy
 	for _, np := range c.policies {
+		if c.excluded[np.Namespace] {
+			continue
+		}
 		key := np.Namespace + "/" + np.Name
 		sel, err := selectorOf(&np.Spec.PodSelector)
 		if err != nil {

@@ -238,7 +238,9 @@ func (np *nodePolicy) aclSet(name string, p *policyPod, rules []policyRule, egre
 			for _, pm := range r.ports {
 				if pm.proto == protoSCTP && pm.lo != 0 {
 					// The model matches ports of TCP and UDP only: an SCTP
-					// port allows nothing rather than every SCTP port.
+					// port allows nothing rather than every SCTP port, and
+					// the policy gets a Warning Event naming it
+					// (policyNotices).
 					continue
 				}
 				seq += 10

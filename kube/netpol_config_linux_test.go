@@ -164,23 +164,10 @@ func TestNetworkPolicyConfig(t *testing.T) {
 }
 
 // attachPod plays the kubelet for pod spec on node nd: the Pod object,
-// CNI ADD on the node, then status.podIP.
+// CNI ADD on the node (network k8s-pod-network), then status.podIP.
 func (e *env) attachPod(nd *kubetest.Node, spec *corev1.Pod) *kubetest.Pod {
 	e.t.Helper()
-	ctx := context.Background()
-	spec.Spec.NodeName = nd.Name
-	created, err := e.c.Client.CoreV1().Pods(spec.Namespace).Create(ctx, spec, metav1.CreateOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	p := nd.AddPod(e.t, "k8s-pod-network", spec.Namespace, spec.Name)
-	created.Status.PodIP = p.Addr.String()
-	created.Status.PodIPs = []corev1.PodIP{{IP: p.Addr.String()}}
-	created.Status.Phase = corev1.PodRunning
-	if _, err := e.c.Client.CoreV1().Pods(spec.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	return p
+	return e.attachPodIn(nd, "k8s-pod-network", spec)
 }
 
 // policyConfig is a node's ACL configuration and its pod interfaces by

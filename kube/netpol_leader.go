@@ -18,13 +18,16 @@ type policyDistributor struct {
 	workers map[string]*policyWorker
 	// reported is the last set of translation errors logged.
 	reported string
+	// noticed is the notice (reason and message) last recorded as an
+	// Event on each policy, by "namespace/name/uid".
+	noticed map[string]string
 }
 
 // distributePolicy compiles the cluster's NetworkPolicies and gives every
 // node with a gNMI address its policy configuration.
 func (l *leader) distributePolicy(ctx context.Context, s snapshot, p plan) error {
 	if l.pol == nil {
-		l.pol = &policyDistributor{workers: map[string]*policyWorker{}}
+		l.pol = &policyDistributor{workers: map[string]*policyWorker{}, noticed: map[string]string{}}
 	}
 	c, err := l.policyCluster()
 	if err != nil {
@@ -37,6 +40,7 @@ func (l *leader) distributePolicy(ctx context.Context, s snapshot, p plan) error
 			l.c.log.Warn("network policies not translated (the pods they select allow nothing through them)", "errors", msg)
 		}
 	}
+	l.reportPolicies(ctx, policyNotices(c, errs))
 	network := map[string]string{}
 	for _, ns := range s.namespaces {
 		network[ns.name] = networkOf(l.cfg, ns)
@@ -99,13 +103,18 @@ func (l *leader) policyCluster() (*policyCluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
 	}
-	c := &policyCluster{policies: pols, namespaces: make(map[string]map[string]string, len(nss))}
+	c := &policyCluster{policies: pols, namespaces: make(map[string]map[string]string, len(nss)), excluded: map[string]bool{}}
 	for _, ns := range nss {
 		c.namespaces[ns.Name] = ns.Labels
 	}
+	// Pods of excluded namespaces stay in: they are peers (CoreDNS in
+	// kube-system is the usual one), though never isolated.
+	for _, ns := range l.cfg.ExcludedNamespaces {
+		c.excluded[ns] = true
+	}
 	for _, o := range l.w.pods.List() {
 		p, ok := o.(*corev1.Pod)
-		if !ok || p.Spec.HostNetwork || p.Spec.NodeName == "" || slices.Contains(l.cfg.ExcludedNamespaces, p.Namespace) ||
+		if !ok || p.Spec.HostNetwork || p.Spec.NodeName == "" ||
 			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}

@@ -41,7 +41,7 @@ func run(args []string, stderr io.Writer) error {
 		passwordFile = fs.String("gnmi-password-file", "", "file holding the gNMI password (first line)")
 		rrs          = fs.String("route-reflectors", "", "comma-separated IPv4 addresses every node peers with over BGP VPNv4")
 		bgpAS        = fs.Uint("bgp-as", 0, "BGP AS of the nodes and route reflectors (iBGP); route targets of per-namespace networks use it")
-		excluded     = fs.String("excluded-namespaces", "kube-system,kube-public,kube-node-lease", "comma-separated namespaces that join no network")
+		excluded     = fs.String("excluded-namespaces", "kube-system,kube-public,kube-node-lease", "comma-separated namespaces that join no network and no NetworkPolicy applies in (their pods stay policy peers)")
 		level        = fs.String("log-level", "info", "debug, info, warn or error")
 	)
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", true, "elect a leader on a coordination Lease (run 2 replicas)")
