@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -174,7 +175,12 @@ func (p *Pod) Probe(ctx context.Context, proto string, dst netip.Addr, port int,
 		c.SetDeadline(dl)
 	}
 	if proto == "udp" {
+		// A write can only time out when the probe's time ran out before
+		// it was sent: no answer, as for a dial that times out.
 		if _, err := c.Write([]byte("probe")); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return "", ErrNoAnswer
+			}
 			return "", err
 		}
 	}
