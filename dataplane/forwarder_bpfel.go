@@ -200,6 +200,7 @@ type forwarderPolAttachment struct {
 	DefaultReject uint8
 	HasSport      uint8
 	Pad           uint8
+	Rules         uint32
 }
 
 type forwarderPolCacheEntry struct {
@@ -214,6 +215,16 @@ type forwarderPolCacheEntry struct {
 	Verdict  uint8
 	Reject   uint8
 	Pad      uint16
+}
+
+type forwarderPolClassEntry struct {
+	_          structs.HostLayout
+	Attach     uint32
+	Saddr      uint32
+	Daddr      uint32
+	ProtoDport uint32
+	Gen        uint32
+	Rule       int32
 }
 
 type forwarderPolCounter struct {
@@ -267,11 +278,28 @@ type forwarderPolVrf struct {
 	_      structs.HostLayout
 	Tunnel uint32
 	Active uint32
+	Gen    uint32
+	Pad    uint32
 }
 
 type forwarderPolWork struct {
-	_ structs.HostLayout
-	T struct {
+	_  structs.HostLayout
+	Pp struct {
+		_          structs.HostLayout
+		Vrf        uint32
+		L3         uint32
+		Saddr      uint32
+		Sport      uint16
+		On         uint8
+		FromTunnel uint8
+	}
+	Vrf        uint32
+	FromTunnel uint32
+	Gen        uint32
+	Bits       uint32
+	Src        uint32
+	Dst        uint32
+	T          struct {
 		_     structs.HostLayout
 		Saddr uint32
 		Daddr uint32
@@ -361,42 +389,27 @@ type forwarderPolWork struct {
 		Checksum uint16
 		Rest     uint32
 	}
-	Ak         forwarderPolAddrKey
-	Pk         forwarderPolPortKey
-	Quote      [28]uint8
-	Macs       [12]uint8
-	Rmacs      [12]uint8
-	_          [4]byte
-	Sm         [4]uint64
-	Rule       int64
-	Action     uint32
-	Reject     uint32
-	Entry      uint32
-	Point      uint32
-	Index      uint32
-	Step       uint32
-	Vrf        uint32
-	Src        uint32
-	Dst        uint32
-	FromTunnel uint32
-	Gen        uint32
-	Bits       uint32
-	Ref        [4]forwarderPolRef
-	Below      uint64
-	W          uint64
-	Widx       uint32
-	J          uint32
-	Malformed  uint32
-	Pp         struct {
-		_          structs.HostLayout
-		Vrf        uint32
-		L3         uint32
-		Saddr      uint32
-		Sport      uint16
-		On         uint8
-		FromTunnel uint8
-	}
-	_ [4]byte
+	Ak        forwarderPolAddrKey
+	Pk        forwarderPolPortKey
+	Quote     [28]uint8
+	Macs      [12]uint8
+	Rmacs     [12]uint8
+	_         [4]byte
+	Sm        [4]uint64
+	Rule      int64
+	Action    uint32
+	Reject    uint32
+	Entry     uint32
+	Point     uint32
+	Index     uint32
+	Step      uint32
+	Ref       [4]forwarderPolRef
+	Below     uint64
+	W         uint64
+	Widx      uint32
+	J         uint32
+	Malformed uint32
+	_         [4]byte
 }
 
 type forwarderRoute struct {
@@ -491,6 +504,7 @@ const (
 	forwarderMapNatVrfs          = "nat_vrfs"
 	forwarderMapPolAttach        = "pol_attach"
 	forwarderMapPolCache         = "pol_cache"
+	forwarderMapPolClassCache    = "pol_class_cache"
 	forwarderMapPolDport         = "pol_dport"
 	forwarderMapPolDst           = "pol_dst"
 	forwarderMapPolEntryCounters = "pol_entry_counters"
@@ -601,6 +615,7 @@ type forwarderMapSpecs struct {
 	NatVrfs          *ebpf.MapSpec `ebpf:"nat_vrfs"`
 	PolAttach        *ebpf.MapSpec `ebpf:"pol_attach"`
 	PolCache         *ebpf.MapSpec `ebpf:"pol_cache"`
+	PolClassCache    *ebpf.MapSpec `ebpf:"pol_class_cache"`
 	PolDport         *ebpf.MapSpec `ebpf:"pol_dport"`
 	PolDst           *ebpf.MapSpec `ebpf:"pol_dst"`
 	PolEntryCounters *ebpf.MapSpec `ebpf:"pol_entry_counters"`
@@ -681,6 +696,7 @@ type forwarderMaps struct {
 	NatVrfs          *ebpf.Map `ebpf:"nat_vrfs"`
 	PolAttach        *ebpf.Map `ebpf:"pol_attach"`
 	PolCache         *ebpf.Map `ebpf:"pol_cache"`
+	PolClassCache    *ebpf.Map `ebpf:"pol_class_cache"`
 	PolDport         *ebpf.Map `ebpf:"pol_dport"`
 	PolDst           *ebpf.Map `ebpf:"pol_dst"`
 	PolEntryCounters *ebpf.Map `ebpf:"pol_entry_counters"`
@@ -737,6 +753,7 @@ func (m *forwarderMaps) Close() error {
 		m.NatVrfs,
 		m.PolAttach,
 		m.PolCache,
+		m.PolClassCache,
 		m.PolDport,
 		m.PolDst,
 		m.PolEntryCounters,

@@ -20,7 +20,7 @@ import (
 )
 
 // abiVersion must match ISTHMUS_ABI in bpf/types.h.
-const abiVersion = 10
+const abiVersion = 11
 
 // Dataplane is the loaded (or adopted) forwarder. It is safe for concurrent
 // use. Close releases this process's handles and leaves forwarding running;

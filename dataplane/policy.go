@@ -102,6 +102,7 @@ const (
 	polMaxAttach   = 16384
 	polMaxEntries  = 65536
 	polMaxWords    = 1 << 21 // POL_MAX_WORDS: non-zero bitmap words of every classifier entry
+	polRuleSlots   = 1 << 19 // POL_RULE_SLOTS: rules of every attachment, spares included
 )
 
 // polBits is a rule bitmap, dense, as the compiler computes it; the

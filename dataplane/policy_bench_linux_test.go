@@ -28,8 +28,12 @@ func benchPolicyRules(n int, lastPort uint16) *Attachment {
 // UDP) with BPF run-time statistics (benchRun): established flows without
 // policy and with 10,000 rules on pod1's egress (one flow-table lookup),
 // and first packets (a new source port each: run with -benchtime of at
-// most 65,000x) without policy, with one rule (what writing the two flow
-// entries costs) and with the 10,000 rules (classification on top).
+// most 60,000x) without policy, with one rule (what writing the flow's
+// entry costs) and with the 10,000 rules (classification on top). Those
+// first packets share addresses and destination port, so after the first
+// one the classification cache (pol_class_cache) answers them;
+// "first/10000-rules-new-port" sends each to a new destination port (the
+// last rule accepts 5201-65535), so that every one is classified.
 func BenchmarkPolicy(b *testing.B) {
 	e := newPacketEnv(b)
 	const rules = 10000
@@ -37,6 +41,10 @@ func BenchmarkPolicy(b *testing.B) {
 	firsts := make([][]byte, 65000)
 	for i := range firsts {
 		firsts[i] = fromPod1(udpPkt(pod1Addr, uint16(i+1), pod2Addr, 5201, 64, nil, true))
+	}
+	newPorts := make([][]byte, 60000)
+	for i := range newPorts {
+		newPorts[i] = fromPod1(udpPkt(pod1Addr, 40000, pod2Addr, uint16(5201+i), 64, nil, true))
 	}
 	none := PolicyConfig{}
 	with := PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {Egress: benchPolicyRules(rules, 5201)}}}
@@ -74,6 +82,13 @@ func BenchmarkPolicy(b *testing.B) {
 		must(b, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {Egress: benchPolicyRules(rules, 5201)}, e.pod2: {Ingress: &Attachment{Default: PolicyAccept}}}}))
 		flush(b)
 		benchRun(b, e.d.progs.PodIngress, tcRedirect, firsts...)
+	})
+	b.Run("first/10000-rules-new-port", func(b *testing.B) {
+		att := benchPolicyRules(rules, 5201)
+		att.Rules[rules-1].DestinationPorts = PortRange{5201, 65535}
+		must(b, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {Egress: att}, e.pod2: {Ingress: &Attachment{Default: PolicyAccept}}}}))
+		flush(b)
+		benchRun(b, e.d.progs.PodIngress, tcRedirect, newPorts...)
 	})
 }
 

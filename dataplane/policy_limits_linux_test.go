@@ -20,10 +20,18 @@ func TestPolicyPrefixRoomMatchesForwarder(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load forwarder spec: %v", err)
 	}
-	for _, m := range []string{"pol_src", "pol_dst", "pol_dport", "pol_sport", "pol_rules"} {
+	for _, m := range []string{"pol_src", "pol_dst", "pol_dport", "pol_sport"} {
 		if got := spec.Maps[m].MaxEntries; got != polMaxPrefixes {
 			t.Errorf("map %s holds %d entries, polMaxPrefixes is %d", m, got, polMaxPrefixes)
 		}
+	}
+	if got := spec.Maps["pol_words"].MaxEntries; got != polMaxWords {
+		t.Errorf("pol_words holds %d words, polMaxWords is %d", got, polMaxWords)
+	}
+	// Room for the node's rules twice: spares and a change's new
+	// attachments beside those in force.
+	if got := spec.Maps["pol_rules"].MaxEntries; got != polRuleSlots || polRuleSlots < 2*polMaxPrefixes {
+		t.Errorf("pol_rules holds %d rules, polRuleSlots is %d, the node's rules at most %d", got, polRuleSlots, polMaxPrefixes)
 	}
 }
 

@@ -15,24 +15,30 @@ import (
 // content, the attachment of every point, and the counter slots of ACL
 // entries. Guarded by Dataplane.mu.
 type policyTable struct {
-	byPrint  map[string]*programmedAttachment // fingerprint → attachment
-	ids      map[uint32]bool                  // attachment ids in use
-	ifaces   map[uint32]polIface              // interface slot → attachments
-	vrfs     map[uint32]polVRF                // VRF id → tunnel attachment, active
-	entries  map[string]uint32                // ACL entry ("set/seq") → counter slot
-	slots    map[uint32]bool                  // counter slots in use
-	stale    map[uint32]bool                  // attachment ids an earlier process left in the pinned maps
-	words    *wordSpace                       // pol_words in use
-	retired  []*programmedAttachment          // no point uses them any more; PrunePolicy removes them or keeps them as spares
-	spares   []*programmedAttachment          // retired, kept in the maps: writeAttachment rewrites one in place of a new id
-	gen      uint32
-	nextID   uint32
-	nextSlot uint32
+	byPrint    map[string]*programmedAttachment // fingerprint → attachment
+	ids        map[uint32]bool                  // attachment ids in use
+	ifaces     map[uint32]polIface              // interface slot → attachments
+	vrfs       map[uint32]polVRF                // VRF id → tunnel attachment, active
+	entries    map[string]uint32                // ACL entry ("set/seq") → counter slot
+	slots      map[uint32]bool                  // counter slots in use
+	stale      map[uint32]bool                  // attachment ids an earlier process left in the pinned maps
+	words      *wordSpace                       // pol_words in use
+	ruleSlots  *wordSpace                       // pol_rules in use
+	staleRules map[uint32]wordRange             // the rules of the stale attachments
+	retired    []*programmedAttachment          // no point uses them any more; PrunePolicy removes them or keeps them as spares
+	spares     []*programmedAttachment          // retired, kept in the maps: writeAttachment rewrites one in place of a new id
+	gen        uint32
+	nextID     uint32
+	nextSlot   uint32
 }
 
 type polIface struct{ Ingress, Egress uint32 }
 
-type polVRF struct{ Tunnel, Active uint32 }
+// polVRF is the forwarder's pol_vrf: a VRF's tunnel-ingress attachment,
+// whether policy is active in it, and the policy generation while it is
+// (every active VRF holds the current one: an established flow's check
+// reads it in the line it reads for the VRF anyway).
+type polVRF struct{ Tunnel, Active, Gen, Pad uint32 }
 
 // programmedAttachment is one compiled attachment in the maps.
 type programmedAttachment struct {
@@ -43,6 +49,8 @@ type programmedAttachment struct {
 	// runs: the pol_words of each classifier entry, by dimension (as
 	// polDims orders them) and prefix.
 	runs [4]map[dimKey]wordRange
+	// ruleRun: its rules in pol_rules (room for at least its rules).
+	ruleRun wordRange
 	// freed: runs of entries a rewrite replaced or dropped, freed once
 	// the rewrite is written (or the attachment removed).
 	freed []wordRange
@@ -53,7 +61,7 @@ func newPolicyTable() *policyTable {
 		byPrint: map[string]*programmedAttachment{}, ids: map[uint32]bool{},
 		ifaces: map[uint32]polIface{}, vrfs: map[uint32]polVRF{},
 		entries: map[string]uint32{}, slots: map[uint32]bool{},
-		words: newWordSpace(polMaxWords),
+		words: newWordSpace(polMaxWords), ruleSlots: newWordSpace(polRuleSlots),
 	}
 }
 
@@ -70,6 +78,7 @@ func (d *Dataplane) policy() (*policyTable, error) {
 		return nil, fmt.Errorf("read policy generation: %w", err)
 	}
 	t.stale = map[uint32]bool{}
+	t.staleRules = map[uint32]wordRange{}
 	var id uint32
 	var a polAttachment
 	it := d.maps.PolAttach.Iterate()
@@ -77,6 +86,9 @@ func (d *Dataplane) policy() (*policyTable, error) {
 		if a.Default != 0 {
 			t.stale[id] = true
 			t.ids[id] = true
+			r := wordRange{off: a.RuleBase, n: a.Rules}
+			t.staleRules[id] = r
+			t.ruleSlots.mark(r, true)
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -150,25 +162,12 @@ func (d *Dataplane) purgeStale(t *policyTable) error {
 			t.words.mark(runs[i], false)
 		}
 	}
-	var rk uint32
-	var rv polRule
-	var rules []uint32
-	it := d.maps.PolRules.Iterate()
-	for it.Next(&rk, &rv) {
-		if t.stale[rk/PolicyMaxRules] {
-			rules = append(rules, rk)
-		}
-	}
-	errs = append(errs, it.Err())
-	for _, k := range rules {
-		if err := d.maps.PolRules.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
 	for id := range t.stale {
 		if err := d.maps.PolAttach.Put(id, polAttachment{}); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		t.ruleSlots.mark(t.staleRules[id], false)
 		delete(t.ids, id)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -271,7 +270,7 @@ func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 			return fmt.Errorf("set policy: read interface slot %d: %w", slot, err)
 		}
 		v := vrfs[ifc.Vrf]
-		v.Active = 1
+		v.Active, v.Gen = 1, t.gen
 		vrfs[ifc.Vrf] = v
 	}
 	for name, a := range cfg.Tunnel {
@@ -282,7 +281,7 @@ func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 		if err != nil {
 			return fmt.Errorf("set policy: %w", err)
 		}
-		vrfs[id] = polVRF{Tunnel: idOf(a), Active: 1}
+		vrfs[id] = polVRF{Tunnel: idOf(a), Active: 1, Gen: t.gen}
 	}
 	changed = changed || len(ifaces) != len(t.ifaces) || len(vrfs) != len(t.vrfs) || len(t.byPrint) != len(want)
 	for slot, pi := range ifaces {
@@ -321,6 +320,13 @@ func (d *Dataplane) SetPolicy(cfg PolicyConfig) error {
 		t.gen++
 		if err := d.maps.PolGen.Put(uint32(0), t.gen); err != nil {
 			return fmt.Errorf("set policy: bump generation: %w", err)
+		}
+		for id, v := range t.vrfs {
+			v.Gen = t.gen
+			if err := d.maps.PolVrfs.Put(id, v); err != nil {
+				return fmt.Errorf("set policy: bump generation of vrf %d: %w", id, err)
+			}
+			t.vrfs[id] = v
 		}
 	}
 	// Attachments no point uses: retired now, removed by PrunePolicy.
@@ -457,6 +463,7 @@ type polAttachment struct {
 	DefaultReject uint8
 	HasSport      uint8
 	Pad           uint8
+	RuleBase      uint32
 }
 
 // PolicyCounter counts what one ACL entry decided: packets and bytes of

@@ -87,21 +87,15 @@ func TestPolicyChangeRewritesSpare(t *testing.T) {
 			t.Errorf("%s: %d entries under id %d, want %d", dim.m, n, pc.id, len(dim.d.rules))
 		}
 	}
-	n := 0
-	var rk uint32
-	var rv polRule
-	it := e.d.maps.PolRules.Iterate()
-	for it.Next(&rk, &rv) {
-		if rk/PolicyMaxRules == pc.id {
-			n++
-		}
-	}
-	must(t, it.Err())
-	if n != len(c.Rules) {
-		t.Errorf("%d rules under id %d, want %d", n, pc.id, len(c.Rules))
-	}
 	var pa polAttachment
 	must(t, e.d.maps.PolAttach.Lookup(pc.id, &pa))
+	for i := range c.Rules {
+		var r polRule
+		must(t, e.d.maps.PolRules.Lookup(pa.RuleBase+uint32(i), &r))
+		if r != pc.vals[i] || r.Action == 0 {
+			t.Errorf("rule %d at %d: %+v, want %+v", i, pa.RuleBase+uint32(i), r, pc.vals[i])
+		}
+	}
 	if pa.HasSport != 0 || pa.Rules != 2 {
 		t.Errorf("attachment %d: %+v, want 2 rules and no source ports", pc.id, pa)
 	}

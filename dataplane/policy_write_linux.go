@@ -65,29 +65,31 @@ func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*pro
 		}
 		return nil, errors.Join(fmt.Errorf("set policy: write attachment %d: %w", id, err), rerr)
 	}
-	// Rules.
+	// Rules: in the spare's run of pol_rules when they fit there (only
+	// those that differ written), else in a run of their own.
 	pa.vals = make([]polRule, len(c.rules))
+	reuse := base != nil && base.ruleRun.n >= uint32(len(c.rules))
+	if reuse {
+		pa.ruleRun, base.ruleRun = base.ruleRun, wordRange{}
+	} else {
+		r, err := t.ruleSlots.alloc(uint32(len(c.rules)))
+		if err != nil {
+			return fail(fmt.Errorf("rules: %w", err))
+		}
+		pa.ruleRun = r
+	}
 	var keys []uint32
 	var vals []polRule
 	for i, r := range c.rules {
 		pa.vals[i] = polRule{Entry: t.entries[r.Entry], Action: uint8(r.Action), Reject: uint8(r.Reject)}
-		if base != nil && i < len(base.vals) && base.vals[i] == pa.vals[i] {
+		if reuse && i < len(base.vals) && base.vals[i] == pa.vals[i] {
 			continue
 		}
-		keys = append(keys, id*PolicyMaxRules+uint32(i))
+		keys = append(keys, pa.ruleRun.off+uint32(i))
 		vals = append(vals, pa.vals[i])
 	}
 	if err := polBatchPut(d.maps.PolRules, keys, vals); err != nil {
 		return fail(err)
-	}
-	if base != nil && len(base.vals) > len(c.rules) {
-		var gone []uint32
-		for i := len(c.rules); i < len(base.vals); i++ {
-			gone = append(gone, id*PolicyMaxRules+uint32(i))
-		}
-		if err := polBatchDelete(d.maps.PolRules, gone); err != nil {
-			return fail(err)
-		}
 	}
 	// Classifier entries: the words of each entry whose bitmap differs
 	// (in a run of pol_words of its own), then the entries. pa takes
@@ -162,8 +164,13 @@ func (d *Dataplane) writeAttachment(t *policyTable, c *compiledAttachment) (*pro
 	if c.hasSport {
 		hs = 1
 	}
-	if err := d.maps.PolAttach.Put(id, polAttachment{Rules: uint32(len(c.rules)), Default: uint8(c.def), DefaultReject: uint8(c.defReject), HasSport: hs}); err != nil {
+	if err := d.maps.PolAttach.Put(id, polAttachment{Rules: uint32(len(c.rules)), Default: uint8(c.def), DefaultReject: uint8(c.defReject), HasSport: hs, RuleBase: pa.ruleRun.off}); err != nil {
 		return fail(err)
+	}
+	if base != nil {
+		// The spare's rules, when they did not take the new ones.
+		t.ruleSlots.mark(base.ruleRun, false)
+		base.ruleRun = wordRange{}
 	}
 	return pa, nil
 }
@@ -221,11 +228,11 @@ func (d *Dataplane) removeAttachment(t *policyTable, pa *programmedAttachment) e
 	if err := d.maps.PolAttach.Put(pa.id, polAttachment{}); err != nil {
 		errs = append(errs, err)
 	}
-	rules := make([]uint32, max(pa.rules, len(pa.vals)))
-	for i := range rules {
-		rules[i] = pa.id*PolicyMaxRules + uint32(i)
+	if len(errs) == 0 {
+		// No point reads the rules any more (pol_rules is an array:
+		// nothing to delete).
+		t.ruleSlots.mark(pa.ruleRun, false)
 	}
-	errs = append(errs, polBatchDelete(d.maps.PolRules, rules))
 	for i, dim := range d.polDims(pa.c) {
 		keys := make([]polLPMKey, 0, len(dim.d.rules))
 		for k := range dim.d.rules {

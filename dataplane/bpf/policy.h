@@ -34,7 +34,9 @@
  * nat_addr holds the policy generation the verdict was decided under,
  * nat_port the reject kind, service the two counter slots (pol_store).
  * An entry is valid while its generation equals pol_gen[0], which the
- * loader bumps after every policy change: a stale entry is evaluated again
+ * loader bumps after every policy change (and copies into the pol_vrfs
+ * entry of every VRF with policy, where the checks read it, in the line
+ * policy_active reads): a stale entry is evaluated again
  * on its next packet (a reply by evaluating its flow's first way), so a
  * newly denied flow stops at once. Entries of the earlier two-entry layout
  * (FLOW_F_BOTH unset) found after an upgrade are decided again and
@@ -61,6 +63,7 @@
 #define POL_MAX_PREFIXES (1 << 18)    /* classifier entries per dimension */
 #define POL_MAX_ENTRIES 65536         /* ACL entries with counters */
 #define POL_MAX_WORDS (1 << 21)       /* non-zero bitmap words of every classifier entry (16 MiB) */
+#define POL_RULE_SLOTS (1 << 19)      /* rules of every attachment, spares included (4 MiB) */
 #define POL_NONE 0xffffffff           /* no interface slot */
 #define FLOW_SPACE_POLICY 1           /* flow_key.pad[0] of policy entries */
 #define VERDICT_REJECT 2              /* flow.verdict: denied, and the sender is answered */
@@ -117,7 +120,7 @@ struct pol_port_key {
 	__u8 pad;
 };
 
-/* pol_rule: rule n of attachment a is at a * POL_MAX_RULES + n. */
+/* pol_rule: rule n of an attachment is at its rules + n of pol_rules. */
 struct pol_rule {
 	__u32 entry; /* counter slot of the ACL entry */
 	__u8 action; /* enum pol_action */
@@ -131,6 +134,7 @@ struct pol_attachment {
 	__u8 default_reject;
 	__u8 has_sport;      /* some rule matches source ports */
 	__u8 pad;
+	__u32 rules;         /* pol_rules index of rule 0 */
 };
 
 /* pol_iface: attachments of a pod interface, by slot (0: none). */
@@ -144,6 +148,8 @@ struct pol_iface {
 struct pol_vrf {
 	__u32 tunnel;
 	__u32 active;
+	__u32 gen; /* the policy generation (as pol_gen[0]) while active */
+	__u32 pad;
 };
 
 struct pol_counter {
@@ -201,11 +207,10 @@ struct {
 } pol_words SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, POL_MAX_PREFIXES);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, POL_RULE_SLOTS);
 	__type(key, __u32);
 	__type(value, struct pol_rule);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pol_rules SEC(".maps");
 
@@ -379,9 +384,48 @@ struct pol_tcphdr {
 	__u16 urg_ptr;
 };
 
+/* pol_slot is the slot of a key of four words in a direct-mapped cache
+ * of n entries (a power of two): a multiply-shift hash whose products are
+ * independent (no chain of rounds). */
+static __always_inline __u32 pol_slot(__u32 a, __u32 b, __u32 c, __u32 d, __u32 n)
+{
+	__u64 m = (__u64)a * 0x9e3779b97f4a7c15ULL + (__u64)b * 0xc2b2ae3d27d4eb4fULL +
+		  (__u64)c * 0x165667b19e3779f9ULL + (__u64)d * 0xd6e8feb86659fd93ULL;
+	return (m >> 40) & (n - 1);
+}
+
+/* pol_class_entry: a per-CPU, direct-mapped cache of classifications in
+ * front of pol_classify, for attachments without source-port rules (their
+ * verdict does not depend on the source port): the first packet of a new
+ * flow between the same addresses to the same port (a new connection of
+ * the same client to the same service) takes its rule from here. Valid
+ * while gen is the policy generation (attachment ids are rewritten only
+ * under a new one). 24 bytes. */
+struct pol_class_entry {
+	__u32 attach;
+	__u32 saddr;
+	__u32 daddr;
+	__u32 proto_dport; /* proto << 16 | dport as classified */
+	__u32 gen;
+	__s32 rule;        /* as pol_classify's x->rule */
+};
+
+#define POL_CLASS_CACHE 4096
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, POL_CLASS_CACHE);
+	__type(key, __u32);
+	__type(value, struct pol_class_entry);
+} pol_class_cache SEC(".maps");
+
 /* pol_work: the per-CPU room of a policy check (the stack is spent by the
  * programs that call it; tc programs do not nest on one CPU). */
 struct pol_work {
+	/* What an established flow's packet touches, first (one line). */
+	struct pol_pkt pp; /* written by policy_pre, read by policy_check */
+	__u32 vrf, from_tunnel, gen, bits;
+	__u32 src, dst;
 	struct pol_tuple t, ft;
 	struct flow_key k, rk;
 	struct pol_decision dc;
@@ -397,12 +441,10 @@ struct pol_work {
 	__u64 sm[POL_SUMMARY]; /* classification: words every bitmap has bits in, not visited yet */
 	__s64 rule;            /* classification: the lowest matching rule, -1 for none */
 	__u32 action, reject, entry, point, index, step;
-	__u32 vrf, src, dst, from_tunnel, gen, bits;
 	struct pol_ref ref[4]; /* classification: the entries of the four dimensions */
 	__u64 below, w;        /* classification: the word visited */
 	__u32 widx, j;         /* classification: the pol_words index looked up; the summary word */
 	__u32 malformed;       /* pol_tuple_of: the L4 header cannot be read */
-	struct pol_pkt pp; /* written by policy_pre, read by policy_check */
 };
 
 struct {
@@ -525,11 +567,31 @@ static __always_inline void pol_eval(struct pol_work *x, __u32 a)
 	x->reject = at->default_reject;
 	if (!at->nrules)
 		return; /* no rule: the default, without a lookup */
-	pol_classify(x, a, at->has_sport);
+	if (at->has_sport) {
+		pol_classify(x, a, 1);
+	} else {
+		__u32 pd = (__u32)x->t.proto << 16 | x->t.dport;
+		__u32 h = pol_slot(a, x->t.saddr, x->t.daddr, pd, POL_CLASS_CACHE);
+		struct pol_class_entry *ce = bpf_map_lookup_elem(&pol_class_cache, &h);
+		if (ce && ce->gen == x->gen && ce->attach == a && ce->saddr == x->t.saddr && ce->daddr == x->t.daddr &&
+		    ce->proto_dport == pd) {
+			x->rule = ce->rule;
+		} else {
+			pol_classify(x, a, 0);
+			if (ce) {
+				ce->attach = a;
+				ce->saddr = x->t.saddr;
+				ce->daddr = x->t.daddr;
+				ce->proto_dport = pd;
+				ce->gen = x->gen;
+				ce->rule = x->rule;
+			}
+		}
+	}
 	__s64 n = x->rule;
 	if (n < 0 || n >= POL_MAX_RULES)
 		return;
-	__u32 rk = a * POL_MAX_RULES + (__u32)n;
+	__u32 rk = at->rules + (__u32)n;
 	struct pol_rule *r = bpf_map_lookup_elem(&pol_rules, &rk);
 	if (r) {
 		x->entry = r->entry;

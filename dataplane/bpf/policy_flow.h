@@ -11,7 +11,8 @@
 /* pol_cache_entry: a per-CPU, direct-mapped cache of flow verdicts in
  * front of the flow table (as route_cache is in front of the routes): a
  * hit is an inlined array access instead of a hash lookup. An entry is
- * valid while gen equals pol_gen[0] and it was filled less than
+ * valid while gen equals the policy generation (pol_vrfs[vrf].gen, as
+ * pol_gen[0]) and it was filled less than
  * POL_CACHE_TOUCH jiffies ago, so the flow entry's seen time is still
  * stamped at least every 250 ms (the agent's timeouts are seconds);
  * packets with SYN, FIN or RST always go to the flow table (its TCP
@@ -355,16 +356,6 @@ static __always_inline int pol_finish(struct __sk_buff *skb, struct pol_work *x,
 	return TC_ACT_SHOT;
 }
 
-/* pol_slot is the cache slot of a flow key (saddr, daddr, the ports word
- * sport | dport << 16, vrf << 8 | proto): a multiply-shift hash whose
- * products are independent (no chain of rounds). */
-static __always_inline __u32 pol_slot(__u32 saddr, __u32 daddr, __u32 ports, __u32 vp)
-{
-	__u64 m = (__u64)saddr * 0x9e3779b97f4a7c15ULL + (__u64)daddr * 0xc2b2ae3d27d4eb4fULL +
-		  (__u64)ports * 0x165667b19e3779f9ULL + (__u64)vp * 0xd6e8feb86659fd93ULL;
-	return (m >> 40) & (POL_CACHE - 1);
-}
-
 /* pol_fast is the path of an established flow: the packet at l3's flow key
  * read into registers (as pol_tuple_of would make it), looked up in this
  * CPU's verdict cache, and an allowed packet counted, without writing the
@@ -375,9 +366,9 @@ static __always_inline __u32 pol_slot(__u32 saddr, __u32 daddr, __u32 ports, __u
  * verifier (a load). */
 static __noinline int pol_fast(struct __sk_buff *skb, struct pol_work *x, __u32 vrf, __u32 l3, __u32 noted)
 {
-	__u32 zero = 0;
-	__u32 *genp = bpf_map_lookup_elem(&pol_gen, &zero);
-	__u32 gen = genp ? *genp : 0;
+	/* The generation in the VRF's line, which policy_active read. */
+	struct pol_vrf *pv = bpf_map_lookup_elem(&pol_vrfs, &vrf);
+	__u32 gen = pv ? pv->gen : 0;
 	x->gen = gen;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -408,7 +399,7 @@ static __noinline int pol_fast(struct __sk_buff *skb, struct pol_work *x, __u32 
 	__u32 saddr = noted ? x->pp.saddr : ip->saddr;
 	__u32 daddr = ip->daddr;
 	__u32 vp = vrf << 8 | proto;
-	__u32 h = pol_slot(saddr, daddr, ports, vp);
+	__u32 h = pol_slot(saddr, daddr, ports, vp, POL_CACHE);
 	__u32 now = bpf_jiffies64();
 	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
 	if (!c || c->gen != gen || c->saddr != saddr || c->daddr != daddr || c->ports != ports ||
@@ -433,7 +424,7 @@ static __noinline int pol_fast(struct __sk_buff *skb, struct pol_work *x, __u32 
 static __noinline int pol_cache_fill(struct pol_work *x)
 {
 	struct flow_key *k = &x->k;
-	__u32 h = pol_slot(k->saddr, k->daddr, k->sport | (__u32)k->dport << 16, k->vrf << 8 | k->proto);
+	__u32 h = pol_slot(k->saddr, k->daddr, k->sport | (__u32)k->dport << 16, k->vrf << 8 | k->proto, POL_CACHE);
 	struct pol_cache_entry *c = bpf_map_lookup_elem(&pol_cache, &h);
 	if (!c)
 		return 0;

@@ -12,7 +12,7 @@
 
 /* ISTHMUS_ABI is stored in the pinned meta map; a loader that finds another
  * value refuses to adopt the pinned maps. */
-#define ISTHMUS_ABI 10
+#define ISTHMUS_ABI 11
 
 #define MAX_NEXTHOPS 16
 #define MAX_VRFS 16384
