@@ -60,12 +60,20 @@ type Dataplane struct {
 	adopted      bool
 	svc          *serviceTable // services, backends, flow hints (services_linux.go); nil until first used
 	pol          *policyTable  // ACL policy (policy_linux.go); nil until first used
+
+	// pendingSwap: Open upgraded pinned state across an ABI change and
+	// left the links on the older programs until FinishUpgrade
+	// (upgrade_linux.go).
+	pendingSwap bool
 }
 
 // Open loads the forwarder, or adopts the one pinned under cfg.BPFFS by an
 // earlier process, without interrupting forwarding: pinned maps are reused,
 // pinned programs are reused when they were built from the same object, and
-// pinned links are moved to the new programs atomically otherwise.
+// pinned links are moved to the new programs atomically otherwise. State
+// pinned by a forwarder of an older ABI is upgraded in place, and its
+// links move only when FinishUpgrade is called (upgrade_linux.go); state
+// of a newer ABI is refused.
 //
 // The dataplane belongs to the network namespace of the calling thread:
 // its netlink work happens there whatever goroutine calls it, but
@@ -122,7 +130,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	if cfg.FlowEntries > 0 {
 		spec.Maps[forwarderMapFlows].MaxEntries = uint32(cfg.FlowEntries)
 	}
-	if err := checkPinnedABI(dir); err != nil {
+	if d.pendingSwap, err = upgradePinned(dir, spec, log); err != nil {
 		d.udp.Close()
 		d.nl.Close()
 		return nil, err
@@ -201,28 +209,6 @@ func (d *Dataplane) loadPrograms(spec *ebpf.CollectionSpec, opts *ebpf.Collectio
 		}
 	}
 	d.log.Info("loaded programs", "dir", pdir)
-	return nil
-}
-
-// checkPinnedABI refuses maps pinned by a forwarder of another ABI before
-// they are loaded: their layouts differ, and loading them would fail with a
-// map-compatibility error that does not say what to do.
-func checkPinnedABI(dir string) error {
-	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "abi"), nil)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("open pinned abi map under %q: %w", dir, err)
-	}
-	defer m.Close()
-	var zero, v uint32
-	if err := m.Lookup(&zero, &v); err != nil {
-		return fmt.Errorf("read pinned abi under %q: %w", dir, err)
-	}
-	if v != 0 && v != abiVersion {
-		return abiMismatch(dir, v)
-	}
 	return nil
 }
 
@@ -308,6 +294,10 @@ func (d *Dataplane) loadLinks() error {
 			// The interface is gone; the link is defunct.
 			l.Unpin()
 			l.Close()
+			continue
+		}
+		if d.pendingSwap {
+			d.links[e.Name()] = l // moved by FinishUpgrade
 			continue
 		}
 		if err := l.Update(prog); err != nil {

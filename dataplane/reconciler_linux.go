@@ -291,6 +291,11 @@ func (r *Reconciler) apply(ctx context.Context, old, intended *gen.Device, d *no
 	if err := r.applyPolicy(intended, d); err != nil {
 		return err
 	}
+	// After an upgrade across an ABI change, the pods' links move to the
+	// new programs once their maps hold the configuration.
+	if err := r.dp.FinishUpgrade(); err != nil {
+		return err
+	}
 	r.applied = want
 	r.indexPods(want)
 	r.releaseUnconfigured(intended) // their ids are released in sync

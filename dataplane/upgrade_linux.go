@@ -1,0 +1,415 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Upgrades across an ABI change.
+//
+// A forwarder of an older ABI leaves its maps pinned under the bpffs
+// directory and its programs attached through pinned links. Open then
+// upgrades in place, before anything is loaded: every pinned map whose
+// layout this object still has (type, sizes, flags, and the BTF of its key
+// and value) is kept with its entries; the others are created anew and
+// their pins moved onto the new maps (one rename each, so the old programs,
+// which hold the old maps, keep forwarding); the pinned ABI is written
+// last. Open then loads the new programs against the pinned maps but
+// leaves every pinned link on the old programs: the caller programs the
+// replaced maps from its configuration as it does at start, then
+// FinishUpgrade moves each link to the new programs atomically (the
+// Reconciler does so after its first full apply). Until then the old
+// programs forward with the old maps, pods attached meanwhile run the new
+// ones. A process that stops before FinishUpgrade leaves the pins at the
+// new ABI; the next Open moves the links at once, as on any restart.
+//
+// Maps whose entries name the keys or slots of other maps are replaced
+// together (upgradeFamilies): a kept map never refers to entries a
+// replaced one lost. Pinned maps of a newer ABI are refused: this binary
+// does not know their layout.
+
+// upgradeFamilies groups the maps whose entries refer to each other's keys
+// or slots, and from which Open rebuilds its view (adopt, policy(),
+// services()): when one is replaced, all are. A map in no family stands
+// alone (the flow table, counters, scratch).
+var upgradeFamilies = [][]string{
+	{"ifaces", "iface_index", "iface_slots", "endpoints", "endpoint_index",
+		"endpoint_macs", "endpoint_vrfs", "addr_hints", "mac_hints", "groups",
+		"routes", "host_routes", "route_cache", "route_gen", "labels",
+		"tunnel_config"},
+	{"pol_attach", "pol_rules", "pol_src", "pol_dst", "pol_dport", "pol_sport",
+		"pol_words", "pol_ifaces", "pol_vrfs", "pol_gen", "pol_cache"},
+	{"services", "backends", "flow_hints"},
+	{"nat_host", "nat_vrfs", "floating_in", "floating_out", "floating_vpn"},
+}
+
+// goOnlyPins are pinned by the loader itself, outside the object.
+var goOnlyPins = map[string]bool{"vrf_ids": true}
+
+// upgradeTmpPrefix names a new map's pin before it is moved into place.
+const upgradeTmpPrefix = "upgrade-" // bpffs reserves names with a dot
+
+// upgradePinned reads the ABI of the maps pinned under dir. No pinned
+// state, or state of this ABI: nothing to do. A newer ABI: an error naming
+// both. An older one: the pinned maps are upgraded (see above), the new
+// ABI is written, and upgraded is true: the links are to stay on the older
+// programs until FinishUpgrade.
+func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (upgraded bool, err error) {
+	from, err := pinnedABI(dir)
+	if err != nil || from == 0 || from == abiVersion {
+		return false, err
+	}
+	if from > abiVersion {
+		return false, fmt.Errorf("pinned maps under %q have abi %d, newer than this forwarder's abi %d: a downgrade across an abi change is not supported; run a release of abi %d, or remove that directory (this interrupts forwarding until this forwarder is attached)", dir, from, abiVersion, from)
+	}
+	log.Info("upgrading pinned forwarder state", "dir", dir, "from_abi", from, "to_abi", abiVersion)
+	stale, _ := filepath.Glob(filepath.Join(dir, upgradeTmpPrefix+"*"))
+	for _, p := range stale {
+		os.Remove(p)
+	}
+	verdicts := pinnedVerdicts(dir, spec)
+	replace := map[string]string{} // map → why
+	for name, why := range verdicts {
+		if why == "" {
+			continue
+		}
+		replace[name] = why
+		for _, fam := range upgradeFamilies {
+			if !contains(fam, name) {
+				continue
+			}
+			for _, other := range fam {
+				if _, pinned := verdicts[other]; pinned && replace[other] == "" && verdicts[other] == "" {
+					replace[other] = "replaced with " + name + " (same family)"
+				}
+			}
+		}
+	}
+	for _, name := range sortedKeys(verdicts) {
+		if why, ok := replace[name]; ok {
+			if err := replacePin(dir, name, spec.Maps[name]); err != nil {
+				return false, fmt.Errorf("upgrade from abi %d: %w", from, err)
+			}
+			log.Info("upgrade: replaced pinned map", "map", name, "reason", why)
+			continue
+		}
+		log.Info("upgrade: kept pinned map", "map", name)
+	}
+	for name, ms := range spec.Maps {
+		if _, pinned := verdicts[name]; !pinned && ms.Pinning == ebpf.PinByName {
+			log.Info("upgrade: new map", "map", name)
+		}
+	}
+	if err := removeOrphanPins(dir, spec, log); err != nil {
+		return false, err
+	}
+	if len(replace) > 0 {
+		// Programs pinned for this object would name the replaced maps'
+		// predecessors; they are loaded again (links keep the attached
+		// ones alive).
+		os.RemoveAll(filepath.Join(dir, "progs-"+objectHash()))
+	}
+	return true, writePinnedABI(dir)
+}
+
+// pinnedABI returns the ABI written in the pinned abi map, 0 when there is
+// none.
+func pinnedABI(dir string) (uint32, error) {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "abi"), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("open pinned abi map under %q: %w", dir, err)
+	}
+	defer m.Close()
+	var zero, v uint32
+	if err := m.Lookup(&zero, &v); err != nil {
+		return 0, fmt.Errorf("read pinned abi under %q: %w", dir, err)
+	}
+	return v, nil
+}
+
+func writePinnedABI(dir string) error {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "abi"), nil)
+	if err != nil {
+		return fmt.Errorf("open pinned abi map under %q: %w", dir, err)
+	}
+	defer m.Close()
+	if err := m.Put(uint32(0), uint32(abiVersion)); err != nil {
+		return fmt.Errorf("write pinned abi under %q: %w", dir, err)
+	}
+	return nil
+}
+
+// pinnedVerdicts returns, for every map of spec pinned under dir, why it
+// cannot be kept ("" when it can).
+func pinnedVerdicts(dir string, spec *ebpf.CollectionSpec) map[string]string {
+	out := map[string]string{}
+	for name, ms := range spec.Maps {
+		if ms.Pinning != ebpf.PinByName {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			out[name] = fmt.Sprintf("cannot be opened: %v", err)
+			continue
+		}
+		out[name] = keepable(ms, m)
+		m.Close()
+	}
+	return out
+}
+
+// keepable says why m cannot serve as ms ("" when it can): the library's
+// checks (type, key and value sizes, entries, flags), then the layout of
+// key and value as their BTF describes them, so that a struct whose fields
+// moved within the same size is not kept.
+func keepable(ms *ebpf.MapSpec, m *ebpf.Map) string {
+	if err := ms.Compatible(m); err != nil {
+		return err.Error()
+	}
+	if ms.Key == nil && ms.Value == nil {
+		return ""
+	}
+	key, value, err := pinnedKV(m)
+	if err != nil {
+		return fmt.Sprintf("layout unknown: %v", err)
+	}
+	if ms.Key != nil && layout(key) != layout(ms.Key) {
+		return fmt.Sprintf("key layout %s changed to %s", layout(key), layout(ms.Key))
+	}
+	if ms.Value != nil && layout(value) != layout(ms.Value) {
+		return fmt.Sprintf("value layout %s changed to %s", layout(value), layout(ms.Value))
+	}
+	return ""
+}
+
+// mapInfo is the head of the kernel's struct bpf_map_info, up to the BTF
+// type ids of key and value.
+type mapInfo struct {
+	Type, ID, KeySize, ValueSize, MaxEntries, Flags uint32
+	Name                                            [16]byte
+	Ifindex, VmlinuxValueTypeID                     uint32
+	NetnsDev, NetnsIno                              uint64
+	BTFID, KeyTypeID, ValueTypeID, VmlinuxID        uint32
+	MapExtra                                        uint64
+}
+
+// pinnedKV returns the BTF types of a loaded map's key and value.
+func pinnedKV(m *ebpf.Map) (key, value btf.Type, err error) {
+	var info mapInfo
+	attr := struct {
+		fd, infoLen uint32
+		info        uint64
+	}{uint32(m.FD()), uint32(unsafe.Sizeof(info)), uint64(uintptr(unsafe.Pointer(&info)))}
+	if _, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_OBJ_GET_INFO_BY_FD, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr)); e != 0 {
+		return nil, nil, fmt.Errorf("read map info: %w", e)
+	}
+	if info.BTFID == 0 {
+		return nil, nil, errors.New("map has no btf")
+	}
+	h, err := btf.NewHandleFromID(btf.ID(info.BTFID))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open map btf: %w", err)
+	}
+	defer h.Close()
+	s, err := h.Spec(nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read map btf: %w", err)
+	}
+	if info.KeyTypeID != 0 {
+		if key, err = s.TypeByID(btf.TypeID(info.KeyTypeID)); err != nil {
+			return nil, nil, fmt.Errorf("read key type: %w", err)
+		}
+	}
+	if info.ValueTypeID != 0 {
+		if value, err = s.TypeByID(btf.TypeID(info.ValueTypeID)); err != nil {
+			return nil, nil, fmt.Errorf("read value type: %w", err)
+		}
+	}
+	return key, value, nil
+}
+
+// layout renders what a type looks like in memory: sizes, encodings,
+// member names and offsets, element counts; names of types, typedefs and
+// qualifiers do not count.
+func layout(t btf.Type) string {
+	var b strings.Builder
+	writeLayout(&b, t, 0)
+	return b.String()
+}
+
+func writeLayout(b *strings.Builder, t btf.Type, depth int) {
+	if t == nil {
+		b.WriteString("none")
+		return
+	}
+	if depth > 16 {
+		b.WriteString("…")
+		return
+	}
+	switch t := btf.UnderlyingType(t).(type) {
+	case *btf.Int:
+		fmt.Fprintf(b, "int%d", t.Size*8)
+		if t.Encoding&btf.Signed != 0 {
+			b.WriteString("s")
+		}
+	case *btf.Float:
+		fmt.Fprintf(b, "float%d", t.Size*8)
+	case *btf.Enum:
+		fmt.Fprintf(b, "enum%d", t.Size*8)
+	case *btf.Pointer:
+		b.WriteString("ptr")
+	case *btf.Array:
+		fmt.Fprintf(b, "[%d]", t.Nelems)
+		writeLayout(b, t.Type, depth+1)
+	case *btf.Struct:
+		writeMembers(b, "struct", t.Size, t.Members, depth)
+	case *btf.Union:
+		writeMembers(b, "union", t.Size, t.Members, depth)
+	default:
+		fmt.Fprintf(b, "%T", t)
+	}
+}
+
+func writeMembers(b *strings.Builder, kind string, size uint32, ms []btf.Member, depth int) {
+	fmt.Fprintf(b, "%s%d{", kind, size)
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(b, "%s@%d", m.Name, m.Offset)
+		if m.BitfieldSize != 0 {
+			fmt.Fprintf(b, ":%d", m.BitfieldSize)
+		}
+		b.WriteString(" ")
+		writeLayout(b, m.Type, depth+1)
+	}
+	b.WriteString("}")
+}
+
+// replacePin creates the map ms describes and moves the pin name onto it:
+// one rename over the old pin, so the path never lacks a map, and the old
+// programs keep the old map until their links move.
+func replacePin(dir, name string, ms *ebpf.MapSpec) error {
+	cp := ms.Copy()
+	cp.Pinning = ebpf.PinNone
+	m, err := ebpf.NewMap(cp)
+	if err != nil {
+		return fmt.Errorf("create map %s: %w", name, err)
+	}
+	defer m.Close()
+	tmp := filepath.Join(dir, upgradeTmpPrefix+name)
+	if err := m.Pin(tmp); err != nil {
+		return fmt.Errorf("pin new map %s: %w", name, err)
+	}
+	if err := unix.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("move pin of map %s: %w", name, err)
+	}
+	return nil
+}
+
+// removeOrphanPins unpins the maps of the older object that this one no
+// longer has. Programs still attached keep them until their links move.
+func removeOrphanPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read %q: %w", dir, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || goOnlyPins[name] || strings.HasSuffix(name, ".debug") || strings.HasPrefix(name, upgradeTmpPrefix) {
+			continue
+		}
+		if _, ok := spec.Maps[name]; ok {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if err != nil {
+			continue // not a map
+		}
+		m.Close()
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("unpin map %s the new forwarder lacks: %w", name, err)
+		}
+		log.Info("upgrade: removed pinned map", "map", name, "reason", "not in this forwarder")
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// FinishUpgrade moves every pinned link Open left on the programs of an
+// older ABI to this forwarder's programs, each with one atomic link
+// update. Call it once the replaced maps are programmed. Without an
+// upgrade pending it does nothing.
+func (d *Dataplane) FinishUpgrade() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.pendingSwap {
+		return nil
+	}
+	moved := 0
+	for _, name := range sortedKeys(linkNames(d.links)) {
+		l := d.links[name]
+		prog := d.progForLink(name)
+		if prog == nil {
+			continue
+		}
+		pi, err := prog.Info()
+		if err != nil {
+			return fmt.Errorf("finish upgrade: read program %s: %w", prog, err)
+		}
+		want, _ := pi.ID()
+		if li, err := l.Info(); err == nil && li.Program == want {
+			continue // attached by this process
+		}
+		if err := l.Update(prog); err != nil {
+			return fmt.Errorf("finish upgrade: move link %s to the new program: %w", name, err)
+		}
+		moved++
+	}
+	d.pendingSwap = false
+	d.log.Info("upgrade: links moved to the new programs", "links", moved)
+	return nil
+}
+
+func linkNames(links map[string]link.Link) map[string]string {
+	out := make(map[string]string, len(links))
+	for name := range links {
+		out[name] = ""
+	}
+	return out
+}
