@@ -147,8 +147,14 @@ func aclSetName(p *policyPod, dir string) string {
 // those pods can reach node in their VRF, and a group scoped to a VRF the
 // node lacks would be refused. Pods of other nodes that the node's
 // selectors match become tagged address groups, so the node resolves them
-// as it resolves its own pods' interfaces.
-func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node string, vrf func(ns string) (string, bool)) *nodePolicy {
+// as it resolves its own pods' interfaces. shared (nil: none) names the
+// other VRFs on node where a namespace's pods appear with their own
+// addresses (networks sharing routes with theirs by route target): a
+// selector there resolves only interfaces and groups of its own VRF, so
+// each matched pod, of this node or another, also gets a tagged group
+// scoped to each of them.
+func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node string, vrf func(ns string) (string, bool),
+	shared func(ns string) []string) *nodePolicy {
 	out := &nodePolicy{pods: map[string]podAttachment{}, sets: map[string]*aclSetT{}, groups: map[string]*addrGroupT{}}
 	keys := map[string]bool{}
 	peers := map[*peerMatch]bool{}
@@ -176,8 +182,16 @@ func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node
 		out.pods[podKey(p.namespace, p.name)] = att
 	}
 	for _, p := range c.pods {
-		if p.node == node || !p.addr.IsValid() {
+		if !p.addr.IsValid() {
 			continue
+		}
+		var also []string
+		if shared != nil {
+			also = shared(p.namespace)
+		}
+		local := p.node == node
+		if local && len(also) == 0 {
+			continue // its interface's tags resolve it
 		}
 		matched := false
 		for m := range peers {
@@ -188,22 +202,30 @@ func renderNodePolicy(c *policyCluster, compiled map[*policyPod]*podPolicy, node
 		if !matched {
 			continue
 		}
-		v, ok := vrf(p.namespace)
-		if !ok {
-			continue
+		tags := podTags(p, c.namespaces[p.namespace])
+		if v, ok := vrf(p.namespace); ok && !local {
+			out.podGroup(p, tags, v, false)
 		}
-		out.remotePod(p, podTags(p, c.namespaces[p.namespace]), v)
+		for _, v := range also {
+			out.podGroup(p, tags, v, true)
+		}
 	}
 	out.tagKeys = slices.Sorted(maps.Keys(keys))
 	out.entries = nil
 	return out
 }
 
-// remotePod adds the address group standing for pod p of another node.
-func (np *nodePolicy) remotePod(p *policyPod, tags map[string]string, vrf string) {
-	name := groupPrefix + "pod/" + p.namespace + "/" + p.name
+// podGroup adds the address group standing for pod p in vrf: the pod of
+// another node in its own VRF ("k8s.pod/<ns>/<pod>"), or, when other, in
+// a VRF sharing routes with the pod's ("k8s.pod/<ns>/<pod>:<vrf>").
+func (np *nodePolicy) podGroup(p *policyPod, tags map[string]string, vrf string, other bool) {
+	id := p.namespace + "/" + p.name
+	if other {
+		id += ":" + vrf
+	}
+	name := groupPrefix + "pod/" + id
 	if len(name) > 64 {
-		h := sha256.Sum256([]byte(p.namespace + "/" + p.name))
+		h := sha256.Sum256([]byte(id))
 		name = groupPrefix + "pod/" + hex.EncodeToString(h[:12])
 	}
 	g := &addrGroupT{Name: ygot.String(name)}

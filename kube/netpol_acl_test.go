@@ -205,7 +205,7 @@ func simulateCase(t *testing.T, f *netpoltest.Fixture, pols []*networkingv1.Netw
 		t.Fatalf("compile: %v", errs)
 	}
 	for _, n := range []string{"n1", "n2"} {
-		sim.nodes[n] = renderNodePolicy(c, compiled, n, func(string) (string, bool) { return "pods", true })
+		sim.nodes[n] = renderNodePolicy(c, compiled, n, func(string) (string, bool) { return "pods", true }, nil)
 	}
 	got := map[string]bool{}
 	for _, src := range f.Pods {
@@ -273,7 +273,7 @@ func NetpolExpectedSets(f *netpoltest.Fixture, pols []*networkingv1.NetworkPolic
 	}
 	compiled, _ := compilePolicies(c)
 	out := map[string]string{}
-	for name, s := range renderNodePolicy(c, compiled, "n", func(string) (string, bool) { return "", true }).sets {
+	for name, s := range renderNodePolicy(c, compiled, "n", func(string) (string, bool) { return "", true }, nil).sets {
 		out[name] = ACLSetJSON(s)
 	}
 	return out
@@ -412,7 +412,7 @@ func TestRemotePodsOfNetworkOffNode(t *testing.T) {
 		if len(errs) > 0 {
 			continue
 		}
-		all := groupsByNS(renderNodePolicy(c, compiled, "n1", func(string) (string, bool) { return "pods", true }))
+		all := groupsByNS(renderNodePolicy(c, compiled, "n1", func(string) (string, bool) { return "pods", true }, nil))
 		if len(all) < 2 {
 			continue
 		}
@@ -428,7 +428,7 @@ func TestRemotePodsOfNetworkOffNode(t *testing.T) {
 				return "", false
 			}
 			return "pods", true
-		}))
+		}, nil))
 		if got[off] != 0 {
 			t.Fatalf("case %s: %d groups for pods of namespace %s, whose network is not on the node", tc.Name, got[off], off)
 		}

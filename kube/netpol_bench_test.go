@@ -48,7 +48,7 @@ func BenchmarkPolicyPass(b *testing.B) {
 			b.Fatal(errs)
 		}
 		for n := range 20 {
-			np := renderNodePolicy(c, compiled, fmt.Sprintf("node%d", n), vrf)
+			np := renderNodePolicy(c, compiled, fmt.Sprintf("node%d", n), vrf, nil)
 			if prev[n] != nil && !prev[n].equal(np) {
 				b.Fatal("a pass over the same cluster rendered something else")
 			}

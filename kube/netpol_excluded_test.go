@@ -63,7 +63,7 @@ func TestExcludedNamespacePodsArePeers(t *testing.T) {
 		sim.addr[podKey(p.namespace, p.name)] = p.addr
 	}
 	for _, n := range []string{"n1", "n2"} {
-		sim.nodes[n] = renderNodePolicy(c, compiled, n, vrf)
+		sim.nodes[n] = renderNodePolicy(c, compiled, n, vrf, nil)
 	}
 	n1 := sim.nodes["n1"]
 	att := n1.pods["kube-system/coredns-1"]
@@ -123,7 +123,7 @@ func TestSCTPPortsReported(t *testing.T) {
 	c := &policyCluster{policies: []*networkingv1.NetworkPolicy{pol, bad, egressOnlySCTP},
 		namespaces: map[string]map[string]string{"x": {}}, pods: []*policyPod{a}}
 	compiled, errs := compilePolicies(c)
-	out := renderNodePolicy(c, compiled, "n1", func(string) (string, bool) { return "pods", true })
+	out := renderNodePolicy(c, compiled, "n1", func(string) (string, bool) { return "pods", true }, nil)
 	set := out.sets["k8s/x/a/ingress"]
 	if set == nil {
 		t.Fatal("x/a has no ingress set")

@@ -45,6 +45,7 @@ func (l *leader) distributePolicy(ctx context.Context, s snapshot, p plan) error
 	for _, ns := range s.namespaces {
 		network[ns.name] = networkOf(l.cfg, ns)
 	}
+	sharing := routeSharing(p)
 	live := map[string]bool{}
 	for _, nd := range s.nodes {
 		if nd.gnmi == "" {
@@ -72,7 +73,17 @@ func (l *leader) distributePolicy(ctx context.Context, s snapshot, p plan) error
 			v, ok := onNode[ns]
 			return v, ok
 		}
-		wk.set(renderNodePolicy(c, compiled, nd.name, vrf))
+		vrfs := p.nodes[nd.name].vrfs
+		shared := func(ns string) []string {
+			var out []string
+			for _, o := range sharing[network[ns]] {
+				if _, on := vrfs[o]; on {
+					out = append(out, o)
+				}
+			}
+			return out
+		}
+		wk.set(renderNodePolicy(c, compiled, nd.name, vrf, shared))
 	}
 	for name, wk := range l.pol.workers {
 		if !live[name] {
@@ -81,6 +92,43 @@ func (l *leader) distributePolicy(ctx context.Context, s snapshot, p plan) error
 		}
 	}
 	return nil
+}
+
+// routeSharing maps each accepted network to the other accepted networks
+// it shares routes with (one imports a route target the other exports,
+// external access included), sorted: their pods reach each other with
+// their own addresses, and render refuses overlapping subnets between
+// them, so a pod's /32 scoped to such a network names that pod only.
+func routeSharing(p plan) map[string][]string {
+	exporters := map[string][]string{}
+	for name, v := range p.networks {
+		if v.accepted {
+			_, exports := routeTargetsOf(v.vn)
+			for _, rt := range exports {
+				exporters[rt] = append(exporters[rt], name)
+			}
+		}
+	}
+	out := map[string][]string{}
+	for name, v := range p.networks {
+		if !v.accepted {
+			continue
+		}
+		imports, _ := routeTargetsOf(v.vn)
+		for _, rt := range imports {
+			for _, o := range exporters[rt] {
+				if o != name {
+					out[name] = append(out[name], o)
+					out[o] = append(out[o], name)
+				}
+			}
+		}
+	}
+	for k, l := range out {
+		slices.Sort(l)
+		out[k] = slices.Compact(l)
+	}
+	return out
 }
 
 // stopPolicy stops every policy worker.

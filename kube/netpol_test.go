@@ -87,7 +87,7 @@ func TestPolicySetRequest(t *testing.T) {
 		c.pods = append(c.pods, pp)
 	}
 	compiled, _ := compilePolicies(c)
-	want := renderNodePolicy(c, compiled, "n1", func(string) (string, bool) { return "red", true })
+	want := renderNodePolicy(c, compiled, "n1", func(string) (string, bool) { return "red", true }, nil)
 	have := nodePolicyState{ifaces: map[string]podInterface{
 		"istxa": {pod: "x/a", tags: map[string]string{}},
 		"istxb": {pod: "x/b", tags: map[string]string{}},
