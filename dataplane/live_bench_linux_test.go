@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,10 +27,18 @@ import (
 //
 //   - mplsoudp, mplsompls: the Isthmus overlay, each on its own pair of
 //     hosts (MPLSoMPLS puts pod_xdp on the pod veths, see the README);
+//     the MPLSoUDP hosts' underlays have BIG TCP (gso_ipv4_max_size
+//     liveGSO) and so, as the CNI plugin does then, both ends of the pod
+//     veths;
+//   - mplsoudp-64k: the same, with the pod veths at the kernel's default
+//     64 KiB (what pods get under an underlay at the default), TCP only;
 //   - plain: the same pods as mplsoudp through a second veth each, routed
-//     by the two hosts' kernels over the underlay, no overlay;
+//     by the two hosts' kernels over the underlay, no overlay, every
+//     size at the kernel's default;
+//   - plain-big: the same with BIG TCP on both ends of those veths too
+//     (liveGSO), TCP only;
 //   - vxlan: the same pods through a third veth each, carried between the
-//     hosts by the kernel's VXLAN.
+//     hosts by the kernel's VXLAN (kernel defaults).
 //
 // Each round measures every path in turn (so a burst of other load hits
 // them alike) and the median round counts: TCP throughput with one and
@@ -43,6 +52,15 @@ const (
 	liveSeconds = 3 // per iperf3 measurement
 	liveRRCount = 20000
 )
+
+// liveGSO is the IPv4 GSO and GRO size of the BIG TCP paths, LIVE_GSO or
+// 196608 (veth takes up to 524280).
+func liveGSO() int {
+	if n, err := strconv.Atoi(os.Getenv("LIVE_GSO")); err == nil && n > 0 {
+		return n
+	}
+	return 196608
+}
 
 // liveRounds is the number of rounds, LIVE_ROUNDS or 5.
 func liveRounds() int {
@@ -61,6 +79,11 @@ type livePath struct {
 	encap   []*ebpf.Program // programs that encapsulate (host a)
 	decap   []*ebpf.Program // programs that decapsulate (host b), summed per packet
 	overlay bool
+	// setup, when set, runs before each of the path's measurements (the
+	// paths that share links set their sizes there).
+	setup func(b *testing.B)
+	// tcpOnly paths take the TCP throughput figures only.
+	tcpOnly bool
 	// accounting, when set, attaches an empty tc program in front of the
 	// encapsulating and the decapsulating tc programs for one extra UDP
 	// run: its run time per packet is what the statistics themselves cost.
@@ -92,9 +115,13 @@ func BenchmarkLive(b *testing.B) {
 		runs := map[string][]liveFigures{}
 		for r := range liveRounds() {
 			for _, p := range paths {
-				f := measurePath(b, p)
+				f := measurePath(b, p, r)
 				runs[p.name] = append(runs[p.name], f)
-				b.Logf("round %d %-9s tcp1 %5.2f tcp4 %5.2f Gbit/s  udp %7.0f pkt/s (sent %7.0f)  rr p50 %5.1f p99 %6.1f µs  encap %4.0f decap %4.0f ns  base %3.0f %3.0f ns  load %s",
+				if p.tcpOnly {
+					b.Logf("round %d %-12s tcp1 %5.2f tcp4 %5.2f Gbit/s  load %s", r, p.name, f.tcp1, f.tcp4, loadAverage())
+					continue
+				}
+				b.Logf("round %d %-12s tcp1 %5.2f tcp4 %5.2f Gbit/s  udp %7.0f pkt/s (sent %7.0f)  rr p50 %5.1f p99 %6.1f µs  encap %4.0f decap %4.0f ns  base %3.0f %3.0f ns  load %s",
 					r, p.name, f.tcp1, f.tcp4, f.udpPPS, f.udpSentPPS, f.rrP50, f.rrP99, f.encapNS, f.decapNS, f.baseEncapNS, f.baseDecapNS, loadAverage())
 			}
 		}
@@ -105,6 +132,9 @@ func BenchmarkLive(b *testing.B) {
 			med[p.name] = m
 			b.ReportMetric(m.tcp1, p.name+"-tcp1-Gbit/s")
 			b.ReportMetric(m.tcp4, p.name+"-tcp4-Gbit/s")
+			if p.tcpOnly {
+				continue
+			}
 			b.ReportMetric(m.udpPPS, p.name+"-udp-pkt/s")
 			b.ReportMetric(m.udpSentPPS, p.name+"-udp-sent-pkt/s")
 			b.ReportMetric(m.rrP50, p.name+"-rr-p50-µs")
@@ -118,11 +148,15 @@ func BenchmarkLive(b *testing.B) {
 				b.ReportMetric(m.baseDecapNS, p.name+"-decap-base-ns/pkt")
 			}
 		}
-		for _, o := range []string{"mplsoudp", "mplsompls"} {
-			b.ReportMetric(med[o].tcp1/med["plain"].tcp1, o+"/plain-tcp1")
-			b.ReportMetric(med[o].tcp1/med["vxlan"].tcp1, o+"/vxlan-tcp1")
-			b.ReportMetric(med[o].udpPPS/med["plain"].udpPPS, o+"/plain-udp")
-			b.ReportMetric(med[o].rrP50/med["plain"].rrP50, o+"/plain-rr-p50")
+		for _, o := range []string{"mplsoudp", "mplsoudp-64k", "mplsompls"} {
+			for _, base := range []string{"plain", "plain-big", "vxlan"} {
+				b.ReportMetric(med[o].tcp1/med[base].tcp1, o+"/"+base+"-tcp1")
+				b.ReportMetric(med[o].tcp4/med[base].tcp4, o+"/"+base+"-tcp4")
+			}
+			if o != "mplsoudp-64k" {
+				b.ReportMetric(med[o].udpPPS/med["plain"].udpPPS, o+"/plain-udp")
+				b.ReportMetric(med[o].rrP50/med["plain"].rrP50, o+"/plain-rr-p50")
+			}
 		}
 	}
 }
@@ -159,13 +193,32 @@ func livePaths(b *testing.B) []livePath {
 	plain, vxlan := addKernelPaths(b, udp)
 	from, to := udp.a.pods["red"], udp.b.pods["red"]
 	mfrom, mto := mpls.a.pods["red"], mpls.b.pods["red"]
+	// BIG TCP: the operator's underlays (shared by every path between
+	// the MPLSoUDP hosts; packets of the paths at the default stay below
+	// 64 KiB on them), then per path both ends of its pod veths.
+	for _, h := range []*testHost{udp.a, udp.b} {
+		setIPv4GSO(b, h.ns, liveGSO(), "ul")
+	}
+	sizes := func(size int, hostIf, podIf string) func(b *testing.B) {
+		return func(b *testing.B) {
+			for _, h := range []*testHost{udp.a, udp.b} {
+				setIPv4GSO(b, h.ns, size, hostIf)
+				setIPv4GSO(b, h.pods["red"].ns, size, podIf)
+			}
+		}
+	}
+	const legacy = 65536
 	return []livePath{
 		{name: "mplsoudp", from: from.ns, to: to.ns, dst: to.addr, overlay: true,
+			setup: sizes(liveGSO(), from.hostIf, "eth0"),
 			encap: []*ebpf.Program{udp.a.d.progs.PodIngress}, decap: []*ebpf.Program{udp.b.d.progs.UnderlayIngress},
 			accounting: emptyInFront(udp.a.ns, from.hostIf, udp.a.d.progs.PodIngress, udp.b.ns, "ul", udp.b.d.progs.UnderlayIngress)},
+		{name: "mplsoudp-64k", from: from.ns, to: to.ns, dst: to.addr, overlay: true, tcpOnly: true,
+			setup: sizes(legacy, from.hostIf, "eth0")},
 		{name: "mplsompls", from: mfrom.ns, to: mto.ns, dst: mto.addr, overlay: true,
 			encap: []*ebpf.Program{mpls.a.d.progs.PodIngress}, decap: []*ebpf.Program{mpls.b.d.progs.UnderlayXdp, mpls.b.d.progs.UnderlayIngress}},
-		{name: "plain", from: from.ns, to: to.ns, dst: plain},
+		{name: "plain", from: from.ns, to: to.ns, dst: plain, setup: sizes(legacy, "plain", "eth1")},
+		{name: "plain-big", from: from.ns, to: to.ns, dst: plain, tcpOnly: true, setup: sizes(liveGSO(), "plain", "eth1")},
 		{name: "vxlan", from: from.ns, to: to.ns, dst: vxlan},
 	}
 }
@@ -204,10 +257,18 @@ func addKernelPaths(b testing.TB, o *overlay) (plain, vxlan netip.Addr) {
 }
 
 // measurePath takes one round's figures on p.
-func measurePath(b *testing.B, p livePath) liveFigures {
+func measurePath(b *testing.B, p livePath, round int) liveFigures {
 	var f liveFigures
+	if p.setup != nil {
+		p.setup(b)
+	}
+	stop := liveProfile(b, p, round)
 	f.tcp1 = iperfRun(b, p, "-P", "1").End.SumReceived.BitsPerSecond / 1e9
+	stop()
 	f.tcp4 = iperfRun(b, p, "-P", "4").End.SumReceived.BitsPerSecond / 1e9
+	if p.tcpOnly {
+		return f
+	}
 	enc0, dec0 := progStats(b, p.encap), progStats(b, p.decap)
 	r := iperfRun(b, p, "-u", "-l", "64", "-b", "0", "-P", "4")
 	enc1, dec1 := progStats(b, p.encap), progStats(b, p.decap)
@@ -227,6 +288,26 @@ func measurePath(b *testing.B, p livePath) liveFigures {
 		f.baseEncapNS, f.baseDecapNS = perPacket(e0, e1), perPacket(d0, d1)
 	}
 	return f
+}
+
+// liveProfile, when LIVE_PERF names a directory, records the whole
+// machine's CPU with call chains for 2 s into <dir>/<path>.data during the
+// first round's single-stream TCP run of p (perf record -a -g), and
+// returns what waits for it to finish.
+func liveProfile(b *testing.B, p livePath, round int) (wait func()) {
+	dir := os.Getenv("LIVE_PERF")
+	if dir == "" || round != 0 {
+		return func() {}
+	}
+	c := exec.Command("perf", "record", "-a", "-g", "-o", filepath.Join(dir, p.name+".data"), "--", "sleep", "2")
+	if err := c.Start(); err != nil {
+		b.Fatalf("start perf: %v", err)
+	}
+	return func() {
+		if err := c.Wait(); err != nil {
+			b.Fatalf("perf record: %v", err)
+		}
+	}
 }
 
 // emptyInFront returns an accounting function for livePath: it attaches
