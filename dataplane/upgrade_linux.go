@@ -80,7 +80,8 @@ func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (upg
 	}
 	verdicts := pinnedVerdicts(dir, spec)
 	replace := map[string]string{} // map → why
-	for name, why := range verdicts {
+	for _, name := range sortedKeys(verdicts) {
+		why := verdicts[name]
 		if why == "" {
 			continue
 		}
