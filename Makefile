@@ -12,7 +12,24 @@ TEST_TIMEOUT ?= 28m
 # package at a time (-p 1): under the detector two packages side by side on
 # 2 cores starved the BGP tests' 30 s waits (-p 2: 227 s and a timeout;
 # -p 1: 306 s, busy machine).
-RACE_PKGS ?= ./nos/... ./server/... ./bgp/... ./cni/...
+# It covers every package whose concurrent code runs inside its own test
+# binary: nos, server, bgp, cni and the Kubernetes controller (kube:
+# informers, workers and leader election against a real kube-apiserver and
+# etcd; 2-2.5 min under -race), and the small unprivileged rest (kube/...,
+# internal/..., gen, tools/pathdoc, cmd/isthmus-controller,
+# testbed/k8s/podserver: ~20 s). Some of these tests need root here as in
+# the main lane (bgp's FRR peers, cni's pod namespaces, kube's isthmusd
+# nodes); CI is root.
+# It leaves to the main lane the packages whose tests are privileged
+# throughout and do their work mostly outside the test binary:
+# dataplane (eBPF programs in the kernel), testbed, testbed/k8s and
+# cmd/isthmus-testbed (namespaces, FRR, a containerd cluster), cmd/isthmusd
+# (bpffs, eBPF, the daemon as a subprocess) and deploy (containerd, a node
+# namespace; helm, make images and the controller as subprocesses: 60 s
+# under -race for little more than its own API calls).
+RACE_PKGS ?= ./nos/... ./server/... ./bgp/... ./cni/... ./kube/... \
+	./internal/... ./gen ./tools/pathdoc ./cmd/isthmus-controller \
+	./testbed/k8s/podserver
 # GoBGP v4.8.0 races with itself when a graceful-restart peer goes down:
 # AdjRib.StaleAll marks the peer's paths stale (Path.MarkStale) on its FSM
 # goroutine while WatchEvent reads them (Path.IsStale) on another. These two
