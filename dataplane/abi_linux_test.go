@@ -233,3 +233,31 @@ func linksOn(t *testing.T, d *Dataplane, prog *ebpf.Program) int {
 	}
 	return n
 }
+
+// TestUpgradeResumesInterruptedMove checks that an upgrade interrupted
+// after pinning a replacement aside, before moving its pin, is finished by
+// the next Open: the map pinned aside takes the pin (its family is never
+// left half replaced), and nothing is left aside.
+func TestUpgradeResumesInterruptedMove(t *testing.T) {
+	isolate(t)
+	d := openTest(t)
+	dir := d.Dir()
+	d.Close()
+	spec, err := loadForwarder()
+	must(t, err)
+	must(t, pinned(t, dir, "abi").Put(uint32(0), uint32(abiVersion-1)))
+	must(t, pinAside(dir, "pol_src", spec.Maps["pol_src"]))
+	aside := pinned(t, dir, upgradeTmpPrefix+"pol_src")
+	want := mapID(t, aside)
+	d2, err := Open(Config{BPFFS: dir, Logger: quiet})
+	if err != nil {
+		t.Fatalf("open after an interrupted upgrade: %v", err)
+	}
+	defer d2.Close()
+	if got := mapID(t, pinned(t, dir, "pol_src")); got != want {
+		t.Fatalf("pol_src is map %d, want the one pinned aside (%d)", got, want)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, upgradeTmpPrefix+"*")); len(left) != 0 {
+		t.Fatalf("pins left aside: %v", left)
+	}
+}

@@ -74,9 +74,8 @@ func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (upg
 		return false, fmt.Errorf("pinned maps under %q have abi %d, newer than this forwarder's abi %d: a downgrade across an abi change is not supported; run a release of abi %d, or remove that directory (this interrupts forwarding until this forwarder is attached)", dir, from, abiVersion, from)
 	}
 	log.Info("upgrading pinned forwarder state", "dir", dir, "from_abi", from, "to_abi", abiVersion)
-	stale, _ := filepath.Glob(filepath.Join(dir, upgradeTmpPrefix+"*"))
-	for _, p := range stale {
-		os.Remove(p)
+	if err := resumeMoves(dir, spec, log); err != nil {
+		return false, fmt.Errorf("upgrade from abi %d: %w", from, err)
 	}
 	verdicts := pinnedVerdicts(dir, spec)
 	replace := map[string]string{} // map → why
@@ -97,9 +96,18 @@ func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (upg
 			}
 		}
 	}
+	// Every replacement is created and pinned aside first, then the pins
+	// are moved: an upgrade interrupted while moving leaves the rest
+	// aside, and the next Open moves them (resumeMoves), so a family is
+	// never left half replaced.
+	for _, name := range sortedKeys(replace) {
+		if err := pinAside(dir, name, spec.Maps[name]); err != nil {
+			return false, fmt.Errorf("upgrade from abi %d: %w", from, err)
+		}
+	}
 	for _, name := range sortedKeys(verdicts) {
 		if why, ok := replace[name]; ok {
-			if err := replacePin(dir, name, spec.Maps[name]); err != nil {
+			if err := moveAside(dir, name); err != nil {
 				return false, fmt.Errorf("upgrade from abi %d: %w", from, err)
 			}
 			log.Info("upgrade: replaced pinned map", "map", name, "reason", why)
@@ -304,10 +312,8 @@ func writeMembers(b *strings.Builder, kind string, size uint32, ms []btf.Member,
 	b.WriteString("}")
 }
 
-// replacePin creates the map ms describes and moves the pin name onto it:
-// one rename over the old pin, so the path never lacks a map, and the old
-// programs keep the old map until their links move.
-func replacePin(dir, name string, ms *ebpf.MapSpec) error {
+// pinAside creates the map ms describes and pins it beside the pin name.
+func pinAside(dir, name string, ms *ebpf.MapSpec) error {
 	cp := ms.Copy()
 	cp.Pinning = ebpf.PinNone
 	m, err := ebpf.NewMap(cp)
@@ -316,12 +322,49 @@ func replacePin(dir, name string, ms *ebpf.MapSpec) error {
 	}
 	defer m.Close()
 	tmp := filepath.Join(dir, upgradeTmpPrefix+name)
+	os.Remove(tmp)
 	if err := m.Pin(tmp); err != nil {
 		return fmt.Errorf("pin new map %s: %w", name, err)
 	}
-	if err := unix.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		os.Remove(tmp)
+	return nil
+}
+
+// moveAside moves the pin name onto the map pinned beside it: one rename
+// over the old pin, so the path never lacks a map, and the old programs
+// keep the old map until their links move.
+func moveAside(dir, name string) error {
+	if err := unix.Rename(filepath.Join(dir, upgradeTmpPrefix+name), filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("move pin of map %s: %w", name, err)
+	}
+	return nil
+}
+
+// resumeMoves finishes the moves of an interrupted upgrade: a map pinned
+// aside that suits this object replaces its pin; one that does not (left
+// by another binary) is removed.
+func resumeMoves(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) error {
+	aside, err := filepath.Glob(filepath.Join(dir, upgradeTmpPrefix+"*"))
+	if err != nil {
+		return fmt.Errorf("find maps pinned aside: %w", err)
+	}
+	for _, p := range aside {
+		name := strings.TrimPrefix(filepath.Base(p), upgradeTmpPrefix)
+		ms, ok := spec.Maps[name]
+		m, err := ebpf.LoadPinnedMap(p, nil)
+		if err != nil || !ok || keepable(ms, m) != "" {
+			if m != nil {
+				m.Close()
+			}
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("remove %q: %w", p, err)
+			}
+			continue
+		}
+		m.Close()
+		if err := moveAside(dir, name); err != nil {
+			return err
+		}
+		log.Info("upgrade: replaced pinned map", "map", name, "reason", "an interrupted upgrade had pinned its replacement")
 	}
 	return nil
 }
