@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // bigGSO is the IPv4 GSO size the tests give the underlay (BIG TCP).
@@ -148,5 +149,81 @@ func bigWrites(t *testing.T, from, to *testPod, size int) {
 	c.Close()
 	if err := <-got; err != nil {
 		t.Fatalf("receive: %v", err)
+	}
+}
+
+// TestBigTCPThroughRouter: BIG TCP packets cross the MPLSoUDP overlay
+// intact when a Linux router forwards the underlay between the hosts. The
+// router's ip_rcv trims a packet to its IPv4 total length, so outer
+// lengths other than 0 (what the kernel and encapsulation write for a
+// packet over 64 KiB) would cut every such packet.
+func TestBigTCPThroughRouter(t *testing.T) {
+	requireRoot(t)
+	r := newNS(t, "router")
+	hosts := []*testHost{{ns: newNS(t, "hosta")}, {ns: newNS(t, "hostb")}}
+	ul := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")}
+	gw := []string{"192.0.2.254", "198.51.100.254"}
+	nets := []string{"192.0.2.0/24", "198.51.100.0/24"}
+	podNet := []string{"10.1.0", "10.2.0"}
+	if out, err := r.cmd("sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
+		t.Fatalf("enable forwarding: %v: %s", err, out)
+	}
+	for i, h := range hosts {
+		side := fmt.Sprintf("r%d", i)
+		vethBetween(t, h.ns, "ul", net.HardwareAddr{2, 0, 0, 0, byte(i), 1}, r, side, net.HardwareAddr{2, 0, 0, 0, byte(i), 2})
+		h.ns.ip(t, "addr", "add", ul[i].String()+"/24", "dev", "ul")
+		h.ns.ip(t, "route", "add", nets[1-i], "via", gw[i])
+		r.ip(t, "addr", "add", gw[i]+"/24", "dev", side)
+		setIPv4GSO(t, h.ns, bigGSO, "ul")
+		setIPv4GSO(t, r, bigGSO, side)
+	}
+	for i, h := range hosts {
+		other := 1 - i
+		dir := t.TempDir()
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+		addr := netip.MustParseAddr(podNet[i] + ".2")
+		pod := addPod(t, h.ns, "pred", byte(i+1), addr, podMTU)
+		setIPv4GSO(t, h.ns, bigGSO, "pred")
+		setIPv4GSO(t, pod.ns, bigGSO, "eth0")
+		h.pods = map[string]*testPod{"red": pod}
+		h.cfg = hostConfig{
+			Dir:        dir,
+			Tunnel:     Tunnel{Source: ul[i], Underlay: "ul"},
+			Endpoints:  []Endpoint{{Addr: ul[other]}},
+			Interfaces: []ifaceConfig{{Name: "pred", VRF: "red", PeerMAC: pod.mac}},
+			Routes: []routeConfig{
+				{VRF: "red", Prefix: netip.PrefixFrom(addr, 32), Interface: "pred"},
+				{VRF: "red", Prefix: netip.MustParsePrefix(podNet[other] + ".0/24"),
+					NextHops: []NextHop{{Endpoint: ul[other], Label: uint32(1000 * (other + 1)), Encap: EncapMPLSoUDP}}},
+			},
+			Labels: []labelConfig{{Label: uint32(1000 * (i + 1)), VRF: "red"}},
+		}
+		must(t, h.ns.do(func() error {
+			d, err := Open(Config{BPFFS: dir, Logger: quiet})
+			if err != nil {
+				return err
+			}
+			h.d = d
+			return h.cfg.apply(d)
+		}))
+		t.Cleanup(func() { h.d.Destroy() })
+	}
+	var idx int
+	must(t, hosts[1].ns.do(func() error {
+		l, err := netlink.LinkByName("pred")
+		if err == nil {
+			idx = l.Attrs().Index
+		}
+		return err
+	}))
+	c0, err := hosts[1].d.InterfaceCounters(idx)
+	must(t, err)
+	bigWrites(t, hosts[0].pods["red"], hosts[1].pods["red"], 64<<20)
+	c1, err := hosts[1].d.InterfaceCounters(idx)
+	must(t, err)
+	mean := float64(c1.TxBytes-c0.TxBytes) / float64(max(1, c1.TxPackets-c0.TxPackets))
+	t.Logf("64 MiB byte-identical through the router, delivered in packets of %.0f bytes on average", mean)
+	if mean <= 65535 {
+		t.Errorf("packets delivered into the pod averaged %.0f bytes; want GSO packets over 64 KiB (the router cut them?)", mean)
 	}
 }
