@@ -61,10 +61,10 @@ type Dataplane struct {
 	svc          *serviceTable // services, backends, flow hints (services_linux.go); nil until first used
 	pol          *policyTable  // ACL policy (policy_linux.go); nil until first used
 
-	// pendingSwap: Open upgraded pinned state across an ABI change and
-	// left the links on the older programs until FinishUpgrade
-	// (upgrade_linux.go).
-	pendingSwap bool
+	// upgrade: Open upgraded pinned state across an ABI change and left
+	// the links on the older programs until FinishUpgrade
+	// (upgrade_linux.go); nil otherwise.
+	upgrade *pendingUpgrade
 }
 
 // Open loads the forwarder, or adopts the one pinned under cfg.BPFFS by an
@@ -130,7 +130,7 @@ func Open(cfg Config) (*Dataplane, error) {
 	if cfg.FlowEntries > 0 {
 		spec.Maps[forwarderMapFlows].MaxEntries = uint32(cfg.FlowEntries)
 	}
-	if d.pendingSwap, err = upgradePinned(dir, spec, log); err != nil {
+	if d.upgrade, err = upgradePinned(dir, spec, log); err != nil {
 		d.udp.Close()
 		d.nl.Close()
 		return nil, err
@@ -296,7 +296,7 @@ func (d *Dataplane) loadLinks() error {
 			l.Close()
 			continue
 		}
-		if d.pendingSwap {
+		if d.upgrade != nil {
 			d.links[e.Name()] = l // moved by FinishUpgrade
 			continue
 		}

@@ -190,6 +190,12 @@ func (r *Reconciler) Start(ctx context.Context, core *nos.Core) error {
 			if err := r.sweep(); err != nil {
 				r.log.Warn("sweep stale routes", "err", err)
 			}
+			// The FIB has had its grace period: an upgrade that
+			// replaced the route maps moves the links now (a failure
+			// is retried by the next apply).
+			if err := dp.upgradeStep(false, true); err != nil {
+				r.log.Warn("finish upgrade", "err", err)
+			}
 		}
 	}()
 	return nil
@@ -291,9 +297,9 @@ func (r *Reconciler) apply(ctx context.Context, old, intended *gen.Device, d *no
 	if err := r.applyPolicy(intended, d); err != nil {
 		return err
 	}
-	// After an upgrade across an ABI change, the pods' links move to the
-	// new programs once their maps hold the configuration.
-	if err := r.dp.FinishUpgrade(); err != nil {
+	// After an upgrade across an ABI change, the links move to the new
+	// programs once their maps hold the configuration (upgrade_linux.go).
+	if err := r.dp.upgradeStep(true, false); err != nil {
 		return err
 	}
 	r.applied = want

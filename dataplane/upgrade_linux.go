@@ -63,19 +63,19 @@ const upgradeTmpPrefix = "upgrade-" // bpffs reserves names with a dot
 // upgradePinned reads the ABI of the maps pinned under dir. No pinned
 // state, or state of this ABI: nothing to do. A newer ABI: an error naming
 // both. An older one: the pinned maps are upgraded (see above), the new
-// ABI is written, and upgraded is true: the links are to stay on the older
-// programs until FinishUpgrade.
-func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (upgraded bool, err error) {
+// ABI is written, and the upgrade is returned: the links are to stay on
+// the older programs until FinishUpgrade.
+func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pendingUpgrade, error) {
 	from, err := pinnedABI(dir)
 	if err != nil || from == 0 || from == abiVersion {
-		return false, err
+		return nil, err
 	}
 	if from > abiVersion {
-		return false, fmt.Errorf("pinned maps under %q have abi %d, newer than this forwarder's abi %d: a downgrade across an abi change is not supported; run a release of abi %d, or remove that directory (this interrupts forwarding until this forwarder is attached)", dir, from, abiVersion, from)
+		return nil, fmt.Errorf("pinned maps under %q have abi %d, newer than this forwarder's abi %d: a downgrade across an abi change is not supported; run a release of abi %d, or remove that directory (this interrupts forwarding until this forwarder is attached)", dir, from, abiVersion, from)
 	}
 	log.Info("upgrading pinned forwarder state", "dir", dir, "from_abi", from, "to_abi", abiVersion)
 	if err := resumeMoves(dir, spec, log); err != nil {
-		return false, fmt.Errorf("upgrade from abi %d: %w", from, err)
+		return nil, fmt.Errorf("upgrade from abi %d: %w", from, err)
 	}
 	verdicts := pinnedVerdicts(dir, spec)
 	replace := map[string]string{} // map → why
@@ -102,13 +102,13 @@ func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (upg
 	// never left half replaced.
 	for _, name := range sortedKeys(replace) {
 		if err := pinAside(dir, name, spec.Maps[name]); err != nil {
-			return false, fmt.Errorf("upgrade from abi %d: %w", from, err)
+			return nil, fmt.Errorf("upgrade from abi %d: %w", from, err)
 		}
 	}
 	for _, name := range sortedKeys(verdicts) {
 		if why, ok := replace[name]; ok {
 			if err := moveAside(dir, name); err != nil {
-				return false, fmt.Errorf("upgrade from abi %d: %w", from, err)
+				return nil, fmt.Errorf("upgrade from abi %d: %w", from, err)
 			}
 			log.Info("upgrade: replaced pinned map", "map", name, "reason", why)
 			continue
@@ -121,7 +121,7 @@ func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (upg
 		}
 	}
 	if err := removeOrphanPins(dir, spec, log); err != nil {
-		return false, err
+		return nil, err
 	}
 	if len(replace) > 0 {
 		// Programs pinned for this object would name the replaced maps'
@@ -129,7 +129,45 @@ func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (upg
 		// ones alive).
 		os.RemoveAll(filepath.Join(dir, "progs-"+objectHash()))
 	}
-	return true, writePinnedABI(dir)
+	if err := writePinnedABI(dir); err != nil {
+		return nil, err
+	}
+	up := &pendingUpgrade{from: from, replaced: map[string]bool{}}
+	for name := range replace {
+		up.replaced[name] = true
+	}
+	return up, nil
+}
+
+// pendingUpgrade is an upgrade whose links have not moved yet.
+type pendingUpgrade struct {
+	from          uint32
+	replaced      map[string]bool // maps replaced
+	configApplied bool            // the Reconciler has applied its configuration
+	fibSettled    bool            // the FIB has had its time to be relearnt
+}
+
+// upgradeStep records what the Reconciler has done since Open (applied
+// its configuration, waited out the FIB's grace period) and moves the
+// links once the new maps hold what forwarding needs: the configuration,
+// and, when the route maps were replaced, the routes learnt from the FIB,
+// which BGP sends again within that grace period (until then the old
+// programs forward with the routes they had).
+func (d *Dataplane) upgradeStep(configApplied, fibSettled bool) error {
+	d.mu.Lock()
+	u := d.upgrade
+	if u == nil {
+		d.mu.Unlock()
+		return nil
+	}
+	u.configApplied = u.configApplied || configApplied
+	u.fibSettled = u.fibSettled || fibSettled
+	ready := u.configApplied && (u.fibSettled || !u.replaced["routes"] && !u.replaced["host_routes"])
+	d.mu.Unlock()
+	if !ready {
+		return nil
+	}
+	return d.FinishUpgrade()
 }
 
 // pinnedABI returns the ABI written in the pinned abi map, 0 when there is
@@ -422,7 +460,7 @@ func sortedKeys(m map[string]string) []string {
 func (d *Dataplane) FinishUpgrade() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.pendingSwap {
+	if d.upgrade == nil {
 		return nil
 	}
 	moved := 0
@@ -445,8 +483,8 @@ func (d *Dataplane) FinishUpgrade() error {
 		}
 		moved++
 	}
-	d.pendingSwap = false
-	d.log.Info("upgrade: links moved to the new programs", "links", moved)
+	d.log.Info("upgrade: links moved to the new programs", "links", moved, "from_abi", d.upgrade.from)
+	d.upgrade = nil
 	return nil
 }
 
