@@ -42,14 +42,21 @@ import (
 // upgradeFamilies groups the maps whose entries refer to each other's keys
 // or slots, and from which Open rebuilds its view (adopt, policy(),
 // services()): when one is replaced, all are. A map in no family stands
-// alone (the flow table, counters, scratch).
+// alone (counters, whose slots are reset when handed out again);
+// TestUpgradeFamiliesCoverEveryMap makes every pinned map one or the
+// other.
 var upgradeFamilies = [][]string{
 	{"ifaces", "iface_index", "iface_slots", "endpoints", "endpoint_index",
 		"endpoint_macs", "endpoint_vrfs", "addr_hints", "mac_hints", "groups",
 		"routes", "host_routes", "route_cache", "route_gen", "labels",
 		"tunnel_config"},
 	{"pol_attach", "pol_rules", "pol_src", "pol_dst", "pol_dport", "pol_sport",
-		"pol_words", "pol_ifaces", "pol_vrfs", "pol_gen", "pol_cache"},
+		"pol_words", "pol_ifaces", "pol_vrfs"},
+	// A flow's policy verdict is valid while its generation equals
+	// pol_gen's: the generation goes on from where it was (the first
+	// SetPolicy bumps it past every kept verdict), and if it cannot, the
+	// verdicts go too.
+	{"flows", "pol_gen"},
 	{"services", "backends", "flow_hints"},
 	{"nat_host", "nat_vrfs", "floating_in", "floating_out", "floating_vpn"},
 }
