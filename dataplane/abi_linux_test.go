@@ -51,7 +51,14 @@ func TestOpenRefusesNewerABI(t *testing.T) {
 // maps are programmed (the agent takes its time), the links then move to
 // the new programs, and the ping loses nothing.
 func TestOpenUpgradesOlderABI(t *testing.T) {
-	o := newOverlay(t, EncapMPLSoUDP)
+	// MPLSoMPLS adds XDP links (underlay and pods) to move.
+	for _, encap := range []Encap{EncapMPLSoUDP, EncapMPLSoMPLS} {
+		t.Run(encap.String(), func(t *testing.T) { testUpgrade(t, encap) })
+	}
+}
+
+func testUpgrade(t *testing.T, encap Encap) {
+	o := newOverlay(t, encap)
 	h := o.a
 	h.d.Close()
 	dir := h.cfg.Dir
