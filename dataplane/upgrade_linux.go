@@ -134,7 +134,9 @@ func upgradePinned(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pe
 		// Programs pinned for this object would name the replaced maps'
 		// predecessors; they are loaded again (links keep the attached
 		// ones alive).
-		os.RemoveAll(filepath.Join(dir, "progs-"+objectHash()))
+		if err := os.RemoveAll(filepath.Join(dir, "progs-"+objectHash())); err != nil {
+			return nil, fmt.Errorf("upgrade from abi %d: unpin programs of the replaced maps: %w", from, err)
+		}
 	}
 	if err := writePinnedABI(dir); err != nil {
 		return nil, err
