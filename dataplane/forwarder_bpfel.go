@@ -282,6 +282,14 @@ type forwarderPolVrf struct {
 	Pad    uint32
 }
 
+type forwarderPolWay struct {
+	_        structs.HostLayout
+	Saddr    uint32
+	Daddr    uint32
+	Ports    uint32
+	VrfProto uint32
+}
+
 type forwarderPolWork struct {
 	_  structs.HostLayout
 	Pp struct {
@@ -409,7 +417,7 @@ type forwarderPolWork struct {
 	Widx      uint32
 	J         uint32
 	Malformed uint32
-	_         [4]byte
+	Opening   uint32
 }
 
 type forwarderRoute struct {
@@ -518,6 +526,7 @@ const (
 	forwarderMapPolTunnelAnswers = "pol_tunnel_answers"
 	forwarderMapPolVrfDenied     = "pol_vrf_denied"
 	forwarderMapPolVrfs          = "pol_vrfs"
+	forwarderMapPolWays          = "pol_ways"
 	forwarderMapPolWords         = "pol_words"
 	forwarderMapPolWorks         = "pol_works"
 	forwarderMapRouteCache       = "route_cache"
@@ -629,6 +638,7 @@ type forwarderMapSpecs struct {
 	PolTunnelAnswers *ebpf.MapSpec `ebpf:"pol_tunnel_answers"`
 	PolVrfDenied     *ebpf.MapSpec `ebpf:"pol_vrf_denied"`
 	PolVrfs          *ebpf.MapSpec `ebpf:"pol_vrfs"`
+	PolWays          *ebpf.MapSpec `ebpf:"pol_ways"`
 	PolWords         *ebpf.MapSpec `ebpf:"pol_words"`
 	PolWorks         *ebpf.MapSpec `ebpf:"pol_works"`
 	RouteCache       *ebpf.MapSpec `ebpf:"route_cache"`
@@ -710,6 +720,7 @@ type forwarderMaps struct {
 	PolTunnelAnswers *ebpf.Map `ebpf:"pol_tunnel_answers"`
 	PolVrfDenied     *ebpf.Map `ebpf:"pol_vrf_denied"`
 	PolVrfs          *ebpf.Map `ebpf:"pol_vrfs"`
+	PolWays          *ebpf.Map `ebpf:"pol_ways"`
 	PolWords         *ebpf.Map `ebpf:"pol_words"`
 	PolWorks         *ebpf.Map `ebpf:"pol_works"`
 	RouteCache       *ebpf.Map `ebpf:"route_cache"`
@@ -767,6 +778,7 @@ func (m *forwarderMaps) Close() error {
 		m.PolTunnelAnswers,
 		m.PolVrfDenied,
 		m.PolVrfs,
+		m.PolWays,
 		m.PolWords,
 		m.PolWorks,
 		m.RouteCache,

@@ -445,6 +445,7 @@ struct pol_work {
 	__u64 below, w;        /* classification: the word visited */
 	__u32 widx, j;         /* classification: the pol_words index looked up; the summary word */
 	__u32 malformed;       /* pol_tuple_of: the L4 header cannot be read */
+	__u32 opening;         /* pol_tuple_of: a TCP SYN without ACK */
 };
 
 struct {

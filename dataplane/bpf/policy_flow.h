@@ -8,6 +8,8 @@
 #ifndef ISTHMUS_POLICY_FLOW_H
 #define ISTHMUS_POLICY_FLOW_H
 
+#include "policy_way.h"
+
 /* pol_cache_entry: a per-CPU, direct-mapped cache of flow verdicts in
  * front of the flow table (as route_cache is in front of the routes): a
  * hit is an inlined array access instead of a hash lookup. An entry is
@@ -193,6 +195,7 @@ static __noinline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, __
 	t->dport = 0;
 	x->bits = 0;
 	x->malformed = 0;
+	x->opening = 0;
 	__u8 proto = ip->protocol;
 	if (!(ip->frag_off & bpf_htons(0x1fff)) &&
 	    (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP)) {
@@ -218,8 +221,10 @@ static __noinline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, __
 			goto done;
 		}
 		if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
-			if (proto == IPPROTO_TCP)
+			if (proto == IPPROTO_TCP) {
 				x->bits = tcp_bits(fl);
+				x->opening = (fl & 0x12) == 0x02; /* SYN without ACK */
+			}
 			__u16 sport = w0 & 0xffff, dport = w0 >> 16;
 			k->sport = noted ? x->pp.sport : sport;
 			k->dport = dport;
@@ -473,8 +478,11 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 			return POLICY_PASS;
 		src = ifc->slot;
 	}
-	if (!pol_relevant(vrf, src, dst))
+	if (!pol_relevant(vrf, src, dst)) {
+		if (x->opening)
+			pol_note_way(x); /* policy_way.h */
 		return POLICY_PASS;
+	}
 	if (x->malformed)
 		return pol_malformed(vrf);
 	/* An ICMP error about an allowed flow passes as related to it. */
@@ -505,6 +513,10 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 		 * entry in place of this one (the other is collected). */
 		reply = !(f->flags & FLOW_F_REPLY) != !swapped;
 		f = 0;
+	} else if (x->t.proto == IPPROTO_TCP && !x->opening) {
+		/* No entry, and not the flow's first packet: the way it was
+		 * opened, if it was opened while nothing concerned it. */
+		reply = pol_way_reply(x);
 	}
 	dc->vrf = x->vrf;
 	if (reply) {

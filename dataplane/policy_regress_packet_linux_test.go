@@ -1,0 +1,86 @@
+package dataplane
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// unrelatedTunnelACL is a tunnel-ingress attachment of red that concerns
+// no flow of these tests: with it policy is active in red while pod1 and
+// pod2 have no attachment of their own.
+func unrelatedTunnelACL() map[string]*Attachment {
+	return map[string]*Attachment{"red": {Default: PolicyAccept, Rules: []PolicyRule{{Sources: pfx("10.2.0.66/32"), Action: PolicyDrop}}}}
+}
+
+// TestPolicyNewlyAppliedToLiveFlow: a TCP flow between two pods no
+// attachment concerns, opened while policy is active in the VRF, keeps
+// the way it was opened. Once pod2 is isolated for ingress, pod2's next
+// packet is not taken for the flow's first packet: the flow is decided
+// again on the client's way and the client's packets are dropped (they
+// used to pass as replies of a flow pod2 had opened).
+func TestPolicyNewlyAppliedToLiveFlow(t *testing.T) {
+	e := newPacketEnv(t)
+	must(t, e.d.SetRoutes([]Route{{RouteKey: RouteKey{VRF: "red", Prefix: netip.PrefixFrom(pod1Addr, 32)}, Interface: 1}}))
+	must(t, e.d.SetPolicy(PolicyConfig{Tunnel: unrelatedTunnelACL()}))
+	syn := tcpPkt(pod1Addr, 41000, pod2Addr, 5432, tcpSYN, 64, nil)
+	if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(syn)); ret != tcRedirect {
+		t.Fatalf("syn: %d", ret)
+	}
+	// The way is recorded outside the flow table.
+	if entries, err := e.d.readFlows(); err != nil || len(entries) != 0 {
+		t.Fatalf("flow table after an unprotected syn: %d entries, %v (want none)", len(entries), err)
+	}
+	synAck := tcpPkt(pod2Addr, 5432, pod1Addr, 41000, 0x12, 64, nil)
+	if ret, _ := runFrom(t, e.d.progs.PodIngress, e.pod2, eth(pod2MAC, pod2PeerMAC, 0x0800, synAck)); ret != tcRedirect {
+		t.Fatalf("syn-ack: %d", ret)
+	}
+
+	// Now pod2 (the database) is isolated for ingress: nothing may reach it.
+	must(t, e.d.SetPolicy(PolicyConfig{Tunnel: unrelatedTunnelACL(), Interfaces: map[int]InterfacePolicy{e.pod2: {Ingress: &Attachment{}}}}))
+	push := tcpPkt(pod2Addr, 5432, pod1Addr, 41000, 0x18, 64, []byte("row"))
+	if ret, _ := runFrom(t, e.d.progs.PodIngress, e.pod2, eth(pod2MAC, pod2PeerMAC, 0x0800, push)); ret != tcShot {
+		t.Errorf("server's push after the change: return %d, want drop (a reply of a denied flow)", ret)
+	}
+	for i := range 3 {
+		ack := tcpPkt(pod1Addr, 41000, pod2Addr, 5432, 0x18, 64, []byte("select"))
+		if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(ack)); ret != tcShot {
+			t.Errorf("client packet %d to the now-isolated pod2:5432: return %d, want drop", i, ret)
+		}
+	}
+	flows, err := e.d.PolicyFlows()
+	must(t, err)
+	if len(flows) != 2 || flows[0].Source != netip.AddrPortFrom(pod1Addr, 41000) || flows[0].Verdict != "DENY" || flows[0].Reply {
+		t.Errorf("policy flows: %+v, want pod1:41000 -> pod2:5432 denied and its reply", flows)
+	}
+}
+
+// TestPolicyNewlyAppliedKeepsReplies: the other way round, a TCP flow
+// opened by pod1 while nothing concerned it keeps passing once pod1 is
+// isolated for ingress: the server's next packet is a reply of a flow
+// pod1's (open) egress allows, not a new flow into pod1 (it used to be
+// dropped as one).
+func TestPolicyNewlyAppliedKeepsReplies(t *testing.T) {
+	e := newPacketEnv(t)
+	must(t, e.d.SetRoutes([]Route{{RouteKey: RouteKey{VRF: "red", Prefix: netip.PrefixFrom(pod1Addr, 32)}, Interface: 1}}))
+	must(t, e.d.SetPolicy(PolicyConfig{Tunnel: unrelatedTunnelACL()}))
+	syn := tcpPkt(pod1Addr, 41002, pod2Addr, 8080, tcpSYN, 64, nil)
+	if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(syn)); ret != tcRedirect {
+		t.Fatalf("syn: %d", ret)
+	}
+	must(t, e.d.SetPolicy(PolicyConfig{Tunnel: unrelatedTunnelACL(), Interfaces: map[int]InterfacePolicy{1: {Ingress: &Attachment{}}}}))
+	for i := range 2 {
+		push := tcpPkt(pod2Addr, 8080, pod1Addr, 41002, 0x18, 64, []byte("data"))
+		if ret, _ := runFrom(t, e.d.progs.PodIngress, e.pod2, eth(pod2MAC, pod2PeerMAC, 0x0800, push)); ret != tcRedirect {
+			t.Errorf("server's packet %d of pod1's live flow: return %d, want redirect (a reply)", i, ret)
+		}
+	}
+	ack := tcpPkt(pod1Addr, 41002, pod2Addr, 8080, 0x10, 64, nil)
+	if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(ack)); ret != tcRedirect {
+		t.Errorf("pod1's packet of its own flow: return %d, want redirect", ret)
+	}
+	// A new flow into pod1 is refused.
+	in := tcpPkt(pod2Addr, 41003, pod1Addr, 22, tcpSYN, 64, nil)
+	if ret, _ := runFrom(t, e.d.progs.PodIngress, e.pod2, eth(pod2MAC, pod2PeerMAC, 0x0800, in)); ret != tcShot {
+		t.Errorf("a new flow into pod1: return %d, want drop", ret)
+	}
+}
