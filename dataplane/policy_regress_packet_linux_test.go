@@ -84,3 +84,26 @@ func TestPolicyNewlyAppliedKeepsReplies(t *testing.T) {
 		t.Errorf("a new flow into pod1: return %d, want drop", ret)
 	}
 }
+
+// TestPolicyMalformedFromTunnelNotAnswered: after a tunnel SYN was
+// refused with REJECT, a malformed tunnelled packet on the same CPU is
+// only dropped (the earlier packet's verdict was still in the per-CPU
+// work area and answered it).
+func TestPolicyMalformedFromTunnelNotAnswered(t *testing.T) {
+	e := newPacketEnv(t)
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{e.pod2: {Ingress: &Attachment{Default: PolicyReject}}}}))
+	syn := underlayFrame(remote2, 6635, lse(1000, true, 63), tcpPkt(farAddr, 42000, pod2Addr, 80, tcpSYN, 64, nil))
+	if ret, _ := run(t, e.d.progs.UnderlayIngress, syn); ret != tcRedirect {
+		t.Fatalf("rejected syn from the tunnel: %d, want the answer redirected", ret)
+	}
+	before, err := e.d.VRFTunnelRejects("red")
+	must(t, err)
+	short := udpPkt(farAddr, 42001, pod2Addr, 53, 64, []byte("0123456789abcdef"), false)
+	short = short[:23] // UDP header cut to 3 bytes; the IPv4 header still says 44
+	ret, _ := run(t, e.d.progs.UnderlayIngress, underlayFrame(remote2, 6635, lse(1000, true, 63), short))
+	after, err := e.d.VRFTunnelRejects("red")
+	must(t, err)
+	if ret != tcShot || after != before {
+		t.Errorf("a malformed packet was answered: return %d, rejects %+v -> %+v", ret, before, after)
+	}
+}

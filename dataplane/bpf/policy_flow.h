@@ -299,9 +299,12 @@ __noinline int pol_related(struct __sk_buff *skb, struct pol_work *x, __u32 l3)
 }
 
 /* pol_malformed drops a packet policy cannot classify (pol_tuple_of),
- * counted as malformed in vrf. */
-static __always_inline int pol_malformed(__u32 vrf)
+ * counted as malformed in vrf. Its verdict in x is DENY: the verdict of
+ * an earlier packet left there would have policy_reject_tunnel answer
+ * it. */
+static __always_inline int pol_malformed(struct pol_work *x, __u32 vrf)
 {
+	x->dc.verdict = VERDICT_DENY;
 	if (vrf >= MAX_VRFS)
 		vrf = 0;
 	struct drops *d = bpf_map_lookup_elem(&vrf_drops, &vrf);
@@ -469,7 +472,7 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 	if (fast == 0)
 		return pol_finish(skb, x, l3);
 	if (pol_tuple_of(skb, x, l3, noted))
-		return pol_malformed(vrf); /* the programs read the IPv4 header before */
+		return pol_malformed(x, vrf); /* the programs read the IPv4 header before */
 	__u32 src = POL_NONE;
 	if (!from_tunnel) {
 		__u32 in = skb->ifindex;
@@ -484,7 +487,7 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 		return POLICY_PASS;
 	}
 	if (x->malformed)
-		return pol_malformed(vrf);
+		return pol_malformed(x, vrf);
 	/* An ICMP error about an allowed flow passes as related to it. */
 	if (x->t.proto == IPPROTO_ICMP && icmp_is_error(x->t.dport >> 8) && pol_related(skb, x, l3))
 		return POLICY_PASS;
