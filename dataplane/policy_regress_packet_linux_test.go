@@ -107,3 +107,37 @@ func TestPolicyMalformedFromTunnelNotAnswered(t *testing.T) {
 		t.Errorf("a malformed packet was answered: return %d, rejects %+v -> %+v", ret, before, after)
 	}
 }
+
+// TestPolicyMalformedCountedOnInterface: a packet policy drops as
+// malformed counts on the pod interface, as in-drops of the pod that sent
+// it and out-drops of the pod it was for.
+func TestPolicyMalformedCountedOnInterface(t *testing.T) {
+	e := newPacketEnv(t)
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{
+		1:      {Egress: &Attachment{Rules: []PolicyRule{{Protocol: 6, Action: PolicyAccept}}}},
+		e.pod2: {Ingress: &Attachment{Rules: []PolicyRule{{Protocol: 17, Action: PolicyAccept}}}},
+	}}))
+	before1, err := e.d.InterfaceCounters(1)
+	must(t, err)
+	short := tcpPkt(pod1Addr, 43002, farAddr, 80, tcpSYN, 64, nil)[:22]
+	if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(short)); ret != tcShot {
+		t.Fatalf("short tcp from pod1: %d", ret)
+	}
+	after1, err := e.d.InterfaceCounters(1)
+	must(t, err)
+	if after1.RxDrops-before1.RxDrops != 1 {
+		t.Errorf("in-drops of pod1 grew by %d, want 1", after1.RxDrops-before1.RxDrops)
+	}
+	before2, err := e.d.InterfaceCounters(e.pod2)
+	must(t, err)
+	shortUDP := udpPkt(farAddr, 42001, pod2Addr, 53, 64, []byte("0123456789abcdef"), false)[:23]
+	if ret, _ := run(t, e.d.progs.UnderlayIngress, underlayFrame(remote2, 6635, lse(1000, true, 63), shortUDP)); ret != tcShot {
+		t.Fatalf("short udp from the tunnel: %d", ret)
+	}
+	after2, err := e.d.InterfaceCounters(e.pod2)
+	must(t, err)
+	if after2.TxDrops-before2.TxDrops != 1 || after2.TxPackets != before2.TxPackets {
+		t.Errorf("pod2 out-drops grew by %d and out-pkts by %d, want 1 and 0",
+			after2.TxDrops-before2.TxDrops, after2.TxPackets-before2.TxPackets)
+	}
+}

@@ -299,10 +299,11 @@ __noinline int pol_related(struct __sk_buff *skb, struct pol_work *x, __u32 l3)
 }
 
 /* pol_malformed drops a packet policy cannot classify (pol_tuple_of),
- * counted as malformed in vrf. Its verdict in x is DENY: the verdict of
- * an earlier packet left there would have policy_reject_tunnel answer
- * it. */
-static __always_inline int pol_malformed(struct pol_work *x, __u32 vrf)
+ * counted as malformed in vrf and on the pod interface: in-drops of the
+ * pod in slot src that sent it, else out-drops of the pod in slot dst it
+ * was for (POL_NONE: none). Its verdict in x is DENY: the verdict of an
+ * earlier packet left there would have policy_reject_tunnel answer it. */
+static __always_inline int pol_malformed(struct pol_work *x, __u32 vrf, __u32 src, __u32 dst)
 {
 	x->dc.verdict = VERDICT_DENY;
 	if (vrf >= MAX_VRFS)
@@ -310,6 +311,14 @@ static __always_inline int pol_malformed(struct pol_work *x, __u32 vrf)
 	struct drops *d = bpf_map_lookup_elem(&vrf_drops, &vrf);
 	if (d)
 		d->reason[DROP_MALFORMED]++;
+	__u32 slot = src != POL_NONE ? src : dst;
+	struct iface_stats *st = bpf_map_lookup_elem(&iface_counters, &slot);
+	if (st) {
+		if (src != POL_NONE)
+			st->rx_drops++;
+		else
+			st->tx_drops++;
+	}
 	return TC_ACT_SHOT;
 }
 
@@ -472,7 +481,7 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 	if (fast == 0)
 		return pol_finish(skb, x, l3);
 	if (pol_tuple_of(skb, x, l3, noted))
-		return pol_malformed(x, vrf); /* the programs read the IPv4 header before */
+		return pol_malformed(x, vrf, POL_NONE, POL_NONE); /* the programs read the IPv4 header before */
 	__u32 src = POL_NONE;
 	if (!from_tunnel) {
 		__u32 in = skb->ifindex;
@@ -487,7 +496,7 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 		return POLICY_PASS;
 	}
 	if (x->malformed)
-		return pol_malformed(x, vrf);
+		return pol_malformed(x, vrf, src, dst);
 	/* An ICMP error about an allowed flow passes as related to it. */
 	if (x->t.proto == IPPROTO_ICMP && icmp_is_error(x->t.dport >> 8) && pol_related(skb, x, l3))
 		return POLICY_PASS;
