@@ -141,3 +141,36 @@ func TestPolicyMalformedCountedOnInterface(t *testing.T) {
 			after2.TxDrops-before2.TxDrops, after2.TxPackets-before2.TxPackets)
 	}
 }
+
+// TestPolicySNATReplyAfterDeny: replies of a source-NATed flow pass the
+// pod's policy. Once a change denies the flow, replies from outside are
+// dropped (they used to reach the pod and keep the flow alive).
+func TestPolicySNATReplyAfterDeny(t *testing.T) {
+	e := natEnv(t)
+	snatOne(t, e)
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {Egress: &Attachment{Rules: []PolicyRule{{Destinations: pfx("203.0.113.0/24"), Action: PolicyAccept}}}}}}))
+	fromGW := func(pkt []byte) []byte { return eth(underlayMAC, gwMAC, 0x0800, pkt) }
+	if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(udpPkt(pod1Addr, 40001, inetAddr, 5004, 64, []byte("play"), true))); ret != tcRedirect {
+		t.Fatalf("request: %d", ret)
+	}
+	before, err := e.d.InterfaceCounters(1)
+	must(t, err)
+	if ret, _ := run(t, e.d.progs.UnderlayIngress, fromGW(udpPkt(inetAddr, 5004, hostAddr, 20000, 60, []byte("frame"), true))); ret != tcRedirect {
+		t.Fatalf("first reply: %d", ret)
+	}
+	after, err := e.d.InterfaceCounters(1)
+	must(t, err)
+	if after.TxPackets-before.TxPackets != 1 {
+		t.Errorf("an allowed reply counted %d times in out-pkts, want 1", after.TxPackets-before.TxPackets)
+	}
+	// The pod's egress now allows nothing.
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {Egress: &Attachment{}}}}))
+	if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(udpPkt(pod1Addr, 40001, inetAddr, 5004, 64, []byte("more"), true))); ret != tcShot {
+		t.Errorf("pod's packet of the denied flow: %d, want drop", ret)
+	}
+	for i := range 3 {
+		if ret, _ := run(t, e.d.progs.UnderlayIngress, fromGW(udpPkt(inetAddr, 5004, hostAddr, 20000, 60, []byte("frame"), true))); ret != tcShot {
+			t.Errorf("reply %d of the now-denied flow: return %d, want drop", i, ret)
+		}
+	}
+}

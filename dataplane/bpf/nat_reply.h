@@ -98,8 +98,9 @@ static __always_inline int nat_error_quote(struct __sk_buff *skb, struct nat_scr
  * ICMP echo reply or error): it is translated back and delivered to the
  * pod. It returns the tc verdict, TC_ACT_UNSPEC (-1) for packets that are
  * not ours, which it leaves untouched for the caller to go on with, or
- * NAT_POLICY_DELIVER(slot) for a packet through a floating IP, which the
- * caller delivers once policy lets it (policy_floating.h). */
+ * NAT_POLICY_DELIVER(slot) for a packet through a floating IP or a reply
+ * of a source-NATed flow in a VRF with policy, which the caller delivers
+ * once policy lets it (policy_floating.h). */
 static __noinline int nat_underlay(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
@@ -207,7 +208,11 @@ deliver:
 		return TC_ACT_SHOT;
 	}
 	nat_count(vrf, NAT_TRANSLATED);
-	if (floating) /* the pod's ingress policy first (policy_floating.h), which counts it */
+	/* Through a floating IP, or a reply of a source-NATed flow in a VRF
+	 * with policy: policy first (policy_floating.h), which counts it. A
+	 * reply finds its flow's entry, decided again (the pod's egress) when
+	 * a change made it stale. */
+	if (floating || policy_active(vrf))
 		return NAT_POLICY_DELIVER(slot);
 	count_iface(slot, 1, skb->len);
 	return deliver(dst->ifindex, dst->flags);

@@ -10,7 +10,10 @@
  * underlay_ingress calls policy_floating_deliver: the check runs from the
  * program's own frame, not below nat_underlay's (the combined stack of
  * the call chain would pass the verifier's 512 bytes). A REJECT there is
- * a drop: its answer would need the reverse translation.
+ * a drop: its answer would need the reverse translation. Replies of
+ * source-NATed flows take the same way in a VRF with policy: they find
+ * their flow's entry (the pod's egress decided it) and pass as its
+ * replies, or are dropped once a change denies the flow.
  */
 #ifndef ISTHMUS_POLICY_FLOATING_H
 #define ISTHMUS_POLICY_FLOATING_H
