@@ -239,6 +239,18 @@ type forwarderPolDenied struct {
 	Egress  uint64
 }
 
+type forwarderPolFrag struct {
+	_        structs.HostLayout
+	Saddr    uint32
+	Daddr    uint32
+	VrfProto uint32
+	Id       uint32
+	Ksport   uint16
+	Kdport   uint16
+	Tsport   uint16
+	Tdport   uint16
+}
+
 type forwarderPolIface struct {
 	_       structs.HostLayout
 	Ingress uint32
@@ -516,6 +528,7 @@ const (
 	forwarderMapPolDport         = "pol_dport"
 	forwarderMapPolDst           = "pol_dst"
 	forwarderMapPolEntryCounters = "pol_entry_counters"
+	forwarderMapPolFrags         = "pol_frags"
 	forwarderMapPolGen           = "pol_gen"
 	forwarderMapPolIfaceDenied   = "pol_iface_denied"
 	forwarderMapPolIfaces        = "pol_ifaces"
@@ -628,6 +641,7 @@ type forwarderMapSpecs struct {
 	PolDport         *ebpf.MapSpec `ebpf:"pol_dport"`
 	PolDst           *ebpf.MapSpec `ebpf:"pol_dst"`
 	PolEntryCounters *ebpf.MapSpec `ebpf:"pol_entry_counters"`
+	PolFrags         *ebpf.MapSpec `ebpf:"pol_frags"`
 	PolGen           *ebpf.MapSpec `ebpf:"pol_gen"`
 	PolIfaceDenied   *ebpf.MapSpec `ebpf:"pol_iface_denied"`
 	PolIfaces        *ebpf.MapSpec `ebpf:"pol_ifaces"`
@@ -710,6 +724,7 @@ type forwarderMaps struct {
 	PolDport         *ebpf.Map `ebpf:"pol_dport"`
 	PolDst           *ebpf.Map `ebpf:"pol_dst"`
 	PolEntryCounters *ebpf.Map `ebpf:"pol_entry_counters"`
+	PolFrags         *ebpf.Map `ebpf:"pol_frags"`
 	PolGen           *ebpf.Map `ebpf:"pol_gen"`
 	PolIfaceDenied   *ebpf.Map `ebpf:"pol_iface_denied"`
 	PolIfaces        *ebpf.Map `ebpf:"pol_ifaces"`
@@ -768,6 +783,7 @@ func (m *forwarderMaps) Close() error {
 		m.PolDport,
 		m.PolDst,
 		m.PolEntryCounters,
+		m.PolFrags,
 		m.PolGen,
 		m.PolIfaceDenied,
 		m.PolIfaces,

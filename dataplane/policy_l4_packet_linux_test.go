@@ -19,8 +19,8 @@ func icmpError(src, dst netip.Addr, typ, code uint8, quoted []byte) []byte {
 // the frame holds) is dropped as malformed at an isolated point instead
 // of passing unjudged; a first fragment is judged on its ports (a port
 // rule that drops cannot be evaded by setting more-fragments), a
-// fragment after the first without them (only rules without ports
-// decide it).
+// fragment after the first whose first was not seen without them (only
+// rules without ports decide it).
 func TestPolicyShortL4Header(t *testing.T) {
 	e := newPacketEnv(t)
 	accept80 := []PolicyRule{{Protocol: 6, DestinationPorts: PortRange{80, 80}, Action: PolicyAccept, Entry: "web/10"}}
@@ -37,7 +37,9 @@ func TestPolicyShortL4Header(t *testing.T) {
 	udpFirst[6] = 0x20 // more fragments, offset 0
 	binary.BigEndian.PutUint16(udpFirst[10:], 0)
 	binary.BigEndian.PutUint16(udpFirst[10:], csum(udpFirst[:20]))
-	later := ip4{src: pod1Addr, dst: pod2Addr, proto: 17, ttl: 64, id: 12, flags: 0x0002}.packet([]byte("rest of a datagram"))
+	// Of another datagram than udpFirst's (id 12): a later fragment of
+	// the same datagram takes its first's ports (TestPolicyFragmentsFollowFirst).
+	later := ip4{src: pod1Addr, dst: pod2Addr, proto: 17, ttl: 64, id: 14, flags: 0x0002}.packet([]byte("rest of a datagram"))
 	cases := []struct {
 		name  string
 		rules []PolicyRule

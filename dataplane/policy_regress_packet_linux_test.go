@@ -174,3 +174,67 @@ func TestPolicySNATReplyAfterDeny(t *testing.T) {
 		}
 	}
 }
+
+// fragment is an IPv4 fragment of pod src's datagram id: the first (with
+// the UDP header in payload, more fragments) or a later one at offset
+// 72 bytes, the last.
+func fragment(src, dst netip.Addr, id uint16, first bool, payload []byte) []byte {
+	flags := uint16(9) // offset 72 bytes, last
+	if first {
+		flags = 0x2000 // more fragments, offset 0
+	}
+	return ip4{src: src, dst: dst, proto: 17, ttl: 64, id: id, flags: flags}.packet(payload)
+}
+
+// TestPolicyFragmentedReply: the fragments after the first of an allowed
+// flow's reply are the flow's (they carry no ports: the first fragment's
+// are remembered), so an ingress-isolated client gets whole datagrams
+// (they used to be judged as a new flow and dropped).
+func TestPolicyFragmentedReply(t *testing.T) {
+	e := newPacketEnv(t)
+	must(t, e.d.SetRoutes([]Route{{RouteKey: RouteKey{VRF: "red", Prefix: netip.PrefixFrom(pod1Addr, 32)}, Interface: 1}}))
+	// pod1: default-deny ingress (the usual Kubernetes namespace default), egress open.
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {Ingress: &Attachment{}}}}))
+	q := udpPkt(pod1Addr, 40000, pod2Addr, 5000, 64, []byte("query"), true)
+	if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(q)); ret != tcRedirect {
+		t.Fatalf("query: %d", ret)
+	}
+	fromPod2 := func(pkt []byte) []byte { return eth(pod2MAC, pod2PeerMAC, 0x0800, pkt) }
+	for id := uint16(77); id < 80; id++ {
+		first := fragment(pod2Addr, pod1Addr, id, true, udp(5000, 40000, make([]byte, 64)))
+		if ret, _ := runFrom(t, e.d.progs.PodIngress, e.pod2, fromPod2(first)); ret != tcRedirect {
+			t.Fatalf("first fragment of reply %d: %d, want redirect", id, ret)
+		}
+		later := fragment(pod2Addr, pod1Addr, id, false, make([]byte, 40))
+		if ret, _ := runFrom(t, e.d.progs.PodIngress, e.pod2, fromPod2(later)); ret != tcRedirect {
+			t.Errorf("second fragment of reply %d of the allowed flow: return %d, want redirect", id, ret)
+		}
+	}
+	// A later fragment whose first was never seen is still judged alone.
+	stray := fragment(pod2Addr, pod1Addr, 99, false, make([]byte, 40))
+	if ret, _ := runFrom(t, e.d.progs.PodIngress, e.pod2, fromPod2(stray)); ret != tcShot {
+		t.Errorf("a fragment without its first: return %d, want drop", ret)
+	}
+}
+
+// TestPolicyFragmentsFollowFirst: a rule on ports decides every fragment
+// of a datagram as its first: all of a datagram to an allowed port pass,
+// none of one to another port.
+func TestPolicyFragmentsFollowFirst(t *testing.T) {
+	e := newPacketEnv(t)
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{1: {Egress: &Attachment{Rules: []PolicyRule{
+		{Protocol: 17, DestinationPorts: PortRange{5000, 5000}, Action: PolicyAccept}}}}}}))
+	for _, c := range []struct {
+		port uint16
+		want uint32
+	}{{5000, tcRedirect}, {6000, tcShot}} {
+		first := fragment(pod1Addr, pod2Addr, c.port, true, udp(40000, c.port, make([]byte, 64)))
+		if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(first)); ret != c.want {
+			t.Errorf("first fragment to port %d: return %d, want %d", c.port, ret, c.want)
+		}
+		later := fragment(pod1Addr, pod2Addr, c.port, false, make([]byte, 40))
+		if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(later)); ret != c.want {
+			t.Errorf("second fragment to port %d: return %d, want %d", c.port, ret, c.want)
+		}
+	}
+}

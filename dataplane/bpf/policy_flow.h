@@ -9,6 +9,7 @@
 #define ISTHMUS_POLICY_FLOW_H
 
 #include "policy_way.h"
+#include "policy_frag.h"
 
 /* pol_cache_entry: a per-CPU, direct-mapped cache of flow verdicts in
  * front of the flow table (as route_cache is in front of the routes): a
@@ -168,8 +169,9 @@ static __always_inline int pol_l4_load(struct __sk_buff *skb, struct pol_work *x
  * code); one whose L4 header cannot be read (a TCP, UDP or ICMP packet
  * too short for it, a header length under 20) is malformed (x->malformed:
  * the caller drops it), so that it never passes a rule on ports it does
- * not carry. A fragment after the first has no L4 header: it is
- * classified without ports. It returns -1 when the IPv4 header itself
+ * not carry. A fragment after the first has no L4 header: it takes the
+ * ports its first fragment left (policy_frag.h), else it is classified
+ * without ports. It returns -1 when the IPv4 header itself
  * cannot be read. Not inlined: policy_check's frame is on the stack of
  * every program that calls it. */
 static __noinline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, __u32 l3, int noted)
@@ -243,6 +245,10 @@ static __noinline int pol_tuple_of(struct __sk_buff *skb, struct pol_work *x, __
 		}
 	}
 done:
+	/* A fragment: a first one leaves its ports for the later ones, which
+	 * take them (policy_frag.h). */
+	if ((ip->frag_off & bpf_htons(0x3fff)) && !x->malformed)
+		pol_frag_ports(x, ip->id, !(ip->frag_off & bpf_htons(0x1fff)));
 	k->saddr = t->saddr;
 	k->daddr = t->daddr;
 	k->proto = t->proto;
@@ -379,7 +385,7 @@ static __always_inline int pol_finish(struct __sk_buff *skb, struct pol_work *x,
  * per-CPU work area. It returns POLICY_PASS for an allowed flow, 0 for a
  * denied one (x->dc holds its decision) and 1 when the cache cannot say
  * (a miss, a stale or old entry, TCP SYN, FIN or RST, an ICMP error, a
- * packet too short to read: the flow table decides). bpf_jiffies64 is inlined by the
+ * fragment, a packet too short to read: the flow table decides). bpf_jiffies64 is inlined by the
  * verifier (a load). */
 static __noinline int pol_fast(struct __sk_buff *skb, struct pol_work *x, __u32 vrf, __u32 l3, __u32 noted)
 {
@@ -397,21 +403,21 @@ static __noinline int pol_fast(struct __sk_buff *skb, struct pol_work *x, __u32 
 	__u8 *l4 = (void *)ip + (ip->ihl_version & 0xf) * 4;
 	__u8 proto = ip->protocol;
 	__u32 ports = 0;
-	if (!(ip->frag_off & bpf_htons(0x1fff))) {
-		if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
-			if ((void *)(l4 + 4) > data_end)
-				return 1;
-			ports = *(__u32 *)l4;
-			if (proto == IPPROTO_TCP && ((void *)(l4 + 14) > data_end || (l4[13] & 0x07)))
-				return 1;
-			if (noted)
-				ports = (ports & 0xffff0000) | x->pp.sport;
-		} else if (proto == IPPROTO_ICMP) {
-			if ((void *)(l4 + 8) > data_end || icmp_is_error(l4[0]))
-				return 1; /* an error may be related to a flow (pol_related) */
-			__u32 id = *(__u16 *)(l4 + 4);
-			ports = l4[0] == 8 ? id : l4[0] == 0 ? id << 16 : 0;
-		}
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return 1; /* a fragment: its ports may be a first fragment's (pol_tuple_of) */
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		if ((void *)(l4 + 4) > data_end)
+			return 1;
+		ports = *(__u32 *)l4;
+		if (proto == IPPROTO_TCP && ((void *)(l4 + 14) > data_end || (l4[13] & 0x07)))
+			return 1;
+		if (noted)
+			ports = (ports & 0xffff0000) | x->pp.sport;
+	} else if (proto == IPPROTO_ICMP) {
+		if ((void *)(l4 + 8) > data_end || icmp_is_error(l4[0]))
+			return 1; /* an error may be related to a flow (pol_related) */
+		__u32 id = *(__u16 *)(l4 + 4);
+		ports = l4[0] == 8 ? id : l4[0] == 0 ? id << 16 : 0;
 	}
 	__u32 saddr = noted ? x->pp.saddr : ip->saddr;
 	__u32 daddr = ip->daddr;
