@@ -54,14 +54,10 @@ struct {
 	__type(value, struct pol_way);
 } pol_ways SEC(".maps");
 
-/* pol_way_slot is the slot of canonical flow key c (a multiply-shift
- * hash, as pol_slot). */
+/* pol_way_slot is the slot of canonical flow key c. */
 static __always_inline __u32 pol_way_slot(const struct flow_key *c)
 {
-	__u64 m = (__u64)c->saddr * 0x9e3779b97f4a7c15ULL + (__u64)c->daddr * 0xc2b2ae3d27d4eb4fULL +
-		  (__u64)(c->sport | (__u32)c->dport << 16) * 0x165667b19e3779f9ULL +
-		  (__u64)(c->vrf << 8 | c->proto) * 0xd6e8feb86659fd93ULL;
-	return (m >> 32) & (POL_WAYS - 1);
+	return pol_slot(c->saddr, c->daddr, c->sport | (__u32)c->dport << 16, c->vrf << 8 | c->proto, POL_WAYS);
 }
 
 /* pol_note_way records the way of TCP flow x->k, whose SYN without ACK
