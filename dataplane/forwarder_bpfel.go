@@ -312,6 +312,10 @@ type forwarderPolWork struct {
 		Sport      uint16
 		On         uint8
 		FromTunnel uint8
+		Daddr      uint32
+		Dport      uint16
+		Noted      uint8
+		Pad        uint8
 	}
 	Vrf        uint32
 	FromTunnel uint32

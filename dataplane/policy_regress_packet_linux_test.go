@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
 )
@@ -236,5 +237,60 @@ func TestPolicyFragmentsFollowFirst(t *testing.T) {
 		if ret, _ := run(t, e.d.progs.PodIngress, fromPod1(later)); ret != c.want {
 			t.Errorf("second fragment to port %d: return %d, want %d", c.port, ret, c.want)
 		}
+	}
+}
+
+// TestPolicyRejectThroughService: a REJECT of a flow to a service
+// answers from the address and port the client connected to (the
+// service's), not the backend's, which the client's socket would not
+// recognise: a reset with the service as its source, and an ICMP error
+// quoting the client's packet as it was sent.
+func TestPolicyRejectThroughService(t *testing.T) {
+	e := serviceEnv(t, backend(pod2Addr, 8080, true))
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{e.pod2: {Ingress: &Attachment{Default: PolicyReject}}}}))
+	syn := tcpPkt(pod1Addr, 40000, vipAddr, 80, tcpSYN, 64, nil)
+	ret, out := run(t, e.d.progs.PodIngress, eth(loMAC, pod1PeerMAC, 0x0800, syn))
+	if ret != tcRedirect {
+		t.Fatalf("syn: return %d, want the reset redirected back", ret)
+	}
+	rst := make([]byte, 20)
+	binary.BigEndian.PutUint16(rst[0:], 80)
+	binary.BigEndian.PutUint16(rst[2:], 40000)
+	binary.BigEndian.PutUint32(rst[8:], 1001) // the SYN's sequence + 1
+	rst[12] = 5 << 4
+	rst[13] = 0x14 // RST, ACK
+	binary.BigEndian.PutUint16(rst[16:], l4sum(vipAddr, pod1Addr, 6, rst))
+	assertBytes(t, "reset", out, eth(pod1PeerMAC, loMAC, 0x0800, ip4{src: vipAddr, dst: pod1Addr, proto: 6, ttl: 64}.packet(rst)))
+
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{e.pod2: {Ingress: &Attachment{Default: PolicyReject, DefaultReject: RejectICMP}}}}))
+	syn = tcpPkt(pod1Addr, 40001, vipAddr, 80, tcpSYN, 64, nil)
+	ret, out = run(t, e.d.progs.PodIngress, eth(loMAC, pod1PeerMAC, 0x0800, syn))
+	if ret != tcRedirect {
+		t.Fatalf("syn, rejected with icmp: return %d, want the error redirected back", ret)
+	}
+	// The quote: the client's header and first 8 bytes as sent.
+	msg := cat([]byte{3, 13, 0, 0, 0, 0, 0, 0}, syn[:28])
+	binary.BigEndian.PutUint16(msg[2:], csum(msg))
+	assertBytes(t, "icmp unreachable", out, eth(pod1PeerMAC, loMAC, 0x0800, ip4{src: vipAddr, dst: pod1Addr, proto: 1, ttl: 64}.packet(msg)))
+}
+
+// TestPolicyRejectThroughServiceFromTunnel: the same for a client across
+// the tunnel: the answer carried back is from the service.
+func TestPolicyRejectThroughServiceFromTunnel(t *testing.T) {
+	e := serviceEnv(t, backend(pod2Addr, 8080, true))
+	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{e.pod2: {Ingress: &Attachment{Default: PolicyReject}}}}))
+	syn := underlayFrame(remote2, 6635, lse(1000, true, 63), tcpPkt(farAddr, 42000, vipAddr, 80, tcpSYN, 64, nil))
+	ret, out := run(t, e.d.progs.UnderlayIngress, syn)
+	if ret != tcRedirect {
+		t.Fatalf("syn: return %d, want the answer encapsulated back", ret)
+	}
+	inner := out[14+20+8+4:]
+	src := netip.AddrFrom4([4]byte(inner[12:16]))
+	sport := binary.BigEndian.Uint16(inner[20:22])
+	if src != vipAddr || sport != 80 {
+		t.Errorf("reset from %v:%d, want %v:80", src, sport, vipAddr)
+	}
+	if got := l4sum(vipAddr, farAddr, 6, inner[20:40]); got != 0 {
+		t.Errorf("reset's TCP checksum does not verify (%#x)", got)
 	}
 }

@@ -279,6 +279,10 @@ struct pol_pkt {
 	__u16 sport;
 	__u8 on;      /* policy is active in the VRF */
 	__u8 from_tunnel;
+	__u32 daddr;  /* destination before any translation (a service's) */
+	__u16 dport;
+	__u8 noted;   /* policy_check: this packet's source and destination were noted */
+	__u8 pad;
 };
 
 /* pol_tuple: what a flow is classified on. */
@@ -726,10 +730,13 @@ __noinline int policy_note(struct __sk_buff *skb, __u32 vrf, __u32 l3)
 	if (bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)))
 		return 0;
 	pp->saddr = ip->saddr;
-	pp->sport = 0;
+	pp->daddr = ip->daddr;
+	__u16 ports[2] = {0, 0};
 	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && !(ip->frag_off & bpf_htons(0x1fff)) &&
-	    bpf_skb_load_bytes(skb, l3 + (ip->ihl_version & 0xf) * 4, &pp->sport, 2))
+	    bpf_skb_load_bytes(skb, l3 + (ip->ihl_version & 0xf) * 4, ports, 4))
 		return 0;
+	pp->sport = ports[0];
+	pp->dport = ports[1];
 	pp->on = 1;
 	return 1;
 }

@@ -80,6 +80,9 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	if (have >= 28) {
 		if (bpf_skb_load_bytes(skb, l3, x->quote, 28))
 			return -1;
+		if (x->pp.noted && x->pp.daddr != ip->daddr &&
+		    (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP))
+			*(__u16 *)(x->quote + 22) = x->pp.dport;
 	} else if (bpf_skb_load_bytes(skb, l3, x->quote, 20)) {
 		return -1;
 	}
@@ -109,6 +112,16 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	rip->protocol = tcp ? IPPROTO_TCP : IPPROTO_ICMP;
 	rip->saddr = ip->daddr;
 	rip->daddr = ip->saddr;
+	/* A packet a service translated is answered as the client sent it:
+	 * from the service's address and port, quoting them (policy_note
+	 * noted them before the translation; the quote's ports are rewritten
+	 * where it is read). */
+	if (x->pp.noted && x->pp.daddr != ip->daddr) {
+		rip->saddr = x->pp.daddr;
+		*(__u32 *)(x->quote + 16) = x->pp.daddr;
+		*(__u16 *)(x->quote + 10) = 0;
+		*(__u16 *)(x->quote + 10) = pol_fold(pol_sum(x->quote, 10));
+	}
 	rip->check = pol_fold(pol_sum(rip, 10));
 	__builtin_memcpy(x->rmacs, x->macs + 6, 6);
 	__builtin_memcpy(x->rmacs + 6, x->macs, 6);
@@ -118,7 +131,7 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	if (tcp) {
 		struct pol_tcphdr *rt = &x->rt;
 		__builtin_memset(rt, 0, sizeof(*rt));
-		rt->source = x->th.dest;
+		rt->source = rip->saddr != ip->daddr ? x->pp.dport : x->th.dest;
 		rt->dest = x->th.source;
 		rt->doff = 5 << 4;
 		if (x->th.flags & 0x10) { /* ACK: the reset takes its number */
@@ -476,6 +489,7 @@ __noinline int policy_check(struct __sk_buff *skb, __u32 vrf, __u32 l3, __u32 ds
 		return POLICY_PASS;
 	int noted = x->pp.on && x->pp.vrf == vrf; /* else nothing translated the packet */
 	x->pp.on = 0;
+	x->pp.noted = noted; /* for pol_reject */
 	x->vrf = vrf;
 	x->from_tunnel = from_tunnel;
 	/* An established flow: this CPU's cache. Its entries are valid for
