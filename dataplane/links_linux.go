@@ -3,13 +3,17 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,7 +104,7 @@ const ifacePeer = 1
 // headroom, which it then sets as needed_headroom on both ends; on Linux
 // 6.18 only a bridge (or Open vSwitch) master gives one, the largest
 // forwarding headroom among its ports. So the loader keeps, per host
-// namespace, a bridge that never comes up (headroomBridge) with an idle
+// namespace, a bridge that is kept down (headroomBridge) with an idle
 // VXLAN device as its first port (headroomAnchor: its needed_headroom of
 // 64 bytes is what the bridge lends) and makes the host end of every pod
 // veth a port of it. The bridge is down, so its ports are disabled: it
@@ -108,13 +112,52 @@ const ifacePeer = 1
 // stack, i.e. ARP, which pods do not need: the gateway is a permanent
 // neighbor) is dropped. tcx ingress runs before the bridge, so forwarding
 // is unchanged. An interface that already has a master is left alone.
+//
+// The ports are pods of every VRF, so being down must not be the only
+// thing that keeps them apart: an administrator, a network manager or a
+// script that sets every link up may set the bridge up too. So every port
+// (the anchor too) is isolated, which makes the kernel forward nothing
+// from one port to another, learns no address, and takes no flooded
+// unicast, multicast or broadcast frame (portIsolation); the bridge does
+// no multicast snooping, so it keeps no group of ports to send to either.
+// What the bridge's own stack would send (an ARP reply, for one) then
+// finds no port. VLAN filtering, which could drop every frame at the
+// bridge's ingress, is not built in every kernel (it is not in this
+// project's), so it is not relied on. A bridge found up is logged and
+// taken down again whenever a pod is attached.
 const (
 	headroomBridge = "isthmus-hr"
 	headroomAnchor = "isthmus-hr-vx"
 )
 
-// lendHeadroom makes the host end of a pod veth a port of the headroom
-// bridge, creating the bridge and its anchor first if needed.
+// portIsolation is the bridge-port settings (IFLA_BRPORT_*) of every port
+// of the headroom bridge: true for isolated, false for learning and for
+// every kind of flooding.
+var portIsolation = []struct {
+	attr int
+	on   bool
+}{
+	{nl.IFLA_BRPORT_ISOLATED, true},
+	{nl.IFLA_BRPORT_LEARNING, false},
+	{nl.IFLA_BRPORT_UNICAST_FLOOD, false},
+	{nl.IFLA_BRPORT_MCAST_FLOOD, false},
+	{nl.IFLA_BRPORT_BCAST_FLOOD, false},
+}
+
+// bridgeIsolation reports whether br is set up as bridgeSettings makes it.
+func bridgeIsolation(br *netlink.Bridge) bool {
+	return br.MulticastSnooping != nil && !*br.MulticastSnooping
+}
+
+// bridgeSettings is the headroom bridge as created or corrected: no
+// multicast snooping.
+func bridgeSettings(attrs netlink.LinkAttrs) *netlink.Bridge {
+	off := false
+	return &netlink.Bridge{LinkAttrs: attrs, MulticastSnooping: &off}
+}
+
+// lendHeadroom makes the host end of a pod veth an isolated port of the
+// headroom bridge, creating the bridge and its anchor first if needed.
 func (d *Dataplane) lendHeadroom(lnk netlink.Link) error {
 	if lnk.Type() != "veth" {
 		return nil
@@ -125,29 +168,52 @@ func (d *Dataplane) lendHeadroom(lnk netlink.Link) error {
 	}
 	switch lnk.Attrs().MasterIndex {
 	case br.Attrs().Index:
-		return nil
 	case 0:
+		if err := d.nl.LinkSetMasterByIndex(lnk, br.Attrs().Index); err != nil {
+			return fmt.Errorf("lend headroom to %s: %w", lnk.Attrs().Name, err)
+		}
 	default:
 		return nil // someone else's port: not ours to move
 	}
-	if err := d.nl.LinkSetMasterByIndex(lnk, br.Attrs().Index); err != nil {
+	// Also on a port lent before: a port of an older loader may lack them.
+	if err := d.isolatePort(lnk.Attrs().Index); err != nil {
 		return fmt.Errorf("lend headroom to %s: %w", lnk.Attrs().Name, err)
 	}
 	return nil
 }
 
-// headroomBridge returns the headroom bridge, creating it and its anchor.
+// headroomBridge returns the headroom bridge, creating it and its anchor,
+// giving a bridge of an older loader the settings that keep its ports
+// apart, and taking it down if someone set it up.
 func (d *Dataplane) headroomBridge() (netlink.Link, error) {
 	br, err := d.nl.LinkByName(headroomBridge)
 	if err != nil {
 		if !errors.As(err, new(netlink.LinkNotFoundError)) {
 			return nil, fmt.Errorf("find %s: %w", headroomBridge, err)
 		}
-		if err := d.nl.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: headroomBridge}}); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := d.nl.LinkAdd(bridgeSettings(netlink.LinkAttrs{Name: headroomBridge})); err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("create %s: %w", headroomBridge, err)
 		}
 		if br, err = d.nl.LinkByName(headroomBridge); err != nil {
 			return nil, fmt.Errorf("find %s: %w", headroomBridge, err)
+		}
+	}
+	b, ok := br.(*netlink.Bridge)
+	if !ok {
+		return nil, fmt.Errorf("find %s: it is a %s, not a bridge", headroomBridge, br.Type())
+	}
+	older := !bridgeIsolation(b) // a bridge of an older loader
+	if older {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.Index = headroomBridge, br.Attrs().Index
+		if err := d.nl.LinkModify(bridgeSettings(attrs)); err != nil {
+			return nil, fmt.Errorf("turn multicast snooping off on %s: %w", headroomBridge, err)
+		}
+	}
+	if br.Attrs().Flags&net.FlagUp != 0 {
+		d.log.Warn("headroom bridge was set up; taking it down", "bridge", headroomBridge)
+		if err := d.nl.LinkSetDown(br); err != nil {
+			return nil, fmt.Errorf("set %s down: %w", headroomBridge, err)
 		}
 	}
 	anchor, err := d.nl.LinkByName(headroomAnchor)
@@ -169,8 +235,65 @@ func (d *Dataplane) headroomBridge() (netlink.Link, error) {
 		if err := d.nl.LinkSetMasterByIndex(anchor, br.Attrs().Index); err != nil {
 			return nil, fmt.Errorf("add %s to %s: %w", headroomAnchor, headroomBridge, err)
 		}
+		older = true
+	}
+	if older {
+		if err := d.isolatePort(anchor.Attrs().Index); err != nil {
+			return nil, fmt.Errorf("add %s to %s: %w", headroomAnchor, headroomBridge, err)
+		}
 	}
 	return br, nil
+}
+
+// isolatePort gives the headroom bridge's port ifindex the settings of
+// portIsolation, in one request. The netlink package names only some of
+// them, so the request is built here and sent from the namespace of d.udp
+// (the one d.nl talks to; the calling thread may be in another).
+func (d *Dataplane) isolatePort(ifindex int) error {
+	ns, err := socketNetns(d.udp)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("open netlink: %w", err)
+	}
+	defer s.Close()
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
+	msg := nl.NewIfInfomsg(unix.AF_BRIDGE)
+	msg.Index = int32(ifindex)
+	req.AddData(msg)
+	info := nl.NewRtAttr(unix.IFLA_PROTINFO|unix.NLA_F_NESTED, nil)
+	for _, p := range portIsolation {
+		v := byte(0)
+		if p.on {
+			v = 1
+		}
+		info.AddRtAttr(p.attr, []byte{v})
+	}
+	req.AddData(info)
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return fmt.Errorf("isolate bridge port %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// socketNetns opens the network namespace of the socket c (SIOCGSKNS).
+func socketNetns(c syscall.Conn) (netns.NsHandle, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return netns.None(), fmt.Errorf("find the network namespace: %w", err)
+	}
+	fd, ioErr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, ioErr = unix.IoctlRetInt(int(s), unix.SIOCGSKNS) }); err != nil {
+		return netns.None(), fmt.Errorf("find the network namespace: %w", err)
+	}
+	if ioErr != nil {
+		return netns.None(), fmt.Errorf("find the network namespace: %w", ioErr)
+	}
+	return netns.NsHandle(fd), nil
 }
 
 // returnHeadroom takes the interface out of the headroom bridge, so that
