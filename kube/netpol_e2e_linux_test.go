@@ -42,14 +42,7 @@ const (
 func TestNetworkPolicyTruthTable(t *testing.T) {
 	e := newEnv(t, 2)
 	n0, n1 := e.nodes[0], e.nodes[1]
-	rr := kubetest.StartReflector(t, "rr-0", testAS)
-	kubetest.Connect(t, n0, n1, rr)
-	n0.UseUnderlay(t)
-	n1.UseUnderlay(t)
-	e.createReflectorPod("rr-0", n0.Name, rr.Addr.String())
-	cfg := e.config("a")
-	cfg.RouteReflectors = []netip.Addr{rr.Addr}
-	cfg.ReflectorSelector, cfg.ReflectorNamespace, cfg.ReflectorGNMIPort = "app=isthmus-rr", "default", kubetest.GNMIPort
+	cfg := e.withReflector(t)
 	e.runController(cfg)
 	subnet := netip.MustParsePrefix("10.77.0.0/16")
 	e.mustCreateNetwork(network("pol", 300, "65000:300", subnet.String()))

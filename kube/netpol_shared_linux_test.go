@@ -28,14 +28,7 @@ import (
 func TestNetworkPolicySharedRoutes(t *testing.T) {
 	e := newEnv(t, 2)
 	n0, n1 := e.nodes[0], e.nodes[1]
-	rr := kubetest.StartReflector(t, "rr-0", testAS)
-	kubetest.Connect(t, n0, n1, rr)
-	n0.UseUnderlay(t)
-	n1.UseUnderlay(t)
-	e.createReflectorPod("rr-0", n0.Name, rr.Addr.String())
-	cfg := e.config("a")
-	cfg.RouteReflectors = []netip.Addr{rr.Addr}
-	cfg.ReflectorSelector, cfg.ReflectorNamespace, cfg.ReflectorGNMIPort = "app=isthmus-rr", "default", kubetest.GNMIPort
+	cfg := e.withReflector(t)
 	e.runController(cfg)
 	red, blue := network("red", 303, "65000:303", "10.80.0.0/16"), network("blue", 304, "65000:304", "10.81.0.0/16")
 	red.Spec.ImportRouteTargets = append(red.Spec.ImportRouteTargets, "65000:304")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/isthmus-net/isthmus/gen"
+	"github.com/isthmus-net/isthmus/kube"
 	"github.com/isthmus-net/isthmus/kube/kubetest"
 )
 
@@ -135,4 +137,21 @@ func (e *env) createReflectorPod(name, node, hostIP string) {
 	if _, err := e.c.Client.CoreV1().Pods("default").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// withReflector joins the env's first two nodes through a real route
+// reflector, rr-0, over the host underlay (its pod on the first node), and
+// returns the controller configuration that peers every node with it.
+func (e *env) withReflector(t *testing.T) kube.Config {
+	t.Helper()
+	n0, n1 := e.nodes[0], e.nodes[1]
+	rr := kubetest.StartReflector(t, "rr-0", testAS)
+	kubetest.Connect(t, n0, n1, rr)
+	n0.UseUnderlay(t)
+	n1.UseUnderlay(t)
+	e.createReflectorPod("rr-0", n0.Name, rr.Addr.String())
+	cfg := e.config("a")
+	cfg.RouteReflectors = []netip.Addr{rr.Addr}
+	cfg.ReflectorSelector, cfg.ReflectorNamespace, cfg.ReflectorGNMIPort = "app=isthmus-rr", "default", kubetest.GNMIPort
+	return cfg
 }

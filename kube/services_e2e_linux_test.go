@@ -143,14 +143,7 @@ func TestServices(t *testing.T) {
 	n0, n1 := e.nodes[0], e.nodes[1]
 	// The nodes exchange their pods' routes through a real route
 	// reflector and reach each other through the host.
-	rr := kubetest.StartReflector(t, "rr-0", testAS)
-	kubetest.Connect(t, n0, n1, rr)
-	n0.UseUnderlay(t)
-	n1.UseUnderlay(t)
-	e.createReflectorPod("rr-0", n0.Name, rr.Addr.String())
-	cfg := e.config("a")
-	cfg.RouteReflectors = []netip.Addr{rr.Addr}
-	cfg.ReflectorSelector, cfg.ReflectorNamespace, cfg.ReflectorGNMIPort = "app=isthmus-rr", "default", kubetest.GNMIPort
+	cfg := e.withReflector(t)
 	ctl, _ := e.runController(cfg)
 	e.mustCreateNetwork(network("svc", 302, "65000:302", "10.79.0.0/16"))
 	e.mustCreateNetwork(network("other", 303, "65000:303", "10.80.0.0/16"))
