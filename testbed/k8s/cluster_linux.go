@@ -69,11 +69,18 @@ type Cluster struct {
 	gnmiPassword   string
 	ownMounts      bool     // Options.OwnMounts
 	madeRunIsthmus bool     // /run/isthmus was made for the nodes' mount namespaces
-	madeHostDirs   []string // kubeletHostDirs absent before the cluster
+	madeHostDirs   []string // kubeletHostDirs and shimHostDirs absent before the cluster
 }
 
 // kubeletHostDirs are paths the kubelet uses whatever its root dir is.
 var kubeletHostDirs = []string{"/var/lib/kubelet", "/var/log/containers"}
+
+// shimHostDirs are where containerd 1.6's shims put their sockets whatever
+// containerd's state directory is (shimSockets), innermost first. On a
+// machine without them the first container makes them; Down removes them
+// only when they are empty, since a containerd of the machine started
+// meanwhile may use them too.
+var shimHostDirs = []string{"/run/containerd/s", "/run/containerd"}
 
 // Up starts the control plane in tb's ControlPlaneNode (the topology must
 // be Topology()) and makes each host a node; it returns once every node is
@@ -107,7 +114,7 @@ func Up(ctx context.Context, tb *testbed.Testbed, o Options) (*Cluster, error) {
 	}
 	// The kubelet makes these whatever its flags say (device plugin socket,
 	// container log links); Down removes them when they were not there.
-	for _, d := range kubeletHostDirs {
+	for _, d := range slices.Concat(kubeletHostDirs, shimHostDirs) {
 		if !exists(d) {
 			c.madeHostDirs = append(c.madeHostDirs, d)
 		}

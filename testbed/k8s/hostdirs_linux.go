@@ -8,10 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // madeDirsFile, in a cluster's Dir, lists the machine-wide directories the
-// cluster made (kubeletHostDirs, runIsthmus), so that a teardown from the
+// cluster made (kubeletHostDirs, shimHostDirs, runIsthmus), so that a teardown from the
 // run directory alone (DownKept) removes them as Down does.
 const madeDirsFile = "made-host-dirs"
 
@@ -48,7 +49,7 @@ func (c *Cluster) loadMadeDirs() error {
 		switch {
 		case d == runIsthmus:
 			c.madeRunIsthmus = true
-		case slices.Contains(kubeletHostDirs, d) && !slices.Contains(c.madeHostDirs, d):
+		case (slices.Contains(kubeletHostDirs, d) || slices.Contains(shimHostDirs, d)) && !slices.Contains(c.madeHostDirs, d):
 			c.madeHostDirs = append(c.madeHostDirs, d)
 		}
 	}
@@ -78,4 +79,21 @@ func (c *Cluster) removeContainerLogLinks() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeMadeDir removes d, a directory the cluster made: the kubelet's
+// with all it holds, a shim directory only when empty (shimHostDirs): one
+// that holds something is kept without error.
+func removeMadeDir(d string) error {
+	if !slices.Contains(shimHostDirs, d) {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("remove %s: %w", d, err)
+		}
+		return nil
+	}
+	err := os.Remove(d)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTEMPTY) {
+		return nil // gone, or in use by sockets that are not the cluster's (Leftovers names its own)
+	}
+	return fmt.Errorf("remove %s: %w", d, err)
 }

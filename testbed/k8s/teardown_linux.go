@@ -67,9 +67,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 	}
 	errs = append(errs, c.removeHostView(), c.removeContainerLogLinks())
 	for _, d := range c.madeHostDirs {
-		if err := os.RemoveAll(d); err != nil {
-			errs = append(errs, fmt.Errorf("remove %s: %w", d, err))
-		}
+		errs = append(errs, removeMadeDir(d))
 	}
 	errs = append(errs, unmountUnder(c.Dir))
 	for _, p := range c.netns {
