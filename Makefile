@@ -78,7 +78,7 @@ kube-bins:
 	@tools/kube/build.sh >/dev/null
 
 ## test: install what tests need, run every test (privileged ones need root), then the race and fuzz lanes
-test: deps vet kube-bins
+test: deps vet kube-bins gnmic
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory test-race
 	$(MAKE) --no-print-directory test-fuzz

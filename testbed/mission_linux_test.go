@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -9,32 +10,44 @@ import (
 	"time"
 )
 
-// buildBinaries builds isthmusd, isthmus-cni and gnmic for the mission
-// tests; a build that fails fails the test with the compiler's output.
+// buildBinaries builds isthmusd and isthmus-cni for the mission tests and
+// takes gnmic from its cache (tools/gnmic/build.sh, which builds it there
+// the first time); a build that fails fails the test with its output.
+// Callers build before they start their scenario's deadline: a cold build
+// on a busy machine takes minutes.
 func buildBinaries(t *testing.T) Binaries {
 	t.Helper()
 	dir := t.TempDir()
-	b := Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni"), Gnmic: filepath.Join(dir, "gnmic")}
-	for _, c := range []struct{ out, pkg, dir string }{
-		{b.Isthmusd, "github.com/isthmus-net/isthmus/cmd/isthmusd", ""},
-		{b.CNI, "github.com/isthmus-net/isthmus/cmd/isthmus-cni", ""},
-		{b.Gnmic, ".", "../tools/gnmic"},
+	b := Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni")}
+	for _, c := range []struct{ out, pkg string }{
+		{b.Isthmusd, "github.com/isthmus-net/isthmus/cmd/isthmusd"},
+		{b.CNI, "github.com/isthmus-net/isthmus/cmd/isthmus-cni"},
 	} {
-		cmd := exec.Command("go", "build", "-o", c.out, c.pkg)
-		cmd.Dir = c.dir
-		if out, err := cmd.CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-o", c.out, c.pkg).CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v: %s", c.pkg, err, out)
 		}
 	}
+	out, err := exec.Command("../tools/gnmic/build.sh").Output()
+	if err != nil {
+		t.Fatalf("build gnmic: %v: %s", err, stderrOf(err))
+	}
+	b.Gnmic = strings.TrimSpace(string(out))
 	return b
 }
 
+// stderrOf is what a command that failed wrote to its standard error.
+func stderrOf(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(ee.Stderr)
+	}
+	return ""
+}
+
 // missionUp builds the mission topology with FRR on dcgw and configured
-// isthmusd on every host.
-func missionUp(t *testing.T, ctx context.Context) (*Testbed, *FRR, map[string]*Isthmusd) {
+// isthmusd on every host, running bins (buildBinaries).
+func missionUp(t *testing.T, ctx context.Context, bins Binaries) (*Testbed, *FRR, map[string]*Isthmusd) {
 	t.Helper()
-	RequirePrivileges(t, "nsenter", frrBGPd, frrZebra, vtyshBin)
-	bins := buildBinaries(t)
 	tb := NewTestbed(t, Mission())
 	if err := tb.SetBinaries(bins); err != nil {
 		t.Fatal(err)
@@ -64,9 +77,11 @@ func missionUp(t *testing.T, ctx context.Context) (*Testbed, *FRR, map[string]*I
 // as `make demo` does. A scenario that fails fails its subtest; the
 // others still run.
 func TestMissionScenarios(t *testing.T) {
+	RequirePrivileges(t, "nsenter", frrBGPd, frrZebra, vtyshBin)
+	bins := buildBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	tb, _, _ := missionUp(t, ctx)
+	tb, _, _ := missionUp(t, ctx, bins)
 	var outcomes []Outcome
 	for _, s := range Scenarios() {
 		t.Run(s.Name, func(t *testing.T) {

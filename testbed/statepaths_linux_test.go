@@ -106,9 +106,11 @@ func refusedFlowOnly(leaf func(string) string) string {
 // configuration leaf does wherever that leaf is configured; and every
 // operational path applies to at least one entry.
 func TestStatePathsOnConfiguredHost(t *testing.T) {
+	RequirePrivileges(t, "nsenter", frrBGPd, frrZebra, vtyshBin)
+	bins := buildBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	tb, _, _ := missionUp(t, ctx)
+	tb, _, _ := missionUp(t, ctx, bins)
 	a, err := tb.AddPod(ctx, "c1", "sa", "red")
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -38,8 +39,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildBinaries builds isthmusd, isthmus-cni and gnmic for the testbed
-// once, or takes them from $ISTHMUS_TESTBED_BIN when set.
+// buildBinaries builds isthmusd and isthmus-cni for the testbed once and
+// takes gnmic from its cache (tools/gnmic/build.sh), or takes all three
+// from $ISTHMUS_TESTBED_BIN when set.
 func buildBinaries(t *testing.T) testbed.Binaries {
 	t.Helper()
 	if dir := os.Getenv("ISTHMUS_TESTBED_BIN"); dir != "" {
@@ -47,20 +49,30 @@ func buildBinaries(t *testing.T) testbed.Binaries {
 	}
 	shared.binOnce.Do(func() {
 		dir := filepath.Join(shared.dir, "bin")
-		b := testbed.Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni"), Gnmic: filepath.Join(dir, "gnmic")}
+		b := testbed.Binaries{Isthmusd: filepath.Join(dir, "isthmusd"), CNI: filepath.Join(dir, "isthmus-cni")}
 		repo := RepoRoot()
-		for _, c := range []struct{ out, pkg, dir string }{
-			{b.Isthmusd, "./cmd/isthmusd", repo},
-			{b.CNI, "./cmd/isthmus-cni", repo},
-			{b.Gnmic, ".", filepath.Join(repo, "tools", "gnmic")},
+		for _, c := range []struct{ out, pkg string }{
+			{b.Isthmusd, "./cmd/isthmusd"},
+			{b.CNI, "./cmd/isthmus-cni"},
 		} {
 			cmd := exec.Command("go", "build", "-o", c.out, c.pkg)
-			cmd.Dir = c.dir
+			cmd.Dir = repo
 			if out, err := cmd.CombinedOutput(); err != nil {
 				shared.binErr = fmt.Errorf("build %s: %w: %s", c.pkg, err, out)
 				return
 			}
 		}
+		// gnmic from its cache outside the clone, built there if missing.
+		out, err := exec.Command(filepath.Join(repo, "tools", "gnmic", "build.sh")).Output()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				err = fmt.Errorf("%w: %s", err, ee.Stderr)
+			}
+			shared.binErr = fmt.Errorf("build gnmic: %w", err)
+			return
+		}
+		b.Gnmic = strings.TrimSpace(string(out))
 		shared.bins = b
 	})
 	if shared.binErr != nil {
