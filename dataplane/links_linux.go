@@ -7,13 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,8 +114,8 @@ const ifacePeer = 1
 // thing that keeps them apart: an administrator, a network manager or a
 // script that sets every link up may set the bridge up too. So every port
 // (the anchor too) is isolated, which makes the kernel forward nothing
-// from one port to another, learns no address, and takes no flooded
-// unicast, multicast or broadcast frame (portIsolation); the bridge does
+// from one port to another, flooded frames included; it learns no
+// address and floods no unknown unicast (isolatePort); the bridge does
 // no multicast snooping, so it keeps no group of ports to send to either.
 // What the bridge's own stack would send (an ARP reply, for one) then
 // finds no port. VLAN filtering, which could drop every frame at the
@@ -129,20 +126,6 @@ const (
 	headroomBridge = "isthmus-hr"
 	headroomAnchor = "isthmus-hr-vx"
 )
-
-// portIsolation is the bridge-port settings (IFLA_BRPORT_*) of every port
-// of the headroom bridge: true for isolated, false for learning and for
-// every kind of flooding.
-var portIsolation = []struct {
-	attr int
-	on   bool
-}{
-	{nl.IFLA_BRPORT_ISOLATED, true},
-	{nl.IFLA_BRPORT_LEARNING, false},
-	{nl.IFLA_BRPORT_UNICAST_FLOOD, false},
-	{nl.IFLA_BRPORT_MCAST_FLOOD, false},
-	{nl.IFLA_BRPORT_BCAST_FLOOD, false},
-}
 
 // bridgeIsolation reports whether br is set up as bridgeSettings makes it.
 func bridgeIsolation(br *netlink.Bridge) bool {
@@ -176,7 +159,7 @@ func (d *Dataplane) lendHeadroom(lnk netlink.Link) error {
 		return nil // someone else's port: not ours to move
 	}
 	// Also on a port lent before: a port of an older loader may lack them.
-	if err := d.isolatePort(lnk.Attrs().Index); err != nil {
+	if err := d.isolatePort(lnk); err != nil {
 		return fmt.Errorf("lend headroom to %s: %w", lnk.Attrs().Name, err)
 	}
 	return nil
@@ -238,62 +221,28 @@ func (d *Dataplane) headroomBridge() (netlink.Link, error) {
 		older = true
 	}
 	if older {
-		if err := d.isolatePort(anchor.Attrs().Index); err != nil {
+		if err := d.isolatePort(anchor); err != nil {
 			return nil, fmt.Errorf("add %s to %s: %w", headroomAnchor, headroomBridge, err)
 		}
 	}
 	return br, nil
 }
 
-// isolatePort gives the headroom bridge's port ifindex the settings of
-// portIsolation, in one request. The netlink package names only some of
-// them, so the request is built here and sent from the namespace of d.udp
-// (the one d.nl talks to; the calling thread may be in another).
-func (d *Dataplane) isolatePort(ifindex int) error {
-	ns, err := socketNetns(d.udp)
-	if err != nil {
-		return err
+// isolatePort makes lnk an isolated port of the headroom bridge: the
+// kernel forwards nothing between isolated ports, and every port is one
+// (flooded frames too); it also learns no address and takes no unknown
+// unicast.
+func (d *Dataplane) isolatePort(lnk netlink.Link) error {
+	if err := d.nl.LinkSetIsolated(lnk, true); err != nil {
+		return fmt.Errorf("isolate bridge port %s: %w", lnk.Attrs().Name, err)
 	}
-	defer ns.Close()
-	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("open netlink: %w", err)
+	if err := d.nl.LinkSetLearning(lnk, false); err != nil {
+		return fmt.Errorf("turn learning off on bridge port %s: %w", lnk.Attrs().Name, err)
 	}
-	defer s.Close()
-	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
-	msg := nl.NewIfInfomsg(unix.AF_BRIDGE)
-	msg.Index = int32(ifindex)
-	req.AddData(msg)
-	info := nl.NewRtAttr(unix.IFLA_PROTINFO|unix.NLA_F_NESTED, nil)
-	for _, p := range portIsolation {
-		v := byte(0)
-		if p.on {
-			v = 1
-		}
-		info.AddRtAttr(p.attr, []byte{v})
-	}
-	req.AddData(info)
-	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
-		return fmt.Errorf("isolate bridge port %d: %w", ifindex, err)
+	if err := d.nl.LinkSetFlood(lnk, false); err != nil {
+		return fmt.Errorf("turn flooding off on bridge port %s: %w", lnk.Attrs().Name, err)
 	}
 	return nil
-}
-
-// socketNetns opens the network namespace of the socket c (SIOCGSKNS).
-func socketNetns(c syscall.Conn) (netns.NsHandle, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return netns.None(), fmt.Errorf("find the network namespace: %w", err)
-	}
-	fd, ioErr := -1, error(nil)
-	if err := rc.Control(func(s uintptr) { fd, ioErr = unix.IoctlRetInt(int(s), unix.SIOCGSKNS) }); err != nil {
-		return netns.None(), fmt.Errorf("find the network namespace: %w", err)
-	}
-	if ioErr != nil {
-		return netns.None(), fmt.Errorf("find the network namespace: %w", ioErr)
-	}
-	return netns.NsHandle(fd), nil
 }
 
 // returnHeadroom takes the interface out of the headroom bridge, so that
