@@ -73,6 +73,10 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	if (skb->gso_size || bpf_skb_load_bytes(skb, l3, ip, sizeof(*ip)) || ip->ihl_version != 0x45 ||
 	    (ip->frag_off & bpf_htons(0x3fff)))
 		return -1;
+	/* A packet a service translated is answered as the client sent it:
+	 * from the service's address and port, quoting them (policy_note
+	 * noted them before the translation). */
+	int translated = x->pp.noted && x->pp.daddr != ip->daddr;
 	__builtin_memset(x->quote, 0, sizeof(x->quote));
 	__u32 have = bpf_ntohs(ip->tot_len);
 	if (have > skb->len - l3)
@@ -80,8 +84,7 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	if (have >= 28) {
 		if (bpf_skb_load_bytes(skb, l3, x->quote, 28))
 			return -1;
-		if (x->pp.noted && x->pp.daddr != ip->daddr &&
-		    (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP))
+		if (translated && (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP))
 			*(__u16 *)(x->quote + 22) = x->pp.dport;
 	} else if (bpf_skb_load_bytes(skb, l3, x->quote, 20)) {
 		return -1;
@@ -112,11 +115,7 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	rip->protocol = tcp ? IPPROTO_TCP : IPPROTO_ICMP;
 	rip->saddr = ip->daddr;
 	rip->daddr = ip->saddr;
-	/* A packet a service translated is answered as the client sent it:
-	 * from the service's address and port, quoting them (policy_note
-	 * noted them before the translation; the quote's ports are rewritten
-	 * where it is read). */
-	if (x->pp.noted && x->pp.daddr != ip->daddr) {
+	if (translated) { /* the quote's port was set where it was read */
 		rip->saddr = x->pp.daddr;
 		*(__u32 *)(x->quote + 16) = x->pp.daddr;
 		*(__u16 *)(x->quote + 10) = 0;
@@ -131,7 +130,7 @@ static __noinline int pol_reject(struct __sk_buff *skb, struct pol_work *x, __u3
 	if (tcp) {
 		struct pol_tcphdr *rt = &x->rt;
 		__builtin_memset(rt, 0, sizeof(*rt));
-		rt->source = rip->saddr != ip->daddr ? x->pp.dport : x->th.dest;
+		rt->source = translated ? x->pp.dport : x->th.dest;
 		rt->dest = x->th.source;
 		rt->doff = 5 << 4;
 		if (x->th.flags & 0x10) { /* ACK: the reset takes its number */
