@@ -92,14 +92,8 @@ func TestPolicyRejectExact(t *testing.T) {
 	if ret != tcRedirect {
 		t.Fatalf("rejected syn: return %d, want redirect (the reset back to pod1)", ret)
 	}
-	rst := make([]byte, 20)
-	binary.BigEndian.PutUint16(rst[0:], 22)
-	binary.BigEndian.PutUint16(rst[2:], 40000)
-	binary.BigEndian.PutUint32(rst[8:], 1001) // the SYN's sequence + 1
-	rst[12] = 5 << 4
-	rst[13] = 0x14 // RST, ACK
-	binary.BigEndian.PutUint16(rst[16:], l4sum(pod2Addr, pod1Addr, 6, rst))
-	assertBytes(t, "reset", out, eth(pod1PeerMAC, loMAC, 0x0800, ip4{src: pod2Addr, dst: pod1Addr, proto: 6, ttl: 64}.packet(rst)))
+	// 1001: the SYN's sequence + 1.
+	assertBytes(t, "reset", out, eth(pod1PeerMAC, loMAC, 0x0800, rejectReset(pod2Addr, pod1Addr, 22, 40000, 1001)))
 
 	// A segment with ACK gets a reset numbered with its acknowledgement.
 	ack := tcpPkt(pod1Addr, 40001, pod2Addr, 22, 0x10, 64, []byte("data"))

@@ -253,14 +253,8 @@ func TestPolicyRejectThroughService(t *testing.T) {
 	if ret != tcRedirect {
 		t.Fatalf("syn: return %d, want the reset redirected back", ret)
 	}
-	rst := make([]byte, 20)
-	binary.BigEndian.PutUint16(rst[0:], 80)
-	binary.BigEndian.PutUint16(rst[2:], 40000)
-	binary.BigEndian.PutUint32(rst[8:], 1001) // the SYN's sequence + 1
-	rst[12] = 5 << 4
-	rst[13] = 0x14 // RST, ACK
-	binary.BigEndian.PutUint16(rst[16:], l4sum(vipAddr, pod1Addr, 6, rst))
-	assertBytes(t, "reset", out, eth(pod1PeerMAC, loMAC, 0x0800, ip4{src: vipAddr, dst: pod1Addr, proto: 6, ttl: 64}.packet(rst)))
+	// 1001: the SYN's sequence + 1.
+	assertBytes(t, "reset", out, eth(pod1PeerMAC, loMAC, 0x0800, rejectReset(vipAddr, pod1Addr, 80, 40000, 1001)))
 
 	must(t, e.d.SetPolicy(PolicyConfig{Interfaces: map[int]InterfacePolicy{e.pod2: {Ingress: &Attachment{Default: PolicyReject, DefaultReject: RejectICMP}}}}))
 	syn = tcpPkt(pod1Addr, 40001, vipAddr, 80, tcpSYN, 64, nil)
@@ -269,9 +263,7 @@ func TestPolicyRejectThroughService(t *testing.T) {
 		t.Fatalf("syn, rejected with icmp: return %d, want the error redirected back", ret)
 	}
 	// The quote: the client's header and first 8 bytes as sent.
-	msg := cat([]byte{3, 13, 0, 0, 0, 0, 0, 0}, syn[:28])
-	binary.BigEndian.PutUint16(msg[2:], csum(msg))
-	assertBytes(t, "icmp unreachable", out, eth(pod1PeerMAC, loMAC, 0x0800, ip4{src: vipAddr, dst: pod1Addr, proto: 1, ttl: 64}.packet(msg)))
+	assertBytes(t, "icmp unreachable", out, eth(pod1PeerMAC, loMAC, 0x0800, rejectUnreachable(vipAddr, pod1Addr, syn)))
 }
 
 // TestPolicyRejectThroughServiceFromTunnel: the same for a client across

@@ -31,25 +31,6 @@ func TestPolicyRejectOverTunnelExact(t *testing.T) {
 	over := func(from netip.Addr, inner []byte) []byte {
 		return underlayFrame(from, 6635, lse(1000, true, 63), inner)
 	}
-	// The answer's inner packet, the way pol_reject builds it.
-	answerTo := func(src, dst netip.Addr, proto uint8, l4 []byte) []byte {
-		return ip4{src: src, dst: dst, proto: proto, ttl: 64}.packet(l4)
-	}
-	resetFor := func(src, dst netip.Addr, sport, dport uint16, ack uint32) []byte {
-		rst := make([]byte, 20)
-		binary.BigEndian.PutUint16(rst[0:], sport)
-		binary.BigEndian.PutUint16(rst[2:], dport)
-		binary.BigEndian.PutUint32(rst[8:], ack)
-		rst[12] = 5 << 4
-		rst[13] = 0x14 // RST, ACK
-		binary.BigEndian.PutUint16(rst[16:], l4sum(src, dst, 6, rst))
-		return answerTo(src, dst, 6, rst)
-	}
-	unreachableFor := func(src, dst netip.Addr, delivered []byte) []byte {
-		msg := cat([]byte{3, 13, 0, 0, 0, 0, 0, 0}, delivered[:28])
-		binary.BigEndian.PutUint16(msg[2:], csum(msg))
-		return answerTo(src, dst, 1, msg)
-	}
 	overUDP := func(inner []byte) []byte {
 		h := append([]byte(nil), inner[:24]...)
 		if h[9] == 1 {
@@ -68,7 +49,7 @@ func TestPolicyRejectOverTunnelExact(t *testing.T) {
 	if ret != tcRedirect {
 		t.Fatalf("rejected syn from the tunnel: return %d, want redirect (the reset)", ret)
 	}
-	assertBytes(t, "reset over mpls/udp", out, overUDP(resetFor(pod2Addr, farAddr, 22, 42000, 1001)))
+	assertBytes(t, "reset over mpls/udp", out, overUDP(rejectReset(pod2Addr, farAddr, 22, 42000, 1001)))
 
 	// UDP: ICMP unreachable quoting the datagram as it was to be
 	// delivered (TTL already decremented).
@@ -77,7 +58,7 @@ func TestPolicyRejectOverTunnelExact(t *testing.T) {
 	if ret != tcRedirect {
 		t.Fatalf("rejected udp from the tunnel: return %d, want redirect", ret)
 	}
-	assertBytes(t, "icmp unreachable over mpls/udp", out, overUDP(unreachableFor(pod2Addr, farAddr, withTTL(dgram, 63))))
+	assertBytes(t, "icmp unreachable over mpls/udp", out, overUDP(rejectUnreachable(pod2Addr, farAddr, withTTL(dgram, 63))))
 
 	// TCP rejected with ICMP, as the entry says.
 	telnet := tcpPkt(farAddr, 42002, pod2Addr, 23, tcpSYN, 64, nil)
@@ -85,14 +66,14 @@ func TestPolicyRejectOverTunnelExact(t *testing.T) {
 	if ret != tcRedirect {
 		t.Fatalf("syn rejected with icmp: return %d, want redirect", ret)
 	}
-	assertBytes(t, "icmp for tcp over mpls/udp", out, overUDP(unreachableFor(pod2Addr, farAddr, withTTL(telnet, 63))))
+	assertBytes(t, "icmp for tcp over mpls/udp", out, overUDP(rejectUnreachable(pod2Addr, farAddr, withTTL(telnet, 63))))
 
 	// A later packet of the rejected flow is answered again (the verdict
 	// is in the flow table).
 	if ret, out = run(t, e.d.progs.UnderlayIngress, over(remote2, syn)); ret != tcRedirect {
 		t.Fatalf("second rejected syn: return %d, want redirect", ret)
 	}
-	assertBytes(t, "reset of the second syn", out, overUDP(resetFor(pod2Addr, farAddr, 22, 42000, 1001)))
+	assertBytes(t, "reset of the second syn", out, overUDP(rejectReset(pod2Addr, farAddr, 22, 42000, 1001)))
 
 	// The VRF's tunnel ingress rejects 10.3.0.9, which red routes over
 	// MPLSoMPLS (192.0.2.3, transport label 16001, VPN label 200).
@@ -102,7 +83,7 @@ func TestPolicyRejectOverTunnelExact(t *testing.T) {
 		t.Fatalf("syn the tunnel ingress rejects: return %d, want redirect", ret)
 	}
 	assertBytes(t, "reset over mpls/mpls", out,
-		eth(peer3MAC, underlayMAC, 0x8847, cat(lse(16001, false, 64), lse(200, true, 64), resetFor(pod2Addr, tunnelRejected, 80, 42003, 1001))))
+		eth(peer3MAC, underlayMAC, 0x8847, cat(lse(16001, false, 64), lse(200, true, 64), rejectReset(pod2Addr, tunnelRejected, 80, 42003, 1001))))
 	// Its neighbor 10.3.0.7 passes the tunnel and pod2 accepts port 80.
 	if ret, _ := run(t, e.d.progs.UnderlayIngress, over(remote3, tcpPkt(mplsSender, 42004, pod2Addr, 80, tcpSYN, 64, nil))); ret != tcRedirect {
 		t.Fatalf("accepted syn: return %d, want redirect", ret)
@@ -150,4 +131,27 @@ func TestPolicyRejectOverTunnelExact(t *testing.T) {
 	if ec.TxPackets != 1 {
 		t.Errorf("endpoint 192.0.2.3 sent %d packets, want 1 (the reset)", ec.TxPackets)
 	}
+}
+
+// rejectReset is the IPv4 packet pol_reject answers a TCP segment with: a
+// reset from src to dst, ports sport and dport, with ACK and the given
+// acknowledgement number.
+func rejectReset(src, dst netip.Addr, sport, dport uint16, ack uint32) []byte {
+	rst := make([]byte, 20)
+	binary.BigEndian.PutUint16(rst[0:], sport)
+	binary.BigEndian.PutUint16(rst[2:], dport)
+	binary.BigEndian.PutUint32(rst[8:], ack)
+	rst[12] = 5 << 4
+	rst[13] = 0x14 // RST, ACK
+	binary.BigEndian.PutUint16(rst[16:], l4sum(src, dst, 6, rst))
+	return ip4{src: src, dst: dst, proto: 6, ttl: 64}.packet(rst)
+}
+
+// rejectUnreachable is the ICMP destination unreachable (code 13) from src
+// to dst that pol_reject answers a packet with, quoting the first 28 bytes
+// of quoted.
+func rejectUnreachable(src, dst netip.Addr, quoted []byte) []byte {
+	msg := cat([]byte{3, 13, 0, 0, 0, 0, 0, 0}, quoted[:28])
+	binary.BigEndian.PutUint16(msg[2:], csum(msg))
+	return ip4{src: src, dst: dst, proto: 1, ttl: 64}.packet(msg)
 }
