@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -153,7 +152,11 @@ func TestConfirmedRollbackKeepsLaterEntries(t *testing.T) {
 
 // TestConfirmedCommitGarbageIndependentOfVRFs: a confirmed Set of one
 // VRF and its rollback allocate about the same with many VRFs as with
-// ten: neither copies, encodes nor walks the untouched entries.
+// ten: neither copies, encodes nor walks the untouched entries. It takes
+// the least of 15 rounds: the process's other goroutines, and under
+// -race the sync.Pool that drops a share of what is put back, only add
+// to a round's count, while a copy that grows with the list would be in
+// every round.
 func TestConfirmedCommitGarbageIndependentOfVRFs(t *testing.T) {
 	const manyVRFs = 2000
 	perRound := func(n int) uint64 {
@@ -167,7 +170,7 @@ func TestConfirmedCommitGarbageIndependentOfVRFs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var sizes []uint64
-		for i := 0; i < 9; i++ {
+		for i := 0; i < 15; i++ {
 			req := &gpb.SetRequest{Update: []*gpb.Update{descrUpdate(t, fmt.Sprintf("v%d", i%n), fmt.Sprint(i))}}
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
@@ -180,11 +183,19 @@ func TestConfirmedCommitGarbageIndependentOfVRFs(t *testing.T) {
 			runtime.ReadMemStats(&after)
 			sizes = append(sizes, after.TotalAlloc-before.TotalAlloc)
 		}
-		sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
-		return sizes[len(sizes)/2]
+		return slices.Min(sizes)
 	}
 	small, large := perRound(10), perRound(manyVRFs)
-	if bound := small + 64<<10; large > bound {
+	// The ordinary lane holds the bound to 64 kB over the ten-VRF figure
+	// (without -race the two differ by 10-20 kB, bbolt's deeper tree).
+	// Under -race the least of 15 rounds still varies by 50-70 kB, so the
+	// race lane allows 256 kB: it is there for races, and before the
+	// fix the 2000-VRF round allocated 502 MB.
+	margin := uint64(64 << 10)
+	if raceDetector {
+		margin = 256 << 10
+	}
+	if bound := small + margin; large > bound {
 		t.Fatalf("a confirmed Set and its rollback allocate %d bytes with %d VRFs, %d with 10 (bound %d)", large, manyVRFs, small, bound)
 	}
 	t.Logf("a confirmed Set and its rollback allocate %d bytes with %d VRFs, %d with 10", large, manyVRFs, small)

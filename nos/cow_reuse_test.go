@@ -67,7 +67,15 @@ func TestSetGarbageIndependentOfVRFs(t *testing.T) {
 	small, large := perSet(10), perSet(manyVRFs)
 	for _, kind := range kinds {
 		// The bound leaves room for bbolt's deeper tree and for noise.
-		if bound := small[kind] + 32<<10; large[kind] > bound {
+		// Under -race the least of 15 Sets still varies by 30-60 kB
+		// (sync.Pool drops a share of what is put back), so the race lane
+		// allows more; the ordinary lane holds the bound that a copy of
+		// the map would cross.
+		margin := uint64(32 << 10)
+		if raceDetector {
+			margin = 128 << 10
+		}
+		if bound := small[kind] + margin; large[kind] > bound {
 			t.Errorf("a %s Set allocates %d bytes with %d VRFs, %d with 10 (bound %d)", kind, large[kind], manyVRFs, small[kind], bound)
 		} else {
 			t.Logf("a %s Set allocates %d bytes with %d VRFs, %d with 10", kind, large[kind], manyVRFs, small[kind])
