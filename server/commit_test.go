@@ -148,18 +148,25 @@ func TestCommitConfirmedGnmic(t *testing.T) {
 	}
 	g := newGnmic(t, e)
 
-	// Confirmed: kept after its deadline.
-	g.mustRun(t, nil, commitRequest("c1", "c1", 2*time.Second)...)
-	if got := description(e); got != "c1" {
-		t.Fatalf("after commit c1: description %q", got)
+	// Waiting: what may and may not happen while a commit waits (its
+	// rollback duration long enough for six gnmic runs on a loaded machine).
+	g.mustRun(t, nil, commitRequest("c0", "c0", time.Minute)...)
+	if got := description(e); got != "c0" {
+		t.Fatalf("after commit c0: description %q", got)
 	}
 	g.refused(t, adminUser, adminPass, "FailedPrecondition", "set", "--update-path", descr, "--update-value", "plain")
 	g.refused(t, adminUser, adminPass, "FailedPrecondition", commitRequest("c2", "c2", time.Minute)...)
-	g.refused(t, viewerUser, viewerPass, "PermissionDenied", commitAction("c1", "--commit-confirm")...)
+	g.refused(t, viewerUser, viewerPass, "PermissionDenied", commitAction("c0", "--commit-confirm")...)
 	g.refused(t, adminUser, adminPass, "InvalidArgument", commitAction("other", "--commit-confirm")...)
+	g.mustRun(t, nil, commitAction("c0", "--commit-confirm")...)
+	g.refused(t, adminUser, adminPass, "FailedPrecondition", commitAction("c0", "--commit-confirm")...)
+
+	// Confirmed: kept after its deadline.
+	const c1Rollback = 5 * time.Second // two gnmic runs, then past it
+	c1Sent := time.Now()
+	g.mustRun(t, nil, commitRequest("c1", "c1", c1Rollback)...)
 	g.mustRun(t, nil, commitAction("c1", "--commit-confirm")...)
-	g.refused(t, adminUser, adminPass, "FailedPrecondition", commitAction("c1", "--commit-confirm")...)
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(time.Until(c1Sent.Add(c1Rollback + 500*time.Millisecond)))
 	if got := description(e); got != "c1" {
 		t.Fatalf("confirmed commit c1 was rolled back: description %q", got)
 	}
@@ -176,7 +183,7 @@ func TestCommitConfirmedGnmic(t *testing.T) {
 	}
 	g.mustRun(t, nil, "set", "--encoding", "json_ietf",
 		"--update-path", descr, "--update-file", descrFile, "--update-path", vrfPath("blue"), "--update-file", blueFile,
-		"--commit-id", "c3", "--commit-request", "--rollback-duration", "3s")
+		"--commit-id", "c3", "--commit-request", "--rollback-duration", "8s")
 	if got := description(e); got != "c3" {
 		t.Fatalf("after commit c3: description %q", got)
 	}
@@ -217,8 +224,9 @@ func TestCommitConfirmedGnmic(t *testing.T) {
 	g.mustRun(t, nil, commitAction("c5", "", "--rollback-duration", "1s")...)
 	eventually(t, "rollback of c5 after its new duration", func() bool { return description(e) == "plain" })
 
-	// Restart in the middle: the timer resumes.
-	g.mustRun(t, nil, commitRequest("c6", "c6", 5*time.Second)...)
+	// Restart in the middle: the timer resumes (12 s: a restart and a
+	// gnmic run under the race detector on a loaded machine fit in it).
+	g.mustRun(t, nil, commitRequest("c6", "c6", 12*time.Second)...)
 	d.stop()
 	d.start(t)
 	e, g = d.env, newGnmic(t, d.env)
