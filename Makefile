@@ -18,7 +18,8 @@ TEST_TIMEOUT ?= 28m
 # The race lane: these packages' tests with -race, one package at a time
 # (-p 1): under the detector two of them side by side on 2 cores starved
 # the BGP tests' 30 s waits (-p 2: 227 s and a timeout; -p 1: 306 s, busy
-# machine); beside a main-lane package they pass. Their tests run there
+# machine). In make test's sides they run beside a main-lane package, and
+# at the end kube/... beside the rest: three runs passed that way. Their tests run there
 # only, the race detector's checks on top of every assertion, except nos's
 # (ALSO_MAIN), whose allocation bounds are tighter without the detector,
 # and RACE_SKIP.
