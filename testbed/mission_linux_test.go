@@ -2,7 +2,6 @@ package testbed
 
 import (
 	"context"
-	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -27,21 +26,12 @@ func buildBinaries(t *testing.T) Binaries {
 			t.Fatalf("build %s: %v: %s", c.pkg, err, out)
 		}
 	}
-	out, err := exec.Command("../tools/gnmic/build.sh").Output()
+	gnmic, err := CachedGnmic("..")
 	if err != nil {
-		t.Fatalf("build gnmic: %v: %s", err, stderrOf(err))
+		t.Fatal(err)
 	}
-	b.Gnmic = strings.TrimSpace(string(out))
+	b.Gnmic = gnmic
 	return b
-}
-
-// stderrOf is what a command that failed wrote to its standard error.
-func stderrOf(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return string(ee.Stderr)
-	}
-	return ""
 }
 
 // missionUp builds the mission topology with FRR on dcgw and configured

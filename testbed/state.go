@@ -1,11 +1,15 @@
 package testbed
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -138,4 +142,19 @@ func (s *stateStore) saveLocked() error {
 		return fmt.Errorf("write state: %w", err)
 	}
 	return nil
+}
+
+// CachedGnmic returns the pinned gnmic from its cache outside the clone
+// (tools/gnmic/build.sh under repo, which builds it there the first time);
+// a failed build's error carries what the script wrote to standard error.
+func CachedGnmic(repo string) (string, error) {
+	out, err := exec.Command(filepath.Join(repo, "tools", "gnmic", "build.sh")).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+		}
+		return "", fmt.Errorf("build gnmic: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }

@@ -2,7 +2,6 @@ package k8s
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -63,16 +62,12 @@ func buildBinaries(t *testing.T) testbed.Binaries {
 			}
 		}
 		// gnmic from its cache outside the clone, built there if missing.
-		out, err := exec.Command(filepath.Join(repo, "tools", "gnmic", "build.sh")).Output()
+		gnmic, err := testbed.CachedGnmic(repo)
 		if err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				err = fmt.Errorf("%w: %s", err, ee.Stderr)
-			}
-			shared.binErr = fmt.Errorf("build gnmic: %w", err)
+			shared.binErr = err
 			return
 		}
-		b.Gnmic = strings.TrimSpace(string(out))
+		b.Gnmic = gnmic
 		shared.bins = b
 	})
 	if shared.binErr != nil {
