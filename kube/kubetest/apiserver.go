@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -118,12 +119,11 @@ func tail(s string, n int) string {
 // FreePort returns a free TCP port on 127.0.0.1.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }
 
 // StartCluster starts etcd and kube-apiserver on loopback and waits until
@@ -159,9 +159,11 @@ type booted struct {
 	err   error
 }
 
-// stop stops b's processes and removes its directory.
+// stop stops b's processes, the API server before etcd (stopped the other
+// way, kube-apiserver takes its 10 s to give up on etcd), and removes the
+// directory.
 func (b *booted) stop() {
-	for _, p := range b.procs {
+	for _, p := range slices.Backward(b.procs) {
 		p.stop()
 	}
 	os.RemoveAll(b.dir)
