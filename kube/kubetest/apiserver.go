@@ -230,7 +230,7 @@ func (a *aheadCluster) start(etcdBin, apiBin string) {
 // boot starts etcd and kube-apiserver in a directory of their own and
 // waits until the API server is ready.
 func boot(etcdBin, apiBin string) *booted {
-	dir, err := os.MkdirTemp("", "kubetest-cluster-")
+	dir, err := os.MkdirTemp("", clusterDirPrefix())
 	if err != nil {
 		return &booted{err: err}
 	}
@@ -318,6 +318,10 @@ current-context: test
 	b.c = &Cluster{Config: rc, Kubeconfig: kubeconfig, Client: kc}
 	return b
 }
+
+// clusterDirPrefix starts the name of every cluster directory of this test
+// binary (its process id: test binaries of other packages run beside it).
+func clusterDirPrefix() string { return fmt.Sprintf("kubetest-cluster-%d-", os.Getpid()) }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1, holding each
 // until all are found.

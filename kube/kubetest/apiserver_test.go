@@ -15,7 +15,7 @@ import (
 // kube-apiserver stop with it; StopAhead stops the cluster no test took
 // and removes its directory.
 func TestClusterStartedAhead(t *testing.T) {
-	pattern := filepath.Join(os.TempDir(), "kubetest-cluster-*")
+	pattern := filepath.Join(os.TempDir(), clusterDirPrefix()+"*")
 	before, _ := filepath.Glob(pattern)
 	StartAhead()
 	t.Cleanup(StopAhead)
